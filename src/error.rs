@@ -1,0 +1,228 @@
+//! The one error type of a request, and the one place it becomes a response
+//! (SPEC §8). The variant decides status and code; its source (caller or
+//! upstream) decides 4xx or 5xx. Messages are fixed text: they never echo a
+//! token, a header value or a path, so nothing a caller sends is reflected.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+
+use crate::auth::AuthError;
+use crate::gateway::body::{full, Body};
+
+/// Why a request was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// 400: malformed input where credgate must read it.
+    #[error("{0}")]
+    BadRequest(&'static str),
+    /// 400: several permitted credentials and none named.
+    #[error("several credentials are permitted; name one with X-Paragon-Credential")]
+    CredentialRequired { candidates: Vec<String> },
+    /// 401.
+    #[error(transparent)]
+    Unauthenticated(#[from] AuthError),
+    /// 403: the named credential is not permitted (or not the user's, or of
+    /// another integration, or unknown: one answer for all of them).
+    #[error("the requested credential is not permitted for this caller")]
+    CredentialForbidden,
+    /// 403: nothing permitted for the integration.
+    #[error("no permitted credential for this request")]
+    NoPermittedCredential,
+    /// 403: product or operation not allowed for this caller.
+    #[error("{0}")]
+    OperationForbidden(&'static str),
+    /// 403: full URL in a Proxy API path to a host not allowed.
+    #[error("the Proxy API path names a host that is not allowed")]
+    UpstreamHostForbidden,
+    /// 404.
+    #[error("no such route")]
+    RouteNotFound,
+    /// 404.
+    #[error("unknown project")]
+    UnknownProject,
+    /// 413.
+    #[error("request body is larger than server.max_body_bytes")]
+    BodyTooLarge,
+    /// 502: connect refused, reset, TLS failure, or a response credgate had
+    /// to read and could not.
+    #[error("Paragon could not be reached")]
+    UpstreamUnavailable(#[source] UpstreamFailure),
+    /// 503: the user's credential list cannot be loaded.
+    #[error("the credential list for this user is unavailable")]
+    CredentialsUnavailable(#[source] crate::paragon::directory::LoadError),
+    /// 503: a dependency other than Paragon is unavailable (the cluster
+    /// store in strict or degraded mode).
+    #[error("{0}")]
+    Unavailable(&'static str),
+    /// 504: no response headers within `server.upstream_timeout`.
+    #[error("Paragon did not answer in time")]
+    UpstreamTimeout,
+}
+
+/// What went wrong talking to Paragon (kept as the 502's source for logs).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamFailure {
+    #[error("request to Paragon failed: {0}")]
+    Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("Paragon's response could not be read: {0}")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("Paragon's response could not be filtered: {0}")]
+    Unfilterable(&'static str),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::BadRequest(_) | GatewayError::CredentialRequired { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            GatewayError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::CredentialForbidden
+            | GatewayError::NoPermittedCredential
+            | GatewayError::OperationForbidden(_)
+            | GatewayError::UpstreamHostForbidden => StatusCode::FORBIDDEN,
+            GatewayError::RouteNotFound | GatewayError::UnknownProject => StatusCode::NOT_FOUND,
+            GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::CredentialsUnavailable(_) | GatewayError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The stable `code` of the JSON error body (SPEC §8).
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::CredentialRequired { .. } => "credential_required",
+            GatewayError::Unauthenticated(_) => "unauthenticated",
+            GatewayError::CredentialForbidden => "credential_forbidden",
+            GatewayError::NoPermittedCredential => "no_permitted_credential",
+            GatewayError::OperationForbidden(_) => "operation_forbidden",
+            GatewayError::UpstreamHostForbidden => "upstream_host_forbidden",
+            GatewayError::RouteNotFound => "route_not_found",
+            GatewayError::UnknownProject => "unknown_project",
+            GatewayError::BodyTooLarge => "body_too_large",
+            GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
+            GatewayError::CredentialsUnavailable(_) => "credentials_unavailable",
+            GatewayError::Unavailable(_) => "unavailable",
+            GatewayError::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    /// Whether the caller caused it (a refusal) rather than a failure.
+    pub fn is_refusal(&self) -> bool {
+        self.status().is_client_error()
+    }
+
+    /// Renders the JSON error response. `request_id` is a value credgate
+    /// generated or validated as a safe token.
+    pub fn into_response(self, request_id: &str) -> Response<Body> {
+        let status = self.status();
+        let message = match &self {
+            // The auth error's text says what was wrong, never the token.
+            GatewayError::Unauthenticated(e) => e.to_string(),
+            other => other.to_string(),
+        };
+        let mut body = serde_json::json!({
+            "message": message,
+            "code": self.code(),
+            "requestId": request_id,
+        });
+        if let GatewayError::CredentialRequired { candidates } = &self {
+            body["candidates"] = serde_json::json!(candidates);
+        }
+        let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+        let mut resp = Response::new(full(bytes));
+        *resp.status_mut() = status;
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+        }
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            resp.headers_mut().insert(crate::gateway::headers::X_REQUEST_ID, v);
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn all() -> Vec<GatewayError> {
+        vec![
+            GatewayError::BadRequest("x"),
+            GatewayError::CredentialRequired {
+                candidates: vec!["a".into(), "b".into()],
+            },
+            GatewayError::Unauthenticated(AuthError::Missing),
+            GatewayError::CredentialForbidden,
+            GatewayError::NoPermittedCredential,
+            GatewayError::OperationForbidden("x"),
+            GatewayError::UpstreamHostForbidden,
+            GatewayError::RouteNotFound,
+            GatewayError::UnknownProject,
+            GatewayError::BodyTooLarge,
+            GatewayError::UpstreamUnavailable(UpstreamFailure::Unfilterable("x")),
+            GatewayError::CredentialsUnavailable(crate::paragon::directory::LoadError::NotAuthenticated),
+            GatewayError::UpstreamTimeout,
+        ]
+    }
+
+    /// The table of SPEC §8, row by row.
+    #[test]
+    fn status_and_code_follow_the_spec_table() {
+        let got: Vec<(u16, &str)> = all().iter().map(|e| (e.status().as_u16(), e.code())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (400, "bad_request"),
+                (400, "credential_required"),
+                (401, "unauthenticated"),
+                (403, "credential_forbidden"),
+                (403, "no_permitted_credential"),
+                (403, "operation_forbidden"),
+                (403, "upstream_host_forbidden"),
+                (404, "route_not_found"),
+                (404, "unknown_project"),
+                (413, "body_too_large"),
+                (502, "upstream_unavailable"),
+                (503, "credentials_unavailable"),
+                (504, "upstream_timeout"),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn response_is_json_with_message_code_request_id_and_candidates() {
+        let resp = GatewayError::CredentialRequired {
+            candidates: vec!["c1".into(), "c2".into()],
+        }
+        .into_response("req-1");
+        assert_eq!(resp.status(), 400);
+        assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(resp.headers()["x-request-id"], "req-1");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["code"], "credential_required");
+        assert_eq!(v["requestId"], "req-1");
+        assert_eq!(v["candidates"], serde_json::json!(["c1", "c2"]));
+        assert!(v["message"].as_str().unwrap().contains("X-Paragon-Credential"));
+    }
+
+    #[test]
+    fn unauthenticated_carries_www_authenticate() {
+        let resp = GatewayError::Unauthenticated(AuthError::Expired).into_response("r");
+        assert_eq!(resp.headers()[WWW_AUTHENTICATE], "Bearer error=\"invalid_token\"");
+        let other = GatewayError::CredentialForbidden.into_response("r");
+        assert!(other.headers().get(WWW_AUTHENTICATE).is_none());
+    }
+}

@@ -1,0 +1,317 @@
+//! Header hygiene as pure functions over `HeaderMap` (SPEC §7, §8).
+//!
+//! * Credential inputs are read in every spelling a backend might fold
+//!   together (`X-Paragon-Credential`, `x_paragon_credential`, ...): some
+//!   stacks (CGI, nginx with `underscores_in_headers`, WSGI) turn `_` into
+//!   `-`, so a spelling credgate ignored could still reach Paragon as the
+//!   real header. All of them count, and all are removed before forwarding.
+//! * Hop-by-hop fields (RFC 9110 §7.6.1) and every field the `Connection`
+//!   header names are dropped both ways, so a client cannot ask credgate to
+//!   strip a header after it was checked, or to smuggle one past it.
+//! * `Forwarded` / `X-Forwarded-*` are only kept from trusted proxies
+//!   (spoofed client addresses poison upstream logs and rate limits).
+
+use std::net::IpAddr;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+pub const X_PARAGON_CREDENTIAL: &str = "x-paragon-credential";
+pub const X_PARAGON_CONFIGURATION_ID: &str = "x-paragon-configuration-id";
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// RFC 9110 §7.6.1 plus the de-facto ones (`Keep-Alive`, `Proxy-Connection`)
+/// and HTTP/2's `HTTP2-Settings` (RFC 7540 §3.2.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+];
+
+/// Fields removed from every forwarded request: method overrides (a `GET`
+/// that some frameworks would run as `DELETE`, bypassing the route table)
+/// and Paragon's internal persona metadata header.
+const ALWAYS_REMOVED: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-paragon-user-metadata",
+];
+
+/// Whether `name` is a spelling of `canonical` (lowercase, `-`-separated):
+/// any case, `_` in place of `-`.
+pub fn spelled_as(name: &str, canonical: &str) -> bool {
+    name.len() == canonical.len()
+        && name
+            .bytes()
+            .zip(canonical.bytes())
+            .all(|(a, c)| a.to_ascii_lowercase() == c || (a == b'_' && c == b'-'))
+}
+
+fn has_prefix_spelling(name: &str, canonical_prefix: &str) -> bool {
+    name.len() >= canonical_prefix.len() && spelled_as(&name[..canonical_prefix.len()], canonical_prefix)
+}
+
+/// A single-valued input header read in every spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Single<'a> {
+    Absent,
+    One(&'a str),
+}
+
+/// Why a single-valued header was refused (400 `bad_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SingleError {
+    /// Sent more than once (repeated, differently spelled, or comma-joined),
+    /// even when the values agree.
+    Repeated,
+    /// Empty or not visible ASCII.
+    Malformed,
+}
+
+/// Reads `canonical` in every spelling; exactly one value is allowed.
+pub fn single_value<'a>(headers: &'a HeaderMap, canonical: &str) -> Result<Single<'a>, SingleError> {
+    let mut found = Single::Absent;
+    for (name, value) in headers {
+        if !spelled_as(name.as_str(), canonical) {
+            continue;
+        }
+        if found != Single::Absent {
+            return Err(SingleError::Repeated);
+        }
+        let text = value.to_str().map_err(|_| SingleError::Malformed)?.trim();
+        if text.contains(',') {
+            return Err(SingleError::Repeated);
+        }
+        if text.is_empty() {
+            return Err(SingleError::Malformed);
+        }
+        found = Single::One(text);
+    }
+    Ok(found)
+}
+
+/// Removes every spelling of `canonical`.
+pub fn remove_spellings(headers: &mut HeaderMap, canonical: &str) {
+    remove_matching(headers, |n| spelled_as(n, canonical));
+}
+
+fn remove_matching(headers: &mut HeaderMap, pred: impl Fn(&str) -> bool) {
+    // Collect first: a HeaderMap cannot be mutated while iterated. The
+    // common case (nothing to remove) allocates nothing.
+    let doomed: Vec<HeaderName> = headers.keys().filter(|n| pred(n.as_str())).cloned().collect();
+    for name in doomed {
+        headers.remove(&name);
+    }
+}
+
+/// Drops hop-by-hop fields and every field the `Connection` header lists
+/// (RFC 9110 §7.6.1). Returns whether the client asked to close.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        // Framing is hyper's job on both sides; a listed Content-Length is
+        // dropped like any other (hyper re-derives it from the body).
+        headers.remove(&name);
+        // A listed name also takes its `_` spelling with it.
+        let canonical = name.as_str().to_string();
+        remove_matching(headers, |n| spelled_as(n, &canonical));
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// Removes method overrides and Paragon-internal headers.
+pub fn remove_always(headers: &mut HeaderMap) {
+    remove_matching(headers, |n| ALWAYS_REMOVED.iter().any(|c| spelled_as(n, c)));
+}
+
+/// Removes `Forwarded` and every `X-Forwarded-*` spelling.
+pub fn remove_forwarded(headers: &mut HeaderMap) {
+    remove_matching(headers, |n| {
+        spelled_as(n, "forwarded") || has_prefix_spelling(n, "x-forwarded-")
+    });
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host` (after [`remove_forwarded`] for
+/// untrusted clients). From a trusted proxy the client address is appended
+/// to its `X-Forwarded-For`, and its `-Proto`/`-Host` are kept.
+pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str, host: Option<&HeaderValue>) {
+    let client = match client {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(client),
+        v4 => v4,
+    };
+    let ip_text = client.to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip_text}"),
+        _ => ip_text,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+    if !headers.contains_key(&X_FORWARDED_HOST) {
+        if let Some(h) = host {
+            headers.insert(X_FORWARDED_HOST, h.clone());
+        }
+    }
+}
+
+/// Longest caller-supplied `X-Request-Id` kept.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A caller's `X-Request-Id`, if it is a safe token (letters, digits,
+/// `-_.:`; at most 128 characters). Anything else could inject into logs.
+pub fn safe_request_id(headers: &HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all(&X_REQUEST_ID).iter();
+    let v = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let s = v.to_str().ok()?;
+    (!s.is_empty()
+        && s.len() <= MAX_REQUEST_ID_LEN
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')))
+    .then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn spellings_match_case_and_underscore() {
+        for n in ["x-paragon-credential", "X-Paragon-Credential", "x_paragon_credential", "X_PARAGON-CREDENTIAL"] {
+            assert!(spelled_as(n, X_PARAGON_CREDENTIAL), "{n}");
+        }
+        for n in ["x-paragon-credentials", "x-paragon-credentia", "xparagoncredential", "x.paragon.credential"] {
+            assert!(!spelled_as(n, X_PARAGON_CREDENTIAL), "{n}");
+        }
+    }
+
+    #[test]
+    fn single_value_counts_every_spelling_and_comma() {
+        let one = map(&[("x-paragon-credential", "abc")]);
+        assert_eq!(single_value(&one, X_PARAGON_CREDENTIAL), Ok(Single::One("abc")));
+        let none = map(&[("x-other", "1")]);
+        assert_eq!(single_value(&none, X_PARAGON_CREDENTIAL), Ok(Single::Absent));
+        for bad in [
+            map(&[("x-paragon-credential", "a"), ("x-paragon-credential", "a")]),
+            map(&[("x-paragon-credential", "a"), ("x_paragon_credential", "a")]),
+            map(&[("x-paragon-credential", "a,b")]),
+            map(&[("x-paragon-credential", "a, a")]),
+        ] {
+            assert_eq!(single_value(&bad, X_PARAGON_CREDENTIAL), Err(SingleError::Repeated));
+        }
+        let mut empty = HeaderMap::new();
+        empty.insert("x-paragon-credential", HeaderValue::from_static(""));
+        assert_eq!(single_value(&empty, X_PARAGON_CREDENTIAL), Err(SingleError::Malformed));
+        let mut binary = HeaderMap::new();
+        binary.insert("x-paragon-credential", HeaderValue::from_bytes(b"\xffabc").unwrap());
+        assert_eq!(single_value(&binary, X_PARAGON_CREDENTIAL), Err(SingleError::Malformed));
+    }
+
+    #[test]
+    fn remove_spellings_removes_all() {
+        let mut h = map(&[
+            ("x-paragon-credential", "a"),
+            ("x_paragon_credential", "b"),
+            ("x-paragon-credential", "c"),
+            ("x-keep", "1"),
+        ]);
+        remove_spellings(&mut h, X_PARAGON_CREDENTIAL);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_fields_go() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Forwarded-For, x-paragon-credential"),
+            ("connection", "x-custom"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("proxy-connection", "keep-alive"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-paragon-credential", "a"),
+            ("x_paragon_credential", "b"),
+            ("x-custom", "1"),
+            ("content-type", "application/json"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["content-type"]);
+    }
+
+    #[test]
+    fn forwarded_headers_are_replaced_for_untrusted_and_extended_for_trusted() {
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x_forwarded_host", "evil"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-proto", "http"),
+        ]);
+        remove_forwarded(&mut h);
+        assert!(h.is_empty());
+        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), "https", Some(&HeaderValue::from_static("gw.example")));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "gw.example");
+
+        let mut trusted = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "https")]);
+        set_forwarded(&mut trusted, "::ffff:10.0.0.2".parse().unwrap(), "http", None);
+        assert_eq!(trusted["x-forwarded-for"], "1.1.1.1, 10.0.0.2");
+        assert_eq!(trusted["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn method_overrides_and_persona_metadata_are_removed() {
+        let mut h = map(&[
+            ("x-http-method-override", "DELETE"),
+            ("X_HTTP_METHOD", "DELETE"),
+            ("x-paragon-user-metadata", "{}"),
+            ("accept", "*/*"),
+        ]);
+        remove_always(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn request_ids_are_kept_only_when_safe() {
+        assert_eq!(safe_request_id(&map(&[("x-request-id", "abc-123_x.y:z")])), Some("abc-123_x.y:z"));
+        assert_eq!(safe_request_id(&map(&[("x-request-id", "a b")])), None);
+        assert_eq!(safe_request_id(&map(&[("x-request-id", "a\"b")])), None);
+        assert_eq!(safe_request_id(&map(&[("x-request-id", &"a".repeat(129))])), None);
+        assert_eq!(safe_request_id(&map(&[("x-request-id", "a"), ("x-request-id", "b")])), None);
+        assert_eq!(safe_request_id(&HeaderMap::new()), None);
+    }
+}

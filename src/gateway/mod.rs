@@ -1,0 +1,6 @@
+//! The request pipeline.
+
+pub mod body;
+pub mod headers;
+pub mod path;
+pub mod upstream;

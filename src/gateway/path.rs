@@ -1,0 +1,437 @@
+//! Path hygiene (SPEC §8) and the Proxy API's full-URL form (SPEC §7).
+//!
+//! credgate decides on the path it sees; Paragon (and anything between)
+//! may normalize it differently. Path-confusion attacks (CVE-2021-41270
+//! Traefik, oauth2-proxy's `//` and `%2F` advisories, Envoy's
+//! `%2F`/`%5C` handling) live in that gap, so every form that a normalizer
+//! could rewrite is refused with 400 instead of guessed: empty segments,
+//! dot segments, encoded `/ . \ NUL`, raw `\` and control characters. The
+//! check runs on the raw path and again on the path percent-decoded once,
+//! which catches double encoding (`%252F`).
+//!
+//! One exception: the Proxy API lets a caller put a full URL where the
+//! provider path goes (`.../sdk/proxy/googledrive/https://sheets.googleapis.com/v4/x`).
+//! The `//` after its scheme is allowed; its host must be in
+//! `policy.proxy_url_hosts` (checked later, [`full_url_host`]); the rest of
+//! it obeys every rule above.
+
+use std::borrow::Cow;
+
+/// Why a path was refused (the message of the 400).
+pub type PathError = &'static str;
+
+/// Checks a raw request path (no query). `Ok` means it is in normal form.
+pub fn check(path: &str) -> Result<(), PathError> {
+    if !path.starts_with('/') {
+        return Err("the path must start with /");
+    }
+    match proxy_rest_offset(path).and_then(|at| url_form(&path[at..]).map(|f| (at, f))) {
+        None => check_both(path.as_bytes()),
+        Some((at, form)) => {
+            // The prefix up to and including the `/` before `{rest}`.
+            check_both(&path.as_bytes()[..at])?;
+            let rest = &path[at..];
+            check_escapes_and_chars(rest[..form.scheme_end].as_bytes())?;
+            // What follows the scheme and its separators, as if it were a path.
+            let mut tail = Vec::with_capacity(rest.len() - form.authority_start + 1);
+            tail.push(b'/');
+            tail.extend_from_slice(&rest.as_bytes()[form.authority_start..]);
+            check_both(&tail)
+        }
+    }
+}
+
+fn check_both(raw: &[u8]) -> Result<(), PathError> {
+    check_raw(raw, true)?;
+    match percent_decode(raw) {
+        Some(Cow::Owned(decoded)) => check_raw(&decoded, false),
+        Some(Cow::Borrowed(_)) => Ok(()),
+        None => Err("malformed percent-encoding in the path"),
+    }
+}
+
+/// The structural rules: no empty or dot segments, plus
+/// [`check_escapes_and_chars`].
+fn check_raw(p: &[u8], strict_escapes: bool) -> Result<(), PathError> {
+    if p.windows(2).any(|w| w == b"//") {
+        return Err("empty path segment (//)");
+    }
+    if p.split(|b| *b == b'/').any(|seg| seg == b"." || seg == b"..") {
+        return Err("dot segment in the path");
+    }
+    if strict_escapes {
+        check_escapes_and_chars(p)
+    } else {
+        check_decoded_chars(p)
+    }
+}
+
+/// Raw `\`, control characters, and `%2F %2E %5C %00` in any case.
+fn check_escapes_and_chars(p: &[u8]) -> Result<(), PathError> {
+    let mut i = 0;
+    while i < p.len() {
+        let b = p[i];
+        if b == b'\\' {
+            return Err("backslash in the path");
+        }
+        if b < 0x20 || b == 0x7f {
+            return Err("control character in the path");
+        }
+        if b == b'%' {
+            let (Some(h), Some(l)) = (p.get(i + 1).and_then(hex), p.get(i + 2).and_then(hex)) else {
+                return Err("malformed percent-encoding in the path");
+            };
+            if matches!(h << 4 | l, 0x2f | 0x2e | 0x5c | 0x00) {
+                return Err("encoded /, ., \\ or NUL in the path");
+            }
+            i += 3;
+            continue;
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// On the decoded path a `%` may be literal text (`100%25` → `100%`), so
+/// only well-formed escapes of the forbidden set count (double encoding).
+fn check_decoded_chars(p: &[u8]) -> Result<(), PathError> {
+    for (i, &b) in p.iter().enumerate() {
+        if b == b'\\' {
+            return Err("encoded backslash in the path");
+        }
+        if b < 0x20 || b == 0x7f {
+            return Err("encoded control character in the path");
+        }
+        if b == b'%' {
+            if let (Some(h), Some(l)) = (p.get(i + 1).and_then(hex), p.get(i + 2).and_then(hex)) {
+                if matches!(h << 4 | l, 0x2f | 0x2e | 0x5c | 0x00) {
+                    return Err("double-encoded /, ., \\ or NUL in the path");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn hex(b: &u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes `%XX` escapes once. `None` for a malformed escape; borrowed when
+/// there was nothing to decode.
+pub fn percent_decode(p: &[u8]) -> Option<Cow<'_, [u8]>> {
+    if !p.contains(&b'%') {
+        return Some(Cow::Borrowed(p));
+    }
+    let mut out = Vec::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        if p[i] == b'%' {
+            let h = p.get(i + 1).and_then(hex)?;
+            let l = p.get(i + 2).and_then(hex)?;
+            out.push(h << 4 | l);
+            i += 3;
+        } else {
+            out.push(p[i]);
+            i += 1;
+        }
+    }
+    Some(Cow::Owned(out))
+}
+
+/// If `path` is a Proxy API path, the byte offset where `{rest}` starts:
+/// `/projects/{p}/sdk/proxy/{integration}/` or `.../proxy/custom/{id}/`.
+fn proxy_rest_offset(path: &str) -> Option<usize> {
+    let mut segs = path[1..].splitn(6, '/');
+    if segs.next()? != "projects" {
+        return None;
+    }
+    let project = segs.next()?;
+    if project.is_empty() || segs.next()? != "sdk" || segs.next()? != "proxy" {
+        return None;
+    }
+    let integration = segs.next()?;
+    if integration.is_empty() {
+        return None;
+    }
+    let prefix_len = "/projects/".len() + project.len() + "/sdk/proxy/".len() + integration.len() + 1;
+    if integration == "custom" {
+        let after = path.get(prefix_len..)?;
+        let (id, _) = after.split_once('/')?;
+        if id.is_empty() {
+            return None;
+        }
+        return Some(prefix_len + id.len() + 1);
+    }
+    (path.len() >= prefix_len).then_some(prefix_len)
+}
+
+/// How a Proxy API `{rest}` is a full URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct UrlForm {
+    /// Byte offset in `{rest}` after the scheme's `:` (0 without a scheme).
+    scheme_end: usize,
+    /// Byte offset in `{rest}` after the scheme and the separator run
+    /// (`/`, `\`, `%5C`), where the authority begins.
+    authority_start: usize,
+}
+
+/// Whether `{rest}` is in full-URL form (SPEC §7): its first segment, raw or
+/// percent-decoded, any case, is a URL scheme `[a-z][a-z0-9+.-]*:`, or it
+/// starts with `//`, `\` or `%5C`.
+fn url_form(rest: &str) -> Option<UrlForm> {
+    let b = rest.as_bytes();
+    if b.starts_with(b"//") || b.starts_with(b"\\") || starts_with_ci(b, b"%5c") {
+        return Some(UrlForm {
+            scheme_end: 0,
+            authority_start: separator_run(b, 0),
+        });
+    }
+    let first_end = b.iter().position(|c| *c == b'/').unwrap_or(b.len());
+    let first = &b[..first_end];
+    let decoded = percent_decode(first)?;
+    let colon = scheme_len(&decoded)?;
+    // Where the scheme's `:` ends in the raw text: `:` or `%3A`.
+    let raw_colon_end = raw_offset_after(first, colon + 1)?;
+    Some(UrlForm {
+        scheme_end: raw_colon_end,
+        authority_start: separator_run(b, raw_colon_end),
+    })
+}
+
+/// Length of a leading URL scheme (before its `:`), if `s` starts with one.
+fn scheme_len(s: &[u8]) -> Option<usize> {
+    let colon = s.iter().position(|c| *c == b':')?;
+    let scheme = &s[..colon];
+    let first = *scheme.first()?;
+    if !first.is_ascii_alphabetic() {
+        return None;
+    }
+    scheme
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-'))
+        .then_some(colon)
+}
+
+/// The raw byte offset just after `n` decoded bytes of `raw`.
+fn raw_offset_after(raw: &[u8], n: usize) -> Option<usize> {
+    let (mut i, mut count) = (0, 0);
+    while count < n {
+        if *raw.get(i)? == b'%' {
+            i += 3;
+        } else {
+            i += 1;
+        }
+        count += 1;
+    }
+    Some(i.min(raw.len()))
+}
+
+fn starts_with_ci(b: &[u8], prefix: &[u8]) -> bool {
+    b.len() >= prefix.len() && b[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// Skips `/`, `\` and `%5C` starting at `i`.
+fn separator_run(b: &[u8], mut i: usize) -> usize {
+    loop {
+        if i < b.len() && (b[i] == b'/' || b[i] == b'\\') {
+            i += 1;
+        } else if starts_with_ci(&b[i.min(b.len())..], b"%5c") {
+            i += 3;
+        } else {
+            return i;
+        }
+    }
+}
+
+/// The target of a Proxy API full URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FullUrl {
+    /// `{rest}` is an ordinary provider path.
+    NotAUrl,
+    /// A full URL to this host (lowercase) and port, if it names one.
+    Host { host: String, port: Option<u16> },
+    /// A full URL with no host we can name (`mailto:x`, unparseable):
+    /// never allowed.
+    NoHost,
+}
+
+/// Parses a Proxy API `{rest}` that is in full-URL form with a WHATWG URL
+/// parser (the `url` crate; Paragon runs on Node.js, whose `URL` follows the
+/// same standard), so that `https:/evil`, `https:evil`, `https:\\evil` and
+/// `//evil` all yield `evil` as the host, as they would for Paragon.
+pub fn full_url_host(rest: &str) -> FullUrl {
+    if url_form(rest).is_none() {
+        return FullUrl::NotAUrl;
+    }
+    let Some(decoded) = percent_decode(rest.as_bytes()) else {
+        return FullUrl::NoHost;
+    };
+    let Ok(text) = std::str::from_utf8(&decoded) else {
+        return FullUrl::NoHost;
+    };
+    // A scheme-relative `//host` (or `\\host`) resolves against an https base.
+    let base = url::Url::parse("https://base.invalid/").expect("static URL");
+    let parsed = if scheme_len(text.as_bytes()).is_some() {
+        url::Url::parse(text)
+    } else {
+        url::Url::options().base_url(Some(&base)).parse(text)
+    };
+    match parsed {
+        Ok(u) => match u.host_str() {
+            Some(h) if !h.is_empty() && h != "base.invalid" => FullUrl::Host {
+                host: h.trim_end_matches('.').to_ascii_lowercase(),
+                port: u.port(),
+            },
+            _ => FullUrl::NoHost,
+        },
+        Err(_) => FullUrl::NoHost,
+    }
+}
+
+/// Whether a full-URL target is in `policy.proxy_url_hosts` (entries are
+/// `host` for any port, or `host:port`).
+pub fn host_allowed(allowed: &[String], host: &str, port: Option<u16>) -> bool {
+    allowed.iter().any(|entry| match entry.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.starts_with('[') => {
+            h == host && p.parse::<u16>().ok() == port
+        }
+        _ => entry == host,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK_PATHS: &[&str] = &[
+        "/projects/p/sdk/me",
+        "/projects/p/sdk/proxy/slack/chat.postMessage",
+        "/projects/p/sdk/proxy/salesforce/services/data/v59.0/query",
+        "/projects/p/sdk/proxy/googledrive/files/a%20b",
+        "/projects/p/sdk/proxy/x/100%25",
+        "/projects/p/sdk/proxy/x/a;b=c",
+        "/projects/p/sdk/proxy/x/.well-known/x",
+        "/projects/p/sdk/proxy/x/a..b",
+        "/api/syncs/abc/records",
+        "/",
+    ];
+
+    /// Every non-normalized form of SPEC §8, in several spellings.
+    const BAD_PATHS: &[&str] = &[
+        "//projects/p/sdk/me",
+        "/projects//p/sdk/me",
+        "/projects/p/./sdk/me",
+        "/projects/p/../p/sdk/me",
+        "/projects/p/sdk/me/.",
+        "/projects/p/sdk/me/..",
+        "/projects/p/sdk/proxy/x/a%2Fb",
+        "/projects/p/sdk/proxy/x/a%2fb",
+        "/projects/p/sdk/proxy/x/%2E%2E/y",
+        "/projects/p/sdk/proxy/x/%2e",
+        "/projects/p/sdk/proxy/x/a%5Cb",
+        "/projects/p/sdk/proxy/x/a%5cb",
+        "/projects/p/sdk/proxy/x/a%00b",
+        "/projects/p/sdk/proxy/x/a\\b",
+        "/projects/p/sdk/proxy/x/a\tb",
+        "/projects/p/sdk/proxy/x/a\x7fb",
+        "/projects/p/sdk/proxy/x/a%0Ab",
+        "/projects/p/sdk/proxy/x/a%0d%0ab",
+        "/projects/p/sdk/proxy/x/a%252Fb",
+        "/projects/p/sdk/proxy/x/a%252e%252e/b",
+        "/projects/p/sdk/proxy/x/a%255cb",
+        "/projects/p/sdk/proxy/x/a%2",
+        "/projects/p/sdk/proxy/x/a%zz",
+        "projects/p/sdk/me",
+        "",
+    ];
+
+    #[test]
+    fn normal_paths_pass() {
+        for p in OK_PATHS {
+            assert_eq!(check(p), Ok(()), "{p}");
+        }
+    }
+
+    #[test]
+    fn non_normalized_paths_fail() {
+        for p in BAD_PATHS {
+            assert!(check(p).is_err(), "{p:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn full_url_form_may_use_double_slash_after_its_scheme_only() {
+        for p in [
+            "/projects/p/sdk/proxy/googledrive/https://sheets.googleapis.com/v4/x",
+            "/projects/p/sdk/proxy/googledrive/HTTPS://evil.com/x",
+            "/projects/p/sdk/proxy/googledrive/https:/evil.com",
+            "/projects/p/sdk/proxy/googledrive/https:evil.com",
+            "/projects/p/sdk/proxy/googledrive///evil.com/x",
+            "/projects/p/sdk/proxy/googledrive/https%3A//evil.com/x",
+            "/projects/p/sdk/proxy/googledrive/%5C%5Cevil.com/x",
+            "/projects/p/sdk/proxy/custom/abc/https://evil.com/x",
+        ] {
+            assert_eq!(check(p), Ok(()), "{p}");
+        }
+        for p in [
+            "/projects/p/sdk/proxy/googledrive/https://evil.com//x",
+            "/projects/p/sdk/proxy/googledrive/https://evil.com/../x",
+            "/projects/p/sdk/proxy/googledrive/https://evil.com/%2e%2e/x",
+            "/projects/p/sdk/proxy/googledrive/https:%2F%2Fevil.com",
+            "/projects/p//sdk/proxy/googledrive/https://evil.com",
+            "/projects/p/sdk/proxy/googledrive/https://evil.com/a%00",
+            // `//` elsewhere than right after the scheme is still refused.
+            "/projects/p/sdk/me//https://x",
+            "/projects/p/sdk/proxy/x/files//https:",
+        ] {
+            assert!(check(p).is_err(), "{p} should be refused");
+        }
+    }
+
+    #[test]
+    fn full_url_hosts_are_parsed_like_whatwg() {
+        let host = |rest: &str| full_url_host(rest);
+        let h = |s: &str| FullUrl::Host {
+            host: s.into(),
+            port: None,
+        };
+        assert_eq!(host("files/list"), FullUrl::NotAUrl);
+        assert_eq!(host("v4/spreadsheets:batchUpdate"), FullUrl::NotAUrl);
+        assert_eq!(host("https://sheets.googleapis.com/v4"), h("sheets.googleapis.com"));
+        assert_eq!(host("HTTPS://EVIL.com/x"), h("evil.com"));
+        assert_eq!(host("https:/evil.com/x"), h("evil.com"));
+        assert_eq!(host("https:evil.com/x"), h("evil.com"));
+        assert_eq!(host("https:\\\\evil.com\\x"), h("evil.com"));
+        assert_eq!(host("//evil.com/x"), h("evil.com"));
+        assert_eq!(host("%5C%5Cevil.com/x"), h("evil.com"));
+        assert_eq!(host("https%3A//evil.com/x"), h("evil.com"));
+        assert_eq!(host("https://good.com@evil.com/"), h("evil.com"));
+        assert_eq!(host("https://evil.com./"), h("evil.com"));
+        assert_eq!(
+            host("http://evil.com:8443/"),
+            FullUrl::Host {
+                host: "evil.com".into(),
+                port: Some(8443)
+            }
+        );
+        assert_eq!(host("mailto:someone"), FullUrl::NoHost);
+        assert_eq!(host("javascript:alert(1)"), FullUrl::NoHost);
+    }
+
+    #[test]
+    fn allowed_hosts_match_host_and_optional_port() {
+        let allowed = vec!["sheets.googleapis.com".to_string(), "api.x.com:8443".to_string()];
+        assert!(host_allowed(&allowed, "sheets.googleapis.com", None));
+        assert!(host_allowed(&allowed, "sheets.googleapis.com", Some(444)));
+        assert!(host_allowed(&allowed, "api.x.com", Some(8443)));
+        assert!(!host_allowed(&allowed, "api.x.com", None));
+        assert!(!host_allowed(&allowed, "evil.com", None));
+        assert!(!host_allowed(&allowed, "googleapis.com", None));
+    }
+}

@@ -1,0 +1,206 @@
+//! The connection to Paragon: one pooled HTTP client over rustls, built once
+//! per config generation and shared by every request, plus the five base
+//! URLs split once so the hot path only concatenates.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{HeaderValue, HOST};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::{ParagonConfig, PemFile, ServerConfig, UpstreamBase};
+use crate::error::{GatewayError, UpstreamFailure};
+use crate::gateway::body::Body;
+use crate::paragon::routes::Upstream;
+use crate::telemetry::{KindLabel, Metrics, UpstreamLabel};
+
+pub type HttpsConn = HttpsConnector<HttpConnector>;
+pub type HttpClient = Client<HttpsConn, Body>;
+
+/// rustls client config: webpki roots plus an optional extra CA (on-premise
+/// Paragon), aws-lc-rs as the one crypto provider.
+pub fn tls_client_config(ca: Option<&PemFile>) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(ca) = ca {
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(&ca.pem) {
+            let cert = cert.map_err(|e| format!("paragon.ca_file: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("paragon.ca_file: {e}"))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err("paragon.ca_file: no certificate found".into());
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// Settings of the pooled client.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_idle_per_host: usize,
+}
+
+impl ClientSettings {
+    pub fn from_server(s: &ServerConfig) -> Self {
+        ClientSettings {
+            connect_timeout: s.upstream_connect_timeout,
+            idle_timeout: s.upstream_idle_timeout,
+            max_idle_per_host: s.upstream_max_idle_per_host,
+        }
+    }
+}
+
+/// Builds a pooled HTTP/1.1 + HTTP/2 (by ALPN) client. `TCP_NODELAY`, a
+/// connect timeout, and an idle timeout driven by a pool timer (without the
+/// timer hyper-util would never reap idle connections).
+pub fn build_client(ca: Option<&PemFile>, s: &ClientSettings) -> Result<HttpClient, String> {
+    let tls = tls_client_config(ca)?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(s.connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(s.idle_timeout)
+        .pool_max_idle_per_host(s.max_idle_per_host)
+        .build(connector))
+}
+
+/// One Paragon host, ready to build URIs for.
+#[derive(Debug, Clone)]
+struct Target {
+    base: UpstreamBase,
+    host: HeaderValue,
+}
+
+/// Paragon's five hosts and the client that reaches them.
+#[derive(Clone)]
+pub struct Upstreams {
+    client: HttpClient,
+    targets: Arc<[Target; 5]>,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Upstreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstreams").finish_non_exhaustive()
+    }
+}
+
+impl Upstreams {
+    pub fn new(
+        paragon: &ParagonConfig,
+        client: HttpClient,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let target = |b: &UpstreamBase| -> Result<Target, String> {
+            Ok(Target {
+                base: b.clone(),
+                host: HeaderValue::from_str(b.authority.as_str()).map_err(|e| e.to_string())?,
+            })
+        };
+        // Order matches `Upstream::index`.
+        let targets = [
+            target(&paragon.connect_url)?,
+            target(&paragon.workflows_url)?,
+            target(&paragon.proxy_url)?,
+            target(&paragon.actionkit_url)?,
+            target(&paragon.sync_url)?,
+        ];
+        Ok(Upstreams {
+            client,
+            targets: Arc::new(targets),
+            timeout,
+            metrics,
+        })
+    }
+
+    pub fn client(&self) -> &HttpClient {
+        &self.client
+    }
+
+    /// The upstream URI for a path and query, kept byte for byte.
+    pub fn uri(&self, upstream: Upstream, path_and_query: &str) -> Result<Uri, GatewayError> {
+        let t = &self.targets[upstream.index()];
+        let pq: PathAndQuery = if t.base.path_prefix.is_empty() {
+            path_and_query.parse()
+        } else {
+            format!("{}{}", t.base.path_prefix, path_and_query).parse()
+        }
+        .map_err(|_| GatewayError::BadRequest("the request target cannot be forwarded"))?;
+        Uri::builder()
+            .scheme(t.base.scheme.clone())
+            .authority(t.base.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|_| GatewayError::BadRequest("the request target cannot be forwarded"))
+    }
+
+    /// `Host` for an upstream.
+    pub fn host(&self, upstream: Upstream) -> &HeaderValue {
+        &self.targets[upstream.index()].host
+    }
+
+    /// Sends a request and waits at most `server.upstream_timeout` for the
+    /// response headers (504 after), mapping transport failures to 502. The
+    /// response body streams afterwards, unbounded in time, as a download may
+    /// legitimately take long.
+    pub async fn send(&self, upstream: Upstream, mut req: Request<Body>) -> Result<Response<Incoming>, GatewayError> {
+        req.headers_mut().insert(HOST, self.host(upstream).clone());
+        let label = UpstreamLabel {
+            upstream: upstream.config_key(),
+        };
+        let start = Instant::now();
+        let result = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        self.metrics
+            .upstream_duration
+            .get_or_create(&label)
+            .observe(start.elapsed());
+        match result {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => {
+                let kind = if e.is_connect() { "connect" } else { "other" };
+                self.metrics.upstream_errors.get_or_create(&KindLabel { kind }).inc();
+                tracing::warn!(upstream = upstream.config_key(), error = %e, "request to Paragon failed");
+                Err(GatewayError::UpstreamUnavailable(UpstreamFailure::Transport(Box::new(e))))
+            }
+            Err(_) => {
+                self.metrics
+                    .upstream_errors
+                    .get_or_create(&KindLabel { kind: "timeout" })
+                    .inc();
+                Err(GatewayError::UpstreamTimeout)
+            }
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! The credential directory (SPEC §6): each Connected User's credential list
+//! from `GET /sdk/me`, cached per user.
+//!
+//! * Fresh for `cache.credentials_ttl`; then reloaded on the next request.
+//!   Entries live `credentials_ttl + stale_if_error` (moka drops expired
+//!   entries, so the fetch time is kept in the entry), and a stale list is
+//!   used only when the reload fails within that window; otherwise 503.
+//! * Loads for one user are serialized by moka's per-key compute lock, so
+//!   concurrent first requests cause one `/sdk/me` call; loads across users
+//!   are bounded by a semaphore so a burst of new users cannot open an
+//!   unbounded number of connections to Paragon.
+//! * A failed load is never cached: neither as an allow nor as a deny.
+//! * Every invalidation bumps a generation; a load that started before it
+//!   does not insert its (now possibly revoked) list afterwards.
+//! * The key is the user id (and, in passthrough mode, the caller's
+//!   permissions claim, because Paragon narrows `/sdk/me` by it). No entry
+//!   is ever read for another key.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::ops::compute::{CompResult, Op};
+use tokio::sync::Semaphore;
+
+use super::credentials::CredentialList;
+use crate::config::CacheConfig;
+use crate::telemetry::Metrics;
+
+/// How long a per-user generation is remembered after an invalidation: far
+/// longer than any load can take (loads are bounded by the upstream timeout).
+const GENERATION_MEMORY: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DirKey {
+    pub user: Arc<str>,
+    /// Passthrough mode: the caller's permissions claim (canonical JSON).
+    pub scope: Option<Arc<str>>,
+}
+
+impl DirKey {
+    pub fn user(user: Arc<str>) -> Self {
+        DirKey { user, scope: None }
+    }
+}
+
+#[derive(Debug)]
+pub struct Entry {
+    pub list: Arc<CredentialList>,
+    pub fetched_at: Instant,
+}
+
+/// A list as the request sees it.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub list: Arc<CredentialList>,
+    pub fetched_at: Instant,
+}
+
+/// Why a credential list could not be loaded (a 503 `credentials_unavailable`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    #[error("Paragon could not be reached for /sdk/me: {0}")]
+    Upstream(String),
+    #[error("Paragon answered /sdk/me with status {0}")]
+    Status(u16),
+    #[error("Paragon answered /sdk/me with authenticated: false")]
+    NotAuthenticated,
+    #[error("Paragon's /sdk/me answer does not parse: {0}")]
+    Malformed(String),
+    #[error("too many credential loads in flight")]
+    Busy,
+    #[error("an upstream token could not be minted: {0}")]
+    Mint(String),
+    #[error("the cluster store is unavailable")]
+    ClusterUnavailable,
+}
+
+pub struct Directory {
+    cache: Cache<DirKey, Arc<Entry>>,
+    ttl: Duration,
+    stale: Duration,
+    cooldown: Duration,
+    /// Freshness cap while degraded (cluster store unreachable, SPEC §11).
+    degraded_ttl: std::sync::atomic::AtomicU64,
+    loads: Arc<Semaphore>,
+    load_wait: Duration,
+    /// Per-user invalidation generations and a global one for "all".
+    generations: moka::sync::Cache<Arc<str>, u64>,
+    epoch: AtomicU64,
+    all_generation: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory")
+            .field("users", &self.cache.entry_count())
+            .finish()
+    }
+}
+
+/// Generations observed when a load starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Generation {
+    user: u64,
+    all: u64,
+}
+
+impl Directory {
+    /// `load_wait` bounds how long a request waits for a free load slot.
+    pub fn new(cfg: &CacheConfig, load_wait: Duration, metrics: Arc<Metrics>) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(cfg.max_users)
+            .time_to_live(cfg.credentials_ttl + cfg.stale_if_error)
+            .support_invalidation_closures()
+            .build();
+        Directory {
+            cache,
+            ttl: cfg.credentials_ttl,
+            stale: cfg.stale_if_error,
+            cooldown: cfg.refresh_cooldown,
+            degraded_ttl: AtomicU64::new(u64::MAX),
+            loads: Arc::new(Semaphore::new(cfg.max_concurrent_loads)),
+            load_wait,
+            generations: moka::sync::Cache::builder()
+                .time_to_live(GENERATION_MEMORY)
+                .build(),
+            epoch: AtomicU64::new(1),
+            all_generation: AtomicU64::new(0),
+            metrics,
+        }
+    }
+
+    /// Whether these cache settings are the ones this directory was built
+    /// with (a reload with other settings builds a new, empty directory).
+    pub fn same_settings(&self, cfg: &CacheConfig) -> bool {
+        self.ttl == cfg.credentials_ttl && self.stale == cfg.stale_if_error && self.cooldown == cfg.refresh_cooldown
+    }
+
+    /// Caps freshness (degraded cluster mode), or lifts the cap with `None`.
+    pub fn set_degraded_ttl(&self, cap: Option<Duration>) {
+        let v = cap.map_or(u64::MAX, |d| d.as_millis() as u64);
+        self.degraded_ttl.store(v, Ordering::Relaxed);
+    }
+
+    fn fresh_for(&self) -> Duration {
+        let cap = self.degraded_ttl.load(Ordering::Relaxed);
+        if cap == u64::MAX {
+            self.ttl
+        } else {
+            self.ttl.min(Duration::from_millis(cap))
+        }
+    }
+
+    fn generation(&self, user: &Arc<str>) -> Generation {
+        Generation {
+            user: self.generations.get(user).unwrap_or(0),
+            all: self.all_generation.load(Ordering::Acquire),
+        }
+    }
+
+    /// The user's list: cached if fresh, else loaded with `load`.
+    pub async fn get<F, Fut>(&self, key: &DirKey, load: F) -> Result<Snapshot, LoadError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<CredentialList, LoadError>>,
+    {
+        let existing = self.cache.get(key).await;
+        if let Some(e) = &existing {
+            if e.fetched_at.elapsed() < self.fresh_for() {
+                self.metrics.credential_cache_hits.inc();
+                return Ok(Snapshot {
+                    list: e.list.clone(),
+                    fetched_at: e.fetched_at,
+                });
+            }
+        }
+        self.metrics.credential_cache_misses.inc();
+        let seen = existing.as_ref().map(|e| e.fetched_at);
+        match self.reload(key, seen, load).await {
+            Ok(s) => Ok(s),
+            Err(err) => match existing {
+                Some(e) if e.fetched_at.elapsed() < self.ttl + self.stale => {
+                    self.metrics.credential_cache_stale_served.inc();
+                    tracing::warn!(user = %crate::telemetry::clean(&key.user), error = %err, "serving a stale credential list (cache.stale_if_error)");
+                    Ok(Snapshot {
+                        list: e.list.clone(),
+                        fetched_at: e.fetched_at,
+                    })
+                }
+                _ => Err(err),
+            },
+        }
+    }
+
+    /// A request named a credential absent from `seen`: reload once, unless
+    /// the list was fetched within `cache.refresh_cooldown`. `None` when the
+    /// cooldown forbids a reload.
+    pub async fn refresh_for_missing<F, Fut>(
+        &self,
+        key: &DirKey,
+        seen: &Snapshot,
+        load: F,
+    ) -> Option<Result<Snapshot, LoadError>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<CredentialList, LoadError>>,
+    {
+        if seen.fetched_at.elapsed() < self.cooldown {
+            return None;
+        }
+        self.metrics.credential_cache_refreshes.inc();
+        Some(self.reload(key, Some(seen.fetched_at), load).await)
+    }
+
+    /// Loads under the per-key lock. If someone else stored a list newer
+    /// than `seen` while we waited, that list is used instead of loading.
+    async fn reload<F, Fut>(&self, key: &DirKey, seen: Option<Instant>, load: F) -> Result<Snapshot, LoadError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<CredentialList, LoadError>>,
+    {
+        let before = self.generation(&key.user);
+        let mut uncached: Option<Snapshot> = None;
+        let uncached_ref = &mut uncached;
+        let result = self
+            .cache
+            .entry(key.clone())
+            .and_try_compute_with(|current| async move {
+                if let Some(cur) = current {
+                    let cur = cur.into_value();
+                    let newer = seen.is_none_or(|s| cur.fetched_at > s);
+                    if newer && cur.fetched_at.elapsed() < self.fresh_for() {
+                        return Ok(Op::Nop);
+                    }
+                }
+                let list = self.load_bounded(load).await?;
+                let entry = Arc::new(Entry {
+                    list: Arc::new(list),
+                    fetched_at: Instant::now(),
+                });
+                if self.generation(&key.user) != before {
+                    // Invalidated while loading: answer this request with
+                    // what Paragon just said, but do not cache it.
+                    *uncached_ref = Some(Snapshot {
+                        list: entry.list.clone(),
+                        fetched_at: entry.fetched_at,
+                    });
+                    return Ok(Op::Nop);
+                }
+                Ok(Op::Put(entry))
+            })
+            .await?;
+        if let Some(s) = uncached {
+            return Ok(s);
+        }
+        self.metrics
+            .credential_cache_users
+            .set(self.cache.entry_count() as i64);
+        let entry = match result {
+            CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => e.into_value(),
+            CompResult::StillNone(_) | CompResult::Removed(_) => {
+                return Err(LoadError::Upstream("the credential list vanished during load".into()))
+            }
+        };
+        Ok(Snapshot {
+            list: entry.list.clone(),
+            fetched_at: entry.fetched_at,
+        })
+    }
+
+    async fn load_bounded<F, Fut>(&self, load: F) -> Result<CredentialList, LoadError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<CredentialList, LoadError>>,
+    {
+        let _permit = match tokio::time::timeout(self.load_wait, self.loads.acquire()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                self.metrics.credential_cache_load_errors.inc();
+                return Err(LoadError::Busy);
+            }
+        };
+        self.metrics.credential_cache_loads.inc();
+        let result = load().await;
+        if result.is_err() {
+            self.metrics.credential_cache_load_errors.inc();
+        }
+        result
+    }
+
+    /// Drops every cached list of `user` (all permission scopes) and makes
+    /// loads in flight for it not cache their result.
+    pub async fn invalidate_user(&self, user: &str) {
+        let user: Arc<str> = Arc::from(user);
+        let next = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.generations.insert(user.clone(), next);
+        self.cache.invalidate(&DirKey::user(user.clone())).await;
+        // Passthrough keys carry a scope; drop those lazily but surely
+        // (moka applies invalidation predicates before any later read).
+        let u = user.clone();
+        let _ = self.cache.invalidate_entries_if(move |k, _| k.user == u);
+        self.metrics
+            .credential_cache_users
+            .set(self.cache.entry_count() as i64);
+    }
+
+    /// Drops every cached list.
+    pub fn invalidate_all(&self) {
+        self.all_generation.fetch_add(1, Ordering::AcqRel);
+        self.cache.invalidate_all();
+    }
+
+    pub fn user_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Runs moka's pending maintenance (tests and the metrics scrape use
+    /// this for exact counts).
+    pub async fn sync(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn cfg(ttl_ms: u64, stale_ms: u64, cooldown_ms: u64) -> CacheConfig {
+        CacheConfig {
+            credentials_ttl: Duration::from_millis(ttl_ms),
+            max_users: 1000,
+            refresh_cooldown: Duration::from_millis(cooldown_ms),
+            stale_if_error: Duration::from_millis(stale_ms),
+            max_concurrent_loads: 4,
+        }
+    }
+
+    fn dir(c: CacheConfig) -> Directory {
+        Directory::new(&c, Duration::from_secs(5), Metrics::new())
+    }
+
+    fn list(ids: &[&str]) -> CredentialList {
+        let creds: Vec<String> = ids
+            .iter()
+            .map(|id| format!(r#"{{"id":"{id}","status":"VALID"}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"authenticated":true,"integrations":{{"slack":{{"allCredentials":[{}]}}}}}}"#,
+            creds.join(",")
+        );
+        CredentialList::parse(body.as_bytes()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn concurrent_first_requests_cause_one_load() {
+        let d = Arc::new(dir(cfg(60_000, 0, 0)));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let key = DirKey::user("acme".into());
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (d, calls, key) = (d.clone(), calls.clone(), key.clone());
+            tasks.push(tokio::spawn(async move {
+                d.get(&key, || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(list(&["a"]))
+                })
+                .await
+                .unwrap()
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().list.len(), 1);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn failed_loads_are_not_cached() {
+        let d = dir(cfg(60_000, 0, 0));
+        let key = DirKey::user("acme".into());
+        let err = d.get(&key, || async { Err(LoadError::Status(500)) }).await.unwrap_err();
+        assert_eq!(err, LoadError::Status(500));
+        let ok = d.get(&key, || async { Ok(list(&["a"])) }).await.unwrap();
+        assert_eq!(ok.list.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn entries_are_per_user() {
+        let d = dir(cfg(60_000, 0, 0));
+        d.get(&DirKey::user("a".into()), || async { Ok(list(&["x"])) }).await.unwrap();
+        let b = d.get(&DirKey::user("b".into()), || async { Ok(list(&[])) }).await.unwrap();
+        assert!(b.list.is_empty(), "user b must never see user a's list");
+        let scoped = DirKey {
+            user: "a".into(),
+            scope: Some("{}".into()),
+        };
+        let s = d.get(&scoped, || async { Ok(list(&[])) }).await.unwrap();
+        assert!(s.list.is_empty(), "another scope of the same user is another entry");
+    }
+
+    #[tokio::test]
+    async fn stale_list_serves_only_within_stale_if_error() {
+        let d = dir(cfg(30, 10_000, 0));
+        let key = DirKey::user("acme".into());
+        d.get(&key, || async { Ok(list(&["a"])) }).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let s = d.get(&key, || async { Err(LoadError::Status(502)) }).await.unwrap();
+        assert_eq!(s.list.len(), 1);
+
+        let strict = dir(cfg(30, 0, 0));
+        strict.get(&key, || async { Ok(list(&["a"])) }).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(strict.get(&key, || async { Err(LoadError::Status(502)) }).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn refresh_for_missing_respects_the_cooldown() {
+        let d = dir(cfg(60_000, 0, 50));
+        let key = DirKey::user("acme".into());
+        let s = d.get(&key, || async { Ok(list(&["a"])) }).await.unwrap();
+        assert!(d.refresh_for_missing(&key, &s, || async { Ok(list(&["a", "b"])) }).await.is_none());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let r = d
+            .refresh_for_missing(&key, &s, || async { Ok(list(&["a", "b"])) })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.list.len(), 2);
+        let again = d.get(&key, || async { panic!("must be cached") }).await.unwrap();
+        assert_eq!(again.list.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn invalidation_during_a_load_does_not_resurrect_the_old_list() {
+        let d = Arc::new(dir(cfg(60_000, 0, 0)));
+        let key = DirKey::user("acme".into());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let d2 = d.clone();
+        let k2 = key.clone();
+        let slow = tokio::spawn(async move {
+            d2.get(&k2, || async move {
+                rx.await.ok();
+                Ok(list(&["revoked"]))
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        d.invalidate_user("acme").await;
+        tx.send(()).unwrap();
+        let answered = slow.await.unwrap().unwrap();
+        assert_eq!(answered.list.len(), 1, "the in-flight request still gets an answer");
+        let fresh = d.get(&key, || async { Ok(list(&[])) }).await.unwrap();
+        assert!(fresh.list.is_empty(), "the old list was not cached after the invalidation");
+    }
+}

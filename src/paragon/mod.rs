@@ -1,0 +1,7 @@
+//! What credgate knows of Paragon: its routes, its credential lists, its
+//! permissions claim, its tokens and the responses it filters.
+
+pub mod credentials;
+pub mod directory;
+pub mod permissions;
+pub mod routes;

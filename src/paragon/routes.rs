@@ -1,0 +1,606 @@
+//! The route table of SPEC §3 as one pure function from (method, path) to a
+//! [`Route`]. Anything not listed is `route_not_found`: deny by default.
+//!
+//! Matching is on the raw path, after `gateway::path` has refused every
+//! non-normalized form, so no segment here can be `.`/`..` or hide a `/`.
+//! Literal segments match case-sensitively (`/Projects/...` is not a route).
+
+use std::fmt;
+use std::str::FromStr;
+
+use http::Method;
+
+/// The Paragon products of SPEC §3, as used in `policy.member_products`,
+/// metrics and the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Product {
+    Proxy,
+    Workflow,
+    AppEvent,
+    User,
+    Catalog,
+    Uninstall,
+    Credentials,
+    WorkflowSettings,
+    ActionKit,
+    Sync,
+}
+
+impl Product {
+    pub const ALL: [Product; 10] = [
+        Product::Proxy,
+        Product::Workflow,
+        Product::AppEvent,
+        Product::User,
+        Product::Catalog,
+        Product::Uninstall,
+        Product::Credentials,
+        Product::WorkflowSettings,
+        Product::ActionKit,
+        Product::Sync,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Product::Proxy => "proxy",
+            Product::Workflow => "workflow",
+            Product::AppEvent => "app_event",
+            Product::User => "user",
+            Product::Catalog => "catalog",
+            Product::Uninstall => "uninstall",
+            Product::Credentials => "credentials",
+            Product::WorkflowSettings => "workflow_settings",
+            Product::ActionKit => "actionkit",
+            Product::Sync => "sync",
+        }
+    }
+
+    /// Routes on Paragon's Connect API host (SPEC §3: where a member's
+    /// `includeAccountAuth` is refused).
+    pub fn is_connect(self) -> bool {
+        matches!(
+            self,
+            Product::User
+                | Product::Credentials
+                | Product::Uninstall
+                | Product::Catalog
+                | Product::WorkflowSettings
+        )
+    }
+}
+
+impl fmt::Display for Product {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Product {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Product::ALL
+            .iter()
+            .copied()
+            .find(|p| p.as_str() == s)
+            .ok_or(())
+    }
+}
+
+/// Which of Paragon's five hosts a route goes to (SPEC §10 `paragon.*_url`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Upstream {
+    Connect,
+    Workflows,
+    Proxy,
+    ActionKit,
+    Sync,
+}
+
+impl Upstream {
+    pub const ALL: [Upstream; 5] = [
+        Upstream::Connect,
+        Upstream::Workflows,
+        Upstream::Proxy,
+        Upstream::ActionKit,
+        Upstream::Sync,
+    ];
+
+    pub fn config_key(self) -> &'static str {
+        match self {
+            Upstream::Connect => "connect_url",
+            Upstream::Workflows => "workflows_url",
+            Upstream::Proxy => "proxy_url",
+            Upstream::ActionKit => "actionkit_url",
+            Upstream::Sync => "sync_url",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The integration a Proxy API path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntegrationRef<'a> {
+    /// `/sdk/proxy/{type}/...`, e.g. `salesforce`.
+    Type(&'a str),
+    /// `/sdk/proxy/custom/{integrationId}/...`: the custom integration whose
+    /// credentials carry that `integrationId`.
+    CustomId(&'a str),
+}
+
+/// What the request does, with the path parameters the decision needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation<'a> {
+    /// `{rest}` is everything after the integration segment (may be empty).
+    Proxy {
+        integration: IntegrationRef<'a>,
+        rest: &'a str,
+    },
+    WorkflowTrigger,
+    AppEvent,
+    GetUser,
+    PatchUser,
+    Catalog,
+    Uninstall {
+        integration_id: &'a str,
+    },
+    ListCredentials,
+    Credential {
+        id: &'a str,
+    },
+    WorkflowSettings,
+    ActionKit,
+    SyncCreate,
+    SyncList,
+    SyncPatch {
+        sync_id: &'a str,
+    },
+    /// Any other call on one sync (`GET`/`DELETE /api/syncs/{id}`,
+    /// `/api/syncs/{id}/...`, `/api/permissions/{id}/...`).
+    SyncItem {
+        sync_id: &'a str,
+        /// `DELETE /api/syncs/{id}`: on success the ownership record goes.
+        deletes_sync: bool,
+    },
+}
+
+/// Where the requested credential is taken from and put (SPEC §3 last column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialLocation {
+    /// Not routed: any caller-sent credential header is removed.
+    None,
+    /// `X-Paragon-Credential`, default rules apply when none is named.
+    Header,
+    /// `X-Paragon-Credential`, and naming one is required (uninstall).
+    HeaderRequired,
+    /// Optional header; without one nothing is routed (credential listing).
+    HeaderOptional,
+    /// The credential id is in the path.
+    Path,
+    /// The JSON body's `credentialId` (sync create / update).
+    Body,
+    /// The sync named in the path must belong to a permitted credential.
+    SyncOwner,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route<'a> {
+    pub product: Product,
+    pub upstream: Upstream,
+    pub op: Operation<'a>,
+}
+
+impl Route<'_> {
+    pub fn credential_location(&self) -> CredentialLocation {
+        match self.op {
+            Operation::Proxy { .. }
+            | Operation::WorkflowTrigger
+            | Operation::AppEvent
+            | Operation::WorkflowSettings
+            | Operation::ActionKit => CredentialLocation::Header,
+            Operation::Uninstall { .. } => CredentialLocation::HeaderRequired,
+            Operation::ListCredentials => CredentialLocation::HeaderOptional,
+            Operation::Credential { .. } => CredentialLocation::Path,
+            Operation::SyncCreate => CredentialLocation::Body,
+            Operation::SyncPatch { .. } => CredentialLocation::Body,
+            Operation::SyncItem { .. } => CredentialLocation::SyncOwner,
+            Operation::GetUser | Operation::PatchUser | Operation::Catalog | Operation::SyncList => {
+                CredentialLocation::None
+            }
+        }
+    }
+
+    /// Whether a member's response must be filtered to permitted credentials
+    /// or syncs (SPEC §7 "Responses", §5 `GET /api/syncs`).
+    pub fn filters_response(&self) -> bool {
+        matches!(
+            self.op,
+            Operation::GetUser
+                | Operation::ListCredentials
+                | Operation::Credential { .. }
+                | Operation::SyncList
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteError {
+    /// 404 `route_not_found`.
+    NotFound,
+    /// 404 `unknown_project`: the path has the shape of a route but names
+    /// another project.
+    UnknownProject,
+}
+
+/// Classifies a request. `path` is the raw, already-normalized path (no
+/// query); `project` is `paragon.project_id`.
+pub fn classify<'a>(method: &Method, path: &'a str, project: &str) -> Result<Route<'a>, RouteError> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(RouteError::NotFound);
+    };
+    let (first, tail) = split_first(rest);
+    match first {
+        "projects" => classify_project(method, tail.ok_or(RouteError::NotFound)?, project),
+        "v2" => {
+            // `/v2/projects/{p}/sdk/events/trigger`, what SDK 2.4 sends.
+            let tail = tail.ok_or(RouteError::NotFound)?;
+            let (projects, tail) = split_first(tail);
+            let tail = tail.ok_or(RouteError::NotFound)?;
+            let (p, after) = split_first(tail);
+            if projects != "projects" || after != Some("sdk/events/trigger") || p.is_empty() {
+                return Err(RouteError::NotFound);
+            }
+            if method != Method::POST {
+                return Err(RouteError::NotFound);
+            }
+            check_project(p, project)?;
+            Ok(route(Product::AppEvent, Upstream::Workflows, Operation::AppEvent))
+        }
+        "api" => classify_sync(method, tail.ok_or(RouteError::NotFound)?),
+        _ => Err(RouteError::NotFound),
+    }
+}
+
+fn route(product: Product, upstream: Upstream, op: Operation<'_>) -> Route<'_> {
+    Route {
+        product,
+        upstream,
+        op,
+    }
+}
+
+/// `"a/b/c"` → `("a", Some("b/c"))`; `"a"` → `("a", None)`.
+fn split_first(s: &str) -> (&str, Option<&str>) {
+    match s.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (s, None),
+    }
+}
+
+fn check_project(p: &str, project: &str) -> Result<(), RouteError> {
+    if p == project {
+        Ok(())
+    } else {
+        Err(RouteError::UnknownProject)
+    }
+}
+
+fn nonempty(s: &str) -> Result<&str, RouteError> {
+    if s.is_empty() {
+        Err(RouteError::NotFound)
+    } else {
+        Ok(s)
+    }
+}
+
+fn classify_project<'a>(method: &Method, tail: &'a str, project: &str) -> Result<Route<'a>, RouteError> {
+    let (p, after) = split_first(tail);
+    let after = after.ok_or(RouteError::NotFound)?;
+    if p.is_empty() {
+        return Err(RouteError::NotFound);
+    }
+    // Work out the route first, then the project, so that a wrong project
+    // on an unlisted path is still `route_not_found`.
+    let r = classify_project_path(method, after)?;
+    check_project(p, project)?;
+    Ok(r)
+}
+
+fn classify_project_path<'a>(method: &Method, after: &'a str) -> Result<Route<'a>, RouteError> {
+    let (first, tail) = split_first(after);
+    match first {
+        "sdk" => classify_sdk(method, tail.ok_or(RouteError::NotFound)?),
+        // ActionKit: `/projects/{p}/actions`, `/tools`, `/triggers`,
+        // `/trigger-subscriptions[/...]`, any method.
+        "actions" | "tools" | "triggers" if tail.is_none() => {
+            Ok(route(Product::ActionKit, Upstream::ActionKit, Operation::ActionKit))
+        }
+        "trigger-subscriptions" => {
+            if let Some(t) = tail {
+                nonempty(t)?;
+                if t.split('/').any(str::is_empty) {
+                    return Err(RouteError::NotFound);
+                }
+            }
+            Ok(route(Product::ActionKit, Upstream::ActionKit, Operation::ActionKit))
+        }
+        _ => Err(RouteError::NotFound),
+    }
+}
+
+fn classify_sdk<'a>(method: &Method, tail: &'a str) -> Result<Route<'a>, RouteError> {
+    let (first, rest) = split_first(tail);
+    let m = method;
+    match (first, rest) {
+        ("proxy", Some(rest)) => {
+            let (integration, after) = split_first(rest);
+            nonempty(integration)?;
+            if integration == "custom" {
+                let after = after.ok_or(RouteError::NotFound)?;
+                let (id, rest) = split_first(after);
+                nonempty(id)?;
+                return Ok(route(
+                    Product::Proxy,
+                    Upstream::Proxy,
+                    Operation::Proxy {
+                        integration: IntegrationRef::CustomId(id),
+                        rest: rest.unwrap_or(""),
+                    },
+                ));
+            }
+            Ok(route(
+                Product::Proxy,
+                Upstream::Proxy,
+                Operation::Proxy {
+                    integration: IntegrationRef::Type(integration),
+                    rest: after.unwrap_or(""),
+                },
+            ))
+        }
+        ("triggers", Some(id)) if *m == Method::POST && !id.contains('/') => {
+            nonempty(id)?;
+            Ok(route(Product::Workflow, Upstream::Workflows, Operation::WorkflowTrigger))
+        }
+        ("events", Some("trigger")) if *m == Method::POST => {
+            Ok(route(Product::AppEvent, Upstream::Workflows, Operation::AppEvent))
+        }
+        ("me", None) if *m == Method::GET => Ok(route(Product::User, Upstream::Connect, Operation::GetUser)),
+        ("me", None) if *m == Method::PATCH => {
+            Ok(route(Product::User, Upstream::Connect, Operation::PatchUser))
+        }
+        ("integrations", None) | ("metadata", None) if *m == Method::GET => {
+            Ok(route(Product::Catalog, Upstream::Connect, Operation::Catalog))
+        }
+        ("integrations", Some(id)) if *m == Method::DELETE && !id.contains('/') => Ok(route(
+            Product::Uninstall,
+            Upstream::Connect,
+            Operation::Uninstall {
+                integration_id: nonempty(id)?,
+            },
+        )),
+        ("credentials", None) if *m == Method::GET => Ok(route(
+            Product::Credentials,
+            Upstream::Connect,
+            Operation::ListCredentials,
+        )),
+        ("credentials", Some(rest)) => {
+            let (id, more) = split_first(rest);
+            nonempty(id)?;
+            if let Some(more) = more {
+                if more.split('/').any(str::is_empty) {
+                    return Err(RouteError::NotFound);
+                }
+            }
+            Ok(route(
+                Product::Credentials,
+                Upstream::Connect,
+                Operation::Credential { id },
+            ))
+        }
+        ("workflows", Some(id))
+            if (*m == Method::POST || *m == Method::DELETE) && !id.contains('/') =>
+        {
+            nonempty(id)?;
+            Ok(route(
+                Product::WorkflowSettings,
+                Upstream::Connect,
+                Operation::WorkflowSettings,
+            ))
+        }
+        _ => Err(RouteError::NotFound),
+    }
+}
+
+fn classify_sync<'a>(method: &Method, tail: &'a str) -> Result<Route<'a>, RouteError> {
+    let sync = |op| Ok(route(Product::Sync, Upstream::Sync, op));
+    let (first, rest) = split_first(tail);
+    match (first, rest) {
+        ("syncs", None) if *method == Method::POST => sync(Operation::SyncCreate),
+        ("syncs", None) if *method == Method::GET => sync(Operation::SyncList),
+        ("syncs", Some(rest)) => {
+            let (id, more) = split_first(rest);
+            nonempty(id)?;
+            match more {
+                None if *method == Method::PATCH => sync(Operation::SyncPatch { sync_id: id }),
+                None => sync(Operation::SyncItem {
+                    sync_id: id,
+                    deletes_sync: *method == Method::DELETE,
+                }),
+                Some(more) => {
+                    if more.split('/').any(str::is_empty) {
+                        return Err(RouteError::NotFound);
+                    }
+                    sync(Operation::SyncItem {
+                        sync_id: id,
+                        deletes_sync: false,
+                    })
+                }
+            }
+        }
+        ("permissions", Some(rest)) => {
+            let (id, more) = split_first(rest);
+            nonempty(id)?;
+            // `/api/permissions/{syncId}/...`: an operation segment is required.
+            let more = more.ok_or(RouteError::NotFound)?;
+            if more.split('/').any(str::is_empty) {
+                return Err(RouteError::NotFound);
+            }
+            sync(Operation::SyncItem {
+                sync_id: id,
+                deletes_sync: false,
+            })
+        }
+        _ => Err(RouteError::NotFound),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: &str = "proj-1";
+
+    fn ok(method: &str, path: &str) -> (Product, Upstream, CredentialLocation) {
+        let m: Method = method.parse().unwrap();
+        let r = classify(&m, path, P).unwrap_or_else(|e| panic!("{method} {path}: {e:?}"));
+        (r.product, r.upstream, r.credential_location())
+    }
+
+    fn err(method: &str, path: &str) -> RouteError {
+        let m: Method = method.parse().unwrap();
+        classify(&m, path, P).expect_err(path)
+    }
+
+    use CredentialLocation as L;
+    use Product as Pr;
+    use Upstream as U;
+
+    /// Every row of SPEC §3, in order.
+    #[test]
+    fn every_spec_route_classifies() {
+        let table: &[(&str, &str, Pr, U, L)] = &[
+            ("GET", "/projects/proj-1/sdk/proxy/salesforce/services/data/v59.0/query", Pr::Proxy, U::Proxy, L::Header),
+            ("DELETE", "/projects/proj-1/sdk/proxy/slack/chat.delete", Pr::Proxy, U::Proxy, L::Header),
+            ("PATCH", "/projects/proj-1/sdk/proxy/googledrive", Pr::Proxy, U::Proxy, L::Header),
+            ("POST", "/projects/proj-1/sdk/proxy/custom/1b2c/items", Pr::Proxy, U::Proxy, L::Header),
+            ("POST", "/projects/proj-1/sdk/triggers/wf-123", Pr::Workflow, U::Workflows, L::Header),
+            ("POST", "/projects/proj-1/sdk/events/trigger", Pr::AppEvent, U::Workflows, L::Header),
+            ("POST", "/v2/projects/proj-1/sdk/events/trigger", Pr::AppEvent, U::Workflows, L::Header),
+            ("GET", "/projects/proj-1/sdk/me", Pr::User, U::Connect, L::None),
+            ("PATCH", "/projects/proj-1/sdk/me", Pr::User, U::Connect, L::None),
+            ("GET", "/projects/proj-1/sdk/integrations", Pr::Catalog, U::Connect, L::None),
+            ("GET", "/projects/proj-1/sdk/metadata", Pr::Catalog, U::Connect, L::None),
+            ("DELETE", "/projects/proj-1/sdk/integrations/int-9", Pr::Uninstall, U::Connect, L::HeaderRequired),
+            ("GET", "/projects/proj-1/sdk/credentials", Pr::Credentials, U::Connect, L::HeaderOptional),
+            ("GET", "/projects/proj-1/sdk/credentials/c-1", Pr::Credentials, U::Connect, L::Path),
+            ("PATCH", "/projects/proj-1/sdk/credentials/c-1", Pr::Credentials, U::Connect, L::Path),
+            ("POST", "/projects/proj-1/sdk/credentials/c-1/configurations", Pr::Credentials, U::Connect, L::Path),
+            ("POST", "/projects/proj-1/sdk/workflows/wf-1", Pr::WorkflowSettings, U::Connect, L::Header),
+            ("DELETE", "/projects/proj-1/sdk/workflows/wf-1", Pr::WorkflowSettings, U::Connect, L::Header),
+            ("GET", "/projects/proj-1/actions", Pr::ActionKit, U::ActionKit, L::Header),
+            ("POST", "/projects/proj-1/actions", Pr::ActionKit, U::ActionKit, L::Header),
+            ("POST", "/projects/proj-1/tools", Pr::ActionKit, U::ActionKit, L::Header),
+            ("GET", "/projects/proj-1/triggers", Pr::ActionKit, U::ActionKit, L::Header),
+            ("POST", "/projects/proj-1/trigger-subscriptions", Pr::ActionKit, U::ActionKit, L::Header),
+            ("DELETE", "/projects/proj-1/trigger-subscriptions/ts-1", Pr::ActionKit, U::ActionKit, L::Header),
+            ("POST", "/api/syncs", Pr::Sync, U::Sync, L::Body),
+            ("GET", "/api/syncs", Pr::Sync, U::Sync, L::None),
+            ("PATCH", "/api/syncs/s-1", Pr::Sync, U::Sync, L::Body),
+            ("GET", "/api/syncs/s-1", Pr::Sync, U::Sync, L::SyncOwner),
+            ("DELETE", "/api/syncs/s-1", Pr::Sync, U::Sync, L::SyncOwner),
+            ("POST", "/api/syncs/s-1/disable", Pr::Sync, U::Sync, L::SyncOwner),
+            ("GET", "/api/syncs/s-1/records/r-1/content", Pr::Sync, U::Sync, L::SyncOwner),
+            ("POST", "/api/permissions/s-1/batch-check", Pr::Sync, U::Sync, L::SyncOwner),
+        ];
+        for (method, path, product, upstream, loc) in table {
+            assert_eq!(ok(method, path), (*product, *upstream, *loc), "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn path_parameters_are_extracted() {
+        let r = classify(&Method::GET, "/projects/proj-1/sdk/proxy/salesforce/a/b?x", P).unwrap();
+        assert_eq!(
+            r.op,
+            Operation::Proxy {
+                integration: IntegrationRef::Type("salesforce"),
+                rest: "a/b?x"
+            }
+        );
+        let r = classify(&Method::GET, "/projects/proj-1/sdk/proxy/custom/abc/x", P).unwrap();
+        assert_eq!(
+            r.op,
+            Operation::Proxy {
+                integration: IntegrationRef::CustomId("abc"),
+                rest: "x"
+            }
+        );
+        let r = classify(&Method::DELETE, "/projects/proj-1/sdk/integrations/int-9", P).unwrap();
+        assert_eq!(r.op, Operation::Uninstall { integration_id: "int-9" });
+        let r = classify(&Method::DELETE, "/api/syncs/s-9", P).unwrap();
+        assert_eq!(r.op, Operation::SyncItem { sync_id: "s-9", deletes_sync: true });
+        let r = classify(&Method::GET, "/projects/proj-1/sdk/credentials/c-7/x", P).unwrap();
+        assert_eq!(r.op, Operation::Credential { id: "c-7" });
+    }
+
+    #[test]
+    fn wrong_project_is_unknown_project() {
+        for (m, p) in [
+            ("GET", "/projects/other/sdk/me"),
+            ("POST", "/v2/projects/other/sdk/events/trigger"),
+            ("GET", "/projects/other/sdk/proxy/slack/x"),
+            ("POST", "/projects/other/actions"),
+            ("GET", "/projects/PROJ-1/sdk/me"),
+        ] {
+            assert_eq!(err(m, p), RouteError::UnknownProject, "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn unlisted_paths_and_methods_are_not_found() {
+        for (m, p) in [
+            ("GET", "/"),
+            ("GET", "/projects"),
+            ("GET", "/projects/proj-1"),
+            ("GET", "/projects/proj-1/sdk"),
+            ("DELETE", "/projects/proj-1/sdk/me"),
+            ("POST", "/projects/proj-1/sdk/me"),
+            ("GET", "/projects/proj-1/sdk/me/"),
+            ("GET", "/Projects/proj-1/sdk/me"),
+            ("GET", "/projects/proj-1/SDK/me"),
+            ("GET", "/projects/proj-1/sdk/triggers/wf-1"),
+            ("POST", "/projects/proj-1/sdk/triggers/wf-1/x"),
+            ("POST", "/projects/proj-1/sdk/triggers"),
+            ("GET", "/projects/proj-1/sdk/events/trigger"),
+            ("POST", "/projects/proj-1/sdk/credentials"),
+            ("GET", "/projects/proj-1/sdk/workflows/wf-1"),
+            ("POST", "/projects/proj-1/sdk/actions"),
+            ("GET", "/projects/proj-1/sdk/proxy"),
+            ("GET", "/projects/proj-1/sdk/proxy/custom"),
+            ("GET", "/projects/proj-1/actions/x"),
+            ("PUT", "/api/syncs"),
+            ("GET", "/api/syncs/"),
+            ("GET", "/api/permissions/s-1"),
+            ("GET", "/api/other"),
+            ("GET", "/v2/projects/proj-1/sdk/me"),
+            ("GET", "/v2/projects/proj-1/sdk/events/trigger"),
+            ("GET", "/sdk/me"),
+            ("GET", "projects/proj-1/sdk/me"),
+            ("DELETE", "/projects/proj-1/sdk/integrations/a/b"),
+            ("GET", "/projects/other/nothing"),
+        ] {
+            assert_eq!(err(m, p), RouteError::NotFound, "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn products_round_trip_through_names() {
+        for p in Product::ALL {
+            assert_eq!(p.as_str().parse::<Product>(), Ok(p));
+        }
+        assert!("Proxy".parse::<Product>().is_err());
+    }
+}

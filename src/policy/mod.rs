@@ -1,0 +1,200 @@
+//! Who may use which credential (SPEC §5), and which credential a request
+//! targets.
+//!
+//! A credential of the caller's user is *permitted* to an admin always, and
+//! to a member when policy grants it: the `owner_external_id` label, the
+//! token's `credentials_claim`, or the ACL file. In passthrough mode the
+//! token's own permissions claim decides. Nothing else grants anything.
+
+pub mod acl;
+
+use crate::auth::{Identity, Role};
+use crate::config::PolicyConfig;
+use crate::error::GatewayError;
+use crate::paragon::credentials::{is_uuid, Credential, CredentialList};
+use crate::paragon::permissions::Permissions;
+use acl::Grants;
+
+/// The placeholder of `policy.owner_external_id`.
+pub const PRINCIPAL_PLACEHOLDER: &str = "{principal}";
+
+/// `owner_external_id` must contain `{principal}` (else every member would
+/// own the same label) and no other `{...}`.
+pub fn validate_owner_template(t: &str) -> Result<(), String> {
+    if !t.contains(PRINCIPAL_PLACEHOLDER) {
+        return Err("must contain {principal}".into());
+    }
+    let rest = t.replace(PRINCIPAL_PLACEHOLDER, "");
+    if rest.contains('{') || rest.contains('}') {
+        return Err("only the {principal} placeholder is supported".into());
+    }
+    Ok(())
+}
+
+/// What one caller is permitted, evaluated per credential. Built once per
+/// request.
+#[derive(Debug)]
+pub enum Permit<'a> {
+    All,
+    Member {
+        owner_label: Option<String>,
+        claimed: &'a [Box<str>],
+        acl_own: Option<&'a Grants>,
+        acl_all: Option<&'a Grants>,
+    },
+    Scoped(&'a Permissions),
+}
+
+impl<'a> Permit<'a> {
+    pub fn new(identity: &'a Identity, policy: &'a PolicyConfig) -> Permit<'a> {
+        match &identity.role {
+            Role::Admin => Permit::All,
+            Role::Scoped(p) => Permit::Scoped(p),
+            Role::Member { claimed } => {
+                let (acl_own, acl_all) = policy.acl.grants_for(&identity.principal);
+                Permit::Member {
+                    owner_label: policy
+                        .owner_external_id
+                        .as_ref()
+                        .map(|t| t.replace(PRINCIPAL_PLACEHOLDER, &identity.principal)),
+                    claimed,
+                    acl_own,
+                    acl_all,
+                }
+            }
+        }
+    }
+
+    pub fn is_all(&self) -> bool {
+        matches!(self, Permit::All)
+    }
+
+    pub fn allows(&self, c: &Credential) -> bool {
+        match self {
+            Permit::All => true,
+            Permit::Scoped(p) => p.allows(&c.integration, &c.id),
+            Permit::Member {
+                owner_label,
+                claimed,
+                acl_own,
+                acl_all,
+            } => {
+                owner_label
+                    .as_deref()
+                    .is_some_and(|l| c.external_id.as_deref() == Some(l))
+                    || claimed.iter().any(|id| **id == *c.id)
+                    || acl_own.is_some_and(|g| g.allows(c))
+                    || acl_all.is_some_and(|g| g.allows(c))
+            }
+        }
+    }
+
+    /// Every permitted credential of `list`.
+    pub fn permitted<'l>(&'l self, list: &'l CredentialList) -> impl Iterator<Item = &'l Credential> + 'l {
+        list.credentials.iter().filter(move |c| self.allows(c))
+    }
+}
+
+/// A credential as the caller named it (SPEC §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requested {
+    /// A canonical UUID, lowercased.
+    Id(String),
+    /// `ext:<externalId>`.
+    External(String),
+}
+
+impl Requested {
+    /// Parses a header or body value: a UUID (any case) or `ext:<id>`;
+    /// anything else is 400.
+    pub fn parse(v: &str) -> Result<Requested, GatewayError> {
+        if is_uuid(v) {
+            return Ok(Requested::Id(v.to_ascii_lowercase()));
+        }
+        match v.strip_prefix("ext:") {
+            Some(ext) if !ext.is_empty() => Ok(Requested::External(ext.to_string())),
+            _ => Err(GatewayError::BadRequest(
+                "the credential must be a UUID or ext:<externalId>",
+            )),
+        }
+    }
+}
+
+/// The integration a route targets, when it knows one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteIntegration<'a> {
+    /// The route names no integration.
+    Unknown,
+    /// The route names this integration type.
+    Known(&'a str),
+    /// The route names an integration the user has no credential of (a
+    /// custom integration id not in the list): nothing can match.
+    Unmatched,
+}
+
+impl RouteIntegration<'_> {
+    fn matches(&self, c: &Credential) -> bool {
+        match self {
+            RouteIntegration::Unknown => true,
+            RouteIntegration::Known(t) => *c.integration == **t,
+            RouteIntegration::Unmatched => false,
+        }
+    }
+}
+
+/// Resolves a named credential. `Ok(None)` means "not in this list": the
+/// caller may reload the list once and retry before refusing.
+pub fn resolve_named<'l>(
+    list: &'l CredentialList,
+    permit: &Permit<'_>,
+    integration: RouteIntegration<'_>,
+    requested: &Requested,
+) -> Result<Option<&'l Credential>, GatewayError> {
+    match requested {
+        Requested::Id(id) => match list.find(id) {
+            None => Ok(None),
+            // Another integration's credential and an unpermitted one get
+            // the same answer as an unknown one: no oracle for ids.
+            Some(c) if integration.matches(c) && permit.allows(c) => Ok(Some(c)),
+            Some(_) => Err(GatewayError::CredentialForbidden),
+        },
+        Requested::External(ext) => {
+            let mut matches = list
+                .credentials
+                .iter()
+                .filter(|c| c.external_id.as_deref() == Some(ext.as_str()))
+                .filter(|c| integration.matches(c) && permit.allows(c));
+            match (matches.next(), matches.next()) {
+                (Some(c), None) => Ok(Some(c)),
+                (None, _) => Ok(None),
+                (Some(_), Some(_)) => Err(GatewayError::CredentialForbidden),
+            }
+        }
+    }
+}
+
+/// The default credential when none is named (SPEC §5): the one permitted
+/// VALID credential of a known integration, or the one permitted credential
+/// at all when the integration is unknown.
+pub fn resolve_default<'l>(
+    list: &'l CredentialList,
+    permit: &Permit<'_>,
+    integration: RouteIntegration<'_>,
+) -> Result<&'l Credential, GatewayError> {
+    let known = !matches!(integration, RouteIntegration::Unknown);
+    let candidates: Vec<&Credential> = list
+        .credentials
+        .iter()
+        .filter(|c| integration.matches(c) && permit.allows(c) && (!known || c.valid))
+        .collect();
+    match candidates.as_slice() {
+        [one] => Ok(one),
+        [] => Err(GatewayError::NoPermittedCredential),
+        many => Err(GatewayError::CredentialRequired {
+            candidates: many.iter().map(|c| c.id.to_string()).collect(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,203 @@
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::*;
+use crate::config::AdminDefault;
+use crate::paragon::routes::Product;
+
+const SF_ALICE: &str = "11111111-1111-1111-1111-111111111111";
+const SF_BOB: &str = "22222222-2222-2222-2222-222222222222";
+const SL_ALICE1: &str = "33333333-3333-3333-3333-333333333333";
+const SL_ALICE2: &str = "44444444-4444-4444-4444-444444444444";
+const SL_BOB: &str = "55555555-5555-5555-5555-555555555555";
+const SL_ALICE_BAD: &str = "66666666-6666-6666-6666-666666666666";
+
+fn list() -> CredentialList {
+    let cred = |id: &str, ext: &str, status: &str| {
+        format!(r#"{{"id":"{id}","externalId":"{ext}","status":"{status}"}}"#)
+    };
+    let body = format!(
+        r#"{{"authenticated":true,"integrations":{{
+            "salesforce":{{"allCredentials":[{},{}]}},
+            "slack":{{"allCredentials":[{},{},{},{}]}}}}}}"#,
+        cred(SF_ALICE, "alice", "VALID"),
+        cred(SF_BOB, "bob", "VALID"),
+        cred(SL_ALICE1, "alice", "VALID"),
+        cred(SL_ALICE2, "alice", "VALID"),
+        cred(SL_BOB, "bob", "VALID"),
+        cred(SL_ALICE_BAD, "alice-old", "INVALID"),
+    );
+    CredentialList::parse(body.as_bytes()).unwrap()
+}
+
+fn policy(owner: Option<&str>) -> PolicyConfig {
+    PolicyConfig {
+        owner_external_id: owner.map(Into::into),
+        credentials_claim: Some("creds".into()),
+        acl_file: None,
+        acl: Arc::new(acl::Acl::default()),
+        admin_default: AdminDefault::Passthrough,
+        member_products: Product::ALL.iter().copied().collect::<BTreeSet<_>>(),
+        allow_account_auth: false,
+        proxy_url_hosts: vec![],
+    }
+}
+
+fn member(principal: &str, claimed: &[&str]) -> Identity {
+    Identity {
+        user: "acme".into(),
+        principal: principal.into(),
+        role: Role::Member {
+            claimed: claimed.iter().map(|s| (*s).into()).collect(),
+        },
+        exp: u64::MAX,
+        passthrough_authorization: None,
+        permissions_key: None,
+    }
+}
+
+fn ids<'a>(it: impl Iterator<Item = &'a Credential>) -> Vec<&'a str> {
+    it.map(|c| &*c.id).collect()
+}
+
+#[test]
+fn owner_template_grants_by_external_id() {
+    let l = list();
+    let p = policy(Some("{principal}"));
+    let alice = member("alice", &[]);
+    let permit = Permit::new(&alice, &p);
+    assert_eq!(ids(permit.permitted(&l)), vec![SF_ALICE, SL_ALICE1, SL_ALICE2]);
+    let prefixed = policy(Some("member:{principal}"));
+    let permit = Permit::new(&alice, &prefixed);
+    assert_eq!(ids(permit.permitted(&l)), Vec::<&str>::new());
+}
+
+#[test]
+fn token_claim_grants_by_id() {
+    let l = list();
+    let p = policy(None);
+    let bob = member("bob", &[SL_BOB]);
+    let permit = Permit::new(&bob, &p);
+    assert_eq!(ids(permit.permitted(&l)), vec![SL_BOB]);
+}
+
+#[test]
+fn acl_grants_by_principal() {
+    let l = list();
+    let mut p = policy(None);
+    p.acl = Arc::new(acl::Acl::parse(&format!("[[grant]]\nprincipal = \"carol\"\ncredentials = [\"{SF_BOB}\"]\nintegrations = [\"slack\"]")).unwrap());
+    let carol = member("carol", &[]);
+    let permit = Permit::new(&carol, &p);
+    assert_eq!(ids(permit.permitted(&l)).len(), 5);
+    let dave = member("dave", &[]);
+    assert_eq!(ids(Permit::new(&dave, &p).permitted(&l)).len(), 0);
+}
+
+#[test]
+fn named_credentials_resolve_or_are_forbidden_alike() {
+    let l = list();
+    let p = policy(Some("{principal}"));
+    let alice = member("alice", &[]);
+    let permit = Permit::new(&alice, &p);
+    let id = |s: &str| Requested::parse(s).unwrap();
+    let sf = RouteIntegration::Known("salesforce");
+    assert_eq!(resolve_named(&l, &permit, sf, &id(SF_ALICE)).unwrap().unwrap().id.as_ref(), SF_ALICE);
+    assert_eq!(
+        resolve_named(&l, &permit, sf, &id(&SF_ALICE.to_uppercase())).unwrap().unwrap().id.as_ref(),
+        SF_ALICE
+    );
+    // Bob's credential, a credential of another integration, and an unknown one.
+    assert!(matches!(resolve_named(&l, &permit, sf, &id(SF_BOB)), Err(GatewayError::CredentialForbidden)));
+    assert!(matches!(resolve_named(&l, &permit, sf, &id(SL_ALICE1)), Err(GatewayError::CredentialForbidden)));
+    assert!(matches!(
+        resolve_named(&l, &permit, sf, &id("99999999-9999-9999-9999-999999999999")),
+        Ok(None)
+    ));
+    assert!(matches!(
+        resolve_named(&l, &permit, RouteIntegration::Unmatched, &id(SF_ALICE)),
+        Err(GatewayError::CredentialForbidden)
+    ));
+}
+
+#[test]
+fn ext_values_resolve_among_permitted_credentials() {
+    let l = list();
+    let p = policy(Some("{principal}"));
+    let alice = member("alice", &[]);
+    let permit = Permit::new(&alice, &p);
+    let ext = Requested::parse("ext:alice").unwrap();
+    let got = resolve_named(&l, &permit, RouteIntegration::Known("salesforce"), &ext).unwrap().unwrap();
+    assert_eq!(&*got.id, SF_ALICE);
+    // Two slack accounts labelled alice: ambiguous.
+    assert!(matches!(
+        resolve_named(&l, &permit, RouteIntegration::Known("slack"), &ext),
+        Err(GatewayError::CredentialForbidden)
+    ));
+    // Bob's label is never resolved for alice.
+    let bobs = Requested::parse("ext:bob").unwrap();
+    assert!(matches!(resolve_named(&l, &permit, RouteIntegration::Unknown, &bobs), Ok(None)));
+}
+
+#[test]
+fn requested_values_must_be_uuid_or_ext() {
+    for bad in ["", "ext:", "abc", "11111111111111111111111111111111", "EXT:alice", " ext:a"] {
+        assert!(matches!(Requested::parse(bad), Err(GatewayError::BadRequest(_))), "{bad:?}");
+    }
+}
+
+#[test]
+fn defaults_follow_the_spec() {
+    let l = list();
+    let p = policy(Some("{principal}"));
+    let alice = member("alice", &[]);
+    let permit = Permit::new(&alice, &p);
+    // One permitted VALID salesforce credential: used.
+    assert_eq!(&*resolve_default(&l, &permit, RouteIntegration::Known("salesforce")).unwrap().id, SF_ALICE);
+    // Two permitted slack credentials: 400 with the candidates.
+    match resolve_default(&l, &permit, RouteIntegration::Known("slack")) {
+        Err(GatewayError::CredentialRequired { candidates }) => {
+            assert_eq!(candidates, vec![SL_ALICE1.to_string(), SL_ALICE2.to_string()])
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing permitted for gmail.
+    assert!(matches!(
+        resolve_default(&l, &permit, RouteIntegration::Known("gmail")),
+        Err(GatewayError::NoPermittedCredential)
+    ));
+    // Unknown integration: several permitted at all.
+    assert!(matches!(
+        resolve_default(&l, &permit, RouteIntegration::Unknown),
+        Err(GatewayError::CredentialRequired { .. })
+    ));
+    let bob = member("bob", &[]);
+    let p2 = policy(None);
+    let claimed = member("bob", &[SL_BOB]);
+    assert!(matches!(
+        resolve_default(&l, &Permit::new(&bob, &p2), RouteIntegration::Unknown),
+        Err(GatewayError::NoPermittedCredential)
+    ));
+    assert_eq!(&*resolve_default(&l, &Permit::new(&claimed, &p2), RouteIntegration::Unknown).unwrap().id, SL_BOB);
+}
+
+#[test]
+fn invalid_credentials_are_not_defaults_of_a_known_integration() {
+    let l = list();
+    let p = policy(None);
+    let only_bad = member("x", &[SL_ALICE_BAD]);
+    let permit = Permit::new(&only_bad, &p);
+    assert!(matches!(
+        resolve_default(&l, &permit, RouteIntegration::Known("slack")),
+        Err(GatewayError::NoPermittedCredential)
+    ));
+    // ...but it is the one permitted credential when the integration is unknown.
+    assert_eq!(&*resolve_default(&l, &permit, RouteIntegration::Unknown).unwrap().id, SL_ALICE_BAD);
+}
+
+#[test]
+fn owner_template_validation() {
+    assert!(validate_owner_template("{principal}").is_ok());
+    assert!(validate_owner_template("member:{principal}").is_ok());
+    assert!(validate_owner_template("static").is_err());
+    assert!(validate_owner_template("{principal}:{user}").is_err());
+}

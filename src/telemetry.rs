@@ -1,0 +1,363 @@
+//! Logs and metrics.
+//!
+//! Logs: `tracing`, filtered by `RUST_LOG` (default `info`), as JSON or
+//! human-readable text. Two targets have stable field names: the access log
+//! (`credgate::access`) and the audit log (`credgate::audit`, one record per
+//! request with its decision). Values a caller controls pass through
+//! [`clean`] so that CR/LF cannot forge a log line in the text format
+//! (the JSON format escapes them anyway). Tokens are never recorded: no
+//! code path hands an `Authorization` value or a key to `tracing`.
+//!
+//! Metrics: Prometheus text from `prometheus-client`. Histograms on the
+//! request path are lock-free ([`AtomicHistogram`]); the client library's
+//! own histogram takes a mutex per observation.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+use tracing_subscriber::EnvFilter;
+
+pub const AUDIT_TARGET: &str = "credgate::audit";
+pub const ACCESS_TARGET: &str = "credgate::access";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Installs the global subscriber. `format` None: JSON unless stdout is a
+/// terminal.
+pub fn init_logging(format: Option<LogFormat>) {
+    use std::io::IsTerminal;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let format = format.unwrap_or(if std::io::stdout().is_terminal() {
+        LogFormat::Pretty
+    } else {
+        LogFormat::Json
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+/// Escapes control characters (CR, LF, ESC, ...) in a caller-controlled
+/// value before it is logged, so one request cannot write two log lines.
+pub fn clean(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(s.chars().flat_map(char::escape_default).collect())
+}
+
+/// A histogram with fixed buckets whose observations are a few relaxed
+/// atomic adds: no lock on the request path.
+#[derive(Debug, Clone)]
+pub struct AtomicHistogram {
+    inner: Arc<HistogramInner>,
+}
+
+#[derive(Debug)]
+struct HistogramInner {
+    bounds: Vec<f64>,
+    /// One count per bound, plus the +Inf bucket (not cumulative).
+    counts: Vec<AtomicU64>,
+    count: AtomicU64,
+    /// Sum in nanoseconds-equivalent units (value × 1e9), to stay integral.
+    sum_nanos: AtomicU64,
+}
+
+impl AtomicHistogram {
+    pub fn new(bounds: &[f64]) -> Self {
+        AtomicHistogram {
+            inner: Arc::new(HistogramInner {
+                bounds: bounds.to_vec(),
+                counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+                count: AtomicU64::new(0),
+                sum_nanos: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Latency buckets from 100 µs to 60 s.
+    pub fn latency() -> Self {
+        Self::new(&[
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0, 10.0, 30.0, 60.0,
+        ])
+    }
+
+    pub fn observe_secs(&self, v: f64) {
+        let i = self
+            .inner
+            .bounds
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(self.inner.bounds.len());
+        self.inner.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.inner.count.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .sum_nanos
+            .fetch_add((v.max(0.0) * 1e9) as u64, Ordering::Relaxed);
+    }
+
+    pub fn observe(&self, d: std::time::Duration) {
+        self.observe_secs(d.as_secs_f64());
+    }
+
+    pub fn count(&self) -> u64 {
+        self.inner.count.load(Ordering::Relaxed)
+    }
+}
+
+impl TypedMetric for AtomicHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for AtomicHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = self
+            .inner
+            .bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(self.inner.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, c)| c).sum();
+        let sum = self.inner.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub product: &'static str,
+    pub decision: &'static str,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProductLabel {
+    pub product: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabel {
+    pub upstream: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+/// Every metric credgate exports. Cheap to clone pieces out of; built once.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Family<ProductLabel, AtomicHistogram>,
+    pub upstream_duration: Family<UpstreamLabel, AtomicHistogram>,
+    pub upstream_errors: Family<KindLabel, Counter>,
+    pub credential_cache_hits: Counter,
+    pub credential_cache_misses: Counter,
+    pub credential_cache_loads: Counter,
+    pub credential_cache_load_errors: Counter,
+    pub credential_cache_stale_served: Counter,
+    pub credential_cache_users: Gauge,
+    pub credential_cache_refreshes: Counter,
+    pub verified_token_cache_hits: Counter,
+    pub verified_token_cache_misses: Counter,
+    pub jwks_fetches: Counter,
+    pub jwks_fetch_failures: Counter,
+    pub jwks_keys: Gauge,
+    pub token_mints: Counter,
+    pub mint_cache_hits: Counter,
+    pub connections_active: Gauge,
+    pub connections_refused: Family<KindLabel, Counter>,
+    pub connection_errors: Family<KindLabel, Counter>,
+    pub config_reloads: Family<KindLabel, Counter>,
+    pub cluster_degraded: Gauge,
+    pub cluster_events_applied: Counter,
+    pub cluster_errors: Family<KindLabel, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Families of histograms build their members with `Default`: latency buckets.
+impl Default for AtomicHistogram {
+    fn default() -> Self {
+        AtomicHistogram::latency()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("credgate");
+        let m = Metrics {
+            requests: Family::default(),
+            request_duration: Family::default(),
+            upstream_duration: Family::default(),
+            upstream_errors: Family::default(),
+            credential_cache_hits: Counter::default(),
+            credential_cache_misses: Counter::default(),
+            credential_cache_loads: Counter::default(),
+            credential_cache_load_errors: Counter::default(),
+            credential_cache_stale_served: Counter::default(),
+            credential_cache_users: Gauge::default(),
+            credential_cache_refreshes: Counter::default(),
+            verified_token_cache_hits: Counter::default(),
+            verified_token_cache_misses: Counter::default(),
+            jwks_fetches: Counter::default(),
+            jwks_fetch_failures: Counter::default(),
+            jwks_keys: Gauge::default(),
+            token_mints: Counter::default(),
+            mint_cache_hits: Counter::default(),
+            connections_active: Gauge::default(),
+            connections_refused: Family::default(),
+            connection_errors: Family::default(),
+            config_reloads: Family::default(),
+            cluster_degraded: Gauge::default(),
+            cluster_events_applied: Counter::default(),
+            cluster_errors: Family::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "requests",
+            "Requests by product, decision (allowed, refused, failed) and status",
+            m.requests.clone(),
+        );
+        r.register(
+            "request_duration_seconds",
+            "Whole-request latency as seen by credgate",
+            m.request_duration.clone(),
+        );
+        r.register(
+            "upstream_duration_seconds",
+            "Time to Paragon's response headers",
+            m.upstream_duration.clone(),
+        );
+        r.register(
+            "upstream_errors",
+            "Requests to Paragon that failed (connect, timeout, other)",
+            m.upstream_errors.clone(),
+        );
+        r.register("credential_cache_hits", "Credential-list cache hits", m.credential_cache_hits.clone());
+        r.register("credential_cache_misses", "Credential-list cache misses", m.credential_cache_misses.clone());
+        r.register("credential_cache_loads", "GET /sdk/me loads", m.credential_cache_loads.clone());
+        r.register(
+            "credential_cache_load_errors",
+            "GET /sdk/me loads that failed",
+            m.credential_cache_load_errors.clone(),
+        );
+        r.register(
+            "credential_cache_stale_served",
+            "Requests decided on a stale list within cache.stale_if_error",
+            m.credential_cache_stale_served.clone(),
+        );
+        r.register(
+            "credential_cache_refreshes",
+            "Reloads of a cached list for a credential not in it",
+            m.credential_cache_refreshes.clone(),
+        );
+        r.register("credential_cache_users", "Users with a cached credential list", m.credential_cache_users.clone());
+        r.register(
+            "verified_token_cache_hits",
+            "Caller tokens served from the verified-token cache",
+            m.verified_token_cache_hits.clone(),
+        );
+        r.register(
+            "verified_token_cache_misses",
+            "Caller tokens verified cryptographically",
+            m.verified_token_cache_misses.clone(),
+        );
+        r.register("jwks_fetches", "JWKS fetches attempted", m.jwks_fetches.clone());
+        r.register("jwks_fetch_failures", "JWKS fetches that failed", m.jwks_fetch_failures.clone());
+        r.register("jwks_keys", "Keys in the current JWKS", m.jwks_keys.clone());
+        r.register("token_mints", "Upstream Paragon tokens signed", m.token_mints.clone());
+        r.register("mint_cache_hits", "Upstream tokens reused from the cache", m.mint_cache_hits.clone());
+        r.register("connections_active", "Open client connections", m.connections_active.clone());
+        r.register(
+            "connections_refused",
+            "Client connections refused (max_connections, tls_handshake)",
+            m.connections_refused.clone(),
+        );
+        r.register(
+            "connection_errors",
+            "Client connections ended by an HTTP error hyper answered itself (framing, header size or timeout)",
+            m.connection_errors.clone(),
+        );
+        r.register("config_reloads", "Config reloads by result", m.config_reloads.clone());
+        r.register("cluster_degraded", "1 while the cluster store is unreachable", m.cluster_degraded.clone());
+        r.register("cluster_events_applied", "Invalidation events applied from other replicas", m.cluster_events_applied.clone());
+        r.register("cluster_errors", "Cluster store errors by operation", m.cluster_errors.clone());
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_escapes_control_characters_only() {
+        assert_eq!(clean("alice"), "alice");
+        assert!(matches!(clean("alice"), Cow::Borrowed(_)));
+        assert_eq!(clean("a\r\nfake=1"), "a\\r\\nfake=1");
+        assert_eq!(clean("\u{1b}[31m"), "\\u{1b}[31m");
+    }
+
+    #[test]
+    fn histogram_counts_into_buckets_and_encodes() {
+        let m = Metrics::new();
+        let h = m
+            .request_duration
+            .get_or_create(&ProductLabel { product: "proxy" })
+            .clone();
+        h.observe_secs(0.0002);
+        h.observe_secs(0.003);
+        h.observe_secs(100.0);
+        assert_eq!(h.count(), 3);
+        m.requests
+            .get_or_create(&RequestLabels {
+                product: "proxy",
+                decision: "allowed",
+                status: 200,
+            })
+            .inc();
+        let text = m.encode();
+        assert!(text.contains("credgate_request_duration_seconds_count{product=\"proxy\"} 3"), "{text}");
+        assert!(text.contains("credgate_request_duration_seconds_bucket{le=\"0.00025\",product=\"proxy\"} 1"), "{text}");
+        assert!(text.contains("credgate_request_duration_seconds_bucket{le=\"+Inf\",product=\"proxy\"} 3"), "{text}");
+        assert!(text.contains("credgate_requests_total{product=\"proxy\",decision=\"allowed\",status=\"200\"} 1"), "{text}");
+    }
+}
