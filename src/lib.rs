@@ -16,6 +16,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod keygen;
 pub mod paragon;
 pub mod policy;
 pub mod telemetry;
