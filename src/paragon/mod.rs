@@ -3,5 +3,9 @@
 
 pub mod credentials;
 pub mod directory;
+pub mod filter;
+pub mod jsonbody;
+pub mod mint;
 pub mod permissions;
 pub mod routes;
+pub mod syncs;

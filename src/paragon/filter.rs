@@ -1,0 +1,207 @@
+//! Narrowing Paragon responses that list credentials or syncs, so a member
+//! sees only what it may use (SPEC §7 "Responses", §5 `GET /api/syncs`).
+//! Fail closed: a credential or sync credgate cannot attribute is removed.
+
+use serde_json::{Map, Value};
+
+/// Credential fields that describe one credential at the integration level
+/// of `/sdk/me`.
+const INTEGRATION_LEVEL: &[(&str, &str)] = &[
+    ("credentialId", "id"),
+    ("credentialStatus", "status"),
+    ("providerId", "providerId"),
+    ("providerData", "providerData"),
+];
+
+fn cred_id(v: &Value) -> Option<&str> {
+    v.get("id").and_then(Value::as_str)
+}
+
+fn strip_account_auth(v: &mut Value, allow: bool) {
+    if !allow {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("accountAuth");
+        }
+    }
+}
+
+/// Filters a `GET /sdk/me` body in place. `permitted(integration, id)`
+/// decides each credential.
+pub fn filter_me(body: &mut Value, permitted: &dyn Fn(&str, &str) -> bool, allow_account_auth: bool) {
+    let Some(integrations) = body.get_mut("integrations").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (integration, entry) in integrations.iter_mut() {
+        let Some(entry) = entry.as_object_mut() else { continue };
+        filter_integration(integration, entry, permitted, allow_account_auth);
+    }
+}
+
+fn filter_integration(
+    integration: &str,
+    entry: &mut Map<String, Value>,
+    permitted: &dyn Fn(&str, &str) -> bool,
+    allow_account_auth: bool,
+) {
+    let mut replacement: Option<Value> = None;
+    if let Some(all) = entry.get_mut("allCredentials").and_then(Value::as_array_mut) {
+        all.retain(|c| cred_id(c).is_some_and(|id| permitted(integration, id)));
+        for c in all.iter_mut() {
+            strip_account_auth(c, allow_account_auth);
+        }
+        replacement = all.first().cloned();
+    }
+    strip_account_auth_map(entry, allow_account_auth);
+    let primary_ok = entry
+        .get("credentialId")
+        .and_then(Value::as_str)
+        .is_some_and(|id| permitted(integration, id));
+    if primary_ok {
+        return;
+    }
+    // Describe a permitted credential instead, or none at all.
+    for (field, source) in INTEGRATION_LEVEL {
+        match replacement.as_ref().and_then(|r| r.get(*source)) {
+            Some(v) => {
+                entry.insert((*field).to_string(), v.clone());
+            }
+            None => {
+                entry.remove(*field);
+            }
+        }
+    }
+}
+
+fn strip_account_auth_map(m: &mut Map<String, Value>, allow: bool) {
+    if !allow {
+        m.remove("accountAuth");
+    }
+}
+
+/// Filters `GET /sdk/credentials` (an array, or an object holding one
+/// credential) in place. Each credential object needs an `id` and, to be
+/// attributed to an integration, the caller passes a lookup.
+pub fn filter_credentials(body: &mut Value, permitted: &dyn Fn(&str) -> bool, allow_account_auth: bool) {
+    match body {
+        Value::Array(items) => {
+            items.retain(|c| cred_id(c).is_some_and(permitted));
+            for c in items.iter_mut() {
+                strip_account_auth(c, allow_account_auth);
+            }
+        }
+        Value::Object(_) => {
+            // `/sdk/credentials/{id}` or a single-credential answer: its id
+            // was checked before forwarding; hide it anyway if it differs.
+            if !cred_id(body).is_some_and(permitted) && body.get("id").is_some() {
+                *body = Value::Object(Map::new());
+            }
+            strip_account_auth(body, allow_account_auth);
+        }
+        _ => {}
+    }
+}
+
+/// Filters `GET /api/syncs` (`{"data": [...]}`) to syncs `reachable(id)`.
+pub fn filter_syncs(body: &mut Value, reachable: &dyn Fn(&str) -> bool) {
+    if let Some(data) = body.get_mut("data").and_then(Value::as_array_mut) {
+        data.retain(|s| cred_id(s).is_some_and(reachable));
+    }
+}
+
+/// `(sync id, credential id)` pairs a sync object or list states, for
+/// learning ownership from Paragon's own answers.
+pub fn sync_owners(body: &Value) -> Vec<(String, String)> {
+    let one = |v: &Value| -> Option<(String, String)> {
+        Some((
+            v.get("id")?.as_str()?.to_string(),
+            v.get("credentialId")?.as_str()?.to_string(),
+        ))
+    };
+    match body.get("data").and_then(Value::as_array) {
+        Some(items) => items.iter().filter_map(one).collect(),
+        None => one(body).into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn me() -> Value {
+        json!({
+            "authenticated": true,
+            "integrations": {
+                "slack": {
+                    "enabled": true,
+                    "credentialId": "bob1",
+                    "credentialStatus": "VALID",
+                    "providerId": "P-bob",
+                    "providerData": {"team": "bob"},
+                    "allCredentials": [
+                        {"id": "bob1", "status": "VALID", "providerId": "P-bob", "providerData": {"team": "bob"}},
+                        {"id": "alice1", "status": "INVALID", "providerId": "P-alice", "providerData": {"team": "alice"}, "accountAuth": {"accessToken": "secret"}}
+                    ]
+                },
+                "salesforce": {
+                    "enabled": true,
+                    "credentialId": "bob2",
+                    "credentialStatus": "VALID",
+                    "allCredentials": [{"id": "bob2", "status": "VALID"}]
+                },
+                "shopify": {"enabled": false}
+            }
+        })
+    }
+
+    #[test]
+    fn members_see_only_their_credentials_and_primary_fields_follow() {
+        let mut body = me();
+        filter_me(&mut body, &|_, id| id.starts_with("alice"), false);
+        let slack = &body["integrations"]["slack"];
+        assert_eq!(slack["allCredentials"], json!([{"id": "alice1", "status": "INVALID", "providerId": "P-alice", "providerData": {"team": "alice"}}]));
+        assert_eq!(slack["credentialId"], "alice1");
+        assert_eq!(slack["credentialStatus"], "INVALID");
+        assert_eq!(slack["providerId"], "P-alice");
+        let sf = &body["integrations"]["salesforce"];
+        assert_eq!(sf["allCredentials"], json!([]));
+        assert!(sf.get("credentialId").is_none());
+        assert!(sf.get("credentialStatus").is_none());
+        assert_eq!(body["integrations"]["shopify"], json!({"enabled": false}));
+        assert!(!body.to_string().contains("bob"));
+        assert!(!body.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn account_auth_is_kept_only_when_allowed() {
+        let mut body = me();
+        filter_me(&mut body, &|_, _| true, true);
+        assert!(body.to_string().contains("secret"));
+        let mut body = me();
+        filter_me(&mut body, &|_, _| true, false);
+        assert!(!body.to_string().contains("secret"));
+        assert_eq!(body["integrations"]["slack"]["credentialId"], "bob1");
+    }
+
+    #[test]
+    fn credential_lists_are_filtered() {
+        let mut list = json!([{"id": "a", "accountAuth": {"t": 1}}, {"id": "b"}, {"noid": true}]);
+        filter_credentials(&mut list, &|id| id == "a", false);
+        assert_eq!(list, json!([{"id": "a"}]));
+        let mut one = json!({"id": "b", "x": 1});
+        filter_credentials(&mut one, &|id| id == "a", false);
+        assert_eq!(one, json!({}));
+    }
+
+    #[test]
+    fn sync_lists_are_filtered_and_owners_learned() {
+        let mut body = json!({"data": [{"id": "s1"}, {"id": "s2", "credentialId": "c2"}]});
+        assert_eq!(sync_owners(&body), vec![("s2".to_string(), "c2".to_string())]);
+        filter_syncs(&mut body, &|id| id == "s1");
+        assert_eq!(body, json!({"data": [{"id": "s1"}]}));
+        assert_eq!(
+            sync_owners(&json!({"id": "s9", "credentialId": "c9"})),
+            vec![("s9".to_string(), "c9".to_string())]
+        );
+    }
+}

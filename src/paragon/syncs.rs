@@ -1,0 +1,125 @@
+//! Sync ownership (SPEC §5): Paragon's sync objects do not say which
+//! credential a sync uses, so credgate records sync id → (user, credential)
+//! from the create and update calls it forwards and from any sync object
+//! that does name its credential. A member reaches a sync only through this
+//! record; a sync without one is admin-only.
+//!
+//! Without `[cluster]` the record is in memory: bounded, and lost on
+//! restart (syncs created before a restart become admin-only until an admin
+//! call reveals their credential, or a member updates them through an
+//! admin). With `[cluster]` it lives in PostgreSQL (`crate::cluster`).
+
+use std::sync::Arc;
+
+use moka::sync::Cache;
+
+/// Records kept in memory. At ~150 bytes each, 1M records is ~150 MB; past
+/// it the least recently used are dropped (those syncs become admin-only:
+/// failing closed).
+const MAX_RECORDS: u64 = 1_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub user: Arc<str>,
+    /// Lowercased credential id.
+    pub credential: Arc<str>,
+}
+
+/// Lowercases a sync id (Paragon's are UUIDs, compared case-insensitively).
+pub fn normalize(sync_id: &str) -> String {
+    sync_id.to_ascii_lowercase()
+}
+
+#[derive(Clone)]
+pub struct MemorySyncs {
+    map: Cache<String, Owner>,
+}
+
+impl Default for MemorySyncs {
+    fn default() -> Self {
+        MemorySyncs {
+            map: Cache::builder().max_capacity(MAX_RECORDS).build(),
+        }
+    }
+}
+
+impl std::fmt::Debug for MemorySyncs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemorySyncs").field("records", &self.map.entry_count()).finish()
+    }
+}
+
+impl MemorySyncs {
+    pub fn owner(&self, sync_id: &str) -> Option<Owner> {
+        self.map.get(&normalize(sync_id))
+    }
+
+    pub fn record(&self, sync_id: &str, owner: Owner) {
+        self.map.insert(normalize(sync_id), owner);
+    }
+
+    pub fn remove(&self, sync_id: &str) {
+        self.map.invalidate(&normalize(sync_id));
+    }
+}
+
+/// The cluster store could not be reached (SPEC §11: 503).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the sync ownership store is unavailable")]
+pub struct StoreUnavailable;
+
+/// Where sync ownership lives: memory, or the cluster's PostgreSQL.
+#[derive(Debug, Clone)]
+pub enum SyncStore {
+    Memory(MemorySyncs),
+}
+
+impl Default for SyncStore {
+    fn default() -> Self {
+        SyncStore::Memory(MemorySyncs::default())
+    }
+}
+
+impl SyncStore {
+    pub async fn owner(&self, sync_id: &str) -> Result<Option<Owner>, StoreUnavailable> {
+        match self {
+            SyncStore::Memory(m) => Ok(m.owner(sync_id)),
+        }
+    }
+
+    pub async fn record(&self, sync_id: &str, owner: Owner) -> Result<(), StoreUnavailable> {
+        match self {
+            SyncStore::Memory(m) => {
+                m.record(sync_id, owner);
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn remove(&self, sync_id: &str) -> Result<(), StoreUnavailable> {
+        match self {
+            SyncStore::Memory(m) => {
+                m.remove(sync_id);
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_case_insensitive_and_removable() {
+        let s = MemorySyncs::default();
+        let owner = Owner {
+            user: "acme".into(),
+            credential: "c1".into(),
+        };
+        s.record("ABC", owner.clone());
+        assert_eq!(s.owner("abc"), Some(owner));
+        s.remove("aBc");
+        assert_eq!(s.owner("abc"), None);
+    }
+}
