@@ -12,6 +12,7 @@
 //! 9. `telemetry` writes the audit record and metrics.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -19,4 +20,5 @@ pub mod gateway;
 pub mod keygen;
 pub mod paragon;
 pub mod policy;
+pub mod server;
 pub mod telemetry;

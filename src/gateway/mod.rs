@@ -1,6 +1,219 @@
-//! The request pipeline.
+//! The request pipeline (SPEC §1) and the one place a request's outcome
+//! becomes a response, a metric and an audit record.
+//!
+//! State comes in two lifetimes: a [`Generation`] is everything built from
+//! one config (keys, policy, minter, upstream client) and is swapped whole
+//! on reload, so a request finishes on the generation it started with; the
+//! caches and stores in [`State`] outlive reloads.
 
 pub mod body;
 pub mod headers;
 pub mod path;
+mod pipeline;
 pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::header::{HeaderValue, CONNECTION};
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::paragon::directory::Directory;
+use crate::paragon::mint::Minter;
+use crate::paragon::syncs::SyncStore;
+use crate::telemetry::{clean, Metrics, ProductLabel, RequestLabels, ACCESS_TARGET, AUDIT_TARGET};
+use body::Body;
+use upstream::Upstreams;
+
+/// Everything built from one config.
+pub struct Generation {
+    pub config: Arc<Config>,
+    pub auth: Authenticator,
+    /// Mint mode only.
+    pub minter: Option<Arc<Minter>>,
+    pub upstreams: Upstreams,
+}
+
+/// Process-wide state shared by every connection.
+pub struct State {
+    pub current: ArcSwap<Generation>,
+    pub directory: ArcSwap<Directory>,
+    pub syncs: SyncStore,
+    pub metrics: Arc<Metrics>,
+    ids: RequestIds,
+}
+
+impl State {
+    pub fn new(
+        generation: Generation,
+        directory: Directory,
+        syncs: SyncStore,
+        metrics: Arc<Metrics>,
+    ) -> State {
+        State {
+            current: ArcSwap::from_pointee(generation),
+            directory: ArcSwap::from_pointee(directory),
+            syncs,
+            metrics,
+            ids: RequestIds::new(),
+        }
+    }
+
+    /// Drops the cached credential lists of `user`, or of everyone. The one
+    /// entry point for invalidation (admin endpoint, uninstall, cluster).
+    pub async fn invalidate(
+        &self,
+        user: Option<&str>,
+    ) -> Result<(), crate::paragon::syncs::StoreUnavailable> {
+        let directory = self.directory.load();
+        match user {
+            Some(u) => directory.invalidate_user(u).await,
+            None => directory.invalidate_all(),
+        }
+        Ok(())
+    }
+}
+
+/// One client connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub tls: bool,
+    served: AtomicU64,
+}
+
+impl ConnInfo {
+    pub fn new(remote: SocketAddr, tls: bool) -> Self {
+        ConnInfo {
+            remote,
+            tls,
+            served: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Request ids: a random per-process prefix and a counter. Unique, cheap
+/// (no RNG call per request), and a safe token for logs and headers.
+struct RequestIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let b = crate::keygen::random_bytes::<6>();
+        RequestIds {
+            prefix: b.iter().map(|x| format!("{x:02x}")).collect(),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:x}", self.prefix)
+    }
+}
+
+/// What the audit record says about one request.
+#[derive(Debug, Default)]
+pub(crate) struct Audit {
+    pub principal: Option<Arc<str>>,
+    pub user: Option<Arc<str>>,
+    pub product: Option<&'static str>,
+    pub integration: Option<String>,
+    pub credential: Option<Box<str>>,
+    pub reason: &'static str,
+}
+
+/// Handles one request end to end. Never fails: every outcome is a response.
+pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let generation = state.current.load_full();
+    let request_id = match headers::safe_request_id(req.headers()) {
+        Some(id) => id.to_string(),
+        None => state.ids.next(),
+    };
+    let http1 = req.version() < Version::HTTP_2;
+    let has_body = !http_body::Body::is_end_stream(req.body());
+    let method = req.method().clone();
+    let path_for_log: Box<str> = req.uri().path().into();
+    let served = conn.served.fetch_add(1, Ordering::Relaxed) + 1;
+
+    let mut audit = Audit {
+        reason: "forwarded",
+        ..Audit::default()
+    };
+    let outcome = pipeline::process(state, &generation, conn, req, &request_id, &mut audit).await;
+    let (mut resp, decision) = match outcome {
+        Ok(resp) => (resp, "allowed"),
+        Err(e) => {
+            let decision = if e.is_refusal() { "refused" } else { "failed" };
+            audit.reason = e.code();
+            if !e.is_refusal() {
+                let source = std::error::Error::source(&e).map(ToString::to_string);
+                tracing::warn!(request_id = %request_id, code = e.code(), error = %e, source = source.as_deref().unwrap_or(""), "request failed");
+            }
+            let resp = e.into_response(&request_id);
+            (resp, decision)
+        }
+    };
+    let limit = generation.config.server.max_requests_per_connection;
+    // A refused request whose body was never read must not leave that body
+    // on the connection to be parsed as the next request (SPEC §8).
+    let close = (decision != "allowed" && has_body) || (limit > 0 && served >= limit);
+    if http1 && close {
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(headers::X_REQUEST_ID, v);
+    }
+
+    let status = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    let product = audit.product.unwrap_or("none");
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            product,
+            decision,
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .request_duration
+        .get_or_create(&ProductLabel { product })
+        .observe(elapsed);
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    tracing::info!(
+        target: AUDIT_TARGET,
+        request_id = %request_id,
+        principal = %clean(audit.principal.as_deref().unwrap_or("")),
+        user = %clean(audit.user.as_deref().unwrap_or("")),
+        product,
+        integration = %clean(audit.integration.as_deref().unwrap_or("")),
+        credential = audit.credential.as_deref().unwrap_or(""),
+        decision,
+        reason = audit.reason,
+        status,
+        latency_ms,
+    );
+    tracing::info!(
+        target: ACCESS_TARGET,
+        request_id = %request_id,
+        remote = %conn.remote,
+        method = %method,
+        path = %clean(&path_for_log),
+        status,
+        latency_ms,
+    );
+    resp
+}

@@ -27,12 +27,18 @@ fn strip_account_auth(v: &mut Value, allow: bool) {
 
 /// Filters a `GET /sdk/me` body in place. `permitted(integration, id)`
 /// decides each credential.
-pub fn filter_me(body: &mut Value, permitted: &dyn Fn(&str, &str) -> bool, allow_account_auth: bool) {
+pub fn filter_me(
+    body: &mut Value,
+    permitted: &dyn Fn(&str, &str) -> bool,
+    allow_account_auth: bool,
+) {
     let Some(integrations) = body.get_mut("integrations").and_then(Value::as_object_mut) else {
         return;
     };
     for (integration, entry) in integrations.iter_mut() {
-        let Some(entry) = entry.as_object_mut() else { continue };
+        let Some(entry) = entry.as_object_mut() else {
+            continue;
+        };
         filter_integration(integration, entry, permitted, allow_account_auth);
     }
 }
@@ -44,7 +50,10 @@ fn filter_integration(
     allow_account_auth: bool,
 ) {
     let mut replacement: Option<Value> = None;
-    if let Some(all) = entry.get_mut("allCredentials").and_then(Value::as_array_mut) {
+    if let Some(all) = entry
+        .get_mut("allCredentials")
+        .and_then(Value::as_array_mut)
+    {
         all.retain(|c| cred_id(c).is_some_and(|id| permitted(integration, id)));
         for c in all.iter_mut() {
             strip_account_auth(c, allow_account_auth);
@@ -81,7 +90,11 @@ fn strip_account_auth_map(m: &mut Map<String, Value>, allow: bool) {
 /// Filters `GET /sdk/credentials` (an array, or an object holding one
 /// credential) in place. Each credential object needs an `id` and, to be
 /// attributed to an integration, the caller passes a lookup.
-pub fn filter_credentials(body: &mut Value, permitted: &dyn Fn(&str) -> bool, allow_account_auth: bool) {
+pub fn filter_credentials(
+    body: &mut Value,
+    permitted: &dyn Fn(&str) -> bool,
+    allow_account_auth: bool,
+) {
     match body {
         Value::Array(items) => {
             items.retain(|c| cred_id(c).is_some_and(permitted));
@@ -159,7 +172,10 @@ mod tests {
         let mut body = me();
         filter_me(&mut body, &|_, id| id.starts_with("alice"), false);
         let slack = &body["integrations"]["slack"];
-        assert_eq!(slack["allCredentials"], json!([{"id": "alice1", "status": "INVALID", "providerId": "P-alice", "providerData": {"team": "alice"}}]));
+        assert_eq!(
+            slack["allCredentials"],
+            json!([{"id": "alice1", "status": "INVALID", "providerId": "P-alice", "providerData": {"team": "alice"}}])
+        );
         assert_eq!(slack["credentialId"], "alice1");
         assert_eq!(slack["credentialStatus"], "INVALID");
         assert_eq!(slack["providerId"], "P-alice");
@@ -196,7 +212,10 @@ mod tests {
     #[test]
     fn sync_lists_are_filtered_and_owners_learned() {
         let mut body = json!({"data": [{"id": "s1"}, {"id": "s2", "credentialId": "c2"}]});
-        assert_eq!(sync_owners(&body), vec![("s2".to_string(), "c2".to_string())]);
+        assert_eq!(
+            sync_owners(&body),
+            vec![("s2".to_string(), "c2".to_string())]
+        );
         filter_syncs(&mut body, &|id| id == "s1");
         assert_eq!(body, json!({"data": [{"id": "s1"}]}));
         assert_eq!(

@@ -67,7 +67,11 @@ impl<'a> TopObject<'a> {
             // Still validate, to tell "not JSON" from "not an object".
             p.value(0)?;
             p.ws();
-            return Err(if p.pos == doc.len() { JsonError::NotObject } else { JsonError::Syntax });
+            return Err(if p.pos == doc.len() {
+                JsonError::NotObject
+            } else {
+                JsonError::Syntax
+            });
         }
         let open = p.pos;
         let members = p.top_object()?;
@@ -105,7 +109,11 @@ impl<'a> TopObject<'a> {
             }
             None => {
                 out.extend_from_slice(&self.doc[..=self.open]);
-                out.extend_from_slice(serde_json::to_string(key).expect("strings serialize").as_bytes());
+                out.extend_from_slice(
+                    serde_json::to_string(key)
+                        .expect("strings serialize")
+                        .as_bytes(),
+                );
                 out.push(b':');
                 out.extend_from_slice(quoted.as_bytes());
                 if !self.members.is_empty() {
@@ -154,7 +162,8 @@ impl<'a> Parser<'a> {
         loop {
             self.ws();
             let key_range = self.string()?;
-            let key = unescape(&self.doc[key_range.start + 1..key_range.end - 1]).ok_or(JsonError::Syntax)?;
+            let key = unescape(&self.doc[key_range.start + 1..key_range.end - 1])
+                .ok_or(JsonError::Syntax)?;
             self.ws();
             self.expect(b':')?;
             self.ws();
@@ -301,9 +310,14 @@ impl<'a> Parser<'a> {
                 Some(b'\\') => {
                     self.pos += 1;
                     match self.peek() {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 1,
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.pos += 1
+                        }
                         Some(b'u') => {
-                            let hex = self.doc.get(self.pos + 1..self.pos + 5).ok_or(JsonError::Syntax)?;
+                            let hex = self
+                                .doc
+                                .get(self.pos + 1..self.pos + 5)
+                                .ok_or(JsonError::Syntax)?;
                             if !hex.iter().all(u8::is_ascii_hexdigit) {
                                 return Err(JsonError::Syntax);
                             }
@@ -381,7 +395,10 @@ mod tests {
         let doc = br#" {"integration":"slack","credential\u0049d":"abc","n":1.50e3,"o":{"credentialId":"x"},"a":[1,{"b":null}],"t":true} "#;
         let t = TopObject::parse(doc).unwrap();
         let keys: Vec<&str> = t.members.iter().map(|m| m.key.as_ref()).collect();
-        assert_eq!(keys, vec!["integration", "credentialId", "n", "o", "a", "t"]);
+        assert_eq!(
+            keys,
+            vec!["integration", "credentialId", "n", "o", "a", "t"]
+        );
         assert_eq!(t.all("credentialId").count(), 1, "nested keys do not count");
         let m = t.all("credentialId").next().unwrap();
         assert_eq!(t.string_value(m).as_deref(), Some("abc"));
@@ -393,15 +410,24 @@ mod tests {
         let doc = br#"{"credentialId" : "old", "big": 12345678901234567890123, "f": 1.0}"#;
         let t = TopObject::parse(doc).unwrap();
         let out = t.with_string("credentialId", "new-id");
-        assert_eq!(out, br#"{"credentialId" : "new-id", "big": 12345678901234567890123, "f": 1.0}"#);
+        assert_eq!(
+            out,
+            br#"{"credentialId" : "new-id", "big": 12345678901234567890123, "f": 1.0}"#
+        );
     }
 
     #[test]
     fn adding_inserts_first() {
         let t = TopObject::parse(br#"{"integration":"slack"}"#).unwrap();
-        assert_eq!(t.with_string("credentialId", "c"), br#"{"credentialId":"c","integration":"slack"}"#);
+        assert_eq!(
+            t.with_string("credentialId", "c"),
+            br#"{"credentialId":"c","integration":"slack"}"#
+        );
         let empty = TopObject::parse(b" { } ").unwrap();
-        assert_eq!(empty.with_string("credentialId", "c"), br#" {"credentialId":"c" } "#);
+        assert_eq!(
+            empty.with_string("credentialId", "c"),
+            br#" {"credentialId":"c" } "#
+        );
     }
 
     #[test]
@@ -413,15 +439,43 @@ mod tests {
     #[test]
     fn invalid_documents_are_refused() {
         for bad in [
-            &b""[..], b"{", b"{\"a\"}", b"{\"a\":}", b"{\"a\":1,}", b"{'a':1}", b"{\"a\":01}", b"{\"a\":1.}",
-            b"{\"a\":-}", b"{\"a\":tru}", b"{\"a\":\"\x01\"}", b"{\"a\":\"\\x\"}", b"{\"a\":\"\\u12\"}", b"{} {}",
-            b"{\"a\":1} x", b"{\"a\":[1,]}", b"{\"a\":NaN}",
+            &b""[..],
+            b"{",
+            b"{\"a\"}",
+            b"{\"a\":}",
+            b"{\"a\":1,}",
+            b"{'a':1}",
+            b"{\"a\":01}",
+            b"{\"a\":1.}",
+            b"{\"a\":-}",
+            b"{\"a\":tru}",
+            b"{\"a\":\"\x01\"}",
+            b"{\"a\":\"\\x\"}",
+            b"{\"a\":\"\\u12\"}",
+            b"{} {}",
+            b"{\"a\":1} x",
+            b"{\"a\":[1,]}",
+            b"{\"a\":NaN}",
         ] {
-            assert_eq!(TopObject::parse(bad).map(|_| ()), Err(JsonError::Syntax), "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                TopObject::parse(bad).map(|_| ()),
+                Err(JsonError::Syntax),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        assert_eq!(TopObject::parse(b"[1]").map(|_| ()), Err(JsonError::NotObject));
-        assert_eq!(TopObject::parse(b"\"s\"").map(|_| ()), Err(JsonError::NotObject));
-        assert_eq!(TopObject::parse(b"{\"a\":\"\xff\"}").map(|_| ()), Err(JsonError::Utf8));
+        assert_eq!(
+            TopObject::parse(b"[1]").map(|_| ()),
+            Err(JsonError::NotObject)
+        );
+        assert_eq!(
+            TopObject::parse(b"\"s\"").map(|_| ()),
+            Err(JsonError::NotObject)
+        );
+        assert_eq!(
+            TopObject::parse(b"{\"a\":\"\xff\"}").map(|_| ()),
+            Err(JsonError::Utf8)
+        );
     }
 
     #[test]
@@ -436,8 +490,14 @@ mod tests {
         let ok = format!("{{\"a\":{}1{}}}", "[".repeat(63), "]".repeat(63));
         assert!(TopObject::parse(ok.as_bytes()).is_ok());
         let deep = format!("{{\"a\":{}1{}}}", "[".repeat(64), "]".repeat(64));
-        assert_eq!(TopObject::parse(deep.as_bytes()).map(|_| ()), Err(JsonError::TooDeep));
+        assert_eq!(
+            TopObject::parse(deep.as_bytes()).map(|_| ()),
+            Err(JsonError::TooDeep)
+        );
         let very_deep = format!("{{\"a\":{}", "[".repeat(100_000));
-        assert_eq!(TopObject::parse(very_deep.as_bytes()).map(|_| ()), Err(JsonError::TooDeep));
+        assert_eq!(
+            TopObject::parse(very_deep.as_bytes()).map(|_| ()),
+            Err(JsonError::TooDeep)
+        );
     }
 }

@@ -43,7 +43,10 @@ struct Claims<'a> {
     iat: u64,
     exp: u64,
     aud: &'a str,
-    #[serde(rename = "urn:useparagon:connect:permissions", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "urn:useparagon:connect:permissions",
+        skip_serializing_if = "Option::is_none"
+    )]
     permissions: Option<Value>,
 }
 
@@ -65,7 +68,9 @@ pub struct Minter {
 
 impl std::fmt::Debug for Minter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Minter").field("audience", &self.audience).finish_non_exhaustive()
+        f.debug_struct("Minter")
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,7 +80,8 @@ impl Minter {
             .signing_key
             .as_ref()
             .ok_or("mint mode needs paragon.signing_key_file")?;
-        let key = EncodingKey::from_rsa_pem(&pem.pem).map_err(|e| format!("paragon.signing_key_file: {e}"))?;
+        let key = EncodingKey::from_rsa_pem(&pem.pem)
+            .map_err(|e| format!("paragon.signing_key_file: {e}"))?;
         let mut header = Header::new(Algorithm::RS256);
         header.typ = Some("JWT".into());
         Ok(Minter {
@@ -125,10 +131,11 @@ impl Minter {
             aud: &self.audience,
             permissions,
         };
-        let token = jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|e| MintError(e.to_string()))?;
+        let token = jsonwebtoken::encode(&self.header, &claims, &self.key)
+            .map_err(|e| MintError(e.to_string()))?;
         self.metrics.token_mints.inc();
-        let mut value =
-            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| MintError(e.to_string()))?;
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|e| MintError(e.to_string()))?;
         value.set_sensitive(true);
         Ok(value)
     }
@@ -193,9 +200,13 @@ mod tests {
         let token = v.to_str().unwrap().strip_prefix("Bearer ").unwrap();
         let mut val = Validation::new(Algorithm::RS256);
         val.set_audience(&["useparagon.com/proj"]);
-        jsonwebtoken::decode::<Value>(token, &DecodingKey::from_rsa_pem(public_pem.as_bytes()).unwrap(), &val)
-            .unwrap()
-            .claims
+        jsonwebtoken::decode::<Value>(
+            token,
+            &DecodingKey::from_rsa_pem(public_pem.as_bytes()).unwrap(),
+            &val,
+        )
+        .unwrap()
+        .claims
     }
 
     #[test]
@@ -203,7 +214,13 @@ mod tests {
         let keys = crate::keygen::rsa().unwrap();
         let m = Minter::new(&paragon(&keys.private_pem), Metrics::new()).unwrap();
         let one = m
-            .authorization("acme", Scope::One { integration: "slack", id: "c1" })
+            .authorization(
+                "acme",
+                Scope::One {
+                    integration: "slack",
+                    id: "c1",
+                },
+            )
             .unwrap();
         assert!(one.is_sensitive());
         let c = decode(&one, &keys.public_pem);
@@ -214,10 +231,14 @@ mod tests {
             c["urn:useparagon:connect:permissions"],
             serde_json::json!({"integration:slack": {"credential:c1": true}})
         );
-        let admin = decode(&m.authorization("acme", Scope::Admin).unwrap(), &keys.public_pem);
+        let admin = decode(
+            &m.authorization("acme", Scope::Admin).unwrap(),
+            &keys.public_pem,
+        );
         assert!(admin.get("urn:useparagon:connect:permissions").is_none());
         let many = decode(
-            &m.authorization("acme", Scope::Many(&[("salesforce", "a"), ("slack", "b")])).unwrap(),
+            &m.authorization("acme", Scope::Many(&[("salesforce", "a"), ("slack", "b")]))
+                .unwrap(),
             &keys.public_pem,
         );
         assert_eq!(
@@ -231,14 +252,46 @@ mod tests {
         let keys = crate::keygen::rsa().unwrap();
         let metrics = Metrics::new();
         let m = Minter::new(&paragon(&keys.private_pem), metrics.clone()).unwrap();
-        let a = m.authorization("u1", Scope::One { integration: "slack", id: "c1" }).unwrap();
-        let b = m.authorization("u1", Scope::One { integration: "slack", id: "c1" }).unwrap();
+        let a = m
+            .authorization(
+                "u1",
+                Scope::One {
+                    integration: "slack",
+                    id: "c1",
+                },
+            )
+            .unwrap();
+        let b = m
+            .authorization(
+                "u1",
+                Scope::One {
+                    integration: "slack",
+                    id: "c1",
+                },
+            )
+            .unwrap();
         assert_eq!(a, b);
         assert_eq!(metrics.token_mints.get(), 1);
         assert_eq!(metrics.mint_cache_hits.get(), 1);
-        let other_user = m.authorization("u2", Scope::One { integration: "slack", id: "c1" }).unwrap();
+        let other_user = m
+            .authorization(
+                "u2",
+                Scope::One {
+                    integration: "slack",
+                    id: "c1",
+                },
+            )
+            .unwrap();
         assert_ne!(a, other_user);
-        let other_cred = m.authorization("u1", Scope::One { integration: "slack", id: "c2" }).unwrap();
+        let other_cred = m
+            .authorization(
+                "u1",
+                Scope::One {
+                    integration: "slack",
+                    id: "c2",
+                },
+            )
+            .unwrap();
         assert_ne!(a, other_cred);
         assert_eq!(metrics.token_mints.get(), 3);
     }

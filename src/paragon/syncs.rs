@@ -45,7 +45,9 @@ impl Default for MemorySyncs {
 
 impl std::fmt::Debug for MemorySyncs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemorySyncs").field("records", &self.map.entry_count()).finish()
+        f.debug_struct("MemorySyncs")
+            .field("records", &self.map.entry_count())
+            .finish()
     }
 }
 

@@ -1,0 +1,293 @@
+//! Wiring: a config becomes a [`Generation`]; listeners are bound and
+//! served; SIGHUP swaps generations; SIGTERM/SIGINT drain and stop.
+//!
+//! A reload builds the whole new generation first and swaps it in one
+//! atomic store, so a request sees either the old config or the new one,
+//! never a mix, and an invalid config changes nothing. Expensive parts are
+//! kept when their settings did not change: the upstream connection pool,
+//! the JWKS source (so readiness does not flap), the minted-token cache
+//! (same signing key), and the credential directory (same cache settings).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::jwks::{JwksSettings, JwksSource};
+use crate::auth::Authenticator;
+use crate::config::{AuthMode, Config, Env};
+use crate::gateway::upstream::{build_client, ClientSettings, Upstreams};
+use crate::gateway::{Generation, State};
+use crate::paragon::directory::Directory;
+use crate::paragon::mint::Minter;
+use crate::paragon::syncs::SyncStore;
+use crate::server::tls::TlsAcceptorHandle;
+use crate::telemetry::{KindLabel, Metrics};
+
+/// Builds a generation, reusing what `previous` already has when its
+/// settings are unchanged.
+pub fn build_generation(
+    config: Arc<Config>,
+    metrics: &Arc<Metrics>,
+    previous: Option<&Generation>,
+) -> Result<Generation, String> {
+    let settings = ClientSettings::from_server(&config.server);
+    let client = match previous {
+        Some(p)
+            if p.config.paragon.ca_file == config.paragon.ca_file
+                && ClientSettings::from_server(&p.config.server) == settings =>
+        {
+            p.upstreams.client().clone()
+        }
+        _ => build_client(config.paragon.ca_file.as_ref(), &settings)?,
+    };
+    let upstreams = Upstreams::new(
+        &config.paragon,
+        client.clone(),
+        config.server.upstream_timeout,
+        metrics.clone(),
+    )?;
+
+    let jwks = match (&config.auth.jwks_url, config.auth.mode) {
+        (Some(url), AuthMode::Mint) => {
+            let wanted = JwksSettings {
+                url: url.clone(),
+                refresh: config.auth.jwks_refresh,
+                min_refetch: config.auth.jwks_min_refetch,
+                timeout: config.auth.jwks_timeout,
+                algorithms: config.auth.algorithms.clone(),
+            };
+            match previous.and_then(|p| p.auth.jwks()) {
+                Some(existing) if *existing.settings() == wanted => Some(existing.clone()),
+                _ => {
+                    let source = JwksSource::new(wanted, client, metrics.clone())?;
+                    source.spawn_refresher();
+                    Some(source)
+                }
+            }
+        }
+        _ => None,
+    };
+    let auth = Authenticator::new(&config, jwks, metrics.clone())?;
+    let minter = match config.auth.mode {
+        AuthMode::Mint => match previous.and_then(|p| p.minter.as_ref()) {
+            Some(m) if m.same_as(&config.paragon) => Some(m.clone()),
+            _ => Some(Arc::new(Minter::new(&config.paragon, metrics.clone())?)),
+        },
+        AuthMode::Passthrough => None,
+    };
+    Ok(Generation {
+        config,
+        auth,
+        minter,
+        upstreams,
+    })
+}
+
+/// A running gateway: its bound addresses, state and tasks.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state: Arc<State>,
+    tls: Option<TlsAcceptorHandle>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("addr", &self.addr)
+            .field("admin_addr", &self.admin_addr)
+            .finish()
+    }
+}
+
+/// Binds both listeners and starts serving. Port 0 binds a free port (tests).
+pub async fn start(config: Config) -> Result<Running, String> {
+    let metrics = Metrics::new();
+    for w in &config.warnings {
+        tracing::warn!(warning = %w, "config");
+    }
+    let config = Arc::new(config);
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(TlsAcceptorHandle::new)
+        .transpose()?;
+    let generation = build_generation(config.clone(), &metrics, None)?;
+    let directory = Directory::new(
+        &config.cache,
+        config.server.upstream_timeout,
+        metrics.clone(),
+    );
+    let state = Arc::new(State::new(
+        generation,
+        directory,
+        SyncStore::default(),
+        metrics,
+    ));
+
+    let listener = TcpListener::bind(config.server.listen).await.map_err(|e| {
+        format!(
+            "cannot listen on {} (server.listen): {e}",
+            config.server.listen
+        )
+    })?;
+    let admin = TcpListener::bind(config.server.admin_listen)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {} (server.admin_listen): {e}",
+                config.server.admin_listen
+            )
+        })?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
+
+    let (tx, rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let tasks = vec![
+        tokio::spawn(crate::server::serve(
+            state.clone(),
+            listener,
+            tls.clone(),
+            stopped(rx.clone()),
+        )),
+        tokio::spawn(crate::server::admin::serve(
+            state.clone(),
+            admin,
+            stopped(rx),
+        )),
+    ];
+    tracing::info!(%addr, %admin_addr, tls = tls.is_some(), mode = config.auth.mode.as_str(), "credgate listening");
+    Ok(Running {
+        addr,
+        admin_addr,
+        state,
+        tls,
+        shutdown: tx,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Swaps in a new config. On error nothing changes. Returns notes about
+    /// settings that need a restart to take effect.
+    pub fn reload(&self, new: Config) -> Result<Vec<String>, String> {
+        let metrics = &self.state.metrics;
+        let result = self.try_reload(new);
+        let kind = if result.is_ok() { "ok" } else { "rejected" };
+        metrics
+            .config_reloads
+            .get_or_create(&KindLabel { kind })
+            .inc();
+        result
+    }
+
+    fn try_reload(&self, new: Config) -> Result<Vec<String>, String> {
+        let old = self.state.current.load_full();
+        let mut notes = Vec::new();
+        if new.server.listen != old.config.server.listen {
+            notes.push(format!(
+                "server.listen changed to {}: takes effect after a restart",
+                new.server.listen
+            ));
+        }
+        if new.server.admin_listen != old.config.server.admin_listen {
+            notes.push(format!(
+                "server.admin_listen changed to {}: takes effect after a restart",
+                new.server.admin_listen
+            ));
+        }
+        if new.server.worker_threads != old.config.server.worker_threads {
+            notes.push("server.worker_threads changed: takes effect after a restart".into());
+        }
+        if new.server.tls.is_some() != self.tls.is_some() {
+            notes.push("server.tls turned on or off: takes effect after a restart".into());
+        }
+        if new.cluster.is_some() != old.config.cluster.is_some() {
+            notes.push("[cluster] added or removed: takes effect after a restart".into());
+        }
+        let new = Arc::new(new);
+        let generation = build_generation(new.clone(), &self.state.metrics, Some(&old))?;
+        if let (Some(handle), Some(files)) = (&self.tls, &new.server.tls) {
+            handle.reload(files)?;
+        }
+        if !self.state.directory.load().same_settings(&new.cache)
+            || new.cache.max_users != old.config.cache.max_users
+            || new.cache.max_concurrent_loads != old.config.cache.max_concurrent_loads
+        {
+            self.state.directory.store(Arc::new(Directory::new(
+                &new.cache,
+                new.server.upstream_timeout,
+                self.state.metrics.clone(),
+            )));
+            notes.push("cache settings changed: the credential cache was emptied".into());
+        }
+        for w in &new.warnings {
+            tracing::warn!(warning = %w, "config");
+        }
+        self.state.current.store(Arc::new(generation));
+        Ok(notes)
+    }
+
+    /// Stops accepting; in-flight requests get `server.shutdown_grace`.
+    pub fn trigger_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits until both listeners have drained.
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    pub async fn shutdown(self) {
+        self.trigger_shutdown();
+        self.wait().await;
+    }
+}
+
+/// Runs until SIGTERM or SIGINT, reloading `config_path` on SIGHUP.
+pub async fn run_until_signal(
+    config: Config,
+    config_path: PathBuf,
+    env: &dyn Env,
+) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let running = start(config).await?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                match Config::load(&config_path, env) {
+                    Err(e) => tracing::error!(error = %e, "reload: the new config is invalid; still serving the old one"),
+                    Ok(new) => match running.reload(new) {
+                        Ok(notes) => {
+                            for n in notes {
+                                tracing::warn!(note = %n, "reload");
+                            }
+                            tracing::info!(path = %config_path.display(), "config reloaded");
+                        }
+                        Err(e) => tracing::error!(error = %e, "reload failed; still serving the old config"),
+                    },
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    running.shutdown().await;
+    Ok(())
+}

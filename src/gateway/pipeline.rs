@@ -1,0 +1,1079 @@
+//! The steps of one request, in the order of SPEC §1, so that the first
+//! failing check answers: path (400) → authentication (401) → route and
+//! project (404) → operation (403) → body size (413) → credential list
+//! (503) → credential inputs and decision (400/403) → rewrite → forward →
+//! response filtering.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{
+    HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING,
+    CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
+};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use super::body::{self, read_limited, Body, ReadError};
+use super::headers::{
+    self, Single, X_PARAGON_CONFIGURATION_ID, X_PARAGON_CREDENTIAL, X_REQUEST_ID,
+};
+use super::path::{self, FullUrl};
+use super::{Audit, ConnInfo, Generation, State};
+use crate::auth::Identity;
+use crate::config::{AdminDefault, AuthMode, Config};
+use crate::error::{GatewayError, UpstreamFailure};
+use crate::paragon::credentials::{Credential, CredentialList};
+use crate::paragon::directory::{DirKey, Directory, LoadError, Snapshot};
+use crate::paragon::filter;
+use crate::paragon::jsonbody::{JsonError, Kind, TopObject};
+use crate::paragon::mint::Scope;
+use crate::paragon::routes::{
+    self, CredentialLocation, IntegrationRef, Operation, Route, RouteError, Upstream,
+};
+use crate::paragon::syncs::Owner;
+use crate::policy::{resolve_default, resolve_named, Permit, Requested, RouteIntegration};
+
+/// Largest `/sdk/me` body credgate reads.
+const MAX_ME_BYTES: u64 = 8 * 1024 * 1024;
+/// Largest response credgate buffers to filter or to learn sync owners.
+const MAX_FILTERED_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A credential in a cached list, held by index so the list can be swapped
+/// for a reloaded one without copying.
+#[derive(Debug, Clone)]
+struct Chosen {
+    list: Arc<CredentialList>,
+    index: usize,
+}
+
+impl Chosen {
+    fn get(&self) -> &Credential {
+        &self.list.credentials[self.index]
+    }
+
+    fn of(list: &Arc<CredentialList>, c: &Credential) -> Chosen {
+        let index = list
+            .credentials
+            .iter()
+            .position(|x| std::ptr::eq(x, c))
+            .expect("the credential comes from this list");
+        Chosen {
+            list: list.clone(),
+            index,
+        }
+    }
+}
+
+/// The credential decision for a request.
+#[derive(Debug)]
+enum Routed {
+    /// No credential is routed (the route has none, or lists credentials).
+    None,
+    /// An admin naming none, forwarded unchanged (Paragon picks).
+    Passthrough,
+    Credential(Chosen),
+}
+
+/// What a request names, parsed before the list is loaded; its errors are
+/// reported after the list (SPEC §1 order).
+struct Inputs<'b> {
+    requested: Option<Requested>,
+    configuration: Option<String>,
+    body: Option<TopObject<'b>>,
+    /// The sync body's `integration`.
+    body_integration: Option<String>,
+    /// The ActionKit body's `action` / `tool` name.
+    action: Option<String>,
+}
+
+pub(super) async fn process(
+    state: &State,
+    generation: &Generation,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    request_id: &str,
+    audit: &mut Audit,
+) -> Result<Response<Body>, GatewayError> {
+    let cfg: &Config = &generation.config;
+    let (mut parts, incoming) = req.into_parts();
+
+    // 1. Path hygiene, before anything else: path tricks get 400 from
+    //    everyone, authenticated or not.
+    path::check(parts.uri.path()).map_err(GatewayError::BadRequest)?;
+
+    // 2. Authentication.
+    let identity = generation.auth.authenticate(&parts.headers).await?;
+    audit.user = Some(identity.user.clone());
+    audit.principal = Some(identity.principal.clone());
+
+    // 3. Route and project.
+    let uri = parts.uri.clone();
+    let route = routes::classify(&parts.method, uri.path(), &cfg.paragon.project_id).map_err(
+        |e| match e {
+            RouteError::NotFound => GatewayError::RouteNotFound,
+            RouteError::UnknownProject => GatewayError::UnknownProject,
+        },
+    )?;
+    audit.product = Some(route.product.as_str());
+    if let Operation::Proxy {
+        integration: IntegrationRef::Type(t),
+        ..
+    } = route.op
+    {
+        audit.integration = Some(t.to_string());
+    }
+
+    // 4. Operation allowed for this caller.
+    check_operation(cfg, &identity, &route, uri.query())?;
+
+    // 5. Bodies credgate must read, capped.
+    let header_credential = headers::single_value(&parts.headers, X_PARAGON_CREDENTIAL);
+    let names_in_header = !matches!(header_credential, Ok(Single::Absent));
+    let admin = identity.is_admin();
+    let resolves_for_caller = !admin || cfg.policy.admin_default == AdminDefault::Resolve;
+    let read_body = match route.op {
+        Operation::SyncCreate | Operation::SyncPatch { .. } => true,
+        // ActionKit bodies are read only to find the integration of an
+        // action when no credential is named (SPEC §5).
+        Operation::ActionKit => {
+            !names_in_header && resolves_for_caller && parts.method == Method::POST
+        }
+        _ => false,
+    };
+    let (buffered, mut streamed) = if read_body {
+        (
+            Some(read_request_body(&parts.headers, incoming, cfg.server.max_body_bytes).await?),
+            None,
+        )
+    } else {
+        (None, Some(incoming))
+    };
+
+    // Credential inputs, parsed now, judged after the list is loaded.
+    let inputs = parse_inputs(
+        &parts.headers,
+        header_credential,
+        &route,
+        buffered.as_deref(),
+    );
+
+    // 6. The user's credential list, when the decision needs it.
+    let is_uninstall = matches!(route.op, Operation::Uninstall { .. });
+    let needs_list = !admin
+        || is_uninstall
+        || match &inputs {
+            Ok(i) => {
+                i.requested.is_some()
+                    || i.configuration.is_some()
+                    || (resolves_for_caller
+                        && matches!(
+                            route.credential_location(),
+                            CredentialLocation::Header | CredentialLocation::Body
+                        ))
+            }
+            Err(_) => false,
+        };
+    let directory = state.directory.load_full();
+    let dir_key = match cfg.auth.mode {
+        AuthMode::Mint => DirKey::user(identity.user.clone()),
+        AuthMode::Passthrough => DirKey {
+            user: identity.user.clone(),
+            scope: identity.permissions_key.clone(),
+        },
+    };
+    let caller_authorization = parts.headers.get(AUTHORIZATION).cloned();
+    let lookup = Lookup {
+        generation,
+        identity: &identity,
+        caller_authorization: caller_authorization.as_ref(),
+        request_id,
+        directory: &directory,
+        key: &dir_key,
+    };
+    let mut snapshot = if needs_list {
+        Some(
+            directory
+                .get(&dir_key, || lookup.load())
+                .await
+                .map_err(GatewayError::CredentialsUnavailable)?,
+        )
+    } else {
+        None
+    };
+
+    // 7. Credential inputs and the decision.
+    let inputs = inputs?;
+    let permit = Permit::new(&identity, &cfg.policy);
+    let routed = decide(
+        state,
+        &lookup,
+        &mut snapshot,
+        &permit,
+        &route,
+        &inputs,
+        admin,
+        cfg,
+    )
+    .await?;
+    if let Routed::Credential(c) = &routed {
+        audit.credential = Some(c.get().id.clone());
+        audit.integration = Some(c.get().integration.to_string());
+    }
+    let configuration = match (&inputs.configuration, &routed) {
+        (Some(id), Routed::Credential(c)) => {
+            if c.get().configurations.iter().any(|x| **x == *id) {
+                Some(id.clone())
+            } else {
+                return Err(GatewayError::CredentialForbidden);
+            }
+        }
+        _ => None,
+    };
+
+    // 8. Rewrite.
+    let authorization = upstream_authorization(
+        generation,
+        &identity,
+        &permit,
+        snapshot.as_ref(),
+        &routed,
+        caller_authorization,
+    )?;
+    let filters = route.filters_response() && !admin;
+    let learns_syncs = matches!(
+        route.op,
+        Operation::SyncCreate | Operation::SyncPatch { .. } | Operation::SyncList
+    ) || matches!(route.op, Operation::SyncItem { sync_id, .. } if parts.method == Method::GET && uri.path().ends_with(sync_id));
+    rewrite_headers(
+        &mut parts,
+        conn,
+        cfg,
+        request_id,
+        authorization,
+        &route,
+        &routed,
+        configuration.as_deref(),
+        filters || learns_syncs,
+    );
+    let upstream_body = match (buffered.clone(), &inputs.body, &routed) {
+        (Some(raw), Some(doc), Routed::Credential(c))
+            if route.credential_location() == CredentialLocation::Body =>
+        {
+            let routed_id = &*c.get().id;
+            let rewritten = match &route.op {
+                // A PATCH without `credentialId` keeps its body: the sync's
+                // credential is not changing.
+                Operation::SyncPatch { .. } if inputs.requested.is_none() => raw,
+                _ => Bytes::from(doc.with_string("credentialId", routed_id)),
+            };
+            parts
+                .headers
+                .insert(CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
+            body::full(rewritten)
+        }
+        (Some(raw), _, _) => {
+            parts
+                .headers
+                .insert(CONTENT_LENGTH, HeaderValue::from(raw.len()));
+            body::full(raw)
+        }
+        (None, _, _) => match streamed.take() {
+            Some(b) => body::stream(b),
+            None => body::empty(),
+        },
+    };
+
+    // 9. Forward.
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut upstream_req = Request::new(upstream_body);
+    *upstream_req.method_mut() = parts.method.clone();
+    *upstream_req.uri_mut() = generation.upstreams.uri(route.upstream, pq)?;
+    *upstream_req.version_mut() = Version::HTTP_11;
+    *upstream_req.headers_mut() = parts.headers;
+    let resp = generation
+        .upstreams
+        .send(route.upstream, upstream_req)
+        .await?;
+
+    // 10. Response.
+    let (mut rparts, rbody) = resp.into_parts();
+    headers::remove_hop_by_hop(&mut rparts.headers);
+    let ok = rparts.status.is_success();
+
+    if ok && is_uninstall {
+        if let Err(e) = state.invalidate(Some(&identity.user)).await {
+            tracing::warn!(request_id, error = %e, "could not record the invalidation after an uninstall");
+        }
+    }
+    if let (
+        Operation::SyncItem {
+            sync_id,
+            deletes_sync: true,
+        },
+        true,
+    ) = (&route.op, ok)
+    {
+        if let Err(e) = state.syncs.remove(sync_id).await {
+            tracing::warn!(request_id, error = %e, "could not drop a deleted sync's ownership record");
+        }
+    }
+    if let (Operation::SyncPatch { sync_id }, true, Some(_), Routed::Credential(c)) =
+        (&route.op, ok, &inputs.requested, &routed)
+    {
+        record_owner(state, request_id, sync_id, &identity, &c.get().id).await;
+    }
+
+    if !(ok && (filters || learns_syncs)) {
+        return Ok(Response::from_parts(rparts, body::stream(rbody)));
+    }
+
+    // Buffer, learn, filter.
+    if rparts
+        .headers
+        .get(CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(GatewayError::UpstreamUnavailable(
+            UpstreamFailure::Unfilterable("Paragon sent a compressed body credgate must filter"),
+        ));
+    }
+    let raw = match read_limited(rbody, MAX_FILTERED_RESPONSE_BYTES).await {
+        Ok(b) => b,
+        Err(ReadError::TooLarge) => {
+            return Err(GatewayError::UpstreamUnavailable(
+                UpstreamFailure::Unfilterable("Paragon's response is too large to filter"),
+            ))
+        }
+        Err(ReadError::Io(e)) => {
+            return Err(GatewayError::UpstreamUnavailable(UpstreamFailure::Body(e)))
+        }
+    };
+    let parsed: Option<Value> = serde_json::from_slice(&raw).ok();
+    if learns_syncs {
+        learn_sync_owners(
+            state,
+            request_id,
+            &route,
+            &identity,
+            &routed,
+            parsed.as_ref(),
+        )
+        .await;
+    }
+    if !filters {
+        rparts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(raw.len()));
+        return Ok(Response::from_parts(rparts, body::full(raw)));
+    }
+    let Some(mut value) = parsed else {
+        return Err(GatewayError::UpstreamUnavailable(
+            UpstreamFailure::Unfilterable("Paragon's response is not JSON"),
+        ));
+    };
+    let list = snapshot
+        .as_ref()
+        .map(|s| s.list.clone())
+        .unwrap_or_default();
+    let allow_account_auth = cfg.policy.allow_account_auth;
+    let permitted = |id: &str| -> Option<&Credential> {
+        let lower = id.to_ascii_lowercase();
+        list.find(&lower).filter(|c| permit.allows(c))
+    };
+    match route.op {
+        Operation::GetUser => filter::filter_me(
+            &mut value,
+            &|integration, id| permitted(id).is_some_and(|c| *c.integration == *integration),
+            allow_account_auth,
+        ),
+        Operation::ListCredentials | Operation::Credential { .. } => filter::filter_credentials(
+            &mut value,
+            &|id| permitted(id).is_some(),
+            allow_account_auth,
+        ),
+        Operation::SyncList => {
+            let mut reachable = std::collections::HashSet::new();
+            if let Some(items) = value.get("data").and_then(Value::as_array) {
+                for id in items
+                    .iter()
+                    .filter_map(|s| s.get("id").and_then(Value::as_str))
+                {
+                    if let Ok(Some(owner)) = state.syncs.owner(id).await {
+                        if owner.user == identity.user && permitted(&owner.credential).is_some() {
+                            reachable.insert(id.to_string());
+                        }
+                    }
+                }
+            }
+            filter::filter_syncs(&mut value, &|id| reachable.contains(id));
+        }
+        _ => {}
+    }
+    let out = Bytes::from(serde_json::to_vec(&value).map_err(|_| {
+        GatewayError::UpstreamUnavailable(UpstreamFailure::Unfilterable(
+            "the filtered body could not be encoded",
+        ))
+    })?);
+    rparts
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Ok(Response::from_parts(rparts, body::full(out)))
+}
+
+/// Product, operation and Proxy API host checks (SPEC §3, §7): 403.
+fn check_operation(
+    cfg: &Config,
+    identity: &Identity,
+    route: &Route<'_>,
+    query: Option<&str>,
+) -> Result<(), GatewayError> {
+    let admin = identity.is_admin();
+    if !admin && !cfg.policy.member_products.contains(&route.product) {
+        return Err(GatewayError::OperationForbidden(
+            "this product is not allowed for members",
+        ));
+    }
+    if route.op == Operation::PatchUser && !admin {
+        return Err(GatewayError::OperationForbidden(
+            "only admins may change the user's metadata",
+        ));
+    }
+    if route.product.is_connect()
+        && !admin
+        && !cfg.policy.allow_account_auth
+        && asks_account_auth(query)
+    {
+        return Err(GatewayError::OperationForbidden(
+            "includeAccountAuth is not allowed for members",
+        ));
+    }
+    if let Operation::Proxy { rest, .. } = route.op {
+        match path::full_url_host(rest) {
+            FullUrl::NotAUrl => {}
+            FullUrl::Host { host, port }
+                if path::host_allowed(&cfg.policy.proxy_url_hosts, &host, port) => {}
+            _ => return Err(GatewayError::UpstreamHostForbidden),
+        }
+    }
+    Ok(())
+}
+
+/// Whether a query asks for `accountAuth` (raw provider tokens): any
+/// `includeAccountAuth` parameter (any case, percent-encoded or not, also
+/// `includeAccountAuth[]`) whose value is not `false` in any case.
+pub fn asks_account_auth(query: Option<&str>) -> bool {
+    let Some(q) = query else { return false };
+    q.split('&').any(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| -> String {
+            let s = s.replace('+', " ");
+            match path::percent_decode(s.as_bytes()) {
+                Some(b) => String::from_utf8_lossy(&b).into_owned(),
+                None => s,
+            }
+        };
+        let name = decode(name).to_ascii_lowercase();
+        name.starts_with("includeaccountauth")
+            && !decode(value).trim().eq_ignore_ascii_case("false")
+    })
+}
+
+async fn read_request_body(
+    headers: &HeaderMap,
+    incoming: Incoming,
+    max: u64,
+) -> Result<Bytes, GatewayError> {
+    if let Some(len) = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > max {
+            return Err(GatewayError::BodyTooLarge);
+        }
+    }
+    read_limited(incoming, max).await.map_err(|e| match e {
+        ReadError::TooLarge => GatewayError::BodyTooLarge,
+        ReadError::Io(_) => GatewayError::BadRequest("the request body could not be read"),
+    })
+}
+
+fn parse_inputs<'b>(
+    headers: &HeaderMap,
+    header_credential: Result<Single<'_>, headers::SingleError>,
+    route: &Route<'_>,
+    body: Option<&'b [u8]>,
+) -> Result<Inputs<'b>, GatewayError> {
+    let repeated = GatewayError::BadRequest("the credential is given more than once");
+    let malformed = GatewayError::BadRequest("the credential must be a UUID or ext:<externalId>");
+    let mut requested = match header_credential {
+        Ok(Single::Absent) => None,
+        Ok(Single::One(v)) => Some(Requested::parse(v)?),
+        Err(headers::SingleError::Repeated) => return Err(repeated),
+        Err(headers::SingleError::Malformed) => return Err(malformed),
+    };
+    let configuration = match headers::single_value(headers, X_PARAGON_CONFIGURATION_ID) {
+        Ok(Single::Absent) => None,
+        Ok(Single::One(v)) => Some(v.to_ascii_lowercase()),
+        Err(_) => {
+            return Err(GatewayError::BadRequest(
+                "X-Paragon-Configuration-Id is given more than once or malformed",
+            ))
+        }
+    };
+    let mut doc = None;
+    let mut body_integration = None;
+    let mut action = None;
+    if let Some(raw) = body {
+        let parsed = TopObject::parse(raw);
+        match (&route.op, parsed) {
+            (Operation::SyncCreate | Operation::SyncPatch { .. }, Err(e)) => {
+                return Err(GatewayError::BadRequest(match e {
+                    JsonError::TooDeep => "the body nests deeper than 64 levels",
+                    JsonError::Utf8 => "the body is not valid UTF-8",
+                    JsonError::NotObject => "the body must be a JSON object",
+                    JsonError::Syntax => "the body is not valid JSON",
+                }))
+            }
+            (Operation::SyncCreate | Operation::SyncPatch { .. }, Ok(t)) => {
+                let ids: Vec<_> = t.all("credentialId").collect();
+                if let Some(m) = ids.first() {
+                    if ids.len() > 1 || requested.is_some() {
+                        return Err(repeated);
+                    }
+                    if m.kind != Kind::String {
+                        return Err(GatewayError::BadRequest("credentialId must be a string"));
+                    }
+                    let v = t.string_value(m).ok_or(malformed)?;
+                    requested = Some(Requested::parse(&v)?);
+                }
+                let integ: Vec<_> = t.all("integration").collect();
+                if integ.len() > 1 {
+                    return Err(GatewayError::BadRequest(
+                        "integration is given more than once",
+                    ));
+                }
+                body_integration = integ.first().and_then(|m| t.string_value(m));
+                drop(ids);
+                drop(integ);
+                doc = Some(t);
+            }
+            // ActionKit: the action or tool name, when the body says one.
+            (_, Ok(t)) => {
+                let names: Vec<_> = t.all("action").chain(t.all("tool")).collect();
+                if let [one] = names.as_slice() {
+                    action = t.string_value(one);
+                }
+            }
+            (_, Err(_)) => {}
+        }
+    }
+    Ok(Inputs {
+        requested,
+        configuration,
+        body: doc,
+        body_integration,
+        action,
+    })
+}
+
+/// Loads a user's credential list from `GET /sdk/me`.
+struct Lookup<'a> {
+    generation: &'a Generation,
+    identity: &'a Identity,
+    caller_authorization: Option<&'a HeaderValue>,
+    request_id: &'a str,
+    directory: &'a Directory,
+    key: &'a DirKey,
+}
+
+impl Lookup<'_> {
+    async fn load(&self) -> Result<CredentialList, LoadError> {
+        let g = self.generation;
+        let authorization = match (&g.minter, g.config.auth.mode) {
+            (Some(m), AuthMode::Mint) => m
+                .authorization(&self.identity.user, Scope::Admin)
+                .map_err(|e| LoadError::Mint(e.to_string()))?,
+            _ => self
+                .caller_authorization
+                .cloned()
+                .ok_or_else(|| LoadError::Upstream("no caller token to forward".into()))?,
+        };
+        let path = format!("/projects/{}/sdk/me", g.config.paragon.project_id);
+        let uri = g
+            .upstreams
+            .uri(Upstream::Connect, &path)
+            .map_err(|e| LoadError::Upstream(e.to_string()))?;
+        let mut req = Request::get(uri)
+            .header(ACCEPT, "application/json")
+            .body(body::empty())
+            .map_err(|e| LoadError::Upstream(e.to_string()))?;
+        req.headers_mut().insert(AUTHORIZATION, authorization);
+        if let Ok(v) = HeaderValue::from_str(self.request_id) {
+            req.headers_mut().insert(X_REQUEST_ID, v);
+        }
+        let resp = g
+            .upstreams
+            .send(Upstream::Connect, req)
+            .await
+            .map_err(|e| LoadError::Upstream(e.to_string()))?;
+        if resp.status() != StatusCode::OK {
+            return Err(LoadError::Status(resp.status().as_u16()));
+        }
+        let raw = read_limited(resp.into_body(), MAX_ME_BYTES)
+            .await
+            .map_err(|e| LoadError::Malformed(e.to_string()))?;
+        CredentialList::parse(&raw).map_err(|e| match e {
+            crate::paragon::credentials::ParseError::NotAuthenticated => {
+                LoadError::NotAuthenticated
+            }
+            crate::paragon::credentials::ParseError::Malformed(m) => LoadError::Malformed(m),
+        })
+    }
+}
+
+/// The route's integration, owned (route strings borrow the request).
+fn integration_of(route: &Route<'_>, inputs: &Inputs<'_>) -> IntegrationHint {
+    match route.op {
+        Operation::Proxy {
+            integration: IntegrationRef::Type(t),
+            ..
+        } => IntegrationHint::Type(t.to_string()),
+        Operation::Proxy {
+            integration: IntegrationRef::CustomId(id),
+            ..
+        } => IntegrationHint::IntegrationId(id.to_string()),
+        Operation::Uninstall { integration_id } => {
+            IntegrationHint::IntegrationId(integration_id.to_string())
+        }
+        Operation::SyncCreate => match &inputs.body_integration {
+            Some(t) => IntegrationHint::Type(t.clone()),
+            None => IntegrationHint::None,
+        },
+        Operation::ActionKit => match &inputs.action {
+            Some(a) => IntegrationHint::Action(a.clone()),
+            None => IntegrationHint::None,
+        },
+        _ => IntegrationHint::None,
+    }
+}
+
+#[derive(Debug, Clone)]
+enum IntegrationHint {
+    None,
+    Type(String),
+    IntegrationId(String),
+    Action(String),
+}
+
+impl IntegrationHint {
+    /// The hint against one list (custom integration ids and action names
+    /// are looked up in the user's own list).
+    fn resolve(&self, list: &CredentialList) -> Resolved {
+        match self {
+            IntegrationHint::None => Resolved::Unknown,
+            IntegrationHint::Type(t) => Resolved::Type(t.clone()),
+            IntegrationHint::IntegrationId(id) => match list.integration_with_id(id) {
+                Some(t) => Resolved::Type(t.to_string()),
+                None => Resolved::Unmatched,
+            },
+            IntegrationHint::Action(a) => match list.integration_for_action(a) {
+                Some(t) => Resolved::Type(t.to_string()),
+                None => Resolved::Unknown,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resolved {
+    Unknown,
+    Unmatched,
+    Type(String),
+}
+
+impl Resolved {
+    fn as_route(&self) -> RouteIntegration<'_> {
+        match self {
+            Resolved::Unknown => RouteIntegration::Unknown,
+            Resolved::Unmatched => RouteIntegration::Unmatched,
+            Resolved::Type(t) => RouteIntegration::Known(t),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn decide(
+    state: &State,
+    lookup: &Lookup<'_>,
+    snapshot: &mut Option<Snapshot>,
+    permit: &Permit<'_>,
+    route: &Route<'_>,
+    inputs: &Inputs<'_>,
+    admin: bool,
+    cfg: &Config,
+) -> Result<Routed, GatewayError> {
+    let hint = integration_of(route, inputs);
+    let passthrough_admin = admin && cfg.policy.admin_default == AdminDefault::Passthrough;
+    let default = |snapshot: &Option<Snapshot>| -> Result<Chosen, GatewayError> {
+        let s = snapshot.as_ref().expect("the list is loaded for defaults");
+        let resolved = hint.resolve(&s.list);
+        let c = resolve_default(&s.list, permit, resolved.as_route())?;
+        Ok(Chosen::of(&s.list, c))
+    };
+
+    match route.credential_location() {
+        CredentialLocation::None => Ok(Routed::None),
+        CredentialLocation::Header
+        | CredentialLocation::HeaderRequired
+        | CredentialLocation::HeaderOptional => match &inputs.requested {
+            Some(r) => {
+                let chosen = resolve_with_hint(lookup, snapshot, permit, &hint, r).await?;
+                if let Operation::Uninstall { integration_id } = route.op {
+                    let same = chosen
+                        .get()
+                        .integration_id
+                        .as_deref()
+                        .is_some_and(|i| i.eq_ignore_ascii_case(integration_id));
+                    if !same {
+                        return Err(GatewayError::CredentialForbidden);
+                    }
+                }
+                Ok(Routed::Credential(chosen))
+            }
+            None => match route.credential_location() {
+                CredentialLocation::HeaderRequired => {
+                    let s = snapshot.as_ref().expect("uninstall loads the list");
+                    let resolved = hint.resolve(&s.list);
+                    Err(GatewayError::CredentialRequired {
+                        candidates: s
+                            .list
+                            .credentials
+                            .iter()
+                            .filter(|c| permit.allows(c) && resolved_matches(&resolved, c))
+                            .map(|c| c.id.to_string())
+                            .collect(),
+                    })
+                }
+                CredentialLocation::HeaderOptional => Ok(Routed::None),
+                _ if passthrough_admin => Ok(Routed::Passthrough),
+                _ => default(snapshot).map(Routed::Credential),
+            },
+        },
+        CredentialLocation::Path => {
+            let Operation::Credential { id } = route.op else {
+                return Ok(Routed::None);
+            };
+            if let Some(Requested::Id(h)) | Some(Requested::External(h)) = &inputs.requested {
+                if !h.eq_ignore_ascii_case(id) {
+                    return Err(GatewayError::BadRequest(
+                        "X-Paragon-Credential names another credential than the path",
+                    ));
+                }
+            }
+            let requested = Requested::parse(id).map_err(|_| GatewayError::CredentialForbidden)?;
+            if !matches!(requested, Requested::Id(_)) {
+                return Err(GatewayError::CredentialForbidden);
+            }
+            resolve_with_hint(lookup, snapshot, permit, &IntegrationHint::None, &requested)
+                .await
+                .map(Routed::Credential)
+        }
+        CredentialLocation::Body => match route.op {
+            Operation::SyncPatch { sync_id } => {
+                let owner_cred =
+                    sync_owner(state, lookup, snapshot, permit, sync_id, admin).await?;
+                match &inputs.requested {
+                    Some(r) => {
+                        resolve_with_hint(lookup, snapshot, permit, &IntegrationHint::None, r)
+                            .await
+                            .map(Routed::Credential)
+                    }
+                    None => Ok(owner_cred),
+                }
+            }
+            _ => match &inputs.requested {
+                Some(r) => resolve_with_hint(lookup, snapshot, permit, &hint, r)
+                    .await
+                    .map(Routed::Credential),
+                None if passthrough_admin => Ok(Routed::Passthrough),
+                None => default(snapshot).map(Routed::Credential),
+            },
+        },
+        CredentialLocation::SyncOwner => {
+            let Operation::SyncItem { sync_id, .. } = route.op else {
+                return Ok(Routed::None);
+            };
+            sync_owner(state, lookup, snapshot, permit, sync_id, admin).await
+        }
+    }
+}
+
+fn resolved_matches(r: &Resolved, c: &Credential) -> bool {
+    match r {
+        Resolved::Unknown => true,
+        Resolved::Unmatched => false,
+        Resolved::Type(t) => *c.integration == **t,
+    }
+}
+
+/// Resolves a named credential against the route's integration hint, with
+/// one reload when it is absent.
+async fn resolve_with_hint(
+    lookup: &Lookup<'_>,
+    snapshot: &mut Option<Snapshot>,
+    permit: &Permit<'_>,
+    hint: &IntegrationHint,
+    requested: &Requested,
+) -> Result<Chosen, GatewayError> {
+    let attempt = |list: &Arc<CredentialList>| -> Result<Option<Chosen>, GatewayError> {
+        let resolved = hint.resolve(list);
+        Ok(resolve_named(list, permit, resolved.as_route(), requested)?
+            .map(|c| Chosen::of(list, c)))
+    };
+    let current = snapshot
+        .as_ref()
+        .expect("the list is loaded for named credentials");
+    if let Some(c) = attempt(&current.list)? {
+        return Ok(c);
+    }
+    match lookup
+        .directory
+        .refresh_for_missing(lookup.key, current, || lookup.load())
+        .await
+    {
+        None => Err(GatewayError::CredentialForbidden),
+        Some(Err(e)) => Err(GatewayError::CredentialsUnavailable(e)),
+        Some(Ok(fresh)) => {
+            let list = fresh.list.clone();
+            *snapshot = Some(fresh);
+            attempt(&list)?.ok_or(GatewayError::CredentialForbidden)
+        }
+    }
+}
+
+/// The credential a sync belongs to, as far as this caller may know it: a
+/// member reaches only syncs recorded for a permitted credential of its
+/// user; admins reach every sync (forwarded with an admin token).
+async fn sync_owner(
+    state: &State,
+    lookup: &Lookup<'_>,
+    snapshot: &mut Option<Snapshot>,
+    permit: &Permit<'_>,
+    sync_id: &str,
+    admin: bool,
+) -> Result<Routed, GatewayError> {
+    if admin {
+        return Ok(Routed::Passthrough);
+    }
+    let owner = state
+        .syncs
+        .owner(sync_id)
+        .await
+        .map_err(|_| GatewayError::Unavailable("the sync ownership store is unavailable"))?;
+    match owner {
+        Some(Owner { user, credential }) if user == lookup.identity.user => {
+            let requested = Requested::Id(credential.to_string());
+            resolve_with_hint(lookup, snapshot, permit, &IntegrationHint::None, &requested)
+                .await
+                .map(Routed::Credential)
+        }
+        // Unknown syncs, and syncs of another user, are refused alike.
+        _ => Err(GatewayError::CredentialForbidden),
+    }
+}
+
+fn upstream_authorization(
+    generation: &Generation,
+    identity: &Identity,
+    permit: &Permit<'_>,
+    snapshot: Option<&Snapshot>,
+    routed: &Routed,
+    caller_authorization: Option<HeaderValue>,
+) -> Result<HeaderValue, GatewayError> {
+    let Some(minter) = &generation.minter else {
+        // Passthrough: the caller's token, unchanged.
+        return caller_authorization.ok_or(GatewayError::Unauthenticated(
+            crate::auth::AuthError::Missing,
+        ));
+    };
+    let user = &identity.user;
+    let signed = if identity.is_admin() {
+        minter.authorization(user, Scope::Admin)
+    } else {
+        match routed {
+            Routed::Credential(c) => {
+                let c = c.get();
+                minter.authorization(
+                    user,
+                    Scope::One {
+                        integration: &c.integration,
+                        id: &c.id,
+                    },
+                )
+            }
+            _ => {
+                let list = snapshot.map(|s| s.list.clone()).unwrap_or_default();
+                let mut pairs: Vec<(&str, &str)> = permit
+                    .permitted(&list)
+                    .map(|c| (&*c.integration, &*c.id))
+                    .collect();
+                pairs.sort_unstable();
+                minter.authorization(user, Scope::Many(&pairs))
+            }
+        }
+    };
+    signed.map_err(|e| {
+        tracing::error!(error = %e, "minting an upstream token failed");
+        GatewayError::Unavailable("an upstream token could not be signed")
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rewrite_headers(
+    parts: &mut Parts,
+    conn: &ConnInfo,
+    cfg: &Config,
+    request_id: &str,
+    authorization: HeaderValue,
+    route: &Route<'_>,
+    routed: &Routed,
+    configuration: Option<&str>,
+    identity_encoding: bool,
+) {
+    let h = &mut parts.headers;
+    // With both framings, hyper decoded the chunked body; a leftover
+    // Content-Length must not describe it upstream (RFC 9112 §6.3).
+    if h.contains_key(TRANSFER_ENCODING) {
+        h.remove(CONTENT_LENGTH);
+    }
+    let original_host = h.get(HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    headers::remove_hop_by_hop(h);
+    headers::remove_spellings(h, X_PARAGON_CREDENTIAL);
+    headers::remove_spellings(h, X_PARAGON_CONFIGURATION_ID);
+    headers::remove_always(h);
+    let ip = conn.remote.ip();
+    if !cfg.server.trusted_proxies.iter().any(|c| c.contains(ip)) {
+        headers::remove_forwarded(h);
+    }
+    headers::set_forwarded(
+        h,
+        ip,
+        if conn.tls { "https" } else { "http" },
+        original_host.as_ref(),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert(X_REQUEST_ID, v);
+    }
+    h.insert(AUTHORIZATION, authorization);
+    let header_route = matches!(
+        route.credential_location(),
+        CredentialLocation::Header
+            | CredentialLocation::HeaderRequired
+            | CredentialLocation::HeaderOptional
+    );
+    if let (true, Routed::Credential(c)) = (header_route, routed) {
+        if let Ok(v) = HeaderValue::from_str(&c.get().id) {
+            h.insert(
+                http::header::HeaderName::from_static(X_PARAGON_CREDENTIAL),
+                v,
+            );
+        }
+    }
+    if let Some(id) = configuration {
+        if let Ok(v) = HeaderValue::from_str(id) {
+            h.insert(
+                http::header::HeaderName::from_static(X_PARAGON_CONFIGURATION_ID),
+                v,
+            );
+        }
+    }
+    if identity_encoding {
+        // credgate must read this response: ask for it uncompressed.
+        h.remove(ACCEPT_ENCODING);
+    }
+}
+
+async fn record_owner(
+    state: &State,
+    request_id: &str,
+    sync_id: &str,
+    identity: &Identity,
+    credential: &str,
+) {
+    let owner = Owner {
+        user: identity.user.clone(),
+        credential: credential.to_ascii_lowercase().into(),
+    };
+    if let Err(e) = state.syncs.record(sync_id, owner).await {
+        tracing::warn!(request_id, error = %e, "could not record a sync's owner; the sync is admin-only until it is learned again");
+    }
+}
+
+/// Learns sync → credential from a successful sync call's answer.
+async fn learn_sync_owners(
+    state: &State,
+    request_id: &str,
+    route: &Route<'_>,
+    identity: &Identity,
+    routed: &Routed,
+    body: Option<&Value>,
+) {
+    let Some(body) = body else { return };
+    if let (Operation::SyncCreate, Some(id)) = (&route.op, body.get("id").and_then(Value::as_str)) {
+        let credential = match routed {
+            Routed::Credential(c) => Some(c.get().id.to_string()),
+            _ => body
+                .get("credentialId")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        };
+        if let Some(credential) = credential {
+            record_owner(state, request_id, id, identity, &credential).await;
+        }
+        return;
+    }
+    for (sync_id, credential) in filter::sync_owners(body) {
+        record_owner(state, request_id, &sync_id, identity, &credential).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_auth_requests_are_detected_in_every_spelling() {
+        for q in [
+            "includeAccountAuth=true",
+            "includeAccountAuth=1",
+            "includeAccountAuth",
+            "includeAccountAuth=",
+            "INCLUDEACCOUNTAUTH=TRUE",
+            "x=1&includeAccountAuth=false&includeAccountAuth=true",
+            "include%41ccountAuth=true",
+            "includeAccountAuth[]=true",
+            "includeAccountAuth=%74rue",
+        ] {
+            assert!(asks_account_auth(Some(q)), "{q}");
+        }
+        for q in [
+            "",
+            "includeAccountAuth=false",
+            "includeAccountAuth=FALSE",
+            "x=includeAccountAuth",
+            "includeAccount=true",
+        ] {
+            assert!(!asks_account_auth(Some(q)), "{q}");
+        }
+        assert!(!asks_account_auth(None));
+    }
+}

@@ -1,0 +1,143 @@
+//! The admin listener (SPEC §9), separate from traffic and on loopback by
+//! default: `GET /healthz`, `GET /readyz`, `GET /metrics`,
+//! `POST /admin/cache/invalidate`. It has no authentication of its own:
+//! bind it where only operators and Prometheus can reach it.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::gateway::body::{full, read_limited, Body};
+use crate::gateway::State;
+
+/// Largest invalidation request body.
+const MAX_ADMIN_BODY: u64 = 64 * 1024;
+
+pub async fn serve(state: Arc<State>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let state = state.clone();
+        let service = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(route(&state, req).await) }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10));
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
+    text(status, "application/json", v.to_string())
+}
+
+async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
+        (&Method::GET, "/readyz") => {
+            let generation = state.current.load();
+            if generation.auth.ready() {
+                json(StatusCode::OK, serde_json::json!({"status": "ready"}))
+            } else {
+                json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    serde_json::json!({"status": "not ready", "reason": "signing keys are not loaded yet"}),
+                )
+            }
+        }
+        (&Method::GET, "/metrics") => {
+            let directory = state.directory.load();
+            directory.sync().await;
+            state
+                .metrics
+                .credential_cache_users
+                .set(directory.user_count() as i64);
+            text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                state.metrics.encode(),
+            )
+        }
+        (&Method::POST, "/admin/cache/invalidate") => invalidate(state, req).await,
+        (_, "/healthz" | "/readyz" | "/metrics" | "/admin/cache/invalidate") => json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            serde_json::json!({"message": "method not allowed"}),
+        ),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"message": "not found"}),
+        ),
+    }
+}
+
+async fn invalidate(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let bad = |m: &str| json(StatusCode::BAD_REQUEST, serde_json::json!({"message": m}));
+    let Ok(raw) = read_limited(req.into_body(), MAX_ADMIN_BODY).await else {
+        return bad("the body could not be read or is too large");
+    };
+    let value: serde_json::Value = if raw.iter().all(u8::is_ascii_whitespace) {
+        serde_json::json!({})
+    } else {
+        match serde_json::from_slice(&raw) {
+            Ok(v) => v,
+            Err(_) => return bad("the body must be {\"user\": \"...\"} or {}"),
+        }
+    };
+    let Some(obj) = value.as_object() else {
+        return bad("the body must be {\"user\": \"...\"} or {}");
+    };
+    if obj.keys().any(|k| k != "user") {
+        return bad("the only field is \"user\"");
+    }
+    let user = match obj.get("user") {
+        None => None,
+        Some(serde_json::Value::String(u)) if !u.is_empty() => Some(u.as_str()),
+        Some(_) => return bad("\"user\" must be a non-empty string"),
+    };
+    match state.invalidate(user).await {
+        Ok(()) => json(
+            StatusCode::OK,
+            serde_json::json!({"invalidated": user.map_or(serde_json::Value::String("all".into()), |u| serde_json::json!({"user": u}))}),
+        ),
+        Err(e) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"message": e.to_string()}),
+        ),
+    }
+}
