@@ -1,0 +1,480 @@
+//! Shared test harness: keys in a temp dir, a config builder, the gateway
+//! on 127.0.0.1:0, recording upstreams, caller tokens, and clients (a hyper
+//! client and a raw-socket one for byte-exact requests).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use credgate::app::{self, Running};
+use credgate::config::Config;
+use credgate::gateway::body::{self, Body};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const PROJECT: &str = "11111111-2222-3333-4444-555555555555";
+
+/// A temp dir removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let suffix: String = credgate::keygen::random_bytes::<6>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let p = std::env::temp_dir().join(format!("credgate-test-{tag}-{suffix}"));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The keys a test deployment needs: Paragon's signing pair and the IdP's.
+pub struct Keys {
+    pub dir: TempDir,
+    pub paragon: credgate::keygen::PemPair,
+    pub idp: credgate::keygen::PemPair,
+}
+
+impl Keys {
+    pub fn new() -> Keys {
+        let dir = TempDir::new("keys");
+        let paragon = credgate::keygen::rsa().unwrap();
+        let idp = credgate::keygen::rsa().unwrap();
+        dir.write("paragon.pem", &paragon.private_pem);
+        dir.write("paragon.pub.pem", &paragon.public_pem);
+        dir.write("idp.pub.pem", &idp.public_pem);
+        Keys { dir, paragon, idp }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir.0
+    }
+
+    /// An RS256 caller token from the IdP with these claims (exp added if
+    /// absent).
+    pub fn caller_token(&self, mut claims: Value) -> String {
+        if claims.get("exp").is_none() {
+            claims["exp"] = json!(credgate::auth::unix_now() + 3600);
+        }
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(self.idp.private_pem.as_bytes()).unwrap();
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &key,
+        )
+        .unwrap()
+    }
+
+    /// A member of `user` acting as `principal`.
+    pub fn member(&self, user: &str, principal: &str) -> String {
+        self.caller_token(json!({"sub": user, "principal": principal}))
+    }
+
+    /// An admin of `user`.
+    pub fn admin(&self, user: &str) -> String {
+        self.caller_token(json!({"sub": user, "principal": "admin", "role": "admin"}))
+    }
+
+    /// Decodes (and verifies) an upstream Paragon token credgate minted.
+    pub fn decode_upstream(&self, authorization: &str) -> Value {
+        let token = authorization
+            .strip_prefix("Bearer ")
+            .expect("a bearer token");
+        let key =
+            jsonwebtoken::DecodingKey::from_rsa_pem(self.paragon.public_pem.as_bytes()).unwrap();
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        v.set_audience(&[format!("useparagon.com/{PROJECT}")]);
+        jsonwebtoken::decode::<Value>(token, &key, &v)
+            .unwrap()
+            .claims
+    }
+}
+
+/// Upstream base URLs for the five Paragon hosts.
+#[derive(Clone)]
+pub struct Hosts {
+    pub connect: String,
+    pub workflows: String,
+    pub proxy: String,
+    pub actionkit: String,
+    pub sync: String,
+}
+
+impl Hosts {
+    pub fn all(url: &str) -> Hosts {
+        Hosts {
+            connect: url.into(),
+            workflows: url.into(),
+            proxy: url.into(),
+            actionkit: url.into(),
+            sync: url.into(),
+        }
+    }
+}
+
+/// Builds a gateway config: mint mode, RS256 caller keys, `principal` and
+/// `role` claims, members owning credentials labelled with their principal.
+pub struct ConfigBuilder<'k> {
+    keys: &'k Keys,
+    hosts: Hosts,
+    pub extra_server: String,
+    pub extra_auth: String,
+    pub extra_policy: String,
+    pub extra_cache: String,
+    pub extra_paragon: String,
+    pub extra_top: String,
+}
+
+impl<'k> ConfigBuilder<'k> {
+    pub fn new(keys: &'k Keys, hosts: Hosts) -> Self {
+        ConfigBuilder {
+            keys,
+            hosts,
+            extra_server: String::new(),
+            extra_auth: String::new(),
+            extra_policy: "owner_external_id = \"{principal}\"\n".into(),
+            extra_cache: String::new(),
+            extra_paragon: String::new(),
+            extra_top: String::new(),
+        }
+    }
+
+    pub fn server(mut self, s: &str) -> Self {
+        self.extra_server.push_str(s);
+        self.extra_server.push('\n');
+        self
+    }
+
+    pub fn policy(mut self, s: &str) -> Self {
+        self.extra_policy.push_str(s);
+        self.extra_policy.push('\n');
+        self
+    }
+
+    pub fn cache(mut self, s: &str) -> Self {
+        self.extra_cache.push_str(s);
+        self.extra_cache.push('\n');
+        self
+    }
+
+    pub fn auth(mut self, s: &str) -> Self {
+        self.extra_auth.push_str(s);
+        self.extra_auth.push('\n');
+        self
+    }
+
+    pub fn paragon(mut self, s: &str) -> Self {
+        self.extra_paragon.push_str(s);
+        self.extra_paragon.push('\n');
+        self
+    }
+
+    pub fn toml(&self) -> String {
+        let h = &self.hosts;
+        format!(
+            r#"{top}
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+{server_defaults}{server}
+[paragon]
+project_id = "{PROJECT}"
+connect_url = "{c}"
+workflows_url = "{w}"
+proxy_url = "{p}"
+actionkit_url = "{a}"
+sync_url = "{s}"
+signing_key_file = "paragon.pem"
+{paragon}
+[auth]
+principal_claim = "principal"
+admin_claim = "role"
+admin_values = ["admin"]
+{auth}
+[[auth.keys]]
+algorithm = "RS256"
+pem_file = "idp.pub.pem"
+
+[policy]
+{policy}
+[cache]
+{cache}
+"#,
+            top = self.extra_top,
+            server_defaults = [("upstream_timeout", "\"5s\""), ("shutdown_grace", "\"2s\"")]
+                .iter()
+                .filter(|(k, _)| !self.extra_server.contains(k))
+                .map(|(k, v)| format!("{k} = {v}\n"))
+                .collect::<String>(),
+            server = self.extra_server,
+            paragon = self.extra_paragon,
+            auth = self.extra_auth,
+            policy = self.extra_policy,
+            cache = self.extra_cache,
+            c = h.connect,
+            w = h.workflows,
+            p = h.proxy,
+            a = h.actionkit,
+            s = h.sync,
+        )
+    }
+
+    pub fn build(&self) -> Config {
+        Config::from_toml(
+            &self.toml(),
+            self.keys.path(),
+            &HashMap::<String, String>::new(),
+        )
+        .unwrap_or_else(|e| panic!("test config invalid: {e}\n{}", self.toml()))
+    }
+
+    pub async fn start(&self) -> Running {
+        app::start(self.build()).await.expect("gateway starts")
+    }
+}
+
+/// What a recording upstream received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+type Handler =
+    Arc<dyn Fn(Recorded) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync>;
+
+/// A plain HTTP/1.1 server on 127.0.0.1:0 that records each request (body
+/// read whole) and answers with `handler`.
+pub struct Recorder {
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl Recorder {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn clear(&self) {
+        self.log.lock().unwrap().clear();
+    }
+}
+
+/// A recorder answering `200 {"upstream": name, "path": ...}`.
+pub async fn spawn_echo(name: &'static str) -> Recorder {
+    spawn_recorder(Arc::new(move |r: Recorded| {
+        Box::pin(async move {
+            json_response(
+                StatusCode::OK,
+                json!({"upstream": name, "method": r.method, "path": r.path, "query": r.query, "bodyLen": r.body.len()}),
+            )
+        })
+    }))
+    .await
+}
+
+pub fn json_response(status: StatusCode, v: Value) -> Response<Body> {
+    let mut r = Response::new(body::full(v.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+pub async fn spawn_recorder(handler: Handler) -> Recorder {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log2 = log.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log2.clone();
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let log = log.clone();
+                    let handler = handler.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .unwrap_or_default();
+                        let rec = Recorded {
+                            method: parts.method.to_string(),
+                            path: parts.uri.path().to_string(),
+                            query: parts.uri.query().map(str::to_string),
+                            headers: parts.headers,
+                            body,
+                        };
+                        log.lock().unwrap().push(rec.clone());
+                        Ok::<_, Infallible>(handler(rec).await)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Recorder { addr, log }
+}
+
+/// A `/sdk/me` body for `user` with credentials `(id, integration, externalId)`.
+pub fn me_body(user: &str, creds: &[(&str, &str, &str)]) -> Value {
+    let mut integrations = serde_json::Map::new();
+    for (id, integration, ext) in creds {
+        let entry = integrations
+            .entry(integration.to_string())
+            .or_insert_with(|| json!({"enabled": true, "allCredentials": []}));
+        entry["allCredentials"].as_array_mut().unwrap().push(json!({
+            "id": id, "integrationId": format!("{:0>8}-0000-4000-8000-000000000000", integration.len()),
+            "status": "VALID", "externalId": ext, "providerData": {}, "configurations": []
+        }));
+    }
+    json!({"authenticated": true, "userId": user, "integrations": integrations})
+}
+
+pub type TestClient = Client<HttpConnector, Body>;
+
+pub fn client() -> TestClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub fn h2_client() -> TestClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Got {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Got {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+pub async fn send(client: &TestClient, req: Request<Body>) -> Got {
+    let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req))
+        .await
+        .expect("response within 20s")
+        .expect("request succeeds");
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// Builds a request to the gateway.
+pub fn req(
+    method: &str,
+    gw: &Running,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body_bytes: impl Into<Bytes>,
+) -> Request<Body> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(format!("http://{}{}", gw.addr, path));
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(body::full(body_bytes.into())).unwrap()
+}
+
+/// Sends raw bytes on a fresh connection and reads until the server closes
+/// it or `wait` passes; returns everything read.
+pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status codes of every response in a raw HTTP/1.1 exchange.
+pub fn statuses(raw: &str) -> Vec<u16> {
+    raw.match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| raw.get(i + 9..i + 12)?.parse().ok())
+        .collect()
+}
+
+/// A request or response body fed chunk by chunk through a channel, so a
+/// test controls exactly when each part is sent.
+pub struct ChannelBody(pub tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|o| o.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
