@@ -41,7 +41,10 @@ async fn fake_paragon() -> Fake {
                 return json_response(StatusCode::OK, body);
             }
             if r.path == "/api/syncs" && r.method == "POST" {
-                return json_response(StatusCode::OK, json!({"id": "5e5e0000-0000-4000-8000-000000000001", "status": "INITIALIZING"}));
+                return json_response(
+                    StatusCode::OK,
+                    json!({"id": "5e5e0000-0000-4000-8000-000000000001", "status": "INITIALIZING"}),
+                );
             }
             json_response(StatusCode::OK, json!({"echo": r.path}))
         })
@@ -51,24 +54,44 @@ async fn fake_paragon() -> Fake {
 }
 
 fn non_me(rec: &Recorder) -> Vec<Recorded> {
-    rec.requests().into_iter().filter(|r| !r.path.ends_with("/sdk/me")).collect()
+    rec.requests()
+        .into_iter()
+        .filter(|r| !r.path.ends_with("/sdk/me"))
+        .collect()
 }
 
 #[tokio::test]
 async fn members_reach_only_their_own_credentials() {
     let keys = Keys::new();
     let fake = fake_paragon().await;
-    let gw = ConfigBuilder::new(&keys, Hosts::all(&fake.paragon.url())).start().await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&fake.paragon.url()))
+        .start()
+        .await;
     let alice = keys.member("acme", "alice");
     let cl = client();
     let sf = format!("/projects/{PROJECT}/sdk/proxy/salesforce/query");
 
     // Own credential: allowed, exactly one header, narrowed token.
-    let got = send(&cl, req("GET", &gw, &sf, Some(&alice), &[("X-Paragon-Credential", &SF_ALICE.to_uppercase())], "")).await;
+    let got = send(
+        &cl,
+        req(
+            "GET",
+            &gw,
+            &sf,
+            Some(&alice),
+            &[("X-Paragon-Credential", &SF_ALICE.to_uppercase())],
+            "",
+        ),
+    )
+    .await;
     assert_eq!(got.status, 200, "{:?}", got.body);
     let seen = non_me(&fake.paragon);
     assert_eq!(seen.len(), 1);
-    let creds: Vec<_> = seen[0].headers.get_all("x-paragon-credential").iter().collect();
+    let creds: Vec<_> = seen[0]
+        .headers
+        .get_all("x-paragon-credential")
+        .iter()
+        .collect();
     assert_eq!(creds, vec![SF_ALICE]);
     let claims = keys.decode_upstream(seen[0].headers["authorization"].to_str().unwrap());
     assert_eq!(claims["sub"], "acme");
@@ -81,24 +104,83 @@ async fn members_reach_only_their_own_credentials() {
     // Bob's, another integration's, an unknown one: one 403, nothing forwarded.
     fake.paragon.clear();
     for other in [SF_BOB, SL_ALICE1, "99999999-9999-4999-8999-999999999999"] {
-        let got = send(&cl, req("GET", &gw, &sf, Some(&alice), &[("x-paragon-credential", other)], "")).await;
-        assert_eq!((got.status.as_u16(), got.code().as_str()), (403, "credential_forbidden"), "{other}");
-        assert_eq!(got.json()["message"], "the requested credential is not permitted for this caller");
+        let got = send(
+            &cl,
+            req(
+                "GET",
+                &gw,
+                &sf,
+                Some(&alice),
+                &[("x-paragon-credential", other)],
+                "",
+            ),
+        )
+        .await;
+        assert_eq!(
+            (got.status.as_u16(), got.code().as_str()),
+            (403, "credential_forbidden"),
+            "{other}"
+        );
+        assert_eq!(
+            got.json()["message"],
+            "the requested credential is not permitted for this caller"
+        );
     }
-    assert!(non_me(&fake.paragon).is_empty(), "refused requests never reach Paragon");
+    assert!(
+        non_me(&fake.paragon).is_empty(),
+        "refused requests never reach Paragon"
+    );
 
     // Spellings: underscore, doubled, comma-joined.
-    let got = send(&cl, req("GET", &gw, &sf, Some(&alice), &[("x_paragon_credential", SF_BOB)], "")).await;
-    assert_eq!(got.status, 403, "an underscore spelling is still the credential header");
+    let got = send(
+        &cl,
+        req(
+            "GET",
+            &gw,
+            &sf,
+            Some(&alice),
+            &[("x_paragon_credential", SF_BOB)],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(
+        got.status, 403,
+        "an underscore spelling is still the credential header"
+    );
     for hs in [
-        vec![("x-paragon-credential", SF_ALICE), ("x-paragon-credential", SF_ALICE)],
-        vec![("x-paragon-credential", SF_ALICE), ("X_Paragon_Credential", SF_ALICE)],
-        vec![("x-paragon-credential", "a11ce000-0000-4000-8000-000000000001, a11ce000-0000-4000-8000-000000000001")],
+        vec![
+            ("x-paragon-credential", SF_ALICE),
+            ("x-paragon-credential", SF_ALICE),
+        ],
+        vec![
+            ("x-paragon-credential", SF_ALICE),
+            ("X_Paragon_Credential", SF_ALICE),
+        ],
+        vec![(
+            "x-paragon-credential",
+            "a11ce000-0000-4000-8000-000000000001, a11ce000-0000-4000-8000-000000000001",
+        )],
     ] {
         let got = send(&cl, req("GET", &gw, &sf, Some(&alice), &hs, "")).await;
-        assert_eq!((got.status.as_u16(), got.code().as_str()), (400, "bad_request"), "{hs:?}");
+        assert_eq!(
+            (got.status.as_u16(), got.code().as_str()),
+            (400, "bad_request"),
+            "{hs:?}"
+        );
     }
-    let got = send(&cl, req("GET", &gw, &sf, Some(&alice), &[("x-paragon-credential", "not-a-uuid")], "")).await;
+    let got = send(
+        &cl,
+        req(
+            "GET",
+            &gw,
+            &sf,
+            Some(&alice),
+            &[("x-paragon-credential", "not-a-uuid")],
+            "",
+        ),
+    )
+    .await;
     assert_eq!(got.status, 400);
     assert!(non_me(&fake.paragon).is_empty());
     gw.shutdown().await;
@@ -108,35 +190,99 @@ async fn members_reach_only_their_own_credentials() {
 async fn defaults_and_ext_resolution() {
     let keys = Keys::new();
     let fake = fake_paragon().await;
-    let gw = ConfigBuilder::new(&keys, Hosts::all(&fake.paragon.url())).start().await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&fake.paragon.url()))
+        .start()
+        .await;
     let alice = keys.member("acme", "alice");
     let cl = client();
 
-    let got = send(&cl, req("POST", &gw, &format!("/projects/{PROJECT}/sdk/proxy/salesforce/x"), Some(&alice), &[], "{}")).await;
+    let got = send(
+        &cl,
+        req(
+            "POST",
+            &gw,
+            &format!("/projects/{PROJECT}/sdk/proxy/salesforce/x"),
+            Some(&alice),
+            &[],
+            "{}",
+        ),
+    )
+    .await;
     assert_eq!(got.status, 200);
-    assert_eq!(non_me(&fake.paragon)[0].headers["x-paragon-credential"], SF_ALICE);
+    assert_eq!(
+        non_me(&fake.paragon)[0].headers["x-paragon-credential"],
+        SF_ALICE
+    );
 
-    let got = send(&cl, req("POST", &gw, &format!("/projects/{PROJECT}/sdk/proxy/slack/x"), Some(&alice), &[], "{}")).await;
-    assert_eq!((got.status.as_u16(), got.code().as_str()), (400, "credential_required"));
+    let got = send(
+        &cl,
+        req(
+            "POST",
+            &gw,
+            &format!("/projects/{PROJECT}/sdk/proxy/slack/x"),
+            Some(&alice),
+            &[],
+            "{}",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (400, "credential_required")
+    );
     assert_eq!(got.json()["candidates"], json!([SL_ALICE1, SL_ALICE2]));
 
-    let got = send(&cl, req("POST", &gw, &format!("/projects/{PROJECT}/sdk/proxy/gmail/x"), Some(&alice), &[], "{}")).await;
-    assert_eq!((got.status.as_u16(), got.code().as_str()), (403, "no_permitted_credential"));
+    let got = send(
+        &cl,
+        req(
+            "POST",
+            &gw,
+            &format!("/projects/{PROJECT}/sdk/proxy/gmail/x"),
+            Some(&alice),
+            &[],
+            "{}",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (403, "no_permitted_credential")
+    );
 
     fake.paragon.clear();
     let got = send(
         &cl,
-        req("GET", &gw, &format!("/projects/{PROJECT}/sdk/proxy/salesforce/x"), Some(&alice), &[("x-paragon-credential", "ext:alice")], ""),
+        req(
+            "GET",
+            &gw,
+            &format!("/projects/{PROJECT}/sdk/proxy/salesforce/x"),
+            Some(&alice),
+            &[("x-paragon-credential", "ext:alice")],
+            "",
+        ),
     )
     .await;
     assert_eq!(got.status, 200);
-    assert_eq!(non_me(&fake.paragon)[0].headers["x-paragon-credential"], SF_ALICE);
+    assert_eq!(
+        non_me(&fake.paragon)[0].headers["x-paragon-credential"],
+        SF_ALICE
+    );
     let got = send(
         &cl,
-        req("GET", &gw, &format!("/projects/{PROJECT}/sdk/proxy/salesforce/x"), Some(&alice), &[("x-paragon-credential", "ext:bob")], ""),
+        req(
+            "GET",
+            &gw,
+            &format!("/projects/{PROJECT}/sdk/proxy/salesforce/x"),
+            Some(&alice),
+            &[("x-paragon-credential", "ext:bob")],
+            "",
+        ),
     )
     .await;
-    assert_eq!((got.status.as_u16(), got.code().as_str()), (403, "credential_forbidden"));
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (403, "credential_forbidden")
+    );
     gw.shutdown().await;
 }
 
@@ -144,15 +290,35 @@ async fn defaults_and_ext_resolution() {
 async fn me_is_filtered_for_members_and_untouched_for_admins() {
     let keys = Keys::new();
     let fake = fake_paragon().await;
-    let gw = ConfigBuilder::new(&keys, Hosts::all(&fake.paragon.url())).start().await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&fake.paragon.url()))
+        .start()
+        .await;
     let cl = client();
     let path = format!("/projects/{PROJECT}/sdk/me");
-    let got = send(&cl, req("GET", &gw, &path, Some(&keys.member("acme", "bob")), &[], "")).await;
+    let got = send(
+        &cl,
+        req(
+            "GET",
+            &gw,
+            &path,
+            Some(&keys.member("acme", "bob")),
+            &[],
+            "",
+        ),
+    )
+    .await;
     assert_eq!(got.status, 200);
     let text = String::from_utf8_lossy(&got.body);
     assert!(text.contains(SF_BOB) && text.contains(SL_BOB));
-    assert!(!text.contains(SF_ALICE) && !text.contains(SL_ALICE1), "{text}");
-    let got = send(&cl, req("GET", &gw, &path, Some(&keys.admin("acme")), &[], "")).await;
+    assert!(
+        !text.contains(SF_ALICE) && !text.contains(SL_ALICE1),
+        "{text}"
+    );
+    let got = send(
+        &cl,
+        req("GET", &gw, &path, Some(&keys.admin("acme")), &[], ""),
+    )
+    .await;
     let text = String::from_utf8_lossy(&got.body);
     assert!(text.contains(SF_ALICE) && text.contains(SF_BOB));
     gw.shutdown().await;
@@ -162,38 +328,79 @@ async fn me_is_filtered_for_members_and_untouched_for_admins() {
 async fn sync_bodies_carry_the_resolved_credential() {
     let keys = Keys::new();
     let fake = fake_paragon().await;
-    let gw = ConfigBuilder::new(&keys, Hosts::all(&fake.paragon.url())).start().await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&fake.paragon.url()))
+        .start()
+        .await;
     let alice = keys.member("acme", "alice");
     let cl = client();
     let body = r#"{"integration":"salesforce","pipeline":"contacts","n":1.50}"#;
-    let got = send(&cl, req("POST", &gw, "/api/syncs", Some(&alice), &[("content-type", "application/json")], body)).await;
+    let got = send(
+        &cl,
+        req(
+            "POST",
+            &gw,
+            "/api/syncs",
+            Some(&alice),
+            &[("content-type", "application/json")],
+            body,
+        ),
+    )
+    .await;
     assert_eq!(got.status, 200, "{:?}", got.body);
     let sent = non_me(&fake.paragon);
     assert_eq!(
         String::from_utf8_lossy(&sent[0].body),
-        format!(r#"{{"credentialId":"{SF_ALICE}","integration":"salesforce","pipeline":"contacts","n":1.50}}"#)
+        format!(
+            r#"{{"credentialId":"{SF_ALICE}","integration":"salesforce","pipeline":"contacts","n":1.50}}"#
+        )
     );
-    assert_eq!(sent[0].headers["content-length"], sent[0].body.len().to_string());
+    assert_eq!(
+        sent[0].headers["content-length"],
+        sent[0].body.len().to_string()
+    );
     assert!(sent[0].headers.get("x-paragon-credential").is_none());
 
     // The sync is now alice's: she reaches it, bob does not.
     let sync = "/api/syncs/5E5E0000-0000-4000-8000-000000000001/records";
     let got = send(&cl, req("GET", &gw, sync, Some(&alice), &[], "")).await;
     assert_eq!(got.status, 200);
-    let got = send(&cl, req("GET", &gw, sync, Some(&keys.member("acme", "bob")), &[], "")).await;
-    assert_eq!((got.status.as_u16(), got.code().as_str()), (403, "credential_forbidden"));
+    let got = send(
+        &cl,
+        req("GET", &gw, sync, Some(&keys.member("acme", "bob")), &[], ""),
+    )
+    .await;
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (403, "credential_forbidden")
+    );
 
     // Duplicate keys, header plus body, wrong type: 400.
     for (b, h) in [
-        (format!(r#"{{"credentialId":"{SF_ALICE}","credentialId":"{SF_ALICE}"}}"#), None),
-        (format!(r#"{{"credentialId":"{SF_ALICE}"}}"#), Some(SF_ALICE)),
+        (
+            format!(r#"{{"credentialId":"{SF_ALICE}","credentialId":"{SF_ALICE}"}}"#),
+            None,
+        ),
+        (
+            format!(r#"{{"credentialId":"{SF_ALICE}"}}"#),
+            Some(SF_ALICE),
+        ),
         (r#"{"credentialId":5}"#.to_string(), None),
         (r#"{"credentialId":"x"}"#.to_string(), None),
         ("not json".to_string(), None),
     ] {
-        let hs: Vec<(&str, &str)> = h.map(|v| vec![("x-paragon-credential", v)]).unwrap_or_default();
-        let got = send(&cl, req("POST", &gw, "/api/syncs", Some(&alice), &hs, b.clone())).await;
-        assert_eq!((got.status.as_u16(), got.code().as_str()), (400, "bad_request"), "{b}");
+        let hs: Vec<(&str, &str)> = h
+            .map(|v| vec![("x-paragon-credential", v)])
+            .unwrap_or_default();
+        let got = send(
+            &cl,
+            req("POST", &gw, "/api/syncs", Some(&alice), &hs, b.clone()),
+        )
+        .await;
+        assert_eq!(
+            (got.status.as_u16(), got.code().as_str()),
+            (400, "bad_request"),
+            "{b}"
+        );
     }
     gw.shutdown().await;
 }
@@ -203,13 +410,25 @@ async fn paragon_failing_sdk_me_is_503_and_nothing_is_forwarded() {
     let keys = Keys::new();
     let fake = fake_paragon().await;
     *fake.me.lock().unwrap() = json!({"authenticated": false});
-    let gw = ConfigBuilder::new(&keys, Hosts::all(&fake.paragon.url())).start().await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&fake.paragon.url()))
+        .start()
+        .await;
     let got = send(
         &client(),
-        req("GET", &gw, &format!("/projects/{PROJECT}/sdk/proxy/salesforce/x"), Some(&keys.member("acme", "alice")), &[], ""),
+        req(
+            "GET",
+            &gw,
+            &format!("/projects/{PROJECT}/sdk/proxy/salesforce/x"),
+            Some(&keys.member("acme", "alice")),
+            &[],
+            "",
+        ),
     )
     .await;
-    assert_eq!((got.status.as_u16(), got.code().as_str()), (503, "credentials_unavailable"));
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (503, "credentials_unavailable")
+    );
     assert!(non_me(&fake.paragon).is_empty());
     gw.shutdown().await;
 }

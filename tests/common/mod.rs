@@ -478,3 +478,121 @@ impl http_body::Body for ChannelBody {
             .map(|o| o.map(|b| Ok(http_body::Frame::data(b))))
     }
 }
+
+/// The `credgate` binary run as a child process, its stdout captured.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub lines: Arc<Mutex<Vec<String>>>,
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+}
+
+impl Binary {
+    /// Starts `credgate serve --config PATH` and waits for it to listen.
+    pub fn serve(config: &Path, env: &[(&str, &str)]) -> Binary {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_credgate"));
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(config)
+            .arg("--log-format")
+            .arg("json")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("credgate starts");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (l1, l2) = (lines.clone(), lines.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                l1.lock().unwrap().push(line);
+            }
+        });
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                l2.lock().unwrap().push(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = lines
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|v| v["message"] == "credgate listening");
+            if let Some(v) = found {
+                let addr = v["addr"].as_str().unwrap().parse().unwrap();
+                let admin_addr = v["admin_addr"].as_str().unwrap().parse().unwrap();
+                return Binary {
+                    child,
+                    lines,
+                    addr,
+                    admin_addr,
+                };
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("credgate did not start: {:?}", lines.lock().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    pub fn log_text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub async fn wait_for_log(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.log_text().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no log line with {needle:?}: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A GET with an optional bearer token, read whole.
+pub async fn get(client: &TestClient, url: &str, token: Option<&str>) -> Got {
+    let mut b = Request::get(url);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    send(client, b.body(body::empty()).unwrap()).await
+}

@@ -1,0 +1,405 @@
+//! Operations: the admin listener, metrics that move with traffic, reload
+//! by SIGHUP (valid and invalid), HTTPS with HTTP/1.1 and HTTP/2 and a
+//! certificate swap, graceful shutdown, and no token in any log.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use credgate::gateway::body;
+use http::{Request, StatusCode};
+use serde_json::json;
+
+const SF_ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
+const SF_BOB: &str = "b0b00000-0000-4000-8000-000000000001";
+
+async fn paragon() -> Recorder {
+    spawn_recorder(Arc::new(|r: Recorded| {
+        Box::pin(async move {
+            if r.path.ends_with("/sdk/me") {
+                return json_response(
+                    StatusCode::OK,
+                    me_body(
+                        "acme",
+                        &[
+                            (SF_ALICE, "salesforce", "alice"),
+                            (SF_BOB, "salesforce", "bob"),
+                        ],
+                    ),
+                );
+            }
+            if r.path.contains("/slow") {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            json_response(StatusCode::OK, json!({"ok": true}))
+        })
+    }))
+    .await
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn admin_endpoints_answer() {
+    let keys = Keys::new();
+    let p = paragon().await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&p.url()))
+        .start()
+        .await;
+    let cl = client();
+    let admin = |path: &str| format!("http://{}{}", gw.admin_addr, path);
+    assert_eq!(get(&cl, &admin("/healthz"), None).await.status, 200);
+    let ready = get(&cl, &admin("/readyz"), None).await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["status"], "ready");
+    let m = get(&cl, &admin("/metrics"), None).await;
+    assert_eq!(m.status, 200);
+    assert!(m.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert!(String::from_utf8_lossy(&m.body).contains("credgate_credential_cache_users"));
+    assert_eq!(get(&cl, &admin("/nope"), None).await.status, 404);
+    // The admin listener is not the traffic listener.
+    assert_eq!(
+        get(&cl, &format!("http://{}/healthz", gw.addr), None)
+            .await
+            .status,
+        401
+    );
+
+    let post = |b: &'static str| {
+        Request::post(admin("/admin/cache/invalidate"))
+            .body(body::full(b))
+            .unwrap()
+    };
+    let got = send(&cl, post("{}")).await;
+    assert_eq!(
+        (got.status, got.json()["invalidated"].clone()),
+        (StatusCode::OK, json!("all"))
+    );
+    let got = send(&cl, post(r#"{"user": "acme"}"#)).await;
+    assert_eq!(got.json()["invalidated"], json!({"user": "acme"}));
+    for bad in ["[]", r#"{"user": 5}"#, r#"{"users": "x"}"#, "nope"] {
+        assert_eq!(send(&cl, post(bad)).await.status, 400, "{bad}");
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_cache_activity() {
+    let keys = Keys::new();
+    let p = paragon().await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&p.url()))
+        .start()
+        .await;
+    let cl = client();
+    let scrape = || async {
+        String::from_utf8(
+            get(
+                &client(),
+                &format!("http://{}/metrics", gw.admin_addr),
+                None,
+            )
+            .await
+            .body
+            .to_vec(),
+        )
+        .unwrap()
+    };
+    let before = scrape().await;
+    let alice = keys.member("acme", "alice");
+    let path = format!("/projects/{PROJECT}/sdk/proxy/salesforce/x");
+    for _ in 0..3 {
+        let got = send(
+            &cl,
+            req(
+                "GET",
+                &gw,
+                &path,
+                Some(&alice),
+                &[("x-paragon-credential", SF_ALICE)],
+                "",
+            ),
+        )
+        .await;
+        assert_eq!(got.status, 200);
+    }
+    let got = send(
+        &cl,
+        req(
+            "GET",
+            &gw,
+            &path,
+            Some(&alice),
+            &[("x-paragon-credential", SF_BOB)],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 403);
+    let got = send(&cl, req("GET", &gw, &path, None, &[], "")).await;
+    assert_eq!(got.status, 401);
+    let after = scrape().await;
+    let delta = |s: &str| metric(&after, s) - metric(&before, s);
+    assert_eq!(
+        delta("credgate_requests_total{product=\"proxy\",decision=\"allowed\",status=\"200\"}"),
+        3.0
+    );
+    assert_eq!(
+        delta("credgate_requests_total{product=\"proxy\",decision=\"refused\",status=\"403\"}"),
+        1.0
+    );
+    assert_eq!(
+        delta("credgate_requests_total{product=\"none\",decision=\"refused\",status=\"401\"}"),
+        1.0
+    );
+    assert_eq!(
+        delta("credgate_credential_cache_loads_total"),
+        1.0,
+        "one /sdk/me load for four requests"
+    );
+    assert_eq!(delta("credgate_credential_cache_hits_total"), 3.0);
+    assert_eq!(
+        delta("credgate_token_mints_total"),
+        2.0,
+        "one admin token for /sdk/me, one member token"
+    );
+    assert_eq!(delta("credgate_mint_cache_hits_total"), 2.0);
+    assert_eq!(delta("credgate_verified_token_cache_hits_total"), 3.0);
+    assert!(delta("credgate_request_duration_seconds_count{product=\"proxy\"}") >= 4.0);
+    assert!(delta("credgate_upstream_duration_seconds_count{upstream=\"proxy_url\"}") >= 3.0);
+    assert_eq!(metric(&after, "credgate_credential_cache_users"), 1.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn reload_swaps_policy_and_an_invalid_config_changes_nothing() {
+    let keys = Keys::new();
+    let p = paragon().await;
+    let builder = ConfigBuilder::new(&keys, Hosts::all(&p.url()));
+    let path = keys.dir.write("credgate.toml", &builder.toml());
+    let bin = Binary::serve(&path, &[]);
+    let cl = client();
+    let alice = keys.member("acme", "alice");
+    let url = bin.url(&format!("/projects/{PROJECT}/sdk/proxy/salesforce/x"));
+    assert_eq!(get(&cl, &url, Some(&alice)).await.status, 200);
+
+    // An invalid config: logged, the old one keeps serving.
+    keys.dir.write(
+        "credgate.toml",
+        &builder.toml().replace("[cache]", "[cache]\nnonsense = 1"),
+    );
+    bin.signal("HUP");
+    bin.wait_for_log("the new config is invalid").await;
+    assert_eq!(get(&cl, &url, Some(&alice)).await.status, 200);
+
+    // A valid one that takes the Proxy API away from members.
+    keys.dir.write(
+        "credgate.toml",
+        &builder.policy("member_products = [\"user\"]").toml(),
+    );
+    bin.signal("HUP");
+    bin.wait_for_log("config reloaded").await;
+    let got = get(&cl, &url, Some(&alice)).await;
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (403, "operation_forbidden")
+    );
+    drop(bin);
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish_and_refuses_new_connections() {
+    let keys = Keys::new();
+    let p = paragon().await;
+    let path = keys.dir.write(
+        "credgate.toml",
+        &ConfigBuilder::new(&keys, Hosts::all(&p.url())).toml(),
+    );
+    let mut bin = Binary::serve(&path, &[]);
+    let admin = keys.admin("acme");
+    let url = bin.url(&format!("/projects/{PROJECT}/sdk/proxy/salesforce/slow"));
+    let in_flight = tokio::spawn(async move { get(&client(), &url, Some(&admin)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bin.signal("TERM");
+    bin.wait_for_log("shutting down").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = tokio::net::TcpStream::connect(bin.addr).await;
+    assert!(
+        refused.is_err(),
+        "the listener is closed once shutdown starts"
+    );
+    let got = in_flight.await.unwrap();
+    assert_eq!(got.status, 200, "the in-flight request finished");
+    let status = tokio::task::spawn_blocking(move || bin.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit 0 after a graceful shutdown");
+}
+
+#[tokio::test]
+async fn no_token_appears_in_logs_even_at_trace() {
+    let keys = Keys::new();
+    let p = paragon().await;
+    let path = keys.dir.write(
+        "credgate.toml",
+        &ConfigBuilder::new(&keys, Hosts::all(&p.url())).toml(),
+    );
+    let bin = Binary::serve(&path, &[("RUST_LOG", "trace")]);
+    let alice = keys.member("acme", "alice");
+    let cl = client();
+    let url = bin.url(&format!("/projects/{PROJECT}/sdk/proxy/salesforce/x"));
+    let got = send(
+        &cl,
+        Request::get(&url)
+            .header("authorization", format!("Bearer {alice}"))
+            .header("x-paragon-credential", SF_ALICE)
+            .body(body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    let minted = p
+        .requests()
+        .iter()
+        .find(|r| r.path.ends_with("/x"))
+        .unwrap()
+        .headers["authorization"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("Bearer ")
+        .to_string();
+    // A forged line attempt through a header credgate logs (none should be logged raw).
+    get(&cl, &bin.url("/nothing%0d%0aFAKE"), Some(&alice)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = bin.log_text();
+    assert!(logs.contains("credgate::audit"), "the audit log is written");
+    let signature = alice.rsplit('.').next().unwrap();
+    assert!(
+        !logs.contains(signature),
+        "the caller's token is not logged"
+    );
+    assert!(
+        !logs.contains(minted.rsplit('.').next().unwrap()),
+        "the minted token is not logged"
+    );
+    assert!(
+        !logs.contains(&keys.paragon.private_pem[40..80]),
+        "the signing key is not logged"
+    );
+    for line in logs.lines() {
+        assert!(!line.starts_with("FAKE"), "no forged log line");
+    }
+}
+
+fn cert(name: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let c = params.self_signed(&key).unwrap();
+    (c.pem(), key.serialize_pem())
+}
+
+fn tls_client(
+    ca_pem: &str,
+    h2: bool,
+) -> hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    credgate::gateway::body::Body,
+> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let b = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(cfg)
+        .https_only();
+    let conn = if h2 {
+        b.enable_http2().build()
+    } else {
+        b.enable_http1().build()
+    };
+    let mut cb = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
+    if h2 {
+        cb.http2_only(true);
+    }
+    cb.build(conn)
+}
+
+#[tokio::test]
+async fn https_serves_http1_and_http2_and_reloads_its_certificate() {
+    let keys = Keys::new();
+    let p = paragon().await;
+    let (cert_a, key_a) = cert("cert-a");
+    let (cert_b, key_b) = cert("cert-b");
+    keys.dir.write("tls.crt", &cert_a);
+    keys.dir.write("tls.key", &key_a);
+    let builder = ConfigBuilder::new(&keys, Hosts::all(&p.url()))
+        .server("tls = { cert_file = \"tls.crt\", key_file = \"tls.key\" }");
+    let gw = builder.start().await;
+    let admin = keys.admin("acme");
+    let url = format!(
+        "https://localhost:{}/projects/{PROJECT}/sdk/integrations",
+        gw.addr.port()
+    );
+    let request = || {
+        Request::get(&url)
+            .header("authorization", format!("Bearer {admin}"))
+            .body(body::empty())
+            .unwrap()
+    };
+    for h2 in [false, true] {
+        let resp = tls_client(&cert_a, h2).request(request()).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let want = if h2 {
+            http::Version::HTTP_2
+        } else {
+            http::Version::HTTP_11
+        };
+        assert_eq!(resp.version(), want);
+    }
+    let forwarded = p.requests().last().unwrap().headers["x-forwarded-proto"].clone();
+    assert_eq!(
+        forwarded, "https",
+        "X-Forwarded-Proto reflects the TLS listener"
+    );
+
+    // Swap the certificate on disk and reload: new handshakes use cert B.
+    keys.dir.write("tls.crt", &cert_b);
+    keys.dir.write("tls.key", &key_b);
+    gw.reload(builder.build()).unwrap();
+    assert_eq!(
+        tls_client(&cert_b, false)
+            .request(request())
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(
+        tls_client(&cert_a, false).request(request()).await.is_err(),
+        "cert A is no longer served"
+    );
+    gw.shutdown().await;
+}
