@@ -543,6 +543,7 @@ impl Binary {
             }
             if std::time::Instant::now() > deadline {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("credgate did not start: {:?}", lines.lock().unwrap());
             }
             std::thread::sleep(Duration::from_millis(20));
