@@ -489,6 +489,8 @@ pub struct Binary {
 
 impl Binary {
     /// Starts `credgate serve --config PATH` and waits for it to listen.
+    // The child is killed and waited for in `Drop`.
+    #[allow(clippy::zombie_processes)]
     pub fn serve(config: &Path, env: &[(&str, &str)]) -> Binary {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_credgate"));
