@@ -403,3 +403,33 @@ async fn https_serves_http1_and_http2_and_reloads_its_certificate() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn healthcheck_command_probes_the_admin_listener() {
+    let keys = Keys::new();
+    let p = paragon().await;
+    let path = keys.dir.write(
+        "credgate.toml",
+        &ConfigBuilder::new(&keys, Hosts::all(&p.url())).toml(),
+    );
+    let bin = Binary::serve(&path, &[]);
+    let probe = |url: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_credgate"))
+            .args(["healthcheck", "--url", &url])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let admin = bin.admin_addr;
+    assert!(
+        tokio::task::spawn_blocking(move || probe(format!("http://{admin}/healthz")))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tokio::task::spawn_blocking(move || probe(format!("http://{admin}/nope")))
+            .await
+            .unwrap()
+    );
+}
