@@ -1922,6 +1922,8 @@ struct ServerState {
     doc: Mutex<Value>,
     status: AtomicU16,
     hits: Mutex<HashMap<String, usize>>,
+    /// Held before answering (after counting), to keep a fetch in flight.
+    delay: Mutex<Duration>,
 }
 
 impl KeyServer {
@@ -1934,6 +1936,7 @@ impl KeyServer {
             doc: Mutex::new(doc),
             status: AtomicU16::new(200),
             hits: Mutex::new(HashMap::new()),
+            delay: Mutex::new(Duration::ZERO),
         });
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -1950,7 +1953,9 @@ impl KeyServer {
                         move |req: http::Request<hyper::body::Incoming>| {
                             let st = st.clone();
                             async move {
-                                Ok::<_, std::convert::Infallible>(st.respond(req.uri().path()))
+                                let delay = st.count(req.uri().path());
+                                tokio::time::sleep(delay).await;
+                                Ok::<_, std::convert::Infallible>(st.respond())
                             }
                         },
                     );
@@ -1970,6 +1975,10 @@ impl KeyServer {
 
     fn set_doc(&self, doc: Value) {
         *self.state.doc.lock().unwrap() = doc;
+    }
+
+    fn set_delay(&self, d: Duration) {
+        *self.state.delay.lock().unwrap() = d;
     }
 
     fn set_status(&self, status: u16) {
@@ -2002,13 +2011,18 @@ impl Drop for KeyServer {
 }
 
 impl ServerState {
-    fn respond(&self, path: &str) -> http::Response<Full<Bytes>> {
+    /// Counts a request; returns how long to hold it.
+    fn count(&self, path: &str) -> Duration {
         *self
             .hits
             .lock()
             .unwrap()
             .entry(path.to_string())
             .or_default() += 1;
+        *self.delay.lock().unwrap()
+    }
+
+    fn respond(&self) -> http::Response<Full<Bytes>> {
         let status = self.status.load(Ordering::SeqCst);
         let body = if status == 200 {
             self.doc.lock().unwrap().to_string()
@@ -2230,6 +2244,42 @@ async fn concurrent_requests_with_one_unknown_kid_cause_one_fetch() {
         "100 concurrent unknown-kid requests: one fetch"
     );
     assert_eq!(j.metrics.jwks_fetches.get(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_arriving_during_a_refetch_waits_for_its_result() {
+    // Regression: the cooldown is marked when a fetch starts, and callers
+    // inside it used to return at once and verify against the old set.
+    let f = fx();
+    let k2 = rsa_jwk(&f.other_rsa, "k2", Some(Algorithm::RS256));
+    let j = JwksHarness::start(
+        jwks(vec![k2]),
+        &["jwks_refresh = \"1h\"", "jwks_min_refetch = \"1h\""],
+        false,
+    )
+    .await;
+    j.server.set_delay(Duration::from_millis(500));
+    let first = {
+        let auth = j.auth.clone();
+        tokio::spawn(async move {
+            check(&auth, &other_token("k2"))
+                .await
+                .map(|i| i.user.to_string())
+        })
+    };
+    // The fetch has reached the server and is being held there.
+    wait_until("the refetch to be in flight", || j.fetches() == 1).await;
+    assert!(!j.auth.ready());
+    let second = TokenBuilder::new(Algorithm::RS256, rsa_key(&f.other_rsa))
+        .kid("k2")
+        .claim("sub", json!("user-2"))
+        .build();
+    let id = check(&j.auth, &second)
+        .await
+        .expect("waits for the in-flight fetch");
+    assert_eq!(&*id.user, "user-2");
+    assert_eq!(first.await.unwrap(), Ok("user-1".to_string()));
+    assert_eq!(j.fetches(), 1, "both requests shared one fetch");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -136,9 +136,10 @@ impl JwksSource {
     /// happened within `jwks_min_refetch`. Callers arriving together wait
     /// for the one fetch and then see its result.
     pub async fn refetch_for_unknown_kid(&self) {
-        if !self.cooled_down() {
-            return;
-        }
+        // Always take the lock, even inside the cooldown: the attempt is
+        // marked when a fetch *starts*, so a caller arriving while it is in
+        // flight must wait for it (a rotated-in key would otherwise be
+        // refused with the old set). The lock is held only during fetches.
         let _guard = self.fetch_lock.lock().await;
         if !self.cooled_down() {
             return;
