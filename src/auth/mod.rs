@@ -162,6 +162,11 @@ pub struct Authenticator {
     jwks: Option<Arc<JwksSource>>,
     validations: Vec<(Algorithm, Validation)>,
     leeway: u64,
+    /// `iss` / `aud` are validated: credgate re-checks their JSON type,
+    /// because jsonwebtoken accepts an `iss` array that merely contains
+    /// ours and skips an `aud` it cannot parse unless `aud` is required.
+    checks_iss: bool,
+    checks_aud: bool,
     rules: IdentityRules,
     cache: Cache<String, Arc<Cached>>,
     metrics: Arc<Metrics>,
@@ -226,6 +231,8 @@ impl Authenticator {
             jwks,
             validations,
             leeway,
+            checks_iss: a.mode == AuthMode::Mint && a.issuer.is_some(),
+            checks_aud: a.mode == AuthMode::Passthrough || a.audience.is_some(),
             rules: IdentityRules {
                 user_claim: a.user_claim.clone(),
                 principal_claim: a.principal_claim.clone(),
@@ -364,6 +371,19 @@ impl Authenticator {
             let iat = numeric_date(v).ok_or(AuthError::ClaimType("iat"))?;
             if iat > now.saturating_add(self.leeway) {
                 return Err(AuthError::IssuedInFuture);
+            }
+        }
+        // RFC 7519 §4.1.1: `iss` is one StringOrURI.
+        if self.checks_iss && !matches!(claims.get("iss"), Some(Value::String(_))) {
+            return Err(AuthError::BadIssuer);
+        }
+        // RFC 7519 §4.1.3: `aud` is a string or an array of strings; when
+        // present in any other shape it names no audience we can accept.
+        if self.checks_aud {
+            match claims.get("aud") {
+                None | Some(Value::String(_)) => {}
+                Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
+                Some(_) => return Err(AuthError::BadAudience),
             }
         }
         match self.mode {
