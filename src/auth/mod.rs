@@ -512,7 +512,12 @@ fn validation_for(alg: Algorithm, config: &Config) -> Validation {
     v.validate_nbf = true;
     v.reject_tokens_expiring_in_less_than = 0;
     v.sub = None;
-    let mut required: HashSet<String> = HashSet::from(["exp".to_string()]);
+    // `exp` is required by `Authenticator::identity`, not here:
+    // jsonwebtoken reports a present `exp` of the wrong type (a string,
+    // null, a negative or huge number) as missing, and credgate reports it
+    // as the type error it is. jsonwebtoken still rejects such an `exp`
+    // (`InvalidClaimFormat`) and still checks a numeric one.
+    let mut required: HashSet<String> = HashSet::new();
     match a.mode {
         AuthMode::Mint => {
             v.iss = a.issuer.as_ref().map(|i| HashSet::from([i.clone()]));
