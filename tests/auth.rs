@@ -744,6 +744,38 @@ async fn malformed_tokens_are_refused_with_the_reason() {
                 rs().raw_payload("[1,2]").build(),
                 Err(AuthError::Malformed("bad JSON")),
             ),
+            (
+                "five segments (JWE shape)",
+                format!("{hd}.{pl}.{sg}.{sg}.{sg}"),
+                Err(AuthError::Malformed("a signed JWT has three segments")),
+            ),
+            // `alg` is compared exactly (RFC 7515 §4.1.1 values are
+            // case-sensitive), and must be a string.
+            (
+                "alg lowercase",
+                rs().header("alg", json!("rs256")).build(),
+                Err(AuthError::AlgorithmNotAllowed),
+            ),
+            (
+                "alg with a trailing space",
+                rs().header("alg", json!("RS256 ")).build(),
+                Err(AuthError::AlgorithmNotAllowed),
+            ),
+            (
+                "alg a number",
+                rs().header("alg", json!(256)).build(),
+                Err(AuthError::Malformed("bad JSON in the header")),
+            ),
+            (
+                "alg an array",
+                rs().header("alg", json!(["RS256"])).build(),
+                Err(AuthError::Malformed("bad JSON in the header")),
+            ),
+            (
+                "alg null",
+                rs().header("alg", Value::Null).build(),
+                Err(AuthError::Malformed("bad JSON in the header")),
+            ),
         ],
     )
     .await;
@@ -1881,8 +1913,8 @@ async fn a_second_call_with_the_same_token_is_a_cache_hit() {
 
 #[tokio::test]
 async fn a_cached_token_is_refused_once_past_exp_plus_leeway() {
-    let h = Setup::rs256().auth("leeway = \"1s\"").build();
-    // Expires now: valid through now + 1s of leeway.
+    let h = Setup::rs256().auth("leeway = \"2s\"").build();
+    // Expires now: valid through now + 2s of leeway (room for two calls).
     let exp = unix_now();
     let token = TokenBuilder::fixture(Algorithm::RS256)
         .claim("exp", json!(exp))
@@ -1894,7 +1926,7 @@ async fn a_cached_token_is_refused_once_past_exp_plus_leeway() {
     assert_eq!(h.metrics.verified_token_cache_hits.get(), 1);
 
     // Wait (bounded) until the clock is past exp + leeway.
-    wait_until("the token to expire", || unix_now() > exp + 1).await;
+    wait_until("the token to expire", || unix_now() > exp + 2).await;
     assert_eq!(
         check(&h.auth, &token).await.unwrap_err(),
         AuthError::Expired
@@ -2258,7 +2290,7 @@ async fn a_request_arriving_during_a_refetch_waits_for_its_result() {
         false,
     )
     .await;
-    j.server.set_delay(Duration::from_millis(500));
+    j.server.set_delay(Duration::from_millis(1000));
     let first = {
         let auth = j.auth.clone();
         tokio::spawn(async move {
