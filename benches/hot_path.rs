@@ -106,7 +106,6 @@ fn member(principal: &str) -> Identity {
             claimed: Box::new([]),
         },
         exp: u64::MAX,
-        passthrough_authorization: None,
         permissions_key: None,
     }
 }

@@ -1596,7 +1596,7 @@ async fn user_and_principal_come_from_their_claims() {
             claimed: Box::default()
         }
     );
-    assert!(id.passthrough_authorization.is_none() && id.permissions_key.is_none());
+    assert!(id.permissions_key.is_none());
 
     run_table(
         &h.auth,

@@ -107,8 +107,6 @@ pub struct Identity {
     pub role: Role,
     /// `exp`, Unix seconds.
     pub exp: u64,
-    /// Passthrough: the caller's own `Authorization`, forwarded unchanged.
-    pub passthrough_authorization: Option<HeaderValue>,
     /// Passthrough: the permissions claim as canonical JSON (Paragon
     /// narrows `/sdk/me` by it, so the credential cache keys on it too).
     pub permissions_key: Option<Arc<str>>,
@@ -430,7 +428,6 @@ impl Authenticator {
                     principal: principal.into(),
                     role,
                     exp,
-                    passthrough_authorization: None,
                     permissions_key: None,
                 })
             }
@@ -452,7 +449,6 @@ impl Authenticator {
                     principal: sub,
                     role,
                     exp,
-                    passthrough_authorization: None,
                     permissions_key: key,
                 })
             }

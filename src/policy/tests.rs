@@ -51,7 +51,6 @@ fn member(principal: &str, claimed: &[&str]) -> Identity {
             claimed: claimed.iter().map(|s| (*s).into()).collect(),
         },
         exp: u64::MAX,
-        passthrough_authorization: None,
         permissions_key: None,
     }
 }
