@@ -89,7 +89,7 @@ pub fn uuid_v4() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+    use jsonwebtoken::{decode, encode, Algorithm, EncodingKey, Header, Validation};
 
     fn round_trip(p: &PemPair, alg: Algorithm) {
         let enc = match alg {

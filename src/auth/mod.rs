@@ -416,7 +416,7 @@ fn numeric_date(v: &Value) -> Option<u64> {
         return (u < (1 << 63)).then_some(u);
     }
     let f = n.as_f64()?;
-    (f.is_finite() && f >= 0.0 && f < 9.2e18).then_some(f as u64)
+    (f.is_finite() && (0.0..9.2e18).contains(&f)).then_some(f as u64)
 }
 
 fn string_claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a str> {

@@ -50,7 +50,7 @@ pub fn format(d: Duration) -> String {
     let mut secs = d.as_secs();
     let millis = d.subsec_millis();
     for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if secs >= size && secs % size == 0 && millis == 0 {
+        if secs >= size && secs.is_multiple_of(size) && millis == 0 {
             let _ = write!(out, "{}{unit}", secs / size);
             return out;
         }

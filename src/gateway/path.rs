@@ -31,7 +31,7 @@ pub fn check(path: &str) -> Result<(), PathError> {
             // The prefix up to and including the `/` before `{rest}`.
             check_both(&path.as_bytes()[..at])?;
             let rest = &path[at..];
-            check_escapes_and_chars(rest[..form.scheme_end].as_bytes())?;
+            check_escapes_and_chars(&rest.as_bytes()[..form.scheme_end])?;
             // What follows the scheme and its separators, as if it were a path.
             let mut tail = Vec::with_capacity(rest.len() - form.authority_start + 1);
             tail.push(b'/');

@@ -74,7 +74,7 @@ impl Acl {
 
     pub fn parse(text: &str) -> Result<Acl, String> {
         let raw: RawAcl = toml::from_str(text).map_err(|e| {
-            format!("{}", e.message().lines().next().unwrap_or("invalid TOML"))
+            e.message().lines().next().unwrap_or("invalid TOML").to_string()
         })?;
         let mut acl = Acl::default();
         for (i, g) in raw.grant.iter().enumerate() {
