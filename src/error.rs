@@ -146,7 +146,8 @@ impl GatewayError {
             );
         }
         if let Ok(v) = HeaderValue::from_str(request_id) {
-            resp.headers_mut().insert(crate::gateway::headers::X_REQUEST_ID, v);
+            resp.headers_mut()
+                .insert(crate::gateway::headers::X_REQUEST_ID, v);
         }
         resp
     }
@@ -172,7 +173,9 @@ mod tests {
             GatewayError::UnknownProject,
             GatewayError::BodyTooLarge,
             GatewayError::UpstreamUnavailable(UpstreamFailure::Unfilterable("x")),
-            GatewayError::CredentialsUnavailable(crate::paragon::directory::LoadError::NotAuthenticated),
+            GatewayError::CredentialsUnavailable(
+                crate::paragon::directory::LoadError::NotAuthenticated,
+            ),
             GatewayError::UpstreamTimeout,
         ]
     }
@@ -180,7 +183,10 @@ mod tests {
     /// The table of SPEC §8, row by row.
     #[test]
     fn status_and_code_follow_the_spec_table() {
-        let got: Vec<(u16, &str)> = all().iter().map(|e| (e.status().as_u16(), e.code())).collect();
+        let got: Vec<(u16, &str)> = all()
+            .iter()
+            .map(|e| (e.status().as_u16(), e.code()))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -215,13 +221,19 @@ mod tests {
         assert_eq!(v["code"], "credential_required");
         assert_eq!(v["requestId"], "req-1");
         assert_eq!(v["candidates"], serde_json::json!(["c1", "c2"]));
-        assert!(v["message"].as_str().unwrap().contains("X-Paragon-Credential"));
+        assert!(v["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-Paragon-Credential"));
     }
 
     #[test]
     fn unauthenticated_carries_www_authenticate() {
         let resp = GatewayError::Unauthenticated(AuthError::Expired).into_response("r");
-        assert_eq!(resp.headers()[WWW_AUTHENTICATE], "Bearer error=\"invalid_token\"");
+        assert_eq!(
+            resp.headers()[WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\""
+        );
         let other = GatewayError::CredentialForbidden.into_response("r");
         assert!(other.headers().get(WWW_AUTHENTICATE).is_none());
     }

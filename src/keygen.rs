@@ -4,7 +4,10 @@
 
 use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING};
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING,
+    ECDSA_P384_SHA384_FIXED_SIGNING,
+};
 use base64::Engine as _;
 
 /// A private key (PKCS#8) and its public key (SubjectPublicKeyInfo), as PEM.
@@ -42,8 +45,12 @@ fn pair(private_der: &[u8], public_der: &[u8]) -> PemPair {
 /// A 2048-bit RSA key pair (RS256/PS256, and Paragon's signing key).
 pub fn rsa() -> Result<PemPair, String> {
     let kp = KeyPair::generate(KeySize::Rsa2048).map_err(|_| "RSA key generation failed")?;
-    let private = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&kp).map_err(|_| "RSA key encoding failed")?;
-    let public: PublicKeyX509Der = kp.public_key().as_der().map_err(|_| "RSA public key encoding failed")?;
+    let private = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&kp)
+        .map_err(|_| "RSA key encoding failed")?;
+    let public: PublicKeyX509Der = kp
+        .public_key()
+        .as_der()
+        .map_err(|_| "RSA public key encoding failed")?;
     Ok(pair(private.as_ref(), public.as_ref()))
 }
 
@@ -57,7 +64,10 @@ pub fn ecdsa(p384: bool) -> Result<PemPair, String> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let doc = EcdsaKeyPair::generate_pkcs8(alg, &rng).map_err(|_| "EC key generation failed")?;
     let kp = EcdsaKeyPair::from_pkcs8(alg, doc.as_ref()).map_err(|_| "EC key parsing failed")?;
-    let public: PublicKeyX509Der = kp.public_key().as_der().map_err(|_| "EC public key encoding failed")?;
+    let public: PublicKeyX509Der = kp
+        .public_key()
+        .as_der()
+        .map_err(|_| "EC public key encoding failed")?;
     Ok(pair(doc.as_ref(), public.as_ref()))
 }
 
@@ -66,7 +76,10 @@ pub fn ed25519() -> Result<PemPair, String> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| "Ed25519 key generation failed")?;
     let kp = Ed25519KeyPair::from_pkcs8(doc.as_ref()).map_err(|_| "Ed25519 key parsing failed")?;
-    let public: PublicKeyX509Der = kp.public_key().as_der().map_err(|_| "Ed25519 public key encoding failed")?;
+    let public: PublicKeyX509Der = kp
+        .public_key()
+        .as_der()
+        .map_err(|_| "Ed25519 public key encoding failed")?;
     Ok(pair(doc.as_ref(), public.as_ref()))
 }
 
@@ -83,7 +96,14 @@ pub fn uuid_v4() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 #[cfg(test)]
@@ -93,8 +113,12 @@ mod tests {
 
     fn round_trip(p: &PemPair, alg: Algorithm) {
         let enc = match alg {
-            Algorithm::RS256 | Algorithm::PS256 => EncodingKey::from_rsa_pem(p.private_pem.as_bytes()),
-            Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(p.private_pem.as_bytes()),
+            Algorithm::RS256 | Algorithm::PS256 => {
+                EncodingKey::from_rsa_pem(p.private_pem.as_bytes())
+            }
+            Algorithm::ES256 | Algorithm::ES384 => {
+                EncodingKey::from_ec_pem(p.private_pem.as_bytes())
+            }
             _ => EncodingKey::from_ed_pem(p.private_pem.as_bytes()),
         }
         .unwrap();

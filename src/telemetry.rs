@@ -43,7 +43,9 @@ pub fn init_logging(format: Option<LogFormat>) {
     } else {
         LogFormat::Json
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
     let _ = match format {
         LogFormat::Json => builder
             .json()
@@ -139,7 +141,8 @@ impl EncodeMetric for AtomicHistogram {
             .collect();
         let count = buckets.iter().map(|(_, c)| c).sum();
         let sum = self.inner.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
+        encoder
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
     }
 
     fn metric_type(&self) -> MetricType {
@@ -264,9 +267,21 @@ impl Metrics {
             "Requests to Paragon that failed (connect, timeout, other)",
             m.upstream_errors.clone(),
         );
-        r.register("credential_cache_hits", "Credential-list cache hits", m.credential_cache_hits.clone());
-        r.register("credential_cache_misses", "Credential-list cache misses", m.credential_cache_misses.clone());
-        r.register("credential_cache_loads", "GET /sdk/me loads", m.credential_cache_loads.clone());
+        r.register(
+            "credential_cache_hits",
+            "Credential-list cache hits",
+            m.credential_cache_hits.clone(),
+        );
+        r.register(
+            "credential_cache_misses",
+            "Credential-list cache misses",
+            m.credential_cache_misses.clone(),
+        );
+        r.register(
+            "credential_cache_loads",
+            "GET /sdk/me loads",
+            m.credential_cache_loads.clone(),
+        );
         r.register(
             "credential_cache_load_errors",
             "GET /sdk/me loads that failed",
@@ -282,7 +297,11 @@ impl Metrics {
             "Reloads of a cached list for a credential not in it",
             m.credential_cache_refreshes.clone(),
         );
-        r.register("credential_cache_users", "Users with a cached credential list", m.credential_cache_users.clone());
+        r.register(
+            "credential_cache_users",
+            "Users with a cached credential list",
+            m.credential_cache_users.clone(),
+        );
         r.register(
             "verified_token_cache_hits",
             "Caller tokens served from the verified-token cache",
@@ -293,12 +312,32 @@ impl Metrics {
             "Caller tokens verified cryptographically",
             m.verified_token_cache_misses.clone(),
         );
-        r.register("jwks_fetches", "JWKS fetches attempted", m.jwks_fetches.clone());
-        r.register("jwks_fetch_failures", "JWKS fetches that failed", m.jwks_fetch_failures.clone());
+        r.register(
+            "jwks_fetches",
+            "JWKS fetches attempted",
+            m.jwks_fetches.clone(),
+        );
+        r.register(
+            "jwks_fetch_failures",
+            "JWKS fetches that failed",
+            m.jwks_fetch_failures.clone(),
+        );
         r.register("jwks_keys", "Keys in the current JWKS", m.jwks_keys.clone());
-        r.register("token_mints", "Upstream Paragon tokens signed", m.token_mints.clone());
-        r.register("mint_cache_hits", "Upstream tokens reused from the cache", m.mint_cache_hits.clone());
-        r.register("connections_active", "Open client connections", m.connections_active.clone());
+        r.register(
+            "token_mints",
+            "Upstream Paragon tokens signed",
+            m.token_mints.clone(),
+        );
+        r.register(
+            "mint_cache_hits",
+            "Upstream tokens reused from the cache",
+            m.mint_cache_hits.clone(),
+        );
+        r.register(
+            "connections_active",
+            "Open client connections",
+            m.connections_active.clone(),
+        );
         r.register(
             "connections_refused",
             "Client connections refused (max_connections, tls_handshake)",
@@ -309,10 +348,26 @@ impl Metrics {
             "Client connections ended by an HTTP error hyper answered itself (framing, header size or timeout)",
             m.connection_errors.clone(),
         );
-        r.register("config_reloads", "Config reloads by result", m.config_reloads.clone());
-        r.register("cluster_degraded", "1 while the cluster store is unreachable", m.cluster_degraded.clone());
-        r.register("cluster_events_applied", "Invalidation events applied from other replicas", m.cluster_events_applied.clone());
-        r.register("cluster_errors", "Cluster store errors by operation", m.cluster_errors.clone());
+        r.register(
+            "config_reloads",
+            "Config reloads by result",
+            m.config_reloads.clone(),
+        );
+        r.register(
+            "cluster_degraded",
+            "1 while the cluster store is unreachable",
+            m.cluster_degraded.clone(),
+        );
+        r.register(
+            "cluster_events_applied",
+            "Invalidation events applied from other replicas",
+            m.cluster_events_applied.clone(),
+        );
+        r.register(
+            "cluster_errors",
+            "Cluster store errors by operation",
+            m.cluster_errors.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 
@@ -355,9 +410,27 @@ mod tests {
             })
             .inc();
         let text = m.encode();
-        assert!(text.contains("credgate_request_duration_seconds_count{product=\"proxy\"} 3"), "{text}");
-        assert!(text.contains("credgate_request_duration_seconds_bucket{le=\"0.00025\",product=\"proxy\"} 1"), "{text}");
-        assert!(text.contains("credgate_request_duration_seconds_bucket{le=\"+Inf\",product=\"proxy\"} 3"), "{text}");
-        assert!(text.contains("credgate_requests_total{product=\"proxy\",decision=\"allowed\",status=\"200\"} 1"), "{text}");
+        assert!(
+            text.contains("credgate_request_duration_seconds_count{product=\"proxy\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "credgate_request_duration_seconds_bucket{le=\"0.00025\",product=\"proxy\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "credgate_request_duration_seconds_bucket{le=\"+Inf\",product=\"proxy\"} 3"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "credgate_requests_total{product=\"proxy\",decision=\"allowed\",status=\"200\"} 1"
+            ),
+            "{text}"
+        );
     }
 }

@@ -53,12 +53,18 @@ pub struct JwksSource {
 
 impl std::fmt::Debug for JwksSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwksSource").field("url", &self.settings.url.as_str()).finish()
+        f.debug_struct("JwksSource")
+            .field("url", &self.settings.url.as_str())
+            .finish()
     }
 }
 
 impl JwksSource {
-    pub fn new(settings: JwksSettings, client: HttpClient, metrics: Arc<Metrics>) -> Result<Arc<Self>, String> {
+    pub fn new(
+        settings: JwksSettings,
+        client: HttpClient,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, String> {
         let uri: Uri = settings
             .url
             .as_str()
@@ -147,8 +153,10 @@ impl JwksSource {
         match tokio::time::timeout(self.settings.timeout, self.fetch()).await {
             Ok(Ok(keys)) => {
                 let old = self.keys.load();
-                let new_prints: HashSet<(&str, Algorithm)> =
-                    keys.iter().map(|k| (k.fingerprint.as_str(), k.algorithm)).collect();
+                let new_prints: HashSet<(&str, Algorithm)> = keys
+                    .iter()
+                    .map(|k| (k.fingerprint.as_str(), k.algorithm))
+                    .collect();
                 let removed = old
                     .iter()
                     .any(|k| !new_prints.contains(&(k.fingerprint.as_str(), k.algorithm)));
@@ -179,7 +187,11 @@ impl JwksSource {
             .header(http::header::ACCEPT, "application/json")
             .body(empty())
             .map_err(|e| e.to_string())?;
-        let resp = self.client.request(req).await.map_err(|e| format!("request failed: {e}"))?;
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
         if resp.status() != http::StatusCode::OK {
             return Err(format!("status {}", resp.status()));
         }

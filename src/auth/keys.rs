@@ -34,7 +34,9 @@ pub fn decoding_key_from_pem(algorithm: Algorithm, pem: &[u8]) -> Result<Decodin
         AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
         AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
         AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem),
-        AlgorithmFamily::Hmac => return Err("HMAC keys come from secret_env, not a PEM file".into()),
+        AlgorithmFamily::Hmac => {
+            return Err("HMAC keys come from secret_env, not a PEM file".into())
+        }
     };
     key.map_err(|e| format!("not a {algorithm:?} public key in PEM form: {e}"))
 }
@@ -42,7 +44,9 @@ pub fn decoding_key_from_pem(algorithm: Algorithm, pem: &[u8]) -> Result<Decodin
 /// Builds the key of one `[[auth.keys]]` entry (already validated).
 pub fn from_static(k: &StaticKey) -> Result<VerifyKey, String> {
     let (key, fingerprint) = match &k.material {
-        KeyMaterial::Secret { env, secret } => (DecodingKey::from_secret(secret), format!("env:{env}")),
+        KeyMaterial::Secret { env, secret } => {
+            (DecodingKey::from_secret(secret), format!("env:{env}"))
+        }
         KeyMaterial::Pem(p) => (
             decoding_key_from_pem(k.algorithm, &p.pem)?,
             format!("file:{}", p.path.display()),
@@ -167,7 +171,10 @@ mod tests {
     #[test]
     fn rsa_keys_verify_only_rsa_algorithms() {
         let rsa = jwk(json!({"kty": "RSA", "n": N, "e": "AQAB"}));
-        assert_eq!(jwk_algorithms(&rsa, ALL), vec![Algorithm::RS256, Algorithm::PS256]);
+        assert_eq!(
+            jwk_algorithms(&rsa, ALL),
+            vec![Algorithm::RS256, Algorithm::PS256]
+        );
         let rsa_hs = jwk(json!({"kty": "RSA", "n": N, "e": "AQAB", "alg": "HS256"}));
         assert!(jwk_algorithms(&rsa_hs, ALL).is_empty());
         let rsa_pinned = jwk(json!({"kty": "RSA", "n": N, "e": "AQAB", "alg": "RS256"}));

@@ -133,7 +133,12 @@ struct UntilExp {
 }
 
 impl moka::Expiry<String, Arc<Cached>> for UntilExp {
-    fn expire_after_create(&self, _: &String, v: &Arc<Cached>, _: std::time::Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &String,
+        v: &Arc<Cached>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
         Some(Duration::from_secs(
             (v.identity.exp.saturating_add(self.leeway)).saturating_sub(unix_now()),
         ))
@@ -172,13 +177,20 @@ pub fn unix_now() -> u64 {
 impl Authenticator {
     /// Builds the authenticator for `config`. `jwks` is the key source for
     /// `auth.jwks_url` (kept across reloads when its settings are unchanged).
-    pub fn new(config: &Config, jwks: Option<Arc<JwksSource>>, metrics: Arc<Metrics>) -> Result<Self, String> {
+    pub fn new(
+        config: &Config,
+        jwks: Option<Arc<JwksSource>>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
         let a = &config.auth;
         let leeway = a.leeway.as_secs();
         let (algorithms, static_keys) = match a.mode {
             AuthMode::Mint => (
                 a.algorithms.clone(),
-                a.keys.iter().map(keys::from_static).collect::<Result<Vec<_>, _>>()?,
+                a.keys
+                    .iter()
+                    .map(keys::from_static)
+                    .collect::<Result<Vec<_>, _>>()?,
             ),
             AuthMode::Passthrough => {
                 let pem = config
@@ -252,7 +264,9 @@ impl Authenticator {
         }
         let now = unix_now();
         if let Some(hit) = self.cache.get(token) {
-            if hit.generation == self.generation() && now <= hit.identity.exp.saturating_add(self.leeway) {
+            if hit.generation == self.generation()
+                && now <= hit.identity.exp.saturating_add(self.leeway)
+            {
                 self.metrics.verified_token_cache_hits.inc();
                 return Ok(hit.identity.clone());
             }
@@ -288,7 +302,11 @@ impl Authenticator {
 
         let mut jwks_keys = self.jwks.as_ref().map(|j| j.keys());
         if let (Some(kid), Some(source)) = (header.kid.as_deref(), &self.jwks) {
-            let known = self.static_keys.iter().chain(jwks_keys.iter().flat_map(|k| k.iter())).any(|k| k.kid.as_deref() == Some(kid));
+            let known = self
+                .static_keys
+                .iter()
+                .chain(jwks_keys.iter().flat_map(|k| k.iter()))
+                .any(|k| k.kid.as_deref() == Some(kid));
             if !known {
                 source.refetch_for_unknown_kid().await;
                 jwks_keys = Some(source.keys());
@@ -321,7 +339,11 @@ impl Authenticator {
                 },
             }
         }
-        Err(if tried { AuthError::BadSignature } else { AuthError::NoKey })
+        Err(if tried {
+            AuthError::BadSignature
+        } else {
+            AuthError::NoKey
+        })
     }
 
     fn identity(&self, claims: Map<String, Value>, now: u64) -> Result<Identity, AuthError> {
@@ -346,21 +368,33 @@ impl Authenticator {
         }
         match self.mode {
             AuthMode::Mint => {
-                let user = string_claim(&claims, &self.rules.user_claim).ok_or(AuthError::MissingIdentity("user"))?;
+                let user = string_claim(&claims, &self.rules.user_claim)
+                    .ok_or(AuthError::MissingIdentity("user"))?;
                 let principal = string_claim(&claims, &self.rules.principal_claim)
                     .ok_or(AuthError::MissingIdentity("principal"))?;
-                let admin = self.rules.admin_claim.as_deref().is_some_and(|c| match claims.get(c) {
-                    Some(Value::String(s)) => self.rules.admin_values.iter().any(|v| v == s),
-                    Some(Value::Array(items)) => items
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .any(|s| self.rules.admin_values.iter().any(|v| v == s)),
-                    _ => false,
-                });
+                let admin =
+                    self.rules
+                        .admin_claim
+                        .as_deref()
+                        .is_some_and(|c| match claims.get(c) {
+                            Some(Value::String(s)) => {
+                                self.rules.admin_values.iter().any(|v| v == s)
+                            }
+                            Some(Value::Array(items)) => items
+                                .iter()
+                                .filter_map(Value::as_str)
+                                .any(|s| self.rules.admin_values.iter().any(|v| v == s)),
+                            _ => false,
+                        });
                 let role = if admin {
                     Role::Admin
                 } else {
-                    let claimed = match self.rules.credentials_claim.as_deref().and_then(|c| claims.get(c)) {
+                    let claimed = match self
+                        .rules
+                        .credentials_claim
+                        .as_deref()
+                        .and_then(|c| claims.get(c))
+                    {
                         None => Box::default(),
                         Some(Value::Array(items)) => items
                             .iter()
@@ -387,7 +421,10 @@ impl Authenticator {
                     None => (Role::Admin, None),
                     Some(v) => {
                         let perms = Permissions::parse(v).map_err(|_| AuthError::BadPermissions)?;
-                        (Role::Scoped(Arc::new(perms)), Some(Arc::from(v.to_string())))
+                        (
+                            Role::Scoped(Arc::new(perms)),
+                            Some(Arc::from(v.to_string())),
+                        )
                     }
                 };
                 Ok(Identity {
@@ -494,7 +531,9 @@ fn map_jwt_error(e: &jsonwebtoken::errors::Error) -> AuthError {
         K::ImmatureSignature => AuthError::NotYetValid,
         K::InvalidIssuer => AuthError::BadIssuer,
         K::InvalidAudience => AuthError::BadAudience,
-        K::InvalidAlgorithm | K::InvalidAlgorithmName | K::MissingAlgorithm => AuthError::AlgorithmNotAllowed,
+        K::InvalidAlgorithm | K::InvalidAlgorithmName | K::MissingAlgorithm => {
+            AuthError::AlgorithmNotAllowed
+        }
         K::MissingRequiredClaim(c) => match c.as_str() {
             "exp" => AuthError::MissingExp,
             "iss" => AuthError::BadIssuer,
@@ -524,7 +563,9 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
     if values.next().is_some() {
         return Err(AuthError::Repeated);
     }
-    let text = value.to_str().map_err(|_| AuthError::Malformed("not visible ASCII"))?;
+    let text = value
+        .to_str()
+        .map_err(|_| AuthError::Malformed("not visible ASCII"))?;
     let (scheme, token) = text.split_once(' ').unwrap_or((text, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(AuthError::NotBearer);
@@ -564,7 +605,9 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 
 fn parse_header(token: &str) -> Result<JoseHeader, AuthError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(AuthError::Malformed("a signed JWT has three segments"));
     };
     if h.is_empty() || p.is_empty() {

@@ -84,14 +84,25 @@ mod tests {
 
     #[test]
     fn refuses_bare_numbers_unknown_units_and_garbage() {
-        for bad in ["", "30", "s", "5x", "1.5s", "-1s", "5 m", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "30",
+            "s",
+            "5x",
+            "1.5s",
+            "-1s",
+            "5 m",
+            "99999999999999999999s",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?} should fail");
         }
     }
 
     #[test]
     fn format_round_trips() {
-        for text in ["0s", "30s", "5m", "1h", "90s", "250ms", "1m30s", "2d", "1s500ms"] {
+        for text in [
+            "0s", "30s", "5m", "1h", "90s", "250ms", "1m30s", "2d", "1s500ms",
+        ] {
             let d = parse(text).unwrap();
             assert_eq!(parse(&format(d)).unwrap(), d, "{text}");
         }

@@ -93,7 +93,12 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
                 }
                 .to_string(),
             ),
-            member_products: Some(pol.member_products.iter().map(|p| p.as_str().to_string()).collect()),
+            member_products: Some(
+                pol.member_products
+                    .iter()
+                    .map(|p| p.as_str().to_string())
+                    .collect(),
+            ),
             allow_account_auth: Some(pol.allow_account_auth),
             proxy_url_hosts: Some(pol.proxy_url_hosts.clone()),
         },

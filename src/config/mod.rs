@@ -358,7 +358,12 @@ impl Config {
 /// message is several lines with a source excerpt; we keep its first line
 /// and name the table and key from the error's span.
 fn toml_error(text: &str, err: &toml::de::Error) -> ConfigError {
-    let message = err.message().lines().next().unwrap_or("invalid TOML").to_string();
+    let message = err
+        .message()
+        .lines()
+        .next()
+        .unwrap_or("invalid TOML")
+        .to_string();
     let Some(span) = err.span() else {
         return ConfigError::new("(file)", message);
     };
@@ -432,7 +437,10 @@ fn parse_algorithm(key: &str, text: &str) -> Result<Algorithm, ConfigError> {
     // jsonwebtoken's parser is exact-case and knows no `none`; we still say
     // so explicitly, because "none" here is an attack, not a typo.
     if text.eq_ignore_ascii_case("none") {
-        return Err(ConfigError::new(key, "the `none` algorithm is never accepted"));
+        return Err(ConfigError::new(
+            key,
+            "the `none` algorithm is never accepted",
+        ));
     }
     text.parse::<Algorithm>().map_err(|_| {
         ConfigError::new(
@@ -448,7 +456,10 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
     let mut warnings = Vec::new();
     let server = validate_server(raw.server, base)?;
     let Some(raw_paragon) = raw.paragon else {
-        return Err(ConfigError::new("paragon", "the [paragon] table is required"));
+        return Err(ConfigError::new(
+            "paragon",
+            "the [paragon] table is required",
+        ));
     };
     let auth_mode = match raw.auth.mode.as_deref() {
         None | Some("mint") => AuthMode::Mint,
@@ -500,7 +511,10 @@ fn validate_server(raw: raw::RawServer, base: &Path) -> Result<ServerConfig, Con
     }
     let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
     if max_body_bytes == 0 {
-        return Err(ConfigError::new("server.max_body_bytes", "must be at least 1"));
+        return Err(ConfigError::new(
+            "server.max_body_bytes",
+            "must be at least 1",
+        ));
     }
     let positive = |key: &str, d: Duration| {
         if d.is_zero() {
@@ -558,11 +572,17 @@ fn validate_server(raw: raw::RawServer, base: &Path) -> Result<ServerConfig, Con
         .trusted_proxies
         .unwrap_or_default()
         .iter()
-        .map(|s| s.parse::<Cidr>().map_err(|m| ConfigError::new("server.trusted_proxies", m)))
+        .map(|s| {
+            s.parse::<Cidr>()
+                .map_err(|m| ConfigError::new("server.trusted_proxies", m))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
     if max_connections == 0 {
-        return Err(ConfigError::new("server.max_connections", "must be at least 1"));
+        return Err(ConfigError::new(
+            "server.max_connections",
+            "must be at least 1",
+        ));
     }
     let max_header_bytes = raw.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES);
     // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
@@ -574,23 +594,29 @@ fn validate_server(raw: raw::RawServer, base: &Path) -> Result<ServerConfig, Con
     }
     let max_headers = raw.max_headers.unwrap_or(DEFAULT_MAX_HEADERS);
     if !(8..=10_000).contains(&max_headers) {
-        return Err(ConfigError::new("server.max_headers", "must be between 8 and 10000"));
+        return Err(ConfigError::new(
+            "server.max_headers",
+            "must be between 8 and 10000",
+        ));
     }
     let max_concurrent_streams = raw
         .max_concurrent_streams
         .unwrap_or(DEFAULT_MAX_CONCURRENT_STREAMS);
     if max_concurrent_streams == 0 {
-        return Err(ConfigError::new("server.max_concurrent_streams", "must be at least 1"));
+        return Err(ConfigError::new(
+            "server.max_concurrent_streams",
+            "must be at least 1",
+        ));
     }
     let tls = match raw.tls {
         None => None,
         Some(t) => {
-            let cert = t
-                .cert_file
-                .ok_or_else(|| ConfigError::new("server.tls.cert_file", "is required with server.tls"))?;
-            let key = t
-                .key_file
-                .ok_or_else(|| ConfigError::new("server.tls.key_file", "is required with server.tls"))?;
+            let cert = t.cert_file.ok_or_else(|| {
+                ConfigError::new("server.tls.cert_file", "is required with server.tls")
+            })?;
+            let key = t.key_file.ok_or_else(|| {
+                ConfigError::new("server.tls.key_file", "is required with server.tls")
+            })?;
             Some(TlsFiles {
                 cert_file: existing_file("server.tls.cert_file", base, &cert)?,
                 key_file: existing_file("server.tls.key_file", base, &key)?,
@@ -648,19 +674,31 @@ fn validate_paragon(
             .parse::<UpstreamBase>()
             .map_err(|m| ConfigError::new(key, m))
     };
-    let connect_url = url("paragon.connect_url", raw.connect_url.as_deref(), DEFAULT_CONNECT_URL)?;
+    let connect_url = url(
+        "paragon.connect_url",
+        raw.connect_url.as_deref(),
+        DEFAULT_CONNECT_URL,
+    )?;
     let workflows_url = url(
         "paragon.workflows_url",
         raw.workflows_url.as_deref(),
         DEFAULT_WORKFLOWS_URL,
     )?;
-    let proxy_url = url("paragon.proxy_url", raw.proxy_url.as_deref(), DEFAULT_PROXY_URL)?;
+    let proxy_url = url(
+        "paragon.proxy_url",
+        raw.proxy_url.as_deref(),
+        DEFAULT_PROXY_URL,
+    )?;
     let actionkit_url = url(
         "paragon.actionkit_url",
         raw.actionkit_url.as_deref(),
         DEFAULT_ACTIONKIT_URL,
     )?;
-    let sync_url = url("paragon.sync_url", raw.sync_url.as_deref(), DEFAULT_SYNC_URL)?;
+    let sync_url = url(
+        "paragon.sync_url",
+        raw.sync_url.as_deref(),
+        DEFAULT_SYNC_URL,
+    )?;
 
     let signing_key = raw
         .signing_key_file
@@ -703,7 +741,11 @@ fn validate_paragon(
         }
         _ => {}
     }
-    let token_ttl = dur("paragon.token_ttl", raw.token_ttl.as_deref(), DEFAULT_TOKEN_TTL)?;
+    let token_ttl = dur(
+        "paragon.token_ttl",
+        raw.token_ttl.as_deref(),
+        DEFAULT_TOKEN_TTL,
+    )?;
     if token_ttl < MIN_TOKEN_TTL {
         return Err(ConfigError::new(
             "paragon.token_ttl",
@@ -758,7 +800,10 @@ fn validate_auth(
         None => DEFAULT_ALGORITHMS.to_vec(),
         Some(list) => {
             if list.is_empty() {
-                return Err(ConfigError::new("auth.algorithms", "must list at least one algorithm"));
+                return Err(ConfigError::new(
+                    "auth.algorithms",
+                    "must list at least one algorithm",
+                ));
             }
             let mut out = Vec::new();
             for a in &list {
@@ -801,7 +846,10 @@ fn validate_auth(
                 format!("{alg_text} is not in auth.algorithms, so this key could never verify"),
             ));
         }
-        let is_hmac = matches!(algorithm, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+        let is_hmac = matches!(
+            algorithm,
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+        );
         let material = match (is_hmac, k.secret_env, k.pem_file) {
             (true, Some(var), None) => {
                 let secret = env.var(&var).ok_or_else(|| {
@@ -874,7 +922,10 @@ fn validate_auth(
     let audience = raw.audience.map(OneOrMany::into_vec);
     if let Some(a) = &audience {
         if a.is_empty() || a.iter().any(String::is_empty) {
-            return Err(ConfigError::new("auth.audience", "must be a non-empty string or list of non-empty strings"));
+            return Err(ConfigError::new(
+                "auth.audience",
+                "must be a non-empty string or list of non-empty strings",
+            ));
         }
     }
     if raw.issuer.as_deref() == Some("") {
@@ -894,13 +945,21 @@ fn validate_auth(
         audience,
         algorithms,
         jwks_url,
-        jwks_refresh: dur("auth.jwks_refresh", raw.jwks_refresh.as_deref(), DEFAULT_JWKS_REFRESH)?,
+        jwks_refresh: dur(
+            "auth.jwks_refresh",
+            raw.jwks_refresh.as_deref(),
+            DEFAULT_JWKS_REFRESH,
+        )?,
         jwks_min_refetch: dur(
             "auth.jwks_min_refetch",
             raw.jwks_min_refetch.as_deref(),
             DEFAULT_JWKS_MIN_REFETCH,
         )?,
-        jwks_timeout: dur("auth.jwks_timeout", raw.jwks_timeout.as_deref(), DEFAULT_JWKS_TIMEOUT)?,
+        jwks_timeout: dur(
+            "auth.jwks_timeout",
+            raw.jwks_timeout.as_deref(),
+            DEFAULT_JWKS_TIMEOUT,
+        )?,
         leeway: dur("auth.leeway", raw.leeway.as_deref(), DEFAULT_LEEWAY)?,
         user_claim: claim_name("auth.user_claim", raw.user_claim, DEFAULT_IDENTITY_CLAIM)?,
         principal_claim: claim_name(
@@ -941,7 +1000,10 @@ fn validate_policy(
         );
     }
     if raw.credentials_claim.as_deref() == Some("") {
-        return Err(ConfigError::new("policy.credentials_claim", "must not be empty"));
+        return Err(ConfigError::new(
+            "policy.credentials_claim",
+            "must not be empty",
+        ));
     }
     let acl_file = raw
         .acl_file
@@ -953,7 +1015,9 @@ fn validate_policy(
         None => Acl::default(),
     };
     if mode == AuthMode::Passthrough
-        && (raw.owner_external_id.is_some() || raw.credentials_claim.is_some() || acl_file.is_some())
+        && (raw.owner_external_id.is_some()
+            || raw.credentials_claim.is_some()
+            || acl_file.is_some())
     {
         warnings.push(
             "policy.owner_external_id, credentials_claim and acl_file do not apply in passthrough mode (the token's permissions claim is the policy)".into(),
@@ -979,7 +1043,11 @@ fn validate_policy(
                         "policy.member_products",
                         format!(
                             "unknown product `{p}` (one of: {})",
-                            Product::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+                            Product::ALL
+                                .iter()
+                                .map(|p| p.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     )
                 })
@@ -1021,15 +1089,23 @@ fn validate_cache(raw: raw::RawCache) -> Result<CacheConfig, ConfigError> {
         DEFAULT_CREDENTIALS_TTL,
     )?;
     if credentials_ttl.is_zero() {
-        return Err(ConfigError::new("cache.credentials_ttl", "must be longer than 0s"));
+        return Err(ConfigError::new(
+            "cache.credentials_ttl",
+            "must be longer than 0s",
+        ));
     }
     let max_users = raw.max_users.unwrap_or(DEFAULT_MAX_USERS);
     if max_users == 0 {
         return Err(ConfigError::new("cache.max_users", "must be at least 1"));
     }
-    let max_concurrent_loads = raw.max_concurrent_loads.unwrap_or(DEFAULT_MAX_CONCURRENT_LOADS);
+    let max_concurrent_loads = raw
+        .max_concurrent_loads
+        .unwrap_or(DEFAULT_MAX_CONCURRENT_LOADS);
     if max_concurrent_loads == 0 {
-        return Err(ConfigError::new("cache.max_concurrent_loads", "must be at least 1"));
+        return Err(ConfigError::new(
+            "cache.max_concurrent_loads",
+            "must be at least 1",
+        ));
     }
     Ok(CacheConfig {
         credentials_ttl,
@@ -1076,9 +1152,16 @@ fn validate_cluster(raw: raw::RawCluster, env: &dyn Env) -> Result<ClusterConfig
             "must be a postgres:// or postgresql:// URL",
         ));
     }
-    let poll_interval = dur("cluster.poll_interval", raw.poll_interval.as_deref(), DEFAULT_POLL_INTERVAL)?;
+    let poll_interval = dur(
+        "cluster.poll_interval",
+        raw.poll_interval.as_deref(),
+        DEFAULT_POLL_INTERVAL,
+    )?;
     if poll_interval < Duration::from_millis(50) {
-        return Err(ConfigError::new("cluster.poll_interval", "must be at least 50ms"));
+        return Err(ConfigError::new(
+            "cluster.poll_interval",
+            "must be at least 50ms",
+        ));
     }
     Ok(ClusterConfig {
         postgres_url,
@@ -1089,7 +1172,11 @@ fn validate_cluster(raw: raw::RawCluster, env: &dyn Env) -> Result<ClusterConfig
             raw.event_retention.as_deref(),
             DEFAULT_EVENT_RETENTION,
         )?,
-        degraded_ttl: dur("cluster.degraded_ttl", raw.degraded_ttl.as_deref(), DEFAULT_DEGRADED_TTL)?,
+        degraded_ttl: dur(
+            "cluster.degraded_ttl",
+            raw.degraded_ttl.as_deref(),
+            DEFAULT_DEGRADED_TTL,
+        )?,
         strict: raw.strict.unwrap_or(false),
     })
 }

@@ -24,11 +24,15 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -101,9 +105,7 @@ impl FromStr for UpstreamBase {
         if url.query().is_some() || url.fragment().is_some() {
             return Err(format!("`{s}`: a base URL takes no query or fragment"));
         }
-        let host = url
-            .host_str()
-            .ok_or_else(|| format!("`{s}` has no host"))?;
+        let host = url.host_str().ok_or_else(|| format!("`{s}` has no host"))?;
         let authority_text = match url.port() {
             Some(p) => format!("{host}:{p}"),
             None => host.to_string(),
@@ -143,7 +145,14 @@ mod tests {
 
     #[test]
     fn cidr_rejects_garbage() {
-        for bad in ["", "10.0.0.0/33", "::/129", "example.com", "10.0.0/8", "10.0.0.0/x"] {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "example.com",
+            "10.0.0/8",
+            "10.0.0.0/x",
+        ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
     }

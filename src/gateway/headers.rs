@@ -58,7 +58,8 @@ pub fn spelled_as(name: &str, canonical: &str) -> bool {
 }
 
 fn has_prefix_spelling(name: &str, canonical_prefix: &str) -> bool {
-    name.len() >= canonical_prefix.len() && spelled_as(&name[..canonical_prefix.len()], canonical_prefix)
+    name.len() >= canonical_prefix.len()
+        && spelled_as(&name[..canonical_prefix.len()], canonical_prefix)
 }
 
 /// A single-valued input header read in every spelling.
@@ -79,7 +80,10 @@ pub enum SingleError {
 }
 
 /// Reads `canonical` in every spelling; exactly one value is allowed.
-pub fn single_value<'a>(headers: &'a HeaderMap, canonical: &str) -> Result<Single<'a>, SingleError> {
+pub fn single_value<'a>(
+    headers: &'a HeaderMap,
+    canonical: &str,
+) -> Result<Single<'a>, SingleError> {
     let mut found = Single::Absent;
     for (name, value) in headers {
         if !spelled_as(name.as_str(), canonical) {
@@ -108,7 +112,11 @@ pub fn remove_spellings(headers: &mut HeaderMap, canonical: &str) {
 fn remove_matching(headers: &mut HeaderMap, pred: impl Fn(&str) -> bool) {
     // Collect first: a HeaderMap cannot be mutated while iterated. The
     // common case (nothing to remove) allocates nothing.
-    let doomed: Vec<HeaderName> = headers.keys().filter(|n| pred(n.as_str())).cloned().collect();
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| pred(n.as_str()))
+        .cloned()
+        .collect();
     for name in doomed {
         headers.remove(&name);
     }
@@ -152,7 +160,12 @@ pub fn remove_forwarded(headers: &mut HeaderMap) {
 /// Sets `X-Forwarded-For/-Proto/-Host` (after [`remove_forwarded`] for
 /// untrusted clients). From a trusted proxy the client address is appended
 /// to its `X-Forwarded-For`, and its `-Proto`/`-Host` are kept.
-pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str, host: Option<&HeaderValue>) {
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    proto: &'static str,
+    host: Option<&HeaderValue>,
+) {
     let client = match client {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(client),
         v4 => v4,
@@ -189,7 +202,8 @@ pub fn safe_request_id(headers: &HeaderMap) -> Option<&str> {
     let s = v.to_str().ok()?;
     (!s.is_empty()
         && s.len() <= MAX_REQUEST_ID_LEN
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')))
     .then_some(s)
 }
 
@@ -200,17 +214,30 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
 
     #[test]
     fn spellings_match_case_and_underscore() {
-        for n in ["x-paragon-credential", "X-Paragon-Credential", "x_paragon_credential", "X_PARAGON-CREDENTIAL"] {
+        for n in [
+            "x-paragon-credential",
+            "X-Paragon-Credential",
+            "x_paragon_credential",
+            "X_PARAGON-CREDENTIAL",
+        ] {
             assert!(spelled_as(n, X_PARAGON_CREDENTIAL), "{n}");
         }
-        for n in ["x-paragon-credentials", "x-paragon-credentia", "xparagoncredential", "x.paragon.credential"] {
+        for n in [
+            "x-paragon-credentials",
+            "x-paragon-credentia",
+            "xparagoncredential",
+            "x.paragon.credential",
+        ] {
             assert!(!spelled_as(n, X_PARAGON_CREDENTIAL), "{n}");
         }
     }
@@ -218,23 +245,41 @@ mod tests {
     #[test]
     fn single_value_counts_every_spelling_and_comma() {
         let one = map(&[("x-paragon-credential", "abc")]);
-        assert_eq!(single_value(&one, X_PARAGON_CREDENTIAL), Ok(Single::One("abc")));
+        assert_eq!(
+            single_value(&one, X_PARAGON_CREDENTIAL),
+            Ok(Single::One("abc"))
+        );
         let none = map(&[("x-other", "1")]);
-        assert_eq!(single_value(&none, X_PARAGON_CREDENTIAL), Ok(Single::Absent));
+        assert_eq!(
+            single_value(&none, X_PARAGON_CREDENTIAL),
+            Ok(Single::Absent)
+        );
         for bad in [
             map(&[("x-paragon-credential", "a"), ("x-paragon-credential", "a")]),
             map(&[("x-paragon-credential", "a"), ("x_paragon_credential", "a")]),
             map(&[("x-paragon-credential", "a,b")]),
             map(&[("x-paragon-credential", "a, a")]),
         ] {
-            assert_eq!(single_value(&bad, X_PARAGON_CREDENTIAL), Err(SingleError::Repeated));
+            assert_eq!(
+                single_value(&bad, X_PARAGON_CREDENTIAL),
+                Err(SingleError::Repeated)
+            );
         }
         let mut empty = HeaderMap::new();
         empty.insert("x-paragon-credential", HeaderValue::from_static(""));
-        assert_eq!(single_value(&empty, X_PARAGON_CREDENTIAL), Err(SingleError::Malformed));
+        assert_eq!(
+            single_value(&empty, X_PARAGON_CREDENTIAL),
+            Err(SingleError::Malformed)
+        );
         let mut binary = HeaderMap::new();
-        binary.insert("x-paragon-credential", HeaderValue::from_bytes(b"\xffabc").unwrap());
-        assert_eq!(single_value(&binary, X_PARAGON_CREDENTIAL), Err(SingleError::Malformed));
+        binary.insert(
+            "x-paragon-credential",
+            HeaderValue::from_bytes(b"\xffabc").unwrap(),
+        );
+        assert_eq!(
+            single_value(&binary, X_PARAGON_CREDENTIAL),
+            Err(SingleError::Malformed)
+        );
     }
 
     #[test]
@@ -253,7 +298,10 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_listed_fields_go() {
         let mut h = map(&[
-            ("connection", "keep-alive, X-Forwarded-For, x-paragon-credential"),
+            (
+                "connection",
+                "keep-alive, X-Forwarded-For, x-paragon-credential",
+            ),
             ("connection", "x-custom"),
             ("keep-alive", "timeout=5"),
             ("te", "trailers"),
@@ -282,13 +330,26 @@ mod tests {
         ]);
         remove_forwarded(&mut h);
         assert!(h.is_empty());
-        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), "https", Some(&HeaderValue::from_static("gw.example")));
+        set_forwarded(
+            &mut h,
+            "10.0.0.1".parse().unwrap(),
+            "https",
+            Some(&HeaderValue::from_static("gw.example")),
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "gw.example");
 
-        let mut trusted = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "https")]);
-        set_forwarded(&mut trusted, "::ffff:10.0.0.2".parse().unwrap(), "http", None);
+        let mut trusted = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        set_forwarded(
+            &mut trusted,
+            "::ffff:10.0.0.2".parse().unwrap(),
+            "http",
+            None,
+        );
         assert_eq!(trusted["x-forwarded-for"], "1.1.1.1, 10.0.0.2");
         assert_eq!(trusted["x-forwarded-proto"], "https");
     }
@@ -307,11 +368,20 @@ mod tests {
 
     #[test]
     fn request_ids_are_kept_only_when_safe() {
-        assert_eq!(safe_request_id(&map(&[("x-request-id", "abc-123_x.y:z")])), Some("abc-123_x.y:z"));
+        assert_eq!(
+            safe_request_id(&map(&[("x-request-id", "abc-123_x.y:z")])),
+            Some("abc-123_x.y:z")
+        );
         assert_eq!(safe_request_id(&map(&[("x-request-id", "a b")])), None);
         assert_eq!(safe_request_id(&map(&[("x-request-id", "a\"b")])), None);
-        assert_eq!(safe_request_id(&map(&[("x-request-id", &"a".repeat(129))])), None);
-        assert_eq!(safe_request_id(&map(&[("x-request-id", "a"), ("x-request-id", "b")])), None);
+        assert_eq!(
+            safe_request_id(&map(&[("x-request-id", &"a".repeat(129))])),
+            None
+        );
+        assert_eq!(
+            safe_request_id(&map(&[("x-request-id", "a"), ("x-request-id", "b")])),
+            None
+        );
         assert_eq!(safe_request_id(&HeaderMap::new()), None);
     }
 }

@@ -56,7 +56,9 @@ fn check_raw(p: &[u8], strict_escapes: bool) -> Result<(), PathError> {
     if p.windows(2).any(|w| w == b"//") {
         return Err("empty path segment (//)");
     }
-    if p.split(|b| *b == b'/').any(|seg| seg == b"." || seg == b"..") {
+    if p.split(|b| *b == b'/')
+        .any(|seg| seg == b"." || seg == b"..")
+    {
         return Err("dot segment in the path");
     }
     if strict_escapes {
@@ -78,7 +80,8 @@ fn check_escapes_and_chars(p: &[u8]) -> Result<(), PathError> {
             return Err("control character in the path");
         }
         if b == b'%' {
-            let (Some(h), Some(l)) = (p.get(i + 1).and_then(hex), p.get(i + 2).and_then(hex)) else {
+            let (Some(h), Some(l)) = (p.get(i + 1).and_then(hex), p.get(i + 2).and_then(hex))
+            else {
                 return Err("malformed percent-encoding in the path");
             };
             if matches!(h << 4 | l, 0x2f | 0x2e | 0x5c | 0x00) {
@@ -159,7 +162,8 @@ fn proxy_rest_offset(path: &str) -> Option<usize> {
     if integration.is_empty() {
         return None;
     }
-    let prefix_len = "/projects/".len() + project.len() + "/sdk/proxy/".len() + integration.len() + 1;
+    let prefix_len =
+        "/projects/".len() + project.len() + "/sdk/proxy/".len() + integration.len() + 1;
     if integration == "custom" {
         let after = path.get(prefix_len..)?;
         let (id, _) = after.split_once('/')?;
@@ -403,7 +407,10 @@ mod tests {
         };
         assert_eq!(host("files/list"), FullUrl::NotAUrl);
         assert_eq!(host("v4/spreadsheets:batchUpdate"), FullUrl::NotAUrl);
-        assert_eq!(host("https://sheets.googleapis.com/v4"), h("sheets.googleapis.com"));
+        assert_eq!(
+            host("https://sheets.googleapis.com/v4"),
+            h("sheets.googleapis.com")
+        );
         assert_eq!(host("HTTPS://EVIL.com/x"), h("evil.com"));
         assert_eq!(host("https:/evil.com/x"), h("evil.com"));
         assert_eq!(host("https:evil.com/x"), h("evil.com"));
@@ -426,7 +433,10 @@ mod tests {
 
     #[test]
     fn allowed_hosts_match_host_and_optional_port() {
-        let allowed = vec!["sheets.googleapis.com".to_string(), "api.x.com:8443".to_string()];
+        let allowed = vec![
+            "sheets.googleapis.com".to_string(),
+            "api.x.com:8443".to_string(),
+        ];
         assert!(host_allowed(&allowed, "sheets.googleapis.com", None));
         assert!(host_allowed(&allowed, "sheets.googleapis.com", Some(444)));
         assert!(host_allowed(&allowed, "api.x.com", Some(8443)));

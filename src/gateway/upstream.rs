@@ -175,7 +175,11 @@ impl Upstreams {
     /// response headers (504 after), mapping transport failures to 502. The
     /// response body streams afterwards, unbounded in time, as a download may
     /// legitimately take long.
-    pub async fn send(&self, upstream: Upstream, mut req: Request<Body>) -> Result<Response<Incoming>, GatewayError> {
+    pub async fn send(
+        &self,
+        upstream: Upstream,
+        mut req: Request<Body>,
+    ) -> Result<Response<Incoming>, GatewayError> {
         req.headers_mut().insert(HOST, self.host(upstream).clone());
         let label = UpstreamLabel {
             upstream: upstream.config_key(),
@@ -190,9 +194,14 @@ impl Upstreams {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => {
                 let kind = if e.is_connect() { "connect" } else { "other" };
-                self.metrics.upstream_errors.get_or_create(&KindLabel { kind }).inc();
+                self.metrics
+                    .upstream_errors
+                    .get_or_create(&KindLabel { kind })
+                    .inc();
                 tracing::warn!(upstream = upstream.config_key(), error = %e, "request to Paragon failed");
-                Err(GatewayError::UpstreamUnavailable(UpstreamFailure::Transport(Box::new(e))))
+                Err(GatewayError::UpstreamUnavailable(
+                    UpstreamFailure::Transport(Box::new(e)),
+                ))
             }
             Err(_) => {
                 self.metrics

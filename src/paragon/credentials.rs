@@ -88,7 +88,8 @@ impl CredentialList {
     /// Parses a `GET /sdk/me` body. `authenticated: false` and anything that
     /// is not the documented shape fail (SPEC §6: a failed load).
     pub fn parse(body: &[u8]) -> Result<CredentialList, ParseError> {
-        let me: Me = serde_json::from_slice(body).map_err(|e| ParseError::Malformed(e.to_string()))?;
+        let me: Me =
+            serde_json::from_slice(body).map_err(|e| ParseError::Malformed(e.to_string()))?;
         if me.authenticated == Some(false) {
             return Err(ParseError::NotAuthenticated);
         }
@@ -234,8 +235,14 @@ mod tests {
         assert_eq!(&*a.integration, "salesforce");
         assert!(a.valid);
         assert_eq!(a.external_id.as_deref(), Some("alice"));
-        assert_eq!(a.integration_id.as_deref(), Some("aaaaaaaa-0000-0000-0000-000000000001"));
-        assert_eq!(&*a.configurations[0], "cccccccc-0000-0000-0000-000000000001");
+        assert_eq!(
+            a.integration_id.as_deref(),
+            Some("aaaaaaaa-0000-0000-0000-000000000001")
+        );
+        assert_eq!(
+            &*a.configurations[0],
+            "cccccccc-0000-0000-0000-000000000001"
+        );
         let b = list.find("22222222-2222-2222-2222-222222222222").unwrap();
         assert!(!b.valid);
         assert_eq!(b.external_id, None);
@@ -250,7 +257,12 @@ mod tests {
             CredentialList::parse(br#"{"authenticated": false}"#),
             Err(ParseError::NotAuthenticated)
         );
-        for bad in [&b"not json"[..], b"[]", br#"{"integrations": 5}"#, br#"{"integrations": {"x": {"allCredentials": [{"noid": 1}]}}}"#] {
+        for bad in [
+            &b"not json"[..],
+            b"[]",
+            br#"{"integrations": 5}"#,
+            br#"{"integrations": {"x": {"allCredentials": [{"noid": 1}]}}}"#,
+        ] {
             assert!(CredentialList::parse(bad).is_err());
         }
     }
@@ -258,17 +270,29 @@ mod tests {
     #[test]
     fn action_names_match_the_longest_integration_prefix() {
         let list = CredentialList::parse(ME.as_bytes()).unwrap();
-        assert_eq!(list.integration_for_action("GOOGLE_DRIVE_LIST_FILES"), Some("googledrive"));
+        assert_eq!(
+            list.integration_for_action("GOOGLE_DRIVE_LIST_FILES"),
+            Some("googledrive")
+        );
         assert_eq!(list.integration_for_action("GOOGLE_SEARCH"), Some("google"));
-        assert_eq!(list.integration_for_action("salesforce_create_record"), Some("salesforce"));
-        assert_eq!(list.integration_for_action("CUSTOM_BILLING_X"), Some("custom.billing"));
+        assert_eq!(
+            list.integration_for_action("salesforce_create_record"),
+            Some("salesforce")
+        );
+        assert_eq!(
+            list.integration_for_action("CUSTOM_BILLING_X"),
+            Some("custom.billing")
+        );
         assert_eq!(list.integration_for_action("SLACK_SEND_MESSAGE"), None);
     }
 
     #[test]
     fn custom_integrations_are_found_by_integration_id() {
         let list = CredentialList::parse(ME.as_bytes()).unwrap();
-        assert_eq!(list.integration_with_id("BBBBBBBB-0000-0000-0000-000000000002"), Some("custom.billing"));
+        assert_eq!(
+            list.integration_with_id("BBBBBBBB-0000-0000-0000-000000000002"),
+            Some("custom.billing")
+        );
         assert_eq!(list.integration_with_id("nope"), None);
     }
 
@@ -276,7 +300,13 @@ mod tests {
     fn uuid_shape() {
         assert!(is_uuid("11111111-1111-1111-1111-111111111111"));
         assert!(is_uuid("ABCDEF01-1111-1111-1111-11111111111f"));
-        for bad in ["", "ext:alice", "11111111111111111111111111111111", "11111111-1111-1111-1111-11111111111g", "{11111111-1111-1111-1111-111111111111}"] {
+        for bad in [
+            "",
+            "ext:alice",
+            "11111111111111111111111111111111",
+            "11111111-1111-1111-1111-11111111111g",
+            "{11111111-1111-1111-1111-111111111111}",
+        ] {
             assert!(!is_uuid(bad), "{bad}");
         }
     }

@@ -137,7 +137,9 @@ impl Directory {
     /// Whether these cache settings are the ones this directory was built
     /// with (a reload with other settings builds a new, empty directory).
     pub fn same_settings(&self, cfg: &CacheConfig) -> bool {
-        self.ttl == cfg.credentials_ttl && self.stale == cfg.stale_if_error && self.cooldown == cfg.refresh_cooldown
+        self.ttl == cfg.credentials_ttl
+            && self.stale == cfg.stale_if_error
+            && self.cooldown == cfg.refresh_cooldown
     }
 
     /// Caps freshness (degraded cluster mode), or lifts the cap with `None`.
@@ -218,7 +220,12 @@ impl Directory {
 
     /// Loads under the per-key lock. If someone else stored a list newer
     /// than `seen` while we waited, that list is used instead of loading.
-    async fn reload<F, Fut>(&self, key: &DirKey, seen: Option<Instant>, load: F) -> Result<Snapshot, LoadError>
+    async fn reload<F, Fut>(
+        &self,
+        key: &DirKey,
+        seen: Option<Instant>,
+        load: F,
+    ) -> Result<Snapshot, LoadError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<CredentialList, LoadError>>,
@@ -261,9 +268,13 @@ impl Directory {
             .credential_cache_users
             .set(self.cache.entry_count() as i64);
         let entry = match result {
-            CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => e.into_value(),
+            CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => {
+                e.into_value()
+            }
             CompResult::StillNone(_) | CompResult::Removed(_) => {
-                return Err(LoadError::Upstream("the credential list vanished during load".into()))
+                return Err(LoadError::Upstream(
+                    "the credential list vanished during load".into(),
+                ))
             }
         };
         Ok(Snapshot {
@@ -384,7 +395,10 @@ mod tests {
     async fn failed_loads_are_not_cached() {
         let d = dir(cfg(60_000, 0, 0));
         let key = DirKey::user("acme".into());
-        let err = d.get(&key, || async { Err(LoadError::Status(500)) }).await.unwrap_err();
+        let err = d
+            .get(&key, || async { Err(LoadError::Status(500)) })
+            .await
+            .unwrap_err();
         assert_eq!(err, LoadError::Status(500));
         let ok = d.get(&key, || async { Ok(list(&["a"])) }).await.unwrap();
         assert_eq!(ok.list.len(), 1);
@@ -393,15 +407,23 @@ mod tests {
     #[tokio::test]
     async fn entries_are_per_user() {
         let d = dir(cfg(60_000, 0, 0));
-        d.get(&DirKey::user("a".into()), || async { Ok(list(&["x"])) }).await.unwrap();
-        let b = d.get(&DirKey::user("b".into()), || async { Ok(list(&[])) }).await.unwrap();
+        d.get(&DirKey::user("a".into()), || async { Ok(list(&["x"])) })
+            .await
+            .unwrap();
+        let b = d
+            .get(&DirKey::user("b".into()), || async { Ok(list(&[])) })
+            .await
+            .unwrap();
         assert!(b.list.is_empty(), "user b must never see user a's list");
         let scoped = DirKey {
             user: "a".into(),
             scope: Some("{}".into()),
         };
         let s = d.get(&scoped, || async { Ok(list(&[])) }).await.unwrap();
-        assert!(s.list.is_empty(), "another scope of the same user is another entry");
+        assert!(
+            s.list.is_empty(),
+            "another scope of the same user is another entry"
+        );
     }
 
     #[tokio::test]
@@ -410,13 +432,22 @@ mod tests {
         let key = DirKey::user("acme".into());
         d.get(&key, || async { Ok(list(&["a"])) }).await.unwrap();
         tokio::time::sleep(Duration::from_millis(40)).await;
-        let s = d.get(&key, || async { Err(LoadError::Status(502)) }).await.unwrap();
+        let s = d
+            .get(&key, || async { Err(LoadError::Status(502)) })
+            .await
+            .unwrap();
         assert_eq!(s.list.len(), 1);
 
         let strict = dir(cfg(30, 0, 0));
-        strict.get(&key, || async { Ok(list(&["a"])) }).await.unwrap();
+        strict
+            .get(&key, || async { Ok(list(&["a"])) })
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(40)).await;
-        assert!(strict.get(&key, || async { Err(LoadError::Status(502)) }).await.is_err());
+        assert!(strict
+            .get(&key, || async { Err(LoadError::Status(502)) })
+            .await
+            .is_err());
     }
 
     #[tokio::test]
@@ -424,7 +455,10 @@ mod tests {
         let d = dir(cfg(60_000, 0, 50));
         let key = DirKey::user("acme".into());
         let s = d.get(&key, || async { Ok(list(&["a"])) }).await.unwrap();
-        assert!(d.refresh_for_missing(&key, &s, || async { Ok(list(&["a", "b"])) }).await.is_none());
+        assert!(d
+            .refresh_for_missing(&key, &s, || async { Ok(list(&["a", "b"])) })
+            .await
+            .is_none());
         tokio::time::sleep(Duration::from_millis(60)).await;
         let r = d
             .refresh_for_missing(&key, &s, || async { Ok(list(&["a", "b"])) })
@@ -432,7 +466,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(r.list.len(), 2);
-        let again = d.get(&key, || async { panic!("must be cached") }).await.unwrap();
+        let again = d
+            .get(&key, || async { panic!("must be cached") })
+            .await
+            .unwrap();
         assert_eq!(again.list.len(), 2);
     }
 
@@ -454,8 +491,15 @@ mod tests {
         d.invalidate_user("acme").await;
         tx.send(()).unwrap();
         let answered = slow.await.unwrap().unwrap();
-        assert_eq!(answered.list.len(), 1, "the in-flight request still gets an answer");
+        assert_eq!(
+            answered.list.len(),
+            1,
+            "the in-flight request still gets an answer"
+        );
         let fresh = d.get(&key, || async { Ok(list(&[])) }).await.unwrap();
-        assert!(fresh.list.is_empty(), "the old list was not cached after the invalidation");
+        assert!(
+            fresh.list.is_empty(),
+            "the old list was not cached after the invalidation"
+        );
     }
 }

@@ -84,7 +84,11 @@ impl Permissions {
             .integrations
             .iter()
             .find(|(k, _)| k.strip_prefix("integration:") == Some(integration))
-            .or_else(|| self.integrations.iter().find(|(k, _)| *k == "integration:*"))
+            .or_else(|| {
+                self.integrations
+                    .iter()
+                    .find(|(k, _)| *k == "integration:*")
+            })
             .map(|(_, g)| g);
         match scope {
             None => false,
@@ -107,9 +111,9 @@ impl Permissions {
     /// Whether the integration as a whole is visible (some credential of it
     /// could be granted); used to filter integration entries.
     pub fn mentions_integration(&self, integration: &str) -> bool {
-        self.integrations.keys().any(|k| {
-            k == "integration:*" || k.strip_prefix("integration:") == Some(integration)
-        })
+        self.integrations
+            .keys()
+            .any(|k| k == "integration:*" || k.strip_prefix("integration:") == Some(integration))
     }
 }
 
@@ -121,9 +125,9 @@ fn scope_ok(key: &str, level: Level) -> Result<(), PermissionsError> {
         Level::Credential => key
             .strip_prefix("credential:")
             .is_some_and(|rest| !rest.is_empty()),
-        Level::Configuration => key
-            .strip_prefix("configuration:")
-            .is_some_and(|rest| rest == "*" || rest.strip_prefix("ext:").is_some_and(|x| !x.is_empty())),
+        Level::Configuration => key.strip_prefix("configuration:").is_some_and(|rest| {
+            rest == "*" || rest.strip_prefix("ext:").is_some_and(|x| !x.is_empty())
+        }),
     };
     if ok {
         Ok(())
@@ -201,7 +205,10 @@ mod tests {
     #[test]
     fn nested_credential_grants_only_that_credential() {
         let perms = p(json!({"integration:slack": {"credential:AAA": true}}));
-        assert!(perms.allows("slack", "aaa"), "ids compare case-insensitively");
+        assert!(
+            perms.allows("slack", "aaa"),
+            "ids compare case-insensitively"
+        );
         assert!(!perms.allows("slack", "bbb"));
         assert!(!perms.allows("salesforce", "aaa"));
     }
@@ -212,7 +219,9 @@ mod tests {
         assert!(perms.allows("salesforce", "x"));
         assert!(!perms.allows("slack", "x"));
 
-        let perms = p(json!({"integration:*": false, "integration:slack": {"credential:*": true, "credential:bad": false}}));
+        let perms = p(
+            json!({"integration:*": false, "integration:slack": {"credential:*": true, "credential:bad": false}}),
+        );
         assert!(perms.allows("slack", "good"));
         assert!(!perms.allows("slack", "bad"));
         assert!(!perms.allows("gmail", "good"));
@@ -227,7 +236,9 @@ mod tests {
 
     #[test]
     fn credential_objects_with_configuration_scopes_grant_the_credential() {
-        let perms = p(json!({"integration:slack": {"credential:a": {"configuration:*": true, "configuration:ext:x": false}}}));
+        let perms = p(
+            json!({"integration:slack": {"credential:a": {"configuration:*": true, "configuration:ext:x": false}}}),
+        );
         assert!(perms.allows("slack", "a"));
     }
 
@@ -265,7 +276,11 @@ mod tests {
             r#"{"integration:salesforce":{"credential:c":true},"integration:slack":{"credential:a":true,"credential:b":true}}"#
         );
         let perms = Permissions::parse(&claim).unwrap();
-        assert!(perms.allows("slack", "a") && perms.allows("slack", "b") && perms.allows("salesforce", "c"));
+        assert!(
+            perms.allows("slack", "a")
+                && perms.allows("slack", "b")
+                && perms.allows("salesforce", "c")
+        );
         assert!(!perms.allows("salesforce", "a"));
     }
 }

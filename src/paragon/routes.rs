@@ -207,9 +207,10 @@ impl Route<'_> {
             Operation::SyncCreate => CredentialLocation::Body,
             Operation::SyncPatch { .. } => CredentialLocation::Body,
             Operation::SyncItem { .. } => CredentialLocation::SyncOwner,
-            Operation::GetUser | Operation::PatchUser | Operation::Catalog | Operation::SyncList => {
-                CredentialLocation::None
-            }
+            Operation::GetUser
+            | Operation::PatchUser
+            | Operation::Catalog
+            | Operation::SyncList => CredentialLocation::None,
         }
     }
 
@@ -237,7 +238,11 @@ pub enum RouteError {
 
 /// Classifies a request. `path` is the raw, already-normalized path (no
 /// query); `project` is `paragon.project_id`.
-pub fn classify<'a>(method: &Method, path: &'a str, project: &str) -> Result<Route<'a>, RouteError> {
+pub fn classify<'a>(
+    method: &Method,
+    path: &'a str,
+    project: &str,
+) -> Result<Route<'a>, RouteError> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err(RouteError::NotFound);
     };
@@ -257,7 +262,11 @@ pub fn classify<'a>(method: &Method, path: &'a str, project: &str) -> Result<Rou
                 return Err(RouteError::NotFound);
             }
             check_project(p, project)?;
-            Ok(route(Product::AppEvent, Upstream::Workflows, Operation::AppEvent))
+            Ok(route(
+                Product::AppEvent,
+                Upstream::Workflows,
+                Operation::AppEvent,
+            ))
         }
         "api" => classify_sync(method, tail.ok_or(RouteError::NotFound)?),
         _ => Err(RouteError::NotFound),
@@ -296,7 +305,11 @@ fn nonempty(s: &str) -> Result<&str, RouteError> {
     }
 }
 
-fn classify_project<'a>(method: &Method, tail: &'a str, project: &str) -> Result<Route<'a>, RouteError> {
+fn classify_project<'a>(
+    method: &Method,
+    tail: &'a str,
+    project: &str,
+) -> Result<Route<'a>, RouteError> {
     let (p, after) = split_first(tail);
     let after = after.ok_or(RouteError::NotFound)?;
     if p.is_empty() {
@@ -315,9 +328,11 @@ fn classify_project_path<'a>(method: &Method, after: &'a str) -> Result<Route<'a
         "sdk" => classify_sdk(method, tail.ok_or(RouteError::NotFound)?),
         // ActionKit: `/projects/{p}/actions`, `/tools`, `/triggers`,
         // `/trigger-subscriptions[/...]`, any method.
-        "actions" | "tools" | "triggers" if tail.is_none() => {
-            Ok(route(Product::ActionKit, Upstream::ActionKit, Operation::ActionKit))
-        }
+        "actions" | "tools" | "triggers" if tail.is_none() => Ok(route(
+            Product::ActionKit,
+            Upstream::ActionKit,
+            Operation::ActionKit,
+        )),
         "trigger-subscriptions" => {
             if let Some(t) = tail {
                 nonempty(t)?;
@@ -325,7 +340,11 @@ fn classify_project_path<'a>(method: &Method, after: &'a str) -> Result<Route<'a
                     return Err(RouteError::NotFound);
                 }
             }
-            Ok(route(Product::ActionKit, Upstream::ActionKit, Operation::ActionKit))
+            Ok(route(
+                Product::ActionKit,
+                Upstream::ActionKit,
+                Operation::ActionKit,
+            ))
         }
         _ => Err(RouteError::NotFound),
     }
@@ -362,18 +381,30 @@ fn classify_sdk<'a>(method: &Method, tail: &'a str) -> Result<Route<'a>, RouteEr
         }
         ("triggers", Some(id)) if *m == Method::POST && !id.contains('/') => {
             nonempty(id)?;
-            Ok(route(Product::Workflow, Upstream::Workflows, Operation::WorkflowTrigger))
+            Ok(route(
+                Product::Workflow,
+                Upstream::Workflows,
+                Operation::WorkflowTrigger,
+            ))
         }
-        ("events", Some("trigger")) if *m == Method::POST => {
-            Ok(route(Product::AppEvent, Upstream::Workflows, Operation::AppEvent))
+        ("events", Some("trigger")) if *m == Method::POST => Ok(route(
+            Product::AppEvent,
+            Upstream::Workflows,
+            Operation::AppEvent,
+        )),
+        ("me", None) if *m == Method::GET => {
+            Ok(route(Product::User, Upstream::Connect, Operation::GetUser))
         }
-        ("me", None) if *m == Method::GET => Ok(route(Product::User, Upstream::Connect, Operation::GetUser)),
-        ("me", None) if *m == Method::PATCH => {
-            Ok(route(Product::User, Upstream::Connect, Operation::PatchUser))
-        }
-        ("integrations", None) | ("metadata", None) if *m == Method::GET => {
-            Ok(route(Product::Catalog, Upstream::Connect, Operation::Catalog))
-        }
+        ("me", None) if *m == Method::PATCH => Ok(route(
+            Product::User,
+            Upstream::Connect,
+            Operation::PatchUser,
+        )),
+        ("integrations", None) | ("metadata", None) if *m == Method::GET => Ok(route(
+            Product::Catalog,
+            Upstream::Connect,
+            Operation::Catalog,
+        )),
         ("integrations", Some(id)) if *m == Method::DELETE && !id.contains('/') => Ok(route(
             Product::Uninstall,
             Upstream::Connect,
@@ -482,47 +513,218 @@ mod tests {
     #[test]
     fn every_spec_route_classifies() {
         let table: &[(&str, &str, Pr, U, L)] = &[
-            ("GET", "/projects/proj-1/sdk/proxy/salesforce/services/data/v59.0/query", Pr::Proxy, U::Proxy, L::Header),
-            ("DELETE", "/projects/proj-1/sdk/proxy/slack/chat.delete", Pr::Proxy, U::Proxy, L::Header),
-            ("PATCH", "/projects/proj-1/sdk/proxy/googledrive", Pr::Proxy, U::Proxy, L::Header),
-            ("POST", "/projects/proj-1/sdk/proxy/custom/1b2c/items", Pr::Proxy, U::Proxy, L::Header),
-            ("POST", "/projects/proj-1/sdk/triggers/wf-123", Pr::Workflow, U::Workflows, L::Header),
-            ("POST", "/projects/proj-1/sdk/events/trigger", Pr::AppEvent, U::Workflows, L::Header),
-            ("POST", "/v2/projects/proj-1/sdk/events/trigger", Pr::AppEvent, U::Workflows, L::Header),
-            ("GET", "/projects/proj-1/sdk/me", Pr::User, U::Connect, L::None),
-            ("PATCH", "/projects/proj-1/sdk/me", Pr::User, U::Connect, L::None),
-            ("GET", "/projects/proj-1/sdk/integrations", Pr::Catalog, U::Connect, L::None),
-            ("GET", "/projects/proj-1/sdk/metadata", Pr::Catalog, U::Connect, L::None),
-            ("DELETE", "/projects/proj-1/sdk/integrations/int-9", Pr::Uninstall, U::Connect, L::HeaderRequired),
-            ("GET", "/projects/proj-1/sdk/credentials", Pr::Credentials, U::Connect, L::HeaderOptional),
-            ("GET", "/projects/proj-1/sdk/credentials/c-1", Pr::Credentials, U::Connect, L::Path),
-            ("PATCH", "/projects/proj-1/sdk/credentials/c-1", Pr::Credentials, U::Connect, L::Path),
-            ("POST", "/projects/proj-1/sdk/credentials/c-1/configurations", Pr::Credentials, U::Connect, L::Path),
-            ("POST", "/projects/proj-1/sdk/workflows/wf-1", Pr::WorkflowSettings, U::Connect, L::Header),
-            ("DELETE", "/projects/proj-1/sdk/workflows/wf-1", Pr::WorkflowSettings, U::Connect, L::Header),
-            ("GET", "/projects/proj-1/actions", Pr::ActionKit, U::ActionKit, L::Header),
-            ("POST", "/projects/proj-1/actions", Pr::ActionKit, U::ActionKit, L::Header),
-            ("POST", "/projects/proj-1/tools", Pr::ActionKit, U::ActionKit, L::Header),
-            ("GET", "/projects/proj-1/triggers", Pr::ActionKit, U::ActionKit, L::Header),
-            ("POST", "/projects/proj-1/trigger-subscriptions", Pr::ActionKit, U::ActionKit, L::Header),
-            ("DELETE", "/projects/proj-1/trigger-subscriptions/ts-1", Pr::ActionKit, U::ActionKit, L::Header),
+            (
+                "GET",
+                "/projects/proj-1/sdk/proxy/salesforce/services/data/v59.0/query",
+                Pr::Proxy,
+                U::Proxy,
+                L::Header,
+            ),
+            (
+                "DELETE",
+                "/projects/proj-1/sdk/proxy/slack/chat.delete",
+                Pr::Proxy,
+                U::Proxy,
+                L::Header,
+            ),
+            (
+                "PATCH",
+                "/projects/proj-1/sdk/proxy/googledrive",
+                Pr::Proxy,
+                U::Proxy,
+                L::Header,
+            ),
+            (
+                "POST",
+                "/projects/proj-1/sdk/proxy/custom/1b2c/items",
+                Pr::Proxy,
+                U::Proxy,
+                L::Header,
+            ),
+            (
+                "POST",
+                "/projects/proj-1/sdk/triggers/wf-123",
+                Pr::Workflow,
+                U::Workflows,
+                L::Header,
+            ),
+            (
+                "POST",
+                "/projects/proj-1/sdk/events/trigger",
+                Pr::AppEvent,
+                U::Workflows,
+                L::Header,
+            ),
+            (
+                "POST",
+                "/v2/projects/proj-1/sdk/events/trigger",
+                Pr::AppEvent,
+                U::Workflows,
+                L::Header,
+            ),
+            (
+                "GET",
+                "/projects/proj-1/sdk/me",
+                Pr::User,
+                U::Connect,
+                L::None,
+            ),
+            (
+                "PATCH",
+                "/projects/proj-1/sdk/me",
+                Pr::User,
+                U::Connect,
+                L::None,
+            ),
+            (
+                "GET",
+                "/projects/proj-1/sdk/integrations",
+                Pr::Catalog,
+                U::Connect,
+                L::None,
+            ),
+            (
+                "GET",
+                "/projects/proj-1/sdk/metadata",
+                Pr::Catalog,
+                U::Connect,
+                L::None,
+            ),
+            (
+                "DELETE",
+                "/projects/proj-1/sdk/integrations/int-9",
+                Pr::Uninstall,
+                U::Connect,
+                L::HeaderRequired,
+            ),
+            (
+                "GET",
+                "/projects/proj-1/sdk/credentials",
+                Pr::Credentials,
+                U::Connect,
+                L::HeaderOptional,
+            ),
+            (
+                "GET",
+                "/projects/proj-1/sdk/credentials/c-1",
+                Pr::Credentials,
+                U::Connect,
+                L::Path,
+            ),
+            (
+                "PATCH",
+                "/projects/proj-1/sdk/credentials/c-1",
+                Pr::Credentials,
+                U::Connect,
+                L::Path,
+            ),
+            (
+                "POST",
+                "/projects/proj-1/sdk/credentials/c-1/configurations",
+                Pr::Credentials,
+                U::Connect,
+                L::Path,
+            ),
+            (
+                "POST",
+                "/projects/proj-1/sdk/workflows/wf-1",
+                Pr::WorkflowSettings,
+                U::Connect,
+                L::Header,
+            ),
+            (
+                "DELETE",
+                "/projects/proj-1/sdk/workflows/wf-1",
+                Pr::WorkflowSettings,
+                U::Connect,
+                L::Header,
+            ),
+            (
+                "GET",
+                "/projects/proj-1/actions",
+                Pr::ActionKit,
+                U::ActionKit,
+                L::Header,
+            ),
+            (
+                "POST",
+                "/projects/proj-1/actions",
+                Pr::ActionKit,
+                U::ActionKit,
+                L::Header,
+            ),
+            (
+                "POST",
+                "/projects/proj-1/tools",
+                Pr::ActionKit,
+                U::ActionKit,
+                L::Header,
+            ),
+            (
+                "GET",
+                "/projects/proj-1/triggers",
+                Pr::ActionKit,
+                U::ActionKit,
+                L::Header,
+            ),
+            (
+                "POST",
+                "/projects/proj-1/trigger-subscriptions",
+                Pr::ActionKit,
+                U::ActionKit,
+                L::Header,
+            ),
+            (
+                "DELETE",
+                "/projects/proj-1/trigger-subscriptions/ts-1",
+                Pr::ActionKit,
+                U::ActionKit,
+                L::Header,
+            ),
             ("POST", "/api/syncs", Pr::Sync, U::Sync, L::Body),
             ("GET", "/api/syncs", Pr::Sync, U::Sync, L::None),
             ("PATCH", "/api/syncs/s-1", Pr::Sync, U::Sync, L::Body),
             ("GET", "/api/syncs/s-1", Pr::Sync, U::Sync, L::SyncOwner),
             ("DELETE", "/api/syncs/s-1", Pr::Sync, U::Sync, L::SyncOwner),
-            ("POST", "/api/syncs/s-1/disable", Pr::Sync, U::Sync, L::SyncOwner),
-            ("GET", "/api/syncs/s-1/records/r-1/content", Pr::Sync, U::Sync, L::SyncOwner),
-            ("POST", "/api/permissions/s-1/batch-check", Pr::Sync, U::Sync, L::SyncOwner),
+            (
+                "POST",
+                "/api/syncs/s-1/disable",
+                Pr::Sync,
+                U::Sync,
+                L::SyncOwner,
+            ),
+            (
+                "GET",
+                "/api/syncs/s-1/records/r-1/content",
+                Pr::Sync,
+                U::Sync,
+                L::SyncOwner,
+            ),
+            (
+                "POST",
+                "/api/permissions/s-1/batch-check",
+                Pr::Sync,
+                U::Sync,
+                L::SyncOwner,
+            ),
         ];
         for (method, path, product, upstream, loc) in table {
-            assert_eq!(ok(method, path), (*product, *upstream, *loc), "{method} {path}");
+            assert_eq!(
+                ok(method, path),
+                (*product, *upstream, *loc),
+                "{method} {path}"
+            );
         }
     }
 
     #[test]
     fn path_parameters_are_extracted() {
-        let r = classify(&Method::GET, "/projects/proj-1/sdk/proxy/salesforce/a/b?x", P).unwrap();
+        let r = classify(
+            &Method::GET,
+            "/projects/proj-1/sdk/proxy/salesforce/a/b?x",
+            P,
+        )
+        .unwrap();
         assert_eq!(
             r.op,
             Operation::Proxy {
@@ -538,10 +740,26 @@ mod tests {
                 rest: "x"
             }
         );
-        let r = classify(&Method::DELETE, "/projects/proj-1/sdk/integrations/int-9", P).unwrap();
-        assert_eq!(r.op, Operation::Uninstall { integration_id: "int-9" });
+        let r = classify(
+            &Method::DELETE,
+            "/projects/proj-1/sdk/integrations/int-9",
+            P,
+        )
+        .unwrap();
+        assert_eq!(
+            r.op,
+            Operation::Uninstall {
+                integration_id: "int-9"
+            }
+        );
         let r = classify(&Method::DELETE, "/api/syncs/s-9", P).unwrap();
-        assert_eq!(r.op, Operation::SyncItem { sync_id: "s-9", deletes_sync: true });
+        assert_eq!(
+            r.op,
+            Operation::SyncItem {
+                sync_id: "s-9",
+                deletes_sync: true
+            }
+        );
         let r = classify(&Method::GET, "/projects/proj-1/sdk/credentials/c-7/x", P).unwrap();
         assert_eq!(r.op, Operation::Credential { id: "c-7" });
     }

@@ -48,14 +48,22 @@ pub struct Grants {
 impl Grants {
     pub fn allows(&self, c: &Credential) -> bool {
         self.ids.contains(&*c.id)
-            || c.external_id.as_deref().is_some_and(|e| self.external_ids.contains(e))
+            || c.external_id
+                .as_deref()
+                .is_some_and(|e| self.external_ids.contains(e))
             || self.integrations.contains(&*c.integration)
     }
 
     fn merge(&mut self, g: &RawGrant) {
-        self.ids.extend(g.credentials.iter().map(|s| s.to_ascii_lowercase().into_boxed_str()));
-        self.external_ids.extend(g.external_ids.iter().map(|s| s.as_str().into()));
-        self.integrations.extend(g.integrations.iter().map(|s| s.as_str().into()));
+        self.ids.extend(
+            g.credentials
+                .iter()
+                .map(|s| s.to_ascii_lowercase().into_boxed_str()),
+        );
+        self.external_ids
+            .extend(g.external_ids.iter().map(|s| s.as_str().into()));
+        self.integrations
+            .extend(g.integrations.iter().map(|s| s.as_str().into()));
     }
 }
 
@@ -68,13 +76,18 @@ pub struct Acl {
 
 impl Acl {
     pub fn load(path: &Path) -> Result<Acl, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Self::parse(&text)
     }
 
     pub fn parse(text: &str) -> Result<Acl, String> {
         let raw: RawAcl = toml::from_str(text).map_err(|e| {
-            e.message().lines().next().unwrap_or("invalid TOML").to_string()
+            e.message()
+                .lines()
+                .next()
+                .unwrap_or("invalid TOML")
+                .to_string()
         })?;
         let mut acl = Acl::default();
         for (i, g) in raw.grant.iter().enumerate() {
@@ -82,10 +95,14 @@ impl Acl {
             principals.extend(g.principal.as_deref());
             principals.extend(g.principals.iter().flatten().map(String::as_str));
             if principals.is_empty() || principals.iter().any(|p| p.is_empty()) {
-                return Err(format!("grant {i}: needs `principal` or `principals` (non-empty)"));
+                return Err(format!(
+                    "grant {i}: needs `principal` or `principals` (non-empty)"
+                ));
             }
             if g.credentials.is_empty() && g.external_ids.is_empty() && g.integrations.is_empty() {
-                return Err(format!("grant {i}: grants nothing (credentials, external_ids or integrations)"));
+                return Err(format!(
+                    "grant {i}: grants nothing (credentials, external_ids or integrations)"
+                ));
             }
             if let Some(bad) = g.credentials.iter().find(|c| !is_uuid(c)) {
                 return Err(format!("grant {i}: `{bad}` is not a credential id (UUID)"));
@@ -149,7 +166,10 @@ mod tests {
         .unwrap();
         let (alice, all) = acl.grants_for("alice");
         let alice = alice.unwrap();
-        assert!(alice.allows(&cred(A, "slack", None)), "ids compare case-insensitively");
+        assert!(
+            alice.allows(&cred(A, "slack", None)),
+            "ids compare case-insensitively"
+        );
         assert!(!alice.allows(&cred(B, "slack", None)));
         assert!(alice.allows(&cred(B, "salesforce", Some("shared-sf"))));
         assert!(all.unwrap().allows(&cred(B, "gmail", None)));

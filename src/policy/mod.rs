@@ -90,7 +90,10 @@ impl<'a> Permit<'a> {
     }
 
     /// Every permitted credential of `list`.
-    pub fn permitted<'l>(&'l self, list: &'l CredentialList) -> impl Iterator<Item = &'l Credential> + 'l {
+    pub fn permitted<'l>(
+        &'l self,
+        list: &'l CredentialList,
+    ) -> impl Iterator<Item = &'l Credential> + 'l {
         list.credentials.iter().filter(move |c| self.allows(c))
     }
 }

@@ -66,7 +66,10 @@ fn owner_template_grants_by_external_id() {
     let p = policy(Some("{principal}"));
     let alice = member("alice", &[]);
     let permit = Permit::new(&alice, &p);
-    assert_eq!(ids(permit.permitted(&l)), vec![SF_ALICE, SL_ALICE1, SL_ALICE2]);
+    assert_eq!(
+        ids(permit.permitted(&l)),
+        vec![SF_ALICE, SL_ALICE1, SL_ALICE2]
+    );
     let prefixed = policy(Some("member:{principal}"));
     let permit = Permit::new(&alice, &prefixed);
     assert_eq!(ids(permit.permitted(&l)), Vec::<&str>::new());
@@ -101,14 +104,31 @@ fn named_credentials_resolve_or_are_forbidden_alike() {
     let permit = Permit::new(&alice, &p);
     let id = |s: &str| Requested::parse(s).unwrap();
     let sf = RouteIntegration::Known("salesforce");
-    assert_eq!(resolve_named(&l, &permit, sf, &id(SF_ALICE)).unwrap().unwrap().id.as_ref(), SF_ALICE);
     assert_eq!(
-        resolve_named(&l, &permit, sf, &id(&SF_ALICE.to_uppercase())).unwrap().unwrap().id.as_ref(),
+        resolve_named(&l, &permit, sf, &id(SF_ALICE))
+            .unwrap()
+            .unwrap()
+            .id
+            .as_ref(),
+        SF_ALICE
+    );
+    assert_eq!(
+        resolve_named(&l, &permit, sf, &id(&SF_ALICE.to_uppercase()))
+            .unwrap()
+            .unwrap()
+            .id
+            .as_ref(),
         SF_ALICE
     );
     // Bob's credential, a credential of another integration, and an unknown one.
-    assert!(matches!(resolve_named(&l, &permit, sf, &id(SF_BOB)), Err(GatewayError::CredentialForbidden)));
-    assert!(matches!(resolve_named(&l, &permit, sf, &id(SL_ALICE1)), Err(GatewayError::CredentialForbidden)));
+    assert!(matches!(
+        resolve_named(&l, &permit, sf, &id(SF_BOB)),
+        Err(GatewayError::CredentialForbidden)
+    ));
+    assert!(matches!(
+        resolve_named(&l, &permit, sf, &id(SL_ALICE1)),
+        Err(GatewayError::CredentialForbidden)
+    ));
     assert!(matches!(
         resolve_named(&l, &permit, sf, &id("99999999-9999-9999-9999-999999999999")),
         Ok(None)
@@ -126,7 +146,9 @@ fn ext_values_resolve_among_permitted_credentials() {
     let alice = member("alice", &[]);
     let permit = Permit::new(&alice, &p);
     let ext = Requested::parse("ext:alice").unwrap();
-    let got = resolve_named(&l, &permit, RouteIntegration::Known("salesforce"), &ext).unwrap().unwrap();
+    let got = resolve_named(&l, &permit, RouteIntegration::Known("salesforce"), &ext)
+        .unwrap()
+        .unwrap();
     assert_eq!(&*got.id, SF_ALICE);
     // Two slack accounts labelled alice: ambiguous.
     assert!(matches!(
@@ -135,13 +157,26 @@ fn ext_values_resolve_among_permitted_credentials() {
     ));
     // Bob's label is never resolved for alice.
     let bobs = Requested::parse("ext:bob").unwrap();
-    assert!(matches!(resolve_named(&l, &permit, RouteIntegration::Unknown, &bobs), Ok(None)));
+    assert!(matches!(
+        resolve_named(&l, &permit, RouteIntegration::Unknown, &bobs),
+        Ok(None)
+    ));
 }
 
 #[test]
 fn requested_values_must_be_uuid_or_ext() {
-    for bad in ["", "ext:", "abc", "11111111111111111111111111111111", "EXT:alice", " ext:a"] {
-        assert!(matches!(Requested::parse(bad), Err(GatewayError::BadRequest(_))), "{bad:?}");
+    for bad in [
+        "",
+        "ext:",
+        "abc",
+        "11111111111111111111111111111111",
+        "EXT:alice",
+        " ext:a",
+    ] {
+        assert!(
+            matches!(Requested::parse(bad), Err(GatewayError::BadRequest(_))),
+            "{bad:?}"
+        );
     }
 }
 
@@ -152,11 +187,19 @@ fn defaults_follow_the_spec() {
     let alice = member("alice", &[]);
     let permit = Permit::new(&alice, &p);
     // One permitted VALID salesforce credential: used.
-    assert_eq!(&*resolve_default(&l, &permit, RouteIntegration::Known("salesforce")).unwrap().id, SF_ALICE);
+    assert_eq!(
+        &*resolve_default(&l, &permit, RouteIntegration::Known("salesforce"))
+            .unwrap()
+            .id,
+        SF_ALICE
+    );
     // Two permitted slack credentials: 400 with the candidates.
     match resolve_default(&l, &permit, RouteIntegration::Known("slack")) {
         Err(GatewayError::CredentialRequired { candidates }) => {
-            assert_eq!(candidates, vec![SL_ALICE1.to_string(), SL_ALICE2.to_string()])
+            assert_eq!(
+                candidates,
+                vec![SL_ALICE1.to_string(), SL_ALICE2.to_string()]
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -177,7 +220,12 @@ fn defaults_follow_the_spec() {
         resolve_default(&l, &Permit::new(&bob, &p2), RouteIntegration::Unknown),
         Err(GatewayError::NoPermittedCredential)
     ));
-    assert_eq!(&*resolve_default(&l, &Permit::new(&claimed, &p2), RouteIntegration::Unknown).unwrap().id, SL_BOB);
+    assert_eq!(
+        &*resolve_default(&l, &Permit::new(&claimed, &p2), RouteIntegration::Unknown)
+            .unwrap()
+            .id,
+        SL_BOB
+    );
 }
 
 #[test]
@@ -191,7 +239,12 @@ fn invalid_credentials_are_not_defaults_of_a_known_integration() {
         Err(GatewayError::NoPermittedCredential)
     ));
     // ...but it is the one permitted credential when the integration is unknown.
-    assert_eq!(&*resolve_default(&l, &permit, RouteIntegration::Unknown).unwrap().id, SL_ALICE_BAD);
+    assert_eq!(
+        &*resolve_default(&l, &permit, RouteIntegration::Unknown)
+            .unwrap()
+            .id,
+        SL_ALICE_BAD
+    );
 }
 
 #[test]
