@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod emulator;
 pub mod error;
 pub mod gateway;
 pub mod keygen;
