@@ -3,55 +3,55 @@
 //! familiar values; any other type gets values derived from its name, so
 //! every fixture type has a complete catalog entry.
 
-/// `(type, name, brand colour, actions, triggers)` for well-known types.
-const KNOWN: &[(&str, &str, &str, &[&str], &[&str])] = &[
-    (
-        "salesforce",
-        "Salesforce",
-        "#009DDC",
-        &["SALESFORCE_CREATE_RECORD", "SALESFORCE_SEARCH_RECORDS"],
-        &["SALESFORCE_RECORD_CREATED"],
-    ),
-    (
-        "slack",
-        "Slack",
-        "#4A154B",
-        &["SLACK_SEND_MESSAGE", "SLACK_LIST_CHANNELS"],
-        &["SLACK_NEW_MESSAGE"],
-    ),
-    (
-        "googledrive",
-        "Google Drive",
-        "#4285F4",
-        &["GOOGLE_DRIVE_LIST_FILES", "GOOGLE_DRIVE_GET_FILE"],
-        &["GOOGLE_DRIVE_FILE_CREATED"],
-    ),
-    (
-        "hubspot",
-        "HubSpot",
-        "#FF7A59",
-        &["HUBSPOT_CREATE_CONTACT", "HUBSPOT_SEARCH_CONTACTS"],
-        &["HUBSPOT_CONTACT_CREATED"],
-    ),
-    (
-        "gmail",
-        "Gmail",
-        "#EA4335",
-        &["GMAIL_SEND_EMAIL", "GMAIL_SEARCH_EMAILS"],
-        &["GMAIL_NEW_EMAIL"],
-    ),
+/// Catalog values for one well-known integration type.
+struct Known {
+    kind: &'static str,
+    name: &'static str,
+    brand_color: &'static str,
+    actions: &'static [&'static str],
+    triggers: &'static [&'static str],
+}
+
+const KNOWN: &[Known] = &[
+    Known {
+        kind: "salesforce",
+        name: "Salesforce",
+        brand_color: "#009DDC",
+        actions: &["SALESFORCE_CREATE_RECORD", "SALESFORCE_SEARCH_RECORDS"],
+        triggers: &["SALESFORCE_RECORD_CREATED"],
+    },
+    Known {
+        kind: "slack",
+        name: "Slack",
+        brand_color: "#4A154B",
+        actions: &["SLACK_SEND_MESSAGE", "SLACK_LIST_CHANNELS"],
+        triggers: &["SLACK_NEW_MESSAGE"],
+    },
+    Known {
+        kind: "googledrive",
+        name: "Google Drive",
+        brand_color: "#4285F4",
+        actions: &["GOOGLE_DRIVE_LIST_FILES", "GOOGLE_DRIVE_GET_FILE"],
+        triggers: &["GOOGLE_DRIVE_FILE_CREATED"],
+    },
+    Known {
+        kind: "hubspot",
+        name: "HubSpot",
+        brand_color: "#FF7A59",
+        actions: &["HUBSPOT_CREATE_CONTACT", "HUBSPOT_SEARCH_CONTACTS"],
+        triggers: &["HUBSPOT_CONTACT_CREATED"],
+    },
+    Known {
+        kind: "gmail",
+        name: "Gmail",
+        brand_color: "#EA4335",
+        actions: &["GMAIL_SEND_EMAIL", "GMAIL_SEARCH_EMAILS"],
+        triggers: &["GMAIL_NEW_EMAIL"],
+    },
 ];
 
-fn known(
-    t: &str,
-) -> Option<&'static (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static [&'static str],
-    &'static [&'static str],
-)> {
-    KNOWN.iter().find(|k| k.0 == t)
+fn known(t: &str) -> Option<&'static Known> {
+    KNOWN.iter().find(|k| k.kind == t)
 }
 
 /// `custom.billing` → `CUSTOM_BILLING`: what action names of a type start
@@ -78,7 +78,7 @@ fn match_key(s: &str) -> String {
 
 pub(crate) fn name(t: &str) -> String {
     if let Some(k) = known(t) {
-        return k.1.to_string();
+        return k.name.to_string();
     }
     let base = t.strip_prefix("custom.").unwrap_or(t);
     let mut chars = base.chars();
@@ -89,7 +89,7 @@ pub(crate) fn name(t: &str) -> String {
 }
 
 pub(crate) fn brand_color(t: &str) -> &'static str {
-    known(t).map_or("#6B7280", |k| k.2)
+    known(t).map_or("#6B7280", |k| k.brand_color)
 }
 
 pub(crate) fn icon(t: &str) -> String {
@@ -103,7 +103,7 @@ pub(crate) fn is_custom(t: &str) -> bool {
 
 pub(crate) fn actions(t: &str) -> Vec<String> {
     match known(t) {
-        Some(k) => k.3.iter().map(|s| s.to_string()).collect(),
+        Some(k) => k.actions.iter().map(|s| s.to_string()).collect(),
         None => {
             let p = action_prefix(t);
             vec![format!("{p}_LIST_RECORDS"), format!("{p}_CREATE_RECORD")]
@@ -113,7 +113,7 @@ pub(crate) fn actions(t: &str) -> Vec<String> {
 
 pub(crate) fn triggers(t: &str) -> Vec<String> {
     match known(t) {
-        Some(k) => k.4.iter().map(|s| s.to_string()).collect(),
+        Some(k) => k.triggers.iter().map(|s| s.to_string()).collect(),
         None => vec![format!("{}_RECORD_CREATED", action_prefix(t))],
     }
 }

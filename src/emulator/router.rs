@@ -287,6 +287,7 @@ pub(crate) async fn handle(state: Arc<EmulatorState>, req: Request<Incoming>) ->
     if path == "/_emulator" || path.starts_with("/_emulator/") {
         return control::handle(&state, req).await;
     }
+    let _in_flight = state.enter();
     let (parts, body) = req.into_parts();
     let mut rec = RecordedRequest {
         method: parts.method.as_str().to_string(),

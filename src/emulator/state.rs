@@ -9,6 +9,7 @@
 //! panic in a section that only assigns.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jsonwebtoken::DecodingKey;
@@ -356,6 +357,16 @@ pub struct EmulatorState {
     pub(crate) world: Mutex<World>,
     log: Mutex<RequestLog>,
     behaviour: Mutex<Behaviour>,
+    in_flight: AtomicUsize,
+}
+
+/// Counts a Paragon-route request as in flight until dropped.
+pub(crate) struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for EmulatorState {
@@ -383,6 +394,7 @@ impl EmulatorState {
                 MAX_RECORDED_BODY_TOTAL,
             )),
             behaviour: Mutex::new(Behaviour::default()),
+            in_flight: AtomicUsize::new(0),
         }))
     }
 
@@ -399,6 +411,18 @@ impl EmulatorState {
         let mut log = lock(&self.log);
         log.entries.clear();
         log.body_bytes = 0;
+    }
+
+    /// Requests on Paragon routes received and not yet answered (response
+    /// headers not yet produced). Lets a test wait until a request has
+    /// arrived, e.g. before shutting down under load.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn enter(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(&self.in_flight)
     }
 
     pub(crate) fn record(&self, r: RecordedRequest) {
