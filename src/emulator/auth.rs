@@ -5,8 +5,14 @@
 //! `useparagon.com/{project}`; the permissions claim parsed with the same
 //! [`Permissions`] model credgate uses.
 //!
+//! `iat` and `nbf` are not checked: Paragon documents no check of either,
+//! and credgate's tests should see Paragon's leniency, not credgate's rules.
+//!
 //! Refusals are 401 with a `code` saying which check failed (Paragon's own
 //! codes for these are undocumented; ours are listed on [`AuthError`]).
+//! The order: signature and `exp`, then `aud`, then the permissions claim,
+//! then whether `sub` is a user, so a token for the wrong project or with a
+//! bad claim learns nothing about which users exist.
 
 use http::header::AUTHORIZATION;
 use http::HeaderMap;

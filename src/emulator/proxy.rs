@@ -26,7 +26,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::call::{json_response, ApiError, Call, Handled, Outcome};
-use super::router::ProxyTarget;
+use super::router::{ProxyTarget, BODY_IDLE_TIMEOUT};
 use super::state::{lock, RECORDED_BODY_BYTES};
 use crate::gateway::body::{empty, stream};
 
@@ -141,7 +141,19 @@ async fn upload(incoming: Option<Incoming>, raw: bool, credential: String) -> Ha
     };
     let mut kept: Vec<u8> = Vec::new();
     let mut n: u64 = 0;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let next = tokio::time::timeout(BODY_IDLE_TIMEOUT, body.frame())
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "the request body stalled",
+                )
+            })?;
+        let Some(frame) = next else {
+            break;
+        };
         let frame =
             frame.map_err(|_| ApiError::bad_request("the request body could not be read"))?;
         if let Ok(data) = frame.into_data() {

@@ -1,8 +1,8 @@
 //! Every request's path through the emulator, in order:
 //! control prefix (`/_emulator/`, handled apart and never recorded) →
 //! route match (404 `route_not_found`) → body (read up to
-//! [`MAX_BODY_BYTES`], 413 beyond; the Proxy API's `__upload` streams
-//! instead) → token (401) → project id in the path (404 `unknown_project`)
+//! [`MAX_BODY_BYTES`], 413 beyond, 408 when it stalls; the Proxy API's
+//! `__upload` streams instead) → token (401) → project id in the path (404 `unknown_project`)
 //! → the product's handler → echo and recording → behaviour delay.
 //!
 //! The route table is the emulator's own, written from `paragon-api.md`,
@@ -27,6 +27,10 @@ use crate::gateway::body::{read_limited, Body, ReadError};
 
 /// Bodies of routes that do not stream are read up to this size.
 pub const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// A request body that stalls this long is refused (408): a stuck client
+/// must not hold a request open forever. A buffered body gets four times
+/// this in total; a streamed upload this long between frames.
+pub(crate) const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which Paragon API a route belongs to (one listener serves all five).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +135,11 @@ fn one_segment(s: &str) -> Option<&str> {
 /// Matches a method and raw path against Paragon's routes.
 pub(crate) fn match_route<'a>(method: &Method, path: &'a str) -> Option<Matched<'a>> {
     let m = method;
+    // A 2xx to CONNECT would turn the connection into a tunnel; Paragon
+    // serves no CONNECT anywhere.
+    if *m == Method::CONNECT {
+        return None;
+    }
     if let Some(rest) = path.strip_prefix("/v2/projects/") {
         let (p, after) = rest.split_once('/')?;
         return (after == "sdk/events/trigger" && *m == Method::POST && !p.is_empty()).then_some(
@@ -356,13 +365,24 @@ async fn process(
     let (buffered, incoming) = if m.streams_request() {
         (Bytes::new(), Some(body))
     } else {
-        match read_limited(body, MAX_BODY_BYTES).await {
-            Ok(b) => {
+        match tokio::time::timeout(BODY_IDLE_TIMEOUT * 4, read_limited(body, MAX_BODY_BYTES)).await
+        {
+            Err(_) => {
+                return (
+                    None,
+                    Err(ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "body_timeout",
+                        "the request body did not arrive in time",
+                    )),
+                )
+            }
+            Ok(Ok(b)) => {
                 rec.body = b[..b.len().min(RECORDED_BODY_BYTES)].to_vec();
                 rec.body_len = b.len() as u64;
                 (b, None)
             }
-            Err(ReadError::TooLarge) => {
+            Ok(Err(ReadError::TooLarge)) => {
                 return (
                     None,
                     Err(ApiError::new(
@@ -372,7 +392,7 @@ async fn process(
                     )),
                 )
             }
-            Err(ReadError::Io(_)) => {
+            Ok(Err(ReadError::Io(_))) => {
                 return (
                     None,
                     Err(ApiError::bad_request("the request body could not be read")),
@@ -458,7 +478,9 @@ fn finish(caller: Option<&Caller>, outcome: Handled, rec: &mut RecordedRequest) 
     };
     if let Some(c) = caller {
         let h = response.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&c.user) {
+        // `from_bytes`: user ids may be non-ASCII UTF-8 (never control
+        // characters, which the fixture rules refuse).
+        if let Ok(v) = HeaderValue::from_bytes(c.user.as_bytes()) {
             h.insert("x-emulator-user", v);
         }
         let cred = credential.as_deref().unwrap_or("");
@@ -523,6 +545,7 @@ mod tests {
         assert_eq!(r(Method::GET, "/projects//sdk/me"), None);
         assert_eq!(r(Method::GET, "/projects/p"), None);
         assert_eq!(r(Method::GET, "/"), None);
+        assert_eq!(r(Method::CONNECT, "/projects/p/sdk/proxy/slack/x"), None);
     }
 
     #[test]

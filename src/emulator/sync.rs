@@ -6,6 +6,9 @@
 //! does not allow is 403 `7210`, and `GET /api/syncs` lists only the
 //! caller's syncs the claim allows.
 //!
+//! `X-Paragon-Credential` is not read on these routes: Managed Sync takes
+//! the credential from the body only.
+//!
 //! Each sync has [`RECORDS`] generated records, `rec-1`...`rec-5`.
 
 use http::header::{HeaderValue, CONTENT_TYPE};
