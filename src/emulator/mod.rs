@@ -7,16 +7,16 @@
 //!
 //! One listener serves all five Paragon APIs (their paths do not collide),
 //! over HTTP/1.1 and cleartext HTTP/2 (prior knowledge):
-//! * Connect (`/projects/{p}/sdk/me|integrations|metadata|credentials|workflows`) — [`connect`];
-//! * Workflows (`/projects/{p}/sdk/triggers/{id}`, `[/v2]/projects/{p}/sdk/events/trigger`) — [`workflows`];
-//! * Proxy (`/projects/{p}/sdk/proxy/...`) — [`proxy`];
-//! * ActionKit (`/projects/{p}/actions|tools|triggers|trigger-subscriptions`) — [`actionkit`];
-//! * Managed Sync (`/api/syncs...`, `/api/permissions/...`) — [`sync`];
+//! * Connect (`/projects/{p}/sdk/me|integrations|metadata|credentials|workflows`) — `connect`;
+//! * Workflows (`/projects/{p}/sdk/triggers/{id}`, `[/v2]/projects/{p}/sdk/events/trigger`) — `workflows`;
+//! * Proxy (`/projects/{p}/sdk/proxy/...`) — `proxy`;
+//! * ActionKit (`/projects/{p}/actions|tools|triggers|trigger-subscriptions`) — `actionkit`;
+//! * Managed Sync (`/api/syncs...`, `/api/permissions/...`) — `sync`;
 //!
 //! plus the unauthenticated, unrecorded control API under `/_emulator/`
-//! ([`control`]). [`router`] is the order every request goes through;
-//! [`call`] how credentials are chosen and which status each refusal gets;
-//! [`auth`] the token rules; [`fixtures`] the data format.
+//! (`control`). `router` is the order every request goes through;
+//! `call` how credentials are chosen and which status each refusal gets;
+//! `auth` the token rules; `fixtures` the data format.
 //!
 //! Answers the real Paragon does not document are our choice, listed where
 //! they are made. Every JSON object answering an authenticated call carries
@@ -24,6 +24,22 @@
 //! response the headers `x-emulator-user` and `x-emulator-credential`
 //! (empty when no credential was resolved); raw proxy responses and arrays
 //! carry only the headers.
+//!
+//! Refusals are JSON `{"message", "code"}`; checks run in this order:
+//!
+//! | status | code | when |
+//! | --- | --- | --- |
+//! | 404 | `route_not_found` | no Paragon route has this method and path (no token needed) |
+//! | 413 / 408 | `body_too_large` / `body_timeout` | a body over 16 MiB (except `__upload`), or one that stalls |
+//! | 401 | `missing_token`, `invalid_token`, `token_expired`, `invalid_audience`, `invalid_permissions`, `unknown_user` | the token (see `auth`); `aud` is required on `/api/...` |
+//! | 404 | `unknown_project` | the path names another project |
+//! | 400 | `bad_request` | malformed body or parameter; `X-Paragon-Credential` twice or not a UUID; uninstall without it |
+//! | 404 | `credential_not_found` | the named credential is not the user's, or of another integration (one answer for both) |
+//! | 403 | `7210` | the token's permissions claim does not allow the credential (Paragon's `INSUFFICIENT_PERMISSION`) |
+//! | 404 | `integration_not_connected`, `integration_not_found`, `sync_not_found`, `subscription_not_found`, `record_not_found` | nothing to act on (another user's sync or subscription included) |
+//!
+//! A named credential that is INVALID or PENDING is served (Paragon would
+//! try it); only defaults skip non-VALID credentials.
 //!
 //! Never expose an emulator beyond loopback: its control API is open.
 
