@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use http::header::{HeaderMap, AUTHORIZATION};
 use jsonwebtoken::{Algorithm, Validation};
 use moka::sync::Cache;
 use serde::Deserialize;

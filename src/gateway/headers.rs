@@ -123,7 +123,7 @@ fn remove_matching(headers: &mut HeaderMap, pred: impl Fn(&str) -> bool) {
 }
 
 /// Drops hop-by-hop fields and every field the `Connection` header lists
-/// (RFC 9110 §7.6.1). Returns whether the client asked to close.
+/// (RFC 9110 §7.6.1).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = headers
         .get_all(http::header::CONNECTION)

@@ -26,7 +26,8 @@ use serde_json::Value;
 
 pub const CLAIM: &str = "urn:useparagon:connect:permissions";
 
-/// Permission strings credgate understands inside array values.
+/// Permission strings credgate understands inside array values (see the
+/// module doc).
 const KNOWN_PERMISSIONS: &[&str] = &["credential:write"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +36,7 @@ pub enum Grant {
     Deny,
     /// Narrower scopes; unlisted credentials are not granted.
     Nested(BTreeMap<String, Grant>),
-    /// Permission strings (validated against [`KNOWN_PERMISSIONS`]).
+    /// Permission strings (only ones credgate understands parse).
     Permissions(Vec<String>),
 }
 
@@ -106,14 +107,6 @@ impl Permissions {
                 matches!(cred, Some(Grant::Allow) | Some(Grant::Nested(_)))
             }
         }
-    }
-
-    /// Whether the integration as a whole is visible (some credential of it
-    /// could be granted); used to filter integration entries.
-    pub fn mentions_integration(&self, integration: &str) -> bool {
-        self.integrations
-            .keys()
-            .any(|k| k == "integration:*" || k.strip_prefix("integration:") == Some(integration))
     }
 }
 
