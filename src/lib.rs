@@ -15,6 +15,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod emulator;
 pub mod error;
 pub mod gateway;

@@ -36,8 +36,14 @@ pub enum LogFormat {
 /// Installs the global subscriber. `format` None: JSON unless stdout is a
 /// terminal.
 pub fn init_logging(format: Option<LogFormat>) {
+    init_logging_with(format, "info");
+}
+
+/// As [`init_logging`], with another filter when `RUST_LOG` is unset.
+pub fn init_logging_with(format: Option<LogFormat>, default_filter: &str) {
     use std::io::IsTerminal;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let format = format.unwrap_or(if std::io::stdout().is_terminal() {
         LogFormat::Pretty
     } else {
