@@ -125,12 +125,32 @@ pub async fn start(config: Config) -> Result<Running, String> {
         config.server.upstream_timeout,
         metrics.clone(),
     );
+    let cluster = match &config.cluster {
+        Some(c) => Some(
+            crate::cluster::Cluster::new(
+                c.clone(),
+                &config.paragon.project_id,
+                metrics.clone(),
+                config.paragon.ca_file.as_ref(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let syncs = match &cluster {
+        Some(c) => SyncStore::Cluster(c.clone()),
+        None => SyncStore::default(),
+    };
     let state = Arc::new(State::new(
         generation,
         directory,
-        SyncStore::default(),
+        syncs,
         metrics,
+        cluster.clone(),
     ));
+    if let Some(c) = &cluster {
+        c.start(Arc::downgrade(&state));
+    }
 
     let listener = TcpListener::bind(config.server.listen).await.map_err(|e| {
         format!(

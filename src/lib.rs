@@ -14,6 +14,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod emulator;

@@ -46,6 +46,8 @@ pub struct State {
     pub directory: ArcSwap<Directory>,
     pub syncs: SyncStore,
     pub metrics: Arc<Metrics>,
+    /// `[cluster]`: where invalidations are recorded for other replicas.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     ids: RequestIds,
 }
 
@@ -55,18 +57,22 @@ impl State {
         directory: Directory,
         syncs: SyncStore,
         metrics: Arc<Metrics>,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> State {
         State {
             current: ArcSwap::from_pointee(generation),
             directory: ArcSwap::from_pointee(directory),
             syncs,
             metrics,
+            cluster,
             ids: RequestIds::new(),
         }
     }
 
-    /// Drops the cached credential lists of `user`, or of everyone. The one
-    /// entry point for invalidation (admin endpoint, uninstall, cluster).
+    /// Drops the cached credential lists of `user`, or of everyone, and
+    /// records the invalidation for the other replicas (`[cluster]`). The
+    /// one entry point for invalidation: the admin endpoint, an uninstall
+    /// through credgate, a reload that finds a credential gone.
     pub async fn invalidate(
         &self,
         user: Option<&str>,
@@ -76,7 +82,16 @@ impl State {
             Some(u) => directory.invalidate_user(u).await,
             None => directory.invalidate_all(),
         }
-        Ok(())
+        match &self.cluster {
+            Some(c) => {
+                let target = match user {
+                    Some(u) => crate::cluster::Target::User(u.to_string()),
+                    None => crate::cluster::Target::All,
+                };
+                c.record(&target).await
+            }
+            None => Ok(()),
+        }
     }
 }
 

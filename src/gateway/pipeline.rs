@@ -103,6 +103,15 @@ pub(super) async fn process(
     // 1. Path hygiene, before anything else: path tricks get 400 from
     //    everyone, authenticated or not.
     path::check(parts.uri.path()).map_err(GatewayError::BadRequest)?;
+    if state
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.strict() && c.is_degraded())
+    {
+        return Err(GatewayError::Unavailable(
+            "the cluster store is unavailable (cluster.strict)",
+        ));
+    }
 
     // 2. Authentication.
     let identity = generation.auth.authenticate(&parts.headers).await?;
@@ -186,6 +195,7 @@ pub(super) async fn process(
     };
     let caller_authorization = parts.headers.get(AUTHORIZATION).cloned();
     let lookup = Lookup {
+        state,
         generation,
         identity: &identity,
         caller_authorization: caller_authorization.as_ref(),
@@ -285,6 +295,18 @@ pub(super) async fn process(
             None => body::empty(),
         },
     };
+
+    // Sync ownership must be recordable before Paragon creates or moves a
+    // sync (SPEC §11: refused while the cluster store is unreachable).
+    if matches!(
+        route.op,
+        Operation::SyncCreate | Operation::SyncPatch { .. }
+    ) && !state.syncs.writable()
+    {
+        return Err(GatewayError::Unavailable(
+            "the sync ownership store is unavailable",
+        ));
+    }
 
     // 9. Forward.
     let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -582,6 +604,7 @@ fn parse_inputs<'b>(
 
 /// Loads a user's credential list from `GET /sdk/me`.
 struct Lookup<'a> {
+    state: &'a State,
     generation: &'a Generation,
     identity: &'a Identity,
     caller_authorization: Option<&'a HeaderValue>,
@@ -849,7 +872,20 @@ async fn resolve_with_hint(
         Some(Err(e)) => Err(GatewayError::CredentialsUnavailable(e)),
         Some(Ok(fresh)) => {
             let list = fresh.list.clone();
-            *snapshot = Some(fresh);
+            let old = snapshot.replace(fresh);
+            let gone = old.is_some_and(|o| {
+                o.list
+                    .credentials
+                    .iter()
+                    .any(|c| list.find(&c.id).is_none())
+            });
+            if gone {
+                // A credential was disconnected: other replicas must drop
+                // their copies of this user's list too (SPEC §11).
+                if let Err(e) = lookup.state.invalidate(Some(&lookup.identity.user)).await {
+                    tracing::warn!(request_id = lookup.request_id, error = %e, "could not record an invalidation");
+                }
+            }
             attempt(&list)?.ok_or(GatewayError::CredentialForbidden)
         }
     }

@@ -63,6 +63,10 @@ impl MemorySyncs {
     pub fn remove(&self, sync_id: &str) {
         self.map.invalidate(&normalize(sync_id));
     }
+
+    pub fn clear(&self) {
+        self.map.invalidate_all();
+    }
 }
 
 /// The cluster store could not be reached (SPEC §11: 503).
@@ -74,6 +78,7 @@ pub struct StoreUnavailable;
 #[derive(Debug, Clone)]
 pub enum SyncStore {
     Memory(MemorySyncs),
+    Cluster(std::sync::Arc<crate::cluster::Cluster>),
 }
 
 impl Default for SyncStore {
@@ -83,9 +88,19 @@ impl Default for SyncStore {
 }
 
 impl SyncStore {
+    /// Whether sync records can be written now (SPEC §11: not while the
+    /// cluster store is unreachable).
+    pub fn writable(&self) -> bool {
+        match self {
+            SyncStore::Memory(_) => true,
+            SyncStore::Cluster(c) => !c.is_degraded(),
+        }
+    }
+
     pub async fn owner(&self, sync_id: &str) -> Result<Option<Owner>, StoreUnavailable> {
         match self {
             SyncStore::Memory(m) => Ok(m.owner(sync_id)),
+            SyncStore::Cluster(c) => c.sync_owner(sync_id).await,
         }
     }
 
@@ -95,6 +110,7 @@ impl SyncStore {
                 m.record(sync_id, owner);
                 Ok(())
             }
+            SyncStore::Cluster(c) => c.record_sync(sync_id, owner).await,
         }
     }
 
@@ -104,6 +120,7 @@ impl SyncStore {
                 m.remove(sync_id);
                 Ok(())
             }
+            SyncStore::Cluster(c) => c.remove_sync(sync_id).await,
         }
     }
 }
