@@ -1,0 +1,364 @@
+//! Helpers for the load harness (`benches/load/run.sh`), built with
+//! `cargo build --release --example benchkit`:
+//!
+//! * `upstream --listen ADDR` — the minimal upstream every proxy forwards
+//!   to: a canned 45-byte JSON answer; `GET /__stats` reports the
+//!   connections and requests it has seen (for connection reuse).
+//! * `prepare --dir DIR ...` — keys, emulator fixtures (users × members,
+//!   one credential each), a credgate config, and token files for wrk.
+//! * `coldstart --gateway URL --emulator URL --tokens FILE` — the first
+//!   request of a new user, and 100 concurrent first requests of another.
+//! * `memory --users N --credentials K` — bytes per cached user.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use credgate::config::CacheConfig;
+use credgate::paragon::credentials::CredentialList;
+use credgate::paragon::directory::{DirKey, Directory};
+use credgate::telemetry::Metrics;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+
+static BODY: &[u8] = br#"{"status":"ok","service":"upstream","n":42}"#;
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn arg_or(args: &[String], name: &str, default: &str) -> String {
+    arg(args, name).unwrap_or_else(|| default.to_string())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let threads: usize = std::env::var("BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if threads > 0 {
+        rt.worker_threads(threads);
+    }
+    let rt = rt.enable_all().build().unwrap();
+    match args.first().map(String::as_str) {
+        Some("upstream") => rt.block_on(upstream(
+            arg_or(&args, "--listen", "127.0.0.1:18080")
+                .parse()
+                .unwrap(),
+        )),
+        Some("prepare") => prepare(&args),
+        Some("coldstart") => rt.block_on(coldstart(&args)),
+        Some("memory") => rt.block_on(memory(&args)),
+        _ => {
+            eprintln!("usage: benchkit upstream|prepare|coldstart|memory ...");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn upstream(addr: SocketAddr) {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let conns = Arc::new(AtomicU64::new(0));
+    let reqs = Arc::new(AtomicU64::new(0));
+    loop {
+        let (stream, _) = listener.accept().await.unwrap();
+        let _ = stream.set_nodelay(true);
+        conns.fetch_add(1, Ordering::Relaxed);
+        let (conns, reqs) = (conns.clone(), reqs.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let (conns, reqs) = (conns.clone(), reqs.clone());
+                async move {
+                    let n = reqs.fetch_add(1, Ordering::Relaxed) + 1;
+                    let body = if req.uri().path() == "/__stats" {
+                        Bytes::from(
+                            json!({"connections": conns.load(Ordering::Relaxed), "requests": n})
+                                .to_string(),
+                        )
+                    } else {
+                        Bytes::from_static(BODY)
+                    };
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(body))
+                            .unwrap(),
+                    )
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Writes everything a credgate run needs into `--dir`.
+fn prepare(args: &[String]) {
+    let dir = PathBuf::from(arg(args, "--dir").expect("--dir"));
+    let users: usize = arg_or(args, "--users", "100").parse().unwrap();
+    let members: usize = arg_or(args, "--members", "10").parse().unwrap();
+    let project = arg_or(args, "--project", "be4c0000-0000-4000-8000-000000000000");
+    let upstream = arg_or(args, "--upstream", "http://127.0.0.1:18080");
+    let emulator = arg_or(args, "--emulator", "http://127.0.0.1:18085");
+    let listen = arg_or(args, "--listen", "127.0.0.1:18084");
+    let admin = arg_or(args, "--admin", "127.0.0.1:19904");
+    let churn: usize = arg_or(args, "--churn-tokens", "10000").parse().unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    let paragon = credgate::keygen::rsa().unwrap();
+    let idp = credgate::keygen::rsa().unwrap();
+    std::fs::write(dir.join("paragon-signing.pem"), &paragon.private_pem).unwrap();
+    std::fs::write(dir.join("paragon-public.pem"), &paragon.public_pem).unwrap();
+    std::fs::write(dir.join("idp-public.pem"), &idp.public_pem).unwrap();
+
+    let cred_id = |u: usize, m: usize| format!("{u:08x}-{m:04x}-4000-8000-000000000000");
+    let fixtures = json!({
+        "project_id": project,
+        "users": (0..users).map(|u| json!({
+            "id": format!("org-{u:03}"),
+            "credentials": (0..members).map(|m| json!({
+                "id": cred_id(u, m),
+                "integration": "salesforce",
+                "external_id": format!("org-{u:03}-m{m}"),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    });
+    std::fs::write(
+        dir.join("fixtures.json"),
+        serde_json::to_vec_pretty(&fixtures).unwrap(),
+    )
+    .unwrap();
+
+    let config = format!(
+        r#"[server]
+listen = "{listen}"
+admin_listen = "{admin}"
+worker_threads = 1
+max_connections = 20000
+
+[paragon]
+project_id = "{project}"
+connect_url = "{emulator}"
+workflows_url = "{upstream}"
+proxy_url = "{upstream}"
+actionkit_url = "{upstream}"
+sync_url = "{upstream}"
+signing_key_file = "paragon-signing.pem"
+
+[auth]
+algorithms = ["RS256"]
+principal_claim = "principal"
+
+[[auth.keys]]
+algorithm = "RS256"
+pem_file = "idp-public.pem"
+
+[policy]
+owner_external_id = "{{principal}}"
+
+[cache]
+credentials_ttl = "1h"
+"#
+    );
+    std::fs::write(dir.join("credgate.toml"), config).unwrap();
+
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(idp.private_pem.as_bytes()).unwrap();
+    let exp = credgate::auth::unix_now() + 6 * 3600;
+    let token = |u: usize, principal: &str, nonce: usize| {
+        let claims =
+            json!({"sub": format!("org-{u:03}"), "principal": principal, "exp": exp, "jti": nonce});
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &key,
+        )
+        .unwrap()
+    };
+    // The pool of members: one token per (user, member), naming its own credential.
+    let mut lines = String::new();
+    for u in 0..users {
+        for m in 0..members {
+            lines.push_str(&format!(
+                "{} {}\n",
+                token(u, &format!("org-{u:03}-m{m}"), 0),
+                cred_id(u, m)
+            ));
+        }
+    }
+    std::fs::write(dir.join("tokens.txt"), lines).unwrap();
+    // Token-cache churn: many distinct tokens for the same members.
+    let mut churn_lines = String::new();
+    for i in 0..churn {
+        let (u, m) = ((i / members) % users, i % members);
+        churn_lines.push_str(&format!(
+            "{} {}\n",
+            token(u, &format!("org-{u:03}-m{m}"), i + 1),
+            cred_id(u, m)
+        ));
+    }
+    std::fs::write(dir.join("tokens-churn.txt"), churn_lines).unwrap();
+    // A user the warm-up never touches, for the cold-start figures.
+    let mut cold = String::new();
+    for u in [users - 1, users - 2] {
+        cold.push_str(&format!(
+            "{} {}\n",
+            token(u, &format!("org-{u:03}-m0"), 0),
+            cred_id(u, 0)
+        ));
+    }
+    std::fs::write(dir.join("tokens-cold.txt"), cold).unwrap();
+    println!("{}", dir.display());
+}
+
+type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+async fn me_loads(client: &Client, emulator: &str) -> usize {
+    let resp = client
+        .request(
+            Request::get(format!("{emulator}/_emulator/requests"))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/sdk/me")))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+async fn call(client: &Client, gateway: &str, path: &str, token: &str, cred: &str) -> u16 {
+    let req = Request::get(format!("{gateway}{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("x-paragon-credential", cred)
+        .body(Full::default())
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let _ = resp.into_body().collect().await;
+    status
+}
+
+/// Cold-start figures: prints JSON.
+async fn coldstart(args: &[String]) {
+    let gateway = arg(args, "--gateway").expect("--gateway");
+    let emulator = arg(args, "--emulator").expect("--emulator");
+    let path = arg(args, "--path").expect("--path");
+    let tokens = std::fs::read_to_string(arg(args, "--tokens").expect("--tokens")).unwrap();
+    let lines: Vec<(&str, &str)> = tokens.lines().filter_map(|l| l.split_once(' ')).collect();
+    let client: Client =
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+
+    let before = me_loads(&client, &emulator).await;
+    let (t, c) = lines[0];
+    let start = Instant::now();
+    let status = call(&client, &gateway, &path, t, c).await;
+    let first_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let start = Instant::now();
+    let status_warm = call(&client, &gateway, &path, t, c).await;
+    let warm_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let after_one = me_loads(&client, &emulator).await;
+
+    let (t2, c2) = lines[1];
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (client, gateway, path, t2, c2) = (
+            client.clone(),
+            gateway.clone(),
+            path.clone(),
+            t2.to_string(),
+            c2.to_string(),
+        );
+        tasks.push(tokio::spawn(async move {
+            call(&client, &gateway, &path, &t2, &c2).await
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        if task.await.unwrap() == 200 {
+            ok += 1;
+        }
+    }
+    let burst_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let after_burst = me_loads(&client, &emulator).await;
+    println!(
+        "{}",
+        json!({
+            "first_request_ms": first_ms, "first_status": status, "second_request_ms": warm_ms, "second_status": status_warm,
+            "loads_for_first_user": after_one - before,
+            "burst_requests": 100, "burst_ok": ok, "burst_ms": burst_ms, "loads_for_burst": after_burst - after_one,
+        })
+    );
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Bytes of resident memory per cached user (credential directory only).
+async fn memory(args: &[String]) {
+    let users: usize = arg_or(args, "--users", "1000").parse().unwrap();
+    let creds: usize = arg_or(args, "--credentials", "5").parse().unwrap();
+    let cfg = CacheConfig {
+        credentials_ttl: Duration::from_secs(3600),
+        max_users: users as u64 + 1,
+        refresh_cooldown: Duration::from_secs(5),
+        stale_if_error: Duration::ZERO,
+        max_concurrent_loads: 64,
+    };
+    let dir = Directory::new(&cfg, Duration::from_secs(5), Metrics::new());
+    // Bodies shaped like Paragon's /sdk/me, parsed as credgate parses them.
+    let body = |u: usize| {
+        let all: Vec<_> = (0..creds)
+            .map(|m| json!({"id": format!("{u:08x}-{m:04x}-4000-8000-000000000000"), "integrationId": "c0ffee00-0000-4000-8000-000000000001",
+                            "status": "VALID", "externalId": format!("org-{u}-m{m}"), "providerData": {"instanceURL": "https://x.example"},
+                            "configurations": [{"id": format!("{u:08x}-{m:04x}-4000-9000-000000000000")}]}))
+            .collect();
+        json!({"authenticated": true, "integrations": {"salesforce": {"enabled": true, "allCredentials": all}}}).to_string()
+    };
+    let before = rss_bytes();
+    for u in 0..users {
+        let b = body(u);
+        let key = DirKey::user(Arc::from(format!("org-{u:07}")));
+        dir.get(&key, || async move {
+            Ok(CredentialList::parse(b.as_bytes()).unwrap())
+        })
+        .await
+        .unwrap();
+    }
+    dir.sync().await;
+    let after = rss_bytes();
+    println!(
+        "{}",
+        json!({"users": users, "credentials_per_user": creds, "cached": dir.user_count(), "rss_growth_bytes": after.saturating_sub(before),
+               "bytes_per_user": after.saturating_sub(before) as f64 / users as f64})
+    );
+}

