@@ -127,7 +127,8 @@ fn prepare(args: &[String]) {
     let cred_id = |u: usize, m: usize| format!("{u:08x}-{m:04x}-4000-8000-000000000000");
     let fixtures = json!({
         "project_id": project,
-        "users": (0..users).map(|u| json!({
+        // Two users more than the token pool: the cold-start figures use them.
+        "users": (0..users + 2).map(|u| json!({
             "id": format!("org-{u:03}"),
             "credentials": (0..members).map(|m| json!({
                 "id": cred_id(u, m),
@@ -212,7 +213,7 @@ credentials_ttl = "1h"
     std::fs::write(dir.join("tokens-churn.txt"), churn_lines).unwrap();
     // A user the warm-up never touches, for the cold-start figures.
     let mut cold = String::new();
-    for u in [users - 1, users - 2] {
+    for u in [users, users + 1] {
         cold.push_str(&format!(
             "{} {}\n",
             token(u, &format!("org-{u:03}-m0"), 0),

@@ -25,7 +25,7 @@ use super::{Audit, ConnInfo, Generation, State};
 use crate::auth::Identity;
 use crate::config::{AdminDefault, AuthMode, Config};
 use crate::error::{GatewayError, UpstreamFailure};
-use crate::paragon::credentials::{Credential, CredentialList};
+use crate::paragon::credentials::{parse_uuid, Credential, CredentialList};
 use crate::paragon::directory::{DirKey, Directory, LoadError, Snapshot};
 use crate::paragon::filter;
 use crate::paragon::jsonbody::{JsonError, Kind, TopObject};
@@ -234,7 +234,7 @@ pub(super) async fn process(
     }
     let configuration = match (&inputs.configuration, &routed) {
         (Some(id), Routed::Credential(c)) => {
-            if c.get().configurations.iter().any(|x| **x == *id) {
+            if parse_uuid(id).is_some_and(|id| c.get().configurations.contains(&id)) {
                 Some(id.clone())
             } else {
                 return Err(GatewayError::CredentialForbidden);
@@ -756,11 +756,8 @@ async fn decide(
             Some(r) => {
                 let chosen = resolve_with_hint(lookup, snapshot, permit, &hint, r).await?;
                 if let Operation::Uninstall { integration_id } = route.op {
-                    let same = chosen
-                        .get()
-                        .integration_id
-                        .as_deref()
-                        .is_some_and(|i| i.eq_ignore_ascii_case(integration_id));
+                    let same = chosen.get().integration_id.is_some()
+                        && chosen.get().integration_id == parse_uuid(integration_id);
                     if !same {
                         return Err(GatewayError::CredentialForbidden);
                     }

@@ -15,13 +15,36 @@ pub struct Credential {
     pub id: Box<str>,
     /// The integration type key under `integrations` (`salesforce`, `slack`).
     pub integration: Arc<str>,
-    /// Paragon's integration UUID (lowercased), when `/sdk/me` gave it.
-    pub integration_id: Option<Box<str>>,
+    /// Paragon's integration UUID, when `/sdk/me` gave one (an id that is
+    /// not a UUID is dropped: nothing can then match it, failing closed).
+    pub integration_id: Option<Uuid>,
     /// `status == "VALID"`.
     pub valid: bool,
     pub external_id: Option<Box<str>>,
-    /// Lowercased configuration ids.
-    pub configurations: Box<[Box<str>]>,
+    /// Configuration ids (UUIDs; others are dropped, failing closed).
+    pub configurations: Box<[Uuid]>,
+}
+
+/// A UUID as its 16 bytes: a quarter of the memory of its text, and
+/// compared without regard to case by construction.
+pub type Uuid = [u8; 16];
+
+/// Parses a canonical UUID (8-4-4-4-12 hex digits, any case).
+pub fn parse_uuid(s: &str) -> Option<Uuid> {
+    if !is_uuid(s) {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    let mut nibbles = s.bytes().filter(|b| *b != b'-').map(|b| match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        _ => b - b'A' + 10,
+    });
+    for byte in &mut out {
+        let (h, l) = (nibbles.next()?, nibbles.next()?);
+        *byte = h << 4 | l;
+    }
+    Some(out)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,14 +130,14 @@ impl CredentialList {
                         credentials.push(Credential {
                             id: lower(&c.id),
                             integration: integration.clone(),
-                            integration_id: c.integration_id.as_deref().map(lower),
+                            integration_id: c.integration_id.as_deref().and_then(parse_uuid),
                             valid: c.status.as_deref() == Some("VALID"),
                             external_id: c.external_id.as_deref().map(Into::into),
                             configurations: c
                                 .configurations
                                 .iter()
                                 .flatten()
-                                .map(|cfg| lower(&cfg.id))
+                                .filter_map(|cfg| parse_uuid(&cfg.id))
                                 .collect(),
                         });
                     }
@@ -170,13 +193,10 @@ impl CredentialList {
     /// The integration type whose credentials carry this `integrationId`
     /// (custom integrations on the Proxy API, SPEC §3).
     pub fn integration_with_id(&self, integration_id: &str) -> Option<&str> {
+        let wanted = parse_uuid(integration_id)?;
         self.credentials
             .iter()
-            .find(|c| {
-                c.integration_id
-                    .as_deref()
-                    .is_some_and(|i| i.eq_ignore_ascii_case(integration_id))
-            })
+            .find(|c| c.integration_id == Some(wanted))
             .map(|c| &*c.integration)
     }
 
@@ -236,12 +256,12 @@ mod tests {
         assert!(a.valid);
         assert_eq!(a.external_id.as_deref(), Some("alice"));
         assert_eq!(
-            a.integration_id.as_deref(),
-            Some("aaaaaaaa-0000-0000-0000-000000000001")
+            a.integration_id,
+            parse_uuid("aaaaaaaa-0000-0000-0000-000000000001")
         );
         assert_eq!(
-            &*a.configurations[0],
-            "cccccccc-0000-0000-0000-000000000001"
+            a.configurations[0],
+            parse_uuid("cccccccc-0000-0000-0000-000000000001").unwrap()
         );
         let b = list.find("22222222-2222-2222-2222-222222222222").unwrap();
         assert!(!b.valid);
@@ -294,6 +314,15 @@ mod tests {
             Some("custom.billing")
         );
         assert_eq!(list.integration_with_id("nope"), None);
+    }
+
+    #[test]
+    fn uuids_parse_to_bytes_in_any_case() {
+        let a = parse_uuid("0123ABCD-4567-89ef-0000-111111111111").unwrap();
+        assert_eq!(a[0], 0x01);
+        assert_eq!(a[3], 0xcd);
+        assert_eq!(Some(a), parse_uuid("0123abcd-4567-89EF-0000-111111111111"));
+        assert_eq!(parse_uuid("nope"), None);
     }
 
     #[test]
