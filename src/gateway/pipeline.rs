@@ -162,8 +162,13 @@ pub(super) async fn process(
 
     // 6. The user's credential list, when the decision needs it.
     let is_uninstall = matches!(route.op, Operation::Uninstall { .. });
+    // `/sdk/credentials/{id}` names its credential in the path, and the id
+    // must be in the list for admins too (SPEC §3): without the list the
+    // decision below has nothing to check it against.
+    let names_in_path = route.credential_location() == CredentialLocation::Path;
     let needs_list = !admin
         || is_uninstall
+        || names_in_path
         || match &inputs {
             Ok(i) => {
                 i.requested.is_some()
