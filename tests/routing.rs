@@ -371,3 +371,556 @@ async fn unrouted_products_carry_the_members_accounts_only() {
     assert_eq!(got.json()["meta"]["Plan"], "gold");
     env.gw.shutdown().await;
 }
+
+/// SPEC §5 "Given twice" and malformed values: 400 `bad_request`, even when
+/// the values agree, and nothing reaches Paragon. Every spelling of the
+/// header counts, also one the `Connection` header lists.
+#[tokio::test]
+async fn credential_inputs_given_twice_or_malformed_are_400() {
+    let env = Env::start().await;
+    let alice = env.member("alice");
+    let sf = p("/sdk/proxy/salesforce/x");
+    let before = env.traffic().len();
+
+    let twice: &[&[(&str, &str)]] = &[
+        &[
+            ("x-paragon-credential", SF_ALICE),
+            ("x-paragon-credential", SF_ALICE),
+        ],
+        &[
+            ("X-Paragon-Credential", SF_ALICE),
+            ("x_paragon_credential", SF_ALICE),
+        ],
+        &[
+            ("x-paragon-credential", SF_ALICE),
+            ("X_PARAGON_CREDENTIAL", SF_BOB),
+        ],
+        &[(
+            "x-paragon-credential",
+            "a11ce000-5a1e-4000-8000-000000000001,a11ce000-5a1e-4000-8000-000000000001",
+        )],
+        &[(
+            "x-paragon-credential",
+            "a11ce000-5a1e-4000-8000-000000000001, b0b00000-5a1e-4000-8000-000000000001",
+        )],
+    ];
+    for headers in twice {
+        let got = env.send("GET", &sf, &alice, headers, "").await;
+        env.assert_refused(&got, 400, "bad_request");
+    }
+    for bad in [
+        "",
+        "not-a-uuid",
+        "ext:",
+        "a11ce0005a1e40008000000000000001",
+        "{a11ce000-5a1e-4000-8000-000000000001}",
+        "urn:uuid:a11ce000-5a1e-4000-8000-000000000001",
+        "a11ce000-5a1e-4000-8000-00000000000g",
+        "a11ce000-5a1e-4000-8000-0000000000011",
+        "EXT:alice",
+        "credential:a11ce000-5a1e-4000-8000-000000000001",
+    ] {
+        let got = env.send_as("GET", &sf, &alice, bad, "").await;
+        env.assert_refused(&got, 400, "bad_request");
+        // Also on a route with no credential in its table row, and on sync.
+        let got = env.send_as("GET", &p("/sdk/me"), &alice, bad, "").await;
+        env.assert_refused(&got, 400, "bad_request");
+    }
+
+    // Sync bodies: header and body both (agreeing or not), duplicate keys
+    // (also when one is escaped), wrong JSON types, malformed values,
+    // bodies that are not JSON objects.
+    let with = |cred: &str| {
+        format!(r#"{{"integration":"salesforce","pipeline":"p","credentialId":"{cred}"}}"#)
+    };
+    let json_h = ("content-type", "application/json");
+    let mut bad_bodies: Vec<(String, Option<&str>)> = vec![
+        (with(SF_ALICE), Some(SF_ALICE)),
+        (with(SF_ALICE), Some(SLACK_ALICE_1)),
+        (with("ext:alice"), Some(SF_ALICE)),
+        (
+            format!(r#"{{"credentialId":"{SF_ALICE}","integration":"salesforce","pipeline":"p","credentialId":"{SF_ALICE}"}}"#),
+            None,
+        ),
+        (
+            format!(r#"{{"credentialId":"{SF_ALICE}","credential\u0049d":"{SF_BOB}","integration":"salesforce","pipeline":"p"}}"#),
+            None,
+        ),
+        (
+            format!(r#"{{"credential\u0049d":"{SF_BOB}","credentialId":"{SF_ALICE}","integration":"salesforce","pipeline":"p"}}"#),
+            None,
+        ),
+        ("not json".to_string(), None),
+        ("[]".to_string(), None),
+        (r#""credentialId""#.to_string(), None),
+        (format!(r#"{{"credentialId":"{SF_ALICE}""#), None),
+    ];
+    for v in ["5", "true", "null", "[]", "{}", r#"["a11ce000-5a1e-4000-8000-000000000001"]"#] {
+        bad_bodies.push((
+            format!(r#"{{"integration":"salesforce","pipeline":"p","credentialId":{v}}}"#),
+            None,
+        ));
+    }
+    for v in ["", "x", "ext:", "a11ce000-5a1e-4000-8000-00000000000g"] {
+        bad_bodies.push((with(v), None));
+    }
+    for (body, header) in &bad_bodies {
+        let mut headers = vec![json_h];
+        if let Some(h) = header {
+            headers.push(("x-paragon-credential", h));
+        }
+        let got = env.send("POST", "/api/syncs", &alice, &headers, body.clone()).await;
+        env.assert_refused(&got, 400, "bad_request");
+        // PATCH reads its body the same way (the sync id is checked after).
+        let got = env
+            .send(
+                "PATCH",
+                "/api/syncs/5e5e0000-0000-4000-8000-000000000001",
+                &alice,
+                &headers,
+                body.clone(),
+            )
+            .await;
+        env.assert_refused(&got, 400, "bad_request");
+    }
+    assert_eq!(env.traffic().len(), before, "nothing reached Paragon");
+
+    // Spellings one at a time: each is the credential header.
+    for name in [
+        "x_paragon_credential",
+        "X-PARAGON-CREDENTIAL",
+        "x-Paragon_Credential",
+    ] {
+        let got = env.send("GET", &sf, &alice, &[(name, SF_BOB)], "").await;
+        env.assert_refused(&got, 403, "credential_forbidden");
+        let got = env.send("GET", &sf, &alice, &[(name, SF_ALICE)], "").await;
+        env.assert_routed(&got, SF_ALICE, Place::Header);
+    }
+    // A spelling the Connection header lists still counts (and is removed).
+    let got = env
+        .send(
+            "GET",
+            &sf,
+            &alice,
+            &[
+                ("connection", "x-paragon-credential"),
+                ("x-paragon-credential", SF_BOB),
+            ],
+            "",
+        )
+        .await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    let got = env
+        .send(
+            "GET",
+            &sf,
+            &alice,
+            &[
+                ("connection", "x_paragon_credential"),
+                ("x_paragon_credential", SF_ALICE),
+            ],
+            "",
+        )
+        .await;
+    env.assert_routed(&got, SF_ALICE, Place::Header);
+    // Upper-case ids are the same id; Paragon receives the canonical one.
+    let got = env
+        .send_as("GET", &sf, &alice, &SF_ALICE.to_uppercase(), "")
+        .await;
+    env.assert_routed(&got, SF_ALICE, Place::Header);
+    env.gw.shutdown().await;
+}
+
+/// SPEC §5 "When none is named": one permitted VALID credential of a known
+/// integration is used (INVALID ones do not count); several are 400
+/// `credential_required` listing them; none is 403
+/// `no_permitted_credential`. With the integration unknown, exactly one
+/// permitted credential at all is used.
+#[tokio::test]
+async fn default_credentials_follow_the_spec_rules() {
+    let mut env = Env::start().await;
+    // alice also has an INVALID Salesforce account and an INVALID HubSpot
+    // one; erin has nothing; frank only an INVALID account.
+    const SF_ALICE_BROKEN: &str = "a11ce000-5a1e-4000-8000-0000000000ff";
+    const HUBSPOT_ALICE_BROKEN: &str = "a11ce000-4b5b-4000-8000-0000000000ff";
+    const GMAIL_FRANK_BROKEN: &str = "f4a4c000-6a11-4000-8000-0000000000ff";
+    for (id, integration, owner) in [
+        (SF_ALICE_BROKEN, "salesforce", "alice"),
+        (HUBSPOT_ALICE_BROKEN, "hubspot", "alice"),
+        (GMAIL_FRANK_BROKEN, "gmail", "frank"),
+    ] {
+        let mut c = owned(id, integration, owner);
+        c.status = "INVALID".into();
+        env.add("acme", c);
+    }
+    let alice = env.member("alice");
+    let proxy = |t: &str| p(&format!("/sdk/proxy/{t}/x"));
+
+    // Known integration, one VALID permitted: used.
+    let got = env.send("GET", &proxy("salesforce"), &alice, &[], "").await;
+    env.assert_routed(&got, SF_ALICE, Place::Header);
+    let got = env.send("GET", &proxy("googledrive"), &alice, &[], "").await;
+    env.assert_routed(&got, DRIVE_ALICE, Place::Header);
+    let got = env
+        .send("GET", &proxy("salesforce"), &env.member("carol"), &[], "")
+        .await;
+    env.assert_routed(&got, CAROL_SF, Place::Header);
+
+    // Several: 400 with exactly the candidates.
+    let got = env.send("GET", &proxy("slack"), &alice, &[], "").await;
+    env.assert_refused(&got, 400, "credential_required");
+    assert_eq!(
+        strings(&got.json()["candidates"]),
+        set(&[SLACK_ALICE_1, SLACK_ALICE_2])
+    );
+
+    // None VALID / none at all / an integration nobody connected: 403.
+    for t in ["hubspot", "gmail", "jira"] {
+        let got = env.send("GET", &proxy(t), &alice, &[], "").await;
+        env.assert_refused(&got, 403, "no_permitted_credential");
+    }
+    let got = env
+        .send("GET", &proxy("googledrive"), &env.member("bob"), &[], "")
+        .await;
+    env.assert_refused(&got, 403, "no_permitted_credential");
+    // Named explicitly, an INVALID account of one's own is still routed
+    // (Paragon decides what to do with it).
+    let got = env
+        .send_as("GET", &proxy("hubspot"), &alice, HUBSPOT_ALICE_BROKEN, "")
+        .await;
+    env.assert_routed(&got, HUBSPOT_ALICE_BROKEN, Place::Header);
+
+    // Integration unknown (workflow trigger, app event, workflow settings,
+    // actionkit listings): exactly one permitted at all.
+    let unknown_integration_routes: [(&str, String); 4] = [
+        ("POST", p("/sdk/triggers/wf-1")),
+        ("POST", p("/sdk/events/trigger")),
+        ("POST", p("/sdk/workflows/wf-1")),
+        ("GET", p("/actions")),
+    ];
+    for (method, path) in &unknown_integration_routes {
+        let got = env.send(method, path, &env.member("dave"), &[], "{}").await;
+        env.assert_routed(&got, DAVE_SLACK, Place::Header);
+        // frank's one account is INVALID: with the integration unknown it
+        // still is "exactly one permitted credential".
+        let got = env.send(method, path, &env.member("frank"), &[], "{}").await;
+        env.assert_routed(&got, GMAIL_FRANK_BROKEN, Place::Header);
+        let got = env.send(method, path, &env.member("carol"), &[], "{}").await;
+        env.assert_refused(&got, 400, "credential_required");
+        assert_eq!(
+            strings(&got.json()["candidates"]),
+            set(&[CAROL_SF, CAROL_DRIVE])
+        );
+        let got = env.send(method, path, &alice, &[], "{}").await;
+        env.assert_refused(&got, 400, "credential_required");
+        assert_eq!(
+            strings(&got.json()["candidates"]),
+            set(&[
+                SF_ALICE,
+                SF_ALICE_BROKEN,
+                SLACK_ALICE_1,
+                SLACK_ALICE_2,
+                DRIVE_ALICE,
+                HUBSPOT_ALICE_BROKEN
+            ])
+        );
+        let got = env.send(method, path, &env.member("erin"), &[], "{}").await;
+        env.assert_refused(&got, 403, "no_permitted_credential");
+    }
+    env.gw.shutdown().await;
+}
+
+/// `ext:<externalId>` resolves among the caller's permitted credentials of
+/// the route's integration (or all of them): a unique match is routed,
+/// an ambiguous or foreign one is 403 `credential_forbidden`.
+#[tokio::test]
+async fn ext_names_resolve_among_the_callers_own_credentials() {
+    let env = Env::start().await;
+    let alice = env.member("alice");
+    let proxy = |t: &str| p(&format!("/sdk/proxy/{t}/x"));
+
+    let got = env
+        .send_as("GET", &proxy("salesforce"), &alice, "ext:alice", "")
+        .await;
+    env.assert_routed(&got, SF_ALICE, Place::Header);
+    let got = env
+        .send_as("GET", &proxy("googledrive"), &alice, "ext:alice", "")
+        .await;
+    env.assert_routed(&got, DRIVE_ALICE, Place::Header);
+    let got = env
+        .send_as(
+            "POST",
+            &p("/sdk/triggers/wf-1"),
+            &env.member("dave"),
+            "ext:dave",
+            "{}",
+        )
+        .await;
+    env.assert_routed(&got, DAVE_SLACK, Place::Header);
+    // In a sync body, too.
+    let got = env
+        .send(
+            "POST",
+            "/api/syncs",
+            &alice,
+            &[],
+            r#"{"integration":"googledrive","pipeline":"files","credentialId":"ext:alice"}"#,
+        )
+        .await;
+    env.assert_routed(&got, DRIVE_ALICE, Place::Body);
+
+    let before = env.traffic().len();
+    for (path, method, name) in [
+        // Two Slack accounts labelled alice: ambiguous.
+        (proxy("slack"), "GET", "ext:alice"),
+        // Four accounts labelled alice and the integration unknown.
+        (p("/sdk/triggers/wf-1"), "POST", "ext:alice"),
+        // Someone else's label, on a route with and without integration.
+        (proxy("salesforce"), "GET", "ext:bob"),
+        (p("/sdk/triggers/wf-1"), "POST", "ext:bob"),
+        (p("/sdk/triggers/wf-1"), "POST", "ext:carol"),
+        // Nobody's.
+        (proxy("salesforce"), "GET", "ext:mallory"),
+        // Case matters in labels.
+        (proxy("salesforce"), "GET", "ext:ALICE"),
+    ] {
+        let got = env.send_as(method, &path, &alice, name, "{}").await;
+        env.assert_refused(&got, 403, "credential_forbidden");
+        assert_eq!(got.json()["message"], FORBIDDEN_MESSAGE, "{name}");
+    }
+    let got = env
+        .send(
+            "POST",
+            "/api/syncs",
+            &alice,
+            &[],
+            r#"{"integration":"salesforce","pipeline":"p","credentialId":"ext:bob"}"#,
+        )
+        .await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    assert_eq!(env.traffic().len(), before);
+    env.gw.shutdown().await;
+}
+
+/// ActionKit: with no credential named, the `action`/`tool` name picks the
+/// integration (underscores ignored, case ignored, longest type wins), then
+/// the default rules apply.
+#[tokio::test]
+async fn actionkit_action_names_pick_the_integration() {
+    let mut env = Env::start().await;
+    // A `google` account for alice, so GOOGLE_DRIVE_* must still pick the
+    // longer `googledrive`.
+    const GOOGLE_ALICE: &str = "a11ce000-9009-4000-8000-000000000001";
+    env.add("acme", owned(GOOGLE_ALICE, "google", "alice"));
+    let (alice, bob) = (env.member("alice"), env.member("bob"));
+    let run = |key: &str, name: &str| format!(r#"{{"{key}":"{name}","parameters":{{}}}}"#);
+    let json_h = [("content-type", "application/json")];
+
+    for (key, name, token, expect) in [
+        ("action", "GOOGLE_DRIVE_LIST_FILES", &alice, DRIVE_ALICE),
+        ("action", "GOOGLEDRIVE_LIST_FILES", &alice, DRIVE_ALICE),
+        ("tool", "GOOGLE_DRIVE_GET_FILE", &alice, DRIVE_ALICE),
+        ("action", "GOOGLE_SEARCH", &alice, GOOGLE_ALICE),
+        ("action", "SALESFORCE_CREATE_RECORD", &alice, SF_ALICE),
+        ("action", "SLACK_SEND_MESSAGE", &bob, SLACK_BOB),
+        ("action", "slack_send_message", &bob, SLACK_BOB),
+        ("tool", "SALESFORCE_SEARCH_RECORDS", &bob, SF_BOB),
+    ] {
+        let path = p(if key == "tool" { "/tools" } else { "/actions" });
+        let got = env
+            .send("POST", &path, token, &json_h, run(key, name))
+            .await;
+        let r = env.assert_routed(&got, expect, Place::Header);
+        assert_eq!(got.json()[key], name, "{r:?}");
+    }
+    let before = env.traffic().len();
+    let got = env
+        .send(
+            "POST",
+            &p("/actions"),
+            &alice,
+            &json_h,
+            run("action", "SLACK_SEND_MESSAGE"),
+        )
+        .await;
+    env.assert_refused(&got, 400, "credential_required");
+    assert_eq!(
+        strings(&got.json()["candidates"]),
+        set(&[SLACK_ALICE_1, SLACK_ALICE_2])
+    );
+    // bob has no Google Drive: the action's integration is known and he has
+    // nothing of it (his other accounts are not a fallback).
+    let got = env
+        .send(
+            "POST",
+            &p("/actions"),
+            &bob,
+            &json_h,
+            run("action", "GOOGLE_DRIVE_LIST_FILES"),
+        )
+        .await;
+    env.assert_refused(&got, 403, "no_permitted_credential");
+    assert_eq!(env.traffic().len(), before);
+    env.gw.shutdown().await;
+}
+
+/// The sync body's `integration` is the known integration for defaults.
+#[tokio::test]
+async fn sync_create_defaults_use_the_bodys_integration() {
+    let env = Env::start().await;
+    let alice = env.member("alice");
+    let body = |t: &str| format!(r#"{{"integration":"{t}","pipeline":"records","n":1.50}}"#);
+    let got = env
+        .send("POST", "/api/syncs", &alice, &[], body("salesforce"))
+        .await;
+    let r = env.assert_routed(&got, SF_ALICE, Place::Body);
+    // Other fields kept as their original JSON text.
+    assert!(String::from_utf8_lossy(&r.body).contains(r#""n":1.50"#));
+    assert_eq!(
+        env.state().sync_credential(got.json()["id"].as_str().unwrap()),
+        Some(SF_ALICE.to_string())
+    );
+    let got = env
+        .send("POST", "/api/syncs", &env.member("dave"), &[], body("slack"))
+        .await;
+    env.assert_routed(&got, DAVE_SLACK, Place::Body);
+    // The header is also accepted on sync, and moves into the body.
+    let got = env
+        .send_as("POST", "/api/syncs", &alice, DRIVE_ALICE, body("googledrive"))
+        .await;
+    env.assert_routed(&got, DRIVE_ALICE, Place::Body);
+
+    let before = env.traffic().len();
+    let got = env
+        .send("POST", "/api/syncs", &alice, &[], body("slack"))
+        .await;
+    env.assert_refused(&got, 400, "credential_required");
+    assert_eq!(
+        strings(&got.json()["candidates"]),
+        set(&[SLACK_ALICE_1, SLACK_ALICE_2])
+    );
+    let got = env
+        .send("POST", "/api/syncs", &env.member("bob"), &[], body("googledrive"))
+        .await;
+    env.assert_refused(&got, 403, "no_permitted_credential");
+    // A credential of another integration than the body says.
+    let got = env
+        .send_as("POST", "/api/syncs", &alice, SLACK_ALICE_1, body("salesforce"))
+        .await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    assert_eq!(env.traffic().len(), before);
+    env.gw.shutdown().await;
+}
+
+/// `X-Paragon-Configuration-Id` must be a configuration of the routed
+/// credential (SPEC §5), else 403; without a routed credential it is removed.
+#[tokio::test]
+async fn configuration_ids_must_belong_to_the_routed_credential() {
+    let env = Env::start().await;
+    let alice = env.member("alice");
+    let path = p("/sdk/proxy/slack/x");
+    let cfg = DEMO_SLACK_ALICE_1_CONFIG;
+    let got = env
+        .send(
+            "GET",
+            &path,
+            &alice,
+            &[
+                ("x-paragon-credential", SLACK_ALICE_1),
+                ("x-paragon-configuration-id", cfg),
+            ],
+            "",
+        )
+        .await;
+    let r = env.assert_routed(&got, SLACK_ALICE_1, Place::Header);
+    assert_eq!(r.header_all("x-paragon-configuration-id"), vec![cfg]);
+    for (cred, config) in [(SLACK_ALICE_2, cfg), (SLACK_ALICE_1, UNKNOWN)] {
+        let got = env
+            .send(
+                "GET",
+                &path,
+                &alice,
+                &[
+                    ("x-paragon-credential", cred),
+                    ("x-paragon-configuration-id", config),
+                ],
+                "",
+            )
+            .await;
+        env.assert_refused(&got, 403, "credential_forbidden");
+    }
+    let got = env
+        .send(
+            "GET",
+            &p("/sdk/me"),
+            &alice,
+            &[("x-paragon-configuration-id", cfg)],
+            "",
+        )
+        .await;
+    let r = env.assert_unrouted(&got, Some("alice"));
+    assert!(r.header("x-paragon-configuration-id").is_none());
+    env.gw.shutdown().await;
+}
+
+/// Admins reach every credential of their user; naming none, they are
+/// forwarded unchanged (`admin_default = "passthrough"`) and Paragon picks.
+#[tokio::test]
+async fn admins_reach_every_credential_and_name_none_through() {
+    let env = Env::start().await;
+    let admin = env.admin();
+    let admin_token = |r: &credgate::emulator::RecordedRequest| {
+        let claims = env.upstream_claims(r);
+        assert_eq!(claims["sub"], "acme");
+        assert!(claims.get(PERMS).is_none(), "admin tokens carry no claim");
+    };
+    for cred in [SF_ALICE, SF_BOB, CAROL_SF] {
+        let got = env
+            .send_as("GET", &p("/sdk/proxy/salesforce/x"), &admin, cred, "")
+            .await;
+        assert_eq!(got.status, 200);
+        let fwd = env.forwarded(&got);
+        assert_eq!(fwd.len(), 1);
+        assert_eq!(credential_headers(&fwd[0]), vec![cred.to_string()]);
+        assert_eq!(fwd[0].credential.as_deref(), Some(cred));
+        admin_token(&fwd[0]);
+        // By id, too.
+        let got = env
+            .send("GET", &p(&format!("/sdk/credentials/{cred}")), &admin, &[], "")
+            .await;
+        assert_eq!(got.status, 200, "{:?}", got.body);
+        assert_eq!(got.json()["id"], cred);
+        admin_token(&env.forwarded(&got)[0]);
+    }
+    // An id not in the user's list is refused for admins too.
+    let got = env
+        .send("GET", &p(&format!("/sdk/credentials/{UNKNOWN}")), &admin, &[], "")
+        .await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    // Naming none: nothing added, Paragon's default (the oldest) serves.
+    let got = env
+        .send("GET", &p("/sdk/proxy/salesforce/x"), &admin, &[], "")
+        .await;
+    assert_eq!(got.status, 200);
+    let fwd = env.forwarded(&got);
+    assert!(credential_headers(&fwd[0]).is_empty());
+    assert_eq!(fwd[0].credential.as_deref(), Some(SF_ALICE));
+    // Another user's credential is foreign to an admin of acme too.
+    env.state().add_user("globex");
+    let mut g = CredentialFixture::new("91013e00-5a1e-4000-8000-000000000001", "salesforce");
+    g.external_id = Some("alice".into());
+    env.state().add_credential("globex", g).unwrap();
+    for token in [&admin, &env.member("alice")] {
+        let got = env
+            .send_as(
+                "GET",
+                &p("/sdk/proxy/salesforce/x"),
+                token,
+                "91013e00-5a1e-4000-8000-000000000001",
+                "",
+            )
+            .await;
+        env.assert_refused(&got, 403, "credential_forbidden");
+    }
+    env.gw.shutdown().await;
+}
