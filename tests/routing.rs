@@ -924,3 +924,218 @@ async fn admins_reach_every_credential_and_name_none_through() {
     }
     env.gw.shutdown().await;
 }
+
+/// SPEC §5 "Named but absent": an account connected after the cache is
+/// warm works at once (one reload; `refresh_cooldown = "0s"`), while a new
+/// account of someone else is still refused after that reload.
+#[tokio::test]
+async fn an_account_connected_after_the_cache_is_warm_works_at_once() {
+    let mut env = Env::with(fixtures(), |b| b.cache("refresh_cooldown = \"0s\"")).await;
+    let (alice, bob) = (env.member("alice"), env.member("bob"));
+    let slack = p("/sdk/proxy/slack/x");
+    let got = env.send_as("GET", &slack, &alice, SLACK_ALICE_1, "").await;
+    env.assert_routed(&got, SLACK_ALICE_1, Place::Header);
+    let loads = env.loads().len();
+
+    const SLACK_ALICE_3: &str = "a11ce000-51ac-4000-8000-000000000003";
+    const SLACK_BOB_2: &str = "b0b00000-51ac-4000-8000-000000000002";
+    env.add("acme", owned(SLACK_ALICE_3, "slack", "alice"));
+    env.add("acme", owned(SLACK_BOB_2, "slack", "bob"));
+    let got = env.send_as("GET", &slack, &alice, SLACK_ALICE_3, "").await;
+    env.assert_routed(&got, SLACK_ALICE_3, Place::Header);
+    assert!(env.loads().len() > loads, "the miss reloaded the list");
+    let got = env.send_as("GET", &slack, &bob, SLACK_BOB_2, "").await;
+    env.assert_routed(&got, SLACK_BOB_2, Place::Header);
+    let got = env.send_as("GET", &slack, &alice, SLACK_BOB_2, "").await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    // The new account also joins the default candidates.
+    let got = env.send("GET", &slack, &alice, &[], "").await;
+    env.assert_refused(&got, 400, "credential_required");
+    assert_eq!(
+        strings(&got.json()["candidates"]),
+        set(&[SLACK_ALICE_1, SLACK_ALICE_2, SLACK_ALICE_3])
+    );
+    env.gw.shutdown().await;
+}
+
+/// The reload on a miss happens at most once per `refresh_cooldown`: with
+/// a long cooldown, an account connected just after a load is refused
+/// until the cache is invalidated.
+#[tokio::test]
+async fn misses_within_the_refresh_cooldown_do_not_reload() {
+    let mut env = Env::with(fixtures(), |b| b.cache("refresh_cooldown = \"1h\"")).await;
+    let alice = env.member("alice");
+    let slack = p("/sdk/proxy/slack/x");
+    let got = env.send_as("GET", &slack, &alice, SLACK_ALICE_1, "").await;
+    env.assert_routed(&got, SLACK_ALICE_1, Place::Header);
+    const SLACK_ALICE_3: &str = "a11ce000-51ac-4000-8000-000000000003";
+    env.add("acme", owned(SLACK_ALICE_3, "slack", "alice"));
+    let loads = env.loads().len();
+    let got = env.send_as("GET", &slack, &alice, SLACK_ALICE_3, "").await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    assert_eq!(env.loads().len(), loads, "no reload within the cooldown");
+    env.invalidate(json!({"user": "acme"})).await;
+    let got = env.send_as("GET", &slack, &alice, SLACK_ALICE_3, "").await;
+    env.assert_routed(&got, SLACK_ALICE_3, Place::Header);
+    env.gw.shutdown().await;
+}
+
+/// An account removed from Paragon keeps its cached permission until the
+/// list is dropped (`POST /admin/cache/invalidate`, for one user or all);
+/// then it is refused before anything is forwarded.
+#[tokio::test]
+async fn a_removed_account_stops_working_after_an_invalidation() {
+    let env = Env::start().await;
+    let (alice, bob) = (env.member("alice"), env.member("bob"));
+    let sf = p("/sdk/proxy/salesforce/x");
+    let got = env.send_as("GET", &sf, &alice, SF_ALICE, "").await;
+    env.assert_routed(&got, SF_ALICE, Place::Header);
+
+    assert!(env.state().remove_credential(SF_ALICE));
+    // Still cached: credgate forwards and Paragon itself refuses.
+    let got = env.send_as("GET", &sf, &alice, SF_ALICE, "").await;
+    assert_eq!(got.status, 404, "{:?}", got.body);
+    assert_eq!(env.forwarded(&got).len(), 1);
+
+    env.invalidate(json!({"user": "acme"})).await;
+    let got = env.send_as("GET", &sf, &alice, SF_ALICE, "").await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    assert_eq!(got.json()["message"], FORBIDDEN_MESSAGE);
+    let got = env.send("GET", &sf, &alice, &[], "").await;
+    env.assert_refused(&got, 403, "no_permitted_credential");
+
+    // `{}` drops every user's list.
+    let got = env.send_as("GET", &sf, &bob, SF_BOB, "").await;
+    env.assert_routed(&got, SF_BOB, Place::Header);
+    assert!(env.state().remove_credential(SF_BOB));
+    env.invalidate(json!({})).await;
+    let got = env.send_as("GET", &sf, &bob, SF_BOB, "").await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    env.gw.shutdown().await;
+}
+
+/// ... or once `cache.credentials_ttl` has passed.
+#[tokio::test]
+async fn a_removed_account_stops_working_after_the_ttl() {
+    let env = Env::with(fixtures(), |b| b.cache("credentials_ttl = \"300ms\"")).await;
+    let alice = env.member("alice");
+    let sf = p("/sdk/proxy/salesforce/x");
+    let got = env.send_as("GET", &sf, &alice, SF_ALICE, "").await;
+    env.assert_routed(&got, SF_ALICE, Place::Header);
+    assert!(env.state().remove_credential(SF_ALICE));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let got = env.send_as("GET", &sf, &alice, SF_ALICE, "").await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    env.gw.shutdown().await;
+}
+
+/// SPEC §6: a failed `/sdk/me` load (an error status, `authenticated:
+/// false`, a body that does not parse) is 503 `credentials_unavailable`
+/// and nothing is forwarded; a failed reload on a miss is 503 too.
+#[tokio::test]
+async fn paragon_failing_to_list_credentials_is_503_and_forwards_nothing() {
+    let env = Env::with(fixtures(), |b| b.cache("refresh_cooldown = \"0s\"")).await;
+    let alice = env.member("alice");
+    let behaviours = [
+        Behaviour {
+            me_status: Some(500),
+            ..Behaviour::default()
+        },
+        Behaviour {
+            me_status: Some(401),
+            ..Behaviour::default()
+        },
+        Behaviour {
+            me_unauthenticated: true,
+            ..Behaviour::default()
+        },
+        Behaviour {
+            me_malformed: true,
+            ..Behaviour::default()
+        },
+    ];
+    let sync_body = format!(r#"{{"integration":"salesforce","pipeline":"p","credentialId":"{SF_ALICE}"}}"#);
+    for b in behaviours {
+        env.invalidate(json!({})).await;
+        env.state().set_behaviour(b.clone());
+        let before = env.traffic().len();
+        let loads = env.loads().len();
+        for got in [
+            env.send_as("GET", &p("/sdk/proxy/salesforce/x"), &alice, SF_ALICE, "")
+                .await,
+            env.send("GET", &p("/sdk/proxy/salesforce/x"), &alice, &[], "")
+                .await,
+            env.send("POST", "/api/syncs", &alice, &[], sync_body.clone())
+                .await,
+            env.send("GET", &p("/sdk/me"), &alice, &[], "").await,
+            env.send("GET", "/api/syncs", &alice, &[], "").await,
+            // A bad input is reported after the list (SPEC §1 order).
+            env.send_as("GET", &p("/sdk/proxy/salesforce/x"), &alice, "nope", "")
+                .await,
+        ] {
+            env.assert_refused(&got, 503, "credentials_unavailable");
+        }
+        assert_eq!(env.traffic().len(), before, "{b:?}: nothing forwarded");
+        assert!(env.loads().len() > loads, "{b:?}: credgate asked Paragon");
+    }
+
+    // Warm, then a miss whose reload fails: 503, nothing forwarded.
+    env.state().set_behaviour(Behaviour::default());
+    let got = env
+        .send_as("GET", &p("/sdk/proxy/salesforce/x"), &alice, SF_ALICE, "")
+        .await;
+    env.assert_routed(&got, SF_ALICE, Place::Header);
+    env.state().set_behaviour(Behaviour {
+        me_status: Some(503),
+        ..Behaviour::default()
+    });
+    let got = env
+        .send_as("GET", &p("/sdk/proxy/salesforce/x"), &alice, UNKNOWN, "")
+        .await;
+    env.assert_refused(&got, 503, "credentials_unavailable");
+    // The warm list still serves known accounts meanwhile.
+    let got = env
+        .send_as("GET", &p("/sdk/proxy/salesforce/x"), &alice, SF_ALICE, "")
+        .await;
+    env.assert_routed(&got, SF_ALICE, Place::Header);
+    env.gw.shutdown().await;
+}
+
+/// `cache.stale_if_error`: once the list is past its TTL and Paragon fails,
+/// the stale list serves (and still refuses others' accounts); without it,
+/// 503.
+#[tokio::test]
+async fn a_stale_list_serves_within_stale_if_error_only() {
+    let failing = Behaviour {
+        me_status: Some(500),
+        ..Behaviour::default()
+    };
+    let sf = p("/sdk/proxy/salesforce/x");
+
+    let env = Env::with(fixtures(), |b| {
+        b.cache("credentials_ttl = \"200ms\"\nstale_if_error = \"1h\"")
+    })
+    .await;
+    let alice = env.member("alice");
+    let got = env.send_as("GET", &sf, &alice, SF_ALICE, "").await;
+    env.assert_routed(&got, SF_ALICE, Place::Header);
+    env.state().set_behaviour(failing.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let loads = env.loads().len();
+    let got = env.send_as("GET", &sf, &alice, SF_ALICE, "").await;
+    env.assert_routed(&got, SF_ALICE, Place::Header);
+    assert!(env.loads().len() > loads, "a reload was tried first");
+    let got = env.send_as("GET", &sf, &alice, SF_BOB, "").await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    env.gw.shutdown().await;
+
+    let env = Env::with(fixtures(), |b| b.cache("credentials_ttl = \"200ms\"")).await;
+    let alice = env.member("alice");
+    let got = env.send_as("GET", &sf, &alice, SF_ALICE, "").await;
+    env.assert_routed(&got, SF_ALICE, Place::Header);
+    env.state().set_behaviour(failing);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = env.send_as("GET", &sf, &alice, SF_ALICE, "").await;
+    env.assert_refused(&got, 503, "credentials_unavailable");
+    env.gw.shutdown().await;
+}
