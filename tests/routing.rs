@@ -1139,3 +1139,257 @@ async fn a_stale_list_serves_within_stale_if_error_only() {
     env.assert_refused(&got, 503, "credentials_unavailable");
     env.gw.shutdown().await;
 }
+
+/// Every credential id anywhere in a `/sdk/me` or `/sdk/credentials` body.
+fn credential_ids_in(v: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    fn walk(v: &Value, out: &mut BTreeSet<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if matches!(k.as_str(), "id" | "credentialId" | "connectCredentialId") {
+                        if let Some(s) = x.as_str() {
+                            out.insert(s.to_ascii_lowercase());
+                        }
+                    }
+                    walk(x, out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    walk(v, &mut out);
+    out
+}
+
+/// Whether any object in `v` has an `accountAuth` member.
+fn has_account_auth(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.contains_key("accountAuth") || m.values().any(has_account_auth),
+        Value::Array(a) => a.iter().any(has_account_auth),
+        _ => false,
+    }
+}
+
+/// SPEC §7 "Responses": a member's `GET /sdk/me` and `/sdk/credentials`
+/// show only the member's accounts, with integration-level fields
+/// describing one of them (or none); admins get Paragon's answer untouched.
+#[tokio::test]
+async fn sdk_me_and_credentials_show_members_only_their_accounts() {
+    let env = Env::start().await;
+    let all: BTreeSet<String> = env.known.iter().map(|k| k.id.clone()).collect();
+    for who in ["alice", "bob", "carol", "dave", "erin"] {
+        let token = env.member(who);
+        let mine: BTreeSet<String> = env.owned_by(who).iter().map(|k| k.id.clone()).collect();
+
+        let got = env.send("GET", &p("/sdk/me"), &token, &[], "").await;
+        env.assert_unrouted(&got, Some(who));
+        let me = got.json();
+        let shown: BTreeSet<String> = credential_ids_in(&me)
+            .into_iter()
+            .filter(|id| all.contains(id))
+            .collect();
+        assert_eq!(shown, mine, "{who}'s /sdk/me shows exactly their accounts");
+        for (integration, entry) in me["integrations"].as_object().unwrap() {
+            let listed: BTreeSet<String> = entry["allCredentials"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_string())
+                .collect();
+            let expected: BTreeSet<String> = env
+                .owned_by(who)
+                .iter()
+                .filter(|k| k.integration == *integration)
+                .map(|k| k.id.clone())
+                .collect();
+            assert_eq!(listed, expected, "{who}: {integration}");
+            match entry.get("credentialId").and_then(Value::as_str) {
+                Some(id) => assert!(listed.contains(id), "{who}: {integration}: {id}"),
+                None => {
+                    assert!(listed.is_empty(), "{who}: {integration}");
+                    assert!(entry.get("providerData").is_none());
+                    assert!(entry.get("providerId").is_none());
+                }
+            }
+        }
+        assert!(!has_account_auth(&me));
+
+        let got = env.send("GET", &p("/sdk/credentials"), &token, &[], "").await;
+        env.assert_unrouted(&got, Some(who));
+        assert_eq!(credential_ids_in(&got.json()).intersection(&all).cloned().collect::<BTreeSet<_>>(), mine);
+        let got = env
+            .send("GET", &p("/sdk/credentials?integration=slack"), &token, &[], "")
+            .await;
+        let slack: BTreeSet<String> = env
+            .owned_by(who)
+            .iter()
+            .filter(|k| k.integration == "slack")
+            .map(|k| k.id.clone())
+            .collect();
+        assert_eq!(
+            credential_ids_in(&got.json()).intersection(&all).cloned().collect::<BTreeSet<_>>(),
+            slack
+        );
+        let got = env
+            .send("GET", &p("/sdk/credentials?includeAccountAuth=false"), &token, &[], "")
+            .await;
+        assert_eq!(got.status, 200);
+        assert!(!has_account_auth(&got.json()));
+    }
+
+    // Admins: exactly what Paragon answers an unrestricted token.
+    let direct = env.paragon_token(json!({}));
+    for path in [
+        p("/sdk/me"),
+        p("/sdk/credentials"),
+        p("/sdk/credentials?includeAccountAuth=true"),
+        p(&format!("/sdk/credentials/{SF_BOB}?includeAccountAuth=true")),
+    ] {
+        let got = env.send("GET", &path, &env.admin(), &[], "").await;
+        assert_eq!(got.status, 200);
+        let straight = send(
+            &env.cl,
+            http::Request::get(format!("{}{path}", env.emu.url()))
+                .header("authorization", format!("Bearer {direct}"))
+                .body(credgate::gateway::body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(got.json(), straight.json(), "{path}: admin answer untouched");
+    }
+    let got = env
+        .send("GET", &p("/sdk/credentials?includeAccountAuth=true"), &env.admin(), &[], "")
+        .await;
+    assert!(has_account_auth(&got.json()));
+    assert_eq!(credential_ids_in(&got.json()).intersection(&all).cloned().collect::<BTreeSet<_>>(), all);
+    env.gw.shutdown().await;
+}
+
+/// SPEC §3: a member's `includeAccountAuth` (any value but `false`, any
+/// case, repeated) is 403 `operation_forbidden` on every connect route and
+/// reaches nothing, unless `policy.allow_account_auth`; then the member
+/// gets `accountAuth` for their own accounts only.
+#[tokio::test]
+async fn members_asking_for_account_auth_are_refused_unless_allowed() {
+    let env = Env::start().await;
+    let alice = env.member("alice");
+    let before = env.traffic().len();
+    let routes: Vec<(&str, String, Option<&str>)> = vec![
+        ("GET", p("/sdk/me"), None),
+        ("GET", p("/sdk/credentials"), None),
+        ("GET", p(&format!("/sdk/credentials/{SF_ALICE}")), None),
+        ("GET", p("/sdk/integrations"), None),
+        ("GET", p("/sdk/metadata"), None),
+        ("POST", p("/sdk/workflows/wf-1"), Some(SF_ALICE)),
+        (
+            "DELETE",
+            p(&format!("/sdk/integrations/{DEMO_INTEGRATION_SALESFORCE}")),
+            Some(SF_ALICE),
+        ),
+    ];
+    for (method, path, cred) in &routes {
+        for q in [
+            "includeAccountAuth=true",
+            "INCLUDEACCOUNTAUTH=TRUE",
+            "includeAccountAuth=1",
+            "includeAccountAuth",
+            "includeAccountAuth=false&includeAccountAuth=true",
+            "x=1&include%41ccountAuth=true",
+        ] {
+            let url = format!("{path}?{q}");
+            let got = match cred {
+                Some(c) => env.send_as(method, &url, &alice, c, "").await,
+                None => env.send(method, &url, &alice, &[], "").await,
+            };
+            env.assert_refused(&got, 403, "operation_forbidden");
+        }
+    }
+    assert_eq!(env.traffic().len(), before);
+    assert!(env.state().credential_owner(SF_ALICE).is_some());
+    env.gw.shutdown().await;
+
+    let env = Env::with(fixtures(), |b| b.policy("allow_account_auth = true")).await;
+    let alice = env.member("alice");
+    let got = env
+        .send("GET", &p("/sdk/credentials?includeAccountAuth=true"), &alice, &[], "")
+        .await;
+    env.assert_unrouted(&got, Some("alice"));
+    let list = got.json();
+    let all: BTreeSet<String> = env.known.iter().map(|k| k.id.clone()).collect();
+    let mine: BTreeSet<String> = env.owned_by("alice").iter().map(|k| k.id.clone()).collect();
+    assert_eq!(credential_ids_in(&list).intersection(&all).cloned().collect::<BTreeSet<_>>(), mine);
+    for c in list.as_array().unwrap() {
+        assert!(c["accountAuth"]["accessToken"].is_string(), "{c}");
+    }
+    let got = env
+        .send(
+            "GET",
+            &p(&format!("/sdk/credentials/{SF_BOB}?includeAccountAuth=true")),
+            &alice,
+            &[],
+            "",
+        )
+        .await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    env.gw.shutdown().await;
+}
+
+/// SPEC §3 uninstall: the credential is required (none: 400 with the
+/// candidates), must be the caller's and of the path's integration (else
+/// 403, one message, nothing forwarded); on success Paragon removed it and
+/// credgate dropped the cached list, so the next request naming it is
+/// refused before Paragon.
+#[tokio::test]
+async fn uninstall_removes_the_account_and_the_cached_list() {
+    let env = Env::start().await;
+    let (alice, bob, admin) = (env.member("alice"), env.member("bob"), env.admin());
+    let sf_uninstall = p(&format!("/sdk/integrations/{DEMO_INTEGRATION_SALESFORCE}"));
+    let proxy = p("/sdk/proxy/salesforce/x");
+    // Warm the cache with alice's account.
+    let got = env.send_as("GET", &proxy, &alice, SF_ALICE, "").await;
+    env.assert_routed(&got, SF_ALICE, Place::Header);
+
+    let before = env.traffic().len();
+    for other in [SF_BOB, UNKNOWN, SLACK_ALICE_1] {
+        let got = env.send_as("DELETE", &sf_uninstall, &alice, other, "").await;
+        env.assert_refused(&got, 403, "credential_forbidden");
+        assert_eq!(got.json()["message"], FORBIDDEN_MESSAGE);
+    }
+    let got = env.send("DELETE", &sf_uninstall, &alice, &[], "").await;
+    env.assert_refused(&got, 400, "credential_required");
+    assert_eq!(strings(&got.json()["candidates"]), set(&[SF_ALICE]));
+    // Admins must name one too.
+    let got = env.send("DELETE", &sf_uninstall, &admin, &[], "").await;
+    env.assert_refused(&got, 400, "credential_required");
+    assert_eq!(
+        strings(&got.json()["candidates"]),
+        set(&[SF_ALICE, SF_BOB, CAROL_SF])
+    );
+    // An integration id nobody has.
+    let got = env
+        .send_as("DELETE", &p(&format!("/sdk/integrations/{UNKNOWN}")), &alice, SF_ALICE, "")
+        .await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    assert_eq!(env.traffic().len(), before);
+    assert!(env.state().credential_owner(SF_BOB).is_some());
+
+    let got = env.send_as("DELETE", &sf_uninstall, &alice, SF_ALICE, "").await;
+    env.assert_routed(&got, SF_ALICE, Place::Header);
+    assert_eq!(env.state().credential_owner(SF_ALICE), None, "Paragon removed it");
+    let got = env.send_as("GET", &proxy, &alice, SF_ALICE, "").await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    let got = env.send("GET", &proxy, &alice, &[], "").await;
+    env.assert_refused(&got, 403, "no_permitted_credential");
+
+    // An admin uninstalls bob's account; bob's next use is refused.
+    let got = env.send_as("GET", &proxy, &bob, SF_BOB, "").await;
+    env.assert_routed(&got, SF_BOB, Place::Header);
+    let got = env.send_as("DELETE", &sf_uninstall, &admin, SF_BOB, "").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(env.state().credential_owner(SF_BOB), None);
+    let got = env.send_as("GET", &proxy, &bob, SF_BOB, "").await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    env.gw.shutdown().await;
+}
