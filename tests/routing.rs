@@ -1393,3 +1393,202 @@ async fn uninstall_removes_the_account_and_the_cached_list() {
     env.assert_refused(&got, 403, "credential_forbidden");
     env.gw.shutdown().await;
 }
+
+/// Creates a sync as `token` naming `cred` in the body; returns its id.
+async fn create_sync(env: &Env, token: &str, integration: &str, cred: Option<&str>) -> String {
+    let body = match cred {
+        Some(c) => format!(r#"{{"integration":"{integration}","pipeline":"p","credentialId":"{c}"}}"#),
+        None => format!(r#"{{"integration":"{integration}","pipeline":"p"}}"#),
+    };
+    let got = env.send("POST", "/api/syncs", token, &[], body).await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    got.json()["id"].as_str().unwrap().to_string()
+}
+
+fn sync_ids(got: &Got) -> BTreeSet<String> {
+    got.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// SPEC §5 "Syncs": a sync created through credgate belongs to its
+/// credential. Its creator reaches it on every sync route (with a token
+/// narrowed to that credential); another member, an unknown sync and a
+/// deleted one are 403 and reach nothing.
+#[tokio::test]
+async fn syncs_are_reachable_only_by_the_member_whose_account_they_use() {
+    let env = Env::start().await;
+    let (alice, bob) = (env.member("alice"), env.member("bob"));
+    let s1 = create_sync(&env, &alice, "salesforce", Some(SF_ALICE)).await;
+    let json_h = [("content-type", "application/json")];
+
+    let item_routes = |s: &str| -> Vec<(&'static str, String, &'static str)> {
+        vec![
+            ("GET", format!("/api/syncs/{s}"), ""),
+            ("GET", format!("/api/syncs/{s}/records?pageSize=2"), ""),
+            ("GET", format!("/api/syncs/{s}/records/rec-1"), ""),
+            ("GET", format!("/api/syncs/{s}/records/rec-1/content"), ""),
+            ("POST", format!("/api/syncs/{s}/disable"), ""),
+            ("POST", format!("/api/syncs/{s}/reenable"), ""),
+            ("POST", format!("/api/permissions/{s}/list-users"), "{}"),
+            ("POST", format!("/api/permissions/{s}/list-objects"), "{}"),
+            (
+                "POST",
+                format!("/api/permissions/{s}/batch-check"),
+                r#"{"checks":[{"user":"u","object":"o"}]}"#,
+            ),
+            (
+                "PATCH",
+                format!("/api/syncs/{s}"),
+                r#"{"incrementalAccumulatorFrequency":"1h"}"#,
+            ),
+        ]
+    };
+    for (method, path, body) in item_routes(&s1) {
+        let got = env.send(method, &path, &alice, &json_h, body).await;
+        env.assert_routed(&got, SF_ALICE, Place::Token);
+        // The sync id in any case is the same sync.
+        let upper = path.replace(&s1, &s1.to_uppercase());
+        let got = env.send(method, &upper, &alice, &json_h, body).await;
+        assert!(got.status.is_success(), "{upper}: {}", got.status);
+    }
+
+    let before = env.traffic().len();
+    let mut messages = BTreeSet::new();
+    for s in [s1.clone(), UNKNOWN.to_string()] {
+        for (method, path, body) in item_routes(&s) {
+            for token in [&bob, &env.member("carol")] {
+                let got = env.send(method, &path, token, &json_h, body).await;
+                env.assert_refused(&got, 403, "credential_forbidden");
+                messages.insert(got.json()["message"].as_str().unwrap().to_string());
+            }
+        }
+        let got = env.send("DELETE", &format!("/api/syncs/{s}"), &bob, &[], "").await;
+        env.assert_refused(&got, 403, "credential_forbidden");
+    }
+    assert_eq!(messages, set(&[FORBIDDEN_MESSAGE]));
+    assert_eq!(env.traffic().len(), before);
+    assert_eq!(env.state().sync_credential(&s1), Some(SF_ALICE.to_string()));
+
+    // Deleting it drops the record: afterwards it is refused before Paragon.
+    let got = env.send("DELETE", &format!("/api/syncs/{s1}"), &alice, &[], "").await;
+    env.assert_routed(&got, SF_ALICE, Place::Token);
+    assert_eq!(env.state().sync_credential(&s1), None);
+    let got = env.send("GET", &format!("/api/syncs/{s1}"), &alice, &[], "").await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+
+    // A sync of an account that was since removed (and the cache dropped)
+    // is out of reach too.
+    let s2 = create_sync(&env, &bob, "slack", Some(SLACK_BOB)).await;
+    let got = env.send("GET", &format!("/api/syncs/{s2}"), &bob, &[], "").await;
+    env.assert_routed(&got, SLACK_BOB, Place::Token);
+    env.state().remove_credential(SLACK_BOB);
+    env.invalidate(json!({"user": "acme"})).await;
+    let got = env.send("GET", &format!("/api/syncs/{s2}"), &bob, &[], "").await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    env.gw.shutdown().await;
+}
+
+/// A sync an admin created naming no credential has no known credential:
+/// admin-only for members. One an admin created naming a member's account
+/// belongs to that account. `GET /api/syncs` lists for members only the
+/// syncs they may reach; admins see all.
+#[tokio::test]
+async fn sync_listings_and_admin_created_syncs() {
+    let env = Env::start().await;
+    let (alice, bob, admin) = (env.member("alice"), env.member("bob"), env.admin());
+    let a1 = create_sync(&env, &alice, "salesforce", Some(SF_ALICE)).await;
+    let a2 = create_sync(&env, &alice, "googledrive", None).await;
+    let b1 = create_sync(&env, &bob, "salesforce", None).await;
+    // Paragon's default for an admin naming none is the oldest account:
+    // alice's, but credgate cannot know that.
+    let orphan = create_sync(&env, &admin, "salesforce", None).await;
+    assert_eq!(env.state().sync_credential(&orphan), Some(SF_ALICE.to_string()));
+    let for_alice = create_sync(&env, &admin, "googledrive", Some(DRIVE_ALICE)).await;
+    assert_eq!(env.state().sync_credential(&a2), Some(DRIVE_ALICE.to_string()));
+
+    let before = env.traffic().len();
+    for token in [&alice, &bob] {
+        let got = env.send("GET", &format!("/api/syncs/{orphan}"), token, &[], "").await;
+        env.assert_refused(&got, 403, "credential_forbidden");
+        let got = env
+            .send("PATCH", &format!("/api/syncs/{orphan}"), token, &[], r#"{"incrementalAccumulatorFrequency":"1h"}"#)
+            .await;
+        env.assert_refused(&got, 403, "credential_forbidden");
+    }
+    assert_eq!(env.traffic().len(), before);
+    let got = env.send("GET", &format!("/api/syncs/{orphan}"), &admin, &[], "").await;
+    assert_eq!(got.status, 200);
+    let got = env.send("GET", &format!("/api/syncs/{for_alice}"), &alice, &[], "").await;
+    env.assert_routed(&got, DRIVE_ALICE, Place::Token);
+    let got = env.send("GET", &format!("/api/syncs/{for_alice}"), &bob, &[], "").await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+
+    let got = env.send("GET", "/api/syncs", &alice, &[], "").await;
+    env.assert_unrouted(&got, Some("alice"));
+    assert_eq!(sync_ids(&got), set(&[&a1, &a2, &for_alice]));
+    let got = env.send("GET", "/api/syncs", &bob, &[], "").await;
+    env.assert_unrouted(&got, Some("bob"));
+    assert_eq!(sync_ids(&got), set(&[&b1]));
+    let got = env.send("GET", "/api/syncs", &env.member("dave"), &[], "").await;
+    assert_eq!(sync_ids(&got), BTreeSet::new());
+    let got = env.send("GET", "/api/syncs", &admin, &[], "").await;
+    env.assert_unrouted(&got, None);
+    assert_eq!(sync_ids(&got), set(&[&a1, &a2, &b1, &orphan, &for_alice]));
+    env.gw.shutdown().await;
+}
+
+/// `PATCH /api/syncs/{id}` with `credentialId`: the sync must be the
+/// caller's, and the new credential permitted; moving it to another of the
+/// member's accounts works (and the sync follows it), to a foreign one is
+/// 403 and reaches nothing.
+#[tokio::test]
+async fn moving_a_sync_to_another_account() {
+    let env = Env::start().await;
+    let (alice, bob) = (env.member("alice"), env.member("bob"));
+    let s = create_sync(&env, &alice, "slack", Some(SLACK_ALICE_1)).await;
+    let patch = |cred: &str| format!(r#"{{"credentialId":"{cred}"}}"#);
+    let path = format!("/api/syncs/{s}");
+
+    let before = env.traffic().len();
+    for (token, cred) in [
+        (&alice, SLACK_BOB),
+        (&alice, UNKNOWN),
+        (&alice, "ext:bob"),
+        (&bob, SLACK_BOB),
+        (&bob, SLACK_ALICE_2),
+    ] {
+        let got = env.send("PATCH", &path, token, &[], patch(cred)).await;
+        env.assert_refused(&got, 403, "credential_forbidden");
+    }
+    assert_eq!(env.traffic().len(), before);
+    assert_eq!(env.state().sync_credential(&s), Some(SLACK_ALICE_1.to_string()));
+
+    let got = env.send("PATCH", &path, &alice, &[], patch(SLACK_ALICE_2)).await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    let fwd = env.forwarded(&got);
+    assert_eq!(fwd.len(), 1);
+    assert!(credential_headers(&fwd[0]).is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&fwd[0].body),
+        patch(SLACK_ALICE_2),
+        "the body names the new account once"
+    );
+    // The move touches both of alice's accounts, and only those.
+    assert_eq!(
+        env.upstream_claims(&fwd[0])[PERMS],
+        claim_for([("slack", SLACK_ALICE_1), ("slack", SLACK_ALICE_2)])
+    );
+    assert_eq!(env.state().sync_credential(&s), Some(SLACK_ALICE_2.to_string()));
+    // The ownership record followed: later calls carry the new account.
+    let got = env.send("GET", &path, &alice, &[], "").await;
+    env.assert_routed(&got, SLACK_ALICE_2, Place::Token);
+    // By label, back to the first account is ambiguous (two Slack accounts
+    // labelled alice): 403.
+    let got = env.send("PATCH", &path, &alice, &[], patch("ext:alice")).await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    env.gw.shutdown().await;
+}
