@@ -1592,3 +1592,246 @@ async fn moving_a_sync_to_another_account() {
     env.assert_refused(&got, 403, "credential_forbidden");
     env.gw.shutdown().await;
 }
+
+async fn passthrough_env() -> Env {
+    Env::with(fixtures(), |b| {
+        b.auth("mode = \"passthrough\"")
+            .paragon("public_key_file = \"paragon.pub.pem\"")
+    })
+    .await
+}
+
+/// SPEC §4 passthrough: callers present Paragon user tokens; the token is
+/// forwarded byte for byte; its permissions claim is the caller's policy,
+/// so a scoped token cannot use an account outside its claim (403, nothing
+/// forwarded), and no claim means every account of the user.
+#[tokio::test]
+async fn passthrough_tokens_are_forwarded_unchanged_and_scope_the_caller() {
+    let env = passthrough_env().await;
+    let sf = p("/sdk/proxy/salesforce/x");
+    let unscoped = env.paragon_token(json!({}));
+    let alice_sf = env.paragon_token(json!({
+        PERMS: {"integration:salesforce": {format!("credential:{SF_ALICE}"): true}}
+    }));
+    let slack_all = env.paragon_token(json!({PERMS: {"integration:slack": true}}));
+    let forwarded_token = |got: &Got, token: &str, cred: Option<&str>| {
+        assert!(got.status.is_success(), "{} {:?}", got.status, got.body);
+        let fwd = env.forwarded(got);
+        assert_eq!(fwd.len(), 1);
+        assert_eq!(
+            fwd[0].header_all("authorization"),
+            vec![format!("Bearer {token}")],
+            "the caller's token, unchanged"
+        );
+        if let Some(c) = cred {
+            assert_eq!(credential_headers(&fwd[0]), vec![c.to_string()]);
+            assert_eq!(fwd[0].credential.as_deref(), Some(c));
+        }
+    };
+
+    // No claim: every account of acme.
+    for cred in [SF_ALICE, SF_BOB] {
+        let got = env.send_as("GET", &sf, &unscoped, cred, "").await;
+        forwarded_token(&got, &unscoped, Some(cred));
+    }
+    // Scoped to alice's Salesforce account.
+    let got = env.send_as("GET", &sf, &alice_sf, SF_ALICE, "").await;
+    forwarded_token(&got, &alice_sf, Some(SF_ALICE));
+    let got = env.send("GET", &sf, &alice_sf, &[], "").await;
+    forwarded_token(&got, &alice_sf, Some(SF_ALICE));
+    let got = env
+        .send("POST", &p("/sdk/triggers/wf-1"), &alice_sf, &[], "{}")
+        .await;
+    forwarded_token(&got, &alice_sf, Some(SF_ALICE));
+    let before = env.traffic().len();
+    for (path, cred) in [
+        (sf.clone(), SF_BOB),
+        (sf.clone(), UNKNOWN),
+        (p("/sdk/proxy/slack/x"), SLACK_ALICE_1),
+        (p("/sdk/triggers/wf-1"), SLACK_ALICE_1),
+        (p("/sdk/credentials/{}"), SF_BOB),
+    ] {
+        let path = path.replace("{}", cred);
+        let got = env.send_as("POST", &path, &alice_sf, cred, "{}").await;
+        if path.contains("/sdk/credentials/") {
+            let got = env.send("GET", &path, &alice_sf, &[], "").await;
+            env.assert_refused(&got, 403, "credential_forbidden");
+            continue;
+        }
+        env.assert_refused(&got, 403, "credential_forbidden");
+        assert_eq!(got.json()["message"], FORBIDDEN_MESSAGE);
+    }
+    let got = env
+        .send(
+            "POST",
+            "/api/syncs",
+            &alice_sf,
+            &[],
+            format!(r#"{{"integration":"salesforce","pipeline":"p","credentialId":"{SF_BOB}"}}"#),
+        )
+        .await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    let got = env
+        .send("GET", &p("/sdk/proxy/slack/x"), &alice_sf, &[], "")
+        .await;
+    env.assert_refused(&got, 403, "no_permitted_credential");
+    // Scoped callers are members: no includeAccountAuth, no PATCH /sdk/me.
+    let got = env
+        .send("GET", &p("/sdk/credentials?includeAccountAuth=true"), &alice_sf, &[], "")
+        .await;
+    env.assert_refused(&got, 403, "operation_forbidden");
+    let got = env
+        .send("PATCH", &p("/sdk/me"), &alice_sf, &[], r#"{"meta":{}}"#)
+        .await;
+    env.assert_refused(&got, 403, "operation_forbidden");
+    assert_eq!(env.traffic().len(), before);
+
+    // What the scoped caller sees of the user.
+    let got = env.send("GET", &p("/sdk/me"), &alice_sf, &[], "").await;
+    forwarded_token(&got, &alice_sf, None);
+    let all: BTreeSet<String> = env.known.iter().map(|k| k.id.clone()).collect();
+    let shown: BTreeSet<String> = credential_ids_in(&got.json())
+        .intersection(&all)
+        .cloned()
+        .collect();
+    assert_eq!(shown, set(&[SF_ALICE]));
+
+    // An integration-wide scope: every Slack account, nothing else.
+    for cred in [SLACK_ALICE_1, SLACK_BOB, DAVE_SLACK] {
+        let got = env
+            .send_as("GET", &p("/sdk/proxy/slack/x"), &slack_all, cred, "")
+            .await;
+        forwarded_token(&got, &slack_all, Some(cred));
+    }
+    let got = env.send_as("GET", &sf, &slack_all, SF_ALICE, "").await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    let got = env
+        .send("GET", &p("/sdk/proxy/slack/x"), &slack_all, &[], "")
+        .await;
+    env.assert_refused(&got, 400, "credential_required");
+    assert_eq!(
+        strings(&got.json()["candidates"]),
+        set(&[SLACK_ALICE_1, SLACK_ALICE_2, SLACK_BOB, DAVE_SLACK])
+    );
+    env.gw.shutdown().await;
+}
+
+/// In passthrough the cached list is keyed by user AND claim (Paragon
+/// narrows `/sdk/me` by the claim): a second caller with another scope
+/// does not get the first caller's list, even within the refresh cooldown.
+#[tokio::test]
+async fn passthrough_lists_are_cached_per_scope() {
+    let env = Env::with(fixtures(), |b| {
+        b.auth("mode = \"passthrough\"")
+            .paragon("public_key_file = \"paragon.pub.pem\"")
+            .cache("refresh_cooldown = \"1h\"")
+    })
+    .await;
+    let sf = p("/sdk/proxy/salesforce/x");
+    let only = |id: &str| {
+        env.paragon_token(json!({
+            PERMS: {"integration:salesforce": {format!("credential:{id}"): true}}
+        }))
+    };
+    let (a, b) = (only(SF_ALICE), only(SF_BOB));
+    let got = env.send_as("GET", &sf, &a, SF_ALICE, "").await;
+    assert_eq!(got.status, 200);
+    let got = env.send_as("GET", &sf, &b, SF_BOB, "").await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    assert_eq!(env.forwarded(&got)[0].credential.as_deref(), Some(SF_BOB));
+    let got = env.send_as("GET", &sf, &b, SF_ALICE, "").await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    let got = env.send_as("GET", &sf, &a, SF_BOB, "").await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    env.gw.shutdown().await;
+}
+
+/// ActionKit trigger subscriptions are not tracked by credgate: a member
+/// naming their own account gets a token narrowed to it, so another
+/// member's subscription stays out of reach (Paragon refuses it).
+#[tokio::test]
+async fn another_members_trigger_subscription_stays_out_of_reach() {
+    let env = Env::start().await;
+    let (alice, bob) = (env.member("alice"), env.member("bob"));
+    let got = env
+        .send_as(
+            "POST",
+            &p("/trigger-subscriptions"),
+            &bob,
+            SLACK_BOB,
+            r#"{"integration":"slack","type":"SLACK_NEW_MESSAGE"}"#,
+        )
+        .await;
+    env.assert_routed(&got, SLACK_BOB, Place::Header);
+    let sub = got.json()["id"].as_str().unwrap().to_string();
+    let path = p(&format!("/trigger-subscriptions/{sub}"));
+    for method in ["GET", "PATCH", "DELETE"] {
+        if method != "DELETE" {
+            let got = env.send_as(method, &path, &bob, SLACK_BOB, "{}").await;
+            env.assert_routed(&got, SLACK_BOB, Place::Header);
+        }
+        // alice with her own Slack account: routed, but the narrowed token
+        // does not let Paragon serve bob's subscription.
+        let got = env.send_as(method, &path, &alice, SLACK_ALICE_1, "{}").await;
+        assert!(!got.status.is_success(), "{method}: {}", got.status);
+        let fwd = env.forwarded(&got);
+        assert_eq!(fwd.len(), 1);
+        assert_eq!(
+            env.upstream_claims(&fwd[0])[PERMS],
+            claim_for([("slack", SLACK_ALICE_1)])
+        );
+        // alice naming bob's account: refused by credgate.
+        let got = env.send_as(method, &path, &alice, SLACK_BOB, "{}").await;
+        env.assert_refused(&got, 403, "credential_forbidden");
+    }
+    let got = env
+        .send_as("GET", &p("/trigger-subscriptions"), &alice, SLACK_ALICE_1, "")
+        .await;
+    env.assert_routed(&got, SLACK_ALICE_1, Place::Header);
+    assert!(!String::from_utf8_lossy(&got.body).contains(&sub));
+    // bob deletes his own.
+    let got = env.send_as("DELETE", &path, &bob, SLACK_BOB, "").await;
+    env.assert_routed(&got, SLACK_BOB, Place::Header);
+    env.gw.shutdown().await;
+}
+
+/// `proxy/custom/{integrationId}/...`: the integration is the custom one
+/// whose credentials carry that id; another member's account of it, or an
+/// account of another integration, is refused.
+#[tokio::test]
+async fn custom_integration_proxy_routes_by_integration_id() {
+    let mut env = Env::start().await;
+    const BILLING: &str = "c0ffee00-0000-4000-8000-0000000000b1";
+    const BILLING_ALICE: &str = "a11ce000-b111-4000-8000-000000000001";
+    const BILLING_BOB: &str = "b0b00000-b111-4000-8000-000000000001";
+    for (id, who) in [(BILLING_ALICE, "alice"), (BILLING_BOB, "bob")] {
+        let mut c = owned(id, "custom.billing", who);
+        c.integration_id = Some(BILLING.into());
+        env.add("acme", c);
+    }
+    let alice = env.member("alice");
+    let path = p(&format!("/sdk/proxy/custom/{BILLING}/v1/invoices"));
+    let got = env.send_as("GET", &path, &alice, BILLING_ALICE, "").await;
+    env.assert_routed(&got, BILLING_ALICE, Place::Header);
+    let got = env.send("GET", &path, &alice, &[], "").await;
+    env.assert_routed(&got, BILLING_ALICE, Place::Header);
+    let got = env
+        .send("GET", &path, &env.member("bob"), &[], "")
+        .await;
+    env.assert_routed(&got, BILLING_BOB, Place::Header);
+    for other in [BILLING_BOB, SF_ALICE, UNKNOWN] {
+        let got = env.send_as("GET", &path, &alice, other, "").await;
+        env.assert_refused(&got, 403, "credential_forbidden");
+        assert_eq!(got.json()["message"], FORBIDDEN_MESSAGE);
+    }
+    // An integration id nobody has: nothing can match.
+    let got = env
+        .send_as("GET", &p(&format!("/sdk/proxy/custom/{UNKNOWN}/v1")), &alice, BILLING_ALICE, "")
+        .await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    let got = env
+        .send("GET", &p(&format!("/sdk/proxy/custom/{UNKNOWN}/v1")), &alice, &[], "")
+        .await;
+    env.assert_refused(&got, 403, "no_permitted_credential");
+    env.gw.shutdown().await;
+}
