@@ -1835,3 +1835,371 @@ async fn custom_integration_proxy_routes_by_integration_id() {
     env.assert_refused(&got, 403, "no_permitted_credential");
     env.gw.shutdown().await;
 }
+
+/// What a planned request in the concurrency test must come to.
+#[derive(Debug, Clone)]
+enum Expect {
+    /// Allowed, reaching Paragon once with this credential at this place.
+    Routed(String, Place),
+    /// Allowed, reaching Paragon once with no credential (`GET /sdk/me`).
+    Unrouted,
+    /// Refused by credgate with this status and code; nothing forwarded.
+    Refused(u16, &'static str),
+}
+
+#[derive(Debug, Clone)]
+struct Planned {
+    principal: &'static str,
+    what: &'static str,
+    method: &'static str,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+    body: String,
+    expect: Expect,
+}
+
+/// A deterministic pseudo-random stream (xorshift64*), so a failure
+/// replays the same mix.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[(self.next() % v.len() as u64) as usize]
+    }
+}
+
+fn action_for(integration: &str) -> &'static str {
+    match integration {
+        "salesforce" => "SALESFORCE_CREATE_RECORD",
+        "slack" => "SLACK_SEND_MESSAGE",
+        "googledrive" => "GOOGLE_DRIVE_LIST_FILES",
+        other => panic!("no action for {other}"),
+    }
+}
+
+fn plan(env: &Env, principal: &'static str, rng: &mut Rng) -> Planned {
+    let own: Vec<&Known> = env.owned_by(principal);
+    let foreign: Vec<&Known> = env.known.iter().filter(|k| k.owner != principal).collect();
+    let mine_of = |t: &str| -> Vec<&Known> {
+        own.iter().copied().filter(|k| k.integration == t).collect()
+    };
+    let is_own = rng.next() % 2 == 0;
+    let c: Known = if is_own {
+        (*rng.pick(&own)).clone()
+    } else {
+        (*rng.pick(&foreign)).clone()
+    };
+    let forbidden = Expect::Refused(403, "credential_forbidden");
+    let named = |place| {
+        if is_own {
+            Expect::Routed(c.id.clone(), place)
+        } else {
+            forbidden.clone()
+        }
+    };
+    let header = vec![("x-paragon-credential", c.id.clone())];
+    let n = rng.next() % 1000;
+    let mut p_ = Planned {
+        principal,
+        what: "",
+        method: "GET",
+        path: String::new(),
+        headers: header.clone(),
+        body: String::new(),
+        expect: named(Place::Header),
+    };
+    match rng.next() % 10 {
+        0 => {
+            p_.what = "proxy";
+            p_.path = p(&format!("/sdk/proxy/{}/items/{n}", c.integration));
+        }
+        1 => {
+            p_.what = "workflow trigger";
+            p_.method = "POST";
+            p_.path = p(&format!("/sdk/triggers/wf-{n}"));
+            p_.body = format!(r#"{{"n":{n}}}"#);
+        }
+        2 => {
+            p_.what = "app event";
+            p_.method = "POST";
+            p_.path = format!("/v2/projects/{PROJECT}/sdk/events/trigger");
+            p_.body = r#"{"name":"Deal Won","payload":{}}"#.into();
+        }
+        3 => {
+            p_.what = "actionkit action";
+            p_.method = "POST";
+            p_.path = p("/actions");
+            p_.body = format!(r#"{{"action":"{}"}}"#, action_for(&c.integration));
+        }
+        4 => {
+            p_.what = "credential by id";
+            p_.path = p(&format!("/sdk/credentials/{}", c.id));
+            p_.headers = vec![];
+            p_.expect = named(Place::Token);
+        }
+        5 => {
+            p_.what = "sync create";
+            p_.method = "POST";
+            p_.path = "/api/syncs".into();
+            p_.headers = vec![];
+            p_.body = format!(
+                r#"{{"integration":"{}","pipeline":"p{n}","credentialId":"{}"}}"#,
+                c.integration, c.id
+            );
+            p_.expect = named(Place::Body);
+        }
+        6 => {
+            p_.what = "sdk me";
+            p_.path = p("/sdk/me");
+            p_.headers = vec![];
+            p_.expect = Expect::Unrouted;
+        }
+        7 => {
+            p_.what = "proxy by label";
+            p_.path = p(&format!("/sdk/proxy/{}/items/{n}", c.integration));
+            p_.headers = vec![("x-paragon-credential", format!("ext:{}", c.owner))];
+            let matches = mine_of(&c.integration);
+            p_.expect = match (is_own, matches.as_slice()) {
+                (true, [one]) => Expect::Routed(one.id.clone(), Place::Header),
+                _ => forbidden.clone(),
+            };
+        }
+        8 => {
+            p_.what = "workflow settings";
+            p_.method = if n % 2 == 0 { "POST" } else { "DELETE" };
+            p_.path = p(&format!("/sdk/workflows/wf-{n}"));
+        }
+        _ => {
+            let t = *rng.pick(&["salesforce", "slack", "googledrive"]);
+            p_.what = "actionkit default";
+            p_.method = "POST";
+            p_.path = p("/actions");
+            p_.headers = vec![];
+            p_.body = format!(r#"{{"action":"{}"}}"#, action_for(t));
+            p_.expect = match mine_of(t).as_slice() {
+                [one] => Expect::Routed(one.id.clone(), Place::Header),
+                [] => Expect::Refused(403, "no_permitted_credential"),
+                _ => Expect::Refused(400, "credential_required"),
+            };
+        }
+    }
+    p_
+}
+
+/// Every credential id a permissions claim grants
+/// (`{"integration:t": {"credential:id": true}}`).
+fn claim_credentials(claim: &Value) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for scope in claim.as_object()?.values() {
+        for k in scope.as_object()?.keys() {
+            out.push(k.strip_prefix("credential:")?.to_string());
+        }
+    }
+    Some(out)
+}
+
+/// 4 members × 500 requests, 64 in flight, mixing their own and each
+/// other's accounts over eight products while the credential cache is
+/// invalidated underneath them: no request may be misrouted or wrongly
+/// allowed. Checked from both ends: each response against its plan, and
+/// every request the emulator received (joined by `x-request-id`) against
+/// the principal who sent it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_members_in_parallel_are_never_misrouted() {
+    const PER_MEMBER: usize = 500;
+    const IN_FLIGHT: usize = 64;
+    const MEMBERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+    let env = Arc::new(Env::start().await);
+    let tokens: HashMap<&str, String> = MEMBERS.iter().map(|m| (*m, env.member(m))).collect();
+    let mut rng = Rng(0x5eed_c0de_2024_0001);
+    let mut plans = Vec::new();
+    for _ in 0..PER_MEMBER {
+        for m in MEMBERS {
+            plans.push(plan(&env, m, &mut rng));
+        }
+    }
+
+    // Invalidate the cache now and then while the load runs, so lists are
+    // loaded concurrently with decisions.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let invalidator = {
+        let (env, stop) = (env.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                env.invalidate(json!({})).await;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+
+    let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, plan) in plans.iter().cloned().enumerate() {
+        let (env, permits) = (env.clone(), permits.clone());
+        let token = tokens[plan.principal].clone();
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await.unwrap();
+            let mut headers: Vec<(&str, &str)> = plan
+                .headers
+                .iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect();
+            headers.push(("content-type", "application/json"));
+            let got = env
+                .send(plan.method, &plan.path, &token, &headers, plan.body.clone())
+                .await;
+            (i, got)
+        });
+    }
+    let mut results: Vec<Option<Got>> = (0..plans.len()).map(|_| None).collect();
+    while let Some(done) = tasks.join_next().await {
+        let (i, got) = done.expect("a request task");
+        results[i] = Some(got);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    invalidator.await.unwrap();
+    let results: Vec<Got> = results.into_iter().map(Option::unwrap).collect();
+
+    // Join what Paragon received to who asked.
+    let mut by_rid: HashMap<String, usize> = HashMap::new();
+    for (i, got) in results.iter().enumerate() {
+        assert!(
+            by_rid.insert(rid(got), i).is_none(),
+            "request ids are unique"
+        );
+    }
+    let mut received: HashMap<usize, Vec<credgate::emulator::RecordedRequest>> = HashMap::new();
+    let mut violations: Vec<String> = Vec::new();
+    let owner_of: HashMap<&str, &str> = env
+        .known
+        .iter()
+        .map(|k| (k.id.as_str(), k.owner.as_str()))
+        .collect();
+    let traffic = env.traffic();
+    for r in &traffic {
+        let Some(&i) = r.header("x-request-id").and_then(|id| by_rid.get(id)) else {
+            violations.push(format!("unattributed request at Paragon: {} {}", r.method, r.path));
+            continue;
+        };
+        let who = plans[i].principal;
+        let mut carried: Vec<String> = credential_headers(r);
+        if let Some(c) = &r.credential {
+            carried.push(c.clone());
+        }
+        if let Ok(v) = serde_json::from_slice::<Value>(&r.body) {
+            if let Some(c) = v.get("credentialId").and_then(Value::as_str) {
+                carried.push(c.to_string());
+            }
+        }
+        let claims = env.upstream_claims(r);
+        match claims.get(PERMS).and_then(claim_credentials) {
+            Some(granted) => carried.extend(granted),
+            None => violations.push(format!("#{i} {who}: an unnarrowed token reached Paragon")),
+        }
+        for c in carried {
+            let owner = owner_of.get(c.to_ascii_lowercase().as_str()).copied();
+            if owner != Some(who) {
+                violations.push(format!(
+                    "#{i} {who} {}: Paragon received {c} (owner {owner:?}) for {} {}",
+                    plans[i].what, r.method, r.path
+                ));
+            }
+        }
+        received.entry(i).or_default().push(r.clone());
+    }
+
+    let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (i, (plan, got)) in plans.iter().zip(&results).enumerate() {
+        let recs = received.remove(&i).unwrap_or_default();
+        let tag = format!("#{i} {} {} {}", plan.principal, plan.what, plan.path);
+        let entry = counts.entry(plan.what).or_default();
+        match &plan.expect {
+            Expect::Refused(status, code) => {
+                entry.1 += 1;
+                let got_code = serde_json::from_slice::<Value>(&got.body)
+                    .ok()
+                    .and_then(|v| v["code"].as_str().map(str::to_string));
+                if got.status.as_u16() != *status || got_code.as_deref() != Some(code) {
+                    violations.push(format!(
+                        "{tag}: expected {status} {code}, got {} {}",
+                        got.status,
+                        String::from_utf8_lossy(&got.body)
+                    ));
+                }
+                if !recs.is_empty() {
+                    violations.push(format!("{tag}: refused but reached Paragon"));
+                }
+            }
+            Expect::Routed(cred, place) => {
+                entry.0 += 1;
+                if !got.status.is_success() {
+                    violations.push(format!(
+                        "{tag}: expected success, got {} {}",
+                        got.status,
+                        String::from_utf8_lossy(&got.body)
+                    ));
+                }
+                let [r] = recs.as_slice() else {
+                    violations.push(format!("{tag}: reached Paragon {} times", recs.len()));
+                    continue;
+                };
+                let headers = credential_headers(r);
+                let ok = r.credential.as_deref() == Some(cred.as_str())
+                    && match place {
+                        Place::Header => headers == vec![cred.clone()],
+                        Place::Body | Place::Token => headers.is_empty(),
+                    }
+                    && env.upstream_claims(r)[PERMS]
+                        == claim_for([(env.cred(cred).integration.as_str(), cred.as_str())]);
+                if !ok {
+                    violations.push(format!("{tag}: misrouted: {r:?}"));
+                }
+            }
+            Expect::Unrouted => {
+                entry.0 += 1;
+                let mine: BTreeSet<String> = env
+                    .owned_by(plan.principal)
+                    .iter()
+                    .map(|k| k.id.clone())
+                    .collect();
+                let shown = ids_in(&String::from_utf8_lossy(&got.body), &env.known);
+                if got.status != 200 || shown.iter().any(|id| !mine.contains(*id)) {
+                    violations.push(format!("{tag}: {} shows {shown:?}", got.status));
+                }
+                if recs.len() != 1 || !credential_headers(&recs[0]).is_empty() {
+                    violations.push(format!("{tag}: forwarded {recs:?}"));
+                }
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "{} violations, first ones:\n{}",
+        violations.len(),
+        violations
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The mix really exercised both sides on every product.
+    for (what, (allowed, refused)) in &counts {
+        assert!(*allowed > 0, "{what}: nothing allowed in the mix");
+        if *what != "sdk me" {
+            assert!(*refused > 0, "{what}: nothing refused in the mix");
+        }
+    }
+    assert_eq!(counts.len(), 10);
+    assert!(env.loads().len() > 1, "lists were reloaded during the run");
+
+    let env = Arc::try_unwrap(env).unwrap_or_else(|_| panic!("tasks are done"));
+    env.gw.shutdown().await;
+}
