@@ -353,7 +353,13 @@ async fn unrouted_products_carry_the_members_accounts_only() {
             .await;
         env.assert_refused(&got, 403, "operation_forbidden");
         let got = env
-            .send_as("PATCH", &p("/sdk/me"), token, SF_ALICE, r#"{"meta":{"x":1}}"#)
+            .send_as(
+                "PATCH",
+                &p("/sdk/me"),
+                token,
+                SF_ALICE,
+                r#"{"meta":{"x":1}}"#,
+            )
             .await;
         env.assert_refused(&got, 403, "operation_forbidden");
     }
@@ -439,15 +445,21 @@ async fn credential_inputs_given_twice_or_malformed_are_400() {
         (with(SF_ALICE), Some(SLACK_ALICE_1)),
         (with("ext:alice"), Some(SF_ALICE)),
         (
-            format!(r#"{{"credentialId":"{SF_ALICE}","integration":"salesforce","pipeline":"p","credentialId":"{SF_ALICE}"}}"#),
+            format!(
+                r#"{{"credentialId":"{SF_ALICE}","integration":"salesforce","pipeline":"p","credentialId":"{SF_ALICE}"}}"#
+            ),
             None,
         ),
         (
-            format!(r#"{{"credentialId":"{SF_ALICE}","credential\u0049d":"{SF_BOB}","integration":"salesforce","pipeline":"p"}}"#),
+            format!(
+                r#"{{"credentialId":"{SF_ALICE}","credential\u0049d":"{SF_BOB}","integration":"salesforce","pipeline":"p"}}"#
+            ),
             None,
         ),
         (
-            format!(r#"{{"credential\u0049d":"{SF_BOB}","credentialId":"{SF_ALICE}","integration":"salesforce","pipeline":"p"}}"#),
+            format!(
+                r#"{{"credential\u0049d":"{SF_BOB}","credentialId":"{SF_ALICE}","integration":"salesforce","pipeline":"p"}}"#
+            ),
             None,
         ),
         ("not json".to_string(), None),
@@ -455,7 +467,14 @@ async fn credential_inputs_given_twice_or_malformed_are_400() {
         (r#""credentialId""#.to_string(), None),
         (format!(r#"{{"credentialId":"{SF_ALICE}""#), None),
     ];
-    for v in ["5", "true", "null", "[]", "{}", r#"["a11ce000-5a1e-4000-8000-000000000001"]"#] {
+    for v in [
+        "5",
+        "true",
+        "null",
+        "[]",
+        "{}",
+        r#"["a11ce000-5a1e-4000-8000-000000000001"]"#,
+    ] {
         bad_bodies.push((
             format!(r#"{{"integration":"salesforce","pipeline":"p","credentialId":{v}}}"#),
             None,
@@ -469,7 +488,9 @@ async fn credential_inputs_given_twice_or_malformed_are_400() {
         if let Some(h) = header {
             headers.push(("x-paragon-credential", h));
         }
-        let got = env.send("POST", "/api/syncs", &alice, &headers, body.clone()).await;
+        let got = env
+            .send("POST", "/api/syncs", &alice, &headers, body.clone())
+            .await;
         env.assert_refused(&got, 400, "bad_request");
         // PATCH reads its body the same way (the sync id is checked after).
         let got = env
@@ -559,7 +580,9 @@ async fn default_credentials_follow_the_spec_rules() {
     // Known integration, one VALID permitted: used.
     let got = env.send("GET", &proxy("salesforce"), &alice, &[], "").await;
     env.assert_routed(&got, SF_ALICE, Place::Header);
-    let got = env.send("GET", &proxy("googledrive"), &alice, &[], "").await;
+    let got = env
+        .send("GET", &proxy("googledrive"), &alice, &[], "")
+        .await;
     env.assert_routed(&got, DRIVE_ALICE, Place::Header);
     let got = env
         .send("GET", &proxy("salesforce"), &env.member("carol"), &[], "")
@@ -603,9 +626,13 @@ async fn default_credentials_follow_the_spec_rules() {
         env.assert_routed(&got, DAVE_SLACK, Place::Header);
         // frank's one account is INVALID: with the integration unknown it
         // still is "exactly one permitted credential".
-        let got = env.send(method, path, &env.member("frank"), &[], "{}").await;
+        let got = env
+            .send(method, path, &env.member("frank"), &[], "{}")
+            .await;
         env.assert_routed(&got, GMAIL_FRANK_BROKEN, Place::Header);
-        let got = env.send(method, path, &env.member("carol"), &[], "{}").await;
+        let got = env
+            .send(method, path, &env.member("carol"), &[], "{}")
+            .await;
         env.assert_refused(&got, 400, "credential_required");
         assert_eq!(
             strings(&got.json()["candidates"]),
@@ -777,16 +804,29 @@ async fn sync_create_defaults_use_the_bodys_integration() {
     // Other fields kept as their original JSON text.
     assert!(String::from_utf8_lossy(&r.body).contains(r#""n":1.50"#));
     assert_eq!(
-        env.state().sync_credential(got.json()["id"].as_str().unwrap()),
+        env.state()
+            .sync_credential(got.json()["id"].as_str().unwrap()),
         Some(SF_ALICE.to_string())
     );
     let got = env
-        .send("POST", "/api/syncs", &env.member("dave"), &[], body("slack"))
+        .send(
+            "POST",
+            "/api/syncs",
+            &env.member("dave"),
+            &[],
+            body("slack"),
+        )
         .await;
     env.assert_routed(&got, DAVE_SLACK, Place::Body);
     // The header is also accepted on sync, and moves into the body.
     let got = env
-        .send_as("POST", "/api/syncs", &alice, DRIVE_ALICE, body("googledrive"))
+        .send_as(
+            "POST",
+            "/api/syncs",
+            &alice,
+            DRIVE_ALICE,
+            body("googledrive"),
+        )
         .await;
     env.assert_routed(&got, DRIVE_ALICE, Place::Body);
 
@@ -800,12 +840,24 @@ async fn sync_create_defaults_use_the_bodys_integration() {
         set(&[SLACK_ALICE_1, SLACK_ALICE_2])
     );
     let got = env
-        .send("POST", "/api/syncs", &env.member("bob"), &[], body("googledrive"))
+        .send(
+            "POST",
+            "/api/syncs",
+            &env.member("bob"),
+            &[],
+            body("googledrive"),
+        )
         .await;
     env.assert_refused(&got, 403, "no_permitted_credential");
     // A credential of another integration than the body says.
     let got = env
-        .send_as("POST", "/api/syncs", &alice, SLACK_ALICE_1, body("salesforce"))
+        .send_as(
+            "POST",
+            "/api/syncs",
+            &alice,
+            SLACK_ALICE_1,
+            body("salesforce"),
+        )
         .await;
     env.assert_refused(&got, 403, "credential_forbidden");
     assert_eq!(env.traffic().len(), before);
@@ -886,7 +938,13 @@ async fn admins_reach_every_credential_and_name_none_through() {
         admin_token(&fwd[0]);
         // By id, too.
         let got = env
-            .send("GET", &p(&format!("/sdk/credentials/{cred}")), &admin, &[], "")
+            .send(
+                "GET",
+                &p(&format!("/sdk/credentials/{cred}")),
+                &admin,
+                &[],
+                "",
+            )
             .await;
         assert_eq!(got.status, 200, "{:?}", got.body);
         assert_eq!(got.json()["id"], cred);
@@ -894,7 +952,13 @@ async fn admins_reach_every_credential_and_name_none_through() {
     }
     // An id not in the user's list is refused for admins too.
     let got = env
-        .send("GET", &p(&format!("/sdk/credentials/{UNKNOWN}")), &admin, &[], "")
+        .send(
+            "GET",
+            &p(&format!("/sdk/credentials/{UNKNOWN}")),
+            &admin,
+            &[],
+            "",
+        )
         .await;
     env.assert_refused(&got, 403, "credential_forbidden");
     // Naming none: nothing added, Paragon's default (the oldest) serves.
@@ -1054,7 +1118,8 @@ async fn paragon_failing_to_list_credentials_is_503_and_forwards_nothing() {
             ..Behaviour::default()
         },
     ];
-    let sync_body = format!(r#"{{"integration":"salesforce","pipeline":"p","credentialId":"{SF_ALICE}"}}"#);
+    let sync_body =
+        format!(r#"{{"integration":"salesforce","pipeline":"p","credentialId":"{SF_ALICE}"}}"#);
     for b in behaviours {
         env.invalidate(json!({})).await;
         env.state().set_behaviour(b.clone());
@@ -1216,11 +1281,25 @@ async fn sdk_me_and_credentials_show_members_only_their_accounts() {
         }
         assert!(!has_account_auth(&me));
 
-        let got = env.send("GET", &p("/sdk/credentials"), &token, &[], "").await;
-        env.assert_unrouted(&got, Some(who));
-        assert_eq!(credential_ids_in(&got.json()).intersection(&all).cloned().collect::<BTreeSet<_>>(), mine);
         let got = env
-            .send("GET", &p("/sdk/credentials?integration=slack"), &token, &[], "")
+            .send("GET", &p("/sdk/credentials"), &token, &[], "")
+            .await;
+        env.assert_unrouted(&got, Some(who));
+        assert_eq!(
+            credential_ids_in(&got.json())
+                .intersection(&all)
+                .cloned()
+                .collect::<BTreeSet<_>>(),
+            mine
+        );
+        let got = env
+            .send(
+                "GET",
+                &p("/sdk/credentials?integration=slack"),
+                &token,
+                &[],
+                "",
+            )
             .await;
         let slack: BTreeSet<String> = env
             .owned_by(who)
@@ -1229,11 +1308,20 @@ async fn sdk_me_and_credentials_show_members_only_their_accounts() {
             .map(|k| k.id.clone())
             .collect();
         assert_eq!(
-            credential_ids_in(&got.json()).intersection(&all).cloned().collect::<BTreeSet<_>>(),
+            credential_ids_in(&got.json())
+                .intersection(&all)
+                .cloned()
+                .collect::<BTreeSet<_>>(),
             slack
         );
         let got = env
-            .send("GET", &p("/sdk/credentials?includeAccountAuth=false"), &token, &[], "")
+            .send(
+                "GET",
+                &p("/sdk/credentials?includeAccountAuth=false"),
+                &token,
+                &[],
+                "",
+            )
             .await;
         assert_eq!(got.status, 200);
         assert!(!has_account_auth(&got.json()));
@@ -1245,7 +1333,9 @@ async fn sdk_me_and_credentials_show_members_only_their_accounts() {
         p("/sdk/me"),
         p("/sdk/credentials"),
         p("/sdk/credentials?includeAccountAuth=true"),
-        p(&format!("/sdk/credentials/{SF_BOB}?includeAccountAuth=true")),
+        p(&format!(
+            "/sdk/credentials/{SF_BOB}?includeAccountAuth=true"
+        )),
     ] {
         let got = env.send("GET", &path, &env.admin(), &[], "").await;
         assert_eq!(got.status, 200);
@@ -1257,13 +1347,29 @@ async fn sdk_me_and_credentials_show_members_only_their_accounts() {
                 .unwrap(),
         )
         .await;
-        assert_eq!(got.json(), straight.json(), "{path}: admin answer untouched");
+        assert_eq!(
+            got.json(),
+            straight.json(),
+            "{path}: admin answer untouched"
+        );
     }
     let got = env
-        .send("GET", &p("/sdk/credentials?includeAccountAuth=true"), &env.admin(), &[], "")
+        .send(
+            "GET",
+            &p("/sdk/credentials?includeAccountAuth=true"),
+            &env.admin(),
+            &[],
+            "",
+        )
         .await;
     assert!(has_account_auth(&got.json()));
-    assert_eq!(credential_ids_in(&got.json()).intersection(&all).cloned().collect::<BTreeSet<_>>(), all);
+    assert_eq!(
+        credential_ids_in(&got.json())
+            .intersection(&all)
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        all
+    );
     env.gw.shutdown().await;
 }
 
@@ -1313,20 +1419,34 @@ async fn members_asking_for_account_auth_are_refused_unless_allowed() {
     let env = Env::with(fixtures(), |b| b.policy("allow_account_auth = true")).await;
     let alice = env.member("alice");
     let got = env
-        .send("GET", &p("/sdk/credentials?includeAccountAuth=true"), &alice, &[], "")
+        .send(
+            "GET",
+            &p("/sdk/credentials?includeAccountAuth=true"),
+            &alice,
+            &[],
+            "",
+        )
         .await;
     env.assert_unrouted(&got, Some("alice"));
     let list = got.json();
     let all: BTreeSet<String> = env.known.iter().map(|k| k.id.clone()).collect();
     let mine: BTreeSet<String> = env.owned_by("alice").iter().map(|k| k.id.clone()).collect();
-    assert_eq!(credential_ids_in(&list).intersection(&all).cloned().collect::<BTreeSet<_>>(), mine);
+    assert_eq!(
+        credential_ids_in(&list)
+            .intersection(&all)
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        mine
+    );
     for c in list.as_array().unwrap() {
         assert!(c["accountAuth"]["accessToken"].is_string(), "{c}");
     }
     let got = env
         .send(
             "GET",
-            &p(&format!("/sdk/credentials/{SF_BOB}?includeAccountAuth=true")),
+            &p(&format!(
+                "/sdk/credentials/{SF_BOB}?includeAccountAuth=true"
+            )),
             &alice,
             &[],
             "",
@@ -1353,7 +1473,9 @@ async fn uninstall_removes_the_account_and_the_cached_list() {
 
     let before = env.traffic().len();
     for other in [SF_BOB, UNKNOWN, SLACK_ALICE_1] {
-        let got = env.send_as("DELETE", &sf_uninstall, &alice, other, "").await;
+        let got = env
+            .send_as("DELETE", &sf_uninstall, &alice, other, "")
+            .await;
         env.assert_refused(&got, 403, "credential_forbidden");
         assert_eq!(got.json()["message"], FORBIDDEN_MESSAGE);
     }
@@ -1369,15 +1491,27 @@ async fn uninstall_removes_the_account_and_the_cached_list() {
     );
     // An integration id nobody has.
     let got = env
-        .send_as("DELETE", &p(&format!("/sdk/integrations/{UNKNOWN}")), &alice, SF_ALICE, "")
+        .send_as(
+            "DELETE",
+            &p(&format!("/sdk/integrations/{UNKNOWN}")),
+            &alice,
+            SF_ALICE,
+            "",
+        )
         .await;
     env.assert_refused(&got, 403, "credential_forbidden");
     assert_eq!(env.traffic().len(), before);
     assert!(env.state().credential_owner(SF_BOB).is_some());
 
-    let got = env.send_as("DELETE", &sf_uninstall, &alice, SF_ALICE, "").await;
+    let got = env
+        .send_as("DELETE", &sf_uninstall, &alice, SF_ALICE, "")
+        .await;
     env.assert_routed(&got, SF_ALICE, Place::Header);
-    assert_eq!(env.state().credential_owner(SF_ALICE), None, "Paragon removed it");
+    assert_eq!(
+        env.state().credential_owner(SF_ALICE),
+        None,
+        "Paragon removed it"
+    );
     let got = env.send_as("GET", &proxy, &alice, SF_ALICE, "").await;
     env.assert_refused(&got, 403, "credential_forbidden");
     let got = env.send("GET", &proxy, &alice, &[], "").await;
@@ -1386,7 +1520,9 @@ async fn uninstall_removes_the_account_and_the_cached_list() {
     // An admin uninstalls bob's account; bob's next use is refused.
     let got = env.send_as("GET", &proxy, &bob, SF_BOB, "").await;
     env.assert_routed(&got, SF_BOB, Place::Header);
-    let got = env.send_as("DELETE", &sf_uninstall, &admin, SF_BOB, "").await;
+    let got = env
+        .send_as("DELETE", &sf_uninstall, &admin, SF_BOB, "")
+        .await;
     assert_eq!(got.status, 200);
     assert_eq!(env.state().credential_owner(SF_BOB), None);
     let got = env.send_as("GET", &proxy, &bob, SF_BOB, "").await;
@@ -1397,7 +1533,9 @@ async fn uninstall_removes_the_account_and_the_cached_list() {
 /// Creates a sync as `token` naming `cred` in the body; returns its id.
 async fn create_sync(env: &Env, token: &str, integration: &str, cred: Option<&str>) -> String {
     let body = match cred {
-        Some(c) => format!(r#"{{"integration":"{integration}","pipeline":"p","credentialId":"{c}"}}"#),
+        Some(c) => {
+            format!(r#"{{"integration":"{integration}","pipeline":"p","credentialId":"{c}"}}"#)
+        }
         None => format!(r#"{{"integration":"{integration}","pipeline":"p"}}"#),
     };
     let got = env.send("POST", "/api/syncs", token, &[], body).await;
@@ -1466,7 +1604,9 @@ async fn syncs_are_reachable_only_by_the_member_whose_account_they_use() {
                 messages.insert(got.json()["message"].as_str().unwrap().to_string());
             }
         }
-        let got = env.send("DELETE", &format!("/api/syncs/{s}"), &bob, &[], "").await;
+        let got = env
+            .send("DELETE", &format!("/api/syncs/{s}"), &bob, &[], "")
+            .await;
         env.assert_refused(&got, 403, "credential_forbidden");
     }
     assert_eq!(messages, set(&[FORBIDDEN_MESSAGE]));
@@ -1474,20 +1614,28 @@ async fn syncs_are_reachable_only_by_the_member_whose_account_they_use() {
     assert_eq!(env.state().sync_credential(&s1), Some(SF_ALICE.to_string()));
 
     // Deleting it drops the record: afterwards it is refused before Paragon.
-    let got = env.send("DELETE", &format!("/api/syncs/{s1}"), &alice, &[], "").await;
+    let got = env
+        .send("DELETE", &format!("/api/syncs/{s1}"), &alice, &[], "")
+        .await;
     env.assert_routed(&got, SF_ALICE, Place::Token);
     assert_eq!(env.state().sync_credential(&s1), None);
-    let got = env.send("GET", &format!("/api/syncs/{s1}"), &alice, &[], "").await;
+    let got = env
+        .send("GET", &format!("/api/syncs/{s1}"), &alice, &[], "")
+        .await;
     env.assert_refused(&got, 403, "credential_forbidden");
 
     // A sync of an account that was since removed (and the cache dropped)
     // is out of reach too.
     let s2 = create_sync(&env, &bob, "slack", Some(SLACK_BOB)).await;
-    let got = env.send("GET", &format!("/api/syncs/{s2}"), &bob, &[], "").await;
+    let got = env
+        .send("GET", &format!("/api/syncs/{s2}"), &bob, &[], "")
+        .await;
     env.assert_routed(&got, SLACK_BOB, Place::Token);
     env.state().remove_credential(SLACK_BOB);
     env.invalidate(json!({"user": "acme"})).await;
-    let got = env.send("GET", &format!("/api/syncs/{s2}"), &bob, &[], "").await;
+    let got = env
+        .send("GET", &format!("/api/syncs/{s2}"), &bob, &[], "")
+        .await;
     env.assert_refused(&got, 403, "credential_forbidden");
     env.gw.shutdown().await;
 }
@@ -1506,25 +1654,45 @@ async fn sync_listings_and_admin_created_syncs() {
     // Paragon's default for an admin naming none is the oldest account:
     // alice's, but credgate cannot know that.
     let orphan = create_sync(&env, &admin, "salesforce", None).await;
-    assert_eq!(env.state().sync_credential(&orphan), Some(SF_ALICE.to_string()));
+    assert_eq!(
+        env.state().sync_credential(&orphan),
+        Some(SF_ALICE.to_string())
+    );
     let for_alice = create_sync(&env, &admin, "googledrive", Some(DRIVE_ALICE)).await;
-    assert_eq!(env.state().sync_credential(&a2), Some(DRIVE_ALICE.to_string()));
+    assert_eq!(
+        env.state().sync_credential(&a2),
+        Some(DRIVE_ALICE.to_string())
+    );
 
     let before = env.traffic().len();
     for token in [&alice, &bob] {
-        let got = env.send("GET", &format!("/api/syncs/{orphan}"), token, &[], "").await;
+        let got = env
+            .send("GET", &format!("/api/syncs/{orphan}"), token, &[], "")
+            .await;
         env.assert_refused(&got, 403, "credential_forbidden");
         let got = env
-            .send("PATCH", &format!("/api/syncs/{orphan}"), token, &[], r#"{"incrementalAccumulatorFrequency":"1h"}"#)
+            .send(
+                "PATCH",
+                &format!("/api/syncs/{orphan}"),
+                token,
+                &[],
+                r#"{"incrementalAccumulatorFrequency":"1h"}"#,
+            )
             .await;
         env.assert_refused(&got, 403, "credential_forbidden");
     }
     assert_eq!(env.traffic().len(), before);
-    let got = env.send("GET", &format!("/api/syncs/{orphan}"), &admin, &[], "").await;
+    let got = env
+        .send("GET", &format!("/api/syncs/{orphan}"), &admin, &[], "")
+        .await;
     assert_eq!(got.status, 200);
-    let got = env.send("GET", &format!("/api/syncs/{for_alice}"), &alice, &[], "").await;
+    let got = env
+        .send("GET", &format!("/api/syncs/{for_alice}"), &alice, &[], "")
+        .await;
     env.assert_routed(&got, DRIVE_ALICE, Place::Token);
-    let got = env.send("GET", &format!("/api/syncs/{for_alice}"), &bob, &[], "").await;
+    let got = env
+        .send("GET", &format!("/api/syncs/{for_alice}"), &bob, &[], "")
+        .await;
     env.assert_refused(&got, 403, "credential_forbidden");
 
     let got = env.send("GET", "/api/syncs", &alice, &[], "").await;
@@ -1533,7 +1701,9 @@ async fn sync_listings_and_admin_created_syncs() {
     let got = env.send("GET", "/api/syncs", &bob, &[], "").await;
     env.assert_unrouted(&got, Some("bob"));
     assert_eq!(sync_ids(&got), set(&[&b1]));
-    let got = env.send("GET", "/api/syncs", &env.member("dave"), &[], "").await;
+    let got = env
+        .send("GET", "/api/syncs", &env.member("dave"), &[], "")
+        .await;
     assert_eq!(sync_ids(&got), BTreeSet::new());
     let got = env.send("GET", "/api/syncs", &admin, &[], "").await;
     env.assert_unrouted(&got, None);
@@ -1565,9 +1735,14 @@ async fn moving_a_sync_to_another_account() {
         env.assert_refused(&got, 403, "credential_forbidden");
     }
     assert_eq!(env.traffic().len(), before);
-    assert_eq!(env.state().sync_credential(&s), Some(SLACK_ALICE_1.to_string()));
+    assert_eq!(
+        env.state().sync_credential(&s),
+        Some(SLACK_ALICE_1.to_string())
+    );
 
-    let got = env.send("PATCH", &path, &alice, &[], patch(SLACK_ALICE_2)).await;
+    let got = env
+        .send("PATCH", &path, &alice, &[], patch(SLACK_ALICE_2))
+        .await;
     assert_eq!(got.status, 200, "{:?}", got.body);
     let fwd = env.forwarded(&got);
     assert_eq!(fwd.len(), 1);
@@ -1582,13 +1757,18 @@ async fn moving_a_sync_to_another_account() {
         env.upstream_claims(&fwd[0])[PERMS],
         claim_for([("slack", SLACK_ALICE_1), ("slack", SLACK_ALICE_2)])
     );
-    assert_eq!(env.state().sync_credential(&s), Some(SLACK_ALICE_2.to_string()));
+    assert_eq!(
+        env.state().sync_credential(&s),
+        Some(SLACK_ALICE_2.to_string())
+    );
     // The ownership record followed: later calls carry the new account.
     let got = env.send("GET", &path, &alice, &[], "").await;
     env.assert_routed(&got, SLACK_ALICE_2, Place::Token);
     // By label, back to the first account is ambiguous (two Slack accounts
     // labelled alice): 403.
-    let got = env.send("PATCH", &path, &alice, &[], patch("ext:alice")).await;
+    let got = env
+        .send("PATCH", &path, &alice, &[], patch("ext:alice"))
+        .await;
     env.assert_refused(&got, 403, "credential_forbidden");
     env.gw.shutdown().await;
 }
@@ -1677,7 +1857,13 @@ async fn passthrough_tokens_are_forwarded_unchanged_and_scope_the_caller() {
     env.assert_refused(&got, 403, "no_permitted_credential");
     // Scoped callers are members: no includeAccountAuth, no PATCH /sdk/me.
     let got = env
-        .send("GET", &p("/sdk/credentials?includeAccountAuth=true"), &alice_sf, &[], "")
+        .send(
+            "GET",
+            &p("/sdk/credentials?includeAccountAuth=true"),
+            &alice_sf,
+            &[],
+            "",
+        )
         .await;
     env.assert_refused(&got, 403, "operation_forbidden");
     let got = env
@@ -1772,7 +1958,9 @@ async fn another_members_trigger_subscription_stays_out_of_reach() {
         }
         // alice with her own Slack account: routed, but the narrowed token
         // does not let Paragon serve bob's subscription.
-        let got = env.send_as(method, &path, &alice, SLACK_ALICE_1, "{}").await;
+        let got = env
+            .send_as(method, &path, &alice, SLACK_ALICE_1, "{}")
+            .await;
         assert!(!got.status.is_success(), "{method}: {}", got.status);
         let fwd = env.forwarded(&got);
         assert_eq!(fwd.len(), 1);
@@ -1785,7 +1973,13 @@ async fn another_members_trigger_subscription_stays_out_of_reach() {
         env.assert_refused(&got, 403, "credential_forbidden");
     }
     let got = env
-        .send_as("GET", &p("/trigger-subscriptions"), &alice, SLACK_ALICE_1, "")
+        .send_as(
+            "GET",
+            &p("/trigger-subscriptions"),
+            &alice,
+            SLACK_ALICE_1,
+            "",
+        )
         .await;
     env.assert_routed(&got, SLACK_ALICE_1, Place::Header);
     assert!(!String::from_utf8_lossy(&got.body).contains(&sub));
@@ -1815,9 +2009,7 @@ async fn custom_integration_proxy_routes_by_integration_id() {
     env.assert_routed(&got, BILLING_ALICE, Place::Header);
     let got = env.send("GET", &path, &alice, &[], "").await;
     env.assert_routed(&got, BILLING_ALICE, Place::Header);
-    let got = env
-        .send("GET", &path, &env.member("bob"), &[], "")
-        .await;
+    let got = env.send("GET", &path, &env.member("bob"), &[], "").await;
     env.assert_routed(&got, BILLING_BOB, Place::Header);
     for other in [BILLING_BOB, SF_ALICE, UNKNOWN] {
         let got = env.send_as("GET", &path, &alice, other, "").await;
@@ -1826,11 +2018,23 @@ async fn custom_integration_proxy_routes_by_integration_id() {
     }
     // An integration id nobody has: nothing can match.
     let got = env
-        .send_as("GET", &p(&format!("/sdk/proxy/custom/{UNKNOWN}/v1")), &alice, BILLING_ALICE, "")
+        .send_as(
+            "GET",
+            &p(&format!("/sdk/proxy/custom/{UNKNOWN}/v1")),
+            &alice,
+            BILLING_ALICE,
+            "",
+        )
         .await;
     env.assert_refused(&got, 403, "credential_forbidden");
     let got = env
-        .send("GET", &p(&format!("/sdk/proxy/custom/{UNKNOWN}/v1")), &alice, &[], "")
+        .send(
+            "GET",
+            &p(&format!("/sdk/proxy/custom/{UNKNOWN}/v1")),
+            &alice,
+            &[],
+            "",
+        )
         .await;
     env.assert_refused(&got, 403, "no_permitted_credential");
     env.gw.shutdown().await;
@@ -1887,10 +2091,9 @@ fn action_for(integration: &str) -> &'static str {
 fn plan(env: &Env, principal: &'static str, rng: &mut Rng) -> Planned {
     let own: Vec<&Known> = env.owned_by(principal);
     let foreign: Vec<&Known> = env.known.iter().filter(|k| k.owner != principal).collect();
-    let mine_of = |t: &str| -> Vec<&Known> {
-        own.iter().copied().filter(|k| k.integration == t).collect()
-    };
-    let is_own = rng.next() % 2 == 0;
+    let mine_of =
+        |t: &str| -> Vec<&Known> { own.iter().copied().filter(|k| k.integration == t).collect() };
+    let is_own = rng.next().is_multiple_of(2);
     let c: Known = if is_own {
         (*rng.pick(&own)).clone()
     } else {
@@ -1973,7 +2176,11 @@ fn plan(env: &Env, principal: &'static str, rng: &mut Rng) -> Planned {
         }
         8 => {
             p_.what = "workflow settings";
-            p_.method = if n % 2 == 0 { "POST" } else { "DELETE" };
+            p_.method = if n.is_multiple_of(2) {
+                "POST"
+            } else {
+                "DELETE"
+            };
             p_.path = p(&format!("/sdk/workflows/wf-{n}"));
         }
         _ => {
@@ -2046,11 +2253,8 @@ async fn four_members_in_parallel_are_never_misrouted() {
         let token = tokens[plan.principal].clone();
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await.unwrap();
-            let mut headers: Vec<(&str, &str)> = plan
-                .headers
-                .iter()
-                .map(|(k, v)| (*k, v.as_str()))
-                .collect();
+            let mut headers: Vec<(&str, &str)> =
+                plan.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
             headers.push(("content-type", "application/json"));
             let got = env
                 .send(plan.method, &plan.path, &token, &headers, plan.body.clone())
@@ -2085,7 +2289,10 @@ async fn four_members_in_parallel_are_never_misrouted() {
     let traffic = env.traffic();
     for r in &traffic {
         let Some(&i) = r.header("x-request-id").and_then(|id| by_rid.get(id)) else {
-            violations.push(format!("unattributed request at Paragon: {} {}", r.method, r.path));
+            violations.push(format!(
+                "unattributed request at Paragon: {} {}",
+                r.method, r.path
+            ));
             continue;
         };
         let who = plans[i].principal;
@@ -2201,5 +2408,99 @@ async fn four_members_in_parallel_are_never_misrouted() {
     assert!(env.loads().len() > 1, "lists were reloaded during the run");
 
     let env = Arc::try_unwrap(env).unwrap_or_else(|_| panic!("tasks are done"));
+    env.gw.shutdown().await;
+}
+
+/// Connected Users are separate worlds: a member called alice of another
+/// user (`globex`), whose accounts carry the same `alice` label, reaches
+/// only globex's accounts, never acme's alice's, nor her syncs; and each
+/// user's cached list stays its own.
+#[tokio::test]
+async fn the_same_principal_of_another_user_is_a_stranger() {
+    let mut env = Env::start().await;
+    const GLOBEX_SF: &str = "91013e00-5a1e-4000-8000-000000000001";
+    env.state().add_user("globex");
+    env.add("globex", owned(GLOBEX_SF, "salesforce", "alice"));
+    let acme_alice = env.member("alice");
+    let globex_alice = env.keys.member("globex", "alice");
+    let sf = p("/sdk/proxy/salesforce/x");
+
+    let s = create_sync(&env, &acme_alice, "salesforce", Some(SF_ALICE)).await;
+    let got = env.send("GET", &sf, &acme_alice, &[], "").await;
+    env.assert_routed(&got, SF_ALICE, Place::Header);
+
+    let got = env.send("GET", &sf, &globex_alice, &[], "").await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    let fwd = env.forwarded(&got);
+    assert_eq!(fwd.len(), 1);
+    assert_eq!(credential_headers(&fwd[0]), vec![GLOBEX_SF.to_string()]);
+    let claims = env.upstream_claims(&fwd[0]);
+    assert_eq!(claims["sub"], "globex");
+    assert_eq!(claims[PERMS], claim_for([("salesforce", GLOBEX_SF)]));
+
+    let before = env.traffic().len();
+    for (method, path, cred) in [
+        ("GET", sf.clone(), Some(SF_ALICE)),
+        ("GET", sf.clone(), Some("ext:alice")),
+        ("GET", p(&format!("/sdk/credentials/{SF_ALICE}")), None),
+        ("GET", format!("/api/syncs/{s}"), None),
+        ("DELETE", format!("/api/syncs/{s}"), None),
+    ] {
+        let got = match cred {
+            Some(c) if c.starts_with("ext:") => {
+                // globex's own alice-labelled account is the only match.
+                let got = env.send_as(method, &path, &globex_alice, c, "").await;
+                assert_eq!(
+                    env.forwarded(&got)[0].credential.as_deref(),
+                    Some(GLOBEX_SF)
+                );
+                continue;
+            }
+            Some(c) => env.send_as(method, &path, &globex_alice, c, "").await,
+            None => env.send(method, &path, &globex_alice, &[], "").await,
+        };
+        env.assert_refused(&got, 403, "credential_forbidden");
+    }
+    assert_eq!(
+        env.traffic().len(),
+        before + 1,
+        "only the ext: call was forwarded"
+    );
+    let got = env.send("GET", &p("/sdk/me"), &globex_alice, &[], "").await;
+    assert_eq!(
+        ids_in(&String::from_utf8_lossy(&got.body), &env.known),
+        [GLOBEX_SF].into_iter().collect()
+    );
+    let got = env.send("GET", "/api/syncs", &globex_alice, &[], "").await;
+    assert!(sync_ids(&got).is_empty());
+    assert!(env.state().sync_credential(&s).is_some());
+    env.gw.shutdown().await;
+}
+
+/// `/sdk/credentials/{id}` with `X-Paragon-Credential` naming another id is
+/// 400 (SPEC §3); naming the same id is fine; sub-paths of a foreign id are
+/// refused like the id itself.
+#[tokio::test]
+async fn credential_paths_and_headers_must_agree() {
+    let env = Env::start().await;
+    let alice = env.member("alice");
+    let path = p(&format!("/sdk/credentials/{SF_ALICE}"));
+    let got = env.send_as("GET", &path, &alice, SF_ALICE, "").await;
+    env.assert_routed(&got, SF_ALICE, Place::Token);
+    for other in [SLACK_ALICE_1, SF_BOB] {
+        let got = env.send_as("GET", &path, &alice, other, "").await;
+        env.assert_refused(&got, 400, "bad_request");
+    }
+    let before = env.traffic().len();
+    for bad in [
+        format!("/sdk/credentials/{SF_BOB}/configurations"),
+        "/sdk/credentials/ext:bob".to_string(),
+        "/sdk/credentials/not-a-uuid".to_string(),
+    ] {
+        let got = env.send("GET", &p(&bad), &alice, &[], "").await;
+        env.assert_refused(&got, 403, "credential_forbidden");
+        assert_eq!(got.json()["message"], FORBIDDEN_MESSAGE);
+    }
+    assert_eq!(env.traffic().len(), before);
     env.gw.shutdown().await;
 }

@@ -927,10 +927,8 @@ fn upstream_authorization(
                     // A sync moving between two of the member's credentials
                     // (both checked): the token names exactly those two.
                     Some(from) => {
-                        let mut pairs = [
-                            (&*c.integration, &*c.id),
-                            (&*from.integration, &*from.id),
-                        ];
+                        let mut pairs =
+                            [(&*c.integration, &*c.id), (&*from.integration, &*from.id)];
                         pairs.sort_unstable();
                         minter.authorization(user, Scope::Many(&pairs))
                     }

@@ -152,9 +152,8 @@ impl Env {
         if let (Value::Object(c), Value::Object(e)) = (&mut claims, extra) {
             c.extend(e);
         }
-        let key =
-            jsonwebtoken::EncodingKey::from_rsa_pem(self.keys.paragon.private_pem.as_bytes())
-                .unwrap();
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(self.keys.paragon.private_pem.as_bytes())
+            .unwrap();
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
             &claims,
@@ -352,7 +351,10 @@ impl Env {
         assert_eq!(v["requestId"], rid(got));
         assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
         let fwd = self.forwarded(got);
-        assert!(fwd.is_empty(), "a refused request reached Paragon: {fwd:#?}");
+        assert!(
+            fwd.is_empty(),
+            "a refused request reached Paragon: {fwd:#?}"
+        );
     }
 
     /// The claims of the token Paragon received, verified with the project
@@ -396,7 +398,10 @@ pub fn rid(got: &Got) -> String {
 pub fn credential_headers(r: &RecordedRequest) -> Vec<String> {
     r.headers
         .iter()
-        .filter(|(n, _)| n.replace('_', "-").eq_ignore_ascii_case("x-paragon-credential"))
+        .filter(|(n, _)| {
+            n.replace('_', "-")
+                .eq_ignore_ascii_case("x-paragon-credential")
+        })
         .map(|(_, v)| v.clone())
         .collect()
 }
