@@ -483,6 +483,15 @@ async fn credential_inputs_given_twice_or_malformed_are_400() {
     for v in ["", "x", "ext:", "a11ce000-5a1e-4000-8000-00000000000g"] {
         bad_bodies.push((with(v), None));
     }
+    // Nested deeper than 64 levels (SPEC §7).
+    bad_bodies.push((
+        format!(
+            r#"{{"integration":"salesforce","pipeline":"p","credentialId":"{SF_ALICE}","x":{}{}}}"#,
+            "[".repeat(70),
+            "]".repeat(70)
+        ),
+        None,
+    ));
     for (body, header) in &bad_bodies {
         let mut headers = vec![json_h];
         if let Some(h) = header {
@@ -1764,6 +1773,16 @@ async fn moving_a_sync_to_another_account() {
     // The ownership record followed: later calls carry the new account.
     let got = env.send("GET", &path, &alice, &[], "").await;
     env.assert_routed(&got, SLACK_ALICE_2, Place::Token);
+    // A move Paragon refuses (an account of another integration) leaves
+    // the ownership record as it was.
+    let got = env.send("PATCH", &path, &alice, &[], patch(SF_ALICE)).await;
+    assert_eq!(got.status, 404, "{:?}", got.body);
+    assert_eq!(
+        env.state().sync_credential(&s),
+        Some(SLACK_ALICE_2.to_string())
+    );
+    let got = env.send("GET", &path, &alice, &[], "").await;
+    env.assert_routed(&got, SLACK_ALICE_2, Place::Token);
     // By label, back to the first account is ambiguous (two Slack accounts
     // labelled alice): 403.
     let got = env
@@ -2239,8 +2258,15 @@ async fn four_members_in_parallel_are_never_misrouted() {
     let invalidator = {
         let (env, stop) = (env.clone(), stop.clone());
         tokio::spawn(async move {
+            let mut n = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                env.invalidate(json!({})).await;
+                n += 1;
+                let body = if n.is_multiple_of(2) {
+                    json!({})
+                } else {
+                    json!({"user": "acme"})
+                };
+                env.invalidate(body).await;
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
         })
@@ -2502,5 +2528,27 @@ async fn credential_paths_and_headers_must_agree() {
         assert_eq!(got.json()["message"], FORBIDDEN_MESSAGE);
     }
     assert_eq!(env.traffic().len(), before);
+    env.gw.shutdown().await;
+}
+
+/// Bodies credgate must read are capped at `server.max_body_bytes`: 413
+/// `body_too_large`, and nothing reaches Paragon.
+#[tokio::test]
+async fn oversized_sync_bodies_are_413_and_reach_nothing() {
+    let env = Env::with(fixtures(), |b| b.server("max_body_bytes = 1024")).await;
+    let alice = env.member("alice");
+    let big = format!(
+        r#"{{"integration":"salesforce","pipeline":"p","credentialId":"{SF_ALICE}","pad":"{}"}}"#,
+        "x".repeat(2048)
+    );
+    let got = env
+        .send("POST", "/api/syncs", &alice, &[], big.clone())
+        .await;
+    env.assert_refused(&got, 413, "body_too_large");
+    let got = env
+        .send("PATCH", &format!("/api/syncs/{UNKNOWN}"), &alice, &[], big)
+        .await;
+    env.assert_refused(&got, 413, "body_too_large");
+    assert!(env.traffic().is_empty());
     env.gw.shutdown().await;
 }
