@@ -1848,18 +1848,21 @@ async fn passthrough_tokens_are_forwarded_unchanged_and_scope_the_caller() {
         (sf.clone(), UNKNOWN),
         (p("/sdk/proxy/slack/x"), SLACK_ALICE_1),
         (p("/sdk/triggers/wf-1"), SLACK_ALICE_1),
-        (p("/sdk/credentials/{}"), SF_BOB),
     ] {
-        let path = path.replace("{}", cred);
         let got = env.send_as("POST", &path, &alice_sf, cred, "{}").await;
-        if path.contains("/sdk/credentials/") {
-            let got = env.send("GET", &path, &alice_sf, &[], "").await;
-            env.assert_refused(&got, 403, "credential_forbidden");
-            continue;
-        }
         env.assert_refused(&got, 403, "credential_forbidden");
         assert_eq!(got.json()["message"], FORBIDDEN_MESSAGE);
     }
+    let got = env
+        .send(
+            "GET",
+            &p(&format!("/sdk/credentials/{SF_BOB}")),
+            &alice_sf,
+            &[],
+            "",
+        )
+        .await;
+    env.assert_refused(&got, 403, "credential_forbidden");
     let got = env
         .send(
             "POST",
@@ -2128,7 +2131,7 @@ fn plan(env: &Env, principal: &'static str, rng: &mut Rng) -> Planned {
     };
     let header = vec![("x-paragon-credential", c.id.clone())];
     let n = rng.next() % 1000;
-    let mut p_ = Planned {
+    let mut out = Planned {
         principal,
         what: "",
         method: "GET",
@@ -2139,84 +2142,84 @@ fn plan(env: &Env, principal: &'static str, rng: &mut Rng) -> Planned {
     };
     match rng.next() % 10 {
         0 => {
-            p_.what = "proxy";
-            p_.path = p(&format!("/sdk/proxy/{}/items/{n}", c.integration));
+            out.what = "proxy";
+            out.path = p(&format!("/sdk/proxy/{}/items/{n}", c.integration));
         }
         1 => {
-            p_.what = "workflow trigger";
-            p_.method = "POST";
-            p_.path = p(&format!("/sdk/triggers/wf-{n}"));
-            p_.body = format!(r#"{{"n":{n}}}"#);
+            out.what = "workflow trigger";
+            out.method = "POST";
+            out.path = p(&format!("/sdk/triggers/wf-{n}"));
+            out.body = format!(r#"{{"n":{n}}}"#);
         }
         2 => {
-            p_.what = "app event";
-            p_.method = "POST";
-            p_.path = format!("/v2/projects/{PROJECT}/sdk/events/trigger");
-            p_.body = r#"{"name":"Deal Won","payload":{}}"#.into();
+            out.what = "app event";
+            out.method = "POST";
+            out.path = format!("/v2/projects/{PROJECT}/sdk/events/trigger");
+            out.body = r#"{"name":"Deal Won","payload":{}}"#.into();
         }
         3 => {
-            p_.what = "actionkit action";
-            p_.method = "POST";
-            p_.path = p("/actions");
-            p_.body = format!(r#"{{"action":"{}"}}"#, action_for(&c.integration));
+            out.what = "actionkit action";
+            out.method = "POST";
+            out.path = p("/actions");
+            out.body = format!(r#"{{"action":"{}"}}"#, action_for(&c.integration));
         }
         4 => {
-            p_.what = "credential by id";
-            p_.path = p(&format!("/sdk/credentials/{}", c.id));
-            p_.headers = vec![];
-            p_.expect = named(Place::Token);
+            out.what = "credential by id";
+            out.path = p(&format!("/sdk/credentials/{}", c.id));
+            out.headers = vec![];
+            out.expect = named(Place::Token);
         }
         5 => {
-            p_.what = "sync create";
-            p_.method = "POST";
-            p_.path = "/api/syncs".into();
-            p_.headers = vec![];
-            p_.body = format!(
+            out.what = "sync create";
+            out.method = "POST";
+            out.path = "/api/syncs".into();
+            out.headers = vec![];
+            out.body = format!(
                 r#"{{"integration":"{}","pipeline":"p{n}","credentialId":"{}"}}"#,
                 c.integration, c.id
             );
-            p_.expect = named(Place::Body);
+            out.expect = named(Place::Body);
         }
         6 => {
-            p_.what = "sdk me";
-            p_.path = p("/sdk/me");
-            p_.headers = vec![];
-            p_.expect = Expect::Unrouted;
+            out.what = "sdk me";
+            out.path = p("/sdk/me");
+            out.headers = vec![];
+            out.expect = Expect::Unrouted;
         }
         7 => {
-            p_.what = "proxy by label";
-            p_.path = p(&format!("/sdk/proxy/{}/items/{n}", c.integration));
-            p_.headers = vec![("x-paragon-credential", format!("ext:{}", c.owner))];
+            out.what = "proxy by label";
+            out.path = p(&format!("/sdk/proxy/{}/items/{n}", c.integration));
+            out.headers = vec![("x-paragon-credential", format!("ext:{}", c.owner))];
             let matches = mine_of(&c.integration);
-            p_.expect = match (is_own, matches.as_slice()) {
+            out.expect = match (is_own, matches.as_slice()) {
                 (true, [one]) => Expect::Routed(one.id.clone(), Place::Header),
                 _ => forbidden.clone(),
             };
         }
         8 => {
-            p_.what = "workflow settings";
-            p_.method = if n.is_multiple_of(2) {
+            out.what = "workflow settings";
+            out.method = if n.is_multiple_of(2) {
                 "POST"
             } else {
                 "DELETE"
             };
-            p_.path = p(&format!("/sdk/workflows/wf-{n}"));
+            out.path = p(&format!("/sdk/workflows/wf-{n}"));
         }
         _ => {
             let t = *rng.pick(&["salesforce", "slack", "googledrive"]);
-            p_.what = "actionkit default";
-            p_.method = "POST";
-            p_.path = p("/actions");
-            p_.headers = vec![];
-            p_.body = format!(r#"{{"action":"{}"}}"#, action_for(t));
-            p_.expect = match mine_of(t).as_slice() {
+            out.what = "actionkit default";
+            out.method = "POST";
+            out.path = p("/actions");
+            out.headers = vec![];
+            out.body = format!(r#"{{"action":"{}"}}"#, action_for(t));
+            out.expect = match mine_of(t).as_slice() {
                 [one] => Expect::Routed(one.id.clone(), Place::Header),
                 [] => Expect::Refused(403, "no_permitted_credential"),
                 _ => Expect::Refused(400, "credential_required"),
             };
         }
     }
-    p_
+    out
 }
 
 /// Every credential id a permissions claim grants
@@ -2550,5 +2553,88 @@ async fn oversized_sync_bodies_are_413_and_reach_nothing() {
         .await;
     env.assert_refused(&got, 413, "body_too_large");
     assert!(env.traffic().is_empty());
+    env.gw.shutdown().await;
+}
+
+/// The other grant sources of SPEC §5 route the same way: the token's
+/// `credentials_claim` and the ACL file (by id, by `externalId`, by
+/// integration) permit exactly what they name.
+#[tokio::test]
+async fn token_claims_and_acl_grants_permit_exactly_what_they_name() {
+    let acl_dir = TempDir::new("acl");
+    let acl = acl_dir.write(
+        "acl.toml",
+        &format!(
+            r#"
+[[grant]]
+principal = "zoe"
+integrations = ["slack"]
+
+[[grant]]
+principal = "yuri"
+credentials = ["{}"]
+
+[[grant]]
+principal = "xena"
+external_ids = ["carol"]
+"#,
+            SF_BOB.to_uppercase()
+        ),
+    );
+    let policy = format!(
+        "credentials_claim = \"paragon_credentials\"\nacl_file = \"{}\"",
+        acl.display()
+    );
+    let env = Env::with(fixtures(), |b| b.policy(&policy)).await;
+    let sf = p("/sdk/proxy/salesforce/x");
+    let slack = p("/sdk/proxy/slack/x");
+    let wanda = env.keys.caller_token(json!({
+        "sub": "acme",
+        "principal": "wanda",
+        "paragon_credentials": [DRIVE_ALICE.to_uppercase()],
+    }));
+    let (zoe, yuri, xena) = (env.member("zoe"), env.member("yuri"), env.member("xena"));
+
+    let allowed: [(&String, &String, &str); 6] = [
+        (&zoe, &slack, SLACK_BOB),
+        (&zoe, &slack, SLACK_ALICE_2),
+        (&yuri, &sf, SF_BOB),
+        (&xena, &sf, CAROL_SF),
+        (&wanda, &p("/sdk/proxy/googledrive/x"), DRIVE_ALICE),
+        (&env.member("alice"), &sf, SF_ALICE),
+    ];
+    for (token, path, cred) in allowed {
+        let got = env.send_as("GET", path, token, cred, "").await;
+        env.assert_routed(&got, cred, Place::Header);
+    }
+    let refused: [(&String, &String, &str); 6] = [
+        (&zoe, &sf, SF_BOB),
+        (&yuri, &sf, SF_ALICE),
+        (&yuri, &slack, SLACK_BOB),
+        (&xena, &sf, SF_BOB),
+        (&wanda, &sf, SF_ALICE),
+        (&env.member("alice"), &sf, SF_BOB),
+    ];
+    for (token, path, cred) in refused {
+        let got = env.send_as("GET", path, token, cred, "").await;
+        env.assert_refused(&got, 403, "credential_forbidden");
+    }
+    let got = env.send("GET", &slack, &zoe, &[], "").await;
+    env.assert_refused(&got, 400, "credential_required");
+    assert_eq!(
+        strings(&got.json()["candidates"]),
+        set(&[SLACK_ALICE_1, SLACK_ALICE_2, SLACK_BOB, DAVE_SLACK])
+    );
+    let got = env.send("GET", &p("/sdk/me"), &wanda, &[], "").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        ids_in(&String::from_utf8_lossy(&got.body), &env.known),
+        [DRIVE_ALICE].into_iter().collect()
+    );
+    let fwd = env.forwarded(&got);
+    assert_eq!(
+        env.upstream_claims(&fwd[0])[PERMS],
+        claim_for([("googledrive", DRIVE_ALICE)])
+    );
     env.gw.shutdown().await;
 }
