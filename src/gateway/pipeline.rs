@@ -171,8 +171,13 @@ pub(super) async fn process(
 
     // 6. The user's credential list, when the decision needs it.
     let is_uninstall = matches!(route.op, Operation::Uninstall { .. });
+    // `/sdk/credentials/{id}` names its credential in the path, and the id
+    // must be in the list for admins too (SPEC §3): without the list the
+    // decision below has nothing to check it against.
+    let names_in_path = route.credential_location() == CredentialLocation::Path;
     let needs_list = !admin
         || is_uninstall
+        || names_in_path
         || match &inputs {
             Ok(i) => {
                 i.requested.is_some()
@@ -217,6 +222,7 @@ pub(super) async fn process(
     // 7. Credential inputs and the decision.
     let inputs = inputs?;
     let permit = Permit::new(&identity, &cfg.policy);
+    let mut moved_from = None;
     let routed = decide(
         state,
         &lookup,
@@ -226,6 +232,7 @@ pub(super) async fn process(
         &inputs,
         admin,
         cfg,
+        &mut moved_from,
     )
     .await?;
     if let Routed::Credential(c) = &routed {
@@ -250,6 +257,7 @@ pub(super) async fn process(
         &permit,
         snapshot.as_ref(),
         &routed,
+        moved_from.as_ref(),
         caller_authorization,
     )?;
     let filters = route.filters_response() && !admin;
@@ -738,6 +746,7 @@ async fn decide(
     inputs: &Inputs<'_>,
     admin: bool,
     cfg: &Config,
+    moved_from: &mut Option<Chosen>,
 ) -> Result<Routed, GatewayError> {
     let hint = integration_of(route, inputs);
     let passthrough_admin = admin && cfg.policy.admin_default == AdminDefault::Passthrough;
@@ -808,9 +817,15 @@ async fn decide(
                     sync_owner(state, lookup, snapshot, permit, sync_id, admin).await?;
                 match &inputs.requested {
                     Some(r) => {
-                        resolve_with_hint(lookup, snapshot, permit, &IntegrationHint::None, r)
-                            .await
-                            .map(Routed::Credential)
+                        let to =
+                            resolve_with_hint(lookup, snapshot, permit, &IntegrationHint::None, r)
+                                .await?;
+                        // Moving the sync touches its current credential as
+                        // well: Paragon checks the token against both.
+                        if let Routed::Credential(from) = owner_cred {
+                            *moved_from = Some(from);
+                        }
+                        Ok(Routed::Credential(to))
                     }
                     None => Ok(owner_cred),
                 }
@@ -925,6 +940,7 @@ fn upstream_authorization(
     permit: &Permit<'_>,
     snapshot: Option<&Snapshot>,
     routed: &Routed,
+    moved_from: Option<&Chosen>,
     caller_authorization: Option<HeaderValue>,
 ) -> Result<HeaderValue, GatewayError> {
     let Some(minter) = &generation.minter else {
@@ -940,13 +956,23 @@ fn upstream_authorization(
         match routed {
             Routed::Credential(c) => {
                 let c = c.get();
-                minter.authorization(
-                    user,
-                    Scope::One {
-                        integration: &c.integration,
-                        id: &c.id,
-                    },
-                )
+                match moved_from.map(Chosen::get).filter(|from| from.id != c.id) {
+                    // A sync moving between two of the member's credentials
+                    // (both checked): the token names exactly those two.
+                    Some(from) => {
+                        let mut pairs =
+                            [(&*c.integration, &*c.id), (&*from.integration, &*from.id)];
+                        pairs.sort_unstable();
+                        minter.authorization(user, Scope::Many(&pairs))
+                    }
+                    None => minter.authorization(
+                        user,
+                        Scope::One {
+                            integration: &c.integration,
+                            id: &c.id,
+                        },
+                    ),
+                }
             }
             _ => {
                 let list = snapshot.map(|s| s.list.clone()).unwrap_or_default();
