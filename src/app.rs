@@ -27,6 +27,17 @@ use crate::paragon::syncs::SyncStore;
 use crate::server::tls::TlsAcceptorHandle;
 use crate::telemetry::{KindLabel, Metrics};
 
+fn upstream_bases(c: &Config) -> [&crate::config::UpstreamBase; 5] {
+    let p = &c.paragon;
+    [
+        &p.connect_url,
+        &p.workflows_url,
+        &p.proxy_url,
+        &p.actionkit_url,
+        &p.sync_url,
+    ]
+}
+
 /// Builds a generation, reusing what `previous` already has when its
 /// settings are unchanged.
 pub fn build_generation(
@@ -44,9 +55,20 @@ pub fn build_generation(
         }
         _ => build_client(config.paragon.ca_file.as_ref(), &settings)?,
     };
+    let affine = match previous {
+        Some(p)
+            if p.config.paragon.ca_file == config.paragon.ca_file
+                && ClientSettings::from_server(&p.config.server) == settings
+                && upstream_bases(&p.config) == upstream_bases(&config) =>
+        {
+            p.upstreams.affine_pool().clone()
+        }
+        _ => Upstreams::affine_for(&config.paragon, &settings)?,
+    };
     let upstreams = Upstreams::new(
         &config.paragon,
         client.clone(),
+        affine,
         config.server.upstream_timeout,
         metrics.clone(),
     )?;

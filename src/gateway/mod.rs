@@ -7,6 +7,7 @@
 //! caches and stores in [`State`] outlive reloads.
 
 pub mod body;
+pub mod forward;
 pub mod headers;
 pub mod path;
 mod pipeline;
@@ -101,15 +102,23 @@ pub struct ConnInfo {
     pub remote: SocketAddr,
     pub tls: bool,
     served: AtomicU64,
+    /// HTTP/1.1 clients keep their upstream connections (`forward.rs`);
+    /// HTTP/2 clients multiplex and use the shared client.
+    affinity: Option<forward::Affinity>,
 }
 
 impl ConnInfo {
-    pub fn new(remote: SocketAddr, tls: bool) -> Self {
+    pub fn new(remote: SocketAddr, tls: bool, http2: bool) -> Self {
         ConnInfo {
             remote,
             tls,
             served: AtomicU64::new(0),
+            affinity: (!http2).then(forward::Affinity::default),
         }
+    }
+
+    pub fn affinity(&self) -> Option<&forward::Affinity> {
+        self.affinity.as_ref()
     }
 }
 

@@ -325,7 +325,7 @@ pub(super) async fn process(
     *upstream_req.headers_mut() = parts.headers;
     let resp = generation
         .upstreams
-        .send(route.upstream, upstream_req)
+        .send(route.upstream, conn.affinity(), upstream_req)
         .await?;
 
     // 10. Response.
@@ -648,7 +648,7 @@ impl Lookup<'_> {
         }
         let resp = g
             .upstreams
-            .send(Upstream::Connect, req)
+            .send(Upstream::Connect, None, req)
             .await
             .map_err(|e| LoadError::Upstream(e.to_string()))?;
         if resp.status() != StatusCode::OK {

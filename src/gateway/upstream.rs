@@ -16,7 +16,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::{ParagonConfig, PemFile, ServerConfig, UpstreamBase};
 use crate::error::{GatewayError, UpstreamFailure};
-use crate::gateway::body::Body;
+use crate::gateway::body::{Body, BoxError};
+use crate::gateway::forward::{Affinity, ConnPool};
 use crate::paragon::routes::Upstream;
 use crate::telemetry::{KindLabel, Metrics, UpstreamLabel};
 
@@ -101,10 +102,13 @@ struct Target {
     host: HeaderValue,
 }
 
-/// Paragon's five hosts and the client that reaches them.
+/// Paragon's five hosts and the clients that reach them: the shared pooled
+/// client (HTTP/2 clients, credgate's own calls) and the connection-affine
+/// pool for HTTP/1.1 clients (`forward.rs`).
 #[derive(Clone)]
 pub struct Upstreams {
     client: HttpClient,
+    affine: Arc<ConnPool>,
     targets: Arc<[Target; 5]>,
     timeout: Duration,
     metrics: Arc<Metrics>,
@@ -120,6 +124,7 @@ impl Upstreams {
     pub fn new(
         paragon: &ParagonConfig,
         client: HttpClient,
+        affine: Arc<ConnPool>,
         timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
@@ -139,6 +144,7 @@ impl Upstreams {
         ];
         Ok(Upstreams {
             client,
+            affine,
             targets: Arc::new(targets),
             timeout,
             metrics,
@@ -147,6 +153,30 @@ impl Upstreams {
 
     pub fn client(&self) -> &HttpClient {
         &self.client
+    }
+
+    pub fn affine_pool(&self) -> &Arc<ConnPool> {
+        &self.affine
+    }
+
+    /// The connection-affine pool for a config's hosts.
+    pub fn affine_for(
+        paragon: &ParagonConfig,
+        settings: &ClientSettings,
+    ) -> Result<Arc<ConnPool>, String> {
+        Ok(ConnPool::new(
+            [
+                paragon.connect_url.clone(),
+                paragon.workflows_url.clone(),
+                paragon.proxy_url.clone(),
+                paragon.actionkit_url.clone(),
+                paragon.sync_url.clone(),
+            ],
+            tls_client_config(paragon.ca_file.as_ref())?,
+            settings.connect_timeout,
+            settings.idle_timeout,
+            settings.max_idle_per_host,
+        ))
     }
 
     /// The upstream URI for a path and query, kept byte for byte.
@@ -178,6 +208,7 @@ impl Upstreams {
     pub async fn send(
         &self,
         upstream: Upstream,
+        affinity: Option<&Affinity>,
         mut req: Request<Body>,
     ) -> Result<Response<Incoming>, GatewayError> {
         req.headers_mut().insert(HOST, self.host(upstream).clone());
@@ -185,22 +216,41 @@ impl Upstreams {
             upstream: upstream.config_key(),
         };
         let start = Instant::now();
-        let result = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        let result = match affinity {
+            Some(a) => {
+                tokio::time::timeout(self.timeout, async {
+                    self.affine
+                        .send(a, upstream.index(), req)
+                        .await
+                        .map_err(|e| (e.is_connect(), Box::new(e) as BoxError))
+                })
+                .await
+            }
+            None => {
+                tokio::time::timeout(self.timeout, async {
+                    self.client
+                        .request(req)
+                        .await
+                        .map_err(|e| (e.is_connect(), Box::new(e) as BoxError))
+                })
+                .await
+            }
+        };
         self.metrics
             .upstream_duration
             .get_or_create(&label)
             .observe(start.elapsed());
         match result {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => {
-                let kind = if e.is_connect() { "connect" } else { "other" };
+            Ok(Err((connect, e))) => {
+                let kind = if connect { "connect" } else { "other" };
                 self.metrics
                     .upstream_errors
                     .get_or_create(&KindLabel { kind })
                     .inc();
                 tracing::warn!(upstream = upstream.config_key(), error = %e, "request to Paragon failed");
                 Err(GatewayError::UpstreamUnavailable(
-                    UpstreamFailure::Transport(Box::new(e)),
+                    UpstreamFailure::Transport(e),
                 ))
             }
             Err(_) => {

@@ -122,7 +122,7 @@ async fn serve_connection(
             match tokio::time::timeout(cfg.tls_handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => {
                     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let conn = Arc::new(ConnInfo::new(remote, true));
+                    let conn = Arc::new(ConnInfo::new(remote, true, h2));
                     let io = Prefixed::new(Bytes::new(), tls_stream);
                     run_http(state.clone(), io, conn, h2, &cfg, watcher).await
                 }
@@ -156,7 +156,7 @@ async fn serve_connection(
                 return;
             }
             let h2 = prefix.len() == H2_PREFACE.len() && prefix[..] == *H2_PREFACE;
-            let conn = Arc::new(ConnInfo::new(remote, false));
+            let conn = Arc::new(ConnInfo::new(remote, false, h2));
             run_http(
                 state.clone(),
                 Prefixed::new(prefix, stream),
