@@ -300,6 +300,12 @@ pub(super) async fn process(
 
     // 10. Response.
     let (mut rparts, rbody) = resp.into_parts();
+    // A proxy sends its own HTTP version (RFC 9110 §6.2). hyper writes the
+    // version it is given to an HTTP/1.1 client, so an HTTP/1.0 answer from
+    // Paragon would otherwise downgrade the client's connection to a
+    // close-delimited HTTP/1.0 response and drop its pipelined requests.
+    // (hyper itself answers HTTP/1.0 clients in HTTP/1.0.)
+    rparts.version = Version::HTTP_11;
     headers::remove_hop_by_hop(&mut rparts.headers);
     let ok = rparts.status.is_success();
 
