@@ -69,6 +69,8 @@ pub enum UpstreamFailure {
     Body(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("Paragon's response could not be filtered: {0}")]
     Unfilterable(&'static str),
+    #[error("Paragon's response breaks HTTP as credgate speaks it: {0}")]
+    Protocol(&'static str),
 }
 
 impl GatewayError {

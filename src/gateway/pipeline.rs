@@ -297,6 +297,15 @@ pub(super) async fn process(
         .upstreams
         .send(route.upstream, upstream_req)
         .await?;
+    // credgate strips `Upgrade` and never tunnels, so a 101 from Paragon
+    // cannot be honoured: relaying it would tell the client (or a proxy in
+    // front of credgate) that the connection now carries another protocol,
+    // the premise of WebSocket-upgrade smuggling.
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(GatewayError::UpstreamUnavailable(
+            UpstreamFailure::Protocol("Paragon switched protocols, which credgate never asks for"),
+        ));
+    }
 
     // 10. Response.
     let (mut rparts, rbody) = resp.into_parts();
