@@ -283,6 +283,13 @@ pub enum FullUrl {
 /// parser (the `url` crate; Paragon runs on Node.js, whose `URL` follows the
 /// same standard), so that `https:/evil`, `https:evil`, `https:\\evil` and
 /// `//evil` all yield `evil` as the host, as they would for Paragon.
+///
+/// Whether Paragon parses `{rest}` as sent or percent-decoded first is not
+/// documented, and the two readings can name different hosts:
+/// `https://good%23@evil/` is `evil` as sent (`good%23` is userinfo) but
+/// `good` decoded (`#@evil/` is then a fragment). Both readings are taken;
+/// when they name different hosts the answer is [`FullUrl::NoHost`], which
+/// is never allowed.
 pub fn full_url_host(rest: &str) -> FullUrl {
     if url_form(rest).is_none() {
         return FullUrl::NotAUrl;
@@ -293,7 +300,12 @@ pub fn full_url_host(rest: &str) -> FullUrl {
     let Ok(decoded) = std::str::from_utf8(&decoded) else {
         return FullUrl::NoHost;
     };
-    url_host(decoded).unwrap_or(FullUrl::NoHost)
+    match (url_host(rest), url_host(decoded)) {
+        (None, None) => FullUrl::NoHost,
+        (Some(one), None) | (None, Some(one)) => one,
+        (Some(raw), Some(dec)) if raw == dec => raw,
+        (Some(_), Some(_)) => FullUrl::NoHost,
+    }
 }
 
 /// The host `text` names when parsed as a URL, if it names one. A
@@ -451,6 +463,11 @@ mod tests {
         assert_eq!(host("%20https:/evil.com/x"), h("evil.com"));
         assert_eq!(host("%20%20https:evil.com"), h("evil.com"));
         assert_eq!(host("%20//evil.com/x"), h("evil.com"));
+        // As sent, `good.com%23` is userinfo and the host is evil.com;
+        // decoded, the host is good.com: two readings, never allowed.
+        assert_eq!(host("https://good.com%23@evil.com/x"), FullUrl::NoHost);
+        assert_eq!(host("https://good.com%3F@evil.com/x"), FullUrl::NoHost);
+        assert_eq!(host("https://good.com/a%23b"), h("good.com"));
         assert_eq!(host("mailto:someone"), FullUrl::NoHost);
         assert_eq!(host("javascript:alert(1)"), FullUrl::NoHost);
     }
