@@ -1,0 +1,1477 @@
+//! The hostile-input suite (issue 7): attacks that broke other proxies
+//! (request smuggling, header and path confusion, parser differentials,
+//! slowloris, cache confusion, log forging), run over real sockets against
+//! the real gateway in front of the in-process Paragon emulator.
+//!
+//! Every test asserts three things: the status credgate (or hyper) answers,
+//! that nothing unintended reached Paragon (the emulator's request log,
+//! leaving out credgate's own `GET /sdk/me` loads), and that the gateway
+//! keeps serving afterwards. Waits are only upper bounds that turn a hang
+//! into a failure; no test asserts how fast anything is.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use credgate::app::Running;
+use credgate::emulator::fixtures::{
+    DEMO_GOOGLEDRIVE_ALICE, DEMO_SALESFORCE_ALICE, DEMO_SALESFORCE_BOB, DEMO_SLACK_ALICE_1,
+};
+use credgate::emulator::{
+    self, Behaviour, EmulatorConfig, EmulatorHandle, Fixtures, RecordedRequest,
+};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long a raw exchange may take before the test calls it a hang.
+const HANG: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------
+
+/// The emulator (demo fixtures: user `acme`, members `alice` and `bob`) and
+/// a gateway in front of it.
+struct Env {
+    keys: Keys,
+    emu: EmulatorHandle,
+    gw: Running,
+}
+
+async fn env() -> Env {
+    env_with(|b| b).await
+}
+
+async fn env_with(configure: impl for<'k> FnOnce(ConfigBuilder<'k>) -> ConfigBuilder<'k>) -> Env {
+    let keys = Keys::new();
+    let emu = emulator::spawn(EmulatorConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        fixtures: Fixtures::demo(PROJECT),
+        public_key_pem: keys.paragon.public_pem.as_bytes().to_vec(),
+    })
+    .await
+    .expect("the emulator starts");
+    let gw = configure(ConfigBuilder::new(&keys, Hosts::all(&emu.url())))
+        .start()
+        .await;
+    Env { keys, emu, gw }
+}
+
+impl Env {
+    fn addr(&self) -> SocketAddr {
+        self.gw.addr
+    }
+
+    fn alice(&self) -> String {
+        self.keys.member("acme", "alice")
+    }
+
+    fn admin(&self) -> String {
+        self.keys.admin("acme")
+    }
+
+    /// What reached Paragon, leaving out `GET /sdk/me` (credgate's own
+    /// credential-list loads).
+    fn reached(&self) -> Vec<RecordedRequest> {
+        self.emu
+            .state
+            .requests()
+            .into_iter()
+            .filter(|r| !(r.method == "GET" && r.path.ends_with("/sdk/me")))
+            .collect()
+    }
+
+    fn clear(&self) {
+        self.emu.state.clear_requests();
+    }
+
+    /// Asserts that nothing but credential-list loads reached Paragon.
+    fn assert_nothing_reached(&self, what: &str) {
+        let seen = self.reached();
+        assert!(
+            seen.is_empty(),
+            "{what}: nothing may reach Paragon, but it saw {:?}",
+            seen.iter()
+                .map(|r| format!("{} {} -> {}", r.method, r.path, r.status))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    /// A normal allowed request on a fresh connection still works: alice on
+    /// her own Salesforce account.
+    async fn assert_still_serves(&self) {
+        let before = self.reached().len();
+        let got = send(
+            &client(),
+            req(
+                "GET",
+                &self.gw,
+                &proxy_path("salesforce", "still-serving"),
+                Some(&self.alice()),
+                &[("x-paragon-credential", DEMO_SALESFORCE_ALICE)],
+                "",
+            ),
+        )
+        .await;
+        assert_eq!(got.status, 200, "the gateway still serves: {:?}", got.body);
+        let seen = self.reached();
+        assert_eq!(seen.len(), before + 1);
+        assert_eq!(
+            seen.last().unwrap().credential.as_deref(),
+            Some(DEMO_SALESFORCE_ALICE)
+        );
+    }
+}
+
+fn proxy_path(integration: &str, rest: &str) -> String {
+    format!("/projects/{PROJECT}/sdk/proxy/{integration}/{rest}")
+}
+
+/// What a raw HTTP/1 exchange produced.
+struct Exchange {
+    data: Vec<u8>,
+    /// The server closed (or reset) the connection before the wait ended.
+    closed: bool,
+}
+
+impl Exchange {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.data).into_owned()
+    }
+
+    fn responses(&self) -> Vec<RawResponse> {
+        parse_responses(&self.data)
+    }
+
+    fn statuses(&self) -> Vec<u16> {
+        self.responses().iter().map(|r| r.status).collect()
+    }
+}
+
+/// Writes `bytes` on a fresh connection, then reads until the server closes
+/// it or `wait` passes.
+async fn exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Exchange {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // The server may close before reading everything (that is often the
+    // point): a failed write is not a test failure.
+    let _ = s.write_all(bytes).await;
+    read_until_close(&mut s, wait).await
+}
+
+async fn read_until_close(s: &mut TcpStream, wait: Duration) -> Exchange {
+    let mut data = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Exchange { data, closed: true },
+            Ok(Ok(n)) => data.extend_from_slice(&buf[..n]),
+            Err(_) => {
+                return Exchange {
+                    data,
+                    closed: false,
+                }
+            }
+        }
+    }
+}
+
+/// Whether the server closes `s` within `wait` (EOF or reset), discarding
+/// whatever it sends first.
+async fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+    read_until_close(s, wait).await.closed
+}
+
+/// One HTTP/1 response parsed from raw bytes.
+#[derive(Debug)]
+struct RawResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or("").to_string()
+    }
+
+    fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    }
+}
+
+/// Splits a byte stream into HTTP/1 responses, framing bodies the way a
+/// client would (Content-Length, chunked, or up to the end). Stops at the
+/// first incomplete response.
+fn parse_responses(mut data: &[u8]) -> Vec<RawResponse> {
+    let mut out = Vec::new();
+    while let Some(end) = find(data, b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&data[..end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or("");
+        if !status_line.starts_with("HTTP/1.") {
+            break;
+        }
+        let Some(status) = status_line.get(9..12).and_then(|s| s.parse::<u16>().ok()) else {
+            break;
+        };
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+            .collect();
+        let rest = &data[end + 4..];
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
+        let (body, used) = if (100..200).contains(&status) || status == 204 || status == 304 {
+            (Vec::new(), 0)
+        } else if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            match dechunk(rest) {
+                Some(x) => x,
+                None => break,
+            }
+        } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            if rest.len() < n {
+                break;
+            }
+            (rest[..n].to_vec(), n)
+        } else {
+            (rest.to_vec(), rest.len())
+        };
+        out.push(RawResponse {
+            status,
+            headers,
+            body,
+        });
+        data = &rest[used..];
+    }
+    out
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Decodes a chunked body; `(body, bytes used)`, `None` when incomplete.
+fn dechunk(mut data: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let start = data.len();
+    let mut body = Vec::new();
+    loop {
+        let line_end = find(data, b"\r\n")?;
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            let trailer_end = find(data, b"\r\n")?;
+            // Trailers, if any, end with an empty line.
+            let mut rest = data;
+            let mut end = trailer_end;
+            while end != 0 {
+                rest = &rest[end + 2..];
+                end = find(rest, b"\r\n")?;
+            }
+            let rest = &rest[2..];
+            return Some((body, start - rest.len()));
+        }
+        if data.len() < size + 2 {
+            return None;
+        }
+        body.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+/// A raw HTTP/1.1 request head (no trailing blank line), with a token.
+fn head(method: &str, path: &str, token: Option<&str>, extra: &[&str]) -> String {
+    let mut h = format!("{method} {path} HTTP/1.1\r\nHost: gw\r\n");
+    if let Some(t) = token {
+        h.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    for line in extra {
+        h.push_str(line);
+        h.push_str("\r\n");
+    }
+    h
+}
+
+/// A complete request that, if credgate ever parsed it as a request of its
+/// own, would be served (alice's token, her own credential) and show up in
+/// the emulator's log under a `smuggled` path.
+fn smuggled_request(token: &str) -> String {
+    format!(
+        "GET {} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\nX-Paragon-Credential: {DEMO_SALESFORCE_ALICE}\r\n\r\n",
+        proxy_path("salesforce", "smuggled")
+    )
+}
+
+fn assert_nothing_smuggled(env: &Env, what: &str) {
+    let smuggled: Vec<_> = env
+        .emu
+        .state
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("smuggled"))
+        .collect();
+    assert!(
+        smuggled.is_empty(),
+        "{what}: a request was smuggled to Paragon: {smuggled:?}"
+    );
+}
+
+async fn metrics_text(gw: &Running) -> String {
+    let got = get(
+        &client(),
+        &format!("http://{}/metrics", gw.admin_addr),
+        None,
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    String::from_utf8_lossy(&got.body).into_owned()
+}
+
+/// The value of one sample in Prometheus text (0 when absent).
+fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// A TCP server that answers every request with `response` (raw bytes,
+/// written once the request head has arrived), records everything it
+/// receives per connection, and closes after writing when `close` is set.
+struct RawUpstream {
+    addr: SocketAddr,
+    received: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl RawUpstream {
+    async fn spawn(response: &'static [u8], close: bool) -> RawUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = received.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let index = {
+                        let mut l = log.lock().unwrap();
+                        l.push(Vec::new());
+                        l.len() - 1
+                    };
+                    let mut buf = [0u8; 8192];
+                    let mut answered = false;
+                    loop {
+                        let n = match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let got_head = {
+                            let mut l = log.lock().unwrap();
+                            l[index].extend_from_slice(&buf[..n]);
+                            find(&l[index], b"\r\n\r\n").is_some()
+                        };
+                        if got_head && !answered {
+                            answered = true;
+                            let _ = s.write_all(response).await;
+                            if close {
+                                let _ = s.shutdown().await;
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        RawUpstream { addr, received }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn everything(&self) -> String {
+        let l = self.received.lock().unwrap();
+        l.iter()
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Smuggling and framing
+// ---------------------------------------------------------------------------
+
+/// `Content-Length` together with `Transfer-Encoding: chunked` (CL.TE and
+/// TE.CL desync, in both header orders): the chunked coding wins, no
+/// `Content-Length` reaches Paragon, the connection is closed after the
+/// response, and the request hidden after the chunked body is never parsed.
+#[tokio::test]
+async fn content_length_with_chunked_is_chunked_then_closed() {
+    let env = env().await;
+    let alice = env.alice();
+    let path = proxy_path("salesforce", "cl-te");
+    let cred = format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}");
+    let smuggled = smuggled_request(&alice);
+    for framing in [
+        ["Content-Length: 6", "Transfer-Encoding: chunked"],
+        ["Transfer-Encoding: chunked", "Content-Length: 6"],
+        ["Content-Length: 200", "Transfer-Encoding: chunked"],
+        ["Content-Length: 0", "Transfer-Encoding: chunked"],
+    ] {
+        env.clear();
+        let request = format!(
+            "{}\r\n5\r\nhello\r\n0\r\n\r\n{smuggled}",
+            head("POST", &path, Some(&alice), &[&cred, framing[0], framing[1]])
+        );
+        let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+        let responses = ex.responses();
+        assert!(ex.closed, "{framing:?}: the connection is closed after the response");
+        assert_eq!(
+            responses.len(),
+            1,
+            "{framing:?}: exactly one response, nothing after the chunked body is a request: {}",
+            ex.text()
+        );
+        assert!(
+            responses[0].status == 200 || responses[0].status == 400,
+            "{framing:?}: {}",
+            ex.text()
+        );
+        assert_nothing_smuggled(&env, &format!("{framing:?}"));
+        let seen = env.reached();
+        if responses[0].status == 200 {
+            assert_eq!(seen.len(), 1, "{framing:?}");
+            let r = &seen[0];
+            assert_eq!(r.body, b"hello", "{framing:?}: the chunked body, decoded");
+            assert!(
+                r.header_all("content-length").iter().all(|v| *v == "5"),
+                "{framing:?}: the caller's Content-Length never describes the body upstream: {:?}",
+                r.headers
+            );
+        } else {
+            assert!(seen.is_empty(), "{framing:?}");
+        }
+    }
+    env.assert_still_serves().await;
+}
+
+/// Two different lengths, a list of lengths and malformed lengths are 400
+/// (hyper's own answer); equal duplicates are one length. Nothing reaches
+/// Paragon from a refused request, and the connection is closed.
+#[tokio::test]
+async fn conflicting_or_malformed_content_lengths_are_400() {
+    let env = env().await;
+    let alice = env.alice();
+    let path = proxy_path("salesforce", "cl-cl");
+    let cred = format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}");
+    let smuggled = smuggled_request(&alice);
+    for lengths in [
+        vec!["Content-Length: 5", "Content-Length: 6"],
+        vec!["Content-Length: 6", "Content-Length: 5"],
+        vec!["Content-Length: 5, 6"],
+        vec!["Content-Length: +5"],
+        vec!["Content-Length: -5"],
+        vec!["Content-Length: 0x5"],
+        vec!["Content-Length: 5.0"],
+        vec!["Content-Length: 5 5"],
+        vec!["Content-Length: 99999999999999999999999"],
+        vec!["Content-Length:"],
+    ] {
+        env.clear();
+        let mut extra = vec![cred.as_str()];
+        extra.extend(lengths.iter().copied());
+        let request = format!(
+            "{}\r\nhello!{smuggled}",
+            head("POST", &path, Some(&alice), &extra)
+        );
+        let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+        assert_eq!(ex.statuses(), vec![400], "{lengths:?}: {}", ex.text());
+        assert!(ex.closed, "{lengths:?}: closed");
+        env.assert_nothing_reached(&format!("{lengths:?}"));
+    }
+
+    // Equal duplicates are one length (RFC 9110 §8.6): served once, and the
+    // bytes after the body are the next request on the connection.
+    env.clear();
+    let request = format!(
+        "{}\r\nhello{}",
+        head(
+            "POST",
+            &path,
+            Some(&alice),
+            &[&cred, "Content-Length: 5", "Content-Length: 5"]
+        ),
+        head("GET", &path, Some(&alice), &[&cred, "Connection: close"]) + "\r\n"
+    );
+    let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+    assert_eq!(ex.statuses(), vec![200, 200], "{}", ex.text());
+    let seen = env.reached();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].body, b"hello");
+    env.assert_still_serves().await;
+}
+
+/// Obfuscated `Transfer-Encoding` values (the spellings that split
+/// front-ends from back-ends): either refused with 400, or read as chunked
+/// with the connection closed. Never a second request.
+#[tokio::test]
+async fn obfuscated_transfer_encodings_never_desync() {
+    let env = env().await;
+    let alice = env.alice();
+    let path = proxy_path("salesforce", "te");
+    let cred = format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}");
+    let smuggled = smuggled_request(&alice);
+    for te in [
+        vec!["Transfer-Encoding: xchunked"],
+        vec!["Transfer-Encoding: chunked, identity"],
+        vec!["Transfer-Encoding: identity"],
+        vec!["Transfer-Encoding: chunked", "Transfer-Encoding: identity"],
+        vec!["Transfer-Encoding : chunked"],
+        vec!["Transfer-Encoding:\x0bchunked"],
+        vec!["Transfer-Encoding: \"chunked\""],
+        vec!["Transfer-Encoding: chunked;q=1"],
+        vec!["Transfer-Encoding:\tchunked"],
+        vec!["Transfer-Encoding: CHUNKED"],
+        vec!["Transfer-Encoding: gzip, chunked"],
+        vec![" Transfer-Encoding: chunked"],
+        vec!["X-Pad: x\r\n Transfer-Encoding: chunked"],
+    ] {
+        env.clear();
+        let mut extra = vec![cred.as_str(), "Content-Length: 6"];
+        extra.extend(te.iter().copied());
+        let request = format!(
+            "{}\r\n5\r\nhello\r\n0\r\n\r\n{smuggled}",
+            head("POST", &path, Some(&alice), &extra)
+        );
+        let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+        let statuses = ex.statuses();
+        assert!(ex.closed, "{te:?}: closed: {}", ex.text());
+        assert_nothing_smuggled(&env, &format!("{te:?}"));
+        match statuses.as_slice() {
+            [400] => env.assert_nothing_reached(&format!("{te:?}")),
+            [200] => {
+                let seen = env.reached();
+                assert_eq!(seen.len(), 1, "{te:?}");
+                assert!(
+                    seen[0].header("content-length").is_none_or(|v| v == "5"),
+                    "{te:?}: {:?}",
+                    seen[0].headers
+                );
+            }
+            other => panic!("{te:?}: unexpected {other:?}: {}", ex.text()),
+        }
+    }
+    env.assert_still_serves().await;
+}
+
+/// Bad chunk sizes on a route whose body credgate buffers (Managed Sync):
+/// 400, connection closed, nothing reaches Paragon. On a streamed route the
+/// request may already be on its way, but Paragon never gets a complete,
+/// successful one and nothing after it is parsed.
+#[tokio::test]
+async fn bad_chunk_sizes_are_refused() {
+    let env = env().await;
+    let alice = env.alice();
+    let body = format!(
+        r#"{{"integration":"salesforce","pipeline":"p","credentialId":"{DEMO_SALESFORCE_ALICE}"}}"#
+    );
+    let smuggled = smuggled_request(&alice);
+    let chunked_bodies: Vec<String> = vec![
+        format!("zz\r\n{body}\r\n0\r\n\r\n"),
+        format!("-{:x}\r\n{body}\r\n0\r\n\r\n", body.len()),
+        format!("0x{:x}\r\n{body}\r\n0\r\n\r\n", body.len()),
+        format!("fffffffffffffffffffff\r\n{body}\r\n0\r\n\r\n"),
+        format!("{:x}\r\n{body}XX0\r\n\r\n", body.len()),
+        format!("{:x} \x00\r\n{body}\r\n0\r\n\r\n", body.len()),
+        format!("{:x}\n{body}\n0\n\n", body.len()),
+        format!(" {:x}\r\n{body}\r\n0\r\n\r\n", body.len()),
+    ];
+    for (route, rest) in [("/api/syncs", None), ("proxy", Some("chunks"))] {
+        for chunked in &chunked_bodies {
+            env.clear();
+            let (path, mut extra) = match rest {
+                None => (route.to_string(), vec![]),
+                Some(r) => (
+                    proxy_path("salesforce", r),
+                    vec![format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}")],
+                ),
+            };
+            extra.push("Transfer-Encoding: chunked".into());
+            extra.push("Content-Type: application/json".into());
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            let request = format!(
+                "{}\r\n{chunked}{smuggled}",
+                head("POST", &path, Some(&alice), &extra)
+            );
+            let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+            let what = format!("{path} {chunked:?}");
+            assert!(ex.closed, "{what}: closed: {}", ex.text());
+            assert_nothing_smuggled(&env, &what);
+            let statuses = ex.statuses();
+            assert!(
+                statuses.len() <= 1 && statuses.iter().all(|s| *s == 400 || *s == 502),
+                "{what}: {}",
+                ex.text()
+            );
+            if rest.is_none() {
+                assert_eq!(statuses, vec![400], "{what}: {}", ex.text());
+                env.assert_nothing_reached(&what);
+            } else {
+                assert!(
+                    env.reached().iter().all(|r| r.status != 200),
+                    "{what}: Paragon never completes a request whose body was malformed"
+                );
+            }
+        }
+    }
+    env.assert_still_serves().await;
+}
+
+/// A request credgate refuses before reading its body (401, 403, 404, 400
+/// path, 413) carries a body that is itself a valid request, and another
+/// request is pipelined after it. The refusal says `Connection: close`, the
+/// connection closes, and neither hidden request is ever parsed. As a
+/// control, a refused request *without* a body keeps the connection open
+/// and the pipelined request after it is served: the test can tell.
+#[tokio::test]
+async fn requests_pipelined_behind_an_early_refusal_are_never_parsed() {
+    let env = env_with(|b| b.server("max_body_bytes = 4096")).await;
+    let alice = env.alice();
+    let smuggled = smuggled_request(&alice);
+    let sf = proxy_path("salesforce", "x");
+    let own = format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}");
+    let foreign = format!("X-Paragon-Credential: {DEMO_SALESFORCE_BOB}");
+    let cases: Vec<(&str, String, Option<&str>, Vec<&str>, u16, &str)> = vec![
+        ("unauthenticated", sf.clone(), None, vec![], 401, "unauthenticated"),
+        ("bad token", sf.clone(), Some("not.a.token"), vec![], 401, "unauthenticated"),
+        ("foreign credential", sf.clone(), Some(&alice), vec![&foreign], 403, "credential_forbidden"),
+        ("unknown route", format!("/projects/{PROJECT}/nothing"), Some(&alice), vec![], 404, "route_not_found"),
+        ("bad path", proxy_path("salesforce", "a/../x"), Some(&alice), vec![&own], 400, "bad_request"),
+        ("full URL", proxy_path("salesforce", "https://evil.example/x"), Some(&alice), vec![&own], 403, "upstream_host_forbidden"),
+    ];
+    for (what, path, token, extra, status, code) in cases {
+        for chunked in [false, true] {
+            env.clear();
+            let framing = if chunked {
+                "Transfer-Encoding: chunked".to_string()
+            } else {
+                format!("Content-Length: {}", smuggled.len())
+            };
+            let body = if chunked {
+                format!("{:x}\r\n{smuggled}\r\n0\r\n\r\n", smuggled.len())
+            } else {
+                smuggled.clone()
+            };
+            let mut h = extra.clone();
+            h.push(&framing);
+            let request = format!("{}\r\n{body}{smuggled}", head("POST", &path, token, &h));
+            let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+            let responses = ex.responses();
+            let label = format!("{what} (chunked: {chunked})");
+            assert_eq!(responses.len(), 1, "{label}: {}", ex.text());
+            assert_eq!(responses[0].status, status, "{label}: {}", ex.text());
+            assert_eq!(responses[0].code(), code, "{label}");
+            assert!(responses[0].closes(), "{label}: Connection: close");
+            assert!(ex.closed, "{label}: the connection is closed");
+            env.assert_nothing_reached(&label);
+        }
+    }
+
+    // 413 before reading: the body is never sent, yet the answer comes.
+    env.clear();
+    let mut s = TcpStream::connect(env.addr()).await.unwrap();
+    let h = head(
+        "POST",
+        "/api/syncs",
+        Some(&alice),
+        &["Content-Length: 100000000", "Content-Type: application/json"],
+    );
+    s.write_all(format!("{h}\r\n{{").as_bytes()).await.unwrap();
+    let ex = read_until_close(&mut s, HANG).await;
+    let responses = ex.responses();
+    assert_eq!(ex.statuses(), vec![413], "{}", ex.text());
+    assert_eq!(responses[0].code(), "body_too_large");
+    assert!(responses[0].closes());
+    assert!(ex.closed);
+    env.assert_nothing_reached("413");
+
+    // Control: the same refusals without a body keep the connection, and
+    // the pipelined request after them is served.
+    env.clear();
+    let request = format!(
+        "{}\r\n{}\r\n{}",
+        head("GET", &sf, None, &[]),
+        head("GET", &sf, Some(&alice), &[&foreign]),
+        smuggled.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+    );
+    let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+    assert_eq!(ex.statuses(), vec![401, 403, 200], "{}", ex.text());
+    assert_eq!(env.reached().len(), 1);
+    env.assert_still_serves().await;
+}
+
+/// WebSocket and h2c upgrade requests: the upgrade is a hop-by-hop
+/// request, never forwarded; Paragon answers non-101, so no tunnel opens,
+/// and bytes the client sends after the upgrade request are parsed as HTTP
+/// (an unauthenticated "frame" is a 401, never a request to Paragon).
+#[tokio::test]
+async fn upgrade_requests_open_no_tunnel() {
+    let env = env().await;
+    let alice = env.alice();
+    let cred = format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}");
+    let path = proxy_path("salesforce", "ws");
+    let hidden = format!(
+        "GET {} HTTP/1.1\r\nHost: gw\r\nX-Paragon-Credential: {DEMO_SALESFORCE_ALICE}\r\nConnection: close\r\n\r\n",
+        proxy_path("salesforce", "smuggled")
+    );
+    for upgrade in [
+        vec![
+            "Connection: Upgrade",
+            "Upgrade: websocket",
+            "Sec-WebSocket-Version: 13",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        ],
+        vec![
+            "Connection: Upgrade, HTTP2-Settings",
+            "Upgrade: h2c",
+            "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA",
+        ],
+    ] {
+        env.clear();
+        let mut extra = vec![cred.as_str()];
+        extra.extend(upgrade.iter().copied());
+        let request = format!("{}\r\n{hidden}", head("GET", &path, Some(&alice), &extra));
+        let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+        assert_eq!(
+            ex.statuses(),
+            vec![200, 401],
+            "{upgrade:?}: Paragon's answer, then the hidden bytes as an (unauthenticated) request: {}",
+            ex.text()
+        );
+        assert_nothing_smuggled(&env, &format!("{upgrade:?}"));
+        let seen = env.reached();
+        assert_eq!(seen.len(), 1, "{upgrade:?}");
+        for h in ["upgrade", "connection", "sec-websocket-key", "http2-settings"] {
+            if h == "sec-websocket-key" {
+                continue;
+            }
+            assert!(
+                seen[0].header(h).is_none(),
+                "{upgrade:?}: {h} is hop-by-hop and never forwarded: {:?}",
+                seen[0].headers
+            );
+        }
+    }
+    env.assert_still_serves().await;
+}
+
+/// A Paragon that answers `101 Switching Protocols` although credgate never
+/// asked for an upgrade gets no tunnel: credgate answers 502 instead of
+/// relaying a protocol switch it cannot honour, and the client's further
+/// bytes never reach Paragon.
+#[tokio::test]
+async fn an_unsolicited_101_from_upstream_opens_no_tunnel() {
+    let keys = Keys::new();
+    let upstream = RawUpstream::spawn(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        false,
+    )
+    .await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&upstream.url()))
+        .start()
+        .await;
+    let admin = keys.admin("acme");
+    let path = proxy_path("salesforce", "ws");
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let request = head(
+        "GET",
+        &path,
+        Some(&admin),
+        &[
+            "Connection: Upgrade",
+            "Upgrade: websocket",
+            "Sec-WebSocket-Version: 13",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        ],
+    ) + "\r\n";
+    s.write_all(request.as_bytes()).await.unwrap();
+    // Give a tunnel, if one opened, a chance to carry these bytes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = s
+        .write_all(b"TUNNELLED-BYTES GET /admin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let ex = read_until_close(&mut s, HANG).await;
+    let responses = ex.responses();
+    assert_eq!(
+        ex.statuses().first(),
+        Some(&502),
+        "a 101 credgate cannot honour is a bad gateway, never relayed: {}",
+        ex.text()
+    );
+    assert_eq!(responses[0].code(), "upstream_unavailable");
+    assert!(
+        !ex.statuses().contains(&101),
+        "the connection never switches protocols: {}",
+        ex.text()
+    );
+    let everything = upstream.everything();
+    assert!(
+        !everything.contains("TUNNELLED-BYTES"),
+        "no tunnel: the client's bytes after the response never reach Paragon: {everything}"
+    );
+    assert!(
+        !everything.to_ascii_lowercase().contains("upgrade: websocket"),
+        "the upgrade request itself was not forwarded: {everything}"
+    );
+    gw.shutdown().await;
+}
+
+/// HTTP/1.0 clients are served and closed; an HTTP/1.0 request may not use
+/// chunked framing (hyper: 400). A close-delimited upstream response reaches
+/// an HTTP/1.1 client re-framed (a fake response inside its body stays body)
+/// and an HTTP/1.0 client whole.
+#[tokio::test]
+async fn http_1_0_and_close_delimited_responses() {
+    let env = env().await;
+    let alice = env.alice();
+    let path = proxy_path("salesforce", "one-oh");
+    let request = format!(
+        "GET {path} HTTP/1.0\r\nAuthorization: Bearer {alice}\r\nX-Paragon-Credential: {DEMO_SALESFORCE_ALICE}\r\n\r\n{}",
+        smuggled_request(&alice)
+    );
+    let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+    assert!(ex.closed, "HTTP/1.0 without keep-alive is closed");
+    assert_eq!(ex.statuses(), vec![200], "{}", ex.text());
+    assert_nothing_smuggled(&env, "HTTP/1.0");
+    assert_eq!(env.reached().len(), 1);
+
+    env.clear();
+    let request = format!(
+        "POST {path} HTTP/1.0\r\nAuthorization: Bearer {alice}\r\nX-Paragon-Credential: {DEMO_SALESFORCE_ALICE}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    );
+    let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+    assert_eq!(ex.statuses(), vec![400], "{}", ex.text());
+    env.assert_nothing_reached("HTTP/1.0 chunked");
+    env.assert_still_serves().await;
+
+    // Paragon (or something in front of it) answers HTTP/1.0 with a body
+    // delimited by closing the connection; the body looks like a response.
+    let keys = Keys::new();
+    let upstream = RawUpstream::spawn(
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nfirst line\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        true,
+    )
+    .await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&upstream.url()))
+        .start()
+        .await;
+    let admin = keys.admin("acme");
+    let expected_body: &[u8] = b"first line\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    let request = format!(
+        "{}\r\n{}",
+        head("GET", &path, Some(&admin), &[]),
+        head("GET", &path, Some(&admin), &["Connection: close"]) + "\r\n"
+    );
+    let ex = exchange(gw.addr, request.as_bytes(), HANG).await;
+    let responses = ex.responses();
+    assert_eq!(
+        responses.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![200, 200],
+        "both pipelined requests answered, the fake response stays inside the first body: {}",
+        ex.text()
+    );
+    assert_eq!(responses[0].body, expected_body);
+    assert_eq!(responses[1].body, expected_body);
+
+    let request = format!("GET {path} HTTP/1.0\r\nAuthorization: Bearer {admin}\r\n\r\n");
+    let ex = exchange(gw.addr, request.as_bytes(), HANG).await;
+    assert!(ex.closed);
+    let responses = ex.responses();
+    assert_eq!(responses.len(), 1, "{}", ex.text());
+    assert_eq!(responses[0].body, expected_body);
+    gw.shutdown().await;
+}
+
+/// The sync body rewrite changes the body's length (`ext:alice` becomes a
+/// 36-character UUID; an escaped UUID shrinks to 36), for fixed-length and
+/// chunked input: Paragon receives exactly the rewritten body with a
+/// matching `Content-Length`, every other byte as sent.
+#[tokio::test]
+async fn sync_body_rewrites_reframe_the_body() {
+    let env = env().await;
+    let alice = env.alice();
+    let escaped_id = DEMO_SALESFORCE_ALICE
+        .to_uppercase()
+        .replacen('A', "\\u0041", 1);
+    for (credential, label) in [("ext:alice", "grows"), (escaped_id.as_str(), "shrinks")] {
+        let sent = format!(
+            "{{ \"integration\" : \"salesforce\",\"pipeline\":\"p\", \"credentialId\":\"{credential}\" ,\"n\": 1.50e0 , \"dup\":[1,2] }}"
+        );
+        let expected = format!(
+            "{{ \"integration\" : \"salesforce\",\"pipeline\":\"p\", \"credentialId\":\"{DEMO_SALESFORCE_ALICE}\" ,\"n\": 1.50e0 , \"dup\":[1,2] }}"
+        );
+        assert_ne!(sent.len(), expected.len(), "{label}");
+        for chunked in [false, true] {
+            env.clear();
+            let (framing, body) = if chunked {
+                let (a, b) = sent.split_at(7);
+                (
+                    "Transfer-Encoding: chunked".to_string(),
+                    format!("{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n", a.len(), b.len()),
+                )
+            } else {
+                (format!("Content-Length: {}", sent.len()), sent.clone())
+            };
+            let request = format!(
+                "{}\r\n{body}",
+                head(
+                    "POST",
+                    "/api/syncs",
+                    Some(&alice),
+                    &[&framing, "Content-Type: application/json", "Connection: close"]
+                )
+            );
+            let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+            let what = format!("{label}, chunked: {chunked}");
+            assert_eq!(ex.statuses(), vec![200], "{what}: {}", ex.text());
+            let seen = env.reached();
+            assert_eq!(seen.len(), 1, "{what}");
+            let r = &seen[0];
+            assert_eq!(
+                String::from_utf8_lossy(&r.body),
+                expected,
+                "{what}: exactly the rewritten body"
+            );
+            assert_eq!(
+                r.header_all("content-length"),
+                vec![expected.len().to_string().as_str()],
+                "{what}: one Content-Length, the rewritten body's"
+            );
+            assert!(r.header("transfer-encoding").is_none(), "{what}");
+            assert_eq!(r.credential.as_deref(), Some(DEMO_SALESFORCE_ALICE));
+        }
+    }
+    env.assert_still_serves().await;
+}
+
+// ---------------------------------------------------------------------------
+// Header spoofing
+// ---------------------------------------------------------------------------
+
+/// `X-Paragon-Credential` in every spelling a backend stack might fold
+/// together: a member naming a foreign credential in any of them is 403,
+/// naming any credential twice (repeated, respelled, comma-joined, listed in
+/// `Connection`) is 400, and an allowed request reaches Paragon with exactly
+/// one value, the routed credential, even when a chunked trailer tries to
+/// add another.
+#[tokio::test]
+async fn credential_header_spellings_never_let_a_foreign_credential_through() {
+    let env = env().await;
+    let alice = env.alice();
+    let path = proxy_path("salesforce", "spell");
+    let own = DEMO_SALESFORCE_ALICE;
+    let bob = DEMO_SALESFORCE_BOB;
+    let own_upper = own.to_uppercase();
+    let cases: Vec<(Vec<String>, u16, &str)> = vec![
+        (vec![format!("x-paragon-credential: {bob}")], 403, "credential_forbidden"),
+        (vec![format!("X-PARAGON-CREDENTIAL: {bob}")], 403, "credential_forbidden"),
+        (vec![format!("x_paragon_credential: {bob}")], 403, "credential_forbidden"),
+        (vec![format!("X_Paragon-Credential: {bob}")], 403, "credential_forbidden"),
+        (vec!["Connection: x-paragon-credential".into(), format!("X-Paragon-Credential: {bob}")], 403, "credential_forbidden"),
+        (vec![format!("X-Paragon-Credential: {own}"), format!("x_paragon_credential: {bob}")], 400, "bad_request"),
+        (vec![format!("x_paragon_credential: {bob}"), format!("X-Paragon-Credential: {own}")], 400, "bad_request"),
+        (vec![format!("X-Paragon-Credential: {own}"), format!("X-Paragon-Credential: {own}")], 400, "bad_request"),
+        (vec![format!("X-Paragon-Credential: {own}, {bob}")], 400, "bad_request"),
+        (vec![format!("X-Paragon-Credential: {own},{own}")], 400, "bad_request"),
+        (vec![format!("X-Paragon-Credential: {own}"), format!("X_PARAGON_CREDENTIAL: {own}")], 400, "bad_request"),
+        (vec!["Connection: x_paragon_credential".into(), format!("x_paragon_credential: {bob}"), format!("X-Paragon-Credential: {own}")], 400, "bad_request"),
+        (vec!["X-Paragon-Credential: ".into()], 400, "bad_request"),
+        (vec![format!("X-Paragon-Credential: {own} x")], 400, "bad_request"),
+        (vec![format!("X-Paragon-Credential: {{{own}}}")], 400, "bad_request"),
+        (vec![format!("X-Paragon-Credential: ext:bob")], 403, "credential_forbidden"),
+        (vec![format!("X-Paragon-Credential:  {own_upper}\t")], 200, ""),
+        (vec!["Connection: x-paragon-credential".into(), format!("X-Paragon-Credential: {own}")], 200, ""),
+        (vec![format!("X-Paragon-Credential: ext:alice")], 200, ""),
+    ];
+    for (headers, status, code) in cases {
+        env.clear();
+        let extra: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let mut extra = extra.clone();
+        extra.push("Connection: close");
+        let request = head("GET", &path, Some(&alice), &extra) + "\r\n";
+        let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+        let responses = ex.responses();
+        assert_eq!(responses.len(), 1, "{headers:?}: {}", ex.text());
+        assert_eq!(responses[0].status, status, "{headers:?}: {}", ex.text());
+        if status == 200 {
+            let seen = env.reached();
+            assert_eq!(seen.len(), 1, "{headers:?}");
+            assert_eq!(
+                seen[0].header_all("x-paragon-credential"),
+                vec![own],
+                "{headers:?}: exactly one credential header, the routed one"
+            );
+            assert!(
+                seen[0]
+                    .headers
+                    .iter()
+                    .all(|(n, _)| n == "x-paragon-credential" || !n.contains("paragon_credential")),
+                "{headers:?}: no other spelling reaches Paragon: {:?}",
+                seen[0].headers
+            );
+            assert_eq!(seen[0].credential.as_deref(), Some(own));
+        } else {
+            assert_eq!(responses[0].code(), code, "{headers:?}");
+            env.assert_nothing_reached(&format!("{headers:?}"));
+        }
+    }
+
+    // A foreign credential in a chunked trailer is not a header: Paragon
+    // sees alice's, once, and never the trailer.
+    env.clear();
+    let request = format!(
+        "{}\r\n5\r\nhello\r\n0\r\nX-Paragon-Credential: {bob}\r\nx_paragon_credential: {bob}\r\n\r\n",
+        head(
+            "POST",
+            &path,
+            Some(&alice),
+            &[
+                &format!("X-Paragon-Credential: {own}"),
+                "Transfer-Encoding: chunked",
+                "TE: trailers",
+                "Trailer: X-Paragon-Credential, x_paragon_credential",
+                "Connection: close",
+            ]
+        )
+    );
+    let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+    assert_eq!(ex.statuses(), vec![200], "{}", ex.text());
+    let seen = env.reached();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header_all("x-paragon-credential"), vec![own]);
+    assert_eq!(seen[0].body, b"hello");
+    assert!(
+        seen[0].header("trailer").is_none(),
+        "{:?}",
+        seen[0].headers
+    );
+
+    // Routes that route no credential drop every spelling.
+    env.clear();
+    let got = send(
+        &client(),
+        req(
+            "GET",
+            &env.gw,
+            &format!("/projects/{PROJECT}/sdk/integrations"),
+            Some(&alice),
+            &[("x_paragon_credential", bob)],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    let seen = env.reached();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0]
+            .headers
+            .iter()
+            .all(|(n, _)| !n.replace('_', "-").eq_ignore_ascii_case("x-paragon-credential")),
+        "{:?}",
+        seen[0].headers
+    );
+
+    // Header tricks hyper refuses outright: obs-fold, space before the
+    // colon, a raw CR inside a value.
+    for raw_header in [
+        format!("X-Pad: a\r\n X-Paragon-Credential: {bob}"),
+        format!("X-Paragon-Credential : {bob}"),
+        format!("X-Paragon-Credential: {own}\rX-Paragon-Credential: {bob}"),
+        format!("X-Paragon-Credential: {bob}\x00"),
+    ] {
+        env.clear();
+        let request = head("GET", &path, Some(&alice), &[&raw_header]) + "\r\n";
+        let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+        assert_eq!(ex.statuses(), vec![400], "{raw_header:?}: {}", ex.text());
+        env.assert_nothing_reached(&format!("{raw_header:?}"));
+    }
+    env.assert_still_serves().await;
+}
+
+/// `Forwarded` and `X-Forwarded-*` (any case, `_` spellings, unknown
+/// `X-Forwarded-` suffixes) from a client outside `server.trusted_proxies`
+/// are replaced by what credgate saw; from a trusted proxy they are kept and
+/// extended.
+#[tokio::test]
+async fn forwarded_headers_are_trusted_only_from_trusted_proxies() {
+    let spoofed = [
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("x_forwarded_for", "7.7.7.7"),
+        ("X-FORWARDED-HOST", "evil.example"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Prefix", "/admin"),
+        ("x-forwarded-port", "443"),
+        ("Forwarded", "for=6.6.6.6;host=evil.example;proto=https"),
+        ("FORWARDED", "for=8.8.8.8"),
+    ];
+    let path = proxy_path("salesforce", "fwd");
+    for trusted in [None, Some("10.0.0.0/8"), Some("127.0.0.0/8")] {
+        let env = env_with(|b| match trusted {
+            Some(cidr) => b.server(&format!("trusted_proxies = [\"{cidr}\"]")),
+            None => b,
+        })
+        .await;
+        let mut headers: Vec<(&str, &str)> = spoofed.to_vec();
+        headers.push(("x-paragon-credential", DEMO_SALESFORCE_ALICE));
+        let got = send(
+            &client(),
+            req("GET", &env.gw, &path, Some(&env.alice()), &headers, ""),
+        )
+        .await;
+        assert_eq!(got.status, 200, "{trusted:?}");
+        let seen = env.reached();
+        assert_eq!(seen.len(), 1);
+        let r = &seen[0];
+        let names: Vec<String> = r.headers.iter().map(|(n, _)| n.clone()).collect();
+        if trusted == Some("127.0.0.0/8") {
+            assert_eq!(
+                r.header("x-forwarded-for"),
+                Some("6.6.6.6, 127.0.0.1"),
+                "{:?}",
+                r.headers
+            );
+            assert_eq!(r.header("x-forwarded-host"), Some("evil.example"));
+            assert_eq!(r.header("x-forwarded-proto"), Some("https"));
+        } else {
+            assert_eq!(
+                r.header_all("x-forwarded-for"),
+                vec!["127.0.0.1"],
+                "{trusted:?}: {:?}",
+                r.headers
+            );
+            assert_eq!(r.header("x-forwarded-proto"), Some("http"));
+            assert_eq!(
+                r.header("x-forwarded-host"),
+                Some(env.addr().to_string().as_str()),
+                "the Host the client used"
+            );
+            for gone in ["forwarded", "x_forwarded_for", "x-forwarded-prefix", "x-forwarded-port"] {
+                assert!(
+                    !names.iter().any(|n| n == gone),
+                    "{trusted:?}: {gone} from an untrusted client is dropped: {names:?}"
+                );
+            }
+        }
+        env.gw.shutdown().await;
+    }
+}
+
+/// Two `Authorization` headers are 401 even when both are the same valid
+/// token; a caller's token never reaches Paragon, also when the caller lists
+/// `Authorization` in `Connection`.
+#[tokio::test]
+async fn authorization_tricks_are_refused_or_replaced() {
+    let env = env().await;
+    let alice = env.alice();
+    let admin = env.admin();
+    let path = proxy_path("salesforce", "auth");
+    let own = format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}");
+    for extra in [
+        vec![format!("Authorization: Bearer {alice}"), format!("Authorization: Bearer {alice}")],
+        vec![format!("Authorization: Bearer {alice}"), format!("authorization: Bearer {admin}")],
+        vec![format!("Authorization: Bearer {alice}, Bearer {admin}")],
+        vec![format!("Authorization: Bearer {alice} {admin}")],
+        vec![format!("Authorization: Basic {alice}")],
+        vec![format!("Authorization: Bearer")],
+        vec![format!("X-Authorization: Bearer {admin}")],
+        vec![format!("Proxy-Authorization: Bearer {admin}")],
+    ] {
+        env.clear();
+        let mut h: Vec<&str> = extra.iter().map(String::as_str).collect();
+        h.push(&own);
+        h.push("Connection: close");
+        let request = head("GET", &path, None, &h) + "\r\n";
+        let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+        let responses = ex.responses();
+        assert_eq!(ex.statuses(), vec![401], "{extra:?}: {}", ex.text());
+        assert_eq!(responses[0].code(), "unauthenticated");
+        assert!(
+            responses[0]
+                .header("www-authenticate")
+                .is_some_and(|v| v.contains("invalid_token")),
+            "{extra:?}"
+        );
+        let text = ex.text();
+        assert!(!text.contains(&alice) && !text.contains(&admin), "no token echoed");
+        env.assert_nothing_reached(&format!("{extra:?}"));
+    }
+
+    env.clear();
+    let request = head(
+        "GET",
+        &path,
+        Some(&alice),
+        &[&own, "Connection: authorization, close", "Proxy-Authorization: Bearer x"],
+    ) + "\r\n";
+    let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+    assert_eq!(ex.statuses(), vec![200], "{}", ex.text());
+    let seen = env.reached();
+    assert_eq!(seen.len(), 1);
+    let upstream = seen[0].header_all("authorization");
+    assert_eq!(upstream.len(), 1);
+    assert_ne!(upstream[0], format!("Bearer {alice}"));
+    assert_eq!(env.keys.decode_upstream(upstream[0])["sub"], "acme");
+    assert!(seen[0].header("proxy-authorization").is_none());
+    env.assert_still_serves().await;
+}
+
+// ---------------------------------------------------------------------------
+// Paths
+// ---------------------------------------------------------------------------
+
+/// Every path form a normalizer between credgate and Paragon could rewrite
+/// is 400 before authentication; case, matrix parameters, trailing slashes
+/// and route-like text in the query or a fragment never change the route
+/// credgate decides on. Nothing refused reaches Paragon.
+#[tokio::test]
+async fn path_confusion_is_refused_or_inert() {
+    let env = env().await;
+    let alice = env.alice();
+    let own = format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}");
+    let p = format!("/projects/{PROJECT}");
+    let sf = format!("{p}/sdk/proxy/salesforce");
+    let refused: Vec<(String, u16)> = vec![
+        (format!("{sf}//x"), 400),
+        (format!("/{sf}/x"), 400),
+        (format!("{sf}/./x"), 400),
+        (format!("{sf}/../../me"), 400),
+        (format!("{sf}/x/.."), 400),
+        (format!("{sf}/x/."), 400),
+        (format!("{sf}/a%2Fb"), 400),
+        (format!("{sf}/a%2fb"), 400),
+        (format!("{sf}/%2E%2E/x"), 400),
+        (format!("{sf}/%2e/x"), 400),
+        (format!("{sf}/.%2e/x"), 400),
+        (format!("{sf}/a%5Cb"), 400),
+        (format!("{sf}/a%5cb"), 400),
+        (format!("{sf}/a\\b"), 400),
+        (format!("{sf}/a%00b"), 400),
+        (format!("{sf}/a%0d%0aX-Injected:%201"), 400),
+        (format!("{sf}/a%252Fb"), 400),
+        (format!("{sf}/a%25252Fb"), 200),
+        (format!("{sf}/a%zz"), 400),
+        (format!("{sf}/a%"), 400),
+        (format!("{p}/sdk/../sdk/me"), 400),
+        (format!("{p}/sdk/me/"), 404),
+        (format!("{p}/sdk/me;x=1"), 404),
+        (format!("{p};x=1/sdk/me"), 404),
+        (format!("{p}/sdk;x/me"), 404),
+        (format!("{p}/SDK/me"), 404),
+        (format!("{p}/sdk/ME"), 404),
+        (format!("/Projects/{PROJECT}/sdk/me"), 404),
+        (format!("{p}/sdk/credentials/"), 404),
+        ("/api/syncs/".to_string(), 404),
+        ("/api/syncs;/x".to_string(), 404),
+        (format!("{p}/sdk/m%65"), 404),
+    ];
+    for (path, status) in &refused {
+        env.clear();
+        for token in [None, Some(alice.as_str())] {
+            let request = head("GET", path, token, &[&own, "Connection: close"]) + "\r\n";
+            let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+            let want = if token.is_none() && *status != 400 {
+                401
+            } else {
+                *status
+            };
+            assert_eq!(ex.statuses(), vec![want], "{path} (token: {}): {}", token.is_some(), ex.text());
+        }
+        if *status != 200 {
+            env.assert_nothing_reached(path);
+        }
+    }
+
+    // Matrix parameters, fragments and route-like queries are inert: the
+    // route is the proxy's, and Paragon gets the path as sent (fragment
+    // dropped: it is never part of a request target).
+    for (path, upstream_path, upstream_query) in [
+        (format!("{sf}/a;b=c"), format!("{sf}/a;b=c"), None),
+        (
+            format!("{sf}/x?/projects/{PROJECT}/sdk/me&next=../../sdk/me"),
+            format!("{sf}/x"),
+            Some(format!("/projects/{PROJECT}/sdk/me&next=../../sdk/me")),
+        ),
+        (format!("{sf}/x#/../../../sdk/me"), format!("{sf}/x"), None),
+        (format!("{sf}/x?a=1#frag"), format!("{sf}/x"), Some("a=1".to_string())),
+    ] {
+        env.clear();
+        let request = head("GET", &path, Some(&alice), &[&own, "Connection: close"]) + "\r\n";
+        let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+        match ex.statuses().as_slice() {
+            [200] => {
+                let seen = env.reached();
+                assert_eq!(seen.len(), 1, "{path}");
+                assert_eq!(seen[0].path, upstream_path, "{path}");
+                assert_eq!(seen[0].query, upstream_query, "{path}");
+                assert_eq!(seen[0].credential.as_deref(), Some(DEMO_SALESFORCE_ALICE));
+            }
+            // hyper may refuse a fragment in a request target outright.
+            [400] if path.contains('#') => env.assert_nothing_reached(&path),
+            other => panic!("{path}: {other:?}: {}", ex.text()),
+        }
+    }
+
+    // Overlong paths: hyper's 414/431 or credgate's 400, never a crash.
+    for len in [9 * 1024, 70 * 1024, 100 * 1024, 1024 * 1024] {
+        env.clear();
+        let path = format!("{sf}/{}", "a".repeat(len));
+        let request = head("GET", &path, Some(&alice), &[&own, "Connection: close"]) + "\r\n";
+        let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+        let statuses = ex.statuses();
+        assert!(
+            matches!(statuses.as_slice(), [200] | [400] | [414] | [431]) || (statuses.is_empty() && ex.closed),
+            "{len}: {statuses:?}"
+        );
+        if statuses != [200] {
+            env.assert_nothing_reached(&format!("path of {len} bytes"));
+        }
+    }
+    env.assert_still_serves().await;
+}
+
+/// A Proxy API `{rest}` that is a full URL (in any of the spellings a
+/// WHATWG parser accepts, plain or percent-encoded, with userinfo tricks)
+/// to a host not in `policy.proxy_url_hosts` is 403 for everyone, admins
+/// included; the listed host is allowed and reaches Paragon as sent.
+#[tokio::test]
+async fn proxy_full_urls_to_unlisted_hosts_are_refused() {
+    let env = env_with(|b| b.policy("proxy_url_hosts = [\"allowed.example\"]")).await;
+    let alice = env.alice();
+    let admin = env.admin();
+    let own = format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}");
+    let forbidden = [
+        "https://evil.example/x",
+        "http://evil.example/x",
+        "HTTPS://EVIL.EXAMPLE/x",
+        "hTtPs://evil.example",
+        "https://evil.example",
+        "https:/evil.example/x",
+        "https:evil.example/x",
+        "http:evil.example",
+        "https%3A//evil.example/x",
+        "https%3a//evil.example/x",
+        "%68ttps://evil.example/x",
+        "//evil.example/x",
+        "%5C%5Cevil.example/x",
+        "%5c%5cevil.example/x",
+        "https:%5C%5Cevil.example/x",
+        "https://allowed.example@evil.example/x",
+        "https://allowed.example:443@evil.example/x",
+        "https://allowed.example%40evil.example/x",
+        "https://allowed.example%23@evil.example/x",
+        "https://allowed.example%3F@evil.example/x",
+        "https://allowed.example%3f@evil.example/x",
+        "https://evil.example%23.allowed.example/x",
+        "https://evil.example./x",
+        "https://evil.example:8443/x",
+        "https://allowed.example.evil.example/x",
+        "https://[::1]/x",
+        "https://127.0.0.1/x",
+        "https://0x7f000001/x",
+        "wss://evil.example/x",
+        "ftp://evil.example/x",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "%20https:/evil.example/x",
+        "%20https:evil.example/x",
+        "%20%20http:evil.example",
+    ];
+    let cl = client();
+    let mut through = Vec::new();
+    for rest in forbidden {
+        env.clear();
+        for token in [&alice, &admin] {
+            let got = send(
+                &cl,
+                req(
+                    "GET",
+                    &env.gw,
+                    &proxy_path("salesforce", rest),
+                    Some(token),
+                    &[("x-paragon-credential", DEMO_SALESFORCE_ALICE)],
+                    "",
+                ),
+            )
+            .await;
+            if !(got.status == 403 || got.status == 400) {
+                through.push(format!("{rest}: {}", got.status));
+                continue;
+            }
+            if got.status == 403 {
+                assert_eq!(got.code(), "upstream_host_forbidden", "{rest}");
+            }
+        }
+        if through.is_empty() {
+            env.assert_nothing_reached(rest);
+        }
+    }
+    assert!(through.is_empty(), "full URLs to unlisted hosts got through: {through:#?}");
+    // The same on custom integrations.
+    let got = send(
+        &cl,
+        req(
+            "GET",
+            &env.gw,
+            &proxy_path("custom/c0ffee00-0000-4000-8000-000000000001", "https://evil.example/x"),
+            Some(&admin),
+            &[],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 403);
+    env.assert_nothing_reached("custom");
+
+    for rest in [
+        "https://allowed.example/v4/x",
+        "HTTPS://ALLOWED.EXAMPLE/v4/x",
+        "https://allowed.example./v4/x",
+        "https://allowed.example:8443/v4/x",
+        "https:/allowed.example/v4",
+        "https://allowed.example/v4/x%23y",
+    ] {
+        env.clear();
+        let request =
+            head("GET", &proxy_path("salesforce", rest), Some(&alice), &[&own, "Connection: close"])
+                + "\r\n";
+        let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+        assert_eq!(ex.statuses(), vec![200], "{rest}: {}", ex.text());
+        let seen = env.reached();
+        assert_eq!(seen.len(), 1, "{rest}");
+        assert_eq!(seen[0].path, proxy_path("salesforce", rest), "{rest}: as sent");
+    }
+    env.assert_still_serves().await;
+}
