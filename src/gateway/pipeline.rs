@@ -145,7 +145,15 @@ pub(super) async fn process(
     };
     let (buffered, mut streamed) = if read_body {
         (
-            Some(read_request_body(&parts.headers, incoming, cfg.server.max_body_bytes).await?),
+            Some(
+                read_request_body(
+                    &parts.headers,
+                    incoming,
+                    cfg.server.max_body_bytes,
+                    cfg.server.header_read_timeout,
+                )
+                .await?,
+            ),
             None,
         )
     } else {
@@ -496,10 +504,15 @@ pub fn asks_account_auth(query: Option<&str>) -> bool {
     })
 }
 
+/// Buffers a body credgate must read: at most `max` bytes, and all of it
+/// within `within` (`server.header_read_timeout`, the bound on the head).
+/// A body trickled a byte at a time would otherwise hold a connection slot
+/// and a buffer forever (slow-POST, the body-side slowloris).
 async fn read_request_body(
     headers: &HeaderMap,
     incoming: Incoming,
     max: u64,
+    within: std::time::Duration,
 ) -> Result<Bytes, GatewayError> {
     if let Some(len) = headers
         .get(CONTENT_LENGTH)
@@ -510,10 +523,13 @@ async fn read_request_body(
             return Err(GatewayError::BodyTooLarge);
         }
     }
-    read_limited(incoming, max).await.map_err(|e| match e {
-        ReadError::TooLarge => GatewayError::BodyTooLarge,
-        ReadError::Io(_) => GatewayError::BadRequest("the request body could not be read"),
-    })
+    match tokio::time::timeout(within, read_limited(incoming, max)).await {
+        Err(_) => Err(GatewayError::BodyTimeout),
+        Ok(read) => read.map_err(|e| match e {
+            ReadError::TooLarge => GatewayError::BodyTooLarge,
+            ReadError::Io(_) => GatewayError::BadRequest("the request body could not be read"),
+        }),
+    }
 }
 
 fn parse_inputs<'b>(
