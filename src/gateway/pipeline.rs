@@ -622,7 +622,23 @@ struct Lookup<'a> {
 }
 
 impl Lookup<'_> {
+    /// The whole load, body included, within `server.upstream_timeout`: a
+    /// load holds the user's per-key lock and one of
+    /// `cache.max_concurrent_loads` slots, so a Paragon that sends headers
+    /// and then stalls the body must not keep them (and every request of
+    /// that user waiting on them) forever.
     async fn load(&self) -> Result<CredentialList, LoadError> {
+        let limit = self.generation.config.server.upstream_timeout;
+        tokio::time::timeout(limit, self.load_unbounded())
+            .await
+            .unwrap_or_else(|_| {
+                Err(LoadError::Upstream(
+                    "no complete /sdk/me answer within server.upstream_timeout".into(),
+                ))
+            })
+    }
+
+    async fn load_unbounded(&self) -> Result<CredentialList, LoadError> {
         let g = self.generation;
         let authorization = match (&g.minter, g.config.auth.mode) {
             (Some(m), AuthMode::Mint) => m
