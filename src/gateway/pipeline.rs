@@ -101,7 +101,13 @@ pub(super) async fn process(
     let (mut parts, incoming) = req.into_parts();
 
     // 1. Path hygiene, before anything else: path tricks get 400 from
-    //    everyone, authenticated or not.
+    //    everyone, authenticated or not. CONNECT is malformed on every
+    //    route: its target is an authority, not a path (RFC 9110 §9.3.6),
+    //    and the upstream client would send `CONNECT host:port` for a path
+    //    credgate authorized, then treat a 2xx as a tunnel.
+    if parts.method == Method::CONNECT {
+        return Err(GatewayError::BadRequest("CONNECT is not forwarded"));
+    }
     path::check(parts.uri.path()).map_err(GatewayError::BadRequest)?;
 
     // 2. Authentication.
