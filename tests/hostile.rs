@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use credgate::app::Running;
-use credgate::emulator::fixtures::{
-    DEMO_GOOGLEDRIVE_ALICE, DEMO_SALESFORCE_ALICE, DEMO_SALESFORCE_BOB, DEMO_SLACK_ALICE_1,
-};
+use credgate::emulator::fixtures::{DEMO_SALESFORCE_ALICE, DEMO_SALESFORCE_BOB};
 use credgate::emulator::{
     self, Behaviour, EmulatorConfig, EmulatorHandle, Fixtures, RecordedRequest,
 };
@@ -443,11 +441,19 @@ async fn content_length_with_chunked_is_chunked_then_closed() {
         env.clear();
         let request = format!(
             "{}\r\n5\r\nhello\r\n0\r\n\r\n{smuggled}",
-            head("POST", &path, Some(&alice), &[&cred, framing[0], framing[1]])
+            head(
+                "POST",
+                &path,
+                Some(&alice),
+                &[&cred, framing[0], framing[1]]
+            )
         );
         let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
         let responses = ex.responses();
-        assert!(ex.closed, "{framing:?}: the connection is closed after the response");
+        assert!(
+            ex.closed,
+            "{framing:?}: the connection is closed after the response"
+        );
         assert_eq!(
             responses.len(),
             1,
@@ -663,13 +669,56 @@ async fn requests_pipelined_behind_an_early_refusal_are_never_parsed() {
     let sf = proxy_path("salesforce", "x");
     let own = format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}");
     let foreign = format!("X-Paragon-Credential: {DEMO_SALESFORCE_BOB}");
-    let cases: Vec<(&str, String, Option<&str>, Vec<&str>, u16, &str)> = vec![
-        ("unauthenticated", sf.clone(), None, vec![], 401, "unauthenticated"),
-        ("bad token", sf.clone(), Some("not.a.token"), vec![], 401, "unauthenticated"),
-        ("foreign credential", sf.clone(), Some(&alice), vec![&foreign], 403, "credential_forbidden"),
-        ("unknown route", format!("/projects/{PROJECT}/nothing"), Some(&alice), vec![], 404, "route_not_found"),
-        ("bad path", proxy_path("salesforce", "a/../x"), Some(&alice), vec![&own], 400, "bad_request"),
-        ("full URL", proxy_path("salesforce", "https://evil.example/x"), Some(&alice), vec![&own], 403, "upstream_host_forbidden"),
+    type Case<'a> = (&'a str, String, Option<&'a str>, Vec<&'a str>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "unauthenticated",
+            sf.clone(),
+            None,
+            vec![],
+            401,
+            "unauthenticated",
+        ),
+        (
+            "bad token",
+            sf.clone(),
+            Some("not.a.token"),
+            vec![],
+            401,
+            "unauthenticated",
+        ),
+        (
+            "foreign credential",
+            sf.clone(),
+            Some(&alice),
+            vec![&foreign],
+            403,
+            "credential_forbidden",
+        ),
+        (
+            "unknown route",
+            format!("/projects/{PROJECT}/nothing"),
+            Some(&alice),
+            vec![],
+            404,
+            "route_not_found",
+        ),
+        (
+            "bad path",
+            proxy_path("salesforce", "a/../x"),
+            Some(&alice),
+            vec![&own],
+            400,
+            "bad_request",
+        ),
+        (
+            "full URL",
+            proxy_path("salesforce", "https://evil.example/x"),
+            Some(&alice),
+            vec![&own],
+            403,
+            "upstream_host_forbidden",
+        ),
     ];
     for (what, path, token, extra, status, code) in cases {
         for chunked in [false, true] {
@@ -706,7 +755,10 @@ async fn requests_pipelined_behind_an_early_refusal_are_never_parsed() {
         "POST",
         "/api/syncs",
         Some(&alice),
-        &["Content-Length: 100000000", "Content-Type: application/json"],
+        &[
+            "Content-Length: 100000000",
+            "Content-Type: application/json",
+        ],
     );
     s.write_all(format!("{h}\r\n{{").as_bytes()).await.unwrap();
     let ex = read_until_close(&mut s, HANG).await;
@@ -773,7 +825,12 @@ async fn upgrade_requests_open_no_tunnel() {
         assert_nothing_smuggled(&env, &format!("{upgrade:?}"));
         let seen = env.reached();
         assert_eq!(seen.len(), 1, "{upgrade:?}");
-        for h in ["upgrade", "connection", "sec-websocket-key", "http2-settings"] {
+        for h in [
+            "upgrade",
+            "connection",
+            "sec-websocket-key",
+            "http2-settings",
+        ] {
             if h == "sec-websocket-key" {
                 continue;
             }
@@ -842,7 +899,9 @@ async fn an_unsolicited_101_from_upstream_opens_no_tunnel() {
         "no tunnel: the client's bytes after the response never reach Paragon: {everything}"
     );
     assert!(
-        !everything.to_ascii_lowercase().contains("upgrade: websocket"),
+        !everything
+            .to_ascii_lowercase()
+            .contains("upgrade: websocket"),
         "the upgrade request itself was not forwarded: {everything}"
     );
     gw.shutdown().await;
@@ -950,7 +1009,11 @@ async fn sync_body_rewrites_reframe_the_body() {
                     "POST",
                     "/api/syncs",
                     Some(&alice),
-                    &[&framing, "Content-Type: application/json", "Connection: close"]
+                    &[
+                        &framing,
+                        "Content-Type: application/json",
+                        "Connection: close"
+                    ]
                 )
             );
             let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
@@ -995,24 +1058,114 @@ async fn credential_header_spellings_never_let_a_foreign_credential_through() {
     let bob = DEMO_SALESFORCE_BOB;
     let own_upper = own.to_uppercase();
     let cases: Vec<(Vec<String>, u16, &str)> = vec![
-        (vec![format!("x-paragon-credential: {bob}")], 403, "credential_forbidden"),
-        (vec![format!("X-PARAGON-CREDENTIAL: {bob}")], 403, "credential_forbidden"),
-        (vec![format!("x_paragon_credential: {bob}")], 403, "credential_forbidden"),
-        (vec![format!("X_Paragon-Credential: {bob}")], 403, "credential_forbidden"),
-        (vec!["Connection: x-paragon-credential".into(), format!("X-Paragon-Credential: {bob}")], 403, "credential_forbidden"),
-        (vec![format!("X-Paragon-Credential: {own}"), format!("x_paragon_credential: {bob}")], 400, "bad_request"),
-        (vec![format!("x_paragon_credential: {bob}"), format!("X-Paragon-Credential: {own}")], 400, "bad_request"),
-        (vec![format!("X-Paragon-Credential: {own}"), format!("X-Paragon-Credential: {own}")], 400, "bad_request"),
-        (vec![format!("X-Paragon-Credential: {own}, {bob}")], 400, "bad_request"),
-        (vec![format!("X-Paragon-Credential: {own},{own}")], 400, "bad_request"),
-        (vec![format!("X-Paragon-Credential: {own}"), format!("X_PARAGON_CREDENTIAL: {own}")], 400, "bad_request"),
-        (vec!["Connection: x_paragon_credential".into(), format!("x_paragon_credential: {bob}"), format!("X-Paragon-Credential: {own}")], 400, "bad_request"),
+        (
+            vec![format!("x-paragon-credential: {bob}")],
+            403,
+            "credential_forbidden",
+        ),
+        (
+            vec![format!("X-PARAGON-CREDENTIAL: {bob}")],
+            403,
+            "credential_forbidden",
+        ),
+        (
+            vec![format!("x_paragon_credential: {bob}")],
+            403,
+            "credential_forbidden",
+        ),
+        (
+            vec![format!("X_Paragon-Credential: {bob}")],
+            403,
+            "credential_forbidden",
+        ),
+        (
+            vec![
+                "Connection: x-paragon-credential".into(),
+                format!("X-Paragon-Credential: {bob}"),
+            ],
+            403,
+            "credential_forbidden",
+        ),
+        (
+            vec![
+                format!("X-Paragon-Credential: {own}"),
+                format!("x_paragon_credential: {bob}"),
+            ],
+            400,
+            "bad_request",
+        ),
+        (
+            vec![
+                format!("x_paragon_credential: {bob}"),
+                format!("X-Paragon-Credential: {own}"),
+            ],
+            400,
+            "bad_request",
+        ),
+        (
+            vec![
+                format!("X-Paragon-Credential: {own}"),
+                format!("X-Paragon-Credential: {own}"),
+            ],
+            400,
+            "bad_request",
+        ),
+        (
+            vec![format!("X-Paragon-Credential: {own}, {bob}")],
+            400,
+            "bad_request",
+        ),
+        (
+            vec![format!("X-Paragon-Credential: {own},{own}")],
+            400,
+            "bad_request",
+        ),
+        (
+            vec![
+                format!("X-Paragon-Credential: {own}"),
+                format!("X_PARAGON_CREDENTIAL: {own}"),
+            ],
+            400,
+            "bad_request",
+        ),
+        (
+            vec![
+                "Connection: x_paragon_credential".into(),
+                format!("x_paragon_credential: {bob}"),
+                format!("X-Paragon-Credential: {own}"),
+            ],
+            400,
+            "bad_request",
+        ),
         (vec!["X-Paragon-Credential: ".into()], 400, "bad_request"),
-        (vec![format!("X-Paragon-Credential: {own} x")], 400, "bad_request"),
-        (vec![format!("X-Paragon-Credential: {{{own}}}")], 400, "bad_request"),
-        (vec![format!("X-Paragon-Credential: ext:bob")], 403, "credential_forbidden"),
-        (vec![format!("X-Paragon-Credential:  {own_upper}\t")], 200, ""),
-        (vec!["Connection: x-paragon-credential".into(), format!("X-Paragon-Credential: {own}")], 200, ""),
+        (
+            vec![format!("X-Paragon-Credential: {own} x")],
+            400,
+            "bad_request",
+        ),
+        (
+            vec![format!("X-Paragon-Credential: {{{own}}}")],
+            400,
+            "bad_request",
+        ),
+        (
+            vec![format!("X-Paragon-Credential: ext:bob")],
+            403,
+            "credential_forbidden",
+        ),
+        (
+            vec![format!("X-Paragon-Credential:  {own_upper}\t")],
+            200,
+            "",
+        ),
+        (
+            vec![
+                "Connection: x-paragon-credential".into(),
+                format!("X-Paragon-Credential: {own}"),
+            ],
+            200,
+            "",
+        ),
         (vec![format!("X-Paragon-Credential: ext:alice")], 200, ""),
     ];
     for (headers, status, code) in cases {
@@ -1072,11 +1225,7 @@ async fn credential_header_spellings_never_let_a_foreign_credential_through() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].header_all("x-paragon-credential"), vec![own]);
     assert_eq!(seen[0].body, b"hello");
-    assert!(
-        seen[0].header("trailer").is_none(),
-        "{:?}",
-        seen[0].headers
-    );
+    assert!(seen[0].header("trailer").is_none(), "{:?}", seen[0].headers);
 
     // Routes that route no credential drop every spelling.
     env.clear();
@@ -1096,10 +1245,9 @@ async fn credential_header_spellings_never_let_a_foreign_credential_through() {
     let seen = env.reached();
     assert_eq!(seen.len(), 1);
     assert!(
-        seen[0]
-            .headers
-            .iter()
-            .all(|(n, _)| !n.replace('_', "-").eq_ignore_ascii_case("x-paragon-credential")),
+        seen[0].headers.iter().all(|(n, _)| !n
+            .replace('_', "-")
+            .eq_ignore_ascii_case("x-paragon-credential")),
         "{:?}",
         seen[0].headers
     );
@@ -1178,7 +1326,12 @@ async fn forwarded_headers_are_trusted_only_from_trusted_proxies() {
                 Some(env.addr().to_string().as_str()),
                 "the Host the client used"
             );
-            for gone in ["forwarded", "x_forwarded_for", "x-forwarded-prefix", "x-forwarded-port"] {
+            for gone in [
+                "forwarded",
+                "x_forwarded_for",
+                "x-forwarded-prefix",
+                "x-forwarded-port",
+            ] {
                 assert!(
                     !names.iter().any(|n| n == gone),
                     "{trusted:?}: {gone} from an untrusted client is dropped: {names:?}"
@@ -1200,8 +1353,14 @@ async fn authorization_tricks_are_refused_or_replaced() {
     let path = proxy_path("salesforce", "auth");
     let own = format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}");
     for extra in [
-        vec![format!("Authorization: Bearer {alice}"), format!("Authorization: Bearer {alice}")],
-        vec![format!("Authorization: Bearer {alice}"), format!("authorization: Bearer {admin}")],
+        vec![
+            format!("Authorization: Bearer {alice}"),
+            format!("Authorization: Bearer {alice}"),
+        ],
+        vec![
+            format!("Authorization: Bearer {alice}"),
+            format!("authorization: Bearer {admin}"),
+        ],
         vec![format!("Authorization: Bearer {alice}, Bearer {admin}")],
         vec![format!("Authorization: Bearer {alice} {admin}")],
         vec![format!("Authorization: Basic {alice}")],
@@ -1225,7 +1384,10 @@ async fn authorization_tricks_are_refused_or_replaced() {
             "{extra:?}"
         );
         let text = ex.text();
-        assert!(!text.contains(&alice) && !text.contains(&admin), "no token echoed");
+        assert!(
+            !text.contains(&alice) && !text.contains(&admin),
+            "no token echoed"
+        );
         env.assert_nothing_reached(&format!("{extra:?}"));
     }
 
@@ -1234,7 +1396,11 @@ async fn authorization_tricks_are_refused_or_replaced() {
         "GET",
         &path,
         Some(&alice),
-        &[&own, "Connection: authorization, close", "Proxy-Authorization: Bearer x"],
+        &[
+            &own,
+            "Connection: authorization, close",
+            "Proxy-Authorization: Bearer x",
+        ],
     ) + "\r\n";
     let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
     assert_eq!(ex.statuses(), vec![200], "{}", ex.text());
@@ -1307,7 +1473,13 @@ async fn path_confusion_is_refused_or_inert() {
             } else {
                 *status
             };
-            assert_eq!(ex.statuses(), vec![want], "{path} (token: {}): {}", token.is_some(), ex.text());
+            assert_eq!(
+                ex.statuses(),
+                vec![want],
+                "{path} (token: {}): {}",
+                token.is_some(),
+                ex.text()
+            );
         }
         if *status != 200 {
             env.assert_nothing_reached(path);
@@ -1325,7 +1497,11 @@ async fn path_confusion_is_refused_or_inert() {
             Some(format!("/projects/{PROJECT}/sdk/me&next=../../sdk/me")),
         ),
         (format!("{sf}/x#/../../../sdk/me"), format!("{sf}/x"), None),
-        (format!("{sf}/x?a=1#frag"), format!("{sf}/x"), Some("a=1".to_string())),
+        (
+            format!("{sf}/x?a=1#frag"),
+            format!("{sf}/x"),
+            Some("a=1".to_string()),
+        ),
     ] {
         env.clear();
         let request = head("GET", &path, Some(&alice), &[&own, "Connection: close"]) + "\r\n";
@@ -1352,7 +1528,8 @@ async fn path_confusion_is_refused_or_inert() {
         let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
         let statuses = ex.statuses();
         assert!(
-            matches!(statuses.as_slice(), [200] | [400] | [414] | [431]) || (statuses.is_empty() && ex.closed),
+            matches!(statuses.as_slice(), [200] | [400] | [414] | [431])
+                || (statuses.is_empty() && ex.closed),
             "{len}: {statuses:?}"
         );
         if statuses != [200] {
@@ -1438,14 +1615,20 @@ async fn proxy_full_urls_to_unlisted_hosts_are_refused() {
             env.assert_nothing_reached(rest);
         }
     }
-    assert!(through.is_empty(), "full URLs to unlisted hosts got through: {through:#?}");
+    assert!(
+        through.is_empty(),
+        "full URLs to unlisted hosts got through: {through:#?}"
+    );
     // The same on custom integrations.
     let got = send(
         &cl,
         req(
             "GET",
             &env.gw,
-            &proxy_path("custom/c0ffee00-0000-4000-8000-000000000001", "https://evil.example/x"),
+            &proxy_path(
+                "custom/c0ffee00-0000-4000-8000-000000000001",
+                "https://evil.example/x",
+            ),
             Some(&admin),
             &[],
             "",
@@ -1464,14 +1647,1173 @@ async fn proxy_full_urls_to_unlisted_hosts_are_refused() {
         "https://allowed.example/v4/x%23y",
     ] {
         env.clear();
-        let request =
-            head("GET", &proxy_path("salesforce", rest), Some(&alice), &[&own, "Connection: close"])
-                + "\r\n";
+        let request = head(
+            "GET",
+            &proxy_path("salesforce", rest),
+            Some(&alice),
+            &[&own, "Connection: close"],
+        ) + "\r\n";
         let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
         assert_eq!(ex.statuses(), vec![200], "{rest}: {}", ex.text());
         let seen = env.reached();
         assert_eq!(seen.len(), 1, "{rest}");
-        assert_eq!(seen[0].path, proxy_path("salesforce", rest), "{rest}: as sent");
+        assert_eq!(
+            seen[0].path,
+            proxy_path("salesforce", rest),
+            "{rest}: as sent"
+        );
     }
     env.assert_still_serves().await;
+}
+
+// ---------------------------------------------------------------------------
+// Bodies
+// ---------------------------------------------------------------------------
+
+/// POSTs `body` to `/api/syncs` as alice on one raw connection.
+async fn post_sync(env: &Env, body: &[u8], extra: &[&str]) -> Exchange {
+    let mut h: Vec<String> = vec![
+        format!("Content-Length: {}", body.len()),
+        "Content-Type: application/json".into(),
+        "Connection: close".into(),
+    ];
+    h.extend(extra.iter().map(|s| s.to_string()));
+    let h: Vec<&str> = h.iter().map(String::as_str).collect();
+    let mut request = (head("POST", "/api/syncs", Some(&env.alice()), &h) + "\r\n").into_bytes();
+    request.extend_from_slice(body);
+    exchange(env.addr(), &request, HANG).await
+}
+
+/// The JSON parser differentials of SPEC §7: duplicate `credentialId` keys
+/// (also spelled with escapes), a `credentialId` of the wrong type, bodies
+/// nested past 64 levels, invalid UTF-8 and everything RFC 8259 does not
+/// allow are 400, and never reach Paragon. An escaped spelling alone is
+/// still `credentialId`: naming bob's account that way is 403.
+#[tokio::test]
+async fn sync_body_parser_differentials_are_refused() {
+    let env = env().await;
+    let a = DEMO_SALESFORCE_ALICE;
+    let b = DEMO_SALESFORCE_BOB;
+    let base = r#""integration":"salesforce","pipeline":"p""#;
+    let nest = |depth: usize| {
+        // `depth` levels in all, the top object included.
+        format!(
+            "{{{base},\"x\":{}1{}}}",
+            "[".repeat(depth - 1),
+            "]".repeat(depth - 1)
+        )
+    };
+    let cases: Vec<(String, Vec<u8>, u16, &str)> = vec![
+        ("duplicate".into(), format!(r#"{{{base},"credentialId":"{a}","credentialId":"{a}"}}"#).into_bytes(), 400, "bad_request"),
+        ("escaped duplicate".into(), format!(r#"{{{base},"credentialId":"{a}","credential\u0049d":"{b}"}}"#).into_bytes(), 400, "bad_request"),
+        ("escaped duplicate first".into(), format!(r#"{{{base},"\u0063redentialId":"{b}","credentialId":"{a}"}}"#).into_bytes(), 400, "bad_request"),
+        ("all-escaped key".into(), format!(r#"{{{base},"\u0063\u0072\u0065\u0064\u0065\u006e\u0074\u0069\u0061\u006c\u0049\u0064":"{b}"}}"#).into_bytes(), 403, "credential_forbidden"),
+        ("escaped foreign".into(), format!(r#"{{{base},"credential\u0049d":"{b}"}}"#).into_bytes(), 403, "credential_forbidden"),
+        ("escaped value".into(), format!(r#"{{{base},"credentialId":"\u0062{}"}}"#, &b[1..]).into_bytes(), 403, "credential_forbidden"),
+        ("number".into(), format!(r#"{{{base},"credentialId":12345}}"#).into_bytes(), 400, "bad_request"),
+        ("null".into(), format!(r#"{{{base},"credentialId":null}}"#).into_bytes(), 400, "bad_request"),
+        ("bool".into(), format!(r#"{{{base},"credentialId":true}}"#).into_bytes(), 400, "bad_request"),
+        ("array".into(), format!(r#"{{{base},"credentialId":["{a}"]}}"#).into_bytes(), 400, "bad_request"),
+        ("object".into(), format!(r#"{{{base},"credentialId":{{"id":"{a}"}}}}"#).into_bytes(), 400, "bad_request"),
+        ("not a uuid".into(), format!(r#"{{{base},"credentialId":"{a}x"}}"#).into_bytes(), 400, "bad_request"),
+        ("header and body".into(), format!(r#"{{{base},"credentialId":"{a}"}}"#).into_bytes(), 400, "bad_request"),
+        ("65 levels".into(), nest(65).into_bytes(), 400, "bad_request"),
+        ("100000 levels".into(), nest(100_000).into_bytes(), 400, "bad_request"),
+        ("100000 open objects".into(), format!("{{{base},\"x\":{}", "{\"a\":".repeat(100_000)).into_bytes(), 400, "bad_request"),
+        ("invalid UTF-8".into(), [format!(r#"{{{base},"credentialId":"{a}","n":""#).into_bytes(), vec![0xff, 0xfe], b"\"}".to_vec()].concat(), 400, "bad_request"),
+        ("overlong quote".into(), [format!(r#"{{{base},"credentialId":"{a}","n":""#).into_bytes(), vec![0xc0, 0xa2], b"\"}".to_vec()].concat(), 400, "bad_request"),
+        ("lone surrogate key".into(), format!(r#"{{{base},"credentialId\ud800":"{b}","credentialId":"{a}"}}"#).into_bytes(), 400, "bad_request"),
+        ("byte order mark".into(), [vec![0xef, 0xbb, 0xbf], format!(r#"{{{base},"credentialId":"{a}"}}"#).into_bytes()].concat(), 400, "bad_request"),
+        ("trailing garbage".into(), format!(r#"{{{base},"credentialId":"{a}"}}x"#).into_bytes(), 400, "bad_request"),
+        ("two documents".into(), format!(r#"{{{base},"credentialId":"{a}"}}{{"credentialId":"{b}"}}"#).into_bytes(), 400, "bad_request"),
+        ("trailing comma".into(), format!(r#"{{{base},"credentialId":"{a}",}}"#).into_bytes(), 400, "bad_request"),
+        ("single quotes".into(), format!(r#"{{{base},'credentialId':'{b}'}}"#).into_bytes(), 400, "bad_request"),
+        ("comment".into(), format!(r#"{{{base},/*"credentialId":"{a}",*/"credentialId":"{b}"}}"#).into_bytes(), 400, "bad_request"),
+        ("NaN".into(), format!(r#"{{{base},"credentialId":"{a}","n":NaN}}"#).into_bytes(), 400, "bad_request"),
+        ("raw control character".into(), format!("{{{base},\"credentialId\":\"{a}\",\"n\":\"a\x01b\"}}").into_bytes(), 400, "bad_request"),
+        ("top-level array".into(), format!(r#"[{{{base},"credentialId":"{a}"}}]"#).into_bytes(), 400, "bad_request"),
+        ("empty".into(), Vec::new(), 400, "bad_request"),
+        ("64 levels".into(), nest(64).into_bytes(), 200, ""),
+    ];
+    for (what, body, status, code) in &cases {
+        env.clear();
+        let header = format!("X-Paragon-Credential: {a}");
+        let extra: Vec<&str> = if what == "header and body" {
+            vec![&header]
+        } else {
+            vec![]
+        };
+        let ex = post_sync(&env, body, &extra).await;
+        let responses = ex.responses();
+        assert_eq!(responses.len(), 1, "{what}: {}", ex.text());
+        assert_eq!(responses[0].status, *status, "{what}: {}", ex.text());
+        if *status == 200 {
+            let seen = env.reached();
+            assert_eq!(seen.len(), 1, "{what}");
+            assert_eq!(seen[0].credential.as_deref(), Some(a), "{what}");
+        } else {
+            assert_eq!(responses[0].code(), *code, "{what}");
+            env.assert_nothing_reached(what);
+        }
+    }
+    env.assert_still_serves().await;
+}
+
+/// Bodies credgate must read are capped at `server.max_body_bytes`: 413
+/// for a chunked body without a length once it passes the cap, 413 before
+/// reading for a large `Content-Length`; the cap counts decoded bytes. The
+/// check runs after authentication (401 first). Bodies credgate does not
+/// read stream and are not capped.
+#[tokio::test]
+async fn bodies_over_the_cap_are_413() {
+    let env = env_with(|b| b.server("max_body_bytes = 1024")).await;
+    let alice = env.alice();
+    let at_cap = {
+        let prefix = format!(
+            r#"{{"integration":"salesforce","pipeline":"p","credentialId":"{DEMO_SALESFORCE_ALICE}","pad":""#
+        );
+        let pad = 1024 - prefix.len() - 2;
+        format!("{prefix}{}\"}}", "x".repeat(pad))
+    };
+    assert_eq!(at_cap.len(), 1024);
+    let over_cap = at_cap.replacen("xx", "xxx", 1);
+
+    // Exactly at the cap, chunked in small pieces: accepted. One byte more:
+    // 413, and what follows the refused body is never parsed.
+    for (body, status) in [(&at_cap, 200), (&over_cap, 413)] {
+        env.clear();
+        let chunked: String = body
+            .as_bytes()
+            .chunks(100)
+            .map(|c| format!("{:x}\r\n{}\r\n", c.len(), String::from_utf8_lossy(c)))
+            .collect::<String>()
+            + "0\r\n\r\n";
+        let request = format!(
+            "{}\r\n{chunked}{}",
+            head(
+                "POST",
+                "/api/syncs",
+                Some(&alice),
+                &[
+                    "Transfer-Encoding: chunked",
+                    "Content-Type: application/json"
+                ]
+            ),
+            if status == 413 {
+                smuggled_request(&alice)
+            } else {
+                String::new()
+            }
+        );
+        let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+        let responses = ex.responses();
+        assert_eq!(
+            responses.first().map(|r| r.status),
+            Some(status),
+            "{}",
+            ex.text()
+        );
+        if status == 413 {
+            assert_eq!(responses.len(), 1, "{}", ex.text());
+            assert_eq!(responses[0].code(), "body_too_large");
+            assert!(responses[0].closes() && ex.closed);
+            env.assert_nothing_reached("over the cap");
+        }
+        assert_nothing_smuggled(&env, "cap");
+    }
+
+    // A chunked body that never ends is refused once past the cap, without
+    // waiting for the rest.
+    env.clear();
+    let mut s = TcpStream::connect(env.addr()).await.unwrap();
+    let h = head(
+        "POST",
+        "/api/syncs",
+        Some(&alice),
+        &[
+            "Transfer-Encoding: chunked",
+            "Content-Type: application/json",
+        ],
+    );
+    s.write_all(format!("{h}\r\n800\r\n{{{}\r\n", "x".repeat(0x7ff)).as_bytes())
+        .await
+        .unwrap();
+    let ex = read_until_close(&mut s, HANG).await;
+    assert_eq!(ex.statuses(), vec![413], "{}", ex.text());
+    env.assert_nothing_reached("endless chunked");
+
+    // Large Content-Length: 413 before reading (nothing of the body sent);
+    // without a token, 401 first.
+    for (token, status) in [(Some(alice.as_str()), 413), (None, 401)] {
+        let mut s = TcpStream::connect(env.addr()).await.unwrap();
+        let h = head("POST", "/api/syncs", token, &["Content-Length: 1073741824"]);
+        s.write_all(format!("{h}\r\n").as_bytes()).await.unwrap();
+        let ex = read_until_close(&mut s, HANG).await;
+        assert_eq!(ex.statuses(), vec![status], "{}", ex.text());
+        assert!(ex.closed);
+    }
+
+    // ActionKit bodies are read (to find the action's integration) under
+    // the same cap.
+    env.clear();
+    let big = format!(
+        r#"{{"action":"SALESFORCE_X","parameters":"{}"}}"#,
+        "y".repeat(2000)
+    );
+    let got = send(
+        &client(),
+        req(
+            "POST",
+            &env.gw,
+            &format!("/projects/{PROJECT}/actions"),
+            Some(&alice),
+            &[("content-type", "application/json")],
+            big,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (413, "body_too_large")
+    );
+    env.assert_nothing_reached("ActionKit over the cap");
+
+    // A Proxy API upload streams: the cap does not apply.
+    env.clear();
+    let got = send(
+        &client(),
+        req(
+            "POST",
+            &env.gw,
+            &proxy_path("salesforce", "__upload"),
+            Some(&alice),
+            &[("x-paragon-credential", DEMO_SALESFORCE_ALICE)],
+            vec![b'u'; 64 * 1024],
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json()["output"]["bytes"], json!(64 * 1024));
+    env.assert_still_serves().await;
+}
+
+// ---------------------------------------------------------------------------
+// Resource exhaustion
+// ---------------------------------------------------------------------------
+
+/// Slowloris: a connection that sends nothing, half a request head, a head
+/// one byte at a time, or half an HTTP/2 preface is closed once
+/// `server.header_read_timeout` passes (an idle keep-alive connection too),
+/// and counted; the gateway keeps serving.
+#[tokio::test]
+async fn slow_request_heads_are_cut_off_by_the_header_read_timeout() {
+    let env = env_with(|b| b.server("header_read_timeout = \"1s\"")).await;
+    let before = metrics_text(&env.gw).await;
+    let sf = proxy_path("salesforce", "slow");
+    let partial = format!("GET {sf} HTTP/1.1\r\nHost: gw\r\nX-Pad: 1\r\n");
+    for (what, bytes) in [
+        ("nothing", &b""[..]),
+        ("half a head", partial.as_bytes()),
+        ("half an HTTP/2 preface", &b"PRI * HTTP/2.0\r\n"[..]),
+        ("one byte", &b"G"[..]),
+    ] {
+        let mut s = TcpStream::connect(env.addr()).await.unwrap();
+        s.write_all(bytes).await.unwrap();
+        let ex = read_until_close(&mut s, HANG).await;
+        assert!(ex.closed, "{what}: closed by the header read timeout");
+        assert!(
+            ex.statuses().iter().all(|s| *s == 408),
+            "{what}: no answer but a timeout: {}",
+            ex.text()
+        );
+    }
+
+    // A head trickled one byte every 200 ms never completes: the timeout
+    // bounds the whole head, not the gap between bytes.
+    let mut s = TcpStream::connect(env.addr()).await.unwrap();
+    let trickle = format!(
+        "GET {sf} HTTP/1.1\r\nHost: gw\r\n{}",
+        "X-Pad: 1\r\n".repeat(1000)
+    );
+    let started = Instant::now();
+    let mut cut = false;
+    for b in trickle.as_bytes() {
+        if s.write_all(&[*b]).await.is_err() {
+            cut = true;
+            break;
+        }
+        let mut probe = [0u8; 1024];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(200), s.read(&mut probe)).await
+        {
+            cut = true;
+            break;
+        }
+        assert!(started.elapsed() < HANG, "a trickled head is never cut off");
+    }
+    assert!(cut, "the trickled head was cut off");
+
+    // An idle keep-alive connection after a served request is closed too.
+    let mut s = TcpStream::connect(env.addr()).await.unwrap();
+    let request = head(
+        "GET",
+        &sf,
+        Some(&env.alice()),
+        &[&format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}")],
+    ) + "\r\n";
+    s.write_all(request.as_bytes()).await.unwrap();
+    let ex = read_until_close(&mut s, HANG).await;
+    assert!(ex.closed, "the idle keep-alive connection is closed");
+    assert_eq!(ex.statuses(), vec![200]);
+
+    let after = metrics_text(&env.gw).await;
+    let timeouts = |t: &str| {
+        metric(
+            t,
+            "credgate_connection_errors_total{kind=\"header_timeout\"}",
+        )
+    };
+    assert!(
+        timeouts(&after) - timeouts(&before) >= 5.0,
+        "header timeouts are counted: {after}"
+    );
+    env.assert_still_serves().await;
+}
+
+/// A body credgate must buffer (Managed Sync) that stalls, or trickles, is
+/// cut off like a slow head: 408, the connection closed, nothing sent to
+/// Paragon. Without a bound one client could hold a connection slot and a
+/// buffer forever with a byte every few seconds.
+#[tokio::test]
+async fn slow_buffered_bodies_are_cut_off() {
+    let env = env_with(|b| b.server("header_read_timeout = \"1s\"")).await;
+    let alice = env.alice();
+    for chunked in [false, true] {
+        env.clear();
+        let mut s = TcpStream::connect(env.addr()).await.unwrap();
+        let framing = if chunked {
+            "Transfer-Encoding: chunked"
+        } else {
+            "Content-Length: 100"
+        };
+        let h = head(
+            "POST",
+            "/api/syncs",
+            Some(&alice),
+            &[framing, "Content-Type: application/json"],
+        );
+        let first = if chunked {
+            "5\r\n{\"a\":\r\n"
+        } else {
+            "{\"a\":"
+        };
+        s.write_all(format!("{h}\r\n{first}").as_bytes())
+            .await
+            .unwrap();
+        // Then one byte every 300 ms: always some progress, never the end.
+        let started = Instant::now();
+        let ex = loop {
+            let piece: &[u8] = if chunked { b"1\r\n \r\n" } else { b" " };
+            let _ = s.write_all(piece).await;
+            let ex = read_until_close(&mut s, Duration::from_millis(300)).await;
+            if ex.closed || !ex.data.is_empty() {
+                break ex;
+            }
+            assert!(
+                started.elapsed() < HANG,
+                "chunked: {chunked}: a trickled body is never cut off"
+            );
+        };
+        let responses = ex.responses();
+        assert_eq!(
+            ex.statuses(),
+            vec![408],
+            "chunked: {chunked}: {}",
+            ex.text()
+        );
+        assert_eq!(responses[0].code(), "body_timeout");
+        assert!(responses[0].closes());
+        env.assert_nothing_reached("slow body");
+    }
+    env.assert_still_serves().await;
+}
+
+/// An HTTP/2 connection that completes the preface and then sends no
+/// request holds a connection slot like an idle HTTP/1 connection: it is
+/// closed after `server.header_read_timeout` without an open request,
+/// although the client answers every PING. A request open longer than that
+/// is not cut.
+#[tokio::test]
+async fn idle_http2_connections_are_closed() {
+    let env = env_with(|b| b.server("header_read_timeout = \"1s\"")).await;
+    let stream = TcpStream::connect(env.addr()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    // One request proves the connection works, then it goes idle.
+    let request = http::Request::get(format!(
+        "http://{}{}",
+        env.addr(),
+        proxy_path("salesforce", "h2")
+    ))
+    .header("authorization", format!("Bearer {}", env.alice()))
+    .header("x-paragon-credential", DEMO_SALESFORCE_ALICE)
+    .body(credgate::gateway::body::empty())
+    .unwrap();
+    let resp = sender.send_request(request).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(resp);
+    // A request open longer than the timeout is not idleness: it finishes.
+    let slow = http::Request::get(format!(
+        "http://{}{}",
+        env.addr(),
+        proxy_path("salesforce", "__slow/2500")
+    ))
+    .header("authorization", format!("Bearer {}", env.alice()))
+    .header("x-paragon-credential", DEMO_SALESFORCE_ALICE)
+    .body(credgate::gateway::body::empty())
+    .unwrap();
+    let resp = sender.send_request(slow).await.unwrap();
+    assert_eq!(resp.status(), 200, "an open request keeps the connection");
+    drop(resp);
+    let ended = tokio::time::timeout(HANG, conn).await;
+    assert!(
+        ended.is_ok(),
+        "an idle HTTP/2 connection is closed by the server"
+    );
+    env.assert_still_serves().await;
+}
+
+/// `server.max_connections`: idle connections fill the slots; one more is
+/// closed at once without an answer and counted; once the idle ones time
+/// out, new connections are served again.
+#[tokio::test]
+async fn connections_past_max_connections_are_closed_and_counted() {
+    let env = env_with(|b| b.server("max_connections = 50\nheader_read_timeout = \"3s\"")).await;
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        idle.push(TcpStream::connect(env.addr()).await.unwrap());
+    }
+    let deadline = Instant::now() + HANG;
+    loop {
+        let m = metrics_text(&env.gw).await;
+        if metric(&m, "credgate_connections_active") == 50.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "50 idle connections are held: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let request = head(
+        "GET",
+        &proxy_path("salesforce", "full"),
+        Some(&env.alice()),
+        &[&format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}")],
+    ) + "\r\n";
+    let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+    assert!(ex.closed, "the 51st connection is closed");
+    assert!(ex.data.is_empty(), "and gets no answer: {}", ex.text());
+    let m = metrics_text(&env.gw).await;
+    assert_eq!(
+        metric(
+            &m,
+            "credgate_connections_refused_total{kind=\"max_connections\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    env.assert_nothing_reached("past max_connections");
+
+    // The idle ones time out and free their slots.
+    for s in &mut idle {
+        assert!(closed_within(s, HANG).await, "idle connections time out");
+    }
+    let deadline = Instant::now() + HANG;
+    while metric(&metrics_text(&env.gw).await, "credgate_connections_active") != 0.0 {
+        assert!(Instant::now() < deadline, "slots are given back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    env.assert_still_serves().await;
+}
+
+/// Oversized request heads: too many fields, one huge field, a huge total,
+/// are refused by hyper (431) and counted; over HTTP/2 the stream is
+/// refused. Nothing reaches Paragon.
+#[tokio::test]
+async fn huge_header_sets_are_refused_and_counted() {
+    let env = env().await;
+    let alice = env.alice();
+    let before = metrics_text(&env.gw).await;
+    let path = proxy_path("salesforce", "huge");
+    let own = format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}");
+    let many: Vec<String> = (0..150).map(|i| format!("X-H{i}: v")).collect();
+    let one_huge = format!("X-Big: {}", "b".repeat(70 * 1024));
+    let total: Vec<String> = (0..40)
+        .map(|i| format!("X-M{i}: {}", "m".repeat(2000)))
+        .collect();
+    for (what, lines) in [
+        ("150 fields", many),
+        ("one 70 KiB field", vec![one_huge]),
+        ("80 KB in total", total),
+    ] {
+        let mut h: Vec<&str> = lines.iter().map(String::as_str).collect();
+        h.push(&own);
+        let request = head("GET", &path, Some(&alice), &h) + "\r\n";
+        let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+        assert_eq!(
+            ex.statuses(),
+            vec![431],
+            "{what}: {}",
+            ex.text().chars().take(300).collect::<String>()
+        );
+        assert!(ex.closed, "{what}");
+    }
+    env.assert_nothing_reached("huge heads");
+    let after = metrics_text(&env.gw).await;
+    let counted = |t: &str| {
+        metric(
+            t,
+            "credgate_connection_errors_total{kind=\"header_too_large\"}",
+        )
+    };
+    assert!(counted(&after) - counted(&before) >= 3.0, "{after}");
+
+    // HTTP/2: a header list over server.max_header_bytes.
+    let got = h2_client()
+        .request(req(
+            "GET",
+            &env.gw,
+            &path,
+            Some(&alice),
+            &[
+                ("x-paragon-credential", DEMO_SALESFORCE_ALICE),
+                ("x-big", &"b".repeat(70 * 1024)),
+            ],
+            "",
+        ))
+        .await;
+    // Either a 431, or the stream refused outright (an error here).
+    if let Ok(resp) = got {
+        assert_eq!(resp.status(), 431);
+    }
+    env.assert_nothing_reached("huge HTTP/2 head");
+    env.assert_still_serves().await;
+}
+
+/// 300 users' first requests at once: the emulator never sees more
+/// concurrent `/sdk/me` loads than `cache.max_concurrent_loads`, each user
+/// is loaded once, and every request is answered.
+#[tokio::test]
+async fn a_burst_of_new_users_is_bounded_by_max_concurrent_loads() {
+    const USERS: usize = 300;
+    const LIMIT: usize = 4;
+    let env = env_with(|b| {
+        b.server("upstream_timeout = \"60s\"")
+            .cache(&format!("max_concurrent_loads = {LIMIT}"))
+    })
+    .await;
+    let users: Vec<String> = (0..USERS).map(|i| format!("burst-{i:03}")).collect();
+    for u in &users {
+        env.emu.state.add_user(u);
+    }
+    env.emu.state.set_behaviour(Behaviour {
+        me_delay_ms: 40,
+        ..Behaviour::default()
+    });
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let watcher = {
+        let (done, peak, state) = (done.clone(), peak.clone(), env.emu.state.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::SeqCst) {
+                peak.fetch_max(state.in_flight(), Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let cl = client();
+    let mut tasks = Vec::new();
+    for u in &users {
+        let token = env.keys.member(u, "p");
+        let request = req(
+            "GET",
+            &env.gw,
+            &proxy_path("salesforce", "burst"),
+            Some(&token),
+            &[],
+            "",
+        );
+        let cl = cl.clone();
+        tasks.push(tokio::spawn(async move { send(&cl, request).await }));
+    }
+    for t in tasks {
+        let got = t.await.unwrap();
+        assert_eq!(
+            (got.status.as_u16(), got.code().as_str()),
+            (403, "no_permitted_credential"),
+            "{:?}",
+            got.body
+        );
+    }
+    done.store(true, Ordering::SeqCst);
+    watcher.await.unwrap();
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(peak <= LIMIT, "at most {LIMIT} loads at once, saw {peak}");
+    assert!(
+        peak >= 2,
+        "the loads did overlap (the test can see concurrency): {peak}"
+    );
+    let loads = env
+        .emu
+        .state
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/sdk/me"))
+        .count();
+    assert_eq!(loads, USERS, "one load per user");
+    env.assert_nothing_reached("new users without credentials");
+    env.emu.state.set_behaviour(Behaviour::default());
+    env.assert_still_serves().await;
+}
+
+/// A slow Paragon: requests fail with 504 at `server.upstream_timeout`
+/// instead of piling up (also twenty at once), a credential-list load that
+/// does not answer in time is 503, and the gateway recovers when Paragon
+/// does.
+#[tokio::test]
+async fn a_slow_paragon_times_out_instead_of_piling_up() {
+    let env = env_with(|b| b.server("upstream_timeout = \"500ms\"")).await;
+    let admin = env.admin();
+    let cl = client();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let request = req(
+            "GET",
+            &env.gw,
+            &proxy_path("salesforce", "__slow/20000"),
+            Some(&admin),
+            &[],
+            "",
+        );
+        let cl = cl.clone();
+        tasks.push(tokio::spawn(async move { send(&cl, request).await }));
+    }
+    for t in tasks {
+        let got = tokio::time::timeout(HANG, t)
+            .await
+            .expect("a slow upstream does not hold the caller")
+            .unwrap();
+        assert_eq!(
+            (got.status.as_u16(), got.code().as_str()),
+            (504, "upstream_timeout")
+        );
+    }
+    let m = metrics_text(&env.gw).await;
+    assert_eq!(
+        metric(&m, "credgate_upstream_errors_total{kind=\"timeout\"}"),
+        20.0,
+        "{m}"
+    );
+
+    env.emu.state.set_behaviour(Behaviour {
+        delay_ms: 3000,
+        ..Behaviour::default()
+    });
+    let got = send(
+        &cl,
+        req(
+            "GET",
+            &env.gw,
+            &proxy_path("salesforce", "slow-me"),
+            Some(&env.alice()),
+            &[("x-paragon-credential", DEMO_SALESFORCE_ALICE)],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (503, "credentials_unavailable"),
+        "a load that does not answer in time fails closed"
+    );
+    env.emu.state.set_behaviour(Behaviour::default());
+    env.assert_still_serves().await;
+}
+
+/// A Paragon that sends `/sdk/me` response headers and then stalls the
+/// body: the load is bounded like any upstream wait, so the request is 503
+/// instead of hanging (and holding the user's load lock and a load slot).
+#[tokio::test]
+async fn a_stalled_credential_list_body_is_bounded() {
+    let keys = Keys::new();
+    let upstream = RawUpstream::spawn(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"authenticated\":true,",
+        false,
+    )
+    .await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&upstream.url()))
+        .server("upstream_timeout = \"1s\"")
+        .cache("max_concurrent_loads = 1")
+        .start()
+        .await;
+    let cl = client();
+    for user in ["acme", "globex"] {
+        let token = keys.member(user, "alice");
+        let request = req(
+            "GET",
+            &gw,
+            &proxy_path("salesforce", "x"),
+            Some(&token),
+            &[],
+            "",
+        );
+        let got = tokio::time::timeout(HANG, send(&cl, request))
+            .await
+            .expect("a stalled /sdk/me body does not hang the request");
+        assert_eq!(
+            (got.status.as_u16(), got.code().as_str()),
+            (503, "credentials_unavailable"),
+            "{user}"
+        );
+    }
+    gw.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// Cache integrity
+// ---------------------------------------------------------------------------
+
+/// Users whose ids look alike (case, whitespace, separators, invisible
+/// characters, a NUL) each get their own credential list: `acme`'s cached
+/// list, which holds alice's Salesforce account, never answers for them.
+#[tokio::test]
+async fn a_cached_list_is_never_used_for_another_user() {
+    let env = env().await;
+    let look_alikes = [
+        "ACME",
+        "Acme",
+        "acme ",
+        " acme",
+        "acme\t",
+        "acme\u{200b}",
+        "acme\u{0430}",
+        "acme:alice",
+        "acme\u{0}",
+        "acme\u{0}alice",
+        "acme/x",
+        "acme%00",
+        "a",
+        "a:b",
+        "acm",
+        "acmee",
+    ];
+    for u in look_alikes {
+        env.emu.state.add_user(u);
+    }
+    // Warm acme's list.
+    env.assert_still_serves().await;
+    let cl = client();
+    for u in look_alikes {
+        env.clear();
+        let token = env.keys.member(u, "alice");
+        for named in [Some(DEMO_SALESFORCE_ALICE), None] {
+            let headers: Vec<(&str, &str)> = named
+                .map(|c| vec![("x-paragon-credential", c)])
+                .unwrap_or_default();
+            let got = send(
+                &cl,
+                req(
+                    "GET",
+                    &env.gw,
+                    &proxy_path("salesforce", "other-user"),
+                    Some(&token),
+                    &headers,
+                    "",
+                ),
+            )
+            .await;
+            let want_code = match (named, u.chars().any(char::is_control)) {
+                // The emulator has no such user: the load fails, closed.
+                (_, true) => "credentials_unavailable",
+                (Some(_), false) => "credential_forbidden",
+                (None, false) => "no_permitted_credential",
+            };
+            assert_eq!(
+                got.code(),
+                want_code,
+                "{u:?} (named: {named:?}): {:?}",
+                got.body
+            );
+        }
+        env.assert_nothing_reached(&format!("{u:?}"));
+        let loads: Vec<Option<String>> = env
+            .emu
+            .state
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/sdk/me"))
+            .map(|r| r.user.clone())
+            .collect();
+        if !u.chars().any(char::is_control) {
+            assert!(
+                loads.iter().all(|l| l.as_deref() == Some(u)) && !loads.is_empty(),
+                "{u:?} is loaded as itself: {loads:?}"
+            );
+        }
+    }
+    // And acme's own list still answers for acme.
+    env.assert_still_serves().await;
+}
+
+/// A failed load (Paragon 5xx, `authenticated: false`, a body that does not
+/// parse) is 503 and never cached: not as a deny (the next request, once
+/// Paragon is back, is served), and not as an allow (an expired list is not
+/// used when its reload fails; `cache.stale_if_error` is 0).
+#[tokio::test]
+async fn failed_loads_are_never_cached_as_allow_or_deny() {
+    let env = env_with(|b| b.cache("credentials_ttl = \"300ms\"\nrefresh_cooldown = \"0s\"")).await;
+    let alice = env.alice();
+    let cl = client();
+    let ask = || {
+        req(
+            "GET",
+            &env.gw,
+            &proxy_path("salesforce", "cache"),
+            Some(&alice),
+            &[("x-paragon-credential", DEMO_SALESFORCE_ALICE)],
+            "",
+        )
+    };
+    for broken in [
+        Behaviour {
+            me_status: Some(500),
+            ..Behaviour::default()
+        },
+        Behaviour {
+            me_unauthenticated: true,
+            ..Behaviour::default()
+        },
+        Behaviour {
+            me_malformed: true,
+            ..Behaviour::default()
+        },
+    ] {
+        // Cold, and failing: 503, nothing forwarded.
+        env.clear();
+        env.gw.state.invalidate(None).await.unwrap();
+        env.emu.state.set_behaviour(broken.clone());
+        let got = send(&cl, ask()).await;
+        assert_eq!(
+            (got.status.as_u16(), got.code().as_str()),
+            (503, "credentials_unavailable"),
+            "{broken:?}"
+        );
+        env.assert_nothing_reached(&format!("{broken:?}"));
+        // Paragon is back: served at once, the failure was not a cached deny.
+        env.emu.state.set_behaviour(Behaviour::default());
+        let got = send(&cl, ask()).await;
+        assert_eq!(got.status, 200, "{broken:?}: {:?}", got.body);
+        // The list expires, Paragon fails again: the expired allow is not used.
+        env.emu.state.set_behaviour(broken.clone());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        env.clear();
+        let got = send(&cl, ask()).await;
+        assert_eq!(
+            (got.status.as_u16(), got.code().as_str()),
+            (503, "credentials_unavailable"),
+            "{broken:?}"
+        );
+        env.assert_nothing_reached(&format!("{broken:?} after expiry"));
+        env.emu.state.set_behaviour(Behaviour::default());
+    }
+    // A revoked credential is gone after the next successful load.
+    assert!(env.emu.state.remove_credential(DEMO_SALESFORCE_ALICE));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    env.clear();
+    let got = send(&cl, ask()).await;
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (403, "credential_forbidden")
+    );
+    env.assert_nothing_reached("revoked");
+}
+
+// ---------------------------------------------------------------------------
+// Redirects and odd methods
+// ---------------------------------------------------------------------------
+
+/// A redirect from Paragon is the caller's to follow: it is passed on as
+/// 3xx with its `Location`, and credgate never follows it (with or without
+/// the minted token): Paragon sees one request, nothing else is contacted.
+#[tokio::test]
+async fn redirects_are_passed_on_never_followed() {
+    let env = env().await;
+    for token in [env.alice(), env.admin()] {
+        env.clear();
+        let request = head(
+            "GET",
+            &proxy_path("salesforce", "__redirect"),
+            Some(&token),
+            &[
+                &format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}"),
+                "Connection: close",
+            ],
+        ) + "\r\n";
+        let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+        let responses = ex.responses();
+        assert_eq!(ex.statuses(), vec![302], "{}", ex.text());
+        assert_eq!(
+            responses[0].header("location"),
+            Some("https://elsewhere.example/x")
+        );
+        assert!(
+            !ex.text().to_ascii_lowercase().contains("authorization"),
+            "no token in the redirect: {}",
+            ex.text()
+        );
+        let seen = env.reached();
+        assert_eq!(seen.len(), 1, "Paragon saw the one request");
+        assert!(seen[0].path.ends_with("/__redirect"));
+    }
+    env.assert_still_serves().await;
+}
+
+/// CONNECT, whose 2xx turns a connection into a tunnel, is 400 on every
+/// target (a Paragon route path included, where the upstream client would
+/// have sent `CONNECT host:port` instead of the path credgate authorized):
+/// nothing reaches Paragon, no tunnel opens.
+#[tokio::test]
+async fn connect_requests_open_no_tunnel() {
+    let keys = Keys::new();
+    let upstream = RawUpstream::spawn(b"HTTP/1.1 200 Connection Established\r\n\r\n", false).await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&upstream.url()))
+        .start()
+        .await;
+    let admin = keys.admin("acme");
+    for target in [
+        proxy_path("salesforce", "x"),
+        "evil.example:443".to_string(),
+        format!("{}:443", gw.addr.ip()),
+    ] {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        let request = format!(
+            "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nAuthorization: Bearer {admin}\r\n\r\n"
+        );
+        s.write_all(request.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = s.write_all(b"TUNNELLED-BYTES\r\n\r\n").await;
+        let ex = read_until_close(&mut s, HANG).await;
+        assert_eq!(
+            ex.statuses().first(),
+            Some(&400),
+            "{target}: CONNECT is refused: {}",
+            ex.text()
+        );
+        assert!(
+            !ex.statuses().iter().any(|s| (200..300).contains(s)),
+            "{target}: no 2xx to CONNECT: {}",
+            ex.text()
+        );
+    }
+    let everything = upstream.everything();
+    assert!(
+        everything.is_empty(),
+        "CONNECT never reaches Paragon: {everything}"
+    );
+    gw.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// Logs
+// ---------------------------------------------------------------------------
+
+/// The binary with `--log-format pretty`, its stdout and stderr captured
+/// line by line.
+struct PrettyBinary {
+    child: std::process::Child,
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl PrettyBinary {
+    // The child is killed and waited for in `Drop`.
+    #[allow(clippy::zombie_processes)]
+    fn serve(config: &std::path::Path) -> (PrettyBinary, SocketAddr) {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_credgate"))
+            .args(["serve", "--log-format", "pretty", "--config"])
+            .arg(config)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("credgate starts");
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(strip_ansi(&line));
+                }
+            });
+        }
+        let bin = PrettyBinary { child, lines };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let addr = bin.lines().iter().find_map(|l| {
+                if !l.contains("credgate listening") {
+                    return None;
+                }
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("addr="))
+                    .and_then(|a| a.parse().ok())
+            });
+            if let Some(addr) = addr {
+                return (bin, addr);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "credgate did not start: {:?}",
+                bin.lines()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for PrettyBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Removes ANSI SGR sequences (in case colour is on despite NO_COLOR).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A principal or user claim carrying CR/LF, ESC or NEL cannot start a log
+/// line of its own in the human-readable format: each request's audit and
+/// access records stay one line each, with the control characters escaped;
+/// and a principal with spaces cannot add a field (`decision=allowed`) to
+/// its audit line.
+#[tokio::test]
+async fn claims_with_line_breaks_cannot_forge_log_lines() {
+    let keys = Keys::new();
+    let emu = emulator::spawn(EmulatorConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        fixtures: Fixtures::demo(PROJECT),
+        public_key_pem: keys.paragon.public_pem.as_bytes().to_vec(),
+    })
+    .await
+    .unwrap();
+    let config = keys.dir.write(
+        "credgate.toml",
+        &ConfigBuilder::new(&keys, Hosts::all(&emu.url())).toml(),
+    );
+    let (bin, addr) = PrettyBinary::serve(&config);
+    let forged = "2030-01-01T00:00:00.000000Z  INFO credgate::audit: request_id=forged principal=admin decision=allowed reason=forwarded status=200";
+    let tokens = [
+        keys.caller_token(json!({"sub": "acme", "principal": format!("alice\r\n{forged}")})),
+        keys.caller_token(json!({"sub": "acme", "principal": format!("alice\n{forged}")})),
+        keys.caller_token(json!({"sub": format!("acme\r\n{forged}"), "principal": "alice"})),
+        keys.caller_token(json!({"sub": "acme", "principal": format!("alice\u{1b}[2K\r{forged}")})),
+        keys.caller_token(json!({"sub": "acme", "principal": format!("alice\u{85}{forged}")})),
+        keys.caller_token(
+            json!({"sub": "acme", "principal": "mallory decision=allowed reason=forwarded"}),
+        ),
+    ];
+    let cl = client();
+    for token in &tokens {
+        let got = send(
+            &cl,
+            http::Request::get(format!("http://{addr}{}", proxy_path("salesforce", "log")))
+                .header("authorization", format!("Bearer {token}"))
+                .header("x-paragon-credential", DEMO_SALESFORCE_ALICE)
+                .body(credgate::gateway::body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert!(got.status == 403 || got.status == 503, "{:?}", got.body);
+    }
+    // Wait until every request's access record (written after its audit
+    // record) is out.
+    let deadline = Instant::now() + HANG;
+    loop {
+        let done = bin
+            .lines()
+            .iter()
+            .filter(|l| l.contains("credgate::access") && l.contains("salesforce/log"))
+            .count();
+        if done >= tokens.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "audit records: {:#?}",
+            bin.lines()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lines = bin.lines();
+    for l in &lines {
+        assert!(
+            !l.starts_with("2030-01-01"),
+            "a claim forged a log line: {l:?}\nall: {lines:#?}"
+        );
+        assert!(
+            !l.chars().any(|c| c.is_control()),
+            "a control character reached the log: {l:?}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("principal=\"alice\\\\r\\\\n2030-01-01")),
+        "the CR/LF is kept, escaped (by `clean`, then by the quoting): {lines:#?}"
+    );
+    // Nor can spaces add a field: the value is quoted.
+    let mallory: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("credgate::audit") && l.contains("mallory"))
+        .collect();
+    assert_eq!(mallory.len(), 1, "{lines:#?}");
+    assert!(
+        mallory[0].contains("principal=\"mallory decision=allowed reason=forwarded\"")
+            && mallory[0].matches("decision=").count() == 2,
+        "the principal is one quoted field: {}",
+        mallory[0]
+    );
+    assert!(emu
+        .state
+        .requests()
+        .iter()
+        .all(|r| r.path.ends_with("/sdk/me")));
+    drop(bin);
 }
