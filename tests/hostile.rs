@@ -2817,3 +2817,405 @@ async fn claims_with_line_breaks_cannot_forge_log_lines() {
         .all(|r| r.path.ends_with("/sdk/me")));
     drop(bin);
 }
+
+// ---------------------------------------------------------------------------
+// More spoofing: admin endpoints, method overrides, accountAuth, HTTP/2,
+// Expect: 100-continue
+// ---------------------------------------------------------------------------
+
+/// The admin listener's endpoints do not exist on the traffic listener:
+/// an unauthenticated caller gets 401, an authenticated one 404, and
+/// nothing is invalidated or revealed.
+#[tokio::test]
+async fn admin_endpoints_are_not_served_on_the_traffic_listener() {
+    let env = env().await;
+    let admin = env.admin();
+    for (method, path) in [
+        ("GET", "/metrics"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("POST", "/admin/cache/invalidate"),
+        ("GET", "/_emulator/requests"),
+    ] {
+        for (token, status) in [(None, 401), (Some(admin.as_str()), 404)] {
+            let got = send(&client(), req(method, &env.gw, path, token, &[], "{}")).await;
+            assert_eq!(got.status, status, "{method} {path}: {:?}", got.body);
+            assert!(
+                !String::from_utf8_lossy(&got.body).contains("credgate_"),
+                "{path}"
+            );
+        }
+    }
+    env.assert_nothing_reached("admin paths");
+}
+
+/// Method-override headers in every spelling are removed, so a `GET`
+/// credgate classified (and, for members, filtered) cannot become a
+/// `DELETE` at Paragon.
+#[tokio::test]
+async fn method_overrides_never_reach_paragon() {
+    let env = env().await;
+    let got = send(
+        &client(),
+        req(
+            "GET",
+            &env.gw,
+            &proxy_path("salesforce", "override"),
+            Some(&env.alice()),
+            &[
+                ("x-paragon-credential", DEMO_SALESFORCE_ALICE),
+                ("X-HTTP-Method-Override", "DELETE"),
+                ("x_http_method_override", "DELETE"),
+                ("X-HTTP-Method", "DELETE"),
+                ("X-Method-Override", "DELETE"),
+                ("x-paragon-user-metadata", "{\"admin\":true}"),
+            ],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    let seen = env.reached();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "GET");
+    for (name, _) in &seen[0].headers {
+        let n = name.replace('_', "-");
+        assert!(
+            !n.contains("method") && !n.contains("user-metadata"),
+            "{name} reached Paragon"
+        );
+    }
+}
+
+/// `includeAccountAuth` (raw provider tokens) in any spelling is refused
+/// for members; and whatever query a member sends, no `accountAuth` comes
+/// back to them.
+#[tokio::test]
+async fn members_never_get_account_auth() {
+    let env = env().await;
+    let alice = env.alice();
+    let base = format!("/projects/{PROJECT}/sdk/credentials");
+    for q in [
+        "includeAccountAuth=true",
+        "includeAccountAuth=TRUE",
+        "includeAccountAuth",
+        "includeAccountAuth=1",
+        "include%41ccountAuth=true",
+        "includeAccountAuth%5B%5D=true",
+        "includeAccountAuth[0]=true",
+        "includeAccountAuth=false&includeAccountAuth=true",
+        "INCLUDEACCOUNTAUTH=true",
+        "includeAccountAuth=%74rue",
+        "includeAccountAuth=+true+",
+    ] {
+        env.clear();
+        let got = send(
+            &client(),
+            req(
+                "GET",
+                &env.gw,
+                &format!("{base}?{q}"),
+                Some(&alice),
+                &[],
+                "",
+            ),
+        )
+        .await;
+        assert_eq!(
+            (got.status.as_u16(), got.code().as_str()),
+            (403, "operation_forbidden"),
+            "{q}"
+        );
+        env.assert_nothing_reached(q);
+    }
+    // Spellings credgate lets through are not ones Paragon reads as the
+    // parameter; either way the member's answer carries no accountAuth.
+    for q in [
+        "includeAccountAuth=false",
+        "%20includeAccountAuth=true",
+        "x=includeAccountAuth%3Dtrue",
+    ] {
+        for path in [base.clone(), format!("{base}/{DEMO_SALESFORCE_ALICE}")] {
+            let got = send(
+                &client(),
+                req(
+                    "GET",
+                    &env.gw,
+                    &format!("{path}?{q}"),
+                    Some(&alice),
+                    &[],
+                    "",
+                ),
+            )
+            .await;
+            assert_eq!(got.status, 200, "{path}?{q}: {:?}", got.body);
+            assert!(
+                !String::from_utf8_lossy(&got.body).contains("accountAuth"),
+                "{path}?{q}: {:?}",
+                got.body
+            );
+        }
+    }
+}
+
+/// The header and body attacks over HTTP/2: foreign credentials in any
+/// spelling, repeated credential headers and two `Authorization` fields are
+/// refused as over HTTP/1.1; an allowed request reaches Paragon with one
+/// credential header.
+#[tokio::test]
+async fn http2_requests_get_the_same_checks() {
+    let env = env().await;
+    let alice = env.alice();
+    let path = proxy_path("salesforce", "h2");
+    let own = DEMO_SALESFORCE_ALICE;
+    let bob = DEMO_SALESFORCE_BOB;
+    let h2 = h2_client();
+    let cases: Vec<(Vec<(&str, &str)>, u16)> = vec![
+        (vec![("x_paragon_credential", bob)], 403),
+        (
+            vec![("x-paragon-credential", own), ("x_paragon_credential", own)],
+            400,
+        ),
+        (
+            vec![("x-paragon-credential", own), ("x-paragon-credential", own)],
+            400,
+        ),
+        (vec![("x-paragon-credential", "a, b")], 400),
+        (vec![("x-paragon-credential", own)], 200),
+    ];
+    for (headers, status) in cases {
+        env.clear();
+        let got = send(&h2, req("GET", &env.gw, &path, Some(&alice), &headers, "")).await;
+        assert_eq!(got.status, status, "{headers:?}: {:?}", got.body);
+        if status == 200 {
+            let seen = env.reached();
+            assert_eq!(seen[0].header_all("x-paragon-credential"), vec![own]);
+        } else {
+            env.assert_nothing_reached(&format!("{headers:?}"));
+        }
+    }
+    // Two Authorization fields.
+    let mut request = req(
+        "GET",
+        &env.gw,
+        &path,
+        Some(&alice),
+        &[("x-paragon-credential", own)],
+        "",
+    );
+    request
+        .headers_mut()
+        .append("authorization", format!("Bearer {alice}").parse().unwrap());
+    env.clear();
+    let got = send(&h2, request).await;
+    assert_eq!(got.status, 401);
+    env.assert_nothing_reached("two Authorization fields over HTTP/2");
+    // A body whose length disagrees with its content-length never reaches
+    // Paragon as a complete request with that length.
+    env.clear();
+    let mut request = req(
+        "POST",
+        &env.gw,
+        &path,
+        Some(&alice),
+        &[("x-paragon-credential", own)],
+        "hello world",
+    );
+    request
+        .headers_mut()
+        .insert("content-length", "5".parse().unwrap());
+    if let Ok(Ok(resp)) = tokio::time::timeout(HANG, h2.request(request)).await {
+        assert_ne!(resp.status(), 200, "a mis-framed HTTP/2 body is not served");
+    }
+    assert!(
+        env.reached().iter().all(|r| r.status != 200),
+        "{:?}",
+        env.reached()
+    );
+    env.assert_still_serves().await;
+}
+
+/// `Expect: 100-continue` on a request credgate refuses: no `100 Continue`
+/// is sent, the refusal closes the connection, and a body sent anyway is
+/// never parsed.
+#[tokio::test]
+async fn expect_continue_on_a_refusal_sends_no_continue() {
+    let env = env().await;
+    let alice = env.alice();
+    let smuggled = smuggled_request(&alice);
+    let mut s = TcpStream::connect(env.addr()).await.unwrap();
+    let h = head(
+        "POST",
+        &proxy_path("salesforce", "x"),
+        None,
+        &[
+            "Expect: 100-continue",
+            &format!("Content-Length: {}", smuggled.len()),
+        ],
+    );
+    s.write_all(format!("{h}\r\n").as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(HANG, s.read(&mut buf))
+        .await
+        .expect("an answer without the body")
+        .unwrap();
+    let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(first.starts_with("HTTP/1.1 401"), "{first}");
+    let _ = s.write_all(smuggled.as_bytes()).await;
+    let rest = read_until_close(&mut s, HANG).await;
+    assert!(rest.closed);
+    assert!(
+        !format!("{first}{}", rest.text()).contains("100 Continue"),
+        "{first}{}",
+        rest.text()
+    );
+    assert_eq!(
+        parse_responses(format!("{first}{}", rest.text()).as_bytes()).len(),
+        1
+    );
+    env.assert_nothing_reached("expect-continue");
+}
+
+/// `X-Paragon-Configuration-Id` must belong to the routed credential, in
+/// every spelling; naming it twice is 400; on a route that routes no
+/// credential it is dropped.
+#[tokio::test]
+async fn configuration_ids_must_belong_to_the_routed_credential() {
+    use credgate::emulator::fixtures::{
+        DEMO_SLACK_ALICE_1, DEMO_SLACK_ALICE_1_CONFIG, DEMO_SLACK_ALICE_2,
+    };
+    let env = env().await;
+    let alice = env.alice();
+    let path = proxy_path("slack", "cfg");
+    let cfg = DEMO_SLACK_ALICE_1_CONFIG;
+    let cases: Vec<(Vec<(&str, &str)>, u16)> = vec![
+        (
+            vec![
+                ("x-paragon-credential", DEMO_SLACK_ALICE_1),
+                ("x-paragon-configuration-id", cfg),
+            ],
+            200,
+        ),
+        (
+            vec![
+                ("x-paragon-credential", DEMO_SLACK_ALICE_2),
+                ("x-paragon-configuration-id", cfg),
+            ],
+            403,
+        ),
+        (
+            vec![
+                ("x-paragon-credential", DEMO_SLACK_ALICE_2),
+                ("X_Paragon_Configuration_Id", cfg),
+            ],
+            403,
+        ),
+        (
+            vec![
+                ("x-paragon-credential", DEMO_SLACK_ALICE_1),
+                ("x-paragon-configuration-id", cfg),
+                ("x_paragon_configuration_id", cfg),
+            ],
+            400,
+        ),
+        (
+            vec![
+                ("x-paragon-credential", DEMO_SLACK_ALICE_1),
+                ("x-paragon-configuration-id", "a, b"),
+            ],
+            400,
+        ),
+    ];
+    for (headers, status) in cases {
+        env.clear();
+        let got = send(
+            &client(),
+            req("GET", &env.gw, &path, Some(&alice), &headers, ""),
+        )
+        .await;
+        assert_eq!(got.status, status, "{headers:?}: {:?}", got.body);
+        if status == 200 {
+            let seen = env.reached();
+            assert_eq!(seen[0].header_all("x-paragon-configuration-id"), vec![cfg]);
+        } else {
+            env.assert_nothing_reached(&format!("{headers:?}"));
+        }
+    }
+    env.clear();
+    let got = send(
+        &client(),
+        req(
+            "GET",
+            &env.gw,
+            &format!("/projects/{PROJECT}/sdk/integrations"),
+            Some(&alice),
+            &[("x_paragon_configuration_id", cfg)],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    let seen = env.reached();
+    assert!(seen[0]
+        .headers
+        .iter()
+        .all(|(n, _)| !n.replace('_', "-").contains("configuration-id")));
+}
+
+/// Chunk extensions and trailer sections are bounded by hyper: a megabyte
+/// of either is refused (or the connection closed), never buffered whole,
+/// and nothing reaches Paragon on a buffered route.
+#[tokio::test]
+async fn huge_chunk_extensions_and_trailers_are_refused() {
+    let env = env().await;
+    let alice = env.alice();
+    let body = format!(
+        r#"{{"integration":"salesforce","pipeline":"p","credentialId":"{DEMO_SALESFORCE_ALICE}"}}"#
+    );
+    for (what, chunked) in [
+        (
+            "extension",
+            format!(
+                "{:x};{}\r\n{body}\r\n0\r\n\r\n",
+                body.len(),
+                "e".repeat(1024 * 1024)
+            ),
+        ),
+        (
+            "trailers",
+            format!(
+                "{:x}\r\n{body}\r\n0\r\n{}\r\n",
+                body.len(),
+                (0..20_000)
+                    .map(|i| format!("X-T{i}: {}\r\n", "t".repeat(40)))
+                    .collect::<String>()
+            ),
+        ),
+    ] {
+        env.clear();
+        let request = format!(
+            "{}\r\n{chunked}",
+            head(
+                "POST",
+                "/api/syncs",
+                Some(&alice),
+                &[
+                    "Transfer-Encoding: chunked",
+                    "Content-Type: application/json",
+                    "TE: trailers"
+                ]
+            )
+        );
+        let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
+        assert!(ex.closed, "{what}: closed");
+        assert!(
+            ex.statuses()
+                .iter()
+                .all(|s| *s == 400 || *s == 431 || *s == 413),
+            "{what}: {:?}",
+            ex.statuses()
+        );
+        env.assert_nothing_reached(what);
+    }
+    env.assert_still_serves().await;
+}
