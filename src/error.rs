@@ -41,6 +41,10 @@ pub enum GatewayError {
     /// 404.
     #[error("unknown project")]
     UnknownProject,
+    /// 408: a body credgate must read did not arrive in full within
+    /// `server.header_read_timeout`.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     /// 413.
     #[error("request body is larger than server.max_body_bytes")]
     BodyTooLarge,
@@ -69,6 +73,8 @@ pub enum UpstreamFailure {
     Body(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("Paragon's response could not be filtered: {0}")]
     Unfilterable(&'static str),
+    #[error("Paragon's response breaks HTTP as credgate speaks it: {0}")]
+    Protocol(&'static str),
 }
 
 impl GatewayError {
@@ -83,6 +89,7 @@ impl GatewayError {
             | GatewayError::OperationForbidden(_)
             | GatewayError::UpstreamHostForbidden => StatusCode::FORBIDDEN,
             GatewayError::RouteNotFound | GatewayError::UnknownProject => StatusCode::NOT_FOUND,
+            GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::CredentialsUnavailable(_) | GatewayError::Unavailable(_) => {
@@ -104,6 +111,7 @@ impl GatewayError {
             GatewayError::UpstreamHostForbidden => "upstream_host_forbidden",
             GatewayError::RouteNotFound => "route_not_found",
             GatewayError::UnknownProject => "unknown_project",
+            GatewayError::BodyTimeout => "body_timeout",
             GatewayError::BodyTooLarge => "body_too_large",
             GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
             GatewayError::CredentialsUnavailable(_) => "credentials_unavailable",
@@ -171,6 +179,7 @@ mod tests {
             GatewayError::UpstreamHostForbidden,
             GatewayError::RouteNotFound,
             GatewayError::UnknownProject,
+            GatewayError::BodyTimeout,
             GatewayError::BodyTooLarge,
             GatewayError::UpstreamUnavailable(UpstreamFailure::Unfilterable("x")),
             GatewayError::CredentialsUnavailable(
@@ -199,6 +208,7 @@ mod tests {
                 (403, "upstream_host_forbidden"),
                 (404, "route_not_found"),
                 (404, "unknown_project"),
+                (408, "body_timeout"),
                 (413, "body_too_large"),
                 (502, "upstream_unavailable"),
                 (503, "credentials_unavailable"),

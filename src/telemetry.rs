@@ -5,7 +5,8 @@
 //! (`credgate::access`) and the audit log (`credgate::audit`, one record per
 //! request with its decision). Values a caller controls pass through
 //! [`clean`] so that CR/LF cannot forge a log line in the text format
-//! (the JSON format escapes them anyway). Tokens are never recorded: no
+//! (the JSON format escapes them anyway), and are recorded as `&str`, which
+//! the text format quotes, so that spaces cannot forge a field. Tokens are never recorded: no
 //! code path hands an `Authorization` value or a key to `tracing`.
 //!
 //! Metrics: Prometheus text from `prometheus-client`. Histograms on the

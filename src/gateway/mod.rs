@@ -217,13 +217,16 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
         .get_or_create(&ProductLabel { product })
         .observe(elapsed);
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    // Caller-controlled values are recorded as strings (`&str`), which the
+    // text format prints quoted: a principal `x decision=allowed` cannot
+    // add a field to the line, as a Display value (`%`) printed bare could.
     tracing::info!(
         target: AUDIT_TARGET,
         request_id = %request_id,
-        principal = %clean(audit.principal.as_deref().unwrap_or("")),
-        user = %clean(audit.user.as_deref().unwrap_or("")),
+        principal = &*clean(audit.principal.as_deref().unwrap_or("")),
+        user = &*clean(audit.user.as_deref().unwrap_or("")),
         product,
-        integration = %clean(audit.integration.as_deref().unwrap_or("")),
+        integration = &*clean(audit.integration.as_deref().unwrap_or("")),
         credential = audit.credential.as_deref().unwrap_or(""),
         decision,
         reason = audit.reason,
@@ -235,7 +238,7 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
         request_id = %request_id,
         remote = %conn.remote,
         method = %method,
-        path = %clean(&path_for_log),
+        path = &*clean(&path_for_log),
         status,
         latency_ms,
     );

@@ -190,22 +190,36 @@ struct UrlForm {
 /// starts with `//`, `\` or `%5C`.
 fn url_form(rest: &str) -> Option<UrlForm> {
     let b = rest.as_bytes();
-    if b.starts_with(b"//") || b.starts_with(b"\\") || starts_with_ci(b, b"%5c") {
+    // A WHATWG parser drops leading C0 controls and spaces before it looks
+    // for a scheme (`new URL(" https:/evil")` is `https://evil/`). Encoded
+    // controls never pass [`check`], so encoded spaces are what is left.
+    let lead = leading_encoded_spaces(b);
+    let body = &b[lead..];
+    if body.starts_with(b"//") || body.starts_with(b"\\") || starts_with_ci(body, b"%5c") {
         return Some(UrlForm {
-            scheme_end: 0,
-            authority_start: separator_run(b, 0),
+            scheme_end: lead,
+            authority_start: separator_run(b, lead),
         });
     }
-    let first_end = b.iter().position(|c| *c == b'/').unwrap_or(b.len());
-    let first = &b[..first_end];
+    let first_end = body.iter().position(|c| *c == b'/').unwrap_or(body.len());
+    let first = &body[..first_end];
     let decoded = percent_decode(first)?;
     let colon = scheme_len(&decoded)?;
     // Where the scheme's `:` ends in the raw text: `:` or `%3A`.
-    let raw_colon_end = raw_offset_after(first, colon + 1)?;
+    let raw_colon_end = lead + raw_offset_after(first, colon + 1)?;
     Some(UrlForm {
         scheme_end: raw_colon_end,
         authority_start: separator_run(b, raw_colon_end),
     })
+}
+
+/// Length of a run of `%20` at the start of `b`.
+fn leading_encoded_spaces(b: &[u8]) -> usize {
+    let mut i = 0;
+    while b.get(i..i + 3) == Some(b"%20") {
+        i += 3;
+    }
+    i
 }
 
 /// Length of a leading URL scheme (before its `:`), if `s` starts with one.
@@ -269,6 +283,13 @@ pub enum FullUrl {
 /// parser (the `url` crate; Paragon runs on Node.js, whose `URL` follows the
 /// same standard), so that `https:/evil`, `https:evil`, `https:\\evil` and
 /// `//evil` all yield `evil` as the host, as they would for Paragon.
+///
+/// Whether Paragon parses `{rest}` as sent or percent-decoded first is not
+/// documented, and the two readings can name different hosts:
+/// `https://good%23@evil/` is `evil` as sent (`good%23` is userinfo) but
+/// `good` decoded (`#@evil/` is then a fragment). Both readings are taken;
+/// when they name different hosts the answer is [`FullUrl::NoHost`], which
+/// is never allowed.
 pub fn full_url_host(rest: &str) -> FullUrl {
     if url_form(rest).is_none() {
         return FullUrl::NotAUrl;
@@ -276,25 +297,36 @@ pub fn full_url_host(rest: &str) -> FullUrl {
     let Some(decoded) = percent_decode(rest.as_bytes()) else {
         return FullUrl::NoHost;
     };
-    let Ok(text) = std::str::from_utf8(&decoded) else {
+    let Ok(decoded) = std::str::from_utf8(&decoded) else {
         return FullUrl::NoHost;
     };
-    // A scheme-relative `//host` (or `\\host`) resolves against an https base.
+    match (url_host(rest), url_host(decoded)) {
+        (None, None) => FullUrl::NoHost,
+        (Some(one), None) | (None, Some(one)) => one,
+        (Some(raw), Some(dec)) if raw == dec => raw,
+        (Some(_), Some(_)) => FullUrl::NoHost,
+    }
+}
+
+/// The host `text` names when parsed as a URL, if it names one. A
+/// scheme-relative `//host` (or `\\host`) resolves against an https base.
+fn url_host(text: &str) -> Option<FullUrl> {
+    // The parser strips leading C0 controls and spaces itself; the scheme
+    // test that picks absolute or relative parsing must see the same text.
+    let text = text.trim_start_matches(|c: char| c <= ' ');
     let base = url::Url::parse("https://base.invalid/").expect("static URL");
     let parsed = if scheme_len(text.as_bytes()).is_some() {
         url::Url::parse(text)
     } else {
         url::Url::options().base_url(Some(&base)).parse(text)
     };
-    match parsed {
-        Ok(u) => match u.host_str() {
-            Some(h) if !h.is_empty() && h != "base.invalid" => FullUrl::Host {
-                host: h.trim_end_matches('.').to_ascii_lowercase(),
-                port: u.port(),
-            },
-            _ => FullUrl::NoHost,
-        },
-        Err(_) => FullUrl::NoHost,
+    let u = parsed.ok()?;
+    match u.host_str() {
+        Some(h) if !h.is_empty() && h != "base.invalid" => Some(FullUrl::Host {
+            host: h.trim_end_matches('.').to_ascii_lowercase(),
+            port: u.port(),
+        }),
+        _ => None,
     }
 }
 
@@ -380,6 +412,7 @@ mod tests {
             "/projects/p/sdk/proxy/googledrive/https%3A//evil.com/x",
             "/projects/p/sdk/proxy/googledrive/%5C%5Cevil.com/x",
             "/projects/p/sdk/proxy/custom/abc/https://evil.com/x",
+            "/projects/p/sdk/proxy/googledrive/%20https://evil.com/x",
         ] {
             assert_eq!(check(p), Ok(()), "{p}");
         }
@@ -427,6 +460,14 @@ mod tests {
                 port: Some(8443)
             }
         );
+        assert_eq!(host("%20https:/evil.com/x"), h("evil.com"));
+        assert_eq!(host("%20%20https:evil.com"), h("evil.com"));
+        assert_eq!(host("%20//evil.com/x"), h("evil.com"));
+        // As sent, `good.com%23` is userinfo and the host is evil.com;
+        // decoded, the host is good.com: two readings, never allowed.
+        assert_eq!(host("https://good.com%23@evil.com/x"), FullUrl::NoHost);
+        assert_eq!(host("https://good.com%3F@evil.com/x"), FullUrl::NoHost);
+        assert_eq!(host("https://good.com/a%23b"), h("good.com"));
         assert_eq!(host("mailto:someone"), FullUrl::NoHost);
         assert_eq!(host("javascript:alert(1)"), FullUrl::NoHost);
     }

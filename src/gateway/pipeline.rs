@@ -101,7 +101,13 @@ pub(super) async fn process(
     let (mut parts, incoming) = req.into_parts();
 
     // 1. Path hygiene, before anything else: path tricks get 400 from
-    //    everyone, authenticated or not.
+    //    everyone, authenticated or not. CONNECT is malformed on every
+    //    route: its target is an authority, not a path (RFC 9110 §9.3.6),
+    //    and the upstream client would send `CONNECT host:port` for a path
+    //    credgate authorized, then treat a 2xx as a tunnel.
+    if parts.method == Method::CONNECT {
+        return Err(GatewayError::BadRequest("CONNECT is not forwarded"));
+    }
     path::check(parts.uri.path()).map_err(GatewayError::BadRequest)?;
     if state
         .cluster
@@ -154,7 +160,15 @@ pub(super) async fn process(
     };
     let (buffered, mut streamed) = if read_body {
         (
-            Some(read_request_body(&parts.headers, incoming, cfg.server.max_body_bytes).await?),
+            Some(
+                read_request_body(
+                    &parts.headers,
+                    incoming,
+                    cfg.server.max_body_bytes,
+                    cfg.server.header_read_timeout,
+                )
+                .await?,
+            ),
             None,
         )
     } else {
@@ -327,9 +341,24 @@ pub(super) async fn process(
         .upstreams
         .send(route.upstream, conn.affinity(), upstream_req)
         .await?;
+    // credgate strips `Upgrade` and never tunnels, so a 101 from Paragon
+    // cannot be honoured: relaying it would tell the client (or a proxy in
+    // front of credgate) that the connection now carries another protocol,
+    // the premise of WebSocket-upgrade smuggling.
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(GatewayError::UpstreamUnavailable(
+            UpstreamFailure::Protocol("Paragon switched protocols, which credgate never asks for"),
+        ));
+    }
 
     // 10. Response.
     let (mut rparts, rbody) = resp.into_parts();
+    // A proxy sends its own HTTP version (RFC 9110 §6.2). hyper writes the
+    // version it is given to an HTTP/1.1 client, so an HTTP/1.0 answer from
+    // Paragon would otherwise downgrade the client's connection to a
+    // close-delimited HTTP/1.0 response and drop its pipelined requests.
+    // (hyper itself answers HTTP/1.0 clients in HTTP/1.0.)
+    rparts.version = Version::HTTP_11;
     headers::remove_hop_by_hop(&mut rparts.headers);
     let ok = rparts.status.is_success();
 
@@ -511,10 +540,15 @@ pub fn asks_account_auth(query: Option<&str>) -> bool {
     })
 }
 
+/// Buffers a body credgate must read: at most `max` bytes, and all of it
+/// within `within` (`server.header_read_timeout`, the bound on the head).
+/// A body trickled a byte at a time would otherwise hold a connection slot
+/// and a buffer forever (slow-POST, the body-side slowloris).
 async fn read_request_body(
     headers: &HeaderMap,
     incoming: Incoming,
     max: u64,
+    within: std::time::Duration,
 ) -> Result<Bytes, GatewayError> {
     if let Some(len) = headers
         .get(CONTENT_LENGTH)
@@ -525,10 +559,13 @@ async fn read_request_body(
             return Err(GatewayError::BodyTooLarge);
         }
     }
-    read_limited(incoming, max).await.map_err(|e| match e {
-        ReadError::TooLarge => GatewayError::BodyTooLarge,
-        ReadError::Io(_) => GatewayError::BadRequest("the request body could not be read"),
-    })
+    match tokio::time::timeout(within, read_limited(incoming, max)).await {
+        Err(_) => Err(GatewayError::BodyTimeout),
+        Ok(read) => read.map_err(|e| match e {
+            ReadError::TooLarge => GatewayError::BodyTooLarge,
+            ReadError::Io(_) => GatewayError::BadRequest("the request body could not be read"),
+        }),
+    }
 }
 
 fn parse_inputs<'b>(
@@ -622,7 +659,23 @@ struct Lookup<'a> {
 }
 
 impl Lookup<'_> {
+    /// The whole load, body included, within `server.upstream_timeout`: a
+    /// load holds the user's per-key lock and one of
+    /// `cache.max_concurrent_loads` slots, so a Paragon that sends headers
+    /// and then stalls the body must not keep them (and every request of
+    /// that user waiting on them) forever.
     async fn load(&self) -> Result<CredentialList, LoadError> {
+        let limit = self.generation.config.server.upstream_timeout;
+        tokio::time::timeout(limit, self.load_unbounded())
+            .await
+            .unwrap_or_else(|_| {
+                Err(LoadError::Upstream(
+                    "no complete /sdk/me answer within server.upstream_timeout".into(),
+                ))
+            })
+    }
+
+    async fn load_unbounded(&self) -> Result<CredentialList, LoadError> {
         let g = self.generation;
         let authorization = match (&g.minter, g.config.auth.mode) {
             (Some(m), AuthMode::Mint) => m

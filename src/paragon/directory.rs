@@ -187,7 +187,7 @@ impl Directory {
             Err(err) => match existing {
                 Some(e) if e.fetched_at.elapsed() < self.ttl + self.stale => {
                     self.metrics.credential_cache_stale_served.inc();
-                    tracing::warn!(user = %crate::telemetry::clean(&key.user), error = %err, "serving a stale credential list (cache.stale_if_error)");
+                    tracing::warn!(user = &*crate::telemetry::clean(&key.user), error = %err, "serving a stale credential list (cache.stale_if_error)");
                     Ok(Snapshot {
                         list: e.list.clone(),
                         fetched_at: e.fetched_at,

@@ -8,6 +8,18 @@
 //! first bytes under `server.header_read_timeout`, then hands the
 //! connection, prefix replayed, to hyper's HTTP/1.1 or HTTP/2 server. Over
 //! TLS, ALPN decides.
+//!
+//! Idle connections: hyper's HTTP/1 server applies the header read timeout
+//! between keep-alive requests too, but its HTTP/2 server has no idle
+//! timeout at all, and a client that answers PINGs keeps an HTTP/2
+//! connection (and a `server.max_connections` slot) forever without
+//! sending a request. credgate shuts down an HTTP/2 connection gracefully
+//! (GOAWAY) once it has had no open request for `server.header_read_timeout`.
+//! That needs `graceful_shutdown` on the connection from two causes, which
+//! hyper-util's `GracefulShutdown` cannot compose (its watcher takes the
+//! connection by value and its trait is sealed), so the server-wide drain
+//! is the same few lines here: a watch channel whose receivers each
+//! connection holds until it has finished.
 
 pub mod admin;
 pub mod tls;
@@ -17,17 +29,17 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 use crate::config::ServerConfig;
 use crate::gateway::{self, ConnInfo, State};
@@ -59,7 +71,9 @@ pub async fn serve(
     tls: Option<TlsAcceptorHandle>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
+    // Sending on `drain` asks every connection to shut down gracefully;
+    // `drain.closed()` resolves once every connection dropped its receiver.
+    let (drain, _) = watch::channel(());
     let counter = Arc::new(ConnCounter::default());
     tokio::pin!(shutdown);
     loop {
@@ -94,16 +108,17 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let tls = tls.clone();
-        let watcher = graceful.watcher();
+        let stop = drain.subscribe();
         tokio::spawn(async move {
-            serve_connection(state, stream, remote, tls, server_cfg, watcher).await;
+            serve_connection(state, stream, remote, tls, server_cfg, stop).await;
             drop(guard);
         });
     }
     drop(listener);
     let grace = state.current.load().config.server.shutdown_grace;
+    let _ = drain.send(());
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections finished"),
+        _ = drain.closed() => tracing::info!("all connections finished"),
         _ = tokio::time::sleep(grace) => tracing::warn!(grace = ?grace, "shutdown grace expired with connections still open"),
     }
 }
@@ -114,7 +129,7 @@ async fn serve_connection(
     remote: SocketAddr,
     tls: Option<TlsAcceptorHandle>,
     cfg: ServerConfig,
-    watcher: Watcher,
+    stop: watch::Receiver<()>,
 ) {
     let result = match tls {
         Some(acceptor) => {
@@ -124,7 +139,7 @@ async fn serve_connection(
                     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     let conn = Arc::new(ConnInfo::new(remote, true, h2));
                     let io = Prefixed::new(Bytes::new(), tls_stream);
-                    run_http(state.clone(), io, conn, h2, &cfg, watcher).await
+                    run_http(state.clone(), io, conn, h2, &cfg, stop).await
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(%remote, error = %e, "TLS handshake failed");
@@ -163,7 +178,7 @@ async fn serve_connection(
                 conn,
                 h2,
                 &cfg,
-                watcher,
+                stop,
             )
             .await
         }
@@ -226,15 +241,22 @@ async fn run_http<T>(
     conn: Arc<ConnInfo>,
     h2: bool,
     cfg: &ServerConfig,
-    watcher: Watcher,
+    mut stop: watch::Receiver<()>,
 ) -> Result<(), hyper::Error>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let activity = Arc::new(Activity::new());
+    let tracked = activity.clone();
     let service = service_fn(move |req| {
         let state = state.clone();
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(gateway::handle(&state, &conn, req).await) }
+        let open = tracked.open();
+        async move {
+            let resp = gateway::handle(&state, &conn, req).await;
+            drop(open);
+            Ok::<_, Infallible>(resp)
+        }
     });
     let io = TokioIo::new(io);
     if h2 {
@@ -244,7 +266,24 @@ where
             .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX))
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .keep_alive_timeout(Duration::from_secs(20));
-        watcher.watch(b.serve_connection(io, service)).await
+        let conn = b.serve_connection(io, service);
+        tokio::pin!(conn);
+        let idle = activity.idle_for(cfg.header_read_timeout);
+        tokio::pin!(idle);
+        let mut shutting_down = false;
+        loop {
+            tokio::select! {
+                done = conn.as_mut() => return done,
+                _ = stop.changed(), if !shutting_down => {
+                    shutting_down = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                _ = &mut idle, if !shutting_down => {
+                    shutting_down = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
     } else {
         let mut b = hyper::server::conn::http1::Builder::new();
         b.timer(TokioTimer::new())
@@ -254,7 +293,69 @@ where
             .max_headers(cfg.max_headers)
             .max_header_size(cfg.max_header_bytes)
             .max_buf_size(cfg.max_header_bytes.max(8192) + 8192);
-        watcher.watch(b.serve_connection(io, service)).await
+        let conn = b.serve_connection(io, service);
+        tokio::pin!(conn);
+        tokio::select! {
+            done = conn.as_mut() => return done,
+            _ = stop.changed() => conn.as_mut().graceful_shutdown(),
+        }
+        conn.await
+    }
+}
+
+/// Open requests on one connection and when the last one started or
+/// ended, for the HTTP/2 idle timeout.
+struct Activity {
+    base: Instant,
+    open: AtomicUsize,
+    last_ms: AtomicU64,
+}
+
+/// Counts a request as open until dropped.
+struct OpenRequest(Arc<Activity>);
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            base: Instant::now(),
+            open: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Release);
+    }
+
+    fn open(self: &Arc<Self>) -> OpenRequest {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        OpenRequest(self.clone())
+    }
+
+    /// Resolves once no request has been open for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let last = Duration::from_millis(self.last_ms.load(Ordering::Acquire));
+            let deadline = self.base + last + limit;
+            if Instant::now() < deadline {
+                tokio::time::sleep_until(deadline.into()).await;
+                continue;
+            }
+            if self.open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            // A request is still open; its end resets the deadline.
+            tokio::time::sleep(limit).await;
+        }
     }
 }
 
