@@ -66,10 +66,23 @@ pub fn init_logging_with(format: Option<LogFormat>, default_filter: &str) {
 /// Escapes control characters (CR, LF, ESC, ...) in a caller-controlled
 /// value before it is logged, so one request cannot write two log lines.
 pub fn clean(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    // U+2028/2029 end lines for some log viewers and JavaScript consumers.
+    let unsafe_char = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if !s.chars().any(unsafe_char) {
         return Cow::Borrowed(s);
     }
-    Cow::Owned(s.chars().flat_map(char::escape_default).collect())
+    Cow::Owned(
+        s.chars()
+            .flat_map(|c| {
+                let escaped: Vec<char> = if unsafe_char(c) {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect(),
+    )
 }
 
 /// A histogram with fixed buckets whose observations are a few relaxed
@@ -396,6 +409,12 @@ mod tests {
         assert!(matches!(clean("alice"), Cow::Borrowed(_)));
         assert_eq!(clean("a\r\nfake=1"), "a\\r\\nfake=1");
         assert_eq!(clean("\u{1b}[31m"), "\\u{1b}[31m");
+        assert_eq!(clean("a\u{2028}b"), "a\\u{2028}b");
+        assert_eq!(
+            clean("café \"q\""),
+            "café \"q\"",
+            "only unsafe characters are escaped"
+        );
     }
 
     #[test]

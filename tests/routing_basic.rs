@@ -432,3 +432,106 @@ async fn paragon_failing_sdk_me_is_503_and_nothing_is_forwarded() {
     assert!(non_me(&fake.paragon).is_empty());
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn trace_duplicate_hosts_and_non_json_sync_bodies_are_refused() {
+    let keys = Keys::new();
+    let fake = fake_paragon().await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&fake.paragon.url()))
+        .start()
+        .await;
+    let alice = keys.member("acme", "alice");
+    let cl = client();
+    let sf = format!("/projects/{PROJECT}/sdk/proxy/salesforce/x");
+    let got = send(&cl, req("TRACE", &gw, &sf, Some(&alice), &[], "")).await;
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (400, "bad_request")
+    );
+    let raw_req = format!(
+        "GET {sf} HTTP/1.1\r\nHost: a\r\nHost: b\r\nAuthorization: Bearer {alice}\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(
+        statuses(
+            &raw(
+                gw.addr,
+                raw_req.as_bytes(),
+                std::time::Duration::from_secs(5)
+            )
+            .await
+        ),
+        vec![400]
+    );
+    for (ct, ce) in [
+        ("text/plain", None),
+        ("application/x-www-form-urlencoded", None),
+        ("application/json", Some("gzip")),
+    ] {
+        let mut hs = vec![("content-type", ct)];
+        if let Some(e) = ce {
+            hs.push(("content-encoding", e));
+        }
+        let got = send(
+            &cl,
+            req(
+                "POST",
+                &gw,
+                "/api/syncs",
+                Some(&alice),
+                &hs,
+                r#"{"integration":"salesforce"}"#,
+            ),
+        )
+        .await;
+        assert_eq!(
+            (got.status.as_u16(), got.code().as_str()),
+            (400, "bad_request"),
+            "{ct} {ce:?}"
+        );
+    }
+    assert!(
+        non_me(&fake.paragon).is_empty(),
+        "nothing refused reached Paragon"
+    );
+    // A JSON media type with parameters is fine, and Paragon is told it is JSON.
+    let got = send(
+        &cl,
+        req(
+            "POST",
+            &gw,
+            "/api/syncs",
+            Some(&alice),
+            &[("content-type", "application/json; charset=utf-8")],
+            r#"{"integration":"salesforce"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        non_me(&fake.paragon)[0].headers["content-type"],
+        "application/json"
+    );
+    // Client-address headers from an untrusted client are dropped.
+    fake.paragon.clear();
+    send(
+        &cl,
+        req(
+            "GET",
+            &gw,
+            &sf,
+            Some(&alice),
+            &[
+                ("x-real-ip", "6.6.6.6"),
+                ("true-client-ip", "6.6.6.6"),
+                ("cf-connecting-ip", "6.6.6.6"),
+            ],
+            "",
+        ),
+    )
+    .await;
+    let r = &non_me(&fake.paragon)[0];
+    for h in ["x-real-ip", "true-client-ip", "cf-connecting-ip"] {
+        assert!(!r.headers.contains_key(h), "{h}");
+    }
+    gw.shutdown().await;
+}

@@ -153,9 +153,21 @@ pub fn remove_always(headers: &mut HeaderMap) {
 /// Removes `Forwarded` and every `X-Forwarded-*` spelling.
 pub fn remove_forwarded(headers: &mut HeaderMap) {
     remove_matching(headers, |n| {
-        spelled_as(n, "forwarded") || has_prefix_spelling(n, "x-forwarded-")
+        spelled_as(n, "forwarded")
+            || has_prefix_spelling(n, "x-forwarded-")
+            || CLIENT_IP_HEADERS.iter().any(|c| spelled_as(n, c))
     });
 }
+
+/// Other client-address headers that CDNs and load balancers set; from an
+/// untrusted client they are as spoofable as `X-Forwarded-For`.
+const CLIENT_IP_HEADERS: &[&str] = &[
+    "x-real-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+];
 
 /// Sets `X-Forwarded-For/-Proto/-Host` (after [`remove_forwarded`] for
 /// untrusted clients). From a trusted proxy the client address is appended

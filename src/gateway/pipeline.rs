@@ -108,6 +108,16 @@ pub(super) async fn process(
     if parts.method == Method::CONNECT {
         return Err(GatewayError::BadRequest("CONNECT is not forwarded"));
     }
+    // TRACE echoes the request as received, which upstream would be the
+    // minted token: never forwarded (nor TRACK, its IIS twin).
+    if parts.method == Method::TRACE || parts.method.as_str() == "TRACK" {
+        return Err(GatewayError::BadRequest("TRACE is not forwarded"));
+    }
+    // Two Host headers (RFC 9112 §3.2: 400) could be read differently by
+    // credgate and by whatever sits behind it.
+    if parts.headers.get_all(HOST).iter().nth(1).is_some() {
+        return Err(GatewayError::BadRequest("more than one Host header"));
+    }
     path::check(parts.uri.path()).map_err(GatewayError::BadRequest)?;
     if state
         .cluster
@@ -304,6 +314,11 @@ pub(super) async fn process(
             parts
                 .headers
                 .insert(CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
+            // The body was read as JSON; Paragon must read it as JSON too.
+            parts.headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             body::full(rewritten)
         }
         (Some(raw), _, _) => {
@@ -605,6 +620,16 @@ fn parse_inputs<'b>(
                     JsonError::Syntax => "the body is not valid JSON",
                 }))
             }
+            (Operation::SyncCreate | Operation::SyncPatch { .. }, Ok(_))
+                if !json_content(headers) =>
+            {
+                // Paragon ignores a body it does not read as JSON and would
+                // pick its default credential: the body credgate checked
+                // must be the body Paragon reads.
+                return Err(GatewayError::BadRequest(
+                    "a sync body must be JSON (Content-Type application/json, no Content-Encoding)",
+                ));
+            }
             (Operation::SyncCreate | Operation::SyncPatch { .. }, Ok(t)) => {
                 let ids: Vec<_> = t.all("credentialId").collect();
                 if let Some(m) = ids.first() {
@@ -645,6 +670,32 @@ fn parse_inputs<'b>(
         body_integration,
         action,
     })
+}
+
+/// Whether a request's body is plain JSON: no `Content-Type` or a JSON one
+/// (`application/json`, `application/*+json`, parameters allowed), and no
+/// `Content-Encoding` other than `identity`.
+fn json_content(headers: &HeaderMap) -> bool {
+    let encoded = headers
+        .get_all(CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let mut types = headers.get_all(http::header::CONTENT_TYPE).iter();
+    let json_type = match (types.next(), types.next()) {
+        (None, _) => true,
+        (Some(v), None) => v.to_str().is_ok_and(|t| {
+            let media = t
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            media == "application/json"
+                || (media.starts_with("application/") && media.ends_with("+json"))
+        }),
+        (Some(_), Some(_)) => false,
+    };
+    json_type && !encoded
 }
 
 /// Loads a user's credential list from `GET /sdk/me`.
