@@ -99,15 +99,15 @@ fn list(n: usize) -> CredentialList {
 }
 
 fn member(principal: &str) -> Identity {
-    Identity {
-        user: "acme".into(),
-        principal: principal.into(),
-        role: credgate::auth::Role::Member {
+    Identity::new(
+        "acme".into(),
+        principal.into(),
+        credgate::auth::Role::Member {
             claimed: Box::new([]),
         },
-        exp: u64::MAX,
-        permissions_key: None,
-    }
+        u64::MAX,
+        None,
+    )
 }
 
 fn bench_routes(c: &mut Criterion) {
@@ -213,11 +213,13 @@ fn bench_rewrite(c: &mut Criterion) {
         b.iter(|| {
             let mut h = incoming.clone();
             let _ = headers::single_value(&h, headers::X_PARAGON_CREDENTIAL);
-            headers::remove_hop_by_hop(&mut h);
-            headers::remove_spellings(&mut h, headers::X_PARAGON_CREDENTIAL);
-            headers::remove_always(&mut h);
-            headers::remove_forwarded(&mut h);
-            headers::set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), "http", None);
+            headers::scrub_request(&mut h, false);
+            headers::set_forwarded(
+                &mut h,
+                &headers::client_ip_value("127.0.0.1".parse().unwrap()),
+                "http",
+                None,
+            );
             h.insert(
                 http::header::HeaderName::from_static(headers::X_PARAGON_CREDENTIAL),
                 HeaderValue::from_static("00000000-0000-4000-8000-000000000000"),
@@ -377,11 +379,13 @@ fn bench_warm_path(c: &mut Criterion) {
                     )
                     .unwrap();
                 let mut out = h.clone();
-                headers::remove_hop_by_hop(&mut out);
-                headers::remove_spellings(&mut out, headers::X_PARAGON_CREDENTIAL);
-                headers::remove_always(&mut out);
-                headers::remove_forwarded(&mut out);
-                headers::set_forwarded(&mut out, "127.0.0.1".parse().unwrap(), "http", None);
+                headers::scrub_request(&mut out, false);
+                headers::set_forwarded(
+                    &mut out,
+                    &headers::client_ip_value("127.0.0.1".parse().unwrap()),
+                    "http",
+                    None,
+                );
                 out.insert(http::header::AUTHORIZATION, authz);
                 black_box((route, out))
             })

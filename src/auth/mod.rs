@@ -110,6 +110,29 @@ pub struct Identity {
     /// Passthrough: the permissions claim as canonical JSON (Paragon
     /// narrows `/sdk/me` by it, so the credential cache keys on it too).
     pub permissions_key: Option<Arc<str>>,
+    /// The upstream token last minted for this caller (the identity lives
+    /// as long as its token in the verified-token cache, so a caller that
+    /// keeps using one credential gets its token without a cache lookup).
+    pub mint_memo: crate::paragon::mint::MintMemo,
+}
+
+impl Identity {
+    pub fn new(
+        user: Arc<str>,
+        principal: Arc<str>,
+        role: Role,
+        exp: u64,
+        permissions_key: Option<Arc<str>>,
+    ) -> Identity {
+        Identity {
+            user,
+            principal,
+            role,
+            exp,
+            permissions_key,
+            mint_memo: Default::default(),
+        }
+    }
 }
 
 impl Identity {
@@ -166,7 +189,7 @@ pub struct Authenticator {
     checks_iss: bool,
     checks_aud: bool,
     rules: IdentityRules,
-    cache: Cache<String, Arc<Cached>>,
+    cache: Cache<String, Arc<Cached>, TailHash>,
     metrics: Arc<Metrics>,
 }
 
@@ -221,7 +244,7 @@ impl Authenticator {
         let cache = Cache::builder()
             .max_capacity(a.token_cache_size)
             .expire_after(UntilExp { leeway })
-            .build();
+            .build_with_hasher(TailHash(Default::default()));
         Ok(Authenticator {
             mode: a.mode,
             algorithms,
@@ -275,6 +298,9 @@ impl Authenticator {
                 self.metrics.verified_token_cache_hits.inc();
                 return Ok(hit.identity.clone());
             }
+        }
+        if !token_chars_ok(token) {
+            return Err(AuthError::Malformed("characters outside base64url"));
         }
         self.metrics.verified_token_cache_misses.inc();
         let generation = self.generation();
@@ -423,13 +449,13 @@ impl Authenticator {
                     };
                     Role::Member { claimed }
                 };
-                Ok(Identity {
-                    user: user.into(),
-                    principal: principal.into(),
+                Ok(Identity::new(
+                    user.into(),
+                    principal.into(),
                     role,
                     exp,
-                    permissions_key: None,
-                })
+                    None,
+                ))
             }
             AuthMode::Passthrough => {
                 let sub = string_claim(&claims, "sub").ok_or(AuthError::MissingIdentity("sub"))?;
@@ -444,13 +470,7 @@ impl Authenticator {
                         )
                     }
                 };
-                Ok(Identity {
-                    user: sub.clone(),
-                    principal: sub,
-                    role,
-                    exp,
-                    permissions_key: key,
-                })
+                Ok(Identity::new(sub.clone(), sub, role, exp, key))
             }
         }
     }
@@ -598,13 +618,60 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(AuthError::TooLarge);
     }
-    if !token
+    Ok(token)
+}
+
+/// Base64url and `.` only. Checked before verification; a token in the
+/// verified-token cache passed it already, so cache hits skip the scan.
+fn token_chars_ok(token: &str) -> bool {
+    token
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
-        return Err(AuthError::Malformed("characters outside base64url"));
+}
+
+/// Hashes a cached token by its last 32 bytes (with a random key): part of
+/// the signature, which is unique per token, so hashing the whole ~1 KB
+/// token on every request buys nothing. Only verified tokens are inserted,
+/// and equality still compares whole tokens, so a crafted token cannot hit
+/// another's entry; the random key keeps bucket placement unpredictable.
+#[derive(Clone)]
+struct TailHash(std::collections::hash_map::RandomState);
+
+struct TailHasher {
+    state: std::collections::hash_map::RandomState,
+    tail: [u8; 32],
+    len: usize,
+}
+
+impl std::hash::BuildHasher for TailHash {
+    type Hasher = TailHasher;
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher {
+            state: self.0.clone(),
+            tail: [0; 32],
+            len: 0,
+        }
     }
-    Ok(token)
+}
+
+impl std::hash::Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        if bytes.len() >= 32 {
+            self.tail.copy_from_slice(&bytes[bytes.len() - 32..]);
+        } else {
+            self.tail.copy_within(bytes.len().., 0);
+            self.tail[32 - bytes.len()..].copy_from_slice(bytes);
+        }
+        self.len += bytes.len();
+    }
+
+    fn finish(&self) -> u64 {
+        use std::hash::BuildHasher;
+        let mut h = self.state.build_hasher();
+        h.write(&self.tail);
+        h.write_usize(self.len);
+        h.finish()
+    }
 }
 
 /// The JOSE header fields credgate reads. Derived deserialization refuses
@@ -652,3 +719,22 @@ fn parse_header(token: &str) -> Result<JoseHeader, AuthError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tail_hash_tests {
+    use super::TailHash;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn equal_tokens_hash_equal_and_tails_decide() {
+        let h = TailHash(Default::default());
+        let a = "x".repeat(900) + "signature-part-aaaaaaaaaaaaaaaaaaaa";
+        assert_eq!(h.hash_one(a.as_str()), h.hash_one(a.clone().as_str()));
+        let b = "y".repeat(900) + "signature-part-aaaaaaaaaaaaaaaaaaaa";
+        let c = "x".repeat(900) + "signature-part-aaaaaaaaaaaaaaaaaaab";
+        assert_ne!(h.hash_one(a.as_str()), h.hash_one(c.as_str()));
+        // Same tail, different length: still different.
+        assert_ne!(h.hash_one(a.as_str()), h.hash_one(&b[1..]));
+        assert_eq!(h.hash_one("short"), h.hash_one("short"));
+    }
+}

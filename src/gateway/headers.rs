@@ -174,20 +174,17 @@ const CLIENT_IP_HEADERS: &[&str] = &[
 /// to its `X-Forwarded-For`, and its `-Proto`/`-Host` are kept.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
-    client: IpAddr,
+    client: &HeaderValue,
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    let client = match client {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(client),
-        v4 => v4,
-    };
-    let ip_text = client.to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip_text}"),
-        _ => ip_text,
+        Some(prev) if !prev.trim().is_empty() => {
+            HeaderValue::from_str(&format!("{prev}, {}", client.to_str().unwrap_or(""))).ok()
+        }
+        _ => Some(client.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
     if !headers.contains_key(&X_FORWARDED_PROTO) {
@@ -197,6 +194,54 @@ pub fn set_forwarded(
         if let Some(h) = host {
             headers.insert(X_FORWARDED_HOST, h.clone());
         }
+    }
+}
+
+/// A client address as an `X-Forwarded-For` element (IPv4-mapped IPv6
+/// addresses, what a dual-stack socket reports, written as IPv4). Computed
+/// once per connection.
+pub fn client_ip_value(ip: IpAddr) -> HeaderValue {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value")
+}
+
+/// Removes, in one pass over the header names, everything that must not
+/// reach Paragon from a client: hop-by-hop fields and every field the
+/// `Connection` header lists (any spelling), every spelling of the
+/// credential and configuration headers (credgate sets its own), method
+/// overrides and Paragon-internal headers, and, unless the client is a
+/// trusted proxy, `Forwarded`, `X-Forwarded-*` and other client-address
+/// headers. One scan instead of a lookup per name: this runs per request.
+pub fn scrub_request(headers: &mut HeaderMap, keep_forwarded: bool) {
+    let listed: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        let n = name.as_str();
+        let remove = HOP_BY_HOP.contains(&n)
+            || spelled_as(n, X_PARAGON_CREDENTIAL)
+            || spelled_as(n, X_PARAGON_CONFIGURATION_ID)
+            || ALWAYS_REMOVED.iter().any(|c| spelled_as(n, c))
+            || listed.iter().any(|l| spelled_as(n, l))
+            || (!keep_forwarded
+                && (spelled_as(n, "forwarded")
+                    || has_prefix_spelling(n, "x-forwarded-")
+                    || CLIENT_IP_HEADERS.iter().any(|c| spelled_as(n, c))));
+        if remove {
+            doomed.push(name.clone());
+        }
+    }
+    for name in doomed {
+        headers.remove(&name);
     }
 }
 
@@ -344,7 +389,7 @@ mod tests {
         assert!(h.is_empty());
         set_forwarded(
             &mut h,
-            "10.0.0.1".parse().unwrap(),
+            &client_ip_value("10.0.0.1".parse().unwrap()),
             "https",
             Some(&HeaderValue::from_static("gw.example")),
         );
@@ -358,12 +403,53 @@ mod tests {
         ]);
         set_forwarded(
             &mut trusted,
-            "::ffff:10.0.0.2".parse().unwrap(),
+            &client_ip_value("::ffff:10.0.0.2".parse().unwrap()),
             "http",
             None,
         );
         assert_eq!(trusted["x-forwarded-for"], "1.1.1.1, 10.0.0.2");
         assert_eq!(trusted["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn scrub_request_removes_everything_in_one_pass() {
+        let all = [
+            ("connection", "keep-alive, X-Custom"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("x-custom", "1"),
+            ("x_custom", "1"),
+            ("x-paragon-credential", "a"),
+            ("X_Paragon_Credential", "b"),
+            ("x-paragon-configuration-id", "c"),
+            ("x-http-method-override", "DELETE"),
+            ("x-paragon-user-metadata", "{}"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+            ("accept", "*/*"),
+            ("authorization", "Bearer x"),
+        ];
+        let mut untrusted = map(&all);
+        scrub_request(&mut untrusted, false);
+        let mut left: Vec<&str> = untrusted.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec!["accept", "authorization"]);
+        let mut trusted = map(&all);
+        scrub_request(&mut trusted, true);
+        let mut left: Vec<&str> = trusted.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            vec![
+                "accept",
+                "authorization",
+                "forwarded",
+                "x-forwarded-for",
+                "x-real-ip"
+            ]
+        );
     }
 
     #[test]

@@ -100,6 +100,8 @@ impl State {
 #[derive(Debug)]
 pub struct ConnInfo {
     pub remote: SocketAddr,
+    /// The client address as an `X-Forwarded-For` element.
+    pub client_ip: HeaderValue,
     pub tls: bool,
     served: AtomicU64,
     /// HTTP/1.1 clients keep their upstream connections (`forward.rs`);
@@ -111,6 +113,7 @@ impl ConnInfo {
     pub fn new(remote: SocketAddr, tls: bool, http2: bool) -> Self {
         ConnInfo {
             remote,
+            client_ip: headers::client_ip_value(remote.ip()),
             tls,
             served: AtomicU64::new(0),
             affinity: (!http2).then(forward::Affinity::default),

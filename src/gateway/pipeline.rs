@@ -1055,7 +1055,7 @@ fn upstream_authorization(
     };
     let user = &identity.user;
     let signed = if identity.is_admin() {
-        minter.authorization(user, Scope::Admin)
+        minter.authorization_for(&identity.mint_memo, user, Scope::Admin)
     } else {
         match routed {
             Routed::Credential(c) => {
@@ -1069,7 +1069,8 @@ fn upstream_authorization(
                         pairs.sort_unstable();
                         minter.authorization(user, Scope::Many(&pairs))
                     }
-                    None => minter.authorization(
+                    None => minter.authorization_for(
+                        &identity.mint_memo,
                         user,
                         Scope::One {
                             integration: &c.integration,
@@ -1119,17 +1120,12 @@ fn rewrite_headers(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    headers::remove_hop_by_hop(h);
-    headers::remove_spellings(h, X_PARAGON_CREDENTIAL);
-    headers::remove_spellings(h, X_PARAGON_CONFIGURATION_ID);
-    headers::remove_always(h);
     let ip = conn.remote.ip();
-    if !cfg.server.trusted_proxies.iter().any(|c| c.contains(ip)) {
-        headers::remove_forwarded(h);
-    }
+    let trusted = cfg.server.trusted_proxies.iter().any(|c| c.contains(ip));
+    headers::scrub_request(h, trusted);
     headers::set_forwarded(
         h,
-        ip,
+        &conn.client_ip,
         if conn.tls { "https" } else { "http" },
         original_host.as_ref(),
     );

@@ -54,12 +54,63 @@ struct Claims<'a> {
 #[error("could not sign an upstream token: {0}")]
 pub struct MintError(String);
 
+/// Identifies a minter, so a memo from before a key change is never used.
+static MINTER_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A caller's last minted token (see `Identity::mint_memo`).
+#[derive(Default)]
+pub struct MintMemo(arc_swap::ArcSwapOption<Memo>);
+
+pub struct Memo {
+    minter: u64,
+    /// `None` for an admin token.
+    credential: Option<(Arc<str>, Box<str>)>,
+    reuse_until: std::time::Instant,
+    value: HeaderValue,
+}
+
+impl std::fmt::Debug for MintMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MintMemo")
+    }
+}
+
+/// A cloned identity starts without a memo.
+impl Clone for MintMemo {
+    fn clone(&self) -> Self {
+        MintMemo::default()
+    }
+}
+
+/// A signed token and until when it may be handed out (30 s before expiry).
+#[derive(Clone)]
+struct Minted {
+    value: HeaderValue,
+    reuse_until: std::time::Instant,
+}
+
+/// The minted-token cache key: user and scope as separate fields, so no
+/// choice of user id can make two keys equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct MintKey {
+    user: Box<str>,
+    scope: ScopeKey,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ScopeKey {
+    Admin,
+    One(Box<str>, Box<str>),
+    Many(Box<[(Box<str>, Box<str>)]>),
+}
+
 pub struct Minter {
+    epoch: u64,
     key: EncodingKey,
     header: Header,
     audience: String,
     ttl: Duration,
-    cache: Cache<String, HeaderValue>,
+    cache: Cache<MintKey, Minted>,
     metrics: Arc<Metrics>,
     /// Identifies the signing key, so a reload with the same key keeps the
     /// cache and a new key starts a new one.
@@ -85,6 +136,7 @@ impl Minter {
         let mut header = Header::new(Algorithm::RS256);
         header.typ = Some("JWT".into());
         Ok(Minter {
+            epoch: MINTER_EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             key,
             header,
             audience: paragon.audience.clone(),
@@ -107,14 +159,77 @@ impl Minter {
 
     /// `Bearer <token>` for `user` and `scope`, from the cache when possible.
     pub fn authorization(&self, user: &str, scope: Scope<'_>) -> Result<HeaderValue, MintError> {
-        let key = cache_key(user, scope);
-        if let Some(v) = self.cache.get(&key) {
+        let key = Self::key(user, scope);
+        Ok(self.minted(key, user, scope)?.value)
+    }
+
+    fn minted(&self, key: MintKey, user: &str, scope: Scope<'_>) -> Result<Minted, MintError> {
+        if let Some(m) = self.cache.get(&key) {
             self.metrics.mint_cache_hits.inc();
-            return Ok(v);
+            return Ok(m);
         }
-        let value = self.sign(user, scope)?;
-        self.cache.insert(key, value.clone());
-        Ok(value)
+        let signed_at = std::time::Instant::now();
+        let m = Minted {
+            value: self.sign(user, scope)?,
+            reuse_until: signed_at + self.ttl.saturating_sub(MINT_REUSE_MARGIN),
+        };
+        self.cache.insert(key, m.clone());
+        Ok(m)
+    }
+
+    fn key(user: &str, scope: Scope<'_>) -> MintKey {
+        MintKey {
+            user: user.into(),
+            scope: match scope {
+                Scope::Admin => ScopeKey::Admin,
+                Scope::One { integration, id } => ScopeKey::One(integration.into(), id.into()),
+                Scope::Many(list) => ScopeKey::Many(
+                    list.iter()
+                        .map(|(i, c)| ((*i).into(), (*c).into()))
+                        .collect(),
+                ),
+            },
+        }
+    }
+
+    /// As [`authorization`](Self::authorization), first trying the caller's
+    /// memo (the same user, one credential or admin, this minter, not near
+    /// expiry): no key to build, no cache lookup.
+    pub fn authorization_for(
+        &self,
+        memo: &MintMemo,
+        user: &str,
+        scope: Scope<'_>,
+    ) -> Result<HeaderValue, MintError> {
+        let wanted: Option<Option<(&str, &str)>> = match scope {
+            Scope::Admin => Some(None),
+            Scope::One { integration, id } => Some(Some((integration, id))),
+            Scope::Many(_) => None,
+        };
+        let Some(wanted) = wanted else {
+            return self.authorization(user, scope);
+        };
+        if let Some(m) = memo.0.load().as_ref() {
+            let same = m.minter == self.epoch
+                && match (&m.credential, wanted) {
+                    (None, None) => true,
+                    (Some((i, c)), Some((wi, wc))) => &**i == wi && &**c == wc,
+                    _ => false,
+                }
+                && std::time::Instant::now() < m.reuse_until;
+            if same {
+                self.metrics.mint_cache_hits.inc();
+                return Ok(m.value.clone());
+            }
+        }
+        let m = self.minted(Self::key(user, scope), user, scope)?;
+        memo.0.store(Some(Arc::new(Memo {
+            minter: self.epoch,
+            credential: wanted.map(|(i, c)| (Arc::from(i), c.into())),
+            reuse_until: m.reuse_until,
+            value: m.value.clone(),
+        })));
+        Ok(m.value)
     }
 
     fn sign(&self, user: &str, scope: Scope<'_>) -> Result<HeaderValue, MintError> {
@@ -143,32 +258,6 @@ impl Minter {
     pub fn invalidate_all(&self) {
         self.cache.invalidate_all();
     }
-}
-
-/// `user NUL scope`; NUL cannot occur in a JWT claim that came through
-/// credgate's verifier as a header-safe string, so keys cannot collide.
-fn cache_key(user: &str, scope: Scope<'_>) -> String {
-    let mut k = String::with_capacity(user.len() + 48);
-    k.push_str(user);
-    k.push('\0');
-    match scope {
-        Scope::Admin => k.push('*'),
-        Scope::One { integration, id } => {
-            k.push_str(integration);
-            k.push('\0');
-            k.push_str(id);
-        }
-        Scope::Many(list) => {
-            k.push('[');
-            for (integration, id) in list {
-                k.push_str(integration);
-                k.push('\0');
-                k.push_str(id);
-                k.push('\0');
-            }
-        }
-    }
-    k
 }
 
 #[cfg(test)]
@@ -244,6 +333,47 @@ mod tests {
         assert_eq!(
             many["urn:useparagon:connect:permissions"],
             serde_json::json!({"integration:salesforce": {"credential:a": true}, "integration:slack": {"credential:b": true}})
+        );
+    }
+
+    #[test]
+    fn the_memo_serves_the_same_scope_and_nothing_else() {
+        let keys = crate::keygen::rsa().unwrap();
+        let metrics = Metrics::new();
+        let m = Minter::new(&paragon(&keys.private_pem), metrics.clone()).unwrap();
+        let memo = MintMemo::default();
+        let one = Scope::One {
+            integration: "slack",
+            id: "c1",
+        };
+        let a = m.authorization_for(&memo, "u1", one).unwrap();
+        let b = m.authorization_for(&memo, "u1", one).unwrap();
+        assert_eq!(a, b);
+        let other = m
+            .authorization_for(
+                &memo,
+                "u1",
+                Scope::One {
+                    integration: "slack",
+                    id: "c2",
+                },
+            )
+            .unwrap();
+        assert_ne!(a, other, "another credential is another token");
+        let admin = m.authorization_for(&memo, "u1", Scope::Admin).unwrap();
+        assert!(decode(&admin, &keys.public_pem)
+            .get("urn:useparagon:connect:permissions")
+            .is_none());
+        // A new minter (a reloaded signing key) never uses an old memo.
+        let fresh = Metrics::new();
+        let m2 = Minter::new(&paragon(&keys.private_pem), fresh.clone()).unwrap();
+        m2.authorization_for(&memo, "u1", Scope::Admin).unwrap();
+        assert_eq!(fresh.token_mints.get(), 1, "signed by the new minter");
+        assert_eq!(fresh.mint_cache_hits.get(), 0);
+        assert_eq!(
+            metrics.mint_cache_hits.get(),
+            1,
+            "the first minter's memo served one repeat"
         );
     }
 

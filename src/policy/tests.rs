@@ -44,15 +44,15 @@ fn policy(owner: Option<&str>) -> PolicyConfig {
 }
 
 fn member(principal: &str, claimed: &[&str]) -> Identity {
-    Identity {
-        user: "acme".into(),
-        principal: principal.into(),
-        role: Role::Member {
+    Identity::new(
+        "acme".into(),
+        principal.into(),
+        Role::Member {
             claimed: claimed.iter().map(|s| (*s).into()).collect(),
         },
-        exp: u64::MAX,
-        permissions_key: None,
-    }
+        u64::MAX,
+        None,
+    )
 }
 
 fn ids<'a>(it: impl Iterator<Item = &'a Credential>) -> Vec<&'a str> {
