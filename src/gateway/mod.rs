@@ -150,12 +150,17 @@ impl RequestIds {
 /// What the audit record says about one request.
 #[derive(Debug, Default)]
 pub(crate) struct Audit {
+    /// Whether the audit log is on: fields that cost an allocation are only
+    /// filled when it is.
+    pub enabled: bool,
     pub principal: Option<Arc<str>>,
     pub user: Option<Arc<str>>,
     pub product: Option<&'static str>,
-    pub integration: Option<String>,
+    pub integration: Option<Arc<str>>,
     pub credential: Option<Box<str>>,
     pub reason: &'static str,
+    /// The request id as a header value, made once.
+    pub request_id: Option<HeaderValue>,
 }
 
 /// Handles one request end to end. Never fails: every outcome is a response.
@@ -169,11 +174,14 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
     let http1 = req.version() < Version::HTTP_2;
     let has_body = !http_body::Body::is_end_stream(req.body());
     let method = req.method().clone();
-    let path_for_log: Box<str> = req.uri().path().into();
+    let access_log = tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO);
+    let path_for_log: Option<Box<str>> = access_log.then(|| req.uri().path().into());
     let served = conn.served.fetch_add(1, Ordering::Relaxed) + 1;
 
     let mut audit = Audit {
+        enabled: tracing::enabled!(target: AUDIT_TARGET, tracing::Level::INFO),
         reason: "forwarded",
+        request_id: HeaderValue::from_str(&request_id).ok(),
         ..Audit::default()
     };
     let outcome = pipeline::process(state, &generation, conn, req, &request_id, &mut audit).await;
@@ -198,7 +206,7 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
         resp.headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    if let Some(v) = audit.request_id.take() {
         resp.headers_mut().insert(headers::X_REQUEST_ID, v);
     }
 
@@ -241,7 +249,7 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
         request_id = %request_id,
         remote = %conn.remote,
         method = %method,
-        path = &*clean(&path_for_log),
+        path = &*clean(path_for_log.as_deref().unwrap_or("")),
         status,
         latency_ms,
     );

@@ -148,7 +148,9 @@ pub(super) async fn process(
         ..
     } = route.op
     {
-        audit.integration = Some(t.to_string());
+        if audit.enabled {
+            audit.integration = Some(Arc::from(t));
+        }
     }
 
     // 4. Operation allowed for this caller.
@@ -260,8 +262,10 @@ pub(super) async fn process(
     )
     .await?;
     if let Routed::Credential(c) = &routed {
-        audit.credential = Some(c.get().id.clone());
-        audit.integration = Some(c.get().integration.to_string());
+        if audit.enabled {
+            audit.credential = Some(c.get().id.clone());
+        }
+        audit.integration = Some(c.get().integration.clone());
     }
     let configuration = match (&inputs.configuration, &routed) {
         (Some(id), Routed::Credential(c)) => {
@@ -293,7 +297,7 @@ pub(super) async fn process(
         &mut parts,
         conn,
         cfg,
-        request_id,
+        audit.request_id.as_ref(),
         authorization,
         &route,
         &routed,
@@ -346,10 +350,9 @@ pub(super) async fn process(
     }
 
     // 9. Forward.
-    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut upstream_req = Request::new(upstream_body);
     *upstream_req.method_mut() = parts.method.clone();
-    *upstream_req.uri_mut() = generation.upstreams.uri(route.upstream, pq)?;
+    *upstream_req.uri_mut() = generation.upstreams.uri_for(route.upstream, &uri)?;
     *upstream_req.version_mut() = Version::HTTP_11;
     *upstream_req.headers_mut() = parts.headers;
     let resp = generation
@@ -1101,7 +1104,7 @@ fn rewrite_headers(
     parts: &mut Parts,
     conn: &ConnInfo,
     cfg: &Config,
-    request_id: &str,
+    request_id: Option<&HeaderValue>,
     authorization: HeaderValue,
     route: &Route<'_>,
     routed: &Routed,
@@ -1129,8 +1132,8 @@ fn rewrite_headers(
         if conn.tls { "https" } else { "http" },
         original_host.as_ref(),
     );
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert(X_REQUEST_ID, v);
+    if let Some(v) = request_id {
+        h.insert(X_REQUEST_ID, v.clone());
     }
     h.insert(AUTHORIZATION, authorization);
     let header_route = matches!(

@@ -196,6 +196,23 @@ impl Upstreams {
             .map_err(|_| GatewayError::BadRequest("the request target cannot be forwarded"))
     }
 
+    /// The upstream URI for a client's request target, its path and query
+    /// kept byte for byte (shared, not copied, when there is no prefix).
+    pub fn uri_for(&self, upstream: Upstream, original: &Uri) -> Result<Uri, GatewayError> {
+        let t = &self.targets[upstream.index()];
+        let pq = match original.path_and_query() {
+            Some(pq) if t.base.path_prefix.is_empty() => pq.clone(),
+            Some(pq) => return self.uri(upstream, pq.as_str()),
+            None => return self.uri(upstream, "/"),
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(t.base.scheme.clone());
+        parts.authority = Some(t.base.authority.clone());
+        parts.path_and_query = Some(pq);
+        Uri::from_parts(parts)
+            .map_err(|_| GatewayError::BadRequest("the request target cannot be forwarded"))
+    }
+
     /// `Host` for an upstream.
     pub fn host(&self, upstream: Upstream) -> &HeaderValue {
         &self.targets[upstream.index()].host
