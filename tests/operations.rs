@@ -433,3 +433,29 @@ async fn healthcheck_command_probes_the_admin_listener() {
             .unwrap()
     );
 }
+
+/// `server.max_requests_per_connection`: the response that reaches the limit
+/// says `Connection: close`, and the connection ends after it.
+#[tokio::test]
+async fn connections_close_after_the_request_limit() {
+    let keys = Keys::new();
+    let p = paragon().await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&p.url()))
+        .server("max_requests_per_connection = 2")
+        .start()
+        .await;
+    let admin = keys.admin("acme");
+    let one = format!(
+        "GET /projects/{PROJECT}/sdk/integrations HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {admin}\r\n\r\n"
+    );
+    // Three pipelined requests on one connection: two answers, then close.
+    let out = raw(gw.addr, one.repeat(3).as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(statuses(&out), vec![200, 200], "{out}");
+    assert_eq!(
+        out.to_ascii_lowercase()
+            .matches("connection: close")
+            .count(),
+        1
+    );
+    gw.shutdown().await;
+}
