@@ -94,6 +94,12 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 pub fn uuid_v4() -> String {
     let mut b = random_bytes::<16>();
     b[6] = (b[6] & 0x0f) | 0x40;
+    format_uuid(b)
+}
+
+/// 16 bytes as a canonical lowercase UUID, with the RFC 9562 variant bits
+/// set (the version nibble is the caller's).
+pub fn format_uuid(mut b: [u8; 16]) -> String {
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!(

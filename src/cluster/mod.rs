@@ -265,6 +265,23 @@ impl Cluster {
         Ok(())
     }
 
+    /// Runs `statement` and records `target`'s invalidation event in one
+    /// transaction: either both happen or neither (SPEC §11).
+    async fn with_event(
+        &self,
+        statement: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        target: &Target,
+    ) -> Result<(), String> {
+        let mut client = self.pool.get().await?;
+        let tx = timeout(client.transaction()).await?;
+        timeout(tx.execute(statement, params)).await?;
+        self.insert_event(&tx, target).await?;
+        timeout(tx.commit()).await?;
+        client.keep();
+        Ok(())
+    }
+
     /// The owner of a sync: the local cache, else the store.
     pub async fn sync_owner(&self, sync_id: &str) -> Result<Option<Owner>, StoreUnavailable> {
         if let Some(o) = self.syncs.owner(sync_id) {
@@ -299,22 +316,15 @@ impl Cluster {
     /// cached record, in one transaction.
     pub async fn record_sync(&self, sync_id: &str, owner: Owner) -> Result<(), StoreUnavailable> {
         let id = crate::paragon::syncs::normalize(sync_id);
-        let result = async {
-            let mut client = self.pool.get().await?;
-            let tx = timeout(client.transaction()).await?;
-            timeout(tx.execute(
+        let result = self
+            .with_event(
                 "INSERT INTO credgate_syncs (project, sync_id, connected_user, credential_id) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (project, sync_id) DO UPDATE SET connected_user = EXCLUDED.connected_user,
                      credential_id = EXCLUDED.credential_id, updated_at = now()",
                 &[&self.project, &id, &&*owner.user, &&*owner.credential],
-            ))
-            .await?;
-            self.insert_event(&tx, &Target::Sync(id.clone())).await?;
-            timeout(tx.commit()).await?;
-            client.keep();
-            Ok::<_, String>(())
-        }
-        .await;
+                &Target::Sync(id.clone()),
+            )
+            .await;
         match result {
             Ok(()) => {
                 self.syncs.record(&id, owner);
@@ -328,21 +338,13 @@ impl Cluster {
     pub async fn remove_sync(&self, sync_id: &str) -> Result<(), StoreUnavailable> {
         let id = crate::paragon::syncs::normalize(sync_id);
         self.syncs.remove(&id);
-        let result = async {
-            let mut client = self.pool.get().await?;
-            let tx = timeout(client.transaction()).await?;
-            timeout(tx.execute(
-                "DELETE FROM credgate_syncs WHERE project = $1 AND sync_id = $2",
-                &[&self.project, &id],
-            ))
-            .await?;
-            self.insert_event(&tx, &Target::Sync(id.clone())).await?;
-            timeout(tx.commit()).await?;
-            client.keep();
-            Ok::<_, String>(())
-        }
-        .await;
-        result.map_err(|e| self.failed("remove_sync", &e))
+        self.with_event(
+            "DELETE FROM credgate_syncs WHERE project = $1 AND sync_id = $2",
+            &[&self.project, &id],
+            &Target::Sync(id.clone()),
+        )
+        .await
+        .map_err(|e| self.failed("remove_sync", &e))
     }
 
     /// Drops the local copy of a sync record (an event from another replica).

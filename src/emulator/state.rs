@@ -167,24 +167,29 @@ impl RequestLog {
     }
 }
 
-/// A credential as the emulator holds it.
+/// A credential as the emulator holds it: the resolved fixture, whose user
+/// it is, and what only the running emulator knows.
 #[derive(Debug, Clone)]
 pub(crate) struct Cred {
-    pub id: String,
+    pub base: ResolvedCredential,
     pub user: String,
-    pub integration: String,
-    pub integration_id: String,
-    pub status: String,
-    pub external_id: Option<String>,
-    pub provider_id: Option<String>,
-    pub provider_data: Value,
-    pub created_ms: i64,
-    pub date_created: String,
-    pub configurations: Vec<String>,
     /// Insertion order: the tie-break between equal `dateCreated`s.
     pub seq: u64,
     /// What `includeAccountAuth=true` reveals; fixed per credential.
     pub access_token: String,
+}
+
+impl std::ops::Deref for Cred {
+    type Target = ResolvedCredential;
+    fn deref(&self) -> &ResolvedCredential {
+        &self.base
+    }
+}
+
+impl std::ops::DerefMut for Cred {
+    fn deref_mut(&mut self) -> &mut ResolvedCredential {
+        &mut self.base
+    }
 }
 
 impl Cred {
@@ -268,17 +273,8 @@ impl World {
         self.creds.insert(
             c.id.clone(),
             Cred {
-                id: c.id,
+                base: c,
                 user: user.to_string(),
-                integration: c.integration,
-                integration_id: c.integration_id,
-                status: c.status,
-                external_id: c.external_id,
-                provider_id: c.provider_id,
-                provider_data: c.provider_data,
-                created_ms: c.created_ms,
-                date_created: c.date_created,
-                configurations: c.configurations,
                 seq,
                 access_token: format!("emulated-{}", random_hex()),
             },

@@ -137,16 +137,7 @@ pub(crate) fn derived_uuid(kind: &str, name: &str) -> String {
     let mut b = [0u8; 16];
     b.copy_from_slice(&d.as_ref()[..16]);
     b[6] = (b[6] & 0x0f) | 0x80;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    crate::keygen::format_uuid(b)
 }
 
 /// Lowercase hex of `n` random bytes.
