@@ -170,6 +170,22 @@ impl EncodeMetric for AtomicHistogram {
     }
 }
 
+/// A histogram resolved ahead of time, or looked up for a label that was not.
+pub enum AtomicHistogramRef<'a> {
+    Resolved(&'a AtomicHistogram),
+    Owned(AtomicHistogram),
+}
+
+impl std::ops::Deref for AtomicHistogramRef<'_> {
+    type Target = AtomicHistogram;
+    fn deref(&self) -> &AtomicHistogram {
+        match self {
+            AtomicHistogramRef::Resolved(h) => h,
+            AtomicHistogramRef::Owned(h) => h,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub product: &'static str,
@@ -198,6 +214,10 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: Family<ProductLabel, AtomicHistogram>,
     pub upstream_duration: Family<UpstreamLabel, AtomicHistogram>,
+    /// The members of the two families above, resolved once: the request
+    /// path observes them without a family lookup (hash and read lock).
+    request_histograms: Vec<(&'static str, AtomicHistogram)>,
+    upstream_histograms: Vec<(&'static str, AtomicHistogram)>,
     pub upstream_errors: Family<KindLabel, Counter>,
     pub credential_cache_hits: Counter,
     pub credential_cache_misses: Counter,
@@ -242,6 +262,8 @@ impl Metrics {
             requests: Family::default(),
             request_duration: Family::default(),
             upstream_duration: Family::default(),
+            request_histograms: Vec::new(),
+            upstream_histograms: Vec::new(),
             upstream_errors: Family::default(),
             credential_cache_hits: Counter::default(),
             credential_cache_misses: Counter::default(),
@@ -388,7 +410,65 @@ impl Metrics {
             "Cluster store errors by operation",
             m.cluster_errors.clone(),
         );
-        Arc::new(Metrics { registry, ..m })
+        let request_histograms = crate::paragon::routes::Product::ALL
+            .iter()
+            .map(|p| p.as_str())
+            .chain(std::iter::once("none"))
+            .map(|product| {
+                (
+                    product,
+                    m.request_duration
+                        .get_or_create(&ProductLabel { product })
+                        .clone(),
+                )
+            })
+            .collect();
+        let upstream_histograms = crate::paragon::routes::Upstream::ALL
+            .iter()
+            .map(|u| u.config_key())
+            .map(|upstream| {
+                (
+                    upstream,
+                    m.upstream_duration
+                        .get_or_create(&UpstreamLabel { upstream })
+                        .clone(),
+                )
+            })
+            .collect();
+        Arc::new(Metrics {
+            registry,
+            request_histograms,
+            upstream_histograms,
+            ..m
+        })
+    }
+
+    /// The latency histogram of a product.
+    pub fn request_histogram(&self, product: &'static str) -> AtomicHistogramRef<'_> {
+        match self.request_histograms.iter().find(|(p, _)| *p == product) {
+            Some((_, h)) => AtomicHistogramRef::Resolved(h),
+            None => AtomicHistogramRef::Owned(
+                self.request_duration
+                    .get_or_create(&ProductLabel { product })
+                    .clone(),
+            ),
+        }
+    }
+
+    /// The time-to-headers histogram of an upstream.
+    pub fn upstream_histogram(&self, upstream: &'static str) -> AtomicHistogramRef<'_> {
+        match self
+            .upstream_histograms
+            .iter()
+            .find(|(u, _)| *u == upstream)
+        {
+            Some((_, h)) => AtomicHistogramRef::Resolved(h),
+            None => AtomicHistogramRef::Owned(
+                self.upstream_duration
+                    .get_or_create(&UpstreamLabel { upstream })
+                    .clone(),
+            ),
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -114,6 +114,8 @@ pub struct Identity {
     /// as long as its token in the verified-token cache, so a caller that
     /// keeps using one credential gets its token without a cache lookup).
     pub mint_memo: crate::paragon::mint::MintMemo,
+    /// This caller's credential list, last seen (see `ListMemo`).
+    pub list_memo: crate::paragon::directory::ListMemo,
 }
 
 impl Identity {
@@ -131,6 +133,7 @@ impl Identity {
             exp,
             permissions_key,
             mint_memo: Default::default(),
+            list_memo: Default::default(),
         }
     }
 }

@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::paragon::directory::Directory;
 use crate::paragon::mint::Minter;
 use crate::paragon::syncs::SyncStore;
-use crate::telemetry::{clean, Metrics, ProductLabel, RequestLabels, ACCESS_TARGET, AUDIT_TARGET};
+use crate::telemetry::{clean, Metrics, RequestLabels, ACCESS_TARGET, AUDIT_TARGET};
 use body::Body;
 use upstream::Upstreams;
 
@@ -222,11 +222,7 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
             status,
         })
         .inc();
-    state
-        .metrics
-        .request_duration
-        .get_or_create(&ProductLabel { product })
-        .observe(elapsed);
+    state.metrics.request_histogram(product).observe(elapsed);
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     // Caller-controlled values are recorded as strings (`&str`), which the
     // text format prints quoted: a principal `x decision=allowed` cannot

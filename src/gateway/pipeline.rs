@@ -235,12 +235,18 @@ pub(super) async fn process(
         key: &dir_key,
     };
     let mut snapshot = if needs_list {
-        Some(
-            directory
-                .get(&dir_key, || lookup.load())
-                .await
-                .map_err(GatewayError::CredentialsUnavailable)?,
-        )
+        match directory.memo_get(&identity.list_memo) {
+            Some(s) => Some(s),
+            None => {
+                let epoch = directory.epoch();
+                let s = directory
+                    .get(&dir_key, || lookup.load())
+                    .await
+                    .map_err(GatewayError::CredentialsUnavailable)?;
+                directory.memo_put(&identity.list_memo, &s, epoch);
+                Some(s)
+            }
+        }
     } else {
         None
     };
@@ -982,6 +988,7 @@ async fn resolve_with_hint(
     if let Some(c) = attempt(&current.list)? {
         return Ok(c);
     }
+    let epoch = lookup.directory.epoch();
     match lookup
         .directory
         .refresh_for_missing(lookup.key, current, || lookup.load())
@@ -990,6 +997,9 @@ async fn resolve_with_hint(
         None => Err(GatewayError::CredentialForbidden),
         Some(Err(e)) => Err(GatewayError::CredentialsUnavailable(e)),
         Some(Ok(fresh)) => {
+            lookup
+                .directory
+                .memo_put(&lookup.identity.list_memo, &fresh, epoch);
             let list = fresh.list.clone();
             let old = snapshot.replace(fresh);
             let gone = old.is_some_and(|o| {

@@ -254,8 +254,7 @@ impl Upstreams {
             }
         };
         self.metrics
-            .upstream_duration
-            .get_or_create(&label)
+            .upstream_histogram(label.upstream)
             .observe(start.elapsed());
         match result {
             Ok(Ok(resp)) => Ok(resp),

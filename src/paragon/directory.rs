@@ -78,7 +78,41 @@ pub enum LoadError {
     ClusterUnavailable,
 }
 
+/// Identifies a directory, so a memo made against an older one (before a
+/// reload replaced it) is never used.
+static DIRECTORY_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// A caller's last credential list (kept in its `Identity`, which lives as
+/// long as its token in the verified-token cache): a request from the same
+/// token skips the cache lookup while the list is fresh and no
+/// invalidation happened since.
+#[derive(Default)]
+pub struct ListMemo(arc_swap::ArcSwapOption<Memo>);
+
+pub struct Memo {
+    directory: u64,
+    epoch: u64,
+    snapshot: Snapshot,
+}
+
+impl std::fmt::Debug for ListMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListMemo")
+    }
+}
+
+/// A cloned identity starts without a memo.
+impl Clone for ListMemo {
+    fn clone(&self) -> Self {
+        ListMemo::default()
+    }
+}
+
 pub struct Directory {
+    id: u64,
+    /// Bumped by every invalidation and freshness change: memos made before
+    /// it are void.
+    memo_epoch: AtomicU64,
     cache: Cache<DirKey, Arc<Entry>>,
     ttl: Duration,
     stale: Duration,
@@ -118,6 +152,8 @@ impl Directory {
             .support_invalidation_closures()
             .build();
         Directory {
+            id: DIRECTORY_IDS.fetch_add(1, Ordering::Relaxed),
+            memo_epoch: AtomicU64::new(0),
             cache,
             ttl: cfg.credentials_ttl,
             stale: cfg.stale_if_error,
@@ -145,7 +181,39 @@ impl Directory {
     /// Caps freshness (degraded cluster mode), or lifts the cap with `None`.
     pub fn set_degraded_ttl(&self, cap: Option<Duration>) {
         let v = cap.map_or(u64::MAX, |d| d.as_millis() as u64);
-        self.degraded_ttl.store(v, Ordering::Relaxed);
+        if self.degraded_ttl.swap(v, Ordering::AcqRel) != v {
+            self.memo_epoch.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The invalidation epoch; read it before a lookup whose result goes
+    /// into a memo.
+    pub fn epoch(&self) -> u64 {
+        self.memo_epoch.load(Ordering::Acquire)
+    }
+
+    /// The memo's list, if it was made by this directory, no invalidation
+    /// happened since, and it is still fresh.
+    pub fn memo_get(&self, memo: &ListMemo) -> Option<Snapshot> {
+        let guard = memo.0.load();
+        let m = guard.as_ref()?;
+        if m.directory != self.id
+            || m.epoch != self.epoch()
+            || m.snapshot.fetched_at.elapsed() >= self.fresh_for()
+        {
+            return None;
+        }
+        self.metrics.credential_cache_hits.inc();
+        Some(m.snapshot.clone())
+    }
+
+    /// Remembers a list obtained after reading `epoch`.
+    pub fn memo_put(&self, memo: &ListMemo, snapshot: &Snapshot, epoch: u64) {
+        memo.0.store(Some(Arc::new(Memo {
+            directory: self.id,
+            epoch,
+            snapshot: snapshot.clone(),
+        })));
     }
 
     fn fresh_for(&self) -> Duration {
@@ -306,6 +374,7 @@ impl Directory {
     /// Drops every cached list of `user` (all permission scopes) and makes
     /// loads in flight for it not cache their result.
     pub async fn invalidate_user(&self, user: &str) {
+        self.memo_epoch.fetch_add(1, Ordering::AcqRel);
         let user: Arc<str> = Arc::from(user);
         let next = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         self.generations.insert(user.clone(), next);
@@ -321,6 +390,7 @@ impl Directory {
 
     /// Drops every cached list.
     pub fn invalidate_all(&self) {
+        self.memo_epoch.fetch_add(1, Ordering::AcqRel);
         self.all_generation.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate_all();
     }
@@ -471,6 +541,38 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again.list.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn memos_serve_until_an_invalidation_or_expiry() {
+        let d = dir(cfg(200, 0, 0));
+        let key = DirKey::user("acme".into());
+        let memo = ListMemo::default();
+        assert!(d.memo_get(&memo).is_none());
+        let epoch = d.epoch();
+        let s = d.get(&key, || async { Ok(list(&["a"])) }).await.unwrap();
+        d.memo_put(&memo, &s, epoch);
+        assert_eq!(d.memo_get(&memo).unwrap().list.len(), 1);
+        d.invalidate_user("someone-else").await;
+        assert!(d.memo_get(&memo).is_none(), "any invalidation voids memos");
+        let epoch = d.epoch();
+        d.memo_put(&memo, &s, epoch);
+        assert!(d.memo_get(&memo).is_some());
+        // A memo made before an invalidation that raced the lookup is void.
+        d.memo_put(&memo, &s, epoch.wrapping_sub(1));
+        assert!(d.memo_get(&memo).is_none());
+        d.memo_put(&memo, &s, d.epoch());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(
+            d.memo_get(&memo).is_none(),
+            "a memo is never fresher than the list"
+        );
+        let other = dir(cfg(200, 0, 0));
+        other.memo_put(&memo, &s, other.epoch());
+        assert!(
+            d.memo_get(&memo).is_none(),
+            "a memo of another directory is ignored"
+        );
     }
 
     #[tokio::test]

@@ -31,13 +31,38 @@ pub fn validate_owner_template(t: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `ext` is `template` with every `{principal}` replaced by
+/// `principal` (compared without building the string).
+pub fn template_matches(template: &str, principal: &str, ext: &str) -> bool {
+    let mut rest = ext;
+    let mut parts = template.split(PRINCIPAL_PLACEHOLDER);
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let Some(after) = rest.strip_prefix(first) else {
+        return false;
+    };
+    rest = after;
+    for part in parts {
+        let Some(after) = rest.strip_prefix(principal) else {
+            return false;
+        };
+        let Some(after) = after.strip_prefix(part) else {
+            return false;
+        };
+        rest = after;
+    }
+    rest.is_empty()
+}
+
 /// What one caller is permitted, evaluated per credential. Built once per
 /// request.
 #[derive(Debug)]
 pub enum Permit<'a> {
     All,
     Member {
-        owner_label: Option<String>,
+        /// `policy.owner_external_id` and the principal it is filled with.
+        owner: Option<(&'a str, &'a str)>,
         claimed: &'a [Box<str>],
         acl_own: Option<&'a Grants>,
         acl_all: Option<&'a Grants>,
@@ -53,10 +78,10 @@ impl<'a> Permit<'a> {
             Role::Member { claimed } => {
                 let (acl_own, acl_all) = policy.acl.grants_for(&identity.principal);
                 Permit::Member {
-                    owner_label: policy
+                    owner: policy
                         .owner_external_id
-                        .as_ref()
-                        .map(|t| t.replace(PRINCIPAL_PLACEHOLDER, &identity.principal)),
+                        .as_deref()
+                        .map(|t| (t, &*identity.principal)),
                     claimed,
                     acl_own,
                     acl_all,
@@ -74,15 +99,16 @@ impl<'a> Permit<'a> {
             Permit::All => true,
             Permit::Scoped(p) => p.allows(&c.integration, &c.id),
             Permit::Member {
-                owner_label,
+                owner,
                 claimed,
                 acl_own,
                 acl_all,
             } => {
-                owner_label
-                    .as_deref()
-                    .is_some_and(|l| c.external_id.as_deref() == Some(l))
-                    || claimed.iter().any(|id| **id == *c.id)
+                owner.is_some_and(|(template, principal)| {
+                    c.external_id
+                        .as_deref()
+                        .is_some_and(|ext| template_matches(template, principal, ext))
+                }) || claimed.iter().any(|id| **id == *c.id)
                     || acl_own.is_some_and(|g| g.allows(c))
                     || acl_all.is_some_and(|g| g.allows(c))
             }
@@ -201,3 +227,30 @@ pub fn resolve_default<'l>(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod template_tests {
+    use super::template_matches;
+
+    #[test]
+    fn templates_match_exactly_the_filled_label() {
+        assert!(template_matches("{principal}", "alice", "alice"));
+        assert!(template_matches(
+            "member:{principal}",
+            "alice",
+            "member:alice"
+        ));
+        assert!(template_matches("{principal}@{principal}", "a", "a@a"));
+        for (t, p, e) in [
+            ("{principal}", "alice", "alice2"),
+            ("{principal}", "alice", "xalice"),
+            ("{principal}", "alice", ""),
+            ("member:{principal}", "alice", "alice"),
+            ("member:{principal}", "alice", "member:bob"),
+            ("{principal}@{principal}", "a", "a@b"),
+            ("{principal}", "", "x"),
+        ] {
+            assert!(!template_matches(t, p, e), "{t} {p} {e}");
+        }
+    }
+}
