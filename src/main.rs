@@ -131,10 +131,17 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if config.server.worker_threads > 0 {
-        builder.worker_threads(config.server.worker_threads);
-    }
+    // One worker: tokio's current-thread scheduler does the same work
+    // without the work-stealing machinery (cross-thread wake-ups, atomics).
+    let mut builder = if config.server.worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if config.server.worker_threads > 0 {
+            b.worker_threads(config.server.worker_threads);
+        }
+        b
+    };
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {

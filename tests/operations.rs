@@ -221,9 +221,12 @@ async fn reload_swaps_policy_and_an_invalid_config_changes_nothing() {
 async fn sigterm_lets_an_in_flight_request_finish_and_refuses_new_connections() {
     let keys = Keys::new();
     let p = paragon().await;
+    // One worker: the current-thread runtime, also under signals.
     let path = keys.dir.write(
         "credgate.toml",
-        &ConfigBuilder::new(&keys, Hosts::all(&p.url())).toml(),
+        &ConfigBuilder::new(&keys, Hosts::all(&p.url()))
+            .server("worker_threads = 1")
+            .toml(),
     );
     let mut bin = Binary::serve(&path, &[]);
     let admin = keys.admin("acme");
