@@ -307,7 +307,7 @@ impl Authenticator {
         }
         self.metrics.verified_token_cache_misses.inc();
         let generation = self.generation();
-        let identity = Arc::new(self.verify(token, now).await?);
+        let identity = Arc::new(Box::pin(self.verify(token, now)).await?);
         self.cache.insert(
             token.to_string(),
             Arc::new(Cached {

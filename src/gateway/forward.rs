@@ -212,13 +212,13 @@ impl ConnPool {
         };
         let mut held = match mine.or_else(|| self.checkout_idle(upstream)) {
             Some(h) => h,
-            None => self.connect(upstream).await?,
+            None => Box::pin(self.connect(upstream)).await?,
         };
         let mut retried = false;
         loop {
             if held.sender.ready().await.is_err() {
                 // Closed since it was last used: nothing was sent on it.
-                held = self.connect(upstream).await?;
+                held = Box::pin(self.connect(upstream)).await?;
             }
             match held.sender.try_send_request(req).await {
                 Ok(resp) => {
@@ -231,7 +231,7 @@ impl ConnPool {
                     Some(back) if !retried => {
                         retried = true;
                         req = back;
-                        held = self.connect(upstream).await?;
+                        held = Box::pin(self.connect(upstream)).await?;
                     }
                     _ => return Err(ForwardError::Request(e.into_error())),
                 },

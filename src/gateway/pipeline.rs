@@ -173,12 +173,12 @@ pub(super) async fn process(
     let (buffered, mut streamed) = if read_body {
         (
             Some(
-                read_request_body(
+                Box::pin(read_request_body(
                     &parts.headers,
                     incoming,
                     cfg.server.max_body_bytes,
                     cfg.server.header_read_timeout,
-                )
+                ))
                 .await?,
             ),
             None,
@@ -239,8 +239,10 @@ pub(super) async fn process(
             Some(s) => Some(s),
             None => {
                 let epoch = directory.epoch();
-                let s = directory
-                    .get(&dir_key, || lookup.load())
+                // Boxed: the cache's load machinery is large and this path
+                // is rare (memo miss), so it must not size every request's
+                // future (see `handle`).
+                let s = Box::pin(directory.get(&dir_key, || lookup.load()))
                     .await
                     .map_err(GatewayError::CredentialsUnavailable)?;
                 directory.memo_put(&identity.list_memo, &s, epoch);
@@ -387,7 +389,7 @@ pub(super) async fn process(
     let ok = rparts.status.is_success();
 
     if ok && is_uninstall {
-        if let Err(e) = state.invalidate(Some(&identity.user)).await {
+        if let Err(e) = Box::pin(state.invalidate(Some(&identity.user))).await {
             tracing::warn!(request_id, error = %e, "could not record the invalidation after an uninstall");
         }
     }
@@ -399,14 +401,21 @@ pub(super) async fn process(
         true,
     ) = (&route.op, ok)
     {
-        if let Err(e) = state.syncs.remove(sync_id).await {
+        if let Err(e) = Box::pin(state.syncs.remove(sync_id)).await {
             tracing::warn!(request_id, error = %e, "could not drop a deleted sync's ownership record");
         }
     }
     if let (Operation::SyncPatch { sync_id }, true, Some(_), Routed::Credential(c)) =
         (&route.op, ok, &inputs.requested, &routed)
     {
-        record_owner(state, request_id, sync_id, &identity, &c.get().id).await;
+        Box::pin(record_owner(
+            state,
+            request_id,
+            sync_id,
+            &identity,
+            &c.get().id,
+        ))
+        .await;
     }
 
     if !(ok && (filters || learns_syncs)) {
@@ -423,7 +432,7 @@ pub(super) async fn process(
             UpstreamFailure::Unfilterable("Paragon sent a compressed body credgate must filter"),
         ));
     }
-    let raw = match read_limited(rbody, MAX_FILTERED_RESPONSE_BYTES).await {
+    let raw = match Box::pin(read_limited(rbody, MAX_FILTERED_RESPONSE_BYTES)).await {
         Ok(b) => b,
         Err(ReadError::TooLarge) => {
             return Err(GatewayError::UpstreamUnavailable(
@@ -436,14 +445,14 @@ pub(super) async fn process(
     };
     let parsed: Option<Value> = serde_json::from_slice(&raw).ok();
     if learns_syncs {
-        learn_sync_owners(
+        Box::pin(learn_sync_owners(
             state,
             request_id,
             &route,
             &identity,
             &routed,
             parsed.as_ref(),
-        )
+        ))
         .await;
     }
     if !filters {
@@ -484,7 +493,7 @@ pub(super) async fn process(
                     .iter()
                     .filter_map(|s| s.get("id").and_then(Value::as_str))
                 {
-                    if let Ok(Some(owner)) = state.syncs.owner(id).await {
+                    if let Ok(Some(owner)) = Box::pin(state.syncs.owner(id)).await {
                         if owner.user == identity.user && permitted(&owner.credential).is_some() {
                             reachable.insert(id.to_string());
                         }
@@ -927,7 +936,7 @@ async fn decide(
         CredentialLocation::Body => match route.op {
             Operation::SyncPatch { sync_id } => {
                 let owner_cred =
-                    sync_owner(state, lookup, snapshot, permit, sync_id, admin).await?;
+                    Box::pin(sync_owner(state, lookup, snapshot, permit, sync_id, admin)).await?;
                 match &inputs.requested {
                     Some(r) => {
                         let to =
@@ -955,7 +964,7 @@ async fn decide(
             let Operation::SyncItem { sync_id, .. } = route.op else {
                 return Ok(Routed::None);
             };
-            sync_owner(state, lookup, snapshot, permit, sync_id, admin).await
+            Box::pin(sync_owner(state, lookup, snapshot, permit, sync_id, admin)).await
         }
     }
 }
@@ -989,10 +998,12 @@ async fn resolve_with_hint(
         return Ok(c);
     }
     let epoch = lookup.directory.epoch();
-    match lookup
-        .directory
-        .refresh_for_missing(lookup.key, current, || lookup.load())
-        .await
+    match Box::pin(
+        lookup
+            .directory
+            .refresh_for_missing(lookup.key, current, || lookup.load()),
+    )
+    .await
     {
         None => Err(GatewayError::CredentialForbidden),
         Some(Err(e)) => Err(GatewayError::CredentialsUnavailable(e)),
@@ -1011,7 +1022,8 @@ async fn resolve_with_hint(
             if gone {
                 // A credential was disconnected: other replicas must drop
                 // their copies of this user's list too (SPEC §11).
-                if let Err(e) = lookup.state.invalidate(Some(&lookup.identity.user)).await {
+                if let Err(e) = Box::pin(lookup.state.invalidate(Some(&lookup.identity.user))).await
+                {
                     tracing::warn!(request_id = lookup.request_id, error = %e, "could not record an invalidation");
                 }
             }

@@ -245,8 +245,7 @@ impl Upstreams {
             }
             None => {
                 tokio::time::timeout(self.timeout, async {
-                    self.client
-                        .request(req)
+                    Box::pin(self.client.request(req))
                         .await
                         .map_err(|e| (e.is_connect(), Box::new(e) as BoxError))
                 })
