@@ -515,3 +515,48 @@ async fn http2_cleartext_clients_are_served() {
     assert_eq!(c.requests().len(), 1);
     gw.shutdown().await;
 }
+
+/// `server.upstream_timeout` counts from the request body's last byte: an
+/// upload that keeps moving may take longer than the timeout, one that
+/// stalls for the timeout gets 504.
+#[tokio::test]
+async fn slow_but_moving_uploads_are_not_cut_and_stalled_ones_are() {
+    let (_c, _w, p, _a, _s, hosts) = five_echoes().await;
+    let keys = Keys::new();
+    let gw = ConfigBuilder::new(&keys, hosts)
+        .server("upstream_timeout = \"600ms\"")
+        .start()
+        .await;
+    let admin = keys.admin("acme");
+    let url = format!(
+        "http://{}/projects/{PROJECT}/sdk/proxy/googledrive/upload",
+        gw.addr
+    );
+    let upload = |gaps: Vec<u64>| {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+        let request = Request::post(&url)
+            .header("authorization", format!("Bearer {admin}"))
+            .body(body::stream(ChannelBody(rx)))
+            .unwrap();
+        tokio::spawn(async move {
+            for gap in gaps {
+                tokio::time::sleep(Duration::from_millis(gap)).await;
+                if tx.send(Bytes::from_static(b"chunk")).await.is_err() {
+                    return;
+                }
+            }
+        });
+        request
+    };
+    // Five chunks 300 ms apart: 1.5 s in all, never idle for 600 ms.
+    let got = send(&client(), upload(vec![300; 5])).await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    assert_eq!(p.requests().last().unwrap().body.len(), 25);
+    // One chunk, then silence for longer than the timeout.
+    let got = send(&client(), upload(vec![0, 2000])).await;
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (504, "upstream_timeout")
+    );
+    gw.shutdown().await;
+}

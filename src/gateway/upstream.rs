@@ -95,6 +95,76 @@ pub fn build_client(ca: Option<&PemFile>, s: &ClientSettings) -> Result<HttpClie
         .build(connector))
 }
 
+/// When a request body last moved (or finished): the upstream timeout
+/// counts from there.
+struct Progress {
+    base: tokio::time::Instant,
+    /// Milliseconds after `base` of the last frame or of the end.
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    fn track(body: Body) -> (Body, Arc<Progress>) {
+        let p = Arc::new(Progress {
+            base: tokio::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        });
+        let tracked = TrackedBody {
+            inner: body,
+            progress: p.clone(),
+        };
+        (super::body::stream(tracked), p)
+    }
+
+    fn touch(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let last = self.base
+                + Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+            let deadline = last + limit;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// A request body that records its progress.
+struct TrackedBody {
+    inner: Body,
+    progress: Arc<Progress>,
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if polled.is_ready() {
+            self.progress.touch();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// One Paragon host, ready to build URIs for.
 #[derive(Debug, Clone)]
 struct Target {
@@ -233,23 +303,39 @@ impl Upstreams {
             upstream: upstream.config_key(),
         };
         let start = Instant::now();
-        let result = match affinity {
-            Some(a) => {
-                tokio::time::timeout(self.timeout, async {
-                    self.affine
-                        .send(a, upstream.index(), req)
-                        .await
-                        .map_err(|e| (e.is_connect(), Box::new(e) as BoxError))
-                })
-                .await
+        // A request with a body is timed by inactivity: the upload may take
+        // as long as it keeps moving, and the answer is due within
+        // `upstream_timeout` of its last byte. Bodiless requests (most) get
+        // a plain timeout.
+        let progress = if http_body::Body::is_end_stream(req.body()) {
+            None
+        } else {
+            let (tracked, progress) =
+                Progress::track(std::mem::replace(req.body_mut(), super::body::empty()));
+            *req.body_mut() = tracked;
+            Some(progress)
+        };
+        let exchange = async {
+            match affinity {
+                Some(a) => self
+                    .affine
+                    .send(a, upstream.index(), req)
+                    .await
+                    .map_err(|e| (e.is_connect(), Box::new(e) as BoxError)),
+                None => Box::pin(self.client.request(req))
+                    .await
+                    .map_err(|e| (e.is_connect(), Box::new(e) as BoxError)),
             }
-            None => {
-                tokio::time::timeout(self.timeout, async {
-                    Box::pin(self.client.request(req))
-                        .await
-                        .map_err(|e| (e.is_connect(), Box::new(e) as BoxError))
-                })
+        };
+        let result = match progress {
+            None => tokio::time::timeout(self.timeout, exchange)
                 .await
+                .map_err(|_| ()),
+            Some(p) => {
+                tokio::select! {
+                    r = exchange => Ok(r),
+                    _ = p.idle_for(self.timeout) => Err(()),
+                }
             }
         };
         self.metrics
