@@ -493,7 +493,7 @@ mod tests {
         assert_eq!(
             clean("café \"q\""),
             "café \"q\"",
-            "only unsafe characters are escaped"
+            "only characters that could break a line are escaped"
         );
     }
 
