@@ -300,7 +300,8 @@ pub(super) async fn process(
     let learns_syncs = matches!(
         route.op,
         Operation::SyncCreate | Operation::SyncPatch { .. } | Operation::SyncList
-    ) || matches!(route.op, Operation::SyncItem { sync_id, .. } if parts.method == Method::GET && uri.path().ends_with(sync_id));
+    ) || matches!(route.op, Operation::SyncItem { sync_id, .. }
+        if parts.method == Method::GET && uri.path().strip_prefix("/api/syncs/") == Some(sync_id));
     rewrite_headers(
         &mut parts,
         conn,
