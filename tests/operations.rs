@@ -462,3 +462,39 @@ async fn connections_close_after_the_request_limit() {
     );
     gw.shutdown().await;
 }
+
+/// A reload that changes listen addresses says they need a restart, and
+/// keeps serving on the old ones.
+#[tokio::test]
+async fn reloads_report_settings_that_need_a_restart() {
+    let keys = Keys::new();
+    let p = paragon().await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&p.url()))
+        .start()
+        .await;
+    let moved = ConfigBuilder::new(&keys, Hosts::all(&p.url()))
+        .server("worker_threads = 3")
+        .build();
+    let mut moved_listen = moved.clone();
+    moved_listen.server.listen = "127.0.0.1:1".parse().unwrap();
+    let notes = gw.reload(moved_listen).unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("server.listen") && n.contains("restart")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("worker_threads")),
+        "{notes:?}"
+    );
+    let admin = keys.admin("acme");
+    let got = get(
+        &client(),
+        &format!("http://{}/projects/{PROJECT}/sdk/integrations", gw.addr),
+        Some(&admin),
+    )
+    .await;
+    assert_eq!(got.status, 200, "still serving on the old address");
+    gw.shutdown().await;
+}

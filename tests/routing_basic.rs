@@ -535,3 +535,61 @@ async fn trace_duplicate_hosts_and_non_json_sync_bodies_are_refused() {
     }
     gw.shutdown().await;
 }
+
+/// `policy.admin_default = "resolve"`: an admin naming no credential gets the
+/// member default rules over every credential of the user, instead of being
+/// forwarded without one.
+#[tokio::test]
+async fn admin_default_resolve_applies_the_default_rules_to_admins() {
+    let keys = Keys::new();
+    let fake = fake_paragon().await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&fake.paragon.url()))
+        .policy("admin_default = \"resolve\"")
+        .start()
+        .await;
+    let admin = keys.admin("acme");
+    let cl = client();
+    // Two salesforce accounts (alice's and bob's): the admin must choose.
+    let got = send(
+        &cl,
+        req(
+            "GET",
+            &gw,
+            &format!("/projects/{PROJECT}/sdk/proxy/salesforce/x"),
+            Some(&admin),
+            &[],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (400, "credential_required")
+    );
+    assert_eq!(got.json()["candidates"], json!([SF_ALICE, SF_BOB]));
+    assert!(non_me(&fake.paragon).is_empty());
+
+    // With the default passthrough, the same request goes out without a credential.
+    let passthrough = ConfigBuilder::new(&keys, Hosts::all(&fake.paragon.url()))
+        .start()
+        .await;
+    let got = send(
+        &cl,
+        req(
+            "GET",
+            &passthrough,
+            &format!("/projects/{PROJECT}/sdk/proxy/salesforce/x"),
+            Some(&admin),
+            &[],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert!(non_me(&fake.paragon)[0]
+        .headers
+        .get("x-paragon-credential")
+        .is_none());
+    gw.shutdown().await;
+    passthrough.shutdown().await;
+}

@@ -104,59 +104,11 @@ pub fn single_value<'a>(
     Ok(found)
 }
 
-/// Removes every spelling of `canonical`.
-pub fn remove_spellings(headers: &mut HeaderMap, canonical: &str) {
-    remove_matching(headers, |n| spelled_as(n, canonical));
-}
-
-fn remove_matching(headers: &mut HeaderMap, pred: impl Fn(&str) -> bool) {
-    // Collect first: a HeaderMap cannot be mutated while iterated. The
-    // common case (nothing to remove) allocates nothing.
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| pred(n.as_str()))
-        .cloned()
-        .collect();
-    for name in doomed {
-        headers.remove(&name);
-    }
-}
-
 /// Drops hop-by-hop fields and every field the `Connection` header lists
-/// (RFC 9110 §7.6.1).
+/// (RFC 9110 §7.6.1), in any `_` spelling. Used on Paragon's responses;
+/// requests go through [`scrub_request`], which does this and more.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        // Framing is hyper's job on both sides; a listed Content-Length is
-        // dropped like any other (hyper re-derives it from the body).
-        headers.remove(&name);
-        // A listed name also takes its `_` spelling with it.
-        let canonical = name.as_str().to_string();
-        remove_matching(headers, |n| spelled_as(n, &canonical));
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
-    }
-}
-
-/// Removes method overrides and Paragon-internal headers.
-pub fn remove_always(headers: &mut HeaderMap) {
-    remove_matching(headers, |n| ALWAYS_REMOVED.iter().any(|c| spelled_as(n, c)));
-}
-
-/// Removes `Forwarded` and every `X-Forwarded-*` spelling.
-pub fn remove_forwarded(headers: &mut HeaderMap) {
-    remove_matching(headers, |n| {
-        spelled_as(n, "forwarded")
-            || has_prefix_spelling(n, "x-forwarded-")
-            || CLIENT_IP_HEADERS.iter().any(|c| spelled_as(n, c))
-    });
+    scrub(headers, |_| false);
 }
 
 /// Other client-address headers that CDNs and load balancers set; from an
@@ -169,8 +121,8 @@ const CLIENT_IP_HEADERS: &[&str] = &[
     "x-cluster-client-ip",
 ];
 
-/// Sets `X-Forwarded-For/-Proto/-Host` (after [`remove_forwarded`] for
-/// untrusted clients). From a trusted proxy the client address is appended
+/// Sets `X-Forwarded-For/-Proto/-Host` (after [`scrub_request`] removed a
+/// client's own unless it is a trusted proxy). From a trusted proxy the client address is appended
 /// to its `X-Forwarded-For`, and its `-Proto`/`-Host` are kept.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
@@ -216,6 +168,22 @@ pub fn client_ip_value(ip: IpAddr) -> HeaderValue {
 /// trusted proxy, `Forwarded`, `X-Forwarded-*` and other client-address
 /// headers. One scan instead of a lookup per name: this runs per request.
 pub fn scrub_request(headers: &mut HeaderMap, keep_forwarded: bool) {
+    scrub(headers, |n| {
+        spelled_as(n, X_PARAGON_CREDENTIAL)
+            || spelled_as(n, X_PARAGON_CONFIGURATION_ID)
+            || ALWAYS_REMOVED.iter().any(|c| spelled_as(n, c))
+            || (!keep_forwarded
+                && (spelled_as(n, "forwarded")
+                    || has_prefix_spelling(n, "x-forwarded-")
+                    || CLIENT_IP_HEADERS.iter().any(|c| spelled_as(n, c))))
+    });
+}
+
+/// The one pass behind both: hop-by-hop fields, fields the `Connection`
+/// header lists (any spelling), and whatever `also` names. Framing is
+/// hyper's job on both sides; a listed `Content-Length` goes like any other
+/// (hyper re-derives it from the body).
+fn scrub(headers: &mut HeaderMap, also: impl Fn(&str) -> bool) {
     let listed: Vec<String> = headers
         .get_all(http::header::CONNECTION)
         .iter()
@@ -224,22 +192,16 @@ pub fn scrub_request(headers: &mut HeaderMap, keep_forwarded: bool) {
         .map(|t| t.trim().to_ascii_lowercase())
         .filter(|t| !t.is_empty())
         .collect();
-    let mut doomed: Vec<HeaderName> = Vec::new();
-    for name in headers.keys() {
-        let n = name.as_str();
-        let remove = HOP_BY_HOP.contains(&n)
-            || spelled_as(n, X_PARAGON_CREDENTIAL)
-            || spelled_as(n, X_PARAGON_CONFIGURATION_ID)
-            || ALWAYS_REMOVED.iter().any(|c| spelled_as(n, c))
-            || listed.iter().any(|l| spelled_as(n, l))
-            || (!keep_forwarded
-                && (spelled_as(n, "forwarded")
-                    || has_prefix_spelling(n, "x-forwarded-")
-                    || CLIENT_IP_HEADERS.iter().any(|c| spelled_as(n, c))));
-        if remove {
-            doomed.push(name.clone());
-        }
-    }
+    // Collect first: a HeaderMap cannot be mutated while iterated. The
+    // common case (nothing to remove) allocates nothing.
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let n = name.as_str();
+            HOP_BY_HOP.contains(&n) || listed.iter().any(|l| spelled_as(n, l)) || also(n)
+        })
+        .cloned()
+        .collect();
     for name in doomed {
         headers.remove(&name);
     }
@@ -340,14 +302,14 @@ mod tests {
     }
 
     #[test]
-    fn remove_spellings_removes_all() {
+    fn every_credential_header_spelling_is_removed() {
         let mut h = map(&[
             ("x-paragon-credential", "a"),
             ("x_paragon_credential", "b"),
             ("x-paragon-credential", "c"),
             ("x-keep", "1"),
         ]);
-        remove_spellings(&mut h, X_PARAGON_CREDENTIAL);
+        scrub_request(&mut h, false);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
     }
@@ -385,7 +347,7 @@ mod tests {
             ("forwarded", "for=6.6.6.6"),
             ("x-forwarded-proto", "http"),
         ]);
-        remove_forwarded(&mut h);
+        scrub_request(&mut h, false);
         assert!(h.is_empty());
         set_forwarded(
             &mut h,
@@ -460,7 +422,7 @@ mod tests {
             ("x-paragon-user-metadata", "{}"),
             ("accept", "*/*"),
         ]);
-        remove_always(&mut h);
+        scrub_request(&mut h, false);
         assert_eq!(h.len(), 1);
     }
 
