@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -186,6 +186,9 @@ impl std::ops::Deref for AtomicHistogramRef<'_> {
     }
 }
 
+/// Statuses whose `requests` counters are resolved once per product.
+const COMMON_STATUSES: [u16; 3] = [200, 201, 204];
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub product: &'static str,
@@ -218,6 +221,10 @@ pub struct Metrics {
     /// path observes them without a family lookup (hash and read lock).
     request_histograms: Vec<(&'static str, AtomicHistogram)>,
     upstream_histograms: Vec<(&'static str, AtomicHistogram)>,
+    /// Members of `requests` for the commonest outcome of each product
+    /// (allowed, with one of [`COMMON_STATUSES`]), resolved on first use so
+    /// that no series is exported before it has counted anything.
+    allowed_counters: Vec<(&'static str, [OnceLock<Counter>; COMMON_STATUSES.len()])>,
     pub upstream_errors: Family<KindLabel, Counter>,
     pub credential_cache_hits: Counter,
     pub credential_cache_misses: Counter,
@@ -264,6 +271,7 @@ impl Metrics {
             upstream_duration: Family::default(),
             request_histograms: Vec::new(),
             upstream_histograms: Vec::new(),
+            allowed_counters: Vec::new(),
             upstream_errors: Family::default(),
             credential_cache_hits: Counter::default(),
             credential_cache_misses: Counter::default(),
@@ -410,7 +418,7 @@ impl Metrics {
             "Cluster store errors by operation",
             m.cluster_errors.clone(),
         );
-        let request_histograms = crate::paragon::routes::Product::ALL
+        let request_histograms: Vec<_> = crate::paragon::routes::Product::ALL
             .iter()
             .map(|p| p.as_str())
             .chain(std::iter::once("none"))
@@ -435,12 +443,42 @@ impl Metrics {
                 )
             })
             .collect();
+        let allowed_counters = request_histograms
+            .iter()
+            .map(|(product, _)| (*product, Default::default()))
+            .collect();
         Arc::new(Metrics {
             registry,
+            allowed_counters,
             request_histograms,
             upstream_histograms,
             ..m
         })
+    }
+
+    /// Counts one request in `requests`. The commonest outcomes skip the
+    /// family's lookup (a hash of the labels under a read lock).
+    pub fn count_request(&self, product: &'static str, decision: &'static str, status: u16) {
+        let labels = || RequestLabels {
+            product,
+            decision,
+            status,
+        };
+        let slot = (decision == "allowed")
+            .then(|| COMMON_STATUSES.iter().position(|s| *s == status))
+            .flatten()
+            .and_then(|i| {
+                self.allowed_counters
+                    .iter()
+                    .find(|(p, _)| *p == product)
+                    .map(|(_, slots)| &slots[i])
+            });
+        match slot {
+            Some(slot) => slot
+                .get_or_init(|| self.requests.get_or_create(&labels()).clone())
+                .inc(),
+            None => self.requests.get_or_create(&labels()).inc(),
+        };
     }
 
     /// The latency histogram of a product.
@@ -482,6 +520,38 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn count_request_counts_resolved_and_unresolved_outcomes_alike() {
+        let m = Metrics::new();
+        let line = |product: &str, decision: &str, status: u16| {
+            format!("credgate_requests_total{{product=\"{product}\",decision=\"{decision}\",status=\"{status}\"}}")
+        };
+        assert!(!m.encode().contains("credgate_requests_total{"));
+        m.count_request("proxy", "allowed", 200);
+        m.count_request("proxy", "allowed", 200);
+        m.count_request("proxy", "allowed", 404);
+        m.count_request("proxy", "refused", 403);
+        m.count_request("actionkit", "allowed", 200);
+        let text = m.encode();
+        assert!(
+            text.contains(&format!("{} 2\n", line("proxy", "allowed", 200))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} 1\n", line("proxy", "allowed", 404))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} 1\n", line("proxy", "refused", 403))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} 1\n", line("actionkit", "allowed", 200))),
+            "{text}"
+        );
+        assert!(!text.contains(&line("proxy", "allowed", 201)), "{text}");
+    }
 
     #[test]
     fn clean_escapes_control_characters_only() {

@@ -13,7 +13,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{Entry, HeaderMap, HeaderName, HeaderValue};
 
 pub const X_PARAGON_CREDENTIAL: &str = "x-paragon-credential";
 pub const X_PARAGON_CONFIGURATION_ID: &str = "x-paragon-configuration-id";
@@ -130,22 +130,29 @@ pub fn set_forwarded(
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => {
-            HeaderValue::from_str(&format!("{prev}, {}", client.to_str().unwrap_or(""))).ok()
+    // One hash and probe per name (the entry API): this runs per request.
+    match headers.entry(X_FORWARDED_FOR) {
+        Entry::Occupied(mut e) => {
+            let v = match e.get().to_str() {
+                Ok(prev) if !prev.trim().is_empty() => {
+                    HeaderValue::from_str(&format!("{prev}, {}", client.to_str().unwrap_or("")))
+                        .ok()
+                }
+                _ => Some(client.clone()),
+            };
+            if let Some(v) = v {
+                e.insert(v);
+            }
         }
-        _ => Some(client.clone()),
-    };
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    }
-    if !headers.contains_key(&X_FORWARDED_HOST) {
-        if let Some(h) = host {
-            headers.insert(X_FORWARDED_HOST, h.clone());
+        Entry::Vacant(e) => {
+            e.insert(client.clone());
         }
+    }
+    if let Entry::Vacant(e) = headers.entry(X_FORWARDED_PROTO) {
+        e.insert(HeaderValue::from_static(proto));
+    }
+    if let (Entry::Vacant(e), Some(h)) = (headers.entry(X_FORWARDED_HOST), host) {
+        e.insert(h.clone());
     }
 }
 

@@ -341,8 +341,9 @@ pub(super) async fn process(
             body::full(raw)
         }
         (None, _, _) => match streamed.take() {
-            Some(b) => body::stream(b),
-            None => body::empty(),
+            // An empty body (most GETs) needs no box: `empty()` is zero-sized.
+            Some(b) if !http_body::Body::is_end_stream(&b) => body::stream(b),
+            _ => body::empty(),
         },
     };
 
