@@ -9,6 +9,11 @@
 //! * `coldstart --gateway URL --emulator URL --tokens FILE` — the first
 //!   request of a new user, and 100 concurrent first requests of another.
 //! * `memory --users N --credentials K` — bytes per cached user.
+//! * `floor --listen ADDR --upstream ADDR` — the forwarding floor: a
+//!   minimal hyper 1 proxy with no authentication, on a current-thread
+//!   runtime, each client connection owning one upstream connection
+//!   through hyper's connection-level client. It shows what the HTTP
+//!   plumbing alone costs, so credgate's own share can be read off.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -52,6 +57,16 @@ fn main() {
         rt.worker_threads(threads);
     }
     let rt = rt.enable_all().build().unwrap();
+    if args.first().map(String::as_str) == Some("floor") {
+        return floor(
+            arg_or(&args, "--listen", "127.0.0.1:18088")
+                .parse()
+                .unwrap(),
+            arg_or(&args, "--upstream", "127.0.0.1:18080")
+                .parse()
+                .unwrap(),
+        );
+    }
     match args.first().map(String::as_str) {
         Some("upstream") => rt.block_on(upstream(
             arg_or(&args, "--listen", "127.0.0.1:18080")
@@ -62,7 +77,7 @@ fn main() {
         Some("coldstart") => rt.block_on(coldstart(&args)),
         Some("memory") => rt.block_on(memory(&args)),
         _ => {
-            eprintln!("usage: benchkit upstream|prepare|coldstart|memory ...");
+            eprintln!("usage: benchkit upstream|prepare|coldstart|memory|floor ...");
             std::process::exit(2);
         }
     }
@@ -104,6 +119,58 @@ async fn upstream(addr: SocketAddr) {
                 .await;
         });
     }
+}
+
+/// The forwarding floor (see the module notes). Bodies stream through
+/// untouched; only the request target is cut to its path for the upstream.
+fn floor(listen: SocketAddr, upstream: SocketAddr) {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    type Sender = hyper::client::conn::http1::SendRequest<Incoming>;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = stream.set_nodelay(true);
+            tokio::task::spawn_local(async move {
+                let held: Rc<RefCell<Option<Sender>>> = Rc::default();
+                let service = service_fn(move |mut req: Request<Incoming>| {
+                    let held = held.clone();
+                    async move {
+                        let kept = held.borrow_mut().take();
+                        let mut sender = match kept {
+                            Some(s) if !s.is_closed() => s,
+                            _ => {
+                                let tcp = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                                let _ = tcp.set_nodelay(true);
+                                let (s, conn) =
+                                    hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                                        .await?;
+                                tokio::task::spawn_local(conn);
+                                s
+                            }
+                        };
+                        sender.ready().await?;
+                        if let Some(pq) = req.uri().path_and_query().cloned() {
+                            *req.uri_mut() = pq.as_str().parse().unwrap();
+                        }
+                        let resp = sender.send_request(req).await;
+                        *held.borrow_mut() = Some(sender);
+                        resp
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
 }
 
 /// Writes everything a credgate run needs into `--dir`.

@@ -16,7 +16,7 @@ import sys
 results_path, scale_path, out_path, rounds, duration, conns = sys.argv[1:7]
 here = os.path.dirname(os.path.abspath(__file__))
 
-ORDER = ["direct", "credgate", "nginx", "haproxy", "envoy", "haproxy_jwt", "envoy_jwt"]
+ORDER = ["direct", "credgate", "nginx", "haproxy", "envoy", "haproxy_jwt", "envoy_jwt", "hyper_floor"]
 LABEL = {
     "direct": "direct to the upstream (no proxy)",
     "credgate": "**credgate** (mint mode, RS256 callers, per-request credential)",
@@ -25,6 +25,7 @@ LABEL = {
     "envoy": "Envoy 1.40, plain proxy",
     "haproxy_jwt": "HAProxy 2.6 + `jwt_verify` (HS256)",
     "envoy_jwt": "Envoy 1.40 + `jwt_authn` (HS256)",
+    "hyper_floor": "hyper 1 minimal proxy, no auth (`benchkit floor`: the forwarding floor)",
 }
 
 runs = {}
@@ -69,7 +70,11 @@ w("- Everything on 127.0.0.1: the load generator (wrk, 1 thread), the upstream (
   "for `/sdk/me` loads, all done during warm-up). They share the 2 cores, so the figures compare peers "
   "under the same conditions; they are not absolute capacity.")
 w(f"- Every proxy runs with one worker (credgate `server.worker_threads = 1`, nginx `worker_processes 1`, "
-  f"HAProxy `nbthread 1`, Envoy `--concurrency 1`), with upstream keep-alive.")
+  f"HAProxy `nbthread 1`, Envoy `--concurrency 1`, the hyper floor a current-thread runtime), with upstream keep-alive.")
+w("- The hyper floor (`benchkit floor`) is not a product: a minimal hyper 1 proxy with no authentication and "
+  "no header work, each client connection owning one upstream connection through hyper's connection-level "
+  "client. It is what credgate's HTTP plumbing costs before credgate does anything; credgate minus the floor "
+  "is credgate's own work.")
 w(f"- {rounds} interleaved rounds; each target gets a 2 s warm-up and then `wrk -t1 -c{conns} -d{duration}s "
   "--latency`. Tables give the median of the rounds and the range.")
 w("- credgate's path is the full one: mint mode, RS256 caller tokens from a pool of 1,000 members across "

@@ -87,6 +87,8 @@ start_all() {
   "$BENCHKIT" prepare --dir "$RUN/credgate" --users 100 --members 10 --churn-tokens 10000 \
       --upstream http://127.0.0.1:18080 --emulator http://127.0.0.1:18085 \
       --listen 127.0.0.1:18084 --admin 127.0.0.1:19904 --project "$PROJECT" >/dev/null
+  nohup "$BENCHKIT" floor --listen 127.0.0.1:18088 --upstream 127.0.0.1:18080 >"$RUN/floor.log" 2>&1 &
+  FLOOR_PID=$!; PIDS+=("$FLOOR_PID")
   nohup "$CREDGATE" emulator --listen 127.0.0.1:18085 --fixtures "$RUN/credgate/fixtures.json" \
       --public-key "$RUN/credgate/paragon-public.pem" --log-format json >"$RUN/emulator.log" 2>&1 &
   PIDS+=($!)
@@ -205,7 +207,7 @@ EOF
     eval "ENVOY_${variant^^}_PID=$!"
   done
 
-  for p in 18080 18081 18082 18083 18084 18085 18086 18087; do wait_port "$p"; done
+  for p in 18080 18081 18082 18083 18084 18085 18086 18087 18088; do wait_port "$p"; done
   HAPROXY_PLAIN_PID=$(cat "$RUN/haproxy-plain.pid"); HAPROXY_JWT_PID=$(cat "$RUN/haproxy-jwt.pid")
   HS_TOKEN=$(hs256_token)
 }
@@ -269,6 +271,7 @@ for round in $(seq 1 "$ROUNDS"); do
   run_wrk direct "$UPSTREAM_PID" http://127.0.0.1:18080/
   TOKENS="$RUN/credgate/tokens.txt" run_wrk credgate "$CREDGATE_PID" http://127.0.0.1:18084 -s "$RUN/pool.lua"
   run_wrk nginx "$NGINX_PID" http://127.0.0.1:18081/
+  run_wrk hyper_floor "$FLOOR_PID" http://127.0.0.1:18088/
   run_wrk haproxy "$HAPROXY_PLAIN_PID" http://127.0.0.1:18082/
   run_wrk envoy "$ENVOY_PLAIN_PID" http://127.0.0.1:18083/
   run_wrk haproxy_jwt "$HAPROXY_JWT_PID" http://127.0.0.1:18086/ -H "Authorization: Bearer $HS_TOKEN"
