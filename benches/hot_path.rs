@@ -313,7 +313,8 @@ fn bench_filter(c: &mut Criterion) {
                 &mut v,
                 &|_, id| l.find(id).is_some_and(|c| permit.allows(c)),
                 false,
-            );
+            )
+            .unwrap();
             serde_json::to_vec(&v).unwrap()
         })
     });

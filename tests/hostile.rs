@@ -844,6 +844,39 @@ async fn upgrade_requests_open_no_tunnel() {
     env.assert_still_serves().await;
 }
 
+/// Paragon is the origin server, not a proxy: requests reach it in origin
+/// form (`GET /path?query HTTP/1.1`, RFC 9112 §3.2.1) with its authority
+/// in `Host`, never as an absolute URL on the request line.
+#[tokio::test]
+async fn requests_reach_paragon_in_origin_form() {
+    let keys = Keys::new();
+    let upstream = RawUpstream::spawn(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+        false,
+    )
+    .await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&upstream.url()))
+        .start()
+        .await;
+    let admin = keys.admin("acme");
+    let path = proxy_path("salesforce", "sobjects/Account?limit=5&q=a%20b");
+    let request = head("GET", &path, Some(&admin), &["Connection: close"]) + "\r\n";
+    let ex = exchange(gw.addr, request.as_bytes(), HANG).await;
+    assert_eq!(ex.statuses(), vec![200], "{}", ex.text());
+    let everything = upstream.everything();
+    assert!(
+        everything.starts_with(&format!("GET {path} HTTP/1.1\r\n")),
+        "the request line carries the path and query only: {everything}"
+    );
+    assert!(
+        everything
+            .to_ascii_lowercase()
+            .contains(&format!("\r\nhost: {}\r\n", upstream.addr)),
+        "Host names Paragon: {everything}"
+    );
+    gw.shutdown().await;
+}
+
 /// A Paragon that answers `101 Switching Protocols` although credgate never
 /// asked for an upgrade gets no tunnel: credgate answers 502 instead of
 /// relaying a protocol switch it cannot honour, and the client's further

@@ -24,6 +24,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
@@ -210,6 +211,17 @@ impl ConnPool {
                 None => None,
             }
         };
+        // hyper's connection-level client writes the target as given, and
+        // Paragon is the origin server: it gets the origin form (RFC 9112
+        // §3.2.1); `Host` carries the authority.
+        if req.uri().scheme().is_some() {
+            let origin = req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            *req.uri_mut() = Uri::from(origin);
+        }
         let mut held = match mine.or_else(|| self.checkout_idle(upstream)) {
             Some(h) => h,
             None => Box::pin(self.connect(upstream)).await?,

@@ -477,7 +477,7 @@ pub(super) async fn process(
         let lower = id.to_ascii_lowercase();
         list.find(&lower).filter(|c| permit.allows(c))
     };
-    match route.op {
+    let filtered = match route.op {
         Operation::GetUser => filter::filter_me(
             &mut value,
             &|integration, id| permitted(id).is_some_and(|c| *c.integration == *integration),
@@ -502,9 +502,14 @@ pub(super) async fn process(
                     }
                 }
             }
-            filter::filter_syncs(&mut value, &|id| reachable.contains(id));
+            filter::filter_syncs(&mut value, &|id| reachable.contains(id))
         }
-        _ => {}
+        _ => Ok(()),
+    };
+    if let Err(filter::Unfilterable(why)) = filtered {
+        return Err(GatewayError::UpstreamUnavailable(
+            UpstreamFailure::Unfilterable(why),
+        ));
     }
     let out = Bytes::from(serde_json::to_vec(&value).map_err(|_| {
         GatewayError::UpstreamUnavailable(UpstreamFailure::Unfilterable(

@@ -1,6 +1,8 @@
 //! Narrowing Paragon responses that list credentials or syncs, so a member
 //! sees only what it may use (SPEC §7 "Responses", §5 `GET /api/syncs`).
-//! Fail closed: a credential or sync credgate cannot attribute is removed.
+//! Fail closed: a credential or sync credgate cannot attribute is removed,
+//! and a body whose shape credgate does not know is refused whole
+//! ([`Unfilterable`], a 502) rather than passed on unfiltered.
 
 use serde_json::{Map, Value};
 
@@ -12,6 +14,10 @@ const INTEGRATION_LEVEL: &[(&str, &str)] = &[
     ("providerId", "providerId"),
     ("providerData", "providerData"),
 ];
+
+/// A successful answer in a shape credgate does not know how to narrow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unfilterable(pub &'static str);
 
 fn cred_id(v: &Value) -> Option<&str> {
     v.get("id").and_then(Value::as_str)
@@ -26,21 +32,25 @@ fn strip_account_auth(v: &mut Value, allow: bool) {
 }
 
 /// Filters a `GET /sdk/me` body in place. `permitted(integration, id)`
-/// decides each credential.
+/// decides each credential. A body without an `integrations` object is
+/// refused; an integration entry that is not an object is removed.
 pub fn filter_me(
     body: &mut Value,
     permitted: &dyn Fn(&str, &str) -> bool,
     allow_account_auth: bool,
-) {
+) -> Result<(), Unfilterable> {
     let Some(integrations) = body.get_mut("integrations").and_then(Value::as_object_mut) else {
-        return;
+        return Err(Unfilterable(
+            "Paragon's /sdk/me answer has no integrations object",
+        ));
     };
+    integrations.retain(|_, entry| entry.is_object());
     for (integration, entry) in integrations.iter_mut() {
-        let Some(entry) = entry.as_object_mut() else {
-            continue;
-        };
-        filter_integration(integration, entry, permitted, allow_account_auth);
+        if let Some(entry) = entry.as_object_mut() {
+            filter_integration(integration, entry, permitted, allow_account_auth);
+        }
     }
+    Ok(())
 }
 
 fn filter_integration(
@@ -87,38 +97,49 @@ fn strip_account_auth_map(m: &mut Map<String, Value>, allow: bool) {
     }
 }
 
-/// Filters `GET /sdk/credentials` (an array, or an object holding one
-/// credential) in place. Each credential object needs an `id` and, to be
-/// attributed to an integration, the caller passes a lookup.
+/// Filters `GET /sdk/credentials` (an array) or `GET
+/// /sdk/credentials/{id}` (one credential object, with its `id`) in place.
+/// Any other shape is refused.
 pub fn filter_credentials(
     body: &mut Value,
     permitted: &dyn Fn(&str) -> bool,
     allow_account_auth: bool,
-) {
+) -> Result<(), Unfilterable> {
     match body {
         Value::Array(items) => {
             items.retain(|c| cred_id(c).is_some_and(permitted));
             for c in items.iter_mut() {
                 strip_account_auth(c, allow_account_auth);
             }
+            Ok(())
         }
-        Value::Object(_) => {
-            // `/sdk/credentials/{id}` or a single-credential answer: its id
-            // was checked before forwarding; hide it anyway if it differs.
-            if !cred_id(body).is_some_and(permitted) && body.get("id").is_some() {
+        Value::Object(_) if cred_id(body).is_some() => {
+            // Its id was checked before forwarding; hide it anyway if
+            // Paragon answered with another.
+            if !cred_id(body).is_some_and(permitted) {
                 *body = Value::Object(Map::new());
             }
             strip_account_auth(body, allow_account_auth);
+            Ok(())
         }
-        _ => {}
+        _ => Err(Unfilterable(
+            "Paragon's credential answer is neither a list nor one credential",
+        )),
     }
 }
 
 /// Filters `GET /api/syncs` (`{"data": [...]}`) to syncs `reachable(id)`.
-pub fn filter_syncs(body: &mut Value, reachable: &dyn Fn(&str) -> bool) {
-    if let Some(data) = body.get_mut("data").and_then(Value::as_array_mut) {
-        data.retain(|s| cred_id(s).is_some_and(reachable));
-    }
+/// Any other shape is refused.
+pub fn filter_syncs(
+    body: &mut Value,
+    reachable: &dyn Fn(&str) -> bool,
+) -> Result<(), Unfilterable> {
+    let data = body
+        .get_mut("data")
+        .and_then(Value::as_array_mut)
+        .ok_or(Unfilterable("Paragon's sync list has no data array"))?;
+    data.retain(|s| cred_id(s).is_some_and(reachable));
+    Ok(())
 }
 
 /// `(sync id, credential id)` pairs a sync object or list states, for
@@ -170,7 +191,7 @@ mod tests {
     #[test]
     fn members_see_only_their_credentials_and_primary_fields_follow() {
         let mut body = me();
-        filter_me(&mut body, &|_, id| id.starts_with("alice"), false);
+        filter_me(&mut body, &|_, id| id.starts_with("alice"), false).unwrap();
         let slack = &body["integrations"]["slack"];
         assert_eq!(
             slack["allCredentials"],
@@ -191,10 +212,10 @@ mod tests {
     #[test]
     fn account_auth_is_kept_only_when_allowed() {
         let mut body = me();
-        filter_me(&mut body, &|_, _| true, true);
+        filter_me(&mut body, &|_, _| true, true).unwrap();
         assert!(body.to_string().contains("secret"));
         let mut body = me();
-        filter_me(&mut body, &|_, _| true, false);
+        filter_me(&mut body, &|_, _| true, false).unwrap();
         assert!(!body.to_string().contains("secret"));
         assert_eq!(body["integrations"]["slack"]["credentialId"], "bob1");
     }
@@ -202,10 +223,10 @@ mod tests {
     #[test]
     fn credential_lists_are_filtered() {
         let mut list = json!([{"id": "a", "accountAuth": {"t": 1}}, {"id": "b"}, {"noid": true}]);
-        filter_credentials(&mut list, &|id| id == "a", false);
+        filter_credentials(&mut list, &|id| id == "a", false).unwrap();
         assert_eq!(list, json!([{"id": "a"}]));
         let mut one = json!({"id": "b", "x": 1});
-        filter_credentials(&mut one, &|id| id == "a", false);
+        filter_credentials(&mut one, &|id| id == "a", false).unwrap();
         assert_eq!(one, json!({}));
     }
 
@@ -216,11 +237,47 @@ mod tests {
             sync_owners(&body),
             vec![("s2".to_string(), "c2".to_string())]
         );
-        filter_syncs(&mut body, &|id| id == "s1");
+        filter_syncs(&mut body, &|id| id == "s1").unwrap();
         assert_eq!(body, json!({"data": [{"id": "s1"}]}));
         assert_eq!(
             sync_owners(&json!({"id": "s9", "credentialId": "c9"})),
             vec![("s9".to_string(), "c9".to_string())]
         );
+    }
+
+    #[test]
+    fn shapes_credgate_cannot_narrow_are_refused_not_passed_on() {
+        let yes = |_: &str| true;
+        for body in [
+            json!({"data": [{"id": "a"}, {"id": "b"}]}),
+            json!({"credentials": [{"id": "a"}]}),
+            json!("a"),
+            json!(null),
+            json!(7),
+        ] {
+            let mut b = body.clone();
+            assert!(
+                filter_credentials(&mut b, &|_| false, false).is_err(),
+                "{body}"
+            );
+            assert!(filter_credentials(&mut b, &yes, true).is_err(), "{body}");
+        }
+        for body in [
+            json!([{"id": "s1"}]),
+            json!({"syncs": []}),
+            json!({"data": {}}),
+        ] {
+            let mut b = body.clone();
+            assert!(filter_syncs(&mut b, &|_| false).is_err(), "{body}");
+        }
+        for body in [json!({"user": {}}), json!({"integrations": []}), json!([])] {
+            let mut b = body.clone();
+            assert!(filter_me(&mut b, &|_, _| false, false).is_err(), "{body}");
+        }
+        // An integration entry that is not an object cannot be narrowed: it goes.
+        let mut b =
+            json!({"integrations": {"salesforce": [{"id": "x"}], "slack": {"enabled": true}}});
+        filter_me(&mut b, &|_, _| false, false).unwrap();
+        assert_eq!(b, json!({"integrations": {"slack": {"enabled": true}}}));
     }
 }
