@@ -498,3 +498,137 @@ async fn reloads_report_settings_that_need_a_restart() {
     assert_eq!(got.status, 200, "still serving on the old address");
     gw.shutdown().await;
 }
+
+/// SPEC §1 step 9: one structured audit record per request, with the
+/// decision and the reason. The real binary with JSON logs; each request
+/// carries its own `X-Request-Id`, and exactly one `credgate::audit` line
+/// names it, with the decision, the reason (`forwarded`, else the error
+/// code the response carries), the routed credential (only when allowed),
+/// the product and the status.
+#[tokio::test]
+async fn each_request_writes_one_audit_record_with_decision_and_reason() {
+    let keys = Keys::new();
+    let p = paragon().await;
+    let path = keys.dir.write(
+        "credgate.toml",
+        &ConfigBuilder::new(&keys, Hosts::all(&p.url())).toml(),
+    );
+    let bin = Binary::serve(&path, &[("RUST_LOG", "info")]);
+    let alice = keys.member("acme", "alice");
+    let cl = client();
+    let url = bin.url(&format!("/projects/{PROJECT}/sdk/proxy/salesforce/x"));
+    let request = |id: &str, token: Option<&str>, cred: Option<&str>| {
+        let mut b = Request::get(&url).header("x-request-id", id);
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(c) = cred {
+            b = b.header("x-paragon-credential", c);
+        }
+        b.body(body::empty()).unwrap()
+    };
+
+    let allowed = send(
+        &cl,
+        request("audit-allowed-1", Some(&alice), Some(SF_ALICE)),
+    )
+    .await;
+    assert_eq!(allowed.status, 200);
+    let foreign = send(&cl, request("audit-foreign-2", Some(&alice), Some(SF_BOB))).await;
+    assert_eq!(foreign.status, 403);
+    let foreign_code = foreign.code();
+    assert_eq!(foreign_code, "credential_forbidden");
+    let anonymous = send(&cl, request("audit-anonymous-3", None, None)).await;
+    assert_eq!(anonymous.status, 401);
+    let anonymous_code = anonymous.code();
+    assert_eq!(anonymous_code, "unauthenticated");
+
+    // (request id, decision, reason, credential, product, status,
+    //  principal, integration)
+    let expected = [
+        (
+            "audit-allowed-1",
+            "allowed",
+            "forwarded",
+            SF_ALICE,
+            "proxy",
+            200,
+            "alice",
+            "salesforce",
+        ),
+        (
+            "audit-foreign-2",
+            "refused",
+            foreign_code.as_str(),
+            "",
+            "proxy",
+            403,
+            "alice",
+            "salesforce",
+        ),
+        (
+            "audit-anonymous-3",
+            "refused",
+            anonymous_code.as_str(),
+            "",
+            "none",
+            401,
+            "",
+            "",
+        ),
+    ];
+    let audit_lines = |id: &str| -> Vec<serde_json::Value> {
+        bin.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == credgate::telemetry::AUDIT_TARGET && v["request_id"] == id)
+            .collect()
+    };
+    // The record is written as the response is made: allow the log a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while expected.iter().any(|e| audit_lines(e.0).is_empty()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "missing audit records: {}",
+            bin.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Any duplicate would have been written with the first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for (id, decision, reason, credential, product, status, principal, integration) in expected {
+        let lines = audit_lines(id);
+        assert_eq!(
+            lines.len(),
+            1,
+            "exactly one audit record for {id}: {lines:#?}"
+        );
+        let a = &lines[0];
+        assert_eq!(a["decision"], decision, "{id}: {a}");
+        assert_eq!(a["reason"], reason, "{id}: {a}");
+        assert_eq!(a["credential"], credential, "{id}: {a}");
+        assert_eq!(a["product"], product, "{id}: {a}");
+        assert_eq!(a["status"], status, "{id}: {a}");
+        assert_eq!(a["principal"], principal, "{id}: {a}");
+        assert_eq!(
+            a["user"],
+            if principal.is_empty() { "" } else { "acme" },
+            "{id}: {a}"
+        );
+        assert_eq!(a["integration"], integration, "{id}: {a}");
+        assert_eq!(a["level"], "INFO", "{id}: {a}");
+        assert!(a["latency_ms"].is_number(), "{id}: {a}");
+    }
+    // Only the allowed request reached Paragon (besides credgate's own
+    // credential-list load).
+    let forwarded: Vec<_> = p
+        .requests()
+        .into_iter()
+        .filter(|r| !r.path.ends_with("/sdk/me"))
+        .collect();
+    assert_eq!(forwarded.len(), 1, "{forwarded:#?}");
+    assert_eq!(forwarded[0].headers["x-paragon-credential"], SF_ALICE);
+    drop(bin);
+}

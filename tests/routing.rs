@@ -2638,3 +2638,91 @@ external_ids = ["carol"]
     );
     env.gw.shutdown().await;
 }
+
+/// SPEC §1 check order, the middle of the chain: "product allowed for the
+/// caller (403) → body size (413) → the user's credential list (503)".
+/// An oversized body to a product the member may not use is the product
+/// refusal, not 413; the same oversized body from an admin (who may call
+/// every product) is 413; and with Paragon failing to list credentials, a
+/// member's oversized body is still 413, not 503. None reaches Paragon.
+#[tokio::test]
+async fn product_refusal_precedes_body_size_which_precedes_the_credential_list() {
+    let env = Env::with(fixtures(), |b| {
+        b.server("max_body_bytes = 1024").policy(
+            "member_products = [\"proxy\", \"workflow\", \"app_event\", \"user\", \"catalog\", \
+             \"uninstall\", \"credentials\", \"workflow_settings\", \"actionkit\"]",
+        )
+    })
+    .await;
+    let (alice, admin) = (env.member("alice"), env.admin());
+    let pad = "x".repeat(2048);
+    let big_sync = format!(
+        r#"{{"integration":"salesforce","pipeline":"p","credentialId":"{SF_ALICE}","pad":"{pad}"}}"#
+    );
+    let big_action =
+        format!(r#"{{"action":"SALESFORCE_CREATE_RECORD","parameters":{{"pad":"{pad}"}}}}"#);
+    let json_h = [("content-type", "application/json")];
+
+    // A product the member may not use: 403 before the body is judged.
+    let got = env
+        .send("POST", "/api/syncs", &alice, &json_h, big_sync.clone())
+        .await;
+    env.assert_refused(&got, 403, "operation_forbidden");
+    let got = env
+        .send(
+            "PATCH",
+            &format!("/api/syncs/{UNKNOWN}"),
+            &alice,
+            &json_h,
+            big_sync.clone(),
+        )
+        .await;
+    env.assert_refused(&got, 403, "operation_forbidden");
+
+    // The admin may use it: the body size answers.
+    let got = env
+        .send("POST", "/api/syncs", &admin, &json_h, big_sync.clone())
+        .await;
+    env.assert_refused(&got, 413, "body_too_large");
+
+    // The credential list cannot be loaded.
+    env.state().set_behaviour(Behaviour {
+        me_status: Some(500),
+        ..Behaviour::default()
+    });
+    env.invalidate(json!({})).await;
+    // A member's oversized body that must be read (an ActionKit action with
+    // no credential named): 413, not 503.
+    let got = env
+        .send("POST", &p("/actions"), &alice, &json_h, big_action.clone())
+        .await;
+    env.assert_refused(&got, 413, "body_too_large");
+    // The admin's oversized sync body: still 413.
+    let got = env
+        .send("POST", "/api/syncs", &admin, &json_h, big_sync.clone())
+        .await;
+    env.assert_refused(&got, 413, "body_too_large");
+    // And the product refusal still comes first.
+    let got = env
+        .send("POST", "/api/syncs", &alice, &json_h, big_sync)
+        .await;
+    env.assert_refused(&got, 403, "operation_forbidden");
+    // The list really is failing: the same action, small, is 503.
+    let got = env
+        .send(
+            "POST",
+            &p("/actions"),
+            &alice,
+            &json_h,
+            r#"{"action":"SALESFORCE_CREATE_RECORD","parameters":{}}"#,
+        )
+        .await;
+    env.assert_refused(&got, 503, "credentials_unavailable");
+
+    assert!(
+        env.traffic().is_empty(),
+        "nothing reached Paragon: {:#?}",
+        env.traffic()
+    );
+    env.gw.shutdown().await;
+}

@@ -379,12 +379,23 @@ fn toml_error(text: &str, err: &toml::de::Error) -> ConfigError {
         .get(span.clone())
         .map(|s| s.trim().trim_matches('"').to_string())
         .filter(|s| !s.is_empty() && s.len() < 64 && !s.contains('\n'));
+    // A value error (wrong type) points at the value: the key is what
+    // precedes `=` on that line (`max_users = "lots"`). Inline tables and
+    // multi-line values fall back to the table.
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let value_key = before[line_start..]
+        .trim_end()
+        .strip_suffix('=')
+        .map(|k| k.trim().trim_matches('"').to_string())
+        .filter(|k| !k.is_empty() && !k.contains(['{', '[', ',', '=', ' ', '"']));
     // An unknown field's span is the key itself; other errors point at a value.
-    let key = match (table, key_text) {
-        (Some(t), Some(k)) if message.contains("unknown field") => format!("{t}.{k}"),
-        (None, Some(k)) if message.contains("unknown field") => k,
-        (Some(t), _) => t,
-        (None, _) => "(file)".to_string(),
+    let key = match (table, key_text, value_key) {
+        (Some(t), Some(k), _) if message.contains("unknown field") => format!("{t}.{k}"),
+        (None, Some(k), _) if message.contains("unknown field") => k,
+        (Some(t), _, Some(v)) => format!("{t}.{v}"),
+        (None, _, Some(v)) => v,
+        (Some(t), _, None) => t,
+        (None, _, None) => "(file)".to_string(),
     };
     ConfigError::new(key, format!("{message} (line {line_no})"))
 }
@@ -1181,15 +1192,37 @@ fn validate_cluster(raw: raw::RawCluster, env: &dyn Env) -> Result<ClusterConfig
     })
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, and
+/// `?password=secret` (which tokio-postgres also reads) → `?password=***`.
 pub fn redact_url_password(u: &str) -> String {
-    match url::Url::parse(u) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(_) => u.to_string(),
-        Err(_) => "(unparseable URL)".to_string(),
+    let Ok(mut parsed) = url::Url::parse(u) else {
+        return "(unparseable URL)".to_string();
+    };
+    let mut redacted = false;
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+        redacted = true;
+    }
+    let is_password = |k: &str| k.eq_ignore_ascii_case("password");
+    if parsed.query_pairs().any(|(k, _)| is_password(&k)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_password(&k) {
+                    "***".to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        redacted = true;
+    }
+    if redacted {
+        parsed.to_string()
+    } else {
+        u.to_string()
     }
 }
 
