@@ -132,6 +132,10 @@ impl GatewayError {
         let message = match &self {
             // The auth error's text says what was wrong, never the token.
             GatewayError::Unauthenticated(e) => e.to_string(),
+            // Paragon answered, but not in a form credgate may pass on.
+            GatewayError::UpstreamUnavailable(
+                UpstreamFailure::Unfilterable(_) | UpstreamFailure::Protocol(_),
+            ) => "Paragon's response could not be passed on safely".to_string(),
             other => other.to_string(),
         };
         let mut body = serde_json::json!({
@@ -187,6 +191,34 @@ mod tests {
             ),
             GatewayError::UpstreamTimeout,
         ]
+    }
+
+    #[tokio::test]
+    async fn a_502_says_whether_paragon_answered() {
+        use http_body_util::BodyExt;
+        let text = |e: GatewayError| async move {
+            let body = e.into_response("r").into_body().collect().await.unwrap();
+            String::from_utf8(body.to_bytes().to_vec()).unwrap()
+        };
+        let unreachable = text(GatewayError::UpstreamUnavailable(
+            UpstreamFailure::Transport("connection refused".into()),
+        ))
+        .await;
+        assert!(
+            unreachable.contains("could not be reached"),
+            "{unreachable}"
+        );
+        assert!(
+            !unreachable.contains("refused"),
+            "no internals: {unreachable}"
+        );
+        let answered = text(GatewayError::UpstreamUnavailable(
+            UpstreamFailure::Unfilterable("secret detail"),
+        ))
+        .await;
+        assert!(answered.contains("could not be passed on"), "{answered}");
+        assert!(!answered.contains("secret detail"), "{answered}");
+        assert!(answered.contains("\"upstream_unavailable\""), "{answered}");
     }
 
     /// The table of SPEC §8, row by row.

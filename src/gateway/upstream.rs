@@ -327,13 +327,16 @@ impl Upstreams {
                     .map_err(|e| (e.is_connect(), Box::new(e) as BoxError)),
             }
         };
+        // Pinned in place: the timeout and the select poll it by reference
+        // instead of moving the whole exchange future into theirs.
+        let mut exchange = std::pin::pin!(exchange);
         let result = match progress {
-            None => tokio::time::timeout(self.timeout, exchange)
+            None => tokio::time::timeout(self.timeout, exchange.as_mut())
                 .await
                 .map_err(|_| ()),
             Some(p) => {
                 tokio::select! {
-                    r = exchange => Ok(r),
+                    r = exchange.as_mut() => Ok(r),
                     _ = p.idle_for(self.timeout) => Err(()),
                 }
             }
