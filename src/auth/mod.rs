@@ -247,7 +247,7 @@ impl Authenticator {
         let cache = Cache::builder()
             .max_capacity(a.token_cache_size)
             .expire_after(UntilExp { leeway })
-            .build_with_hasher(TailHash(Default::default()));
+            .build_with_hasher(TailHash::default());
         Ok(Authenticator {
             mode: a.mode,
             algorithms,
@@ -638,10 +638,22 @@ fn token_chars_ok(token: &str) -> bool {
 /// and equality still compares whole tokens, so a crafted token cannot hit
 /// another's entry; the random key keeps bucket placement unpredictable.
 #[derive(Clone)]
-struct TailHash(std::collections::hash_map::RandomState);
+struct TailHash([u64; 4]);
+
+impl Default for TailHash {
+    fn default() -> Self {
+        let b = crate::keygen::random_bytes::<32>();
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        TailHash([word(0), word(1), word(2), word(3)])
+    }
+}
 
 struct TailHasher {
-    state: std::collections::hash_map::RandomState,
+    key: [u64; 4],
     tail: [u8; 32],
     len: usize,
 }
@@ -650,11 +662,18 @@ impl std::hash::BuildHasher for TailHash {
     type Hasher = TailHasher;
     fn build_hasher(&self) -> TailHasher {
         TailHasher {
-            state: self.0.clone(),
+            key: self.0,
             tail: [0; 32],
             len: 0,
         }
     }
+}
+
+/// The 128-bit product of `a` and `b`, its halves folded together: the
+/// mixing step of keyed multiply hashes (foldhash, wyhash).
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
 }
 
 impl std::hash::Hasher for TailHasher {
@@ -668,12 +687,20 @@ impl std::hash::Hasher for TailHasher {
         self.len += bytes.len();
     }
 
+    /// A keyed multiply hash of the tail and the length. Not a MAC, and it
+    /// need not be: equality decides a hit, and only verified tokens enter
+    /// the cache, so colliding entries cannot be planted. The secret key
+    /// keeps bucket placement unpredictable.
     fn finish(&self) -> u64 {
-        use std::hash::BuildHasher;
-        let mut h = self.state.build_hasher();
-        h.write(&self.tail);
-        h.write_usize(self.len);
-        h.finish()
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&self.tail[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        let k = self.key;
+        let a = folded_multiply(word(0) ^ k[0], word(1) ^ k[1]);
+        let b = folded_multiply(word(2) ^ k[2], word(3) ^ k[3]);
+        folded_multiply(a ^ self.len as u64, b ^ k[0].rotate_left(29))
     }
 }
 
@@ -730,7 +757,7 @@ mod tail_hash_tests {
 
     #[test]
     fn equal_tokens_hash_equal_and_tails_decide() {
-        let h = TailHash(Default::default());
+        let h = TailHash::default();
         let a = "x".repeat(900) + "signature-part-aaaaaaaaaaaaaaaaaaaa";
         assert_eq!(h.hash_one(a.as_str()), h.hash_one(a.clone().as_str()));
         let b = "y".repeat(900) + "signature-part-aaaaaaaaaaaaaaaaaaaa";
@@ -739,5 +766,16 @@ mod tail_hash_tests {
         // Same tail, different length: still different.
         assert_ne!(h.hash_one(a.as_str()), h.hash_one(&b[1..]));
         assert_eq!(h.hash_one("short"), h.hash_one("short"));
+        // Another key hashes the same token elsewhere.
+        let other = TailHash::default();
+        assert_ne!(h.hash_one(a.as_str()), other.hash_one(a.as_str()));
+        // Every byte of the tail counts.
+        let base = "t".repeat(64);
+        let mut seen = std::collections::HashSet::new();
+        for i in 32..64 {
+            let mut v = base.clone().into_bytes();
+            v[i] = b'u';
+            assert!(seen.insert(h.hash_one(String::from_utf8(v).unwrap().as_str())));
+        }
     }
 }

@@ -60,8 +60,10 @@ fn check_both(raw: &[u8]) -> Result<(), PathError> {
 fn plainly_clean(p: &[u8]) -> bool {
     let mut seg_start = 0;
     for (i, &b) in p.iter().enumerate() {
+        if !NOTABLE[usize::from(b)] {
+            continue;
+        }
         match b {
-            b'%' | b'\\' | 0..=0x1f | 0x7f => return false,
             b'/' => {
                 let seg = &p[seg_start..i];
                 if i > 0 && (seg.is_empty() || seg == b"." || seg == b"..") {
@@ -69,12 +71,31 @@ fn plainly_clean(p: &[u8]) -> bool {
                 }
                 seg_start = i + 1;
             }
-            _ => {}
+            b'.' => {}
+            // `%`, `\`, control characters.
+            _ => return false,
         }
     }
     let last = &p[seg_start..];
     last != b"." && last != b".."
 }
+
+/// The bytes [`plainly_clean`] looks at: `/`, `.`, `%`, `\` and control
+/// characters. A table lookup keeps the common byte to one test.
+static NOTABLE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[0x7f] = true;
+    t[b'/' as usize] = true;
+    t[b'.' as usize] = true;
+    t[b'%' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
 
 /// The structural rules: no empty or dot segments, plus
 /// [`check_escapes_and_chars`].
@@ -176,7 +197,7 @@ pub fn percent_decode(p: &[u8]) -> Option<Cow<'_, [u8]>> {
 /// If `path` is a Proxy API path, the byte offset where `{rest}` starts:
 /// `/projects/{p}/sdk/proxy/{integration}/` or `.../proxy/custom/{id}/`.
 fn proxy_rest_offset(path: &str) -> Option<usize> {
-    let mut segs = path[1..].splitn(6, '/');
+    let mut segs = segments(&path[1..]);
     if segs.next()? != "projects" {
         return None;
     }
@@ -192,13 +213,32 @@ fn proxy_rest_offset(path: &str) -> Option<usize> {
         "/projects/".len() + project.len() + "/sdk/proxy/".len() + integration.len() + 1;
     if integration == "custom" {
         let after = path.get(prefix_len..)?;
-        let (id, _) = after.split_once('/')?;
+        let id = &after[..after.bytes().position(|b| b == b'/')?];
         if id.is_empty() {
             return None;
         }
         return Some(prefix_len + id.len() + 1);
     }
     (path.len() >= prefix_len).then_some(prefix_len)
+}
+
+/// The `/`-separated pieces of `s`. A byte scan: the segments are short,
+/// and `str::split` sets up a searcher per call.
+fn segments(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match r.bytes().position(|b| b == b'/') {
+            Some(at) => {
+                rest = Some(&r[at + 1..]);
+                Some(&r[..at])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
 }
 
 /// How a Proxy API `{rest}` is a full URL.
