@@ -877,6 +877,46 @@ async fn requests_reach_paragon_in_origin_form() {
     gw.shutdown().await;
 }
 
+/// A Paragon that sends its response headers and part of the body, then
+/// stalls: the client's response ends (the connection closes, the body
+/// short of its length) after `upstream_timeout` of silence instead of
+/// hanging for as long as Paragon keeps the connection open.
+#[tokio::test]
+async fn a_response_body_that_stalls_is_cut_after_the_upstream_timeout() {
+    let keys = Keys::new();
+    let upstream = RawUpstream::spawn(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 100\r\n\r\n0123456789",
+        false,
+    )
+    .await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&upstream.url()))
+        .server("upstream_timeout = \"500ms\"")
+        .start()
+        .await;
+    let admin = keys.admin("acme");
+    let path = proxy_path("salesforce", "download");
+    let request = head("GET", &path, Some(&admin), &["Connection: close"]) + "\r\n";
+    let started = Instant::now();
+    let ex = exchange(gw.addr, request.as_bytes(), HANG).await;
+    let took = started.elapsed();
+    assert!(ex.closed, "credgate ends the response: {}", ex.text());
+    assert!(
+        took < Duration::from_secs(5),
+        "cut after about upstream_timeout, not held open: {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(400),
+        "not before the stall lasted upstream_timeout: {took:?}"
+    );
+    let text = ex.text();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.ends_with("0123456789"),
+        "the bytes that came are relayed: {text}"
+    );
+    gw.shutdown().await;
+}
+
 /// A Paragon that answers `101 Switching Protocols` although credgate never
 /// asked for an upgrade gets no tunnel: credgate answers 502 instead of
 /// relaying a protocol switch it cannot honour, and the client's further

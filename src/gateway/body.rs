@@ -31,6 +31,69 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
+/// A body that fails when no frame arrives for `idle`: a Paragon that
+/// stalls in the middle of a response must not hold the client, and the
+/// upstream connection, forever. The timer is armed only while the body is
+/// waiting, so a body that is already there (most answers) costs none.
+pub struct StallGuard<B> {
+    inner: B,
+    idle: std::time::Duration,
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<B> StallGuard<B> {
+    pub fn new(inner: B, idle: std::time::Duration) -> Self {
+        StallGuard {
+            inner,
+            idle,
+            timer: None,
+        }
+    }
+}
+
+/// The error a stalled body ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("Paragon's response body stalled")]
+pub struct Stalled;
+
+impl<B> http_body::Body for StallGuard<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = &mut *self;
+        if let Poll::Ready(frame) = std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            this.timer = None;
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let idle = this.idle;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(Stalled)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("body is larger than the limit")]
@@ -64,6 +127,49 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body fed by a channel: frames arrive when the test sends them.
+    struct ChanBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl http_body::Body for ChanBody {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|o| o.map(|b| Ok(http_body::Frame::data(b))))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_body_fails_after_the_idle_limit_and_a_moving_one_does_not() {
+        use std::time::Duration;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let mut guarded = StallGuard::new(ChanBody(rx), Duration::from_secs(5));
+        // Frames 4 s apart (each wait under the limit, 12 s in all), then
+        // nothing, without ending the body.
+        let sender = tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                tx.send(Bytes::from_static(b"x")).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(tx);
+        });
+        for _ in 0..3 {
+            let f = guarded.frame().await.unwrap().unwrap();
+            assert_eq!(f.into_data().unwrap(), Bytes::from_static(b"x"));
+        }
+        let started = tokio::time::Instant::now();
+        let err = guarded.frame().await.unwrap().unwrap_err();
+        assert!(err.is::<Stalled>(), "{err}");
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        sender.abort();
+    }
 
     #[tokio::test]
     async fn read_limited_accepts_up_to_the_limit_and_refuses_past_it() {

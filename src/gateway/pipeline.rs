@@ -379,8 +379,9 @@ pub(super) async fn process(
         ));
     }
 
-    // 10. Response.
+    // 10. Response. Its body may not stall longer than the headers could.
     let (mut rparts, rbody) = resp.into_parts();
+    let rbody = body::StallGuard::new(rbody, cfg.server.upstream_timeout);
     // A proxy sends its own HTTP version (RFC 9110 §6.2). hyper writes the
     // version it is given to an HTTP/1.1 client, so an HTTP/1.0 answer from
     // Paragon would otherwise downgrade the client's connection to a
