@@ -100,26 +100,28 @@ for n in ORDER:
 w("")
 
 present = [n for n in ORDER if n in runs]
-w("### Throughput ratios (row ÷ column, medians)\n")
-w("| | " + " | ".join(present) + " |")
-w("|---" * (len(present) + 1) + "|")
-for a in present:
-    w(f"| {a} | " + " | ".join(f"{med(a, 'rps') / med(b, 'rps'):.2f}" for b in present) + " |")
-w("")
-w("### p99 ratios (row ÷ column, lower is better)\n")
-w("| | " + " | ".join(present) + " |")
-w("|---" * (len(present) + 1) + "|")
-for a in present:
-    w(f"| {a} | " + " | ".join(f"{med(a, 'p99') / med(b, 'p99'):.2f}" for b in present) + " |")
-w("")
-w("### CPU per request ratios (row ÷ column, lower is better)\n")
-w("| | " + " | ".join(p for p in present if p != "direct") + " |")
-w("|---" * len(present) + "|")
-for a in present:
-    if a == "direct":
-        continue
-    w(f"| {a} | " + " | ".join(f"{med(a, 'cpu') / med(b, 'cpu'):.2f}" for b in present if b != "direct") + " |")
-w("")
+
+
+def ratio_table(title, key, note=""):
+    """Every row's median divided by every column's, for one figure."""
+    w(f"### {title}\n")
+    if note:
+        w(note + "\n")
+    w("| | " + " | ".join(present) + " |")
+    w("|---" * (len(present) + 1) + "|")
+    for a in present:
+        w(f"| {a} | " + " | ".join(f"{med(a, key) / med(b, key):.2f}" for b in present) + " |")
+    w("")
+
+
+ratio_table("Throughput ratios (row ÷ column, medians)", "rps")
+ratio_table("p50 ratios (row ÷ column, lower is better)", "p50")
+ratio_table("p99 ratios (row ÷ column, lower is better)", "p99")
+ratio_table(
+    "CPU per request ratios (row ÷ column, lower is better)",
+    "cpu",
+    "The `direct` row and column are the upstream's own CPU per request when it is called directly.",
+)
 
 if "credgate" in runs:
     w("### Targets\n")
@@ -189,3 +191,8 @@ if os.path.exists(analysis):
     w(open(analysis).read())
 
 open(out_path, "w").write("\n".join(out) + "\n")
+
+# The same figures on standard output, up to the scale section: the run's
+# results, every ratio, and the targets.
+text = "\n".join(out)
+print(text[text.index("## Results"):text.index("## Scale") if "## Scale" in text else len(text)])
