@@ -336,24 +336,6 @@ fn assert_nothing_smuggled(env: &Env, what: &str) {
     );
 }
 
-async fn metrics_text(gw: &Running) -> String {
-    let got = get(
-        &client(),
-        &format!("http://{}/metrics", gw.admin_addr),
-        None,
-    )
-    .await;
-    assert_eq!(got.status, 200);
-    String::from_utf8_lossy(&got.body).into_owned()
-}
-
-/// The value of one sample in Prometheus text (0 when absent).
-fn metric(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-}
-
 /// A TCP server that answers every request with `response` (raw bytes,
 /// written once the request head has arrived), records everything it
 /// receives per connection, and closes after writing when `close` is set.
@@ -1981,7 +1963,7 @@ async fn bodies_over_the_cap_are_413() {
 #[tokio::test]
 async fn slow_request_heads_are_cut_off_by_the_header_read_timeout() {
     let env = env_with(|b| b.server("header_read_timeout = \"1s\"")).await;
-    let before = metrics_text(&env.gw).await;
+    let before = scrape_metrics(&env.gw).await;
     let sf = proxy_path("salesforce", "slow");
     let partial = format!("GET {sf} HTTP/1.1\r\nHost: gw\r\nX-Pad: 1\r\n");
     for (what, bytes) in [
@@ -2039,7 +2021,7 @@ async fn slow_request_heads_are_cut_off_by_the_header_read_timeout() {
     assert!(ex.closed, "the idle keep-alive connection is closed");
     assert_eq!(ex.statuses(), vec![200]);
 
-    let after = metrics_text(&env.gw).await;
+    let after = scrape_metrics(&env.gw).await;
     let timeouts = |t: &str| {
         metric(
             t,
@@ -2173,7 +2155,7 @@ async fn connections_past_max_connections_are_closed_and_counted() {
     }
     let deadline = Instant::now() + HANG;
     loop {
-        let m = metrics_text(&env.gw).await;
+        let m = scrape_metrics(&env.gw).await;
         if metric(&m, "credgate_connections_active") == 50.0 {
             break;
         }
@@ -2192,7 +2174,7 @@ async fn connections_past_max_connections_are_closed_and_counted() {
     let ex = exchange(env.addr(), request.as_bytes(), HANG).await;
     assert!(ex.closed, "the 51st connection is closed");
     assert!(ex.data.is_empty(), "and gets no answer: {}", ex.text());
-    let m = metrics_text(&env.gw).await;
+    let m = scrape_metrics(&env.gw).await;
     assert_eq!(
         metric(
             &m,
@@ -2208,7 +2190,11 @@ async fn connections_past_max_connections_are_closed_and_counted() {
         assert!(closed_within(s, HANG).await, "idle connections time out");
     }
     let deadline = Instant::now() + HANG;
-    while metric(&metrics_text(&env.gw).await, "credgate_connections_active") != 0.0 {
+    while metric(
+        &scrape_metrics(&env.gw).await,
+        "credgate_connections_active",
+    ) != 0.0
+    {
         assert!(Instant::now() < deadline, "slots are given back");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -2222,7 +2208,7 @@ async fn connections_past_max_connections_are_closed_and_counted() {
 async fn huge_header_sets_are_refused_and_counted() {
     let env = env().await;
     let alice = env.alice();
-    let before = metrics_text(&env.gw).await;
+    let before = scrape_metrics(&env.gw).await;
     let path = proxy_path("salesforce", "huge");
     let own = format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}");
     let many: Vec<String> = (0..150).map(|i| format!("X-H{i}: v")).collect();
@@ -2248,7 +2234,7 @@ async fn huge_header_sets_are_refused_and_counted() {
         assert!(ex.closed, "{what}");
     }
     env.assert_nothing_reached("huge heads");
-    let after = metrics_text(&env.gw).await;
+    let after = scrape_metrics(&env.gw).await;
     let counted = |t: &str| {
         metric(
             t,
@@ -2387,7 +2373,7 @@ async fn a_slow_paragon_times_out_instead_of_piling_up() {
             (504, "upstream_timeout")
         );
     }
-    let m = metrics_text(&env.gw).await;
+    let m = scrape_metrics(&env.gw).await;
     assert_eq!(
         metric(&m, "credgate_upstream_errors_total{kind=\"timeout\"}"),
         20.0,

@@ -12,37 +12,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use credgate::gateway::body;
 use http::{Request, Response, StatusCode};
-use serde_json::json;
-
-const SF_ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
-const SF_BOB: &str = "b0b00000-0000-4000-8000-000000000001";
-
-/// A Paragon stand-in: `/sdk/me` lists one Salesforce credential each for
-/// alice and bob; a path containing `/slow` answers after `slow`; anything
-/// else answers 200 at once.
-async fn paragon(slow: Duration) -> Recorder {
-    spawn_recorder(Arc::new(move |r: Recorded| {
-        Box::pin(async move {
-            if r.path.ends_with("/sdk/me") {
-                return json_response(
-                    StatusCode::OK,
-                    me_body(
-                        "acme",
-                        &[
-                            (SF_ALICE, "salesforce", "alice"),
-                            (SF_BOB, "salesforce", "bob"),
-                        ],
-                    ),
-                );
-            }
-            if r.path.contains("/slow") {
-                tokio::time::sleep(slow).await;
-            }
-            json_response(StatusCode::OK, json!({"ok": true, "bodyLen": r.body.len()}))
-        })
-    }))
-    .await
-}
 
 /// Waits until the upstream has received a request whose path contains
 /// `needle` (the recorder logs a request before its handler runs).
@@ -100,7 +69,7 @@ async fn try_get(url: String, token: String) -> Result<StatusCode, String> {
 #[tokio::test]
 async fn sigterm_exits_once_the_grace_has_passed_even_with_a_request_still_running() {
     let keys = Keys::new();
-    let p = paragon(Duration::from_secs(10)).await;
+    let p = acme_paragon(Duration::from_secs(10)).await;
     // upstream_timeout well above the 10s answer, so only the grace can end
     // the request early.
     let path = keys.dir.write(
@@ -164,7 +133,7 @@ async fn sigterm_exits_once_the_grace_has_passed_even_with_a_request_still_runni
 #[tokio::test]
 async fn sigterm_lets_a_request_finish_within_the_grace_and_then_exits() {
     let keys = Keys::new();
-    let p = paragon(Duration::from_millis(300)).await;
+    let p = acme_paragon(Duration::from_millis(300)).await;
     let path = keys.dir.write(
         "credgate.toml",
         &ConfigBuilder::new(&keys, Hosts::all(&p.url()))
@@ -216,7 +185,7 @@ async fn sigterm_lets_a_request_finish_within_the_grace_and_then_exits() {
 #[tokio::test]
 async fn actionkit_bodies_stream_when_a_credential_is_named_and_are_capped_otherwise() {
     let keys = Keys::new();
-    let p = paragon(Duration::ZERO).await;
+    let p = acme_paragon(Duration::ZERO).await;
     let gw = ConfigBuilder::new(&keys, Hosts::all(&p.url()))
         .server("max_body_bytes = 1024")
         .start()
@@ -241,7 +210,7 @@ async fn actionkit_bodies_stream_when_a_credential_is_named_and_are_capped_other
             Some(&alice),
             &[
                 ("content-type", "application/json"),
-                ("x-paragon-credential", SF_ALICE),
+                ("x-paragon-credential", ACME_SF_ALICE),
             ],
             big.clone(),
         ),
@@ -267,7 +236,7 @@ async fn actionkit_bodies_stream_when_a_credential_is_named_and_are_capped_other
             .get_all("x-paragon-credential")
             .iter()
             .collect::<Vec<_>>(),
-        vec![SF_ALICE],
+        vec![ACME_SF_ALICE],
     );
 
     // Also in another spelling of the header: still named, still streamed.
@@ -279,7 +248,7 @@ async fn actionkit_bodies_stream_when_a_credential_is_named_and_are_capped_other
             &gw,
             &actions,
             Some(&alice),
-            &[("X_Paragon_Credential", SF_ALICE)],
+            &[("X_Paragon_Credential", ACME_SF_ALICE)],
             big.clone(),
         ),
     )
@@ -355,7 +324,7 @@ async fn actionkit_bodies_stream_when_a_credential_is_named_and_are_capped_other
         .into_iter()
         .rfind(|r| r.path == actions)
         .unwrap();
-    assert_eq!(last.headers["x-paragon-credential"], SF_ALICE);
+    assert_eq!(last.headers["x-paragon-credential"], ACME_SF_ALICE);
 
     // An admin naming none is passed through unchanged (admin_default =
     // "passthrough"): no resolution, so the body is not read and streams.
@@ -392,7 +361,7 @@ async fn hop_by_hop_headers_from_paragon_are_not_passed_to_the_caller() {
             if r.path.ends_with("/sdk/me") {
                 return json_response(
                     StatusCode::OK,
-                    me_body("acme", &[(SF_ALICE, "salesforce", "alice")]),
+                    me_body("acme", &[(ACME_SF_ALICE, "salesforce", "alice")]),
                 );
             }
             Response::builder()

@@ -9,7 +9,6 @@ mod common;
 #[path = "common/emulator.rs"]
 mod harness;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -17,28 +16,6 @@ use credgate::app::Running;
 use credgate::emulator::Behaviour;
 use harness::*;
 use http::StatusCode;
-use serde_json::json;
-
-/// The value of one series (`name{labels}` exactly as exported) in a
-/// Prometheus text exposition; 0 when the series is not exported yet.
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
-async fn scrape(gw: &Running) -> String {
-    let got = get(
-        &client(),
-        &format!("http://{}/metrics", gw.admin_addr),
-        None,
-    )
-    .await;
-    assert_eq!(got.status, StatusCode::OK);
-    String::from_utf8(got.body.to_vec()).expect("metrics are UTF-8")
-}
 
 /// A `/metrics` scrape taken before an action.
 struct Before<'g> {
@@ -50,13 +27,13 @@ impl<'g> Before<'g> {
     async fn take(gw: &'g Running) -> Before<'g> {
         Before {
             gw,
-            text: scrape(gw).await,
+            text: scrape_metrics(gw).await,
         }
     }
 
     /// The deltas of `series` since the scrape, read once now.
     async fn deltas(&self, series: &[&str]) -> Vec<f64> {
-        let now = scrape(self.gw).await;
+        let now = scrape_metrics(self.gw).await;
         series
             .iter()
             .map(|s| metric(&now, s) - metric(&self.text, s))
@@ -80,7 +57,7 @@ impl<'g> Before<'g> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         let got = self.deltas(&series).await;
-        let now = scrape(self.gw).await;
+        let now = scrape_metrics(self.gw).await;
         for ((s, w), g) in expected.iter().zip(&got) {
             assert_eq!(
                 g,
@@ -115,32 +92,6 @@ fn requests(product: &str, decision: &str, status: u16) -> String {
     format!(
         "credgate_requests_total{{product=\"{product}\",decision=\"{decision}\",status=\"{status}\"}}"
     )
-}
-
-/// A recording Paragon: `/sdk/me` lists alice's and bob's Salesforce
-/// accounts for `acme`; `/hang` never answers in time; anything else is 200.
-async fn paragon() -> Recorder {
-    spawn_recorder(Arc::new(|r: Recorded| {
-        Box::pin(async move {
-            if r.path.ends_with("/sdk/me") {
-                return json_response(
-                    StatusCode::OK,
-                    me_body(
-                        "acme",
-                        &[
-                            (SF_ALICE, "salesforce", "alice"),
-                            (SF_BOB, "salesforce", "bob"),
-                        ],
-                    ),
-                );
-            }
-            if r.path.contains("/hang") {
-                tokio::time::sleep(Duration::from_secs(30)).await;
-            }
-            json_response(StatusCode::OK, json!({"ok": true}))
-        })
-    }))
-    .await
 }
 
 /// A loopback port nothing listens on: bound, read, released.
@@ -216,7 +167,7 @@ async fn a_failed_sdk_me_load_counts_one_load_error_and_is_503() {
 #[tokio::test]
 async fn a_refused_upstream_connection_counts_one_connect_error_and_is_502() {
     let keys = Keys::new();
-    let paragon = paragon().await;
+    let paragon = acme_paragon(Duration::from_secs(30)).await;
     let mut hosts = Hosts::all(&paragon.url());
     hosts.proxy = format!("http://127.0.0.1:{}", closed_port());
     let gw = ConfigBuilder::new(&keys, hosts).start().await;
@@ -232,7 +183,7 @@ async fn a_refused_upstream_connection_counts_one_connect_error_and_is_502() {
             &gw,
             &path,
             Some(&alice),
-            &[("x-paragon-credential", SF_ALICE)],
+            &[("x-paragon-credential", ACME_SF_ALICE)],
             "",
         ),
     )
@@ -260,14 +211,14 @@ async fn a_refused_upstream_connection_counts_one_connect_error_and_is_502() {
 #[tokio::test]
 async fn an_upstream_past_the_timeout_counts_one_timeout_error_and_is_504() {
     let keys = Keys::new();
-    let paragon = paragon().await;
+    let paragon = acme_paragon(Duration::from_secs(30)).await;
     let gw = ConfigBuilder::new(&keys, Hosts::all(&paragon.url()))
         .server("upstream_timeout = \"300ms\"")
         .start()
         .await;
     let cl = client();
     let alice = keys.member("acme", "alice");
-    let path = p("/sdk/proxy/salesforce/hang");
+    let path = p("/sdk/proxy/salesforce/slow");
 
     let before = Before::take(&gw).await;
     let started = Instant::now();
@@ -278,7 +229,7 @@ async fn an_upstream_past_the_timeout_counts_one_timeout_error_and_is_504() {
             &gw,
             &path,
             Some(&alice),
-            &[("x-paragon-credential", SF_ALICE)],
+            &[("x-paragon-credential", ACME_SF_ALICE)],
             "",
         ),
     )
@@ -295,7 +246,7 @@ async fn an_upstream_past_the_timeout_counts_one_timeout_error_and_is_504() {
         "answered after the 300ms timeout, not the upstream's 30s: {took:?}"
     );
     assert!(
-        paragon.requests().iter().any(|r| r.path.contains("/hang")),
+        paragon.requests().iter().any(|r| r.path.contains("/slow")),
         "the request did reach Paragon"
     );
     before
@@ -316,7 +267,7 @@ async fn an_upstream_past_the_timeout_counts_one_timeout_error_and_is_504() {
 #[tokio::test]
 async fn a_garbage_request_line_counts_one_malformed_connection_error() {
     let keys = Keys::new();
-    let paragon = paragon().await;
+    let paragon = acme_paragon(Duration::from_secs(30)).await;
     let gw = ConfigBuilder::new(&keys, Hosts::all(&paragon.url()))
         .start()
         .await;
@@ -345,7 +296,7 @@ async fn a_garbage_request_line_counts_one_malformed_connection_error() {
 #[tokio::test]
 async fn requests_are_counted_once_by_product_decision_and_status() {
     let keys = Keys::new();
-    let paragon = paragon().await;
+    let paragon = acme_paragon(Duration::from_secs(30)).await;
     let gw = ConfigBuilder::new(&keys, Hosts::all(&paragon.url()))
         .start()
         .await;
@@ -367,14 +318,14 @@ async fn requests_are_counted_once_by_product_decision_and_status() {
     };
 
     let before = Before::take(&gw).await;
-    let got = send(&cl, as_alice(SF_ALICE)).await;
+    let got = send(&cl, as_alice(ACME_SF_ALICE)).await;
     assert_eq!(got.status, StatusCode::OK);
     before
         .assert_deltas(&[(&allowed, 1.0), (&forbidden, 0.0), (&unauthenticated, 0.0)])
         .await;
 
     let before = Before::take(&gw).await;
-    let got = send(&cl, as_alice(SF_BOB)).await;
+    let got = send(&cl, as_alice(ACME_SF_BOB)).await;
     assert_eq!(
         (got.status.as_u16(), got.code().as_str()),
         (403, "credential_forbidden")

@@ -12,45 +12,10 @@ use credgate::gateway::body;
 use http::{Request, StatusCode};
 use serde_json::json;
 
-const SF_ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
-const SF_BOB: &str = "b0b00000-0000-4000-8000-000000000001";
-
-async fn paragon() -> Recorder {
-    spawn_recorder(Arc::new(|r: Recorded| {
-        Box::pin(async move {
-            if r.path.ends_with("/sdk/me") {
-                return json_response(
-                    StatusCode::OK,
-                    me_body(
-                        "acme",
-                        &[
-                            (SF_ALICE, "salesforce", "alice"),
-                            (SF_BOB, "salesforce", "bob"),
-                        ],
-                    ),
-                );
-            }
-            if r.path.contains("/slow") {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-            }
-            json_response(StatusCode::OK, json!({"ok": true}))
-        })
-    }))
-    .await
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn admin_endpoints_answer() {
     let keys = Keys::new();
-    let p = paragon().await;
+    let p = acme_paragon(Duration::from_millis(1500)).await;
     let gw = ConfigBuilder::new(&keys, Hosts::all(&p.url()))
         .start()
         .await;
@@ -97,25 +62,12 @@ async fn admin_endpoints_answer() {
 #[tokio::test]
 async fn metrics_count_requests_and_cache_activity() {
     let keys = Keys::new();
-    let p = paragon().await;
+    let p = acme_paragon(Duration::from_millis(1500)).await;
     let gw = ConfigBuilder::new(&keys, Hosts::all(&p.url()))
         .start()
         .await;
     let cl = client();
-    let scrape = || async {
-        String::from_utf8(
-            get(
-                &client(),
-                &format!("http://{}/metrics", gw.admin_addr),
-                None,
-            )
-            .await
-            .body
-            .to_vec(),
-        )
-        .unwrap()
-    };
-    let before = scrape().await;
+    let before = scrape_metrics(&gw).await;
     let alice = keys.member("acme", "alice");
     let path = format!("/projects/{PROJECT}/sdk/proxy/salesforce/x");
     for _ in 0..3 {
@@ -126,7 +78,7 @@ async fn metrics_count_requests_and_cache_activity() {
                 &gw,
                 &path,
                 Some(&alice),
-                &[("x-paragon-credential", SF_ALICE)],
+                &[("x-paragon-credential", ACME_SF_ALICE)],
                 "",
             ),
         )
@@ -140,7 +92,7 @@ async fn metrics_count_requests_and_cache_activity() {
             &gw,
             &path,
             Some(&alice),
-            &[("x-paragon-credential", SF_BOB)],
+            &[("x-paragon-credential", ACME_SF_BOB)],
             "",
         ),
     )
@@ -148,7 +100,7 @@ async fn metrics_count_requests_and_cache_activity() {
     assert_eq!(got.status, 403);
     let got = send(&cl, req("GET", &gw, &path, None, &[], "")).await;
     assert_eq!(got.status, 401);
-    let after = scrape().await;
+    let after = scrape_metrics(&gw).await;
     let delta = |s: &str| metric(&after, s) - metric(&before, s);
     assert_eq!(
         delta("credgate_requests_total{product=\"proxy\",decision=\"allowed\",status=\"200\"}"),
@@ -184,7 +136,7 @@ async fn metrics_count_requests_and_cache_activity() {
 #[tokio::test]
 async fn reload_swaps_policy_and_an_invalid_config_changes_nothing() {
     let keys = Keys::new();
-    let p = paragon().await;
+    let p = acme_paragon(Duration::from_millis(1500)).await;
     let builder = ConfigBuilder::new(&keys, Hosts::all(&p.url()));
     let path = keys.dir.write("credgate.toml", &builder.toml());
     let bin = Binary::serve(&path, &[]);
@@ -220,7 +172,7 @@ async fn reload_swaps_policy_and_an_invalid_config_changes_nothing() {
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_request_finish_and_refuses_new_connections() {
     let keys = Keys::new();
-    let p = paragon().await;
+    let p = acme_paragon(Duration::from_millis(1500)).await;
     // One worker: the current-thread runtime, also under signals.
     let path = keys.dir.write(
         "credgate.toml",
@@ -252,7 +204,7 @@ async fn sigterm_lets_an_in_flight_request_finish_and_refuses_new_connections() 
 #[tokio::test]
 async fn no_token_appears_in_logs_even_at_trace() {
     let keys = Keys::new();
-    let p = paragon().await;
+    let p = acme_paragon(Duration::from_millis(1500)).await;
     let path = keys.dir.write(
         "credgate.toml",
         &ConfigBuilder::new(&keys, Hosts::all(&p.url())).toml(),
@@ -265,7 +217,7 @@ async fn no_token_appears_in_logs_even_at_trace() {
         &cl,
         Request::get(&url)
             .header("authorization", format!("Bearer {alice}"))
-            .header("x-paragon-credential", SF_ALICE)
+            .header("x-paragon-credential", ACME_SF_ALICE)
             .body(body::empty())
             .unwrap(),
     )
@@ -353,7 +305,7 @@ fn tls_client(
 #[tokio::test]
 async fn https_serves_http1_and_http2_and_reloads_its_certificate() {
     let keys = Keys::new();
-    let p = paragon().await;
+    let p = acme_paragon(Duration::from_millis(1500)).await;
     let (cert_a, key_a) = cert("cert-a");
     let (cert_b, key_b) = cert("cert-b");
     keys.dir.write("tls.crt", &cert_a);
@@ -410,7 +362,7 @@ async fn https_serves_http1_and_http2_and_reloads_its_certificate() {
 #[tokio::test]
 async fn healthcheck_command_probes_the_admin_listener() {
     let keys = Keys::new();
-    let p = paragon().await;
+    let p = acme_paragon(Duration::from_millis(1500)).await;
     let path = keys.dir.write(
         "credgate.toml",
         &ConfigBuilder::new(&keys, Hosts::all(&p.url())).toml(),
@@ -442,7 +394,7 @@ async fn healthcheck_command_probes_the_admin_listener() {
 #[tokio::test]
 async fn connections_close_after_the_request_limit() {
     let keys = Keys::new();
-    let p = paragon().await;
+    let p = acme_paragon(Duration::from_millis(1500)).await;
     let gw = ConfigBuilder::new(&keys, Hosts::all(&p.url()))
         .server("max_requests_per_connection = 2")
         .start()
@@ -468,7 +420,7 @@ async fn connections_close_after_the_request_limit() {
 #[tokio::test]
 async fn reloads_report_settings_that_need_a_restart() {
     let keys = Keys::new();
-    let p = paragon().await;
+    let p = acme_paragon(Duration::from_millis(1500)).await;
     let gw = ConfigBuilder::new(&keys, Hosts::all(&p.url()))
         .start()
         .await;
@@ -508,7 +460,7 @@ async fn reloads_report_settings_that_need_a_restart() {
 #[tokio::test]
 async fn each_request_writes_one_audit_record_with_decision_and_reason() {
     let keys = Keys::new();
-    let p = paragon().await;
+    let p = acme_paragon(Duration::from_millis(1500)).await;
     let path = keys.dir.write(
         "credgate.toml",
         &ConfigBuilder::new(&keys, Hosts::all(&p.url())).toml(),
@@ -530,11 +482,15 @@ async fn each_request_writes_one_audit_record_with_decision_and_reason() {
 
     let allowed = send(
         &cl,
-        request("audit-allowed-1", Some(&alice), Some(SF_ALICE)),
+        request("audit-allowed-1", Some(&alice), Some(ACME_SF_ALICE)),
     )
     .await;
     assert_eq!(allowed.status, 200);
-    let foreign = send(&cl, request("audit-foreign-2", Some(&alice), Some(SF_BOB))).await;
+    let foreign = send(
+        &cl,
+        request("audit-foreign-2", Some(&alice), Some(ACME_SF_BOB)),
+    )
+    .await;
     assert_eq!(foreign.status, 403);
     let foreign_code = foreign.code();
     assert_eq!(foreign_code, "credential_forbidden");
@@ -550,7 +506,7 @@ async fn each_request_writes_one_audit_record_with_decision_and_reason() {
             "audit-allowed-1",
             "allowed",
             "forwarded",
-            SF_ALICE,
+            ACME_SF_ALICE,
             "proxy",
             200,
             "alice",
@@ -629,6 +585,6 @@ async fn each_request_writes_one_audit_record_with_decision_and_reason() {
         .filter(|r| !r.path.ends_with("/sdk/me"))
         .collect();
     assert_eq!(forwarded.len(), 1, "{forwarded:#?}");
-    assert_eq!(forwarded[0].headers["x-paragon-credential"], SF_ALICE);
+    assert_eq!(forwarded[0].headers["x-paragon-credential"], ACME_SF_ALICE);
     drop(bin);
 }

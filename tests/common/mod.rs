@@ -295,6 +295,60 @@ impl Recorder {
     }
 }
 
+/// Alice's and bob's Salesforce credentials in [`acme_paragon`].
+pub const ACME_SF_ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
+pub const ACME_SF_BOB: &str = "b0b00000-0000-4000-8000-000000000001";
+
+/// A recording Paragon for the Connected User `acme`: `/sdk/me` lists one
+/// Salesforce credential each for alice and bob ([`ACME_SF_ALICE`],
+/// [`ACME_SF_BOB`]); a path containing `/slow` answers after `slow`;
+/// anything else answers `200 {"ok": true, "bodyLen": n}` at once.
+pub async fn acme_paragon(slow: Duration) -> Recorder {
+    spawn_recorder(Arc::new(move |r: Recorded| {
+        Box::pin(async move {
+            if r.path.ends_with("/sdk/me") {
+                return json_response(
+                    StatusCode::OK,
+                    me_body(
+                        "acme",
+                        &[
+                            (ACME_SF_ALICE, "salesforce", "alice"),
+                            (ACME_SF_BOB, "salesforce", "bob"),
+                        ],
+                    ),
+                );
+            }
+            if r.path.contains("/slow") {
+                tokio::time::sleep(slow).await;
+            }
+            json_response(StatusCode::OK, json!({"ok": true, "bodyLen": r.body.len()}))
+        })
+    }))
+    .await
+}
+
+/// The gateway's Prometheus text, from its admin listener.
+pub async fn scrape_metrics(gw: &Running) -> String {
+    let got = get(
+        &client(),
+        &format!("http://{}/metrics", gw.admin_addr),
+        None,
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::OK);
+    String::from_utf8(got.body.to_vec()).expect("metrics are UTF-8")
+}
+
+/// The value of one series (`name{labels}` exactly as exported) in a
+/// Prometheus text exposition; 0 when the series is not exported yet.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// A recorder answering `200 {"upstream": name, "path": ...}`.
 pub async fn spawn_echo(name: &'static str) -> Recorder {
     spawn_recorder(Arc::new(move |r: Recorded| {
