@@ -390,6 +390,22 @@ impl RawUpstream {
         format!("http://{}", self.addr)
     }
 
+    /// This upstream answering `response`, and a gateway in front of it
+    /// with `server` added to its `[server]` table.
+    async fn behind_gateway(
+        keys: &Keys,
+        response: &'static [u8],
+        close: bool,
+        server: &str,
+    ) -> (RawUpstream, Running) {
+        let upstream = RawUpstream::spawn(response, close).await;
+        let gw = ConfigBuilder::new(keys, Hosts::all(&upstream.url()))
+            .server(server)
+            .start()
+            .await;
+        (upstream, gw)
+    }
+
     fn everything(&self) -> String {
         let l = self.received.lock().unwrap();
         l.iter()
@@ -832,14 +848,13 @@ async fn upgrade_requests_open_no_tunnel() {
 #[tokio::test]
 async fn requests_reach_paragon_in_origin_form() {
     let keys = Keys::new();
-    let upstream = RawUpstream::spawn(
+    let (upstream, gw) = RawUpstream::behind_gateway(
+        &keys,
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
         false,
+        "",
     )
     .await;
-    let gw = ConfigBuilder::new(&keys, Hosts::all(&upstream.url()))
-        .start()
-        .await;
     let admin = keys.admin("acme");
     let path = proxy_path("salesforce", "sobjects/Account?limit=5&q=a%20b");
     let request = head("GET", &path, Some(&admin), &["Connection: close"]) + "\r\n";
@@ -866,15 +881,7 @@ async fn requests_reach_paragon_in_origin_form() {
 #[tokio::test]
 async fn a_response_body_that_stalls_is_cut_after_the_upstream_timeout() {
     let keys = Keys::new();
-    let upstream = RawUpstream::spawn(
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 100\r\n\r\n0123456789",
-        false,
-    )
-    .await;
-    let gw = ConfigBuilder::new(&keys, Hosts::all(&upstream.url()))
-        .server("upstream_timeout = \"500ms\"")
-        .start()
-        .await;
+    let (_upstream, gw) = RawUpstream::behind_gateway(&keys, b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 100\r\n\r\n0123456789", false, "upstream_timeout = \"500ms\"").await;
     let admin = keys.admin("acme");
     let path = proxy_path("salesforce", "download");
     let request = head("GET", &path, Some(&admin), &["Connection: close"]) + "\r\n";
@@ -906,14 +913,13 @@ async fn a_response_body_that_stalls_is_cut_after_the_upstream_timeout() {
 #[tokio::test]
 async fn an_unsolicited_101_from_upstream_opens_no_tunnel() {
     let keys = Keys::new();
-    let upstream = RawUpstream::spawn(
+    let (upstream, gw) = RawUpstream::behind_gateway(
+        &keys,
         b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
         false,
+        "",
     )
     .await;
-    let gw = ConfigBuilder::new(&keys, Hosts::all(&upstream.url()))
-        .start()
-        .await;
     let admin = keys.admin("acme");
     let path = proxy_path("salesforce", "ws");
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
@@ -993,14 +999,7 @@ async fn http_1_0_and_close_delimited_responses() {
     // Paragon (or something in front of it) answers HTTP/1.0 with a body
     // delimited by closing the connection; the body looks like a response.
     let keys = Keys::new();
-    let upstream = RawUpstream::spawn(
-        b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nfirst line\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-        true,
-    )
-    .await;
-    let gw = ConfigBuilder::new(&keys, Hosts::all(&upstream.url()))
-        .start()
-        .await;
+    let (_upstream, gw) = RawUpstream::behind_gateway(&keys, b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nfirst line\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true, "").await;
     let admin = keys.admin("acme");
     let expected_body: &[u8] = b"first line\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
     let request = format!(
@@ -2650,10 +2649,13 @@ async fn redirects_are_passed_on_never_followed() {
 #[tokio::test]
 async fn connect_requests_open_no_tunnel() {
     let keys = Keys::new();
-    let upstream = RawUpstream::spawn(b"HTTP/1.1 200 Connection Established\r\n\r\n", false).await;
-    let gw = ConfigBuilder::new(&keys, Hosts::all(&upstream.url()))
-        .start()
-        .await;
+    let (upstream, gw) = RawUpstream::behind_gateway(
+        &keys,
+        b"HTTP/1.1 200 Connection Established\r\n\r\n",
+        false,
+        "",
+    )
+    .await;
     let admin = keys.admin("acme");
     for target in [
         proxy_path("salesforce", "x"),
