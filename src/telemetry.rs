@@ -534,22 +534,15 @@ mod tests {
         m.count_request("proxy", "refused", 403);
         m.count_request("actionkit", "allowed", 200);
         let text = m.encode();
-        assert!(
-            text.contains(&format!("{} 2\n", line("proxy", "allowed", 200))),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("{} 1\n", line("proxy", "allowed", 404))),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("{} 1\n", line("proxy", "refused", 403))),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("{} 1\n", line("actionkit", "allowed", 200))),
-            "{text}"
-        );
+        for (product, decision, status, count) in [
+            ("proxy", "allowed", 200, 2),
+            ("proxy", "allowed", 404, 1),
+            ("proxy", "refused", 403, 1),
+            ("actionkit", "allowed", 200, 1),
+        ] {
+            let expected = format!("{} {count}\n", line(product, decision, status));
+            assert!(text.contains(&expected), "{expected}: {text}");
+        }
         assert!(!text.contains(&line("proxy", "allowed", 201)), "{text}");
     }
 

@@ -213,7 +213,9 @@ fn proxy_rest_offset(path: &str) -> Option<usize> {
         "/projects/".len() + project.len() + "/sdk/proxy/".len() + integration.len() + 1;
     if integration == "custom" {
         let after = path.get(prefix_len..)?;
-        let id = &after[..after.bytes().position(|b| b == b'/')?];
+        let (id, Some(_)) = crate::paragon::routes::split_first(after) else {
+            return None;
+        };
         if id.is_empty() {
             return None;
         }
@@ -222,22 +224,13 @@ fn proxy_rest_offset(path: &str) -> Option<usize> {
     (path.len() >= prefix_len).then_some(prefix_len)
 }
 
-/// The `/`-separated pieces of `s`. A byte scan: the segments are short,
-/// and `str::split` sets up a searcher per call.
+/// The `/`-separated pieces of `s`.
 fn segments(s: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(s);
     std::iter::from_fn(move || {
-        let r = rest?;
-        match r.bytes().position(|b| b == b'/') {
-            Some(at) => {
-                rest = Some(&r[at + 1..]);
-                Some(&r[..at])
-            }
-            None => {
-                rest = None;
-                Some(r)
-            }
-        }
+        let (segment, tail) = crate::paragon::routes::split_first(rest?);
+        rest = tail;
+        Some(segment)
     })
 }
 
@@ -410,6 +403,22 @@ pub fn host_allowed(allowed: &[String], host: &str, port: Option<u16>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxy_rest_starts_after_the_integration_or_the_custom_id() {
+        let p = "/projects/p/sdk/proxy/slack/chat.postMessage";
+        assert_eq!(
+            proxy_rest_offset(p),
+            Some(p.len() - "chat.postMessage".len())
+        );
+        let p = "/projects/p/sdk/proxy/custom/abc/x/y";
+        assert_eq!(proxy_rest_offset(p), Some(p.len() - "x/y".len()));
+        // A custom id with nothing after it has no `{rest}`.
+        assert_eq!(proxy_rest_offset("/projects/p/sdk/proxy/custom/abc"), None);
+        assert_eq!(proxy_rest_offset("/projects/p/sdk/proxy/custom//x"), None);
+        assert_eq!(proxy_rest_offset("/projects/p/sdk/proxy/"), None);
+        assert_eq!(proxy_rest_offset("/projects/p/sdk/me"), None);
+    }
 
     /// The shortcut agrees with the full rules on every short path over an
     /// alphabet of the characters that matter: it accepts exactly the paths

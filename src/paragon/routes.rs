@@ -284,7 +284,7 @@ fn route(product: Product, upstream: Upstream, op: Operation<'_>) -> Route<'_> {
 /// `"a/b/c"` → `("a", Some("b/c"))`; `"a"` → `("a", None)`.
 /// The first `/`-separated piece of `s` and the rest after its `/`. A byte
 /// scan: the pieces are short, and `split_once` sets up a searcher per call.
-fn split_first(s: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_first(s: &str) -> (&str, Option<&str>) {
     match s.bytes().position(|b| b == b'/') {
         Some(at) => (&s[..at], Some(&s[at + 1..])),
         None => (s, None),
