@@ -16,6 +16,12 @@ use credgate::paragon::credentials::CredentialList;
 use credgate::paragon::filter;
 use credgate::paragon::jsonbody::TopObject;
 use credgate::paragon::mint::{Minter, Scope};
+
+/// An untrusted member, the common case on the hot path.
+const MEMBER: headers::Sender<'static> = headers::Sender {
+    trusted_proxy: false,
+    member_allowed: Some(&[]),
+};
 use credgate::paragon::routes::classify;
 use credgate::policy::{resolve_named, Permit, Requested, RouteIntegration};
 use credgate::telemetry::Metrics;
@@ -213,7 +219,7 @@ fn bench_rewrite(c: &mut Criterion) {
         b.iter(|| {
             let mut h = incoming.clone();
             let _ = headers::single_value(&h, headers::X_PARAGON_CREDENTIAL);
-            headers::scrub_request(&mut h, false);
+            headers::scrub_request(&mut h, MEMBER);
             headers::set_forwarded(
                 &mut h,
                 &headers::client_ip_value("127.0.0.1".parse().unwrap()),
@@ -380,7 +386,7 @@ fn bench_warm_path(c: &mut Criterion) {
                     )
                     .unwrap();
                 let mut out = h.clone();
-                headers::scrub_request(&mut out, false);
+                headers::scrub_request(&mut out, MEMBER);
                 headers::set_forwarded(
                     &mut out,
                     &headers::client_ip_value("127.0.0.1".parse().unwrap()),

@@ -27,15 +27,8 @@ use crate::paragon::syncs::SyncStore;
 use crate::server::tls::TlsAcceptorHandle;
 use crate::telemetry::{KindLabel, Metrics};
 
-fn upstream_bases(c: &Config) -> [&crate::config::UpstreamBase; 5] {
-    let p = &c.paragon;
-    [
-        &p.connect_url,
-        &p.workflows_url,
-        &p.proxy_url,
-        &p.actionkit_url,
-        &p.sync_url,
-    ]
+fn upstream_bases(c: &Config) -> [&crate::config::UpstreamBase; 6] {
+    c.paragon.upstream_bases()
 }
 
 /// Builds a generation, reusing what `previous` already has when its
@@ -163,10 +156,15 @@ pub async fn start(config: Config) -> Result<Running, String> {
         Some(c) => SyncStore::Cluster(c.clone()),
         None => SyncStore::default(),
     };
+    let subscriptions = crate::paragon::subscriptions::Subscriptions::new(
+        config.cache.max_concurrent_loads,
+        config.server.upstream_timeout,
+    );
     let state = Arc::new(State::new(
         generation,
         directory,
         syncs,
+        subscriptions,
         metrics,
         cluster.clone(),
     ));

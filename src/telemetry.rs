@@ -240,6 +240,10 @@ pub struct Metrics {
     pub jwks_keys: Gauge,
     pub token_mints: Counter,
     pub mint_cache_hits: Counter,
+    /// Members' `X-Paragon-*` request fields credgate does not know, removed.
+    pub headers_removed: Counter,
+    /// Trigger-subscription owners looked up at Paragon.
+    pub subscription_lookups: Counter,
     pub connections_active: Gauge,
     pub connections_refused: Family<KindLabel, Counter>,
     pub connection_errors: Family<KindLabel, Counter>,
@@ -287,6 +291,8 @@ impl Metrics {
             jwks_keys: Gauge::default(),
             token_mints: Counter::default(),
             mint_cache_hits: Counter::default(),
+            headers_removed: Counter::default(),
+            subscription_lookups: Counter::default(),
             connections_active: Gauge::default(),
             connections_refused: Family::default(),
             connection_errors: Family::default(),
@@ -382,6 +388,16 @@ impl Metrics {
             "mint_cache_hits",
             "Upstream tokens reused from the cache",
             m.mint_cache_hits.clone(),
+        );
+        r.register(
+            "headers_removed",
+            "X-Paragon-* request fields of members that credgate does not know, removed",
+            m.headers_removed.clone(),
+        );
+        r.register(
+            "subscription_lookups",
+            "Trigger-subscription owners looked up at Paragon",
+            m.subscription_lookups.clone(),
         );
         r.register(
             "connections_active",

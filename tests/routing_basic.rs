@@ -361,7 +361,7 @@ async fn sync_bodies_carry_the_resolved_credential() {
     assert!(sent[0].headers.get("x-paragon-credential").is_none());
 
     // The sync is now alice's: she reaches it, bob does not.
-    let sync = "/api/syncs/5E5E0000-0000-4000-8000-000000000001/records";
+    let sync = "/api/syncs/5e5e0000-0000-4000-8000-000000000001/records";
     let got = send(&cl, req("GET", &gw, sync, Some(&alice), &[], "")).await;
     assert_eq!(got.status, 200);
     let got = send(

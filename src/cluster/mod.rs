@@ -40,6 +40,10 @@ use pool::Pool;
 const CHANNEL: &str = "credgate_events";
 /// Bound on any one database operation; past it the store counts as down.
 const OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a sync id the store did not know is remembered as unknown.
+const UNKNOWN_SYNC_TTL: Duration = Duration::from_secs(10);
+/// Most unknown sync ids remembered.
+const UNKNOWN_SYNC_CAPACITY: u64 = 100_000;
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -104,6 +108,11 @@ pub struct Cluster {
     last_ok: Mutex<Instant>,
     /// Local cache of sync owners (write-through).
     syncs: MemorySyncs,
+    /// Sync ids the store had no record of, for [`UNKNOWN_SYNC_TTL`]: a
+    /// member probing unknown ids (or a list of syncs credgate never saw)
+    /// costs the store one query per id per TTL, not one per request.
+    /// Dropped when any replica records the sync (its event).
+    unknown_syncs: moka::sync::Cache<String, ()>,
     wake: Notify,
     cursor_us: AtomicI64,
     migrated: AtomicBool,
@@ -147,6 +156,10 @@ impl Cluster {
             degraded: AtomicBool::new(false),
             last_ok: Mutex::new(Instant::now()),
             syncs: MemorySyncs::default(),
+            unknown_syncs: moka::sync::Cache::builder()
+                .max_capacity(UNKNOWN_SYNC_CAPACITY)
+                .time_to_live(UNKNOWN_SYNC_TTL)
+                .build(),
             wake: Notify::new(),
             cursor_us: AtomicI64::new(0),
             migrated: AtomicBool::new(false),
@@ -284,38 +297,64 @@ impl Cluster {
 
     /// The owner of a sync: the local cache, else the store.
     pub async fn sync_owner(&self, sync_id: &str) -> Result<Option<Owner>, StoreUnavailable> {
-        if let Some(o) = self.syncs.owner(sync_id) {
-            return Ok(Some(o));
+        Ok(self.sync_owners(&[sync_id]).await?.remove(sync_id))
+    }
+
+    /// The owners of many syncs: those in the local cache, the rest in one
+    /// query (ids known to be unknown are not asked again for a while).
+    pub async fn sync_owners(
+        &self,
+        sync_ids: &[&str],
+    ) -> Result<HashMap<String, Owner>, StoreUnavailable> {
+        let mut found = HashMap::new();
+        let mut ask: Vec<String> = Vec::new();
+        for id in sync_ids {
+            match self.syncs.owner(id) {
+                Some(o) => {
+                    found.insert(id.to_string(), o);
+                }
+                None if self.unknown_syncs.contains_key(*id) => {}
+                None => ask.push(id.to_string()),
+            }
         }
-        let id = crate::paragon::syncs::normalize(sync_id);
+        ask.sort_unstable();
+        ask.dedup();
+        if ask.is_empty() {
+            return Ok(found);
+        }
         let result = async {
             let client = self.pool.get().await?;
-            let row = timeout(client.query_opt(
-                "SELECT connected_user, credential_id FROM credgate_syncs WHERE project = $1 AND sync_id = $2",
-                &[&self.project, &id],
+            let rows = timeout(client.query(
+                "SELECT sync_id, connected_user, credential_id FROM credgate_syncs WHERE project = $1 AND sync_id = ANY($2)",
+                &[&self.project, &ask],
             ))
             .await?;
             client.keep();
-            Ok::<_, String>(row.map(|r| Owner {
-                user: Arc::from(r.get::<_, String>(0)),
-                credential: Arc::from(r.get::<_, String>(1)),
-            }))
+            Ok::<_, String>(rows)
         }
         .await;
-        match result {
-            Ok(Some(owner)) => {
-                self.syncs.record(&id, owner.clone());
-                Ok(Some(owner))
-            }
-            Ok(None) => Ok(None),
-            Err(e) => Err(self.failed("sync_owner", &e)),
+        let rows = result.map_err(|e| self.failed("sync_owner", &e))?;
+        for r in rows {
+            let id: String = r.get(0);
+            let owner = Owner {
+                user: Arc::from(r.get::<_, String>(1)),
+                credential: Arc::from(r.get::<_, String>(2)),
+            };
+            self.syncs.record(&id, owner.clone());
+            found.insert(id, owner);
         }
+        for id in ask {
+            if !found.contains_key(&id) {
+                self.unknown_syncs.insert(id, ());
+            }
+        }
+        Ok(found)
     }
 
     /// Records a sync's owner and the invalidation of other replicas'
     /// cached record, in one transaction.
     pub async fn record_sync(&self, sync_id: &str, owner: Owner) -> Result<(), StoreUnavailable> {
-        let id = crate::paragon::syncs::normalize(sync_id);
+        let id = sync_id.to_string();
         let result = self
             .with_event(
                 "INSERT INTO credgate_syncs (project, sync_id, connected_user, credential_id) VALUES ($1, $2, $3, $4)
@@ -327,6 +366,7 @@ impl Cluster {
             .await;
         match result {
             Ok(()) => {
+                self.unknown_syncs.invalidate(&id);
                 self.syncs.record(&id, owner);
                 Ok(())
             }
@@ -336,7 +376,7 @@ impl Cluster {
 
     /// Deletes a sync's record (and tells the other replicas).
     pub async fn remove_sync(&self, sync_id: &str) -> Result<(), StoreUnavailable> {
-        let id = crate::paragon::syncs::normalize(sync_id);
+        let id = sync_id.to_string();
         self.syncs.remove(&id);
         self.with_event(
             "DELETE FROM credgate_syncs WHERE project = $1 AND sync_id = $2",
@@ -350,6 +390,7 @@ impl Cluster {
     /// Drops the local copy of a sync record (an event from another replica).
     fn forget_sync(&self, sync_id: &str) {
         self.syncs.remove(sync_id);
+        self.unknown_syncs.invalidate(sync_id);
     }
 
     /// Starts the LISTEN and poll tasks. They end when the state is dropped.
@@ -500,6 +541,7 @@ async fn poll_loop(cluster: Weak<Cluster>, state: Weak<State>) {
 impl Cluster {
     fn syncs_clear(&self) {
         self.syncs.clear();
+        self.unknown_syncs.invalidate_all();
     }
 }
 

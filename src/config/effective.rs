@@ -44,6 +44,13 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             proxy_url: Some(p.proxy_url.text.clone()),
             actionkit_url: Some(p.actionkit_url.text.clone()),
             sync_url: Some(p.sync_url.text.clone()),
+            agentos_url: Some(p.agentos_url.text.clone()),
+            member_token_permissions: Some(
+                serde_json::from_value(serde_json::Value::Object(
+                    p.member_token_permissions.clone(),
+                ))
+                .unwrap_or_default(),
+            ),
             signing_key_file: p.signing_key.as_ref().map(|k| path(&k.path)),
             public_key_file: p.public_key.as_ref().map(|k| path(&k.path)),
             token_ttl: Some(d(p.token_ttl)),
@@ -101,6 +108,7 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             ),
             allow_account_auth: Some(pol.allow_account_auth),
             proxy_url_hosts: Some(pol.proxy_url_hosts.clone()),
+            member_paragon_headers: Some(pol.member_paragon_headers.clone()),
         },
         cache: RawCache {
             credentials_ttl: Some(d(c.cache.credentials_ttl)),

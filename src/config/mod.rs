@@ -68,6 +68,16 @@ pub const DEFAULT_WORKFLOWS_URL: &str = "https://hermes.useparagon.com";
 pub const DEFAULT_PROXY_URL: &str = "https://proxy.useparagon.com";
 pub const DEFAULT_ACTIONKIT_URL: &str = "https://actionkit.useparagon.com";
 pub const DEFAULT_SYNC_URL: &str = "https://sync.useparagon.com";
+pub const DEFAULT_AGENTOS_URL: &str = "https://agentos.useparagon.com";
+/// `X-Paragon-*` request headers credgate reads and sets itself (SPEC §7):
+/// `policy.member_paragon_headers` may not name them, because letting one
+/// "through" would bypass its check.
+pub const MANAGED_PARAGON_HEADERS: &[&str] = &[
+    "x-paragon-credential",
+    "x-paragon-configuration-id",
+    "x-paragon-proxy-url",
+    "x-paragon-user-metadata",
+];
 /// `paragon.token_ttl`: lifetime of minted upstream tokens [default: 5m].
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(300);
 /// Minted tokens are reused until this long before they expire (SPEC §7).
@@ -190,11 +200,32 @@ pub struct ParagonConfig {
     pub proxy_url: UpstreamBase,
     pub actionkit_url: UpstreamBase,
     pub sync_url: UpstreamBase,
+    pub agentos_url: UpstreamBase,
+    /// Merged into the top level of every minted member permissions claim
+    /// (ActionKit's `actionkit`, say). Never holds a scope key
+    /// (`integration:*`, `credential:*`, `configuration:*`): those would
+    /// widen what a member's token may use.
+    pub member_token_permissions: serde_json::Map<String, serde_json::Value>,
     pub signing_key: Option<PemFile>,
     pub public_key: Option<PemFile>,
     pub token_ttl: Duration,
     pub ca_file: Option<PemFile>,
     pub audience: String,
+}
+
+impl ParagonConfig {
+    /// The six upstream bases in one fixed order: connect, workflows,
+    /// proxy, ActionKit, sync, Agent OS (`paragon::routes::Upstream`'s).
+    pub fn upstream_bases(&self) -> [&UpstreamBase; 6] {
+        [
+            &self.connect_url,
+            &self.workflows_url,
+            &self.proxy_url,
+            &self.actionkit_url,
+            &self.sync_url,
+            &self.agentos_url,
+        ]
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,6 +305,8 @@ pub struct PolicyConfig {
     pub allow_account_auth: bool,
     /// Lowercased `host` or `host:port` entries.
     pub proxy_url_hosts: Vec<String>,
+    /// Extra `X-Paragon-*` request headers members may send (lowercase).
+    pub member_paragon_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -710,6 +743,13 @@ fn validate_paragon(
         raw.sync_url.as_deref(),
         DEFAULT_SYNC_URL,
     )?;
+    let agentos_url = url(
+        "paragon.agentos_url",
+        raw.agentos_url.as_deref(),
+        DEFAULT_AGENTOS_URL,
+    )?;
+    let member_token_permissions =
+        member_token_permissions(raw.member_token_permissions.unwrap_or_default())?;
 
     let signing_key = raw
         .signing_key_file
@@ -784,12 +824,40 @@ fn validate_paragon(
         proxy_url,
         actionkit_url,
         sync_url,
+        agentos_url,
+        member_token_permissions,
         signing_key,
         public_key,
         token_ttl,
         ca_file,
         audience,
     })
+}
+
+/// `paragon.member_token_permissions`: TOML values as JSON. A scope key
+/// (`integration:`, `credential:`, `configuration:`) is refused: merged
+/// into a member's claim it would widen what the token may use.
+fn member_token_permissions(
+    table: toml::Table,
+) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
+    const KEY: &str = "paragon.member_token_permissions";
+    let mut out = serde_json::Map::new();
+    for (k, v) in table {
+        let lower = k.to_ascii_lowercase();
+        if ["integration:", "credential:", "configuration:"]
+            .iter()
+            .any(|p| lower.starts_with(p))
+        {
+            return Err(ConfigError::new(
+                format!("{KEY}.{k}"),
+                "is a permission scope; scopes are credgate's to set (it narrows them to the member's credentials)",
+            ));
+        }
+        let json = serde_json::to_value(&v)
+            .map_err(|e| ConfigError::new(format!("{KEY}.{k}"), e.to_string()))?;
+        out.insert(k, json);
+    }
+    Ok(out)
 }
 
 fn claim_name(key: &str, v: Option<String>, default: &str) -> Result<String, ConfigError> {
@@ -1045,7 +1113,11 @@ fn validate_policy(
         }
     };
     let member_products = match raw.member_products {
-        None => Product::ALL.iter().copied().collect(),
+        None => Product::ALL
+            .iter()
+            .copied()
+            .filter(|p| p.member_default())
+            .collect(),
         Some(list) => list
             .iter()
             .map(|p| {
@@ -1081,6 +1153,35 @@ fn validate_policy(
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let member_paragon_headers = raw
+        .member_paragon_headers
+        .unwrap_or_default()
+        .into_iter()
+        .map(|h| {
+            let lower = h.trim().to_ascii_lowercase();
+            let token = !lower.is_empty()
+                && lower
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if token && lower.starts_with("x-paragon-") {
+                Ok(lower)
+            } else {
+                Err(ConfigError::new(
+                    "policy.member_paragon_headers",
+                    format!("`{h}` is not an X-Paragon-* header name (letters, digits and `-`)"),
+                ))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(h) = member_paragon_headers
+        .iter()
+        .find(|h| MANAGED_PARAGON_HEADERS.contains(&h.as_str()))
+    {
+        return Err(ConfigError::new(
+            "policy.member_paragon_headers",
+            format!("`{h}` is checked and set by credgate itself; it cannot be let through"),
+        ));
+    }
     Ok(PolicyConfig {
         owner_external_id: raw.owner_external_id,
         credentials_claim: raw.credentials_claim,
@@ -1090,6 +1191,7 @@ fn validate_policy(
         member_products,
         allow_account_auth: raw.allow_account_auth.unwrap_or(false),
         proxy_url_hosts,
+        member_paragon_headers,
     })
 }
 

@@ -85,6 +85,10 @@ pub struct RawParagon {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub agentos_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member_token_permissions: Option<toml::Table>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub signing_key_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_key_file: Option<String>,
@@ -177,6 +181,8 @@ pub struct RawPolicy {
     pub allow_account_auth: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_url_hosts: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member_paragon_headers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

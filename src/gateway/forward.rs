@@ -36,6 +36,9 @@ use tokio_rustls::TlsConnector;
 use super::body::Body;
 use crate::config::UpstreamBase;
 
+/// Paragon's hosts (`paragon::routes::Upstream::ALL`).
+const UPSTREAMS: usize = crate::paragon::routes::Upstream::ALL.len();
+
 type Sender = SendRequest<Body>;
 
 /// An upstream connection and where it goes.
@@ -88,12 +91,12 @@ impl Drop for Affinity {
 /// Shared state: where each upstream is, how to reach it, and idle
 /// connections waiting for a new client connection.
 pub struct ConnPool {
-    targets: [UpstreamBase; 5],
+    targets: [UpstreamBase; UPSTREAMS],
     tls: TlsConnector,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
-    idle: [Mutex<Vec<Held>>; 5],
+    idle: [Mutex<Vec<Held>>; UPSTREAMS],
 }
 
 impl std::fmt::Debug for ConnPool {
@@ -105,7 +108,7 @@ impl std::fmt::Debug for ConnPool {
 impl ConnPool {
     /// `tls` must offer ALPN `http/1.1` only: these connections speak HTTP/1.1.
     pub fn new(
-        targets: [UpstreamBase; 5],
+        targets: [UpstreamBase; UPSTREAMS],
         mut tls: rustls::ClientConfig,
         connect_timeout: Duration,
         idle_timeout: Duration,

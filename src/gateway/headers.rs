@@ -17,6 +17,15 @@ use http::header::{Entry, HeaderMap, HeaderName, HeaderValue};
 
 pub const X_PARAGON_CREDENTIAL: &str = "x-paragon-credential";
 pub const X_PARAGON_CONFIGURATION_ID: &str = "x-paragon-configuration-id";
+pub const X_PARAGON_PROXY_URL: &str = "x-paragon-proxy-url";
+/// Paragon control headers a member may send as they are, in this exact
+/// (lowercase) spelling (SPEC §7); `policy.member_paragon_headers` adds to
+/// them. The credential, configuration and proxy-URL headers are checked
+/// and set by credgate itself.
+pub const MEMBER_PARAGON_HEADERS: &[&str] = &[
+    "x-paragon-use-raw-response",
+    "x-paragon-use-slack-token-type",
+];
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -37,15 +46,30 @@ const HOP_BY_HOP: &[&str] = &[
     "http2-settings",
 ];
 
-/// Fields removed from every forwarded request: method overrides (a `GET`
-/// that some frameworks would run as `DELETE`, bypassing the route table)
-/// and Paragon's internal persona metadata header.
+/// Fields removed from every forwarded request, in every spelling: method
+/// overrides (a `GET` that some frameworks would run as `DELETE`, bypassing
+/// the route table), Paragon's internal persona metadata header, and the
+/// headers that make a server further along re-route or re-method a
+/// request (IIS and Symfony's `X-Original-URL`/`X-Rewrite-URL`, the
+/// `X-Original-*`/`X-Host` family): credgate decided on its own reading of
+/// the method, path and host, and nothing behind it may read another.
 const ALWAYS_REMOVED: &[&str] = &[
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
     "x-paragon-user-metadata",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-method",
+    "x-original-host",
+    "x-host",
 ];
+
+/// Every `X-Envoy-*` field goes too: credgate sets `X-Forwarded-For`, which
+/// an Envoy behind it takes as a sign of an internal request and then
+/// honours `x-envoy-*` routing and retry headers from it.
+const ENVOY_PREFIX: &str = "x-envoy-";
+const PARAGON_PREFIX: &str = "x-paragon-";
 
 /// Whether `name` is a spelling of `canonical` (lowercase, `-`-separated):
 /// any case, `_` in place of `-`.
@@ -79,10 +103,30 @@ pub enum SingleError {
     Malformed,
 }
 
-/// Reads `canonical` in every spelling; exactly one value is allowed.
+/// Reads `canonical` in every spelling; exactly one value is allowed, and
+/// a comma counts as a second (intermediaries join repeated fields so).
 pub fn single_value<'a>(
     headers: &'a HeaderMap,
     canonical: &str,
+) -> Result<Single<'a>, SingleError> {
+    single(headers, canonical, true)
+}
+
+/// As [`single_value`] for a field whose value may hold commas (the
+/// Proxy API's target URL). A repeated field is still refused, and credgate
+/// forwards exactly the one value it checked, so nothing behind it can
+/// read a comma-joined pair differently.
+pub fn single_url_value<'a>(
+    headers: &'a HeaderMap,
+    canonical: &str,
+) -> Result<Single<'a>, SingleError> {
+    single(headers, canonical, false)
+}
+
+fn single<'a>(
+    headers: &'a HeaderMap,
+    canonical: &str,
+    comma_repeats: bool,
 ) -> Result<Single<'a>, SingleError> {
     let mut found = Single::Absent;
     for (name, value) in headers {
@@ -93,7 +137,7 @@ pub fn single_value<'a>(
             return Err(SingleError::Repeated);
         }
         let text = value.to_str().map_err(|_| SingleError::Malformed)?.trim();
-        if text.contains(',') {
+        if comma_repeats && text.contains(',') {
             return Err(SingleError::Repeated);
         }
         if text.is_empty() {
@@ -167,30 +211,71 @@ pub fn client_ip_value(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value")
 }
 
+/// Who sent a request, for [`scrub_request`].
+#[derive(Debug, Clone, Copy)]
+pub struct Sender<'a> {
+    /// A trusted proxy: its `Forwarded`/`X-Forwarded-*` are kept.
+    pub trusted_proxy: bool,
+    /// A member: `X-Paragon-*` fields pass only when known (SPEC §7):
+    /// [`MEMBER_PARAGON_HEADERS`] and these, in their exact spelling.
+    /// `None` for an admin, whose control headers pass.
+    pub member_allowed: Option<&'a [String]>,
+}
+
 /// Removes, in one pass over the header names, everything that must not
 /// reach Paragon from a client: hop-by-hop fields and every field the
 /// `Connection` header lists (any spelling), every spelling of the
-/// credential and configuration headers (credgate sets its own), method
-/// overrides and Paragon-internal headers, and, unless the client is a
-/// trusted proxy, `Forwarded`, `X-Forwarded-*` and other client-address
-/// headers. One scan instead of a lookup per name: this runs per request.
-pub fn scrub_request(headers: &mut HeaderMap, keep_forwarded: bool) {
+/// credential, configuration and proxy-URL headers (credgate sets its
+/// own), method overrides, re-routing headers, `X-Envoy-*` and
+/// Paragon-internal headers; unless the client is a trusted proxy,
+/// `Forwarded`, `X-Forwarded-*` and other client-address headers; and from
+/// a member, every `X-Paragon-*` field credgate does not know (as Envoy
+/// drops `x-envoy-*` from untrusted callers). One scan instead of a lookup
+/// per name: this runs per request.
+///
+/// Returns the member's unknown `X-Paragon-*` fields it removed (for the
+/// audit record and `credgate_headers_removed_total`); empty, without
+/// allocating, in the common case.
+pub fn scrub_request(headers: &mut HeaderMap, sender: Sender<'_>) -> Vec<HeaderName> {
+    let mut unknown_paragon = Vec::new();
     scrub(headers, |n| {
-        spelled_as(n, X_PARAGON_CREDENTIAL)
+        if spelled_as(n, X_PARAGON_CREDENTIAL)
             || spelled_as(n, X_PARAGON_CONFIGURATION_ID)
+            || spelled_as(n, X_PARAGON_PROXY_URL)
             || ALWAYS_REMOVED.iter().any(|c| spelled_as(n, c))
-            || (!keep_forwarded
-                && (spelled_as(n, "forwarded")
-                    || has_prefix_spelling(n, "x-forwarded-")
-                    || CLIENT_IP_HEADERS.iter().any(|c| spelled_as(n, c))))
+            || has_prefix_spelling(n, ENVOY_PREFIX)
+        {
+            return true;
+        }
+        if !sender.trusted_proxy
+            && (spelled_as(n, "forwarded")
+                || has_prefix_spelling(n, "x-forwarded-")
+                || CLIENT_IP_HEADERS.iter().any(|c| spelled_as(n, c)))
+        {
+            return true;
+        }
+        match sender.member_allowed {
+            Some(extra) if has_prefix_spelling(n, PARAGON_PREFIX) => {
+                let known = MEMBER_PARAGON_HEADERS.contains(&n) || extra.iter().any(|e| e == n);
+                if !known {
+                    if let Ok(name) = HeaderName::from_bytes(n.as_bytes()) {
+                        unknown_paragon.push(name);
+                    }
+                }
+                !known
+            }
+            _ => false,
+        }
     });
+    unknown_paragon.dedup();
+    unknown_paragon
 }
 
 /// The one pass behind both: hop-by-hop fields, fields the `Connection`
 /// header lists (any spelling), and whatever `also` names. Framing is
 /// hyper's job on both sides; a listed `Content-Length` goes like any other
 /// (hyper re-derives it from the body).
-fn scrub(headers: &mut HeaderMap, also: impl Fn(&str) -> bool) {
+fn scrub(headers: &mut HeaderMap, mut also: impl FnMut(&str) -> bool) {
     let listed: Vec<String> = headers
         .get_all(http::header::CONNECTION)
         .iter()
@@ -205,7 +290,8 @@ fn scrub(headers: &mut HeaderMap, also: impl Fn(&str) -> bool) {
         .keys()
         .filter(|name| {
             let n = name.as_str();
-            HOP_BY_HOP.contains(&n) || listed.iter().any(|l| spelled_as(n, l)) || also(n)
+            // `also` first: it records what it removes.
+            also(n) || HOP_BY_HOP.contains(&n) || listed.iter().any(|l| spelled_as(n, l))
         })
         .cloned()
         .collect();
@@ -236,6 +322,11 @@ pub fn safe_request_id(headers: &HeaderMap) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const UNTRUSTED_ADMIN: Sender<'static> = Sender {
+        trusted_proxy: false,
+        member_allowed: None,
+    };
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -316,7 +407,7 @@ mod tests {
             ("x-paragon-credential", "c"),
             ("x-keep", "1"),
         ]);
-        scrub_request(&mut h, false);
+        scrub_request(&mut h, UNTRUSTED_ADMIN);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
     }
@@ -354,7 +445,7 @@ mod tests {
             ("forwarded", "for=6.6.6.6"),
             ("x-forwarded-proto", "http"),
         ]);
-        scrub_request(&mut h, false);
+        scrub_request(&mut h, UNTRUSTED_ADMIN);
         assert!(h.is_empty());
         set_forwarded(
             &mut h,
@@ -401,12 +492,18 @@ mod tests {
             ("authorization", "Bearer x"),
         ];
         let mut untrusted = map(&all);
-        scrub_request(&mut untrusted, false);
+        scrub_request(&mut untrusted, UNTRUSTED_ADMIN);
         let mut left: Vec<&str> = untrusted.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, vec!["accept", "authorization"]);
         let mut trusted = map(&all);
-        scrub_request(&mut trusted, true);
+        scrub_request(
+            &mut trusted,
+            Sender {
+                trusted_proxy: true,
+                member_allowed: None,
+            },
+        );
         let mut left: Vec<&str> = trusted.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(
@@ -421,6 +518,102 @@ mod tests {
         );
     }
 
+    /// SPEC §7: a member's `X-Paragon-*` fields pass only when known and
+    /// in their exact spelling; every other one is removed and reported.
+    /// An admin's pass, but for the ones credgate manages.
+    #[test]
+    fn members_keep_only_known_paragon_headers() {
+        let all = [
+            ("x-paragon-use-raw-response", "1"),
+            ("x-paragon-use-slack-token-type", "user"),
+            ("x_paragon_use_raw_response", "1"),
+            ("x-paragon-sdk-version", "2.4.0"),
+            ("x-paragon-route-to", "elsewhere"),
+            ("x-paragon-custom", "ok"),
+            ("x-paragon-credential", "c"),
+            ("x-paragon-proxy-url", "https://x"),
+            ("x_paragon_proxy_url", "https://y"),
+            ("x-paragon-configuration-id", "k"),
+            ("x-paragon-user-metadata", "{}"),
+            ("accept", "*/*"),
+        ];
+        let extra = vec!["x-paragon-custom".to_string()];
+        let mut h = map(&all);
+        let removed = scrub_request(
+            &mut h,
+            Sender {
+                trusted_proxy: false,
+                member_allowed: Some(&extra),
+            },
+        );
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            vec![
+                "accept",
+                "x-paragon-custom",
+                "x-paragon-use-raw-response",
+                "x-paragon-use-slack-token-type"
+            ]
+        );
+        let mut removed: Vec<&str> = removed.iter().map(|n| n.as_str()).collect();
+        removed.sort_unstable();
+        assert_eq!(
+            removed,
+            vec![
+                "x-paragon-route-to",
+                "x-paragon-sdk-version",
+                "x_paragon_use_raw_response"
+            ]
+        );
+
+        let mut h = map(&all);
+        let removed = scrub_request(&mut h, UNTRUSTED_ADMIN);
+        assert!(removed.is_empty());
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            vec![
+                "accept",
+                "x-paragon-custom",
+                "x-paragon-route-to",
+                "x-paragon-sdk-version",
+                "x-paragon-use-raw-response",
+                "x-paragon-use-slack-token-type",
+                "x_paragon_use_raw_response"
+            ]
+        );
+    }
+
+    /// Headers that make a server further along re-route or re-method a
+    /// request go for everyone, in every spelling, and so does `X-Envoy-*`.
+    #[test]
+    fn rerouting_and_envoy_headers_are_always_removed() {
+        let mut h = map(&[
+            ("x-original-url", "/admin"),
+            ("X_Rewrite_URL", "/admin"),
+            ("x-original-method", "DELETE"),
+            ("x-original-host", "evil"),
+            ("x-host", "evil"),
+            ("x-envoy-original-path", "/x"),
+            ("x_envoy_upstream_rq_timeout_ms", "1"),
+            ("x-envoyer", "kept"),
+            ("accept", "*/*"),
+        ]);
+        scrub_request(
+            &mut h,
+            Sender {
+                trusted_proxy: true,
+                member_allowed: None,
+            },
+        );
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec!["accept", "x-envoyer"]);
+    }
+
     #[test]
     fn method_overrides_and_persona_metadata_are_removed() {
         let mut h = map(&[
@@ -429,7 +622,7 @@ mod tests {
             ("x-paragon-user-metadata", "{}"),
             ("accept", "*/*"),
         ]);
-        scrub_request(&mut h, false);
+        scrub_request(&mut h, UNTRUSTED_ADMIN);
         assert_eq!(h.len(), 1);
     }
 

@@ -27,6 +27,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::paragon::directory::Directory;
 use crate::paragon::mint::Minter;
+use crate::paragon::subscriptions::Subscriptions;
 use crate::paragon::syncs::SyncStore;
 use crate::telemetry::{clean, Metrics, ACCESS_TARGET, AUDIT_TARGET};
 use body::Body;
@@ -46,6 +47,8 @@ pub struct State {
     pub current: ArcSwap<Generation>,
     pub directory: ArcSwap<Directory>,
     pub syncs: SyncStore,
+    /// Trigger-subscription owners (learned, or looked up at Paragon).
+    pub subscriptions: Subscriptions,
     pub metrics: Arc<Metrics>,
     /// `[cluster]`: where invalidations are recorded for other replicas.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
@@ -57,6 +60,7 @@ impl State {
         generation: Generation,
         directory: Directory,
         syncs: SyncStore,
+        subscriptions: Subscriptions,
         metrics: Arc<Metrics>,
         cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> State {
@@ -64,6 +68,7 @@ impl State {
             current: ArcSwap::from_pointee(generation),
             directory: ArcSwap::from_pointee(directory),
             syncs,
+            subscriptions,
             metrics,
             cluster,
             ids: RequestIds::new(),
@@ -176,6 +181,8 @@ pub(crate) struct Audit {
     pub integration: Option<Arc<str>>,
     pub credential: Option<Box<str>>,
     pub reason: &'static str,
+    /// A member's `X-Paragon-*` fields credgate did not know and removed.
+    pub removed_headers: Vec<http::HeaderName>,
     /// The request id as a header value, made once.
     pub request_id: Option<HeaderValue>,
 }
@@ -244,6 +251,7 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
         product,
         integration = &*clean(audit.integration.as_deref().unwrap_or("")),
         credential = audit.credential.as_deref().unwrap_or(""),
+        removed_headers = &*clean(&removed_headers(&audit.removed_headers)),
         decision,
         reason = audit.reason,
         status,
@@ -259,6 +267,18 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
         latency_ms,
     );
     resp
+}
+
+/// The removed header names, comma-separated (empty when none).
+fn removed_headers(names: &[http::HeaderName]) -> String {
+    let mut out = String::new();
+    for n in names {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(n.as_str());
+    }
+    out
 }
 
 #[cfg(test)]

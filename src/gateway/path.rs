@@ -25,18 +25,88 @@ pub fn check(path: &str) -> Result<(), PathError> {
     if !path.starts_with('/') {
         return Err("the path must start with /");
     }
-    match proxy_rest_offset(path).and_then(|at| url_form(&path[at..]).map(|f| (at, f))) {
+    let Some(at) = proxy_rest_offset(path) else {
+        return check_both(path.as_bytes());
+    };
+    let rest = &path[at..];
+    if leading_space(rest) {
+        return Err(LEADING_SPACE);
+    }
+    match url_form(rest) {
         None => check_both(path.as_bytes()),
-        Some((at, form)) => {
+        Some(form) => {
             // The prefix up to and including the `/` before `{rest}`.
             check_both(&path.as_bytes()[..at])?;
-            let rest = &path[at..];
-            check_escapes_and_chars(&rest.as_bytes()[..form.scheme_end])?;
-            // What follows the scheme and its separators, as if it were a path.
-            let mut tail = Vec::with_capacity(rest.len() - form.authority_start + 1);
-            tail.push(b'/');
-            tail.extend_from_slice(&rest.as_bytes()[form.authority_start..]);
-            check_both(&tail)
+            check_url_tail(rest, form)
+        }
+    }
+}
+
+const LEADING_SPACE: PathError = "white space before the Proxy API target";
+
+/// Checks an `X-Paragon-Proxy-Url` value (SPEC §7) by exactly the rules of
+/// a Proxy API `{rest}`: the same white-space rule, the same full-URL
+/// detection, and §8's rules for the path (the part before any `?` or
+/// `#`; a relative path is read as if it followed a `/`). The host of a
+/// full URL is checked by [`target_allowed`], as for `{rest}`.
+pub fn check_proxy_url_header(value: &str) -> Result<(), PathError> {
+    if leading_space(value) {
+        return Err(LEADING_SPACE);
+    }
+    let end = value.find(['?', '#']).unwrap_or(value.len());
+    let target = &value[..end];
+    match url_form(target) {
+        Some(form) => check_url_tail(target, form),
+        None if target.starts_with('/') => check_both(target.as_bytes()),
+        None => {
+            let mut p = Vec::with_capacity(target.len() + 1);
+            p.push(b'/');
+            p.extend_from_slice(target.as_bytes());
+            check_both(&p)
+        }
+    }
+}
+
+/// A full-URL target: its scheme part may hold no escape or control
+/// character, and what follows the scheme and its separators obeys the
+/// path rules as if it were a path.
+fn check_url_tail(rest: &str, form: UrlForm) -> Result<(), PathError> {
+    check_escapes_and_chars(&rest.as_bytes()[..form.scheme_end])?;
+    let mut tail = Vec::with_capacity(rest.len() - form.authority_start + 1);
+    tail.push(b'/');
+    tail.extend_from_slice(&rest.as_bytes()[form.authority_start..]);
+    check_both(&tail)
+}
+
+/// Whether `text` starts with white space (any Unicode `White_Space`) or a
+/// U+FEFF, raw or percent-encoded. A JavaScript `trim()` before `new URL()`
+/// would drop it and read `%C2%A0https:evil.example` as a URL, while a
+/// check that did not trim would see a path.
+fn leading_space(text: &str) -> bool {
+    let b = text.as_bytes();
+    match b.first() {
+        None => false,
+        Some(&c) if c.is_ascii() && c != b'%' => c.is_ascii_whitespace() || c == 0x0b,
+        Some(_) => {
+            // One character is at most four bytes once decoded.
+            let mut first = Vec::with_capacity(4);
+            let mut i = 0;
+            while first.len() < 4 && i < b.len() {
+                if b[i] == b'%' {
+                    match (b.get(i + 1).and_then(hex), b.get(i + 2).and_then(hex)) {
+                        (Some(h), Some(l)) => first.push(h << 4 | l),
+                        _ => break,
+                    }
+                    i += 3;
+                } else {
+                    first.push(b[i]);
+                    i += 1;
+                }
+            }
+            String::from_utf8_lossy(&first)
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_whitespace() || c == '\u{feff}')
         }
     }
 }
@@ -389,6 +459,18 @@ fn url_host(text: &str) -> Option<FullUrl> {
     }
 }
 
+/// Whether a Proxy API target (`{rest}` or `X-Paragon-Proxy-Url`) may be
+/// forwarded: an ordinary path, or a full URL whose host is in
+/// `policy.proxy_url_hosts` (SPEC §7). A full URL without a nameable host
+/// never is.
+pub fn target_allowed(allowed: &[String], target: &str) -> bool {
+    match full_url_host(target) {
+        FullUrl::NotAUrl => true,
+        FullUrl::Host { host, port } => host_allowed(allowed, &host, port),
+        FullUrl::NoHost => false,
+    }
+}
+
 /// Whether a full-URL target is in `policy.proxy_url_hosts` (entries are
 /// `host` for any port, or `host:port`).
 pub fn host_allowed(allowed: &[String], host: &str, port: Option<u16>) -> bool {
@@ -509,7 +591,6 @@ mod tests {
             "/projects/p/sdk/proxy/googledrive/https%3A//evil.com/x",
             "/projects/p/sdk/proxy/googledrive/%5C%5Cevil.com/x",
             "/projects/p/sdk/proxy/custom/abc/https://evil.com/x",
-            "/projects/p/sdk/proxy/googledrive/%20https://evil.com/x",
         ] {
             assert_eq!(check(p), Ok(()), "{p}");
         }
@@ -525,6 +606,96 @@ mod tests {
             "/projects/p/sdk/proxy/x/files//https:",
         ] {
             assert!(check(p).is_err(), "{p} should be refused");
+        }
+    }
+
+    /// SPEC §7: white space or U+FEFF before a Proxy API target, raw or
+    /// percent-encoded, is 400 whatever follows it (a JavaScript `trim()`
+    /// would make a URL of it); inside the target it is ordinary text.
+    #[test]
+    fn leading_white_space_before_a_proxy_target_is_refused() {
+        for lead in [
+            "%20",
+            "%09",
+            "%0B",
+            "%0c",
+            "%C2%A0",
+            "%c2%a0",
+            "%E2%80%80",
+            "%E2%80%8A",
+            "%E2%80%A8",
+            "%E2%80%A9",
+            "%E2%80%AF",
+            "%E2%81%9F",
+            "%E3%80%80",
+            "%EF%BB%BF",
+            "%e1%9a%80",
+            "%C2%85",
+        ] {
+            for target in ["https:evil.example", "https://evil.example/x", "files/x"] {
+                let p = format!("/projects/p/sdk/proxy/googledrive/{lead}{target}");
+                assert_eq!(check(&p), Err(LEADING_SPACE), "{p}");
+                let h = format!("{lead}{target}");
+                assert_eq!(check_proxy_url_header(&h), Err(LEADING_SPACE), "{h}");
+            }
+        }
+        for ok in ["files/a%20b", "files/%C2%A0", "%E2%80%8Bx"] {
+            let p = format!("/projects/p/sdk/proxy/googledrive/{ok}");
+            assert_eq!(check(&p), Ok(()), "{p}");
+            assert_eq!(check_proxy_url_header(ok), Ok(()), "{ok}");
+        }
+    }
+
+    /// The header obeys the path rules of `{rest}`: a path in normal form,
+    /// or a full URL whose tail is; a query or fragment is not path.
+    #[test]
+    fn proxy_url_header_values_obey_the_path_rules() {
+        for ok in [
+            "/v1/files?q=a,b&x=%2F",
+            "v1/files",
+            "https://sheets.googleapis.com/v4/x?y=1",
+            "HTTPS://evil.com/x",
+            "//evil.com/x",
+            "https:evil.com",
+            "?x=1",
+            "/x#frag//..",
+        ] {
+            assert_eq!(check_proxy_url_header(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "/v1//files",
+            "/v1/../admin",
+            "../admin",
+            "v1/%2e%2e/admin",
+            "/v1/a%2Fb",
+            "https://evil.com//x",
+            "https://evil.com/../x",
+            "https:%2F%2Fevil.com",
+            "/a\\b",
+            "%5C%5Cevil.com/x/../y",
+        ] {
+            assert!(
+                check_proxy_url_header(bad).is_err(),
+                "{bad} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn targets_are_allowed_only_to_listed_hosts() {
+        let allowed = vec!["sheets.googleapis.com".to_string()];
+        assert!(target_allowed(&allowed, "files/x"));
+        assert!(target_allowed(&allowed, "/v1/x?u=https://evil.com"));
+        assert!(target_allowed(&allowed, "https://sheets.googleapis.com/v4"));
+        for bad in [
+            "https://evil.com/x",
+            "//evil.com",
+            "\\\\evil.com",
+            "HTTPS:evil.com",
+            "https://sheets.googleapis.com%23@evil.com/",
+            "mailto:x",
+        ] {
+            assert!(!target_allowed(&allowed, bad), "{bad}");
         }
     }
 

@@ -18,9 +18,10 @@ use serde_json::Value;
 
 use super::body::{self, read_limited, Body, ReadError};
 use super::headers::{
-    self, Single, X_PARAGON_CONFIGURATION_ID, X_PARAGON_CREDENTIAL, X_REQUEST_ID,
+    self, Single, X_PARAGON_CONFIGURATION_ID, X_PARAGON_CREDENTIAL, X_PARAGON_PROXY_URL,
+    X_REQUEST_ID,
 };
-use super::path::{self, FullUrl};
+use super::path;
 use super::{Audit, ConnInfo, Generation, State};
 use crate::auth::Identity;
 use crate::config::{AdminDefault, AuthMode, Config};
@@ -81,6 +82,8 @@ enum Routed {
 /// reported after the list (SPEC §1 order).
 struct Inputs<'b> {
     requested: Option<Requested>,
+    /// `requested` came from the JSON body's `credentialId`.
+    from_body: bool,
     configuration: Option<String>,
     body: Option<TopObject<'b>>,
     /// The sync body's `integration`.
@@ -153,8 +156,9 @@ pub(super) async fn process(
         }
     }
 
-    // 4. Operation allowed for this caller.
+    // 4. Operation allowed for this caller, and the Proxy API's target.
     check_operation(cfg, &identity, &route, uri.query())?;
+    let proxy_url = proxy_target(cfg, &route, &parts.headers)?;
 
     // 5. Bodies credgate must read, capped.
     let header_credential = headers::single_value(&parts.headers, X_PARAGON_CREDENTIAL);
@@ -163,9 +167,13 @@ pub(super) async fn process(
     let resolves_for_caller = !admin || cfg.policy.admin_default == AdminDefault::Resolve;
     let read_body = match route.op {
         Operation::SyncCreate | Operation::SyncPatch { .. } => true,
+        // Every other sync route: a body, whatever the method, may carry a
+        // `credentialId` Paragon would act on, so it is read and judged
+        // (SPEC §3).
+        _ if route.is_sync() => !http_body::Body::is_end_stream(&incoming),
         // ActionKit bodies are read only to find the integration of an
-        // action when no credential is named (SPEC §5).
-        Operation::ActionKit => {
+        // action or subscription when no credential is named (SPEC §5).
+        Operation::ActionKit | Operation::SubscriptionCreate => {
             !names_in_header && resolves_for_caller && parts.method == Method::POST
         }
         _ => false,
@@ -256,8 +264,11 @@ pub(super) async fn process(
     // 7. Credential inputs and the decision.
     let inputs = inputs?;
     let permit = Permit::new(&identity, &cfg.policy);
-    let mut moved_from = None;
-    let routed = decide(
+    let Decision {
+        routed,
+        also,
+        body: body_credential,
+    } = decide(
         state,
         &lookup,
         &mut snapshot,
@@ -266,7 +277,6 @@ pub(super) async fn process(
         &inputs,
         admin,
         cfg,
-        &mut moved_from,
     )
     .await?;
     if let Routed::Credential(c) = &routed {
@@ -293,37 +303,31 @@ pub(super) async fn process(
         &permit,
         snapshot.as_ref(),
         &routed,
-        moved_from.as_ref(),
+        also.as_ref(),
         caller_authorization,
     )?;
     let filters = route.filters_response() && !admin;
-    let learns_syncs = matches!(
-        route.op,
-        Operation::SyncCreate | Operation::SyncPatch { .. } | Operation::SyncList
-    ) || matches!(route.op, Operation::SyncItem { sync_id, .. }
-        if parts.method == Method::GET && uri.path().strip_prefix("/api/syncs/") == Some(sync_id));
-    rewrite_headers(
+    let learns = learns_from_answer(&route, &parts.method, uri.path());
+    let removed = rewrite_headers(
         &mut parts,
         conn,
         cfg,
+        &identity,
         audit.request_id.as_ref(),
         authorization,
         &route,
         &routed,
         configuration.as_deref(),
-        filters || learns_syncs,
+        proxy_url,
+        filters || learns,
     );
-    let upstream_body = match (buffered.clone(), &inputs.body, &routed) {
-        (Some(raw), Some(doc), Routed::Credential(c))
-            if route.credential_location() == CredentialLocation::Body =>
-        {
-            let routed_id = &*c.get().id;
-            let rewritten = match &route.op {
-                // A PATCH without `credentialId` keeps its body: the sync's
-                // credential is not changing.
-                Operation::SyncPatch { .. } if inputs.requested.is_none() => raw,
-                _ => Bytes::from(doc.with_string("credentialId", routed_id)),
-            };
+    if !removed.is_empty() {
+        state.metrics.headers_removed.inc_by(removed.len() as u64);
+        audit.removed_headers = removed;
+    }
+    let upstream_body = match (buffered.clone(), &inputs.body, &body_credential) {
+        (Some(_), Some(doc), Some(c)) => {
+            let rewritten = Bytes::from(doc.with_string("credentialId", &c.get().id));
             parts
                 .headers
                 .insert(CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
@@ -334,6 +338,8 @@ pub(super) async fn process(
             );
             body::full(rewritten)
         }
+        // Read but not rewritten (a PATCH that keeps the sync's
+        // credential, an ActionKit body read for its action name).
         (Some(raw), _, _) => {
             parts
                 .headers
@@ -420,8 +426,11 @@ pub(super) async fn process(
         ))
         .await;
     }
+    if let (Operation::Subscription { id, deletes: true }, true) = (&route.op, ok) {
+        state.subscriptions.forget(&identity.user, id).await;
+    }
 
-    if !(ok && (filters || learns_syncs)) {
+    if !(ok && (filters || learns)) {
         return Ok(Response::from_parts(rparts, body::stream(rbody)));
     }
 
@@ -447,8 +456,8 @@ pub(super) async fn process(
         }
     };
     let parsed: Option<Value> = serde_json::from_slice(&raw).ok();
-    if learns_syncs {
-        Box::pin(learn_sync_owners(
+    if learns {
+        Box::pin(learn_owners(
             state,
             request_id,
             &route,
@@ -490,20 +499,29 @@ pub(super) async fn process(
             allow_account_auth,
         ),
         Operation::SyncList => {
-            let mut reachable = std::collections::HashSet::new();
-            if let Some(items) = value.get("data").and_then(Value::as_array) {
-                for id in items
-                    .iter()
-                    .filter_map(|s| s.get("id").and_then(Value::as_str))
-                {
-                    if let Ok(Some(owner)) = Box::pin(state.syncs.owner(id)).await {
-                        if owner.user == identity.user && permitted(&owner.credential).is_some() {
-                            reachable.insert(id.to_string());
-                        }
-                    }
-                }
-            }
+            let ids: Vec<&str> = value
+                .get("data")
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|s| s.get("id").and_then(Value::as_str))
+                        .collect()
+                })
+                .unwrap_or_default();
+            // One store query for the whole list; a store that cannot
+            // answer reaches nothing (fail closed).
+            let owners = Box::pin(state.syncs.owners(&ids)).await.unwrap_or_default();
+            let reachable: std::collections::HashSet<String> = owners
+                .into_iter()
+                .filter(|(_, o)| o.user == identity.user && permitted(&o.credential).is_some())
+                .map(|(id, _)| id)
+                .collect();
+            drop(ids);
             filter::filter_syncs(&mut value, &|id| reachable.contains(id))
+        }
+        Operation::SubscriptionList => {
+            filter::filter_subscriptions(&mut value, &|c| permitted(c).is_some())
         }
         _ => Ok(()),
     };
@@ -550,15 +568,53 @@ fn check_operation(
             "includeAccountAuth is not allowed for members",
         ));
     }
-    if let Operation::Proxy { rest, .. } = route.op {
-        match path::full_url_host(rest) {
-            FullUrl::NotAUrl => {}
-            FullUrl::Host { host, port }
-                if path::host_allowed(&cfg.policy.proxy_url_hosts, &host, port) => {}
-            _ => return Err(GatewayError::UpstreamHostForbidden),
-        }
-    }
     Ok(())
+}
+
+/// The Proxy API's target (SPEC §7): `{rest}`, or `X-Paragon-Proxy-Url`
+/// (every spelling), never both, each by the same rules: a full URL must
+/// name a host in `policy.proxy_url_hosts` (403), a path must be in normal
+/// form (400). Admins too. The checked header value is returned: it is the
+/// one credgate forwards, in the canonical spelling.
+fn proxy_target(
+    cfg: &Config,
+    route: &Route<'_>,
+    headers: &HeaderMap,
+) -> Result<Option<HeaderValue>, GatewayError> {
+    let Operation::Proxy { rest, .. } = route.op else {
+        return Ok(None);
+    };
+    let allowed = &cfg.policy.proxy_url_hosts;
+    if !path::target_allowed(allowed, rest) {
+        return Err(GatewayError::UpstreamHostForbidden);
+    }
+    let value = match headers::single_url_value(headers, X_PARAGON_PROXY_URL) {
+        Ok(Single::Absent) => return Ok(None),
+        Ok(Single::One(v)) => v,
+        Err(headers::SingleError::Repeated) => {
+            return Err(GatewayError::BadRequest(
+                "X-Paragon-Proxy-Url is given more than once",
+            ))
+        }
+        Err(headers::SingleError::Malformed) => {
+            return Err(GatewayError::BadRequest(
+                "X-Paragon-Proxy-Url must be visible ASCII",
+            ))
+        }
+    };
+    if !rest.is_empty() {
+        // Paragon does not document which of the two it would use.
+        return Err(GatewayError::BadRequest(
+            "the Proxy API target is given both in the path and in X-Paragon-Proxy-Url",
+        ));
+    }
+    path::check_proxy_url_header(value).map_err(GatewayError::BadRequest)?;
+    if !path::target_allowed(allowed, value) {
+        return Err(GatewayError::UpstreamHostForbidden);
+    }
+    HeaderValue::from_str(value)
+        .map(Some)
+        .map_err(|_| GatewayError::BadRequest("X-Paragon-Proxy-Url must be visible ASCII"))
 }
 
 /// Whether a query asks for `accountAuth` (raw provider tokens): any
@@ -635,20 +691,20 @@ fn parse_inputs<'b>(
     let mut doc = None;
     let mut body_integration = None;
     let mut action = None;
-    if let Some(raw) = body {
-        let parsed = TopObject::parse(raw);
-        match (&route.op, parsed) {
-            (Operation::SyncCreate | Operation::SyncPatch { .. }, Err(e)) => {
-                return Err(GatewayError::BadRequest(match e {
+    let mut from_body = false;
+    match body {
+        // A sync route's body that turned out empty carries nothing.
+        Some(raw) if raw.is_empty() && route.is_sync() && !route.op.creates_or_updates_sync() => {}
+        Some(raw) if route.is_sync() => {
+            let t = TopObject::parse(raw).map_err(|e| {
+                GatewayError::BadRequest(match e {
                     JsonError::TooDeep => "the body nests deeper than 64 levels",
                     JsonError::Utf8 => "the body is not valid UTF-8",
                     JsonError::NotObject => "the body must be a JSON object",
                     JsonError::Syntax => "the body is not valid JSON",
-                }))
-            }
-            (Operation::SyncCreate | Operation::SyncPatch { .. }, Ok(_))
-                if !json_content(headers) =>
-            {
+                })
+            })?;
+            if !json_content(headers) {
                 // Paragon ignores a body it does not read as JSON and would
                 // pick its default credential: the body credgate checked
                 // must be the body Paragon reads.
@@ -656,41 +712,53 @@ fn parse_inputs<'b>(
                     "a sync body must be JSON (Content-Type application/json, no Content-Encoding)",
                 ));
             }
-            (Operation::SyncCreate | Operation::SyncPatch { .. }, Ok(t)) => {
-                let ids: Vec<_> = t.all("credentialId").collect();
-                if let Some(m) = ids.first() {
-                    if ids.len() > 1 || requested.is_some() {
-                        return Err(repeated);
-                    }
-                    if m.kind != Kind::String {
-                        return Err(GatewayError::BadRequest("credentialId must be a string"));
-                    }
-                    let v = t.string_value(m).ok_or(malformed)?;
-                    requested = Some(Requested::parse(&v)?);
+            let ids: Vec<_> = t.all("credentialId").collect();
+            if let Some(m) = ids.first() {
+                if ids.len() > 1 || requested.is_some() {
+                    return Err(repeated);
                 }
-                let integ: Vec<_> = t.all("integration").collect();
-                if integ.len() > 1 {
-                    return Err(GatewayError::BadRequest(
-                        "integration is given more than once",
-                    ));
+                if m.kind != Kind::String {
+                    return Err(GatewayError::BadRequest("credentialId must be a string"));
                 }
-                body_integration = integ.first().and_then(|m| t.string_value(m));
-                drop(ids);
-                drop(integ);
-                doc = Some(t);
+                let v = t.string_value(m).ok_or(malformed)?;
+                requested = Some(Requested::parse(&v)?);
+                from_body = true;
             }
-            // ActionKit: the action or tool name, when the body says one.
-            (_, Ok(t)) => {
-                let names: Vec<_> = t.all("action").chain(t.all("tool")).collect();
-                if let [one] = names.as_slice() {
-                    action = t.string_value(one);
-                }
+            let integ: Vec<_> = t.all("integration").collect();
+            if integ.len() > 1 {
+                return Err(GatewayError::BadRequest(
+                    "integration is given more than once",
+                ));
             }
-            (_, Err(_)) => {}
+            body_integration = integ.first().and_then(|m| t.string_value(m));
+            drop(ids);
+            drop(integ);
+            doc = Some(t);
         }
+        Some(raw) => {
+            if let Ok(t) = TopObject::parse(raw) {
+                match route.op {
+                    // A new trigger subscription names its integration.
+                    Operation::SubscriptionCreate => {
+                        if let [one] = t.all("integration").collect::<Vec<_>>().as_slice() {
+                            body_integration = t.string_value(one);
+                        }
+                    }
+                    // ActionKit: the action or tool name, when the body says one.
+                    _ => {
+                        let names: Vec<_> = t.all("action").chain(t.all("tool")).collect();
+                        if let [one] = names.as_slice() {
+                            action = t.string_value(one);
+                        }
+                    }
+                }
+            }
+        }
+        None => {}
     }
     Ok(Inputs {
         requested,
+        from_body,
         configuration,
         body: doc,
         body_integration,
@@ -752,17 +820,87 @@ impl Lookup<'_> {
             })
     }
 
-    async fn load_unbounded(&self) -> Result<CredentialList, LoadError> {
+    /// Asks Paragon which credential trigger subscription `id` of this
+    /// user belongs to: a `GET` with an unrestricted token (mint mode; the
+    /// caller's own in passthrough), bounded by `server.upstream_timeout`.
+    /// `Ok(None)` when Paragon has no such subscription for this user.
+    async fn subscription(
+        &self,
+        id: &str,
+    ) -> Result<Option<String>, crate::paragon::subscriptions::LookupError> {
+        use crate::paragon::subscriptions::LookupError;
         let g = self.generation;
-        let authorization = match (&g.minter, g.config.auth.mode) {
+        let limit = g.config.server.upstream_timeout;
+        self.state.metrics.subscription_lookups.inc();
+        let exchange = async {
+            let authorization = self
+                .upstream_admin_authorization()
+                .map_err(LookupError::Upstream)?;
+            let path = format!(
+                "/projects/{}/trigger-subscriptions/{}",
+                g.config.paragon.project_id, id
+            );
+            let uri = g
+                .upstreams
+                .uri(Upstream::ActionKit, &path)
+                .map_err(|e| LookupError::Upstream(e.to_string()))?;
+            let mut req = Request::get(uri)
+                .header(ACCEPT, "application/json")
+                .body(body::empty())
+                .map_err(|e| LookupError::Upstream(e.to_string()))?;
+            req.headers_mut().insert(AUTHORIZATION, authorization);
+            if let Ok(v) = HeaderValue::from_str(self.request_id) {
+                req.headers_mut().insert(X_REQUEST_ID, v);
+            }
+            let resp = g
+                .upstreams
+                .send(Upstream::ActionKit, None, req)
+                .await
+                .map_err(|e| LookupError::Upstream(e.to_string()))?;
+            match resp.status() {
+                StatusCode::OK => {}
+                StatusCode::NOT_FOUND => return Ok(None),
+                other => return Err(LookupError::Status(other.as_u16())),
+            }
+            let raw = read_limited(resp.into_body(), MAX_ME_BYTES)
+                .await
+                .map_err(|e| LookupError::Upstream(e.to_string()))?;
+            let v: Value = serde_json::from_slice(&raw).map_err(|_| LookupError::Malformed)?;
+            let owners = crate::paragon::subscriptions::stated_owners(&v);
+            match owners.as_slice() {
+                [(sid, credential)] if *sid == id => Ok(Some(credential.to_string())),
+                _ => Err(LookupError::Malformed),
+            }
+        };
+        tokio::time::timeout(limit, exchange)
+            .await
+            .unwrap_or_else(|_| {
+                Err(LookupError::Upstream(
+                    "no complete answer within server.upstream_timeout".into(),
+                ))
+            })
+    }
+
+    /// An unrestricted token for this user: minted (mint mode), or the
+    /// caller's own (passthrough, where Paragon narrows by its claim).
+    fn upstream_admin_authorization(&self) -> Result<HeaderValue, String> {
+        let g = self.generation;
+        match (&g.minter, g.config.auth.mode) {
             (Some(m), AuthMode::Mint) => m
                 .authorization(&self.identity.user, Scope::Admin)
-                .map_err(|e| LoadError::Mint(e.to_string()))?,
+                .map_err(|e| e.to_string()),
             _ => self
                 .caller_authorization
                 .cloned()
-                .ok_or_else(|| LoadError::Upstream("no caller token to forward".into()))?,
-        };
+                .ok_or_else(|| "no caller token to forward".to_string()),
+        }
+    }
+
+    async fn load_unbounded(&self) -> Result<CredentialList, LoadError> {
+        let g = self.generation;
+        let authorization = self
+            .upstream_admin_authorization()
+            .map_err(LoadError::Mint)?;
         let path = format!("/projects/{}/sdk/me", g.config.paragon.project_id);
         let uri = g
             .upstreams
@@ -810,7 +948,7 @@ fn integration_of(route: &Route<'_>, inputs: &Inputs<'_>) -> IntegrationHint {
         Operation::Uninstall { integration_id } => {
             IntegrationHint::IntegrationId(integration_id.to_string())
         }
-        Operation::SyncCreate => match &inputs.body_integration {
+        Operation::SyncCreate | Operation::SubscriptionCreate => match &inputs.body_integration {
             Some(t) => IntegrationHint::Type(t.clone()),
             None => IntegrationHint::None,
         },
@@ -866,6 +1004,29 @@ impl Resolved {
     }
 }
 
+/// The credential decision: what is routed, and what else the request
+/// touches.
+#[derive(Debug)]
+struct Decision {
+    routed: Routed,
+    /// Another credential the request touches besides the routed one (the
+    /// one a sync moves from, the sync a body names a credential for): the
+    /// member's token must name both.
+    also: Option<Chosen>,
+    /// The credential written into the JSON body's `credentialId`.
+    body: Option<Chosen>,
+}
+
+impl Decision {
+    fn routed(routed: Routed) -> Self {
+        Decision {
+            routed,
+            also: None,
+            body: None,
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn decide(
     state: &State,
@@ -876,8 +1037,7 @@ async fn decide(
     inputs: &Inputs<'_>,
     admin: bool,
     cfg: &Config,
-    moved_from: &mut Option<Chosen>,
-) -> Result<Routed, GatewayError> {
+) -> Result<Decision, GatewayError> {
     let hint = integration_of(route, inputs);
     let passthrough_admin = admin && cfg.policy.admin_default == AdminDefault::Passthrough;
     let default = |snapshot: &Option<Snapshot>| -> Result<Chosen, GatewayError> {
@@ -886,9 +1046,20 @@ async fn decide(
         let c = resolve_default(&s.list, permit, resolved.as_route())?;
         Ok(Chosen::of(&s.list, c))
     };
+    // The credential the body (or header) names, judged on its own.
+    let named = |snapshot| body_named(lookup, snapshot, permit, inputs);
 
-    match route.credential_location() {
-        CredentialLocation::None => Ok(Routed::None),
+    let routed = match route.credential_location() {
+        CredentialLocation::None if route.is_sync() => {
+            // `GET /api/syncs` with a body naming a credential: judged.
+            let body = named(snapshot).await?;
+            return Ok(Decision {
+                routed: Routed::None,
+                also: None,
+                body,
+            });
+        }
+        CredentialLocation::None => Routed::None,
         CredentialLocation::Header
         | CredentialLocation::HeaderRequired
         | CredentialLocation::HeaderOptional => match &inputs.requested {
@@ -901,13 +1072,13 @@ async fn decide(
                         return Err(GatewayError::CredentialForbidden);
                     }
                 }
-                Ok(Routed::Credential(chosen))
+                Routed::Credential(chosen)
             }
             None => match route.credential_location() {
                 CredentialLocation::HeaderRequired => {
                     let s = snapshot.as_ref().expect("uninstall loads the list");
                     let resolved = hint.resolve(&s.list);
-                    Err(GatewayError::CredentialRequired {
+                    return Err(GatewayError::CredentialRequired {
                         candidates: s
                             .list
                             .credentials
@@ -915,16 +1086,16 @@ async fn decide(
                             .filter(|c| permit.allows(c) && resolved_matches(&resolved, c))
                             .map(|c| c.id.to_string())
                             .collect(),
-                    })
+                    });
                 }
-                CredentialLocation::HeaderOptional => Ok(Routed::None),
-                _ if passthrough_admin => Ok(Routed::Passthrough),
-                _ => default(snapshot).map(Routed::Credential),
+                CredentialLocation::HeaderOptional => Routed::None,
+                _ if passthrough_admin => Routed::Passthrough,
+                _ => Routed::Credential(default(snapshot)?),
             },
         },
         CredentialLocation::Path => {
             let Operation::Credential { id } = route.op else {
-                return Ok(Routed::None);
+                return Ok(Decision::routed(Routed::None));
             };
             if let Some(Requested::Id(h)) | Some(Requested::External(h)) = &inputs.requested {
                 if !h.eq_ignore_ascii_case(id) {
@@ -937,44 +1108,158 @@ async fn decide(
             if !matches!(requested, Requested::Id(_)) {
                 return Err(GatewayError::CredentialForbidden);
             }
-            resolve_with_hint(lookup, snapshot, permit, &IntegrationHint::None, &requested)
-                .await
-                .map(Routed::Credential)
+            Routed::Credential(
+                resolve_with_hint(lookup, snapshot, permit, &IntegrationHint::None, &requested)
+                    .await?,
+            )
         }
         CredentialLocation::Body => match route.op {
             Operation::SyncPatch { sync_id } => {
-                let owner_cred =
+                let owner =
                     Box::pin(sync_owner(state, lookup, snapshot, permit, sync_id, admin)).await?;
-                match &inputs.requested {
-                    Some(r) => {
-                        let to =
-                            resolve_with_hint(lookup, snapshot, permit, &IntegrationHint::None, r)
-                                .await?;
-                        // Moving the sync touches its current credential as
-                        // well: Paragon checks the token against both.
-                        if let Routed::Credential(from) = owner_cred {
-                            *moved_from = Some(from);
-                        }
-                        Ok(Routed::Credential(to))
-                    }
-                    None => Ok(owner_cred),
-                }
+                // The header counts here as the body does: it names the
+                // credential the sync moves to (written into the body).
+                let to = match &inputs.requested {
+                    Some(r) => Some(
+                        resolve_with_hint(lookup, snapshot, permit, &IntegrationHint::None, r)
+                            .await?,
+                    ),
+                    None => None,
+                };
+                return Ok(match to {
+                    // Moving the sync touches its current credential as
+                    // well: Paragon checks the token against both.
+                    Some(to) => Decision {
+                        routed: Routed::Credential(to.clone()),
+                        also: owner.into_chosen(),
+                        body: Some(to),
+                    },
+                    None => Decision::routed(owner),
+                });
             }
-            _ => match &inputs.requested {
-                Some(r) => resolve_with_hint(lookup, snapshot, permit, &hint, r)
-                    .await
-                    .map(Routed::Credential),
-                None if passthrough_admin => Ok(Routed::Passthrough),
-                None => default(snapshot).map(Routed::Credential),
-            },
+            _ => {
+                let chosen = match &inputs.requested {
+                    Some(r) => resolve_with_hint(lookup, snapshot, permit, &hint, r).await?,
+                    None if passthrough_admin => return Ok(Decision::routed(Routed::Passthrough)),
+                    None => default(snapshot)?,
+                };
+                return Ok(Decision {
+                    routed: Routed::Credential(chosen.clone()),
+                    also: None,
+                    body: Some(chosen),
+                });
+            }
         },
         CredentialLocation::SyncOwner => {
             let Operation::SyncItem { sync_id, .. } = route.op else {
-                return Ok(Routed::None);
+                return Ok(Decision::routed(Routed::None));
             };
-            Box::pin(sync_owner(state, lookup, snapshot, permit, sync_id, admin)).await
+            let owner =
+                Box::pin(sync_owner(state, lookup, snapshot, permit, sync_id, admin)).await?;
+            // Any method's body may name a credential (SPEC §3): judged, and
+            // the token names it beside the sync's own.
+            return Ok(match named(snapshot).await? {
+                Some(c) => Decision {
+                    routed: owner,
+                    also: Some(c.clone()),
+                    body: Some(c),
+                },
+                None => Decision::routed(owner),
+            });
+        }
+        CredentialLocation::SubscriptionOwner => {
+            let Operation::Subscription { id, .. } = route.op else {
+                return Ok(Decision::routed(Routed::None));
+            };
+            Box::pin(subscription_owner(
+                lookup,
+                snapshot,
+                permit,
+                id,
+                inputs,
+                admin,
+                passthrough_admin,
+            ))
+            .await?
+        }
+    };
+    Ok(Decision::routed(routed))
+}
+
+/// The credential a sync body's `credentialId` names, resolved (it must be
+/// permitted). A credential header on a sync route that reads none from
+/// the body is dropped, as on every route that routes no header.
+async fn body_named(
+    lookup: &Lookup<'_>,
+    snapshot: &mut Option<Snapshot>,
+    permit: &Permit<'_>,
+    inputs: &Inputs<'_>,
+) -> Result<Option<Chosen>, GatewayError> {
+    match &inputs.requested {
+        Some(r) if inputs.from_body => {
+            resolve_with_hint(lookup, snapshot, permit, &IntegrationHint::None, r)
+                .await
+                .map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+impl Routed {
+    fn into_chosen(self) -> Option<Chosen> {
+        match self {
+            Routed::Credential(c) => Some(c),
+            _ => None,
         }
     }
+}
+
+/// The credential of a trigger subscription, when this caller may reach it
+/// (SPEC §3): known from earlier answers, else looked up at Paragon before
+/// deciding. A member reaches only subscriptions of a permitted credential;
+/// unknown ones are refused like foreign ones. An admin naming no
+/// credential is forwarded as is (passthrough); naming one, it must be the
+/// subscription's.
+async fn subscription_owner(
+    lookup: &Lookup<'_>,
+    snapshot: &mut Option<Snapshot>,
+    permit: &Permit<'_>,
+    id: &str,
+    inputs: &Inputs<'_>,
+    admin: bool,
+    passthrough_admin: bool,
+) -> Result<Routed, GatewayError> {
+    if passthrough_admin && inputs.requested.is_none() {
+        return Ok(Routed::Passthrough);
+    }
+    let state = lookup.state;
+    let owner = state
+        .subscriptions
+        .owner(&lookup.identity.user, id, || lookup.subscription(id))
+        .await
+        .map_err(|e| {
+            tracing::warn!(request_id = lookup.request_id, error = %e, "a trigger subscription's credential could not be established");
+            GatewayError::Unavailable("the trigger subscription's credential cannot be established")
+        })?;
+    let Some(credential) = owner else {
+        return if admin {
+            Ok(Routed::Passthrough)
+        } else {
+            Err(GatewayError::CredentialForbidden)
+        };
+    };
+    let requested = Requested::Id(credential.to_string());
+    let chosen =
+        resolve_with_hint(lookup, snapshot, permit, &IntegrationHint::None, &requested).await?;
+    if let Some(r) = &inputs.requested {
+        let named = resolve_with_hint(lookup, snapshot, permit, &IntegrationHint::None, r).await?;
+        if named.get().id != chosen.get().id {
+            return Err(GatewayError::BadRequest(
+                "X-Paragon-Credential names another credential than the subscription's",
+            ));
+        }
+    }
+    Ok(Routed::Credential(chosen))
 }
 
 fn resolved_matches(r: &Resolved, c: &Credential) -> bool {
@@ -1077,7 +1362,7 @@ fn upstream_authorization(
     permit: &Permit<'_>,
     snapshot: Option<&Snapshot>,
     routed: &Routed,
-    moved_from: Option<&Chosen>,
+    also: Option<&Chosen>,
     caller_authorization: Option<HeaderValue>,
 ) -> Result<HeaderValue, GatewayError> {
     let Some(minter) = &generation.minter else {
@@ -1093,12 +1378,13 @@ fn upstream_authorization(
         match routed {
             Routed::Credential(c) => {
                 let c = c.get();
-                match moved_from.map(Chosen::get).filter(|from| from.id != c.id) {
-                    // A sync moving between two of the member's credentials
-                    // (both checked): the token names exactly those two.
-                    Some(from) => {
+                match also.map(Chosen::get).filter(|other| other.id != c.id) {
+                    // A request touching two of the member's credentials
+                    // (a sync moving, a body naming one for a sync; both
+                    // checked): the token names exactly those two.
+                    Some(other) => {
                         let mut pairs =
-                            [(&*c.integration, &*c.id), (&*from.integration, &*from.id)];
+                            [(&*c.integration, &*c.id), (&*other.integration, &*other.id)];
                         pairs.sort_unstable();
                         minter.authorization(user, Scope::Many(&pairs))
                     }
@@ -1130,17 +1416,20 @@ fn upstream_authorization(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Returns a member's `X-Paragon-*` fields that were removed as unknown.
 fn rewrite_headers(
     parts: &mut Parts,
     conn: &ConnInfo,
     cfg: &Config,
+    identity: &Identity,
     request_id: Option<&HeaderValue>,
     authorization: HeaderValue,
     route: &Route<'_>,
     routed: &Routed,
     configuration: Option<&str>,
+    proxy_url: Option<HeaderValue>,
     identity_encoding: bool,
-) {
+) -> Vec<http::HeaderName> {
     let h = &mut parts.headers;
     // With both framings, hyper decoded the chunked body; a leftover
     // Content-Length must not describe it upstream (RFC 9112 §6.3).
@@ -1155,7 +1444,14 @@ fn rewrite_headers(
     });
     let ip = conn.remote.ip();
     let trusted = cfg.server.trusted_proxies.iter().any(|c| c.contains(ip));
-    headers::scrub_request(h, trusted);
+    let removed = headers::scrub_request(
+        h,
+        headers::Sender {
+            trusted_proxy: trusted,
+            member_allowed: (!identity.is_admin())
+                .then_some(&cfg.policy.member_paragon_headers[..]),
+        },
+    );
     headers::set_forwarded(
         h,
         &conn.client_ip,
@@ -1171,6 +1467,7 @@ fn rewrite_headers(
         CredentialLocation::Header
             | CredentialLocation::HeaderRequired
             | CredentialLocation::HeaderOptional
+            | CredentialLocation::SubscriptionOwner
     );
     if let (true, Routed::Credential(c)) = (header_route, routed) {
         if let Ok(v) = HeaderValue::from_str(&c.get().id) {
@@ -1188,10 +1485,18 @@ fn rewrite_headers(
             );
         }
     }
+    if let Some(v) = proxy_url {
+        // The one checked value, in one spelling (SPEC §7).
+        h.insert(
+            http::header::HeaderName::from_static(X_PARAGON_PROXY_URL),
+            v,
+        );
+    }
     if identity_encoding {
         // credgate must read this response: ask for it uncompressed.
         h.remove(ACCEPT_ENCODING);
     }
+    removed
 }
 
 async fn record_owner(
@@ -1210,8 +1515,25 @@ async fn record_owner(
     }
 }
 
-/// Learns sync → credential from a successful sync call's answer.
-async fn learn_sync_owners(
+/// Whether a successful answer is read to learn which credential owns a
+/// sync or a trigger subscription (sync create, update, list and
+/// `GET /api/syncs/{id}`; subscription create and list).
+fn learns_from_answer(route: &Route<'_>, method: &Method, path: &str) -> bool {
+    match route.op {
+        Operation::SyncCreate
+        | Operation::SyncPatch { .. }
+        | Operation::SyncList
+        | Operation::SubscriptionCreate
+        | Operation::SubscriptionList => true,
+        Operation::SyncItem { sync_id, .. } => {
+            *method == Method::GET && path.strip_prefix("/api/syncs/") == Some(sync_id)
+        }
+        _ => false,
+    }
+}
+
+/// Learns sync or subscription → credential from a successful answer.
+async fn learn_owners(
     state: &State,
     request_id: &str,
     route: &Route<'_>,
@@ -1220,6 +1542,30 @@ async fn learn_sync_owners(
     body: Option<&Value>,
 ) {
     let Some(body) = body else { return };
+    if matches!(
+        route.op,
+        Operation::SubscriptionCreate | Operation::SubscriptionList
+    ) {
+        for (id, credential) in crate::paragon::subscriptions::stated_owners(body) {
+            state
+                .subscriptions
+                .learn(&identity.user, id, credential)
+                .await;
+        }
+        return;
+    }
+    learn_sync_owners(state, request_id, route, identity, routed, body).await;
+}
+
+/// Learns sync → credential from a successful sync call's answer.
+async fn learn_sync_owners(
+    state: &State,
+    request_id: &str,
+    route: &Route<'_>,
+    identity: &Identity,
+    routed: &Routed,
+    body: &Value,
+) {
     if let (Operation::SyncCreate, Some(id)) = (&route.op, body.get("id").and_then(Value::as_str)) {
         let credential = match routed {
             Routed::Credential(c) => Some(c.get().id.to_string()),

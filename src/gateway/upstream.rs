@@ -101,6 +101,9 @@ struct Progress {
     base: tokio::time::Instant,
     /// Milliseconds after `base` of the last frame or of the end.
     last_ms: std::sync::atomic::AtomicU64,
+    /// The caller's body broke off or was malformed (bad chunking): the
+    /// exchange then fails because of the caller, not of Paragon.
+    caller_failed: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
@@ -108,6 +111,7 @@ impl Progress {
         let p = Arc::new(Progress {
             base: tokio::time::Instant::now(),
             last_ms: std::sync::atomic::AtomicU64::new(0),
+            caller_failed: std::sync::atomic::AtomicBool::new(false),
         });
         let tracked = TrackedBody {
             inner: body,
@@ -153,6 +157,11 @@ impl http_body::Body for TrackedBody {
         if polled.is_ready() {
             self.progress.touch();
         }
+        if let std::task::Poll::Ready(Some(Err(_))) = &polled {
+            self.progress
+                .caller_failed
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         polled
     }
 
@@ -179,7 +188,7 @@ struct Target {
 pub struct Upstreams {
     client: HttpClient,
     affine: Arc<ConnPool>,
-    targets: Arc<[Target; 5]>,
+    targets: Arc<[Target]>,
     timeout: Duration,
     metrics: Arc<Metrics>,
 }
@@ -205,17 +214,15 @@ impl Upstreams {
             })
         };
         // Order matches `Upstream::index`.
-        let targets = [
-            target(&paragon.connect_url)?,
-            target(&paragon.workflows_url)?,
-            target(&paragon.proxy_url)?,
-            target(&paragon.actionkit_url)?,
-            target(&paragon.sync_url)?,
-        ];
+        let bases = paragon.upstream_bases();
+        let mut targets = Vec::with_capacity(bases.len());
+        for b in bases {
+            targets.push(target(b)?);
+        }
         Ok(Upstreams {
             client,
             affine,
-            targets: Arc::new(targets),
+            targets: targets.into(),
             timeout,
             metrics,
         })
@@ -235,13 +242,7 @@ impl Upstreams {
         settings: &ClientSettings,
     ) -> Result<Arc<ConnPool>, String> {
         Ok(ConnPool::new(
-            [
-                paragon.connect_url.clone(),
-                paragon.workflows_url.clone(),
-                paragon.proxy_url.clone(),
-                paragon.actionkit_url.clone(),
-                paragon.sync_url.clone(),
-            ],
+            paragon.upstream_bases().map(Clone::clone),
             tls_client_config(paragon.ca_file.as_ref())?,
             settings.connect_timeout,
             settings.idle_timeout,
@@ -330,7 +331,7 @@ impl Upstreams {
         // Pinned in place: the timeout and the select poll it by reference
         // instead of moving the whole exchange future into theirs.
         let mut exchange = std::pin::pin!(exchange);
-        let result = match progress {
+        let result = match &progress {
             None => tokio::time::timeout(self.timeout, exchange.as_mut())
                 .await
                 .map_err(|_| ()),
@@ -344,8 +345,16 @@ impl Upstreams {
         self.metrics
             .upstream_histogram(label.upstream)
             .observe(start.elapsed());
+        let caller_failed = progress
+            .as_ref()
+            .is_some_and(|p| p.caller_failed.load(std::sync::atomic::Ordering::Acquire));
         match result {
             Ok(Ok(resp)) => Ok(resp),
+            // The caller's body broke off or was malformed while it streamed
+            // (SPEC §8): the caller's fault, a 400, and no upstream error.
+            Ok(Err(_)) if caller_failed => Err(GatewayError::BadRequest(
+                "the request body broke off or is malformed",
+            )),
             Ok(Err((connect, e))) => {
                 let kind = if connect { "connect" } else { "other" };
                 self.metrics

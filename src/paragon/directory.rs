@@ -50,6 +50,28 @@ impl DirKey {
 pub struct Entry {
     pub list: Arc<CredentialList>,
     pub fetched_at: Instant,
+    /// When the load that fetched it began: Paragon's answer describes the
+    /// user at some moment after this, and not necessarily later.
+    pub load_started: Instant,
+}
+
+/// Which cached list a reload may settle for instead of loading.
+#[derive(Debug, Clone, Copy)]
+enum Enough {
+    /// Any list fetched after this one (`None`: any list), if fresh.
+    NewerThan(Option<Instant>),
+    /// Only a list whose load began at or after this moment: a credential
+    /// missing from it was missing after the caller saw it missing.
+    StartedAfter(Instant),
+}
+
+impl Enough {
+    fn accepts(self, e: &Entry) -> bool {
+        match self {
+            Enough::NewerThan(seen) => seen.is_none_or(|s| e.fetched_at > s),
+            Enough::StartedAfter(at) => e.load_started >= at,
+        }
+    }
 }
 
 /// A list as the request sees it.
@@ -250,7 +272,7 @@ impl Directory {
         }
         self.metrics.credential_cache_misses.inc();
         let seen = existing.as_ref().map(|e| e.fetched_at);
-        match self.reload(key, seen, load).await {
+        match self.reload(key, Enough::NewerThan(seen), load).await {
             Ok(s) => Ok(s),
             Err(err) => match existing {
                 Some(e) if e.fetched_at.elapsed() < self.ttl + self.stale => {
@@ -269,6 +291,11 @@ impl Directory {
     /// A request named a credential absent from `seen`: reload once, unless
     /// the list was fetched within `cache.refresh_cooldown`. `None` when the
     /// cooldown forbids a reload.
+    ///
+    /// The reload may join a load of this user that began after the miss
+    /// was seen, but never settles for a list whose load began before it:
+    /// another caller's refresh that started a moment before the account
+    /// was connected would otherwise answer "not there" for it.
     pub async fn refresh_for_missing<F, Fut>(
         &self,
         key: &DirKey,
@@ -282,16 +309,21 @@ impl Directory {
         if seen.fetched_at.elapsed() < self.cooldown {
             return None;
         }
+        let missed_at = Instant::now();
         self.metrics.credential_cache_refreshes.inc();
-        Some(self.reload(key, Some(seen.fetched_at), load).await)
+        Some(
+            self.reload(key, Enough::StartedAfter(missed_at), load)
+                .await,
+        )
     }
 
-    /// Loads under the per-key lock. If someone else stored a list newer
-    /// than `seen` while we waited, that list is used instead of loading.
+    /// Loads under the per-key lock. If someone else stored a fresh list
+    /// that is `enough` while we waited, that list is used instead of
+    /// loading.
     async fn reload<F, Fut>(
         &self,
         key: &DirKey,
-        seen: Option<Instant>,
+        enough: Enough,
         load: F,
     ) -> Result<Snapshot, LoadError>
     where
@@ -307,15 +339,15 @@ impl Directory {
             .and_try_compute_with(|current| async move {
                 if let Some(cur) = current {
                     let cur = cur.into_value();
-                    let newer = seen.is_none_or(|s| cur.fetched_at > s);
-                    if newer && cur.fetched_at.elapsed() < self.fresh_for() {
+                    if enough.accepts(&cur) && cur.fetched_at.elapsed() < self.fresh_for() {
                         return Ok(Op::Nop);
                     }
                 }
-                let list = self.load_bounded(load).await?;
+                let (list, load_started) = self.load_bounded(load).await?;
                 let entry = Arc::new(Entry {
                     list: Arc::new(list),
                     fetched_at: Instant::now(),
+                    load_started,
                 });
                 if self.generation(&key.user) != before {
                     // Invalidated while loading: answer this request with
@@ -351,7 +383,8 @@ impl Directory {
         })
     }
 
-    async fn load_bounded<F, Fut>(&self, load: F) -> Result<CredentialList, LoadError>
+    /// Loads within the concurrency bound; also says when the load began.
+    async fn load_bounded<F, Fut>(&self, load: F) -> Result<(CredentialList, Instant), LoadError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<CredentialList, LoadError>>,
@@ -364,11 +397,12 @@ impl Directory {
             }
         };
         self.metrics.credential_cache_loads.inc();
+        let started = Instant::now();
         let result = load().await;
         if result.is_err() {
             self.metrics.credential_cache_load_errors.inc();
         }
-        result
+        result.map(|list| (list, started))
     }
 
     /// Drops every cached list of `user` (all permission scopes) and makes
@@ -603,5 +637,75 @@ mod tests {
             fresh.list.is_empty(),
             "the old list was not cached after the invalidation"
         );
+    }
+
+    /// SPEC §6: a miss-triggered reload never settles for a list whose load
+    /// began before the miss (another caller's refresh, fetched before the
+    /// credential existed), but does join one that began after it.
+    #[tokio::test]
+    async fn a_refresh_for_a_miss_does_not_settle_for_an_earlier_load() {
+        let d = Arc::new(dir(cfg(60_000, 0, 0)));
+        let key = DirKey::user("acme".into());
+        let mine = d.get(&key, || async { Ok(list(&["a"])) }).await.unwrap();
+        // Someone else's refresh, started (and answered) before "new" exists.
+        let earlier = d
+            .refresh_for_missing(&key, &mine, || async { Ok(list(&["a"])) })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(earlier.fetched_at > mine.fetched_at);
+        // Now the caller holding the older list misses "new": the list in
+        // the cache is newer than its own, but was loaded before the miss.
+        let loads = Arc::new(AtomicUsize::new(0));
+        let l = loads.clone();
+        let fresh = d
+            .refresh_for_missing(&key, &mine, || async move {
+                l.fetch_add(1, Ordering::SeqCst);
+                Ok(list(&["a", "new"]))
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "it loads again");
+        assert!(fresh.list.find("new").is_some());
+
+        // A load that begins after the miss is joined, not repeated.
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (d2, k2) = (d.clone(), key.clone());
+        let stale = fresh.clone();
+        let waiter_seen = Arc::new(tokio::sync::Notify::new());
+        let notify = waiter_seen.clone();
+        let first = tokio::spawn(async move {
+            d2.refresh_for_missing(&k2, &stale, || async move {
+                notify.notify_one();
+                rx.await.ok();
+                Ok(list(&["a", "new", "newer"]))
+            })
+            .await
+        });
+        waiter_seen.notified().await;
+        // Two more misses happen while that load (begun before them) is in
+        // flight: neither may settle for it; the first of them to get the
+        // lock loads, and the other joins that load, begun after its miss.
+        let later_loads = Arc::new(AtomicUsize::new(0));
+        let mut waiters = Vec::new();
+        for _ in 0..2 {
+            let (d3, k3, stale3, n) = (d.clone(), key.clone(), fresh.clone(), later_loads.clone());
+            waiters.push(tokio::spawn(async move {
+                d3.refresh_for_missing(&k3, &stale3, || async move {
+                    n.fetch_add(1, Ordering::SeqCst);
+                    Ok(list(&["a", "new", "newer", "newest"]))
+                })
+                .await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tx.send(()).unwrap();
+        let got1 = first.await.unwrap().unwrap().unwrap();
+        assert_eq!(got1.list.len(), 3);
+        for w in waiters {
+            assert_eq!(w.await.unwrap().unwrap().unwrap().list.len(), 4);
+        }
+        assert_eq!(later_loads.load(Ordering::SeqCst), 1, "one load for both");
     }
 }

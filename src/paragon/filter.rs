@@ -47,48 +47,64 @@ pub fn filter_me(
     integrations.retain(|_, entry| entry.is_object());
     for (integration, entry) in integrations.iter_mut() {
         if let Some(entry) = entry.as_object_mut() {
-            filter_integration(integration, entry, permitted, allow_account_auth);
+            filter_integration(integration, entry, permitted, allow_account_auth)?;
         }
     }
     Ok(())
 }
+
+/// Fields of an `/sdk/me` integration entry that do not describe its
+/// primary credential, kept when that credential is not the member's.
+/// Everything else (`configuredWorkflows`, `sharedSettings`, fields Paragon
+/// adds later) describes the primary credential or its configuration and
+/// goes: an allow-list, so an unknown field fails closed.
+const ENTRY_KEPT: &[&str] = &["allCredentials"];
 
 fn filter_integration(
     integration: &str,
     entry: &mut Map<String, Value>,
     permitted: &dyn Fn(&str, &str) -> bool,
     allow_account_auth: bool,
-) {
+) -> Result<(), Unfilterable> {
     let mut replacement: Option<Value> = None;
-    if let Some(all) = entry
-        .get_mut("allCredentials")
-        .and_then(Value::as_array_mut)
-    {
-        all.retain(|c| cred_id(c).is_some_and(|id| permitted(integration, id)));
-        for c in all.iter_mut() {
-            strip_account_auth(c, allow_account_auth);
+    let mut permitted_count = 0;
+    match entry.get_mut("allCredentials") {
+        None => {}
+        Some(Value::Array(all)) => {
+            all.retain(|c| cred_id(c).is_some_and(|id| permitted(integration, id)));
+            for c in all.iter_mut() {
+                strip_account_auth(c, allow_account_auth);
+            }
+            permitted_count = all.len();
+            replacement = all.first().cloned();
         }
-        replacement = all.first().cloned();
+        Some(_) => {
+            return Err(Unfilterable(
+                "an /sdk/me integration's allCredentials is not an array",
+            ))
+        }
     }
     strip_account_auth_map(entry, allow_account_auth);
-    let primary_ok = entry
-        .get("credentialId")
+    let primary = entry.get("credentialId");
+    let primary_ok = primary
         .and_then(Value::as_str)
         .is_some_and(|id| permitted(integration, id));
-    if primary_ok {
-        return;
+    if primary_ok || (primary.is_none() && !entry.contains_key("allCredentials")) {
+        // The member's own primary credential, or an entry that describes
+        // no credential at all (`{"enabled": false}`).
+        return Ok(());
     }
-    // Describe a permitted credential instead, or none at all.
-    for (field, source) in INTEGRATION_LEVEL {
-        match replacement.as_ref().and_then(|r| r.get(*source)) {
-            Some(v) => {
+    // Rebuild the entry around a permitted credential, or around none.
+    entry.retain(|k, _| ENTRY_KEPT.contains(&k.as_str()));
+    entry.insert("enabled".into(), Value::Bool(permitted_count > 0));
+    if let Some(r) = &replacement {
+        for (field, source) in INTEGRATION_LEVEL {
+            if let Some(v) = r.get(*source) {
                 entry.insert((*field).to_string(), v.clone());
-            }
-            None => {
-                entry.remove(*field);
             }
         }
     }
+    Ok(())
 }
 
 fn strip_account_auth_map(m: &mut Map<String, Value>, allow: bool) {
@@ -139,6 +155,37 @@ pub fn filter_syncs(
         .and_then(Value::as_array_mut)
         .ok_or(Unfilterable("Paragon's sync list has no data array"))?;
     data.retain(|s| cred_id(s).is_some_and(reachable));
+    Ok(())
+}
+
+/// Filters `GET /trigger-subscriptions` (a list, or `{"data": [...]}`) to
+/// subscriptions whose `credentialId` is `permitted`; one without a
+/// credential is removed. Any other shape is refused.
+pub fn filter_subscriptions(
+    body: &mut Value,
+    permitted: &dyn Fn(&str) -> bool,
+) -> Result<(), Unfilterable> {
+    let items = match body {
+        Value::Array(items) => items,
+        Value::Object(o) => match o.get_mut("data") {
+            Some(Value::Array(items)) => items,
+            _ => {
+                return Err(Unfilterable(
+                    "Paragon's trigger-subscription list has no data array",
+                ))
+            }
+        },
+        _ => {
+            return Err(Unfilterable(
+                "Paragon's trigger-subscription list is not a list",
+            ))
+        }
+    };
+    items.retain(|s| {
+        s.get("credentialId")
+            .and_then(Value::as_str)
+            .is_some_and(permitted)
+    });
     Ok(())
 }
 
@@ -207,6 +254,85 @@ mod tests {
         assert_eq!(body["integrations"]["shopify"], json!({"enabled": false}));
         assert!(!body.to_string().contains("bob"));
         assert!(!body.to_string().contains("secret"));
+    }
+
+    /// When the primary credential is another member's, the entry is rebuilt
+    /// from an allow-list: fields describing that credential (its workflow
+    /// settings, shared settings, anything unknown) go.
+    #[test]
+    fn an_entry_around_a_foreign_primary_keeps_only_allowed_fields() {
+        let mut body = json!({"integrations": {"slack": {
+            "enabled": true,
+            "credentialId": "bob1",
+            "credentialStatus": "VALID",
+            "configuredWorkflows": {"wf-1": {"enabled": true, "settings": {"channel": "bob-private"}}},
+            "sharedSettings": {"token": "bob-secret"},
+            "somethingNew": "bob",
+            "allCredentials": [
+                {"id": "bob1", "status": "VALID"},
+                {"id": "alice1", "status": "VALID", "providerId": "P-alice"}
+            ]
+        }}});
+        filter_me(&mut body, &|_, id| id.starts_with("alice"), false).unwrap();
+        assert_eq!(
+            body["integrations"]["slack"],
+            json!({
+                "enabled": true,
+                "credentialId": "alice1",
+                "credentialStatus": "VALID",
+                "providerId": "P-alice",
+                "allCredentials": [{"id": "alice1", "status": "VALID", "providerId": "P-alice"}]
+            })
+        );
+        // No permitted credential at all: an empty, disabled entry.
+        let mut body = json!({"integrations": {"slack": {
+            "enabled": true, "credentialId": "bob1", "configuredWorkflows": {"x": 1},
+            "allCredentials": [{"id": "bob1"}]
+        }}});
+        filter_me(&mut body, &|_, id| id.starts_with("alice"), false).unwrap();
+        assert_eq!(
+            body["integrations"]["slack"],
+            json!({"enabled": false, "allCredentials": []})
+        );
+        // The member's own primary: untouched but for accountAuth.
+        let mut body = json!({"integrations": {"slack": {
+            "enabled": true, "credentialId": "alice1", "configuredWorkflows": {"x": 1},
+            "allCredentials": [{"id": "alice1"}]
+        }}});
+        let before = body.clone();
+        filter_me(&mut body, &|_, id| id.starts_with("alice"), false).unwrap();
+        assert_eq!(body, before);
+    }
+
+    #[test]
+    fn all_credentials_that_is_not_an_array_is_refused() {
+        for all in [json!({"id": "bob1"}), json!("bob1"), json!(null)] {
+            let mut body = json!({"integrations": {"slack": {"credentialId": "alice1", "allCredentials": all}}});
+            assert!(filter_me(&mut body, &|_, _| true, false).is_err(), "{body}");
+        }
+    }
+
+    #[test]
+    fn subscription_lists_keep_only_permitted_credentials() {
+        let items = json!([
+            {"id": "s1", "credentialId": "alice1", "webhookOverride": {"headers": {"x": "a"}}},
+            {"id": "s2", "credentialId": "bob1", "webhookOverride": {"headers": {"x": "secret"}}},
+            {"id": "s3"}
+        ]);
+        let mut list = items.clone();
+        filter_subscriptions(&mut list, &|c| c == "alice1").unwrap();
+        assert_eq!(list, json!([items[0]]));
+        let mut wrapped = json!({"data": items});
+        filter_subscriptions(&mut wrapped, &|c| c == "alice1").unwrap();
+        assert_eq!(wrapped, json!({"data": [items[0]]}));
+        for bad in [
+            json!({"subscriptions": []}),
+            json!("x"),
+            json!({"data": {}}),
+        ] {
+            let mut b = bad.clone();
+            assert!(filter_subscriptions(&mut b, &|_| true).is_err(), "{bad}");
+        }
     }
 
     #[test]

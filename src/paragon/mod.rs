@@ -8,4 +8,5 @@ pub mod jsonbody;
 pub mod mint;
 pub mod permissions;
 pub mod routes;
+pub mod subscriptions;
 pub mod syncs;

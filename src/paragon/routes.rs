@@ -24,10 +24,11 @@ pub enum Product {
     WorkflowSettings,
     ActionKit,
     Sync,
+    AgentOs,
 }
 
 impl Product {
-    pub const ALL: [Product; 10] = [
+    pub const ALL: [Product; 11] = [
         Product::Proxy,
         Product::Workflow,
         Product::AppEvent,
@@ -38,7 +39,15 @@ impl Product {
         Product::WorkflowSettings,
         Product::ActionKit,
         Product::Sync,
+        Product::AgentOs,
     ];
+
+    /// Members' products when `policy.member_products` is not set: every
+    /// product but Agent OS, because Paragon does not document whether Agent
+    /// OS honours the permissions claim of a narrowed token.
+    pub fn member_default(self) -> bool {
+        self != Product::AgentOs
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -52,6 +61,7 @@ impl Product {
             Product::WorkflowSettings => "workflow_settings",
             Product::ActionKit => "actionkit",
             Product::Sync => "sync",
+            Product::AgentOs => "agentos",
         }
     }
 
@@ -87,7 +97,8 @@ impl FromStr for Product {
     }
 }
 
-/// Which of Paragon's five hosts a route goes to (SPEC §10 `paragon.*_url`).
+/// Which of Paragon's six hosts a route goes to (SPEC §10 `paragon.*_url`).
+/// The order is that of `ParagonConfig::upstream_bases`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Upstream {
     Connect,
@@ -95,15 +106,17 @@ pub enum Upstream {
     Proxy,
     ActionKit,
     Sync,
+    AgentOs,
 }
 
 impl Upstream {
-    pub const ALL: [Upstream; 5] = [
+    pub const ALL: [Upstream; 6] = [
         Upstream::Connect,
         Upstream::Workflows,
         Upstream::Proxy,
         Upstream::ActionKit,
         Upstream::Sync,
+        Upstream::AgentOs,
     ];
 
     pub fn config_key(self) -> &'static str {
@@ -113,6 +126,7 @@ impl Upstream {
             Upstream::Proxy => "proxy_url",
             Upstream::ActionKit => "actionkit_url",
             Upstream::Sync => "sync_url",
+            Upstream::AgentOs => "agentos_url",
         }
     }
 
@@ -152,7 +166,24 @@ pub enum Operation<'a> {
         id: &'a str,
     },
     WorkflowSettings,
+    /// `/actions`, `/tools`, `/triggers`: run or list.
     ActionKit,
+    /// `GET /trigger-subscriptions`: filtered for members to subscriptions
+    /// whose credential they may use.
+    SubscriptionList,
+    /// Any other method on `/trigger-subscriptions` (creating one): the
+    /// answer's `id` and `credentialId` are learned.
+    SubscriptionCreate,
+    /// `/trigger-subscriptions/{id}[/...]`: the subscription's credential
+    /// must be permitted (SPEC §3).
+    Subscription {
+        id: &'a str,
+        /// `DELETE /trigger-subscriptions/{id}`: on success the record goes.
+        deletes: bool,
+    },
+    /// Agent OS (`/api/tools|context/projects/{p}[/...]`): no credential
+    /// selection exists.
+    AgentOs,
     SyncCreate,
     SyncList,
     SyncPatch {
@@ -184,6 +215,9 @@ pub enum CredentialLocation {
     Body,
     /// The sync named in the path must belong to a permitted credential.
     SyncOwner,
+    /// The trigger subscription named in the path must belong to a
+    /// permitted credential.
+    SubscriptionOwner,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,9 +234,13 @@ impl Route<'_> {
             | Operation::WorkflowTrigger
             | Operation::AppEvent
             | Operation::WorkflowSettings
-            | Operation::ActionKit => CredentialLocation::Header,
+            | Operation::ActionKit
+            | Operation::SubscriptionCreate => CredentialLocation::Header,
             Operation::Uninstall { .. } => CredentialLocation::HeaderRequired,
-            Operation::ListCredentials => CredentialLocation::HeaderOptional,
+            Operation::ListCredentials | Operation::SubscriptionList => {
+                CredentialLocation::HeaderOptional
+            }
+            Operation::Subscription { .. } => CredentialLocation::SubscriptionOwner,
             Operation::Credential { .. } => CredentialLocation::Path,
             Operation::SyncCreate => CredentialLocation::Body,
             Operation::SyncPatch { .. } => CredentialLocation::Body,
@@ -210,7 +248,8 @@ impl Route<'_> {
             Operation::GetUser
             | Operation::PatchUser
             | Operation::Catalog
-            | Operation::SyncList => CredentialLocation::None,
+            | Operation::SyncList
+            | Operation::AgentOs => CredentialLocation::None,
         }
     }
 
@@ -223,7 +262,21 @@ impl Route<'_> {
                 | Operation::ListCredentials
                 | Operation::Credential { .. }
                 | Operation::SyncList
+                | Operation::SubscriptionList
         )
+    }
+
+    /// Whether this is a Managed Sync route, where a JSON body's
+    /// `credentialId` is judged on every method that carries a body.
+    pub fn is_sync(&self) -> bool {
+        self.product == Product::Sync
+    }
+}
+
+impl Operation<'_> {
+    /// Sync create and update: their body is always read, even empty.
+    pub fn creates_or_updates_sync(&self) -> bool {
+        matches!(self, Operation::SyncCreate | Operation::SyncPatch { .. })
     }
 }
 
@@ -268,7 +321,7 @@ pub fn classify<'a>(
                 Operation::AppEvent,
             ))
         }
-        "api" => classify_sync(method, tail.ok_or(RouteError::NotFound)?),
+        "api" => classify_api(method, tail.ok_or(RouteError::NotFound)?, project),
         _ => Err(RouteError::NotFound),
     }
 }
@@ -336,17 +389,25 @@ fn classify_project_path<'a>(method: &Method, after: &'a str) -> Result<Route<'a
             Operation::ActionKit,
         )),
         "trigger-subscriptions" => {
-            if let Some(t) = tail {
-                nonempty(t)?;
-                if t.split('/').any(str::is_empty) {
+            let actionkit = |op| Ok(route(Product::ActionKit, Upstream::ActionKit, op));
+            let Some(t) = tail else {
+                return actionkit(if *method == Method::GET {
+                    Operation::SubscriptionList
+                } else {
+                    Operation::SubscriptionCreate
+                });
+            };
+            let (id, more) = split_first(t);
+            nonempty(id)?;
+            if let Some(more) = more {
+                if more.split('/').any(str::is_empty) {
                     return Err(RouteError::NotFound);
                 }
             }
-            Ok(route(
-                Product::ActionKit,
-                Upstream::ActionKit,
-                Operation::ActionKit,
-            ))
+            actionkit(Operation::Subscription {
+                id,
+                deletes: more.is_none() && *method == Method::DELETE,
+            })
         }
         _ => Err(RouteError::NotFound),
     }
@@ -447,9 +508,45 @@ fn classify_sdk<'a>(method: &Method, tail: &'a str) -> Result<Route<'a>, RouteEr
     }
 }
 
-fn classify_sync<'a>(method: &Method, tail: &'a str) -> Result<Route<'a>, RouteError> {
-    let sync = |op| Ok(route(Product::Sync, Upstream::Sync, op));
+/// `/api/...`: Managed Sync (`syncs`, `permissions`) and Agent OS (`tools`,
+/// `context`).
+fn classify_api<'a>(
+    method: &Method,
+    tail: &'a str,
+    project: &str,
+) -> Result<Route<'a>, RouteError> {
     let (first, rest) = split_first(tail);
+    match first {
+        "tools" | "context" => {
+            // `/api/{tools|context}/projects/{p}[/...]`.
+            let (projects, after) = split_first(rest.ok_or(RouteError::NotFound)?);
+            let (p, more) = split_first(after.ok_or(RouteError::NotFound)?);
+            if projects != "projects" || p.is_empty() {
+                return Err(RouteError::NotFound);
+            }
+            if more.is_some_and(|m| m.split('/').any(str::is_empty)) {
+                return Err(RouteError::NotFound);
+            }
+            check_project(p, project)?;
+            Ok(route(
+                Product::AgentOs,
+                Upstream::AgentOs,
+                Operation::AgentOs,
+            ))
+        }
+        _ => classify_sync(method, first, rest),
+    }
+}
+
+/// Managed Sync. `/api/syncs/{id}` itself takes the methods Paragon
+/// documents (GET status, PATCH update, DELETE); anything below it and
+/// `/api/permissions/{id}/...` take any method, their bodies judged.
+fn classify_sync<'a>(
+    method: &Method,
+    first: &str,
+    rest: Option<&'a str>,
+) -> Result<Route<'a>, RouteError> {
+    let sync = |op| Ok(route(Product::Sync, Upstream::Sync, op));
     match (first, rest) {
         ("syncs", None) if *method == Method::POST => sync(Operation::SyncCreate),
         ("syncs", None) if *method == Method::GET => sync(Operation::SyncList),
@@ -458,10 +555,13 @@ fn classify_sync<'a>(method: &Method, tail: &'a str) -> Result<Route<'a>, RouteE
             nonempty(id)?;
             match more {
                 None if *method == Method::PATCH => sync(Operation::SyncPatch { sync_id: id }),
-                None => sync(Operation::SyncItem {
-                    sync_id: id,
-                    deletes_sync: *method == Method::DELETE,
-                }),
+                None if *method == Method::GET || *method == Method::DELETE => {
+                    sync(Operation::SyncItem {
+                        sync_id: id,
+                        deletes_sync: *method == Method::DELETE,
+                    })
+                }
+                None => Err(RouteError::NotFound),
                 Some(more) => {
                     if more.split('/').any(str::is_empty) {
                         return Err(RouteError::NotFound);
@@ -677,11 +777,39 @@ mod tests {
                 L::Header,
             ),
             (
+                "GET",
+                "/projects/proj-1/trigger-subscriptions",
+                Pr::ActionKit,
+                U::ActionKit,
+                L::HeaderOptional,
+            ),
+            (
                 "DELETE",
                 "/projects/proj-1/trigger-subscriptions/ts-1",
                 Pr::ActionKit,
                 U::ActionKit,
-                L::Header,
+                L::SubscriptionOwner,
+            ),
+            (
+                "GET",
+                "/projects/proj-1/trigger-subscriptions/ts-1/events",
+                Pr::ActionKit,
+                U::ActionKit,
+                L::SubscriptionOwner,
+            ),
+            (
+                "POST",
+                "/api/tools/projects/proj-1/search",
+                Pr::AgentOs,
+                U::AgentOs,
+                L::None,
+            ),
+            (
+                "GET",
+                "/api/context/projects/proj-1",
+                Pr::AgentOs,
+                U::AgentOs,
+                L::None,
             ),
             ("POST", "/api/syncs", Pr::Sync, U::Sync, L::Body),
             ("GET", "/api/syncs", Pr::Sync, U::Sync, L::None),
@@ -802,6 +930,15 @@ mod tests {
             ("GET", "/projects/proj-1/sdk/proxy/custom"),
             ("GET", "/projects/proj-1/actions/x"),
             ("PUT", "/api/syncs"),
+            ("PUT", "/api/syncs/s-1"),
+            ("POST", "/api/syncs/s-1"),
+            ("patch", "/api/syncs/s-1"),
+            ("Patch", "/api/syncs/s-1"),
+            ("GET", "/api/tools"),
+            ("GET", "/api/tools/projects"),
+            ("GET", "/api/tools/proj-1"),
+            ("GET", "/api/tools/projects/proj-1//x"),
+            ("GET", "/api/other/projects/proj-1"),
             ("GET", "/api/syncs/"),
             ("GET", "/api/permissions/s-1"),
             ("GET", "/api/other"),
@@ -814,6 +951,109 @@ mod tests {
         ] {
             assert_eq!(err(m, p), RouteError::NotFound, "{m} {p}");
         }
+    }
+
+    /// SPEC §3: methods are part of a route. Every route row against every
+    /// method, standard and extension tokens (methods are case-sensitive):
+    /// the listed ones classify, every other one is `route_not_found`.
+    #[test]
+    fn every_route_takes_exactly_its_methods() {
+        const METHODS: &[&str] = &[
+            "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "get", "post", "patch",
+            "Patch", "delete", "PROPFIND", "PURGE", "FOO",
+        ];
+        // (path, methods that classify; `None`: any method).
+        let table: &[(&str, Option<&[&str]>)] = &[
+            ("/projects/proj-1/sdk/proxy/slack/x", None),
+            ("/projects/proj-1/sdk/triggers/wf-1", Some(&["POST"])),
+            ("/projects/proj-1/sdk/events/trigger", Some(&["POST"])),
+            ("/v2/projects/proj-1/sdk/events/trigger", Some(&["POST"])),
+            ("/projects/proj-1/sdk/me", Some(&["GET", "PATCH"])),
+            ("/projects/proj-1/sdk/integrations", Some(&["GET"])),
+            ("/projects/proj-1/sdk/metadata", Some(&["GET"])),
+            ("/projects/proj-1/sdk/integrations/int-1", Some(&["DELETE"])),
+            ("/projects/proj-1/sdk/credentials", Some(&["GET"])),
+            ("/projects/proj-1/sdk/credentials/c-1", None),
+            ("/projects/proj-1/sdk/credentials/c-1/configurations", None),
+            (
+                "/projects/proj-1/sdk/workflows/wf-1",
+                Some(&["POST", "DELETE"]),
+            ),
+            ("/projects/proj-1/actions", None),
+            ("/projects/proj-1/tools", None),
+            ("/projects/proj-1/triggers", None),
+            ("/projects/proj-1/trigger-subscriptions", None),
+            ("/projects/proj-1/trigger-subscriptions/ts-1", None),
+            ("/api/syncs", Some(&["GET", "POST"])),
+            ("/api/syncs/s-1", Some(&["GET", "PATCH", "DELETE"])),
+            ("/api/syncs/s-1/disable", None),
+            ("/api/permissions/s-1/check", None),
+            ("/api/tools/projects/proj-1", None),
+            ("/api/context/projects/proj-1/x", None),
+        ];
+        for (path, listed) in table {
+            for method in METHODS {
+                let m: Method = method.parse().unwrap();
+                let got = classify(&m, path, P);
+                let expected = listed.is_none_or(|l| l.contains(method));
+                assert_eq!(got.is_ok(), expected, "{method} {path}: {got:?}");
+                if !expected {
+                    assert_eq!(got, Err(RouteError::NotFound), "{method} {path}");
+                }
+            }
+        }
+        // The method decides the operation where it matters.
+        fn op<'a>(m: &str, p: &'a str) -> Operation<'a> {
+            classify(&m.parse().unwrap(), p, P).unwrap().op
+        }
+        assert_eq!(
+            op("PATCH", "/api/syncs/s-1"),
+            Operation::SyncPatch { sync_id: "s-1" }
+        );
+        assert_eq!(
+            op("DELETE", "/api/syncs/s-1"),
+            Operation::SyncItem {
+                sync_id: "s-1",
+                deletes_sync: true
+            }
+        );
+        assert_eq!(
+            op("DELETE", "/api/syncs/s-1/records"),
+            Operation::SyncItem {
+                sync_id: "s-1",
+                deletes_sync: false
+            }
+        );
+        assert_eq!(
+            op("GET", "/projects/proj-1/trigger-subscriptions"),
+            Operation::SubscriptionList
+        );
+        assert_eq!(
+            op("POST", "/projects/proj-1/trigger-subscriptions"),
+            Operation::SubscriptionCreate
+        );
+        assert_eq!(
+            op("DELETE", "/projects/proj-1/trigger-subscriptions/Ts-1"),
+            Operation::Subscription {
+                id: "Ts-1",
+                deletes: true
+            }
+        );
+        assert_eq!(
+            op("DELETE", "/projects/proj-1/trigger-subscriptions/ts-1/x"),
+            Operation::Subscription {
+                id: "ts-1",
+                deletes: false
+            }
+        );
+    }
+
+    #[test]
+    fn agent_os_checks_its_project() {
+        assert_eq!(
+            err("GET", "/api/tools/projects/other/search"),
+            RouteError::UnknownProject
+        );
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! restart (syncs created before a restart become admin-only until an admin
 //! call reveals their credential, or a member updates them through an
 //! admin). With `[cluster]` it lives in PostgreSQL (`crate::cluster`).
+//!
+//! Records are keyed by the sync id exactly as Paragon returned it: two ids
+//! that differ only in letter case are two syncs (were they folded, one
+//! member could reach another's sync by changing the case of its id).
 
 use std::sync::Arc;
 
@@ -23,11 +27,6 @@ pub struct Owner {
     pub user: Arc<str>,
     /// Lowercased credential id.
     pub credential: Arc<str>,
-}
-
-/// Lowercases a sync id (Paragon's are UUIDs, compared case-insensitively).
-pub fn normalize(sync_id: &str) -> String {
-    sync_id.to_ascii_lowercase()
 }
 
 #[derive(Clone)]
@@ -53,15 +52,15 @@ impl std::fmt::Debug for MemorySyncs {
 
 impl MemorySyncs {
     pub fn owner(&self, sync_id: &str) -> Option<Owner> {
-        self.map.get(&normalize(sync_id))
+        self.map.get(sync_id)
     }
 
     pub fn record(&self, sync_id: &str, owner: Owner) {
-        self.map.insert(normalize(sync_id), owner);
+        self.map.insert(sync_id.to_string(), owner);
     }
 
     pub fn remove(&self, sync_id: &str) {
-        self.map.invalidate(&normalize(sync_id));
+        self.map.invalidate(sync_id);
     }
 
     pub fn clear(&self) {
@@ -104,6 +103,21 @@ impl SyncStore {
         }
     }
 
+    /// The owners of many syncs at once (a sync list): one store query,
+    /// not one per item. Syncs without a record are absent from the map.
+    pub async fn owners(
+        &self,
+        sync_ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, Owner>, StoreUnavailable> {
+        match self {
+            SyncStore::Memory(m) => Ok(sync_ids
+                .iter()
+                .filter_map(|id| m.owner(id).map(|o| (id.to_string(), o)))
+                .collect()),
+            SyncStore::Cluster(c) => c.sync_owners(sync_ids).await,
+        }
+    }
+
     pub async fn record(&self, sync_id: &str, owner: Owner) -> Result<(), StoreUnavailable> {
         match self {
             SyncStore::Memory(m) => {
@@ -129,16 +143,21 @@ impl SyncStore {
 mod tests {
     use super::*;
 
+    /// Ids differing only in case are different syncs: folding them would
+    /// let a member reach another member's sync by re-casing its id.
     #[test]
-    fn records_are_case_insensitive_and_removable() {
+    fn records_are_keyed_by_the_exact_id_and_removable() {
         let s = MemorySyncs::default();
         let owner = Owner {
             user: "acme".into(),
             credential: "c1".into(),
         };
-        s.record("ABC", owner.clone());
-        assert_eq!(s.owner("abc"), Some(owner));
-        s.remove("aBc");
-        assert_eq!(s.owner("abc"), None);
+        s.record("SyncAbc1", owner.clone());
+        assert_eq!(s.owner("SyncAbc1"), Some(owner));
+        assert_eq!(s.owner("syncabc1"), None);
+        s.remove("syncabc1");
+        assert!(s.owner("SyncAbc1").is_some());
+        s.remove("SyncAbc1");
+        assert_eq!(s.owner("SyncAbc1"), None);
     }
 }
