@@ -938,7 +938,11 @@ async fn proxy_wraps_the_provider_answer_unless_raw_is_asked() {
     assert_eq!(
         r.json(),
         json!({
-            "output": {"method": "POST", "path": "/services/data/v59.0/query", "query": "q=SELECT+Id", "body": {"a": [1, 2]}},
+            "output": {
+                "method": "POST", "path": "/services/data/v59.0/query", "query": "q=SELECT+Id", "body": {"a": [1, 2]},
+                "target": {"host": "provider.invalid", "path": "/services/data/v59.0/query", "query": null, "via": "path"},
+                "paragonHeaders": {"useRawResponse": null, "useSlackTokenType": null},
+            },
             "paragonEmulator": {"userId": "acme", "credentialId": DEMO_SALESFORCE_ALICE},
         })
     );
@@ -956,7 +960,11 @@ async fn proxy_wraps_the_provider_answer_unless_raw_is_asked() {
         .await;
     assert_eq!(
         r.json(),
-        json!({"method": "PUT", "path": "/api/x", "query": null, "body": "plain text"})
+        json!({
+            "method": "PUT", "path": "/api/x", "query": null, "body": "plain text",
+            "target": {"host": "provider.invalid", "path": "/api/x", "query": null, "via": "path"},
+            "paragonHeaders": {"useRawResponse": "1", "useSlackTokenType": null},
+        })
     );
     assert_eq!(
         r.header("x-emulator-credential"),
@@ -1454,12 +1462,14 @@ async fn actionkit_trigger_subscriptions_belong_to_their_user() {
         .await
         .json();
     assert_eq!(ids(&list["data"]), vec![id.clone()]);
-    let hidden = env
+    // The list is not narrowed by the claim (Paragon documents narrowing by
+    // the header only): a member token sees bob's subscription in it.
+    let unnarrowed = env
         .get(&p("/trigger-subscriptions"))
         .token(&member(&[("slack", DEMO_SLACK_ALICE_1)]))
         .send()
         .await;
-    assert_eq!(hidden.json()["data"], json!([]));
+    assert_eq!(ids(&unnarrowed.json()["data"]), vec![id.clone()]);
     let r = env
         .get(&one)
         .token(&member(&[("slack", DEMO_SLACK_ALICE_1)]))
@@ -2205,4 +2215,209 @@ async fn shutdown_lets_an_in_flight_request_finish() {
     }
     env.emu.shutdown().await;
     assert_eq!(in_flight.await.unwrap().unwrap(), StatusCode::OK);
+}
+
+// ------------------------------------------------ December 2026 surface
+
+/// `X-Paragon-Proxy-Url` names the provider target like `{rest}` does, and
+/// the echo says which host the provider token would have gone to.
+#[tokio::test]
+async fn the_proxy_url_header_names_the_provider_target() {
+    let env = env().await;
+    let path = p("/sdk/proxy/slack");
+    for (value, host, path_out) in [
+        ("https://evil.example/steal?x=1", "evil.example", "/steal"),
+        (
+            "/api/chat.postMessage",
+            "provider.invalid",
+            "/api/chat.postMessage",
+        ),
+        ("api/users.list", "provider.invalid", "/api/users.list"),
+    ] {
+        let got = env
+            .get(&path)
+            .token(&admin())
+            .credential(DEMO_SLACK_ALICE_1)
+            .header("x-paragon-proxy-url", value)
+            .header("x-paragon-use-slack-token-type", "user")
+            .send()
+            .await;
+        assert_eq!(got.status, 200, "{value}");
+        let target = &got.json()["output"]["target"];
+        assert_eq!(target["host"], host, "{value}");
+        assert_eq!(target["path"], path_out, "{value}");
+        assert_eq!(target["via"], "header");
+        assert_eq!(
+            got.json()["output"]["paragonHeaders"]["useSlackTokenType"],
+            "user"
+        );
+    }
+    let got = env
+        .get(&p("/sdk/proxy/slack/api/x"))
+        .token(&admin())
+        .credential(DEMO_SLACK_ALICE_1)
+        .send()
+        .await;
+    assert_eq!(got.json()["output"]["target"]["via"], "path");
+    assert_eq!(got.json()["output"]["target"]["path"], "/api/x");
+}
+
+/// Paragon's reference: with `X-Paragon-Credential` the subscription list
+/// holds that credential's subscriptions, without it every credential's;
+/// the permissions claim does not narrow it (credgate must).
+#[tokio::test]
+async fn trigger_subscription_lists_are_narrowed_by_the_header_only() {
+    let env = env().await;
+    let mut ids_by_cred = Vec::new();
+    for cred in [DEMO_SLACK_ALICE_1, DEMO_SLACK_BOB] {
+        let got = env
+            .post(&p("/trigger-subscriptions"))
+            .token(&admin())
+            .credential(cred)
+            .json(json!({"integration": "slack", "type": "SLACK_NEW_MESSAGE"}))
+            .send()
+            .await;
+        assert_eq!(got.status, 200);
+        assert_eq!(got.json()["credentialId"], cred);
+        ids_by_cred.push(got.json()["id"].as_str().unwrap().to_string());
+    }
+    let listed = |got: &Resp| -> Vec<String> { ids(&got.json()["data"]) };
+    // A member token narrowed to alice's account still lists both.
+    let narrowed = member(&[("slack", DEMO_SLACK_ALICE_1)]);
+    let got = env
+        .get(&p("/trigger-subscriptions"))
+        .token(&narrowed)
+        .send()
+        .await;
+    assert_eq!(listed(&got).len(), 2);
+    let got = env
+        .get(&p("/trigger-subscriptions"))
+        .token(&narrowed)
+        .credential(DEMO_SLACK_ALICE_1)
+        .send()
+        .await;
+    assert_eq!(listed(&got), vec![ids_by_cred[0].clone()]);
+}
+
+/// A fixture may ask ActionKit for the `actionkit` permission: a narrowed
+/// token without it is 403 `7210`; with it, or unrestricted, it passes.
+#[tokio::test]
+async fn actionkit_can_require_the_actionkit_permission() {
+    let mut fixtures = Fixtures::demo(PROJECT);
+    fixtures.actionkit_permission = true;
+    let emu = emulator::spawn(EmulatorConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        fixtures,
+        public_key_pem: keys().public_pem.as_bytes().to_vec(),
+    })
+    .await
+    .unwrap();
+    let env = Env {
+        emu,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+    };
+    let claim = credgate::paragon::permissions::claim_for([("slack", DEMO_SLACK_ALICE_1)]);
+    let without = token_for("acme", json!({"urn:useparagon:connect:permissions": claim}));
+    let mut with_claim = claim.clone();
+    with_claim["actionkit"] = json!(true);
+    let with = token_for(
+        "acme",
+        json!({"urn:useparagon:connect:permissions": with_claim}),
+    );
+    let run = |t: String| {
+        env.post(&p("/actions"))
+            .token(&t)
+            .credential(DEMO_SLACK_ALICE_1)
+            .json(json!({"action": "SLACK_SEND_MESSAGE", "parameters": {}}))
+            .send()
+    };
+    let got = run(without).await;
+    assert_eq!((got.status.as_u16(), got.code().as_str()), (403, "7210"));
+    assert_eq!(run(with).await.status, 200);
+    assert_eq!(run(admin()).await.status, 200);
+    // Other products do not ask for it.
+    let got = env
+        .get(&p("/sdk/credentials"))
+        .token(&member(&[("slack", DEMO_SLACK_ALICE_1)]))
+        .send()
+        .await;
+    assert_eq!(got.status, 200);
+}
+
+/// Agent OS: tools of the integrations the token may use, a run that says
+/// which credential it used (200, or 202 with `Location` under
+/// `Prefer: wait=0`), executions readable by their user only, and the
+/// Context API requiring `aud`.
+#[tokio::test]
+async fn agent_os_tools_run_as_the_connected_user() {
+    let env = env().await;
+    let base = format!("/api/tools/projects/{PROJECT}");
+    let narrowed = member(&[("slack", DEMO_SLACK_ALICE_1)]);
+    let got = env
+        .post(&format!("{base}/search"))
+        .token(&narrowed)
+        .json(json!({"query": ""}))
+        .send()
+        .await;
+    assert_eq!(got.status, 200);
+    let tools = got.json()["tools"].as_array().unwrap().clone();
+    assert!(!tools.is_empty());
+    assert!(
+        tools.iter().all(|t| t["integration"] == "slack"),
+        "{tools:?}"
+    );
+    let name = tools[0]["intentName"].as_str().unwrap().to_string();
+    let got = env
+        .get(&format!("{base}/tools/{name}"))
+        .token(&narrowed)
+        .send()
+        .await;
+    assert_eq!(got.json()["intentName"], name.as_str());
+    let got = env
+        .post(&format!("{base}/executions"))
+        .token(&narrowed)
+        .json(json!({"intentName": name, "args": {"input": "hi"}}))
+        .send()
+        .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json()["credentialId"], DEMO_SLACK_ALICE_1);
+    let got = env
+        .post(&format!("{base}/executions"))
+        .token(&narrowed)
+        .header("prefer", "wait=0")
+        .json(json!({"intentName": name}))
+        .send()
+        .await;
+    assert_eq!(got.status, 202);
+    let location = got.header("location").unwrap().to_string();
+    let polled = env.get(&location).token(&narrowed).send().await;
+    assert_eq!(polled.json()["status"], "SUCCEEDED");
+    add_globex(&env);
+    let stranger = token_for("globex", json!({}));
+    let got = env.get(&location).token(&stranger).send().await;
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (404, "execution_not_found")
+    );
+    // Context API: `aud` required.
+    let ctx = format!("/api/context/projects/{PROJECT}/search");
+    let no_aud = sign(&json!({"sub": "acme", "exp": now() + 600}));
+    let got = env
+        .post(&ctx)
+        .token(&no_aud)
+        .json(json!({"query": "x"}))
+        .send()
+        .await;
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (401, "invalid_audience")
+    );
+    let got = env
+        .post(&ctx)
+        .token(&narrowed)
+        .json(json!({"query": "x"}))
+        .send()
+        .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json()["results"].as_array().unwrap().len(), 1);
 }

@@ -33,9 +33,10 @@ fn available_types(call: &Call<'_>, w: &World) -> Vec<String> {
     types
 }
 
-/// `GET /actions`: `{"actions": {"<type>": [{"type": "function",
-/// "function": {...}}]}, "errors": []}`.
-pub(crate) fn list_actions(call: &Call<'_>) -> Handled {
+/// `GET /actions` and `GET /tools` (the Tools API's name for it):
+/// `{"<key>": {"<type>": [{"type": "function", "function": {...}}]},
+/// "errors": []}`, `key` being `actions` or `tools`.
+pub(crate) fn list_actions(call: &Call<'_>, key: &str) -> Handled {
     let w = lock(&call.state.world);
     let credential = call.optional_credential(&w)?;
     let mut actions = Map::new();
@@ -60,10 +61,7 @@ pub(crate) fn list_actions(call: &Call<'_>) -> Handled {
             .collect();
         actions.insert(t, Value::Array(list));
     }
-    Ok(Outcome::ok(
-        json!({"actions": actions, "errors": []}),
-        credential,
-    ))
+    Ok(Outcome::ok(json!({key: actions, "errors": []}), credential))
 }
 
 /// `POST /actions` (`{"action", "parameters"}`) and `POST /tools`
@@ -130,21 +128,30 @@ fn subscription_json(s: &SubscriptionRec) -> Value {
     })
 }
 
-/// `GET /trigger-subscriptions` (`{"data": [...]}`, those whose credential
-/// the claim allows) and `POST /trigger-subscriptions`
-/// (`{integration, type, parameters?, webhookOverride?}`).
+/// `GET /trigger-subscriptions` (`{"data": [...]}`) and `POST
+/// /trigger-subscriptions` (`{integration, type, parameters?,
+/// webhookOverride?}`).
+///
+/// The list is what Paragon's reference says: "If `X-Paragon-Credential` is
+/// specified, only that credential's trigger subscriptions are listed.
+/// Otherwise, all credentials' trigger subscriptions are listed." Whether
+/// the permissions claim narrows it is not documented; the emulator does
+/// not narrow it (the worst case, which credgate must filter itself).
 pub(crate) fn subscriptions(call: &Call<'_>) -> Handled {
     if *call.method == Method::GET {
         let w = lock(&call.state.world);
-        let credential = call.optional_credential(&w)?;
-        let visible: Vec<&str> = call.visible(&w).iter().map(|c| c.id.as_str()).collect();
+        let named = match call.named_credential()? {
+            Some(id) => Some(call.check_named(&w, &id, None)?),
+            None => None,
+        };
         let data: Vec<Value> = w
             .subscriptions
             .values()
-            .filter(|s| s.user == call.user() && visible.contains(&s.credential.as_str()))
+            .filter(|s| s.user == call.user())
+            .filter(|s| named.as_ref().is_none_or(|n| *n == s.credential))
             .map(subscription_json)
             .collect();
-        return Ok(Outcome::ok(json!({"data": data}), credential));
+        return Ok(Outcome::ok(json!({"data": data}), named));
     }
     let body = call.json_object()?;
     let integration = required_str(&body, "integration")?.to_string();

@@ -12,6 +12,10 @@
 //!   Letters, digits, `-` and `_` only (it is compared with path segments).
 //!   Tokens' `aud`, when present, must be `useparagon.com/{project_id}`.
 //! * `users` (array, default empty): the Connected Users.
+//! * `actionkit_permission` (bool, default false): ActionKit refuses (403
+//!   `7210`) a token that uses JWT permissions without the `actionkit`
+//!   permission (a top-level `"actionkit": true` in the claim; Paragon's
+//!   reference says the permission is needed, not where it goes).
 //!
 //! Each user (`[[users]]`):
 //! * `id` (required): the Connected User id, matched against the token's
@@ -70,6 +74,8 @@ pub struct Fixtures {
     pub project_id: String,
     #[serde(default)]
     pub users: Vec<UserFixture>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub actionkit_permission: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,6 +199,7 @@ impl Fixtures {
         drive.integration_id = Some(DEMO_INTEGRATION_GOOGLEDRIVE.to_string());
         Fixtures {
             project_id: project_id.to_string(),
+            actionkit_permission: false,
             users: vec![UserFixture {
                 id: "acme".to_string(),
                 meta: json!({"Name": "Acme Corp", "Email": "it@acme.example"}),
@@ -471,6 +478,7 @@ mod tests {
     fn one(c: CredentialFixture) -> Fixtures {
         Fixtures {
             project_id: "p1".into(),
+            actionkit_permission: false,
             users: vec![UserFixture {
                 id: "u".into(),
                 meta: Value::Null,

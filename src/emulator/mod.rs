@@ -5,13 +5,14 @@
 //! records every request the way `paragon-api.md` says Paragon does, so a
 //! test can assert what reached "Paragon" and with which credential.
 //!
-//! One listener serves all five Paragon APIs (their paths do not collide),
+//! One listener serves all six Paragon APIs (their paths do not collide),
 //! over HTTP/1.1 and cleartext HTTP/2 (prior knowledge):
 //! * Connect (`/projects/{p}/sdk/me|integrations|metadata|credentials|workflows`) — `connect`;
 //! * Workflows (`/projects/{p}/sdk/triggers/{id}`, `[/v2]/projects/{p}/sdk/events/trigger`) — `workflows`;
 //! * Proxy (`/projects/{p}/sdk/proxy/...`) — `proxy`;
 //! * ActionKit (`/projects/{p}/actions|tools|triggers|trigger-subscriptions`) — `actionkit`;
 //! * Managed Sync (`/api/syncs...`, `/api/permissions/...`) — `sync`;
+//! * Agent OS (`/api/tools/projects/{p}/...`, `/api/context/projects/{p}/...`) — `agentos`;
 //!
 //! plus the unauthenticated, unrecorded control API under `/_emulator/`
 //! (`control`). `router` is the order every request goes through;
@@ -44,6 +45,7 @@
 //! Never expose an emulator beyond loopback: its control API is open.
 
 mod actionkit;
+mod agentos;
 mod auth;
 mod call;
 mod catalog;

@@ -11,6 +11,15 @@
 //! * `__slow/{ms}`: waits `ms` (at most 10 minutes) before the echo.
 //! * `__redirect`: 302 to `https://elsewhere.example/x`.
 //! * `__status/{code}`: that status (200-599), `{"output": {"status": code}}`.
+//!
+//! The provider target is `{rest}`, or `X-Paragon-Proxy-Url` (a path or a
+//! full URL, Paragon's other way to name it; the header wins when both are
+//! given, which Paragon does not document). A full URL is read the WHATWG
+//! way, as Node.js reads it, and the echo's `target` says which host the
+//! provider token would have gone to: a test can see a URL that should
+//! never have reached Paragon. The echo also reports the other Proxy API
+//! headers Paragon reads (`X-Paragon-Use-Raw-Response`,
+//! `X-Paragon-Use-Slack-Token-Type`).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -32,6 +41,34 @@ use crate::gateway::body::{empty, stream};
 
 pub(crate) const UPLOAD: &str = "__upload";
 const RAW_HEADER: &str = "x-paragon-use-raw-response";
+const PROXY_URL_HEADER: &str = "x-paragon-proxy-url";
+const SLACK_TOKEN_TYPE_HEADER: &str = "x-paragon-use-slack-token-type";
+/// What a relative provider path resolves against.
+const PROVIDER_BASE: &str = "https://provider.invalid/";
+
+/// Where the provider request would go: `{"host", "path", "via"}`.
+fn provider_target(rest: &str, header: Option<&str>) -> Value {
+    let (text, via) = match header {
+        Some(h) => (h, "header"),
+        None => (rest, "path"),
+    };
+    // A full URL is what parses on its own (Node's `new URL(text)`); any
+    // other text resolves against the provider's base.
+    let base = url::Url::parse(PROVIDER_BASE).expect("static URL");
+    let parsed = url::Url::parse(text.trim())
+        .ok()
+        .filter(|u| u.has_host())
+        .map_or_else(|| base.join(text), Ok);
+    match parsed {
+        Ok(u) => json!({
+            "host": u.host_str().unwrap_or(""),
+            "path": u.path(),
+            "query": u.query(),
+            "via": via,
+        }),
+        Err(_) => json!({"host": null, "path": text, "via": via}),
+    }
+}
 /// `__download/{n}` serves at most 1 TiB.
 const MAX_DOWNLOAD_BYTES: u64 = 1 << 40;
 const MAX_SLOW_MS: u64 = 10 * 60 * 1000;
@@ -77,6 +114,14 @@ pub(crate) async fn handle(
         call.credential_for(&w, &integration)?
     };
     let raw = raw_requested(call.headers);
+    let header_target = call
+        .headers
+        .get(PROXY_URL_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let provider_target = provider_target(rest, header_target);
+    // The test hooks below read the provider path, however it was named.
+    let hook_path = header_target.map(|h| h.trim_start_matches('/'));
+    let rest = hook_path.unwrap_or(rest);
     if rest == UPLOAD {
         return upload(incoming, raw, credential).await;
     }
@@ -124,11 +169,17 @@ pub(crate) async fn handle(
             credential,
         ));
     }
+    let header = |n: &str| call.headers.get(n).and_then(|v| v.to_str().ok());
     let provider = json!({
         "method": call.method.as_str(),
         "path": format!("/{rest}"),
         "query": call.query,
         "body": call.body_value(),
+        "target": provider_target,
+        "paragonHeaders": {
+            "useRawResponse": header(RAW_HEADER),
+            "useSlackTokenType": header(SLACK_TOKEN_TYPE_HEADER),
+        },
     });
     Ok(provider_reply(StatusCode::OK, provider, raw, credential))
 }
@@ -234,6 +285,32 @@ mod tests {
             assert_eq!(bytes.len() as u64, n);
             assert!(bytes.iter().enumerate().all(|(k, b)| *b == (k % 256) as u8));
         }
+    }
+
+    /// A full URL in the header or the path names the provider host the
+    /// token would go to; a path resolves against the provider's base.
+    #[test]
+    fn targets_name_the_host_the_token_would_reach() {
+        assert_eq!(provider_target("v1/x", None)["host"], "provider.invalid");
+        assert_eq!(provider_target("v1/x", None)["path"], "/v1/x");
+        assert_eq!(
+            provider_target("", Some("https://evil.example/steal"))["host"],
+            "evil.example"
+        );
+        assert_eq!(
+            provider_target("", Some("https:evil.example"))["host"],
+            "evil.example"
+        );
+        assert_eq!(
+            provider_target("", Some("//evil.example/x"))["host"],
+            "evil.example"
+        );
+        assert_eq!(
+            provider_target("https://sheets.googleapis.com/v4", None)["host"],
+            "sheets.googleapis.com"
+        );
+        assert_eq!(provider_target("", Some("/v2/files?q=1"))["query"], "q=1");
+        assert_eq!(provider_target("", Some("/v2/files"))["via"], "header");
     }
 
     #[test]

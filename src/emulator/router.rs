@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use super::auth::{self, Caller};
 use super::call::{json_response, ApiError, Call, Handled, Reply};
 use super::state::{EmulatorState, RecordedRequest, RECORDED_BODY_BYTES};
-use super::{actionkit, connect, control, proxy, sync, workflows};
+use super::{actionkit, agentos, connect, control, proxy, sync, workflows};
 use crate::gateway::body::{read_limited, Body, ReadError};
 
 /// Bodies of routes that do not stream are read up to this size.
@@ -40,6 +40,7 @@ pub(crate) enum Host {
     Proxy,
     ActionKit,
     Sync,
+    AgentOs,
 }
 
 impl Host {
@@ -50,6 +51,7 @@ impl Host {
             Host::Proxy => "proxy",
             Host::ActionKit => "actionkit",
             Host::Sync => "sync",
+            Host::AgentOs => "agentos",
         }
     }
 }
@@ -101,6 +103,7 @@ pub(crate) enum Route<'a> {
         rest: &'a str,
     },
     ListActions,
+    ListTools,
     RunAction,
     RunTool,
     TriggerTypes,
@@ -111,6 +114,10 @@ pub(crate) enum Route<'a> {
     Sync {
         id: Option<&'a str>,
         op: SyncOp<'a>,
+    },
+    AgentOs {
+        api: agentos::Api,
+        rest: &'a str,
     },
 }
 
@@ -163,6 +170,23 @@ pub(crate) fn match_route<'a>(method: &Method, path: &'a str) -> Option<Matched<
         });
     }
     if let Some(rest) = path.strip_prefix("/api/") {
+        let agentos = [
+            ("tools/projects/", agentos::Api::Tools),
+            ("context/projects/", agentos::Api::Context),
+        ];
+        for (prefix, api) in agentos {
+            if let Some(after) = rest.strip_prefix(prefix) {
+                let (p, tail) = after.split_once('/').unwrap_or((after, ""));
+                if p.is_empty() {
+                    return None;
+                }
+                return Some(Matched {
+                    host: Host::AgentOs,
+                    project: Some(p),
+                    route: Route::AgentOs { api, rest: tail },
+                });
+            }
+        }
         let route = match_sync(m, rest)?;
         return Some(Matched {
             host: Host::Sync,
@@ -225,6 +249,7 @@ fn match_project<'a>(m: &Method, after: &'a str) -> Option<(Host, Route<'a>)> {
     }
     let route = match after {
         "actions" if *m == Method::GET => Route::ListActions,
+        "tools" if *m == Method::GET => Route::ListTools,
         "actions" if *m == Method::POST => Route::RunAction,
         "tools" if *m == Method::POST => Route::RunTool,
         "triggers" if *m == Method::GET => Route::TriggerTypes,
@@ -281,7 +306,7 @@ fn match_sync<'a>(m: &Method, rest: &'a str) -> Option<Route<'a>> {
                 },
             )
         }
-        ["permissions", id, op @ ("batch-check" | "list-users" | "list-objects")]
+        ["permissions", id, op @ ("check" | "batch-check" | "list-users" | "list-objects")]
             if post && !id.is_empty() =>
         {
             sync(id, SyncOp::Permissions(op))
@@ -400,7 +425,16 @@ async fn process(
             }
         }
     };
-    let caller = match auth::verify(state, &parts.headers, m.host == Host::Sync) {
+    // `aud` is required on Managed Sync and on Agent OS's Context API.
+    let needs_aud = m.host == Host::Sync
+        || matches!(
+            m.route,
+            Route::AgentOs {
+                api: agentos::Api::Context,
+                ..
+            }
+        );
+    let caller = match auth::verify(state, &parts.headers, needs_aud) {
         Ok(c) => c,
         Err(e) => return (None, Err(e.into())),
     };
@@ -414,6 +448,17 @@ async fn process(
                 "no project with this id",
             )),
         );
+    }
+    // A fixture may ask for ActionKit's `actionkit` permission (SPEC §7):
+    // then a token that uses JWT permissions must carry it.
+    if m.host == Host::ActionKit
+        && state.actionkit_permission
+        && caller
+            .perms
+            .as_ref()
+            .is_some_and(|p| p.flag("actionkit") != Some(true))
+    {
+        return (Some(caller), Err(ApiError::insufficient_permission()));
     }
     let call = Call {
         state,
@@ -440,13 +485,15 @@ async fn dispatch(call: &Call<'_>, route: Route<'_>, incoming: Option<Incoming>)
         Route::Trigger { workflow_id } => workflows::trigger(call, workflow_id),
         Route::Event => workflows::event(call),
         Route::Proxy { target, rest } => proxy::handle(call, target, rest, incoming).await,
-        Route::ListActions => actionkit::list_actions(call),
+        Route::ListActions => actionkit::list_actions(call, "actions"),
+        Route::ListTools => actionkit::list_actions(call, "tools"),
         Route::RunAction => actionkit::run(call, "action"),
         Route::RunTool => actionkit::run(call, "tool"),
         Route::TriggerTypes => actionkit::trigger_types(call),
         Route::Subscriptions => actionkit::subscriptions(call),
         Route::Subscription { id } => actionkit::subscription(call, id),
         Route::Sync { id, op } => sync::handle(call, id, op),
+        Route::AgentOs { api, rest } => agentos::handle(call, api, rest),
     }
 }
 
@@ -589,7 +636,29 @@ mod tests {
             r(Method::POST, "/projects/p/tools").map(|x| x.2),
             Some(Route::RunTool)
         );
-        assert_eq!(r(Method::GET, "/projects/p/tools"), None);
+        assert_eq!(
+            r(Method::GET, "/projects/p/tools").map(|x| x.2),
+            Some(Route::ListTools)
+        );
+        assert_eq!(
+            r(Method::POST, "/api/tools/projects/p/executions"),
+            Some((
+                Host::AgentOs,
+                Some("p"),
+                Route::AgentOs {
+                    api: agentos::Api::Tools,
+                    rest: "executions"
+                }
+            ))
+        );
+        assert_eq!(
+            r(Method::POST, "/api/context/projects/p/search").map(|x| x.2),
+            Some(Route::AgentOs {
+                api: agentos::Api::Context,
+                rest: "search"
+            })
+        );
+        assert_eq!(r(Method::GET, "/api/tools/projects//x"), None);
         assert_eq!(
             r(Method::DELETE, "/projects/p/trigger-subscriptions/s1").map(|x| x.2),
             Some(Route::Subscription { id: "s1" })

@@ -246,6 +246,8 @@ pub(crate) struct World {
     pub integrations: BTreeMap<String, String>,
     pub syncs: BTreeMap<String, SyncRec>,
     pub subscriptions: BTreeMap<String, SubscriptionRec>,
+    /// Agent OS tool executions by id: (user, execution object).
+    pub executions: BTreeMap<String, (String, serde_json::Value)>,
     next_seq: u64,
 }
 
@@ -351,6 +353,9 @@ pub struct EmulatorState {
     pub(crate) audience: String,
     pub(crate) key: DecodingKey,
     pub(crate) world: Mutex<World>,
+    /// ActionKit requires the `actionkit` permission of narrowed tokens
+    /// (the fixture's `actionkit_permission`).
+    pub(crate) actionkit_permission: bool,
     log: Mutex<RequestLog>,
     behaviour: Mutex<Behaviour>,
     in_flight: AtomicUsize,
@@ -385,6 +390,7 @@ impl EmulatorState {
             project_id: resolved.project_id.clone(),
             key,
             world: Mutex::new(World::from_resolved(resolved)),
+            actionkit_permission: fixtures.actionkit_permission,
             log: Mutex::new(RequestLog::new(
                 MAX_RECORDED_REQUESTS,
                 MAX_RECORDED_BODY_TOTAL,

@@ -16,6 +16,10 @@
 //!   either is not granted. An object value grants its credential; an array
 //!   grants only what its strings say (`credential:write`, connecting new
 //!   accounts, grants no existing credential).
+//! * Beside the scopes, the top level may hold the permissions Paragon
+//!   names for whole products ([`KNOWN_FLAGS`]: ActionKit's `actionkit`,
+//!   whose place in the claim Paragon does not document; we read it as a
+//!   top-level `"actionkit": true`), each `true` or `false`.
 //! * Anything else (an unknown scope or permission string, a number, a
 //!   claim that is not an object) is an error: a policy credgate does not
 //!   understand is refused, never half-applied.
@@ -29,6 +33,9 @@ pub const CLAIM: &str = "urn:useparagon:connect:permissions";
 /// Permission strings credgate understands inside array values (see the
 /// module doc).
 const KNOWN_PERMISSIONS: &[&str] = &["credential:write"];
+
+/// Product permissions understood at the top level of the claim.
+pub const KNOWN_FLAGS: &[&str] = &["actionkit"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Grant {
@@ -44,6 +51,8 @@ pub enum Grant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permissions {
     integrations: BTreeMap<String, Grant>,
+    /// Top-level product permissions ([`KNOWN_FLAGS`]).
+    flags: BTreeMap<String, bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,11 +81,27 @@ impl Permissions {
             return Err(PermissionsError::NotAnObject);
         };
         let mut integrations = BTreeMap::new();
+        let mut flags = BTreeMap::new();
         for (k, v) in map {
+            if KNOWN_FLAGS.contains(&k.as_str()) {
+                let Value::Bool(b) = v else {
+                    return Err(PermissionsError::UnknownValue);
+                };
+                flags.insert(k.clone(), *b);
+                continue;
+            }
             scope_ok(k, Level::Integration)?;
             integrations.insert(k.clone(), parse_grant(v, Level::Integration)?);
         }
-        Ok(Permissions { integrations })
+        Ok(Permissions {
+            integrations,
+            flags,
+        })
+    }
+
+    /// A top-level product permission (`actionkit`), if the claim sets it.
+    pub fn flag(&self, name: &str) -> Option<bool> {
+        self.flags.get(name).copied()
     }
 
     /// Whether credential `id` of integration `integration` may be used.
@@ -186,6 +211,24 @@ mod tests {
 
     fn p(v: Value) -> Permissions {
         Permissions::parse(&v).unwrap()
+    }
+
+    /// Product permissions sit beside the scopes and grant no credential;
+    /// only known ones, and only as booleans, parse.
+    #[test]
+    fn product_permissions_parse_beside_the_scopes() {
+        let perms = p(json!({"actionkit": true, "integration:slack": {"credential:a": true}}));
+        assert_eq!(perms.flag("actionkit"), Some(true));
+        assert!(perms.allows("slack", "a"));
+        assert!(!perms.allows("slack", "b"));
+        assert_eq!(p(json!({})).flag("actionkit"), None);
+        for bad in [
+            json!({"actionkit": "yes"}),
+            json!({"actionkit": {}}),
+            json!({"proxy": true}),
+        ] {
+            assert!(Permissions::parse(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
