@@ -85,6 +85,7 @@ workflows_url = "{url}"
 proxy_url = "{url}"
 actionkit_url = "{url}"
 sync_url = "{url}"
+agentos_url = "{url}"
 signing_key_file = "paragon-signing.pem"
 
 [auth]

@@ -251,6 +251,8 @@ pub struct Metrics {
     pub cluster_degraded: Gauge,
     pub cluster_events_applied: Counter,
     pub cluster_errors: Family<KindLabel, Counter>,
+    /// Queries to the cluster store for sync owners (one per batch).
+    pub cluster_sync_lookups: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -300,6 +302,7 @@ impl Metrics {
             cluster_degraded: Gauge::default(),
             cluster_events_applied: Counter::default(),
             cluster_errors: Family::default(),
+            cluster_sync_lookups: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -433,6 +436,11 @@ impl Metrics {
             "cluster_errors",
             "Cluster store errors by operation",
             m.cluster_errors.clone(),
+        );
+        r.register(
+            "cluster_sync_lookups",
+            "Queries to the cluster store for sync owners (one per batch of ids)",
+            m.cluster_sync_lookups.clone(),
         );
         let request_histograms: Vec<_> = crate::paragon::routes::Product::ALL
             .iter()

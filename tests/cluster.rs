@@ -544,3 +544,85 @@ async fn every_mutating_path_records_an_event() {
     );
     gw.shutdown().await;
 }
+
+/// SPEC §5, §11: a member's `GET /api/syncs` over many syncs credgate never
+/// recorded costs the store one query for the whole list, and ids the store
+/// did not know are not asked again for a while; a sync recorded on another
+/// replica afterwards is reachable there all the same.
+#[tokio::test]
+async fn unknown_sync_ids_are_looked_up_once_per_list_not_per_item() {
+    let keys = Keys::new();
+    let emu = emulator(&keys).await;
+    let db = fresh_db().await;
+    let a = replica(&keys, &emu, &db, "").await;
+    let b = replica(&keys, &emu, &db, "").await;
+    // Syncs made straight at Paragon, unknown to credgate.
+    let now = credgate::auth::unix_now();
+    let claims = json!({"sub": "acme", "aud": format!("useparagon.com/{PROJECT}"), "iat": now, "exp": now + 600});
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(keys.paragon.private_pem.as_bytes()).unwrap();
+    let direct = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &key,
+    )
+    .unwrap();
+    let mut direct_ids = Vec::new();
+    for _ in 0..20 {
+        let req = Request::post(format!("{}/api/syncs", emu.url()))
+            .header("authorization", format!("Bearer {direct}"))
+            .header("content-type", "application/json")
+            .body(body::full(r#"{"integration":"salesforce","pipeline":"p"}"#))
+            .unwrap();
+        let got = send(&client(), req).await;
+        assert_eq!(got.status, 200);
+        direct_ids.push(got.json()["id"].as_str().unwrap().to_string());
+    }
+    let alice = keys.member("acme", "alice");
+    let list = |gw: &Running| {
+        let req = Request::get(format!("http://{}/api/syncs", gw.addr))
+            .header("authorization", format!("Bearer {alice}"))
+            .body(body::empty())
+            .unwrap();
+        async move { send(&client(), req).await }
+    };
+    let lookups = "credgate_cluster_sync_lookups_total";
+    let before = metric(&scrape_metrics(&a).await, lookups);
+    let got = list(&a).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        got.json()["data"],
+        json!([]),
+        "none of them is alice's as far as credgate knows"
+    );
+    let after_first = metric(&scrape_metrics(&a).await, lookups);
+    assert_eq!(after_first - before, 1.0, "one query for twenty ids");
+    let got = list(&a).await;
+    assert_eq!(got.json()["data"], json!([]));
+    assert_eq!(
+        metric(&scrape_metrics(&a).await, lookups),
+        after_first,
+        "unknown ids are remembered: no second query"
+    );
+
+    // An admin gives one of them to alice through B: A, which remembers
+    // the id as unknown, hears of the record through the store's event
+    // well before its negative entry would expire (10 s).
+    let id = direct_ids[7].clone();
+    let req = Request::patch(format!("http://{}/api/syncs/{id}", b.addr))
+        .header("authorization", format!("Bearer {}", keys.admin("acme")))
+        .header("content-type", "application/json")
+        .body(body::full(format!(
+            r#"{{"credentialId":"{DEMO_SALESFORCE_ALICE}"}}"#
+        )))
+        .unwrap();
+    assert_eq!(send(&client(), req).await.status, 200);
+    let seen = eventually(Duration::from_secs(3), || async {
+        list(&a).await.json()["data"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|s| s["id"] == id.as_str()))
+    })
+    .await;
+    assert!(seen, "A lists alice's new sync");
+    a.shutdown().await;
+    b.shutdown().await;
+}

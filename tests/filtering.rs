@@ -394,3 +394,53 @@ async fn non_2xx_on_filtered_routes_passes_through_unfiltered() {
     }
     s.gw.shutdown().await;
 }
+
+/// SPEC §7: an `/sdk/me` entry whose primary credential is another
+/// member's is rebuilt from an allow-list: the fields that describe that
+/// credential (its `configuredWorkflows`, `sharedSettings`, fields credgate
+/// does not know) do not reach the member; an `allCredentials` that is not
+/// an array is 502.
+#[tokio::test]
+async fn sdk_me_entries_around_a_foreign_primary_are_rebuilt() {
+    let s = setup().await;
+    let entry = |all: Value| {
+        json!({"authenticated": true, "integrations": {"salesforce": {
+            "enabled": true,
+            "credentialId": SF_BOB,
+            "credentialStatus": "VALID",
+            "providerId": "P-BOB",
+            "configuredWorkflows": {"wf-1": {"enabled": true, "settings": {"channel": "bob-private"}}},
+            "sharedSettings": {"apiKey": "bob-shared-secret"},
+            "newField": "bob-later",
+            "allCredentials": all,
+        }}})
+    };
+    s.fake.script(Scripted::json(
+        200,
+        entry(json!([
+            {"id": SF_BOB, "status": "VALID", "providerId": "P-BOB"},
+            {"id": SF_ALICE, "status": "VALID", "providerId": "P-ALICE"}
+        ])),
+    ));
+    let got = s.get(&me(), &s.alice, &[]).await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    assert_eq!(
+        got.json()["integrations"]["salesforce"],
+        json!({
+            "enabled": true,
+            "credentialId": SF_ALICE,
+            "credentialStatus": "VALID",
+            "providerId": "P-ALICE",
+            "allCredentials": [{"id": SF_ALICE, "status": "VALID", "providerId": "P-ALICE"}],
+        })
+    );
+    for (shape, secrets) in [
+        (json!({"id": SF_BOB}), ["P-BOB", "bob-private"]),
+        (json!("everyone"), ["P-BOB", "bob-shared-secret"]),
+    ] {
+        s.fake.script(Scripted::json(200, entry(shape)));
+        let got = s.get(&me(), &s.alice, &[]).await;
+        s.assert_refused(&got, &me(), &secrets);
+    }
+    s.gw.shutdown().await;
+}

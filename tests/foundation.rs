@@ -33,6 +33,7 @@ async fn five_echoes() -> (Recorder, Recorder, Recorder, Recorder, Recorder, Hos
         proxy: p.url(),
         actionkit: a.url(),
         sync: s.url(),
+        agentos: s.url(),
     };
     (c, w, p, a, s, hosts)
 }

@@ -195,3 +195,131 @@ proptest! {
         prop_assert_eq!(perms.allows(&probe.0, &probe.1), listed);
     }
 }
+
+// ------------------------------------------------ Proxy API targets
+
+/// The hosts these properties allow.
+const ALLOWED: &[&str] = &["sheets.googleapis.com"];
+
+/// A JavaScript `String.prototype.trim()`: white space and line
+/// terminators, U+FEFF included.
+fn js_trim(s: &str) -> &str {
+    let ws = |c: char| c.is_whitespace() || c == '\u{feff}';
+    s.trim_matches(ws)
+}
+
+/// Every host a WHATWG URL parser could read out of `text` as a target:
+/// as sent and percent-decoded once, each trimmed the JavaScript way, read
+/// as an absolute URL or, when scheme-relative, against a base.
+fn hosts_read(text: &str) -> Vec<String> {
+    let mut readings = vec![text.to_string()];
+    if let Some(d) = path::percent_decode(text.as_bytes()) {
+        readings.push(String::from_utf8_lossy(&d).into_owned());
+    }
+    let base = url::Url::parse("https://base.invalid/").unwrap();
+    let mut hosts = Vec::new();
+    for r in readings {
+        let t = js_trim(&r);
+        let parsed = url::Url::parse(t)
+            .ok()
+            .or_else(|| base.join(t).ok())
+            .filter(|u| u.host_str() != Some("base.invalid"));
+        if let Some(h) = parsed.as_ref().and_then(|u| u.host_str()) {
+            hosts.push(h.trim_end_matches('.').to_ascii_lowercase());
+        }
+    }
+    hosts
+}
+
+fn target_strategy() -> impl Strategy<Value = String> {
+    let lead = prop::sample::select(vec![
+        "",
+        "",
+        "",
+        "%20",
+        "%C2%A0",
+        "%EF%BB%BF",
+        "%E2%80%A8",
+        "%E3%80%80",
+        "%09",
+        "%0A",
+    ]);
+    let scheme = prop::sample::select(vec![
+        "",
+        "https:",
+        "HTTPS:",
+        "http:",
+        "h%74tps:",
+        "https%3A",
+        "https%3a",
+        "ftp:",
+        "javascript:",
+        "wss:",
+        "x-custom+1.0:",
+    ]);
+    let sep = prop::sample::select(vec!["", "/", "//", "///", "\\\\", "%5C%5C", "/\\", "\\/"]);
+    let host = prop::sample::select(vec![
+        "evil.example",
+        "sheets.googleapis.com",
+        "SHEETS.googleapis.com",
+        "sheets.googleapis.com.",
+        "sheets.googleapis.com@evil.example",
+        "sheets.googleapis.com%40evil.example",
+        "sheets.googleapis.com%23@evil.example",
+        "sheets.googleapis.com%3F@evil.example",
+        "sheets.googleapis.com.evil.example",
+        "evil.example:443",
+        "[::1]",
+        "127.0.0.1",
+        "api",
+    ]);
+    let tail = prop::sample::select(vec![
+        "",
+        "/x",
+        "/v4/spreadsheets",
+        "?q=1",
+        "#frag",
+        "/../y",
+        "/a%2Fb",
+        "/a/./b",
+        "//z",
+        ";p",
+    ]);
+    let junk = "[a-zA-Z0-9%/:.@?#\\\\ ]{0,12}";
+    (lead, scheme, sep, host, tail, junk)
+        .prop_map(|(l, sc, se, h, t, j)| format!("{l}{sc}{se}{h}{t}{j}"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    /// SPEC §7: whatever a caller puts in `{rest}` or `X-Paragon-Proxy-Url`,
+    /// what credgate accepts names no host outside `proxy_url_hosts` by any
+    /// WHATWG reading, after a JavaScript-style trim, raw or decoded.
+    #[test]
+    fn accepted_proxy_targets_name_only_allowed_hosts(target in target_strategy(), in_header in any::<bool>()) {
+        let allowed: Vec<String> = ALLOWED.iter().map(|s| s.to_string()).collect();
+        let accepted = if in_header {
+            path::check_proxy_target("", Some(&target), &allowed).is_ok()
+        } else {
+            let full = format!("/projects/p/sdk/proxy/googledrive/{target}");
+            // The request line carries no `#` and splits the query off.
+            let path_only = full.split(['?', '#']).next().unwrap();
+            path::check(path_only).is_ok()
+                && path::check_proxy_target(&path_only["/projects/p/sdk/proxy/googledrive/".len()..], None, &allowed).is_ok()
+        };
+        if accepted {
+            let text = if in_header {
+                target.clone()
+            } else {
+                target.split(['?', '#']).next().unwrap().to_string()
+            };
+            for host in hosts_read(&text) {
+                prop_assert!(
+                    ALLOWED.contains(&host.as_str()),
+                    "{target:?} (header: {in_header}) was accepted but reads as host {host:?}"
+                );
+            }
+        }
+    }
+}

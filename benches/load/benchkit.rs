@@ -224,6 +224,7 @@ workflows_url = "{upstream}"
 proxy_url = "{upstream}"
 actionkit_url = "{upstream}"
 sync_url = "{upstream}"
+agentos_url = "{upstream}"
 signing_key_file = "paragon-signing.pem"
 
 [auth]

@@ -322,6 +322,7 @@ impl Cluster {
         if ask.is_empty() {
             return Ok(found);
         }
+        self.metrics.cluster_sync_lookups.inc();
         let result = async {
             let client = self.pool.get().await?;
             let rows = timeout(client.query(

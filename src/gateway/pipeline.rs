@@ -584,13 +584,9 @@ fn proxy_target(
     let Operation::Proxy { rest, .. } = route.op else {
         return Ok(None);
     };
-    let allowed = &cfg.policy.proxy_url_hosts;
-    if !path::target_allowed(allowed, rest) {
-        return Err(GatewayError::UpstreamHostForbidden);
-    }
     let value = match headers::single_url_value(headers, X_PARAGON_PROXY_URL) {
-        Ok(Single::Absent) => return Ok(None),
-        Ok(Single::One(v)) => v,
+        Ok(Single::Absent) => None,
+        Ok(Single::One(v)) => Some(v),
         Err(headers::SingleError::Repeated) => {
             return Err(GatewayError::BadRequest(
                 "X-Paragon-Proxy-Url is given more than once",
@@ -602,16 +598,13 @@ fn proxy_target(
             ))
         }
     };
-    if !rest.is_empty() {
-        // Paragon does not document which of the two it would use.
-        return Err(GatewayError::BadRequest(
-            "the Proxy API target is given both in the path and in X-Paragon-Proxy-Url",
-        ));
-    }
-    path::check_proxy_url_header(value).map_err(GatewayError::BadRequest)?;
-    if !path::target_allowed(allowed, value) {
-        return Err(GatewayError::UpstreamHostForbidden);
-    }
+    path::check_proxy_target(rest, value, &cfg.policy.proxy_url_hosts).map_err(|e| match e {
+        path::TargetError::BadRequest(m) => GatewayError::BadRequest(m),
+        path::TargetError::HostForbidden => GatewayError::UpstreamHostForbidden,
+    })?;
+    let Some(value) = value else {
+        return Ok(None);
+    };
     HeaderValue::from_str(value)
         .map(Some)
         .map_err(|_| GatewayError::BadRequest("X-Paragon-Proxy-Url must be visible ASCII"))

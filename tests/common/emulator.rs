@@ -230,12 +230,12 @@ impl Env {
     }
 
     /// Every request that reached the emulator except credgate's own
-    /// `/sdk/me` loads.
+    /// (`/sdk/me` loads, trigger-subscription lookups).
     pub fn traffic(&self) -> Vec<RecordedRequest> {
         self.state()
             .requests()
             .into_iter()
-            .filter(|r| !is_load(r))
+            .filter(|r| !is_own(r))
             .collect()
     }
 
@@ -378,10 +378,15 @@ impl Env {
     }
 }
 
-/// credgate's own `/sdk/me` load: built from scratch, so without the
-/// `X-Forwarded-For` every forwarded request gets.
+/// credgate's own `/sdk/me` load.
 pub fn is_load(r: &RecordedRequest) -> bool {
-    r.method == "GET" && r.path.ends_with("/sdk/me") && r.header("x-forwarded-for").is_none()
+    r.method == "GET" && r.path.ends_with("/sdk/me") && is_own(r)
+}
+
+/// A request credgate made itself (a load, a lookup): built from scratch,
+/// so without the `X-Forwarded-For` every forwarded request gets.
+pub fn is_own(r: &RecordedRequest) -> bool {
+    r.header("x-forwarded-for").is_none()
 }
 
 /// The gateway's request id for a response.

@@ -118,7 +118,7 @@ impl Keys {
     }
 }
 
-/// Upstream base URLs for the five Paragon hosts.
+/// Upstream base URLs for the six Paragon hosts.
 #[derive(Clone)]
 pub struct Hosts {
     pub connect: String,
@@ -126,6 +126,7 @@ pub struct Hosts {
     pub proxy: String,
     pub actionkit: String,
     pub sync: String,
+    pub agentos: String,
 }
 
 impl Hosts {
@@ -136,6 +137,7 @@ impl Hosts {
             proxy: url.into(),
             actionkit: url.into(),
             sync: url.into(),
+            agentos: url.into(),
         }
     }
 }
@@ -212,6 +214,7 @@ workflows_url = "{w}"
 proxy_url = "{p}"
 actionkit_url = "{a}"
 sync_url = "{s}"
+agentos_url = "{o}"
 signing_key_file = "paragon.pem"
 {paragon}
 [auth]
@@ -244,6 +247,7 @@ pem_file = "idp.pub.pem"
             p = h.proxy,
             a = h.actionkit,
             s = h.sync,
+            o = h.agentos,
         )
     }
 
