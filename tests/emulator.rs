@@ -2421,3 +2421,33 @@ async fn agent_os_tools_run_as_the_connected_user() {
     assert_eq!(got.status, 200);
     assert_eq!(got.json()["results"].as_array().unwrap().len(), 1);
 }
+
+/// `X-Paragon-Configuration-Id` must name a configuration of the named
+/// credential (or of one of the caller's) that the claim allows.
+#[tokio::test]
+async fn configuration_ids_belong_to_their_credential() {
+    let env = env().await;
+    let path = p("/sdk/triggers/wf-1");
+    let send = |cred: &'static str, config: &'static str, token: String| {
+        env.post(&path)
+            .token(&token)
+            .credential(cred)
+            .header("x-paragon-configuration-id", config)
+            .json(json!({}))
+            .send()
+    };
+    let got = send(DEMO_SLACK_ALICE_1, DEMO_SLACK_ALICE_1_CONFIG, admin()).await;
+    assert_eq!(got.status, 202);
+    let got = send(DEMO_SLACK_BOB, DEMO_SLACK_ALICE_1_CONFIG, admin()).await;
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (404, "configuration_not_found")
+    );
+    let got = send(
+        DEMO_SLACK_ALICE_1,
+        "99999999-9999-4999-8999-999999999999",
+        admin(),
+    )
+    .await;
+    assert_eq!(got.code(), "configuration_not_found");
+}

@@ -460,6 +460,9 @@ async fn process(
     {
         return (Some(caller), Err(ApiError::insufficient_permission()));
     }
+    if let Err(e) = check_configuration(state, &parts.headers, &caller) {
+        return (Some(caller), Err(e));
+    }
     let call = Call {
         state,
         method: &parts.method,
@@ -470,6 +473,47 @@ async fn process(
     };
     let outcome = dispatch(&call, m.route, incoming).await;
     (Some(caller), outcome)
+}
+
+/// `X-Paragon-Configuration-Id` (what the SDK sends with workflow
+/// triggers, workflow settings and events): sent once, it must name a
+/// configuration of the caller's that the claim allows, and of the named
+/// credential when one is named; else 404 `configuration_not_found` (the
+/// SDK's "Credential configuration not found"), or 403 `7210`.
+fn check_configuration(
+    state: &EmulatorState,
+    headers: &http::HeaderMap,
+    caller: &Caller,
+) -> Result<(), ApiError> {
+    let mut values = headers.get_all("x-paragon-configuration-id").iter();
+    let Some(v) = values.next() else {
+        return Ok(());
+    };
+    if values.next().is_some() {
+        return Err(ApiError::bad_request(
+            "X-Paragon-Configuration-Id may be sent only once",
+        ));
+    }
+    let id = v.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    let named = super::call::named_credential(headers)?;
+    let w = super::state::lock(&state.world);
+    let owner = w
+        .user_credentials(&caller.user)
+        .into_iter()
+        .find(|c| c.configurations.iter().any(|k| k.eq_ignore_ascii_case(&id)));
+    match owner {
+        Some(c) if named.as_ref().is_none_or(|n| *n == c.id) => {
+            if caller.may_use(c) {
+                Ok(())
+            } else {
+                Err(ApiError::insufficient_permission())
+            }
+        }
+        _ => Err(ApiError::not_found(
+            "configuration_not_found",
+            "Credential configuration not found",
+        )),
+    }
 }
 
 async fn dispatch(call: &Call<'_>, route: Route<'_>, incoming: Option<Incoming>) -> Handled {
