@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by callgrind (repeatable, unlike
+# timings on a shared machine): credgate at one worker in front of the
+# bench upstream, RS256 members naming their own credential on the Proxy
+# API route, warm caches. Counting starts after a warm-up (`callgrind_control
+# --zero`) and ends with a dump; the request count is read from credgate's
+# own `credgate_requests_total` over the same span.
+#
+#   benches/load/callgrind.sh                      # builds release binaries
+#   CREDGATE=path BENCHKIT=path benches/load/callgrind.sh
+#   REQUESTS_SECONDS=20 benches/load/callgrind.sh  # longer measured span
+#
+# Prints `instructions_per_request N` and leaves the callgrind file in
+# .bench/callgrind/ for `callgrind_annotate --inclusive=yes`.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+WORK="$ROOT/.bench/callgrind"
+SECONDS_MEASURED=${REQUESTS_SECONDS:-10}
+PROJECT=be4c0000-0000-4000-8000-000000000000
+PROXY_PATH="/projects/$PROJECT/sdk/proxy/salesforce/bench"
+log() { printf '[callgrind] %s\n' "$*" >&2; }
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v valgrind >/dev/null || need+=(valgrind)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]} from Debian's packages"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+if [ -z "${CREDGATE:-}" ] || [ -z "${BENCHKIT:-}" ]; then
+  log "building credgate and benchkit (release)"
+  (cd "$ROOT" && cargo build --release --locked --bin credgate --example benchkit 2>&1 | tail -2 >&2)
+  CREDGATE="$ROOT/target/release/credgate"
+  BENCHKIT="$ROOT/target/release/examples/benchkit"
+fi
+
+rm -rf "$WORK"; mkdir -p "$WORK"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+wait_port() {
+  for _ in $(seq 1 600); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  log "port $1 did not open"; return 1
+}
+
+BENCH_THREADS=1 "$BENCHKIT" upstream --listen 127.0.0.1:18180 >"$WORK/upstream.log" 2>&1 &
+PIDS+=($!)
+"$BENCHKIT" prepare --dir "$WORK/credgate" --users 50 --members 1 --churn-tokens 10 \
+    --upstream http://127.0.0.1:18180 --emulator http://127.0.0.1:18185 \
+    --listen 127.0.0.1:18184 --admin 127.0.0.1:19984 --project "$PROJECT" >/dev/null
+"$CREDGATE" emulator --listen 127.0.0.1:18185 --fixtures "$WORK/credgate/fixtures.json" \
+    --public-key "$WORK/credgate/paragon-public.pem" --log-format json >"$WORK/emulator.log" 2>&1 &
+PIDS+=($!)
+wait_port 18180; wait_port 18185
+RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out.%p" \
+    "$CREDGATE" serve --config "$WORK/credgate/credgate.toml" --log-format json \
+    >"$WORK/credgate.log" 2>&1 &
+VG_PID=$!; PIDS+=("$VG_PID")
+wait_port 18184
+
+cat >"$WORK/pool.lua" <<'EOF'
+local reqs = {}
+init = function(args)
+  for line in io.lines(os.getenv("TOKENS")) do
+    local token, cred = line:match("(%S+) (%S+)")
+    reqs[#reqs + 1] = wrk.format("GET", os.getenv("BENCH_PATH"),
+      {["Authorization"] = "Bearer " .. token, ["X-Paragon-Credential"] = cred})
+  end
+  i = 0
+end
+request = function()
+  i = (i % #reqs) + 1
+  return reqs[i]
+end
+EOF
+served() {
+  curl -s "http://127.0.0.1:19984/metrics" |
+    awk '/^credgate_requests_total\{/ && /decision="allowed"/ && /product="proxy"/ {s += $NF} END {print s + 0}'
+}
+export TOKENS="$WORK/credgate/tokens.txt" BENCH_PATH="$PROXY_PATH"
+log "warming up (every member's token verified, list loaded, token minted)"
+wrk -t1 -c16 -d5s -s "$WORK/pool.lua" http://127.0.0.1:18184 >/dev/null
+callgrind_control --zero "$VG_PID" >/dev/null
+before=$(served)
+log "measuring for ${SECONDS_MEASURED}s"
+wrk -t1 -c16 -d"${SECONDS_MEASURED}s" -s "$WORK/pool.lua" http://127.0.0.1:18184 >"$WORK/wrk.txt"
+after=$(served)
+callgrind_control --dump=measured "$VG_PID" >/dev/null
+sleep 1
+file=$(ls -t "$WORK"/callgrind.out.* | head -1)
+total=$(awk '/^summary:/ {print $2}' "$file")
+requests=$((after - before))
+log "requests served while counting: $requests; instructions: $total; file: $file"
+echo "instructions_per_request $((total / requests))"
