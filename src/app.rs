@@ -19,8 +19,9 @@ use tokio::task::JoinHandle;
 use crate::auth::jwks::{JwksSettings, JwksSource};
 use crate::auth::Authenticator;
 use crate::config::{AuthMode, Config, Env};
-use crate::gateway::upstream::{build_client, ClientSettings, Upstreams};
+use crate::gateway::upstream::Upstreams;
 use crate::gateway::{Generation, State};
+use crate::net::client::{build_client, ClientSettings};
 use crate::paragon::directory::Directory;
 use crate::paragon::mint::Minter;
 use crate::paragon::syncs::SyncStore;
@@ -153,9 +154,12 @@ pub async fn start(config: Config) -> Result<Running, String> {
         None => None,
     };
     let syncs = match &cluster {
-        Some(c) => SyncStore::Cluster(c.clone()),
+        Some(c) => SyncStore::new(c.clone()),
         None => SyncStore::default(),
     };
+    let replicas = cluster
+        .clone()
+        .map(|c| c as Arc<dyn crate::paragon::replicas::Replicas>);
     let subscriptions = crate::paragon::subscriptions::Subscriptions::new(
         config.cache.max_concurrent_loads,
         config.server.upstream_timeout,
@@ -166,10 +170,10 @@ pub async fn start(config: Config) -> Result<Running, String> {
         syncs,
         subscriptions,
         metrics,
-        cluster.clone(),
+        replicas,
     ));
     if let Some(c) = &cluster {
-        c.start(Arc::downgrade(&state));
+        c.start(Arc::downgrade(&state.directory));
     }
 
     let listener = TcpListener::bind(config.server.listen).await.map_err(|e| {

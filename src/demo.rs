@@ -110,7 +110,7 @@ owner_external_id = "{{principal}}"
 
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(idp.private_pem.as_bytes())
         .map_err(|e| e.to_string())?;
-    let now = crate::auth::unix_now();
+    let now = crate::clock::unix_now();
     let token = |principal: &str, admin: bool| -> Result<String, String> {
         let mut claims = json!({"sub": "acme", "principal": principal, "iat": now, "exp": now + TOKEN_LIFETIME_SECS});
         if admin {

@@ -8,7 +8,7 @@ use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
 use crate::auth::AuthError;
-use crate::gateway::body::{full, Body};
+use crate::net::body::{full, Body};
 
 /// Why a request was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -158,8 +158,7 @@ impl GatewayError {
             );
         }
         if let Ok(v) = HeaderValue::from_str(request_id) {
-            resp.headers_mut()
-                .insert(crate::gateway::headers::X_REQUEST_ID, v);
+            resp.headers_mut().insert(crate::net::X_REQUEST_ID, v);
         }
         resp
     }

@@ -128,7 +128,7 @@ mod tests {
             _ => EncodingKey::from_ed_pem(p.private_pem.as_bytes()),
         }
         .unwrap();
-        let dec = crate::auth::keys::decoding_key_from_pem(alg, p.public_pem.as_bytes()).unwrap();
+        let dec = crate::config::decoding_key_from_pem(alg, p.public_pem.as_bytes()).unwrap();
         let claims = serde_json::json!({"sub": "x", "exp": 4_000_000_000u64});
         let token = encode(&Header::new(alg), &claims, &enc).unwrap();
         let got = decode::<serde_json::Value>(&token, &dec, &Validation::new(alg)).unwrap();
@@ -146,7 +146,7 @@ mod tests {
     #[test]
     fn uuids_are_canonical_and_distinct() {
         let a = uuid_v4();
-        assert!(crate::paragon::credentials::is_uuid(&a));
+        assert!(crate::config::is_uuid(&a));
         assert_eq!(&a[14..15], "4");
         assert_ne!(a, uuid_v4());
     }

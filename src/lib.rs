@@ -14,6 +14,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod demo;
@@ -21,6 +22,7 @@ pub mod emulator;
 pub mod error;
 pub mod gateway;
 pub mod keygen;
+pub mod net;
 pub mod paragon;
 pub mod policy;
 pub mod server;

@@ -442,7 +442,7 @@ impl Metrics {
             "Queries to the cluster store for sync owners (one per batch of ids)",
             m.cluster_sync_lookups.clone(),
         );
-        let request_histograms: Vec<_> = crate::paragon::routes::Product::ALL
+        let request_histograms: Vec<_> = crate::config::Product::ALL
             .iter()
             .map(|p| p.as_str())
             .chain(std::iter::once("none"))
@@ -455,7 +455,7 @@ impl Metrics {
                 )
             })
             .collect();
-        let upstream_histograms = crate::paragon::routes::Upstream::ALL
+        let upstream_histograms = crate::config::Upstream::ALL
             .iter()
             .map(|u| u.config_key())
             .map(|upstream| {

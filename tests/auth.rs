@@ -29,8 +29,8 @@ use credgate::auth::jwks::{JwksSettings, JwksSource};
 use credgate::auth::{unix_now, AuthError, Authenticator, Identity, Role, MAX_TOKEN_BYTES};
 use credgate::config::Config;
 use credgate::error::GatewayError;
-use credgate::gateway::upstream::{build_client, ClientSettings};
 use credgate::keygen::{self, PemPair};
+use credgate::net::client::{build_client, ClientSettings};
 use credgate::telemetry::Metrics;
 
 // ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ use common::*;
 use credgate::app::Running;
 use credgate::emulator::fixtures::{DEMO_SALESFORCE_ALICE, DEMO_SALESFORCE_BOB};
 use credgate::emulator::{self, Behaviour, EmulatorConfig, EmulatorHandle, Fixtures};
-use credgate::gateway::body;
+use credgate::net::body;
 use http::Request;
 use postgres::{eventually, Postgres, Relay};
 use serde_json::json;

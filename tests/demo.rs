@@ -9,7 +9,7 @@ use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use common::*;
-use credgate::gateway::body;
+use credgate::net::body;
 use http::Request;
 
 /// Splits a shell command line on spaces, honouring '...' and "..." and
@@ -74,7 +74,7 @@ fn shell_words(line: &str, vars: &HashMap<String, String>) -> Vec<String> {
 }
 
 /// A curl command line as a request.
-fn curl_request(words: &[String]) -> Request<credgate::gateway::body::Body> {
+fn curl_request(words: &[String]) -> Request<credgate::net::body::Body> {
     assert_eq!(words[0], "curl");
     let (mut method, mut url, mut data) = (None, None, None);
     let mut b = Request::builder();

@@ -543,7 +543,7 @@ async fn subscribe_directly(env: &Env, cred: &str, secret: &str) -> String {
         .header("authorization", format!("Bearer {token}"))
         .header("x-paragon-credential", cred)
         .header("content-type", "application/json")
-        .body(credgate::gateway::body::full(
+        .body(credgate::net::body::full(
             json!({"integration": "slack", "type": "SLACK_NEW_MESSAGE",
                    "webhookOverride": {"url": "https://hooks.example/x", "headers": {"Authorization": secret}}})
             .to_string(),
@@ -784,7 +784,7 @@ async fn the_audit_record_names_removed_control_headers() {
         .header("authorization", format!("Bearer {}", env.member("alice")))
         .header("x-paragon-credential", SLACK_ALICE_1)
         .header("x-paragon-route-to", "elsewhere")
-        .body(credgate::gateway::body::empty())
+        .body(credgate::net::body::empty())
         .unwrap();
     let got = send(&cl, r).await;
     assert_eq!(got.status, 200);

@@ -11,8 +11,8 @@ use credgate::emulator::fixtures::*;
 use credgate::emulator::{
     self, Behaviour, CredentialFixture, EmulatorConfig, EmulatorHandle, Fixtures,
 };
-use credgate::gateway::body::{full, stream, Body};
 use credgate::keygen::PemPair;
+use credgate::net::body::{full, stream, Body};
 use http::{HeaderMap, Method, Request, StatusCode, Version};
 use http_body::Frame;
 use http_body_util::BodyExt;

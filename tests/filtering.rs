@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use common::*;
-use credgate::gateway::body::{self, Body};
+use credgate::net::body::{self, Body};
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 

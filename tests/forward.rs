@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use credgate::gateway::body;
+use credgate::net::body;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;

@@ -2116,7 +2116,7 @@ async fn idle_http2_connections_are_closed() {
     ))
     .header("authorization", format!("Bearer {}", env.alice()))
     .header("x-paragon-credential", DEMO_SALESFORCE_ALICE)
-    .body(credgate::gateway::body::empty())
+    .body(credgate::net::body::empty())
     .unwrap();
     let resp = sender.send_request(request).await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -2129,7 +2129,7 @@ async fn idle_http2_connections_are_closed() {
     ))
     .header("authorization", format!("Bearer {}", env.alice()))
     .header("x-paragon-credential", DEMO_SALESFORCE_ALICE)
-    .body(credgate::gateway::body::empty())
+    .body(credgate::net::body::empty())
     .unwrap();
     let resp = sender.send_request(slow).await.unwrap();
     assert_eq!(resp.status(), 200, "an open request keeps the connection");
@@ -2817,7 +2817,7 @@ async fn claims_with_line_breaks_cannot_forge_log_lines() {
             http::Request::get(format!("http://{addr}{}", proxy_path("salesforce", "log")))
                 .header("authorization", format!("Bearer {token}"))
                 .header("x-paragon-credential", DEMO_SALESFORCE_ALICE)
-                .body(credgate::gateway::body::empty())
+                .body(credgate::net::body::empty())
                 .unwrap(),
         )
         .await;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use credgate::gateway::body;
+use credgate::net::body;
 use http::{Request, Response, StatusCode};
 
 /// Waits until the upstream has received a request whose path contains

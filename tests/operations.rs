@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use credgate::gateway::body;
+use credgate::net::body;
 use http::{Request, StatusCode};
 use serde_json::json;
 
@@ -273,7 +273,7 @@ fn tls_client(
     h2: bool,
 ) -> hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    credgate::gateway::body::Body,
+    credgate::net::body::Body,
 > {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();

@@ -1352,7 +1352,7 @@ async fn sdk_me_and_credentials_show_members_only_their_accounts() {
             &env.cl,
             http::Request::get(format!("{}{path}", env.emu.url()))
                 .header("authorization", format!("Bearer {direct}"))
-                .body(credgate::gateway::body::empty())
+                .body(credgate::net::body::empty())
                 .unwrap(),
         )
         .await;

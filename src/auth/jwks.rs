@@ -20,8 +20,8 @@ use http::{Request, Uri};
 use jsonwebtoken::Algorithm;
 
 use super::keys::{parse_jwks, VerifyKey};
-use crate::gateway::body::{empty, read_limited};
-use crate::gateway::upstream::HttpClient;
+use crate::net::body::{empty, read_limited};
+use crate::net::client::HttpClient;
 use crate::telemetry::Metrics;
 
 /// A JWKS larger than this is refused.

@@ -28,18 +28,7 @@ impl std::fmt::Debug for VerifyKey {
     }
 }
 
-/// Parses a PEM public key for `algorithm`'s family.
-pub fn decoding_key_from_pem(algorithm: Algorithm, pem: &[u8]) -> Result<DecodingKey, String> {
-    let key = match algorithm.family() {
-        AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
-        AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
-        AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem),
-        AlgorithmFamily::Hmac => {
-            return Err("HMAC keys come from secret_env, not a PEM file".into())
-        }
-    };
-    key.map_err(|e| format!("not a {algorithm:?} public key in PEM form: {e}"))
-}
+pub use crate::config::decoding_key_from_pem;
 
 /// Builds the key of one `[[auth.keys]]` entry (already validated).
 pub fn from_static(k: &StaticKey) -> Result<VerifyKey, String> {

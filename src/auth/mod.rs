@@ -19,7 +19,7 @@ pub mod keys;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use http::header::{HeaderMap, AUTHORIZATION};
@@ -110,12 +110,42 @@ pub struct Identity {
     /// Passthrough: the permissions claim as canonical JSON (Paragon
     /// narrows `/sdk/me` by it, so the credential cache keys on it too).
     pub permissions_key: Option<Arc<str>>,
-    /// The upstream token last minted for this caller (the identity lives
+    /// What the layers above remember of this caller (the gateway keeps
+    /// its last minted token and credential list there). The identity lives
     /// as long as its token in the verified-token cache, so a caller that
-    /// keeps using one credential gets its token without a cache lookup).
-    pub mint_memo: crate::paragon::mint::MintMemo,
-    /// This caller's credential list, last seen (see `ListMemo`).
-    pub list_memo: crate::paragon::directory::ListMemo,
+    /// keeps using one credential skips those lookups; auth never reads it.
+    pub memo: Slot,
+}
+
+/// An opaque per-caller slot, filled on first use with one value of the
+/// type its user asks for. A cloned identity starts with an empty slot.
+#[derive(Default)]
+pub struct Slot(std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>);
+
+impl Slot {
+    /// The slot's value, made with `T::default()` the first time.
+    ///
+    /// # Panics
+    /// If the slot was first filled with another type: one caller memo
+    /// type per program, a bug otherwise.
+    pub fn get<T: std::any::Any + Send + Sync + Default>(&self) -> &T {
+        self.0
+            .get_or_init(|| Box::new(T::default()))
+            .downcast_ref::<T>()
+            .expect("an identity's slot holds one type")
+    }
+}
+
+impl Clone for Slot {
+    fn clone(&self) -> Self {
+        Slot::default()
+    }
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Slot")
+    }
 }
 
 impl Identity {
@@ -132,8 +162,7 @@ impl Identity {
             role,
             exp,
             permissions_key,
-            mint_memo: Default::default(),
-            list_memo: Default::default(),
+            memo: Slot::default(),
         }
     }
 }
@@ -196,12 +225,7 @@ pub struct Authenticator {
     metrics: Arc<Metrics>,
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_now;
 
 impl Authenticator {
     /// Builds the authenticator for `config`. `jwks` is the key source for

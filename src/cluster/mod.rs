@@ -30,9 +30,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use arc_swap::ArcSwap;
+
 use crate::config::ClusterConfig;
-use crate::gateway::State;
-use crate::paragon::syncs::{MemorySyncs, Owner, StoreUnavailable};
+use crate::paragon::directory::Directory;
+use crate::paragon::replicas::{
+    Invalidation, Replicas, StoreFuture, StoreUnavailable, SyncRecords,
+};
+use crate::paragon::syncs::{MemorySyncs, Owner};
 use crate::telemetry::{KindLabel, Metrics};
 use pool::Pool;
 
@@ -69,31 +74,21 @@ const MIGRATIONS: &[(i32, &str)] = &[(
      CREATE INDEX IF NOT EXISTS credgate_events_by_time ON credgate_events (project, created_us);",
 )];
 
-/// What an invalidation drops.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// One Connected User's credential lists.
-    User(String),
-    /// Every cached list.
-    All,
-    /// One sync's ownership record.
-    Sync(String),
+/// What an invalidation drops (the events' `kind` and `subject`).
+pub type Target = Invalidation;
+
+fn kind(t: &Target) -> &'static str {
+    match t {
+        Target::User(_) => "user",
+        Target::All => "all",
+        Target::Sync(_) => "sync",
+    }
 }
 
-impl Target {
-    fn kind(&self) -> &'static str {
-        match self {
-            Target::User(_) => "user",
-            Target::All => "all",
-            Target::Sync(_) => "sync",
-        }
-    }
-
-    fn subject(&self) -> Option<&str> {
-        match self {
-            Target::User(u) | Target::Sync(u) => Some(u),
-            Target::All => None,
-        }
+fn subject(t: &Target) -> Option<&str> {
+    match t {
+        Target::User(u) | Target::Sync(u) => Some(u),
+        Target::All => None,
     }
 }
 
@@ -268,8 +263,8 @@ impl Cluster {
             "INSERT INTO credgate_events (project, kind, subject, origin) VALUES ($1, $2, $3, $4)",
             &[
                 &self.project,
-                &target.kind(),
-                &target.subject(),
+                &kind(target),
+                &subject(target),
                 &self.replica,
             ],
         ))
@@ -394,12 +389,14 @@ impl Cluster {
         self.unknown_syncs.invalidate(sync_id);
     }
 
-    /// Starts the LISTEN and poll tasks. They end when the state is dropped.
-    pub fn start(self: &Arc<Self>, state: Weak<State>) {
+    /// Starts the LISTEN and poll tasks, which apply other replicas'
+    /// invalidations to `directory` (the current credential directory, as
+    /// the gateway swaps it on reload). They end when it is dropped.
+    pub fn start(self: &Arc<Self>, directory: Weak<ArcSwap<Directory>>) {
         let listener = Arc::downgrade(self);
         tokio::spawn(listen_loop(listener));
         let poller = Arc::downgrade(self);
-        tokio::spawn(poll_loop(poller, state));
+        tokio::spawn(poll_loop(poller, directory));
     }
 
     fn window_us(&self) -> i64 {
@@ -410,7 +407,7 @@ impl Cluster {
     /// One poll: read the window, apply unseen events, move the cursor.
     async fn poll_once(
         &self,
-        state: &State,
+        directory: &ArcSwap<Directory>,
         seen: &mut HashMap<i64, i64>,
     ) -> Result<usize, String> {
         if !self.migrated.load(Ordering::Acquire) || self.cursor_us.load(Ordering::Acquire) == 0 {
@@ -442,8 +439,8 @@ impl Cluster {
             let kind: &str = row.get(1);
             let subject: Option<&str> = row.get(2);
             match (kind, subject) {
-                ("user", Some(u)) => state.directory.load().invalidate_user(u).await,
-                ("all", _) => state.directory.load().invalidate_all(),
+                ("user", Some(u)) => directory.load().invalidate_user(u).await,
+                ("all", _) => directory.load().invalidate_all(),
                 ("sync", Some(s)) => self.forget_sync(s),
                 _ => continue,
             }
@@ -481,15 +478,14 @@ async fn timeout<T, E: std::fmt::Display>(
     }
 }
 
-async fn poll_loop(cluster: Weak<Cluster>, state: Weak<State>) {
+async fn poll_loop(cluster: Weak<Cluster>, directory: Weak<ArcSwap<Directory>>) {
     let mut seen = HashMap::new();
     let mut backoff = Duration::ZERO;
     let mut polls: u64 = 0;
     loop {
         let Some(c) = cluster.upgrade() else { return };
-        let Some(s) = state.upgrade() else { return };
-        s.directory
-            .load()
+        let Some(s) = directory.upgrade() else { return };
+        s.load()
             .set_degraded_ttl(c.is_degraded().then_some(c.cfg.degraded_ttl));
         let wait = if backoff.is_zero() {
             c.cfg.poll_interval
@@ -508,10 +504,10 @@ async fn poll_loop(cluster: Weak<Cluster>, state: Weak<State>) {
                 if was_degraded {
                     if gap > c.cfg.event_retention {
                         tracing::warn!(gap = ?gap, "cut off from the cluster longer than event_retention: flushing every cache");
-                        s.directory.load().invalidate_all();
+                        s.load().invalidate_all();
                         c.syncs_clear();
                     }
-                    s.directory.load().set_degraded_ttl(None);
+                    s.load().set_degraded_ttl(None);
                     c.set_degraded(false, "");
                 }
                 if let Ok(mut t) = c.last_ok.lock() {
@@ -530,12 +526,42 @@ async fn poll_loop(cluster: Weak<Cluster>, state: Weak<State>) {
                     .get_or_create(&KindLabel { kind: "poll" })
                     .inc();
                 c.set_degraded(true, &e);
-                s.directory
-                    .load()
-                    .set_degraded_ttl(Some(c.cfg.degraded_ttl));
+                s.load().set_degraded_ttl(Some(c.cfg.degraded_ttl));
                 backoff = (backoff * 2).clamp(c.cfg.poll_interval, MAX_BACKOFF);
             }
         }
+    }
+}
+
+impl Replicas for Cluster {
+    fn record<'a>(&'a self, what: &'a Invalidation) -> StoreFuture<'a, ()> {
+        Box::pin(Cluster::record(self, what))
+    }
+
+    fn is_degraded(&self) -> bool {
+        Cluster::is_degraded(self)
+    }
+
+    fn strict(&self) -> bool {
+        Cluster::strict(self)
+    }
+}
+
+impl SyncRecords for Cluster {
+    fn writable(&self) -> bool {
+        !Cluster::is_degraded(self)
+    }
+
+    fn owners<'a>(&'a self, sync_ids: &'a [&'a str]) -> StoreFuture<'a, HashMap<String, Owner>> {
+        Box::pin(self.sync_owners(sync_ids))
+    }
+
+    fn record<'a>(&'a self, sync_id: &'a str, owner: Owner) -> StoreFuture<'a, ()> {
+        Box::pin(self.record_sync(sync_id, owner))
+    }
+
+    fn remove<'a>(&'a self, sync_id: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(self.remove_sync(sync_id))
     }
 }
 

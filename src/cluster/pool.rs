@@ -40,7 +40,7 @@ impl Pool {
         }
         // TLS as the URL's sslmode asks (prefer, require, disable), verified
         // against the same roots as Paragon plus `paragon.ca_file`.
-        let tls = MakeRustlsConnect::new(crate::gateway::upstream::tls_client_config(ca)?);
+        let tls = MakeRustlsConnect::new(crate::net::client::tls_client_config(ca)?);
         Ok(Pool {
             config,
             tls,

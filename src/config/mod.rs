@@ -6,8 +6,10 @@
 //! Every error names the key it is about, so `check-config` can print one
 //! line and exit 64. Every default is a named constant below.
 
+pub mod acl;
 pub mod duration;
 mod net;
+mod products;
 pub mod raw;
 
 use std::collections::BTreeSet;
@@ -18,11 +20,10 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
+use acl::Acl;
 pub use net::{Cidr, UpstreamBase};
+pub use products::{Product, Upstream};
 use raw::{OneOrMany, RawConfig};
-
-use crate::paragon::routes::Product;
-use crate::policy::acl::Acl;
 
 /// `server.listen` [default: 127.0.0.1:8080].
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -834,6 +835,52 @@ fn validate_paragon(
     })
 }
 
+/// Parses a PEM public key for `algorithm`'s family (also what `auth`
+/// builds its verification keys with, so a key that validates here is one
+/// `auth` can use).
+pub fn decoding_key_from_pem(
+    algorithm: Algorithm,
+    pem: &[u8],
+) -> Result<jsonwebtoken::DecodingKey, String> {
+    use jsonwebtoken::{AlgorithmFamily, DecodingKey};
+    let key = match algorithm.family() {
+        AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
+        AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
+        AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem),
+        AlgorithmFamily::Hmac => {
+            return Err("HMAC keys come from secret_env, not a PEM file".into())
+        }
+    };
+    key.map_err(|e| format!("not a {algorithm:?} public key in PEM form: {e}"))
+}
+
+/// The placeholder of `policy.owner_external_id`.
+pub const PRINCIPAL_PLACEHOLDER: &str = "{principal}";
+
+/// `owner_external_id` must contain `{principal}` (else every member would
+/// own the same label) and no other `{...}`.
+pub fn validate_owner_template(t: &str) -> Result<(), String> {
+    if !t.contains(PRINCIPAL_PLACEHOLDER) {
+        return Err("must contain {principal}".into());
+    }
+    let rest = t.replace(PRINCIPAL_PLACEHOLDER, "");
+    if rest.contains('{') || rest.contains('}') {
+        return Err("only the {principal} placeholder is supported".into());
+    }
+    Ok(())
+}
+
+/// Whether `s` is a UUID in canonical form (8-4-4-4-12 hex digits, any
+/// case): credential, configuration and integration ids.
+pub fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
 /// `paragon.member_token_permissions`: TOML values as JSON. A scope key
 /// (`integration:`, `credential:`, `configuration:`) is refused: merged
 /// into a member's claim it would widen what the token may use.
@@ -962,7 +1009,7 @@ fn validate_auth(
             }
             (false, None, Some(p)) => {
                 let pem = read_pem(&key_name("pem_file"), base, &p)?;
-                crate::auth::keys::decoding_key_from_pem(algorithm, &pem.pem)
+                decoding_key_from_pem(algorithm, &pem.pem)
                     .map_err(|m| ConfigError::new(key_name("pem_file"), m))?;
                 KeyMaterial::Pem(pem)
             }
@@ -1072,8 +1119,7 @@ fn validate_policy(
     warnings: &mut Vec<String>,
 ) -> Result<PolicyConfig, ConfigError> {
     if let Some(t) = &raw.owner_external_id {
-        crate::policy::validate_owner_template(t)
-            .map_err(|m| ConfigError::new("policy.owner_external_id", m))?;
+        validate_owner_template(t).map_err(|m| ConfigError::new("policy.owner_external_id", m))?;
         warnings.push(
             "policy.owner_external_id trusts the externalId label given when an account was connected: use it only if members cannot choose that label (your backend sets it)".into(),
         );

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::state::{Cred, EmulatorState, World};
-use crate::gateway::body::Body;
+use crate::net::body::Body;
 use crate::paragon::credentials::is_uuid;
 
 pub(crate) const CREDENTIAL_HEADER: &str = "x-paragon-credential";
@@ -255,7 +255,7 @@ pub(crate) fn named_credential(headers: &HeaderMap) -> Result<Option<String>, Ap
 /// A JSON response with `Content-Type: application/json`.
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut r = Response::new(crate::gateway::body::full(bytes));
+    let mut r = Response::new(crate::net::body::full(bytes));
     *r.status_mut() = status;
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,

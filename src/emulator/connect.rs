@@ -11,7 +11,7 @@ use super::call::{ApiError, Call, Handled, Outcome};
 use super::catalog;
 use super::state::{lock, Cred, World};
 use super::util::query_value;
-use crate::gateway::body::full;
+use crate::net::body::full;
 use crate::paragon::credentials::is_uuid;
 
 /// A credential object as `allCredentials` and `/sdk/credentials` show it.

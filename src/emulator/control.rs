@@ -25,7 +25,7 @@ use super::call::{json_response, ApiError};
 use super::fixtures::CredentialFixture;
 use super::state::{Behaviour, EmulatorState};
 use super::util::percent_decode;
-use crate::gateway::body::{empty, read_limited, Body, ReadError};
+use crate::net::body::{empty, read_limited, Body, ReadError};
 
 const MAX_CONTROL_BODY: u64 = 1024 * 1024;
 

@@ -37,7 +37,7 @@ use serde_json::{json, Value};
 use super::call::{json_response, ApiError, Call, Handled, Outcome};
 use super::router::{ProxyTarget, BODY_IDLE_TIMEOUT};
 use super::state::{lock, RECORDED_BODY_BYTES};
-use crate::gateway::body::{empty, stream};
+use crate::net::body::{empty, stream};
 
 pub(crate) const UPLOAD: &str = "__upload";
 const RAW_HEADER: &str = "x-paragon-use-raw-response";
@@ -218,7 +218,7 @@ async fn upload(incoming: Option<Incoming>, raw: bool, credential: String) -> Ha
     Ok(outcome)
 }
 
-fn download(n: u64) -> Response<crate::gateway::body::Body> {
+fn download(n: u64) -> Response<crate::net::body::Body> {
     let mut r = Response::new(stream(Pattern::new(n)));
     r.headers_mut().insert(
         CONTENT_TYPE,

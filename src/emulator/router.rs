@@ -23,7 +23,7 @@ use super::auth::{self, Caller};
 use super::call::{json_response, ApiError, Call, Handled, Reply};
 use super::state::{EmulatorState, RecordedRequest, RECORDED_BODY_BYTES};
 use super::{actionkit, agentos, connect, control, proxy, sync, workflows};
-use crate::gateway::body::{read_limited, Body, ReadError};
+use crate::net::body::{read_limited, Body, ReadError};
 
 /// Bodies of routes that do not stream are read up to this size.
 pub const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;

@@ -19,7 +19,7 @@ use super::call::{required_str, ApiError, Call, Handled, Outcome};
 use super::router::SyncOp;
 use super::state::{lock, SyncRec, World};
 use super::util::{format_iso, now_ms, query_value};
-use crate::gateway::body::full;
+use crate::net::body::full;
 use crate::paragon::credentials::is_uuid;
 
 /// Generated records per sync.

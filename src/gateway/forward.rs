@@ -33,11 +33,11 @@ use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::body::Body;
 use crate::config::UpstreamBase;
+use crate::net::body::Body;
 
-/// Paragon's hosts (`paragon::routes::Upstream::ALL`).
-const UPSTREAMS: usize = crate::paragon::routes::Upstream::ALL.len();
+/// Paragon's hosts (`config::Upstream::ALL`).
+const UPSTREAMS: usize = crate::config::Upstream::ALL.len();
 
 type Sender = SendRequest<Body>;
 

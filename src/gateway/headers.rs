@@ -26,7 +26,7 @@ pub const MEMBER_PARAGON_HEADERS: &[&str] = &[
     "x-paragon-use-raw-response",
     "x-paragon-use-slack-token-type",
 ];
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use crate::net::X_REQUEST_ID;
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");

@@ -6,7 +6,6 @@
 //! on reload, so a request finishes on the generation it started with; the
 //! caches and stores in [`State`] outlive reloads.
 
-pub mod body;
 pub mod forward;
 pub mod headers;
 pub mod path;
@@ -25,12 +24,13 @@ use hyper::body::Incoming;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::net::body::Body;
 use crate::paragon::directory::Directory;
 use crate::paragon::mint::Minter;
+use crate::paragon::replicas::{Invalidation, Replicas, StoreUnavailable};
 use crate::paragon::subscriptions::Subscriptions;
 use crate::paragon::syncs::SyncStore;
 use crate::telemetry::{clean, Metrics, ACCESS_TARGET, AUDIT_TARGET};
-use body::Body;
 use upstream::Upstreams;
 
 /// Everything built from one config.
@@ -45,13 +45,15 @@ pub struct Generation {
 /// Process-wide state shared by every connection.
 pub struct State {
     pub current: ArcSwap<Generation>,
-    pub directory: ArcSwap<Directory>,
+    /// Shared (an `Arc`) so that `[cluster]` can apply other replicas'
+    /// invalidations to whichever directory is current.
+    pub directory: Arc<ArcSwap<Directory>>,
     pub syncs: SyncStore,
     /// Trigger-subscription owners (learned, or looked up at Paragon).
     pub subscriptions: Subscriptions,
     pub metrics: Arc<Metrics>,
     /// `[cluster]`: where invalidations are recorded for other replicas.
-    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    pub replicas: Option<Arc<dyn Replicas>>,
     ids: RequestIds,
 }
 
@@ -62,15 +64,15 @@ impl State {
         syncs: SyncStore,
         subscriptions: Subscriptions,
         metrics: Arc<Metrics>,
-        cluster: Option<Arc<crate::cluster::Cluster>>,
+        replicas: Option<Arc<dyn Replicas>>,
     ) -> State {
         State {
             current: ArcSwap::from_pointee(generation),
-            directory: ArcSwap::from_pointee(directory),
+            directory: Arc::new(ArcSwap::from_pointee(directory)),
             syncs,
             subscriptions,
             metrics,
-            cluster,
+            replicas,
             ids: RequestIds::new(),
         }
     }
@@ -79,22 +81,19 @@ impl State {
     /// records the invalidation for the other replicas (`[cluster]`). The
     /// one entry point for invalidation: the admin endpoint, an uninstall
     /// through credgate, a reload that finds a credential gone.
-    pub async fn invalidate(
-        &self,
-        user: Option<&str>,
-    ) -> Result<(), crate::paragon::syncs::StoreUnavailable> {
+    pub async fn invalidate(&self, user: Option<&str>) -> Result<(), StoreUnavailable> {
         let directory = self.directory.load();
         match user {
             Some(u) => directory.invalidate_user(u).await,
             None => directory.invalidate_all(),
         }
-        match &self.cluster {
-            Some(c) => {
-                let target = match user {
-                    Some(u) => crate::cluster::Target::User(u.to_string()),
-                    None => crate::cluster::Target::All,
+        match &self.replicas {
+            Some(r) => {
+                let what = match user {
+                    Some(u) => Invalidation::User(u.to_string()),
+                    None => Invalidation::All,
                 };
-                c.record(&target).await
+                r.record(&what).await
             }
             None => Ok(()),
         }

@@ -16,7 +16,6 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::body::{self, read_limited, Body, ReadError};
 use super::headers::{
     self, Single, X_PARAGON_CONFIGURATION_ID, X_PARAGON_CREDENTIAL, X_PARAGON_PROXY_URL,
     X_REQUEST_ID,
@@ -26,6 +25,7 @@ use super::{Audit, ConnInfo, Generation, State};
 use crate::auth::Identity;
 use crate::config::{AdminDefault, AuthMode, Config};
 use crate::error::{GatewayError, UpstreamFailure};
+use crate::net::body::{self, read_limited, Body, ReadError};
 use crate::paragon::credentials::{parse_uuid, Credential, CredentialList};
 use crate::paragon::directory::{DirKey, Directory, LoadError, Snapshot};
 use crate::paragon::filter;
@@ -36,6 +36,14 @@ use crate::paragon::routes::{
 };
 use crate::paragon::syncs::Owner;
 use crate::policy::{resolve_default, resolve_named, Permit, Requested, RouteIntegration};
+
+/// What the gateway remembers of a caller, in its identity's slot (see
+/// `auth::Slot`): the last credential list and minted token.
+#[derive(Default)]
+pub(crate) struct CallerMemo {
+    pub list: crate::paragon::directory::ListMemo,
+    pub mint: crate::paragon::mint::MintMemo,
+}
 
 /// Largest `/sdk/me` body credgate reads.
 const MAX_ME_BYTES: u64 = 8 * 1024 * 1024;
@@ -123,9 +131,9 @@ pub(super) async fn process(
     }
     path::check(parts.uri.path()).map_err(GatewayError::BadRequest)?;
     if state
-        .cluster
+        .replicas
         .as_ref()
-        .is_some_and(|c| c.strict() && c.is_degraded())
+        .is_some_and(|r| r.strict() && r.is_degraded())
     {
         return Err(GatewayError::Unavailable(
             "the cluster store is unavailable (cluster.strict)",
@@ -243,7 +251,7 @@ pub(super) async fn process(
         key: &dir_key,
     };
     let mut snapshot = if needs_list {
-        match directory.memo_get(&identity.list_memo) {
+        match directory.memo_get(&identity.memo.get::<CallerMemo>().list) {
             Some(s) => Some(s),
             None => {
                 let epoch = directory.epoch();
@@ -253,7 +261,7 @@ pub(super) async fn process(
                 let s = Box::pin(directory.get(&dir_key, || lookup.load()))
                     .await
                     .map_err(GatewayError::CredentialsUnavailable)?;
-                directory.memo_put(&identity.list_memo, &s, epoch);
+                directory.memo_put(&identity.memo.get::<CallerMemo>().list, &s, epoch);
                 Some(s)
             }
         }
@@ -1294,9 +1302,11 @@ async fn resolve_with_hint(
         None => Err(GatewayError::CredentialForbidden),
         Some(Err(e)) => Err(GatewayError::CredentialsUnavailable(e)),
         Some(Ok(fresh)) => {
-            lookup
-                .directory
-                .memo_put(&lookup.identity.list_memo, &fresh, epoch);
+            lookup.directory.memo_put(
+                &lookup.identity.memo.get::<CallerMemo>().list,
+                &fresh,
+                epoch,
+            );
             let list = fresh.list.clone();
             let old = snapshot.replace(fresh);
             let gone = old.is_some_and(|o| {
@@ -1366,7 +1376,7 @@ fn upstream_authorization(
     };
     let user = &identity.user;
     let signed = if identity.is_admin() {
-        minter.authorization_for(&identity.mint_memo, user, Scope::Admin)
+        minter.authorization_for(&identity.memo.get::<CallerMemo>().mint, user, Scope::Admin)
     } else {
         match routed {
             Routed::Credential(c) => {
@@ -1382,7 +1392,7 @@ fn upstream_authorization(
                         minter.authorization(user, Scope::Many(&pairs))
                     }
                     None => minter.authorization_for(
-                        &identity.mint_memo,
+                        &identity.memo.get::<CallerMemo>().mint,
                         user,
                         Scope::One {
                             integration: &c.integration,

@@ -210,14 +210,7 @@ impl CredentialList {
 }
 
 /// Whether `s` is a canonical UUID (8-4-4-4-12 hex digits, any case).
-pub fn is_uuid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
+pub use crate::config::is_uuid;
 
 #[cfg(test)]
 mod tests {

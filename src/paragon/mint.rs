@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::permissions;
-use crate::auth::unix_now;
+use crate::clock::unix_now;
 use crate::config::{ParagonConfig, MINT_REUSE_MARGIN};
 use crate::telemetry::Metrics;
 

@@ -7,6 +7,7 @@ pub mod filter;
 pub mod jsonbody;
 pub mod mint;
 pub mod permissions;
+pub mod replicas;
 pub mod routes;
 pub mod subscriptions;
 pub mod syncs;

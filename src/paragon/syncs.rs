@@ -7,15 +7,20 @@
 //! Without `[cluster]` the record is in memory: bounded, and lost on
 //! restart (syncs created before a restart become admin-only until an admin
 //! call reveals their credential, or a member updates them through an
-//! admin). With `[cluster]` it lives in PostgreSQL (`crate::cluster`).
+//! admin). With `[cluster]` it lives in a shared store ([`SyncRecords`],
+//! implemented on PostgreSQL by `crate::cluster`).
 //!
 //! Records are keyed by the sync id exactly as Paragon returned it: two ids
 //! that differ only in letter case are two syncs (were they folded, one
 //! member could reach another's sync by changing the case of its id).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use moka::sync::Cache;
+
+pub use super::replicas::StoreUnavailable;
+use super::replicas::{StoreFuture, SyncRecords};
 
 /// Records kept in memory. At ~150 bytes each, 1M records is ~150 MB; past
 /// it the least recently used are dropped (those syncs become admin-only:
@@ -68,39 +73,53 @@ impl MemorySyncs {
     }
 }
 
-/// The cluster store could not be reached (SPEC §11: 503).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the sync ownership store is unavailable")]
-pub struct StoreUnavailable;
+impl SyncRecords for MemorySyncs {
+    fn writable(&self) -> bool {
+        true
+    }
 
-/// Where sync ownership lives: memory, or the cluster's PostgreSQL.
-#[derive(Debug, Clone)]
-pub enum SyncStore {
-    Memory(MemorySyncs),
-    Cluster(std::sync::Arc<crate::cluster::Cluster>),
+    fn owners<'a>(&'a self, sync_ids: &'a [&'a str]) -> StoreFuture<'a, HashMap<String, Owner>> {
+        let found = sync_ids
+            .iter()
+            .filter_map(|id| self.owner(id).map(|o| (id.to_string(), o)))
+            .collect();
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn record<'a>(&'a self, sync_id: &'a str, owner: Owner) -> StoreFuture<'a, ()> {
+        MemorySyncs::record(self, sync_id, owner);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn remove<'a>(&'a self, sync_id: &'a str) -> StoreFuture<'a, ()> {
+        MemorySyncs::remove(self, sync_id);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
+
+/// Where sync ownership lives: memory, or a shared store.
+#[derive(Debug, Clone)]
+pub struct SyncStore(Arc<dyn SyncRecords>);
 
 impl Default for SyncStore {
     fn default() -> Self {
-        SyncStore::Memory(MemorySyncs::default())
+        SyncStore(Arc::new(MemorySyncs::default()))
     }
 }
 
 impl SyncStore {
+    pub fn new(records: Arc<dyn SyncRecords>) -> Self {
+        SyncStore(records)
+    }
+
     /// Whether sync records can be written now (SPEC §11: not while the
     /// cluster store is unreachable).
     pub fn writable(&self) -> bool {
-        match self {
-            SyncStore::Memory(_) => true,
-            SyncStore::Cluster(c) => !c.is_degraded(),
-        }
+        self.0.writable()
     }
 
     pub async fn owner(&self, sync_id: &str) -> Result<Option<Owner>, StoreUnavailable> {
-        match self {
-            SyncStore::Memory(m) => Ok(m.owner(sync_id)),
-            SyncStore::Cluster(c) => c.sync_owner(sync_id).await,
-        }
+        Ok(self.0.owners(&[sync_id]).await?.remove(sync_id))
     }
 
     /// The owners of many syncs at once (a sync list): one store query,
@@ -108,34 +127,16 @@ impl SyncStore {
     pub async fn owners(
         &self,
         sync_ids: &[&str],
-    ) -> Result<std::collections::HashMap<String, Owner>, StoreUnavailable> {
-        match self {
-            SyncStore::Memory(m) => Ok(sync_ids
-                .iter()
-                .filter_map(|id| m.owner(id).map(|o| (id.to_string(), o)))
-                .collect()),
-            SyncStore::Cluster(c) => c.sync_owners(sync_ids).await,
-        }
+    ) -> Result<HashMap<String, Owner>, StoreUnavailable> {
+        self.0.owners(sync_ids).await
     }
 
     pub async fn record(&self, sync_id: &str, owner: Owner) -> Result<(), StoreUnavailable> {
-        match self {
-            SyncStore::Memory(m) => {
-                m.record(sync_id, owner);
-                Ok(())
-            }
-            SyncStore::Cluster(c) => c.record_sync(sync_id, owner).await,
-        }
+        self.0.record(sync_id, owner).await
     }
 
     pub async fn remove(&self, sync_id: &str) -> Result<(), StoreUnavailable> {
-        match self {
-            SyncStore::Memory(m) => {
-                m.remove(sync_id);
-                Ok(())
-            }
-            SyncStore::Cluster(c) => c.remove_sync(sync_id).await,
-        }
+        self.0.remove(sync_id).await
     }
 }
 

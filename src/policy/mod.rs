@@ -6,29 +6,15 @@
 //! token's `credentials_claim`, or the ACL file. In passthrough mode the
 //! token's own permissions claim decides. Nothing else grants anything.
 
-pub mod acl;
-
 use crate::auth::{Identity, Role};
-use crate::config::PolicyConfig;
+use crate::config::acl::Grants;
+use crate::config::{is_uuid, PolicyConfig, PRINCIPAL_PLACEHOLDER};
 use crate::error::GatewayError;
-use crate::paragon::credentials::{is_uuid, Credential, CredentialList};
+use crate::paragon::credentials::{Credential, CredentialList};
 use crate::paragon::permissions::Permissions;
-use acl::Grants;
 
-/// The placeholder of `policy.owner_external_id`.
-pub const PRINCIPAL_PLACEHOLDER: &str = "{principal}";
-
-/// `owner_external_id` must contain `{principal}` (else every member would
-/// own the same label) and no other `{...}`.
-pub fn validate_owner_template(t: &str) -> Result<(), String> {
-    if !t.contains(PRINCIPAL_PLACEHOLDER) {
-        return Err("must contain {principal}".into());
-    }
-    let rest = t.replace(PRINCIPAL_PLACEHOLDER, "");
-    if rest.contains('{') || rest.contains('}') {
-        return Err("only the {principal} placeholder is supported".into());
-    }
-    Ok(())
+fn grants(g: &Grants, c: &Credential) -> bool {
+    g.allows(&c.id, c.external_id.as_deref(), &c.integration)
 }
 
 /// Whether `ext` is `template` with every `{principal}` replaced by
@@ -126,8 +112,8 @@ impl<'a> Permit<'a> {
                         .as_deref()
                         .is_some_and(|ext| template_matches(template, principal, ext))
                 }) || claimed.iter().any(|id| **id == *c.id)
-                    || acl_own.is_some_and(|g| g.allows(c))
-                    || acl_all.is_some_and(|g| g.allows(c))
+                    || acl_own.is_some_and(|g| grants(g, c))
+                    || acl_all.is_some_and(|g| grants(g, c))
             }
         }
     }

@@ -2,6 +2,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::*;
+use crate::config::acl;
+use crate::config::validate_owner_template;
 use crate::config::AdminDefault;
 use crate::paragon::routes::Product;
 

@@ -17,8 +17,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::gateway::body::{full, read_limited, Body};
 use crate::gateway::State;
+use crate::net::body::{full, read_limited, Body};
 
 /// Largest invalidation request body.
 const MAX_ADMIN_BODY: u64 = 64 * 1024;

@@ -371,7 +371,7 @@ impl Env {
             self.gw.admin_addr
         ))
         .header("content-type", "application/json")
-        .body(credgate::gateway::body::full(body.to_string()))
+        .body(credgate::net::body::full(body.to_string()))
         .unwrap();
         let got = send(&self.cl, r).await;
         assert_eq!(got.status, 200, "{:?}", got.body);

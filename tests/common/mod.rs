@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use credgate::app::{self, Running};
 use credgate::config::Config;
-use credgate::gateway::body::{self, Body};
+use credgate::net::body::{self, Body};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;

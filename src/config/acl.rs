@@ -1,6 +1,7 @@
 //! The ACL file (`policy.acl_file`): which principals may use which
 //! credentials, by credential id, by `externalId`, or by whole integration.
-//! Reloaded on SIGHUP with the rest of the config.
+//! Parsed and validated with the rest of the config (this file is part of
+//! `config`: plain data), reloaded on SIGHUP; `policy` asks it.
 //!
 //! ```toml
 //! [[grant]]
@@ -15,7 +16,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::paragon::credentials::{is_uuid, Credential};
+use super::is_uuid;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,12 +47,12 @@ pub struct Grants {
 }
 
 impl Grants {
-    pub fn allows(&self, c: &Credential) -> bool {
-        self.ids.contains(&*c.id)
-            || c.external_id
-                .as_deref()
-                .is_some_and(|e| self.external_ids.contains(e))
-            || self.integrations.contains(&*c.integration)
+    /// Whether these grants cover a credential with this (lowercase) id,
+    /// `externalId` and integration type.
+    pub fn allows(&self, id: &str, external_id: Option<&str>, integration: &str) -> bool {
+        self.ids.contains(id)
+            || external_id.is_some_and(|e| self.external_ids.contains(e))
+            || self.integrations.contains(integration)
     }
 
     fn merge(&mut self, g: &RawGrant) {
@@ -131,17 +132,18 @@ impl Acl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    fn cred(id: &str, integration: &str, ext: Option<&str>) -> Credential {
-        Credential {
-            id: id.into(),
-            integration: Arc::from(integration),
-            integration_id: None,
-            valid: true,
-            external_id: ext.map(Into::into),
-            configurations: Box::new([]),
-        }
+    /// Whether `g` covers a credential `(id, integration, externalId)`.
+    fn covers(g: &Grants, (id, integration, ext): (&str, &str, Option<&str>)) -> bool {
+        g.allows(&id.to_ascii_lowercase(), ext, integration)
+    }
+
+    fn cred<'a>(
+        id: &'a str,
+        integration: &'a str,
+        ext: Option<&'a str>,
+    ) -> (&'a str, &'a str, Option<&'a str>) {
+        (id, integration, ext)
     }
 
     const A: &str = "aaaaaaaa-0000-0000-0000-000000000001";
@@ -167,14 +169,14 @@ mod tests {
         let (alice, all) = acl.grants_for("alice");
         let alice = alice.unwrap();
         assert!(
-            alice.allows(&cred(A, "slack", None)),
+            covers(alice, cred(A, "slack", None)),
             "ids compare case-insensitively"
         );
-        assert!(!alice.allows(&cred(B, "slack", None)));
-        assert!(alice.allows(&cred(B, "salesforce", Some("shared-sf"))));
-        assert!(all.unwrap().allows(&cred(B, "gmail", None)));
+        assert!(!covers(alice, cred(B, "slack", None)));
+        assert!(covers(alice, cred(B, "salesforce", Some("shared-sf"))));
+        assert!(covers(all.unwrap(), cred(B, "gmail", None)));
         let (bob, _) = acl.grants_for("bob");
-        assert!(!bob.unwrap().allows(&cred(A, "slack", None)));
+        assert!(!covers(bob.unwrap(), cred(A, "slack", None)));
         assert!(acl.grants_for("carol").0.is_none());
     }
 

@@ -1,0 +1,10 @@
+//! The network plumbing every layer above shares: the one body type and
+//! its helpers (`body`), and the one HTTP client with its TLS trust
+//! (`client`). It knows nothing of Paragon or of requests' meaning.
+
+pub mod body;
+pub mod client;
+
+/// `X-Request-Id`: on every request credgate forwards or makes, and on
+/// every response it gives.
+pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
