@@ -20,7 +20,6 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
-use super::call::ApiError;
 use super::state::{lock, Cred, EmulatorState};
 use crate::paragon::permissions::{Permissions, CLAIM};
 
@@ -70,32 +69,6 @@ pub(crate) enum AuthError {
     Permissions,
     /// `unknown_user`: `sub` is no Connected User of the project.
     UnknownUser,
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> ApiError {
-        let (code, message) = match e {
-            AuthError::Missing => (
-                "missing_token",
-                "a Paragon User Token is required (Authorization: Bearer <token>)",
-            ),
-            AuthError::Invalid => ("invalid_token", "the Paragon User Token is invalid"),
-            AuthError::Expired => ("token_expired", "the Paragon User Token has expired"),
-            AuthError::Audience => (
-                "invalid_audience",
-                "the Paragon User Token's aud is missing or not this project's",
-            ),
-            AuthError::Permissions => (
-                "invalid_permissions",
-                "the token's permissions claim is not understood",
-            ),
-            AuthError::UnknownUser => (
-                "unknown_user",
-                "the token's sub is not a Connected User of this project",
-            ),
-        };
-        ApiError::new(http::StatusCode::UNAUTHORIZED, code, message)
-    }
 }
 
 /// The bearer token of the one `Authorization` header.

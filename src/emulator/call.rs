@@ -23,12 +23,16 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::auth::Caller;
+use super::auth::{AuthError, Caller};
 use super::state::{Cred, EmulatorState, World};
 use crate::net::body::Body;
 use crate::paragon::credentials::is_uuid;
 
 pub(crate) const CREDENTIAL_HEADER: &str = "x-paragon-credential";
+/// A request body that stalls this long is refused (408): a stuck client
+/// must not hold a request open forever. A buffered body gets four times
+/// this in total; a streamed upload this long between frames.
+pub(crate) const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Paragon's code for a JWT-permissions refusal.
 pub(crate) const INSUFFICIENT_PERMISSION: &str = "7210";
 
@@ -74,6 +78,32 @@ impl ApiError {
 
     pub fn body(&self) -> Value {
         json!({"message": self.message, "code": self.code})
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        let (code, message) = match e {
+            AuthError::Missing => (
+                "missing_token",
+                "a Paragon User Token is required (Authorization: Bearer <token>)",
+            ),
+            AuthError::Invalid => ("invalid_token", "the Paragon User Token is invalid"),
+            AuthError::Expired => ("token_expired", "the Paragon User Token has expired"),
+            AuthError::Audience => (
+                "invalid_audience",
+                "the Paragon User Token's aud is missing or not this project's",
+            ),
+            AuthError::Permissions => (
+                "invalid_permissions",
+                "the token's permissions claim is not understood",
+            ),
+            AuthError::UnknownUser => (
+                "unknown_user",
+                "the token's sub is not a Connected User of this project",
+            ),
+        };
+        ApiError::new(http::StatusCode::UNAUTHORIZED, code, message)
     }
 }
 

@@ -35,9 +35,17 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::call::{json_response, ApiError, Call, Handled, Outcome};
-use super::router::{ProxyTarget, BODY_IDLE_TIMEOUT};
+use super::call::BODY_IDLE_TIMEOUT;
 use super::state::{lock, RECORDED_BODY_BYTES};
 use crate::net::body::{empty, stream};
+
+/// The integration a Proxy API path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProxyTarget<'a> {
+    Type(&'a str),
+    /// `/sdk/proxy/custom/{integrationId}/...`.
+    CustomId(&'a str),
+}
 
 pub(crate) const UPLOAD: &str = "__upload";
 const RAW_HEADER: &str = "x-paragon-use-raw-response";

@@ -20,17 +20,15 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::auth::{self, Caller};
-use super::call::{json_response, ApiError, Call, Handled, Reply};
+use super::call::{json_response, ApiError, Call, Handled, Reply, BODY_IDLE_TIMEOUT};
+use super::proxy::ProxyTarget;
+use super::sync::SyncOp;
 use super::state::{EmulatorState, RecordedRequest, RECORDED_BODY_BYTES};
 use super::{actionkit, agentos, connect, control, proxy, sync, workflows};
 use crate::net::body::{read_limited, Body, ReadError};
 
 /// Bodies of routes that do not stream are read up to this size.
 pub const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
-/// A request body that stalls this long is refused (408): a stuck client
-/// must not hold a request open forever. A buffered body gets four times
-/// this in total; a streamed upload this long between frames.
-pub(crate) const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which Paragon API a route belongs to (one listener serves all five).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,28 +52,6 @@ impl Host {
             Host::AgentOs => "agentos",
         }
     }
-}
-
-/// The integration a Proxy API path names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ProxyTarget<'a> {
-    Type(&'a str),
-    /// `/sdk/proxy/custom/{integrationId}/...`.
-    CustomId(&'a str),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SyncOp<'a> {
-    Create,
-    List,
-    Get,
-    Patch,
-    Delete,
-    Disable,
-    Reenable,
-    Records,
-    Record { record: &'a str, content: bool },
-    Permissions(&'a str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

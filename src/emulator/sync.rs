@@ -16,11 +16,24 @@ use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::call::{required_str, ApiError, Call, Handled, Outcome};
-use super::router::SyncOp;
 use super::state::{lock, SyncRec, World};
 use super::util::{format_iso, now_ms, query_value};
 use crate::net::body::full;
 use crate::paragon::credentials::is_uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SyncOp<'a> {
+    Create,
+    List,
+    Get,
+    Patch,
+    Delete,
+    Disable,
+    Reenable,
+    Records,
+    Record { record: &'a str, content: bool },
+    Permissions(&'a str),
+}
 
 /// Generated records per sync.
 pub(crate) const RECORDS: usize = 5;
