@@ -34,8 +34,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
-use super::call::{json_response, ApiError, Call, Handled, Outcome};
 use super::call::BODY_IDLE_TIMEOUT;
+use super::call::{json_response, ApiError, Call, Handled, Outcome};
 use super::state::{lock, RECORDED_BODY_BYTES};
 use crate::net::body::{empty, stream};
 

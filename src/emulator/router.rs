@@ -22,8 +22,8 @@ use serde_json::{json, Value};
 use super::auth::{self, Caller};
 use super::call::{json_response, ApiError, Call, Handled, Reply, BODY_IDLE_TIMEOUT};
 use super::proxy::ProxyTarget;
-use super::sync::SyncOp;
 use super::state::{EmulatorState, RecordedRequest, RECORDED_BODY_BYTES};
+use super::sync::SyncOp;
 use super::{actionkit, agentos, connect, control, proxy, sync, workflows};
 use crate::net::body::{read_limited, Body, ReadError};
 

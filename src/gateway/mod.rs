@@ -6,11 +6,21 @@
 //! on reload, so a request finishes on the generation it started with; the
 //! caches and stores in [`State`] outlive reloads.
 
+mod decide;
 pub mod forward;
 pub mod headers;
+mod hygiene;
+mod inputs;
+mod list;
 pub mod path;
 mod pipeline;
+mod respond;
+mod rewrite;
+mod route;
 pub mod upstream;
+
+use pipeline::{CallerMemo, Ctx, Exchange};
+pub use route::asks_account_auth;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,438 @@
+//! Phase 7, decide (contract §5): which credential the request targets and
+//! whether this caller may use it, against the user's list (reloaded once
+//! when a named credential is absent, §6); what else it touches (the
+//! credential a sync moves from, one a sync body names); the credential
+//! written into a body; the configuration a request names. Errors: 400
+//! `bad_request`, `credential_required`; 403 `credential_forbidden`,
+//! `no_permitted_credential`; 503 `credentials_unavailable`, `unavailable`
+//! (the sync store, §11).
+//!
+//! This is the seam the coming authorization phases join: a refusal here is
+//! an authorization refusal (shadow mode will record it instead of
+//! answering it, contract §5a), and rules (§5b) will refine the permit.
+
+use std::sync::Arc;
+
+use super::inputs::{Inputs, IntegrationHint, Resolved};
+use super::{CallerMemo, Ctx, Exchange};
+use crate::config::AdminDefault;
+use crate::error::GatewayError;
+use crate::paragon::credentials::{parse_uuid, Credential, CredentialList};
+use crate::paragon::directory::Snapshot;
+use crate::paragon::routes::{CredentialLocation, Operation};
+use crate::paragon::syncs::Owner;
+use crate::policy::{resolve_default, resolve_named, Requested};
+
+/// A credential in a cached list, held by index so the list can be swapped
+/// for a reloaded one without copying.
+#[derive(Debug, Clone)]
+pub(super) struct Chosen {
+    list: Arc<CredentialList>,
+    index: usize,
+}
+
+impl Chosen {
+    pub(super) fn get(&self) -> &Credential {
+        &self.list.credentials[self.index]
+    }
+
+    fn of(list: &Arc<CredentialList>, c: &Credential) -> Chosen {
+        let index = list
+            .credentials
+            .iter()
+            .position(|x| std::ptr::eq(x, c))
+            .expect("the credential comes from this list");
+        Chosen {
+            list: list.clone(),
+            index,
+        }
+    }
+}
+
+/// The credential decision for a request.
+#[derive(Debug)]
+pub(super) enum Routed {
+    /// No credential is routed (the route has none, or lists credentials).
+    None,
+    /// An admin naming none, forwarded unchanged (Paragon picks).
+    Passthrough,
+    Credential(Chosen),
+}
+
+impl Routed {
+    fn into_chosen(self) -> Option<Chosen> {
+        match self {
+            Routed::Credential(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// What the decision says of a request.
+#[derive(Debug)]
+pub(super) struct Decision {
+    pub routed: Routed,
+    /// Another credential the request touches besides the routed one (the
+    /// one a sync moves from, one a sync body names): the member's token
+    /// must name both.
+    pub also: Option<Chosen>,
+    /// The credential written into the JSON body's `credentialId`.
+    pub body: Option<Chosen>,
+    /// `X-Paragon-Configuration-Id`, checked against the routed credential.
+    pub configuration: Option<String>,
+}
+
+impl Decision {
+    fn routed(routed: Routed) -> Self {
+        Decision {
+            routed,
+            also: None,
+            body: None,
+            configuration: None,
+        }
+    }
+}
+
+/// Decides (contract §5), then checks the configuration the request names
+/// and that a sync about to be created or moved can be recorded (§11).
+pub(super) async fn decide(
+    ex: &mut Exchange<'_>,
+    inputs: &Inputs<'_>,
+) -> Result<Decision, GatewayError> {
+    let (ctx, list) = (&ex.ctx, &mut ex.list);
+    let mut decision = match ctx.route.credential_location() {
+        CredentialLocation::Header
+        | CredentialLocation::HeaderRequired
+        | CredentialLocation::HeaderOptional => header_route(ctx, list, inputs).await?,
+        CredentialLocation::Path => path_route(ctx, list, inputs).await?,
+        CredentialLocation::Body | CredentialLocation::SyncOwner => {
+            Box::pin(sync_route(ctx, list, inputs)).await?
+        }
+        CredentialLocation::SubscriptionOwner => {
+            let Operation::Subscription { id, .. } = ctx.route.op else {
+                return Ok(Decision::routed(Routed::None));
+            };
+            Decision::routed(Box::pin(subscription_owner(ctx, list, id, inputs)).await?)
+        }
+        CredentialLocation::None if ctx.route.is_sync() => {
+            // `GET /api/syncs` with a body naming a credential: judged.
+            Decision {
+                body: body_named(ctx, list, inputs).await?,
+                ..Decision::routed(Routed::None)
+            }
+        }
+        CredentialLocation::None => Decision::routed(Routed::None),
+    };
+    decision.configuration = match (&inputs.configuration, &decision.routed) {
+        (Some(id), Routed::Credential(c)) => {
+            if parse_uuid(id).is_some_and(|id| c.get().configurations.contains(&id)) {
+                Some(id.clone())
+            } else {
+                return Err(GatewayError::CredentialForbidden);
+            }
+        }
+        _ => None,
+    };
+    // Sync ownership must be recordable before Paragon creates or moves a
+    // sync (contract §11: refused while the cluster store is unreachable).
+    if ctx.route.op.creates_or_updates_sync() && !ctx.state.syncs.writable() {
+        return Err(GatewayError::Unavailable(
+            "the sync ownership store is unavailable",
+        ));
+    }
+    Ok(decision)
+}
+
+/// Whether admins naming no credential are forwarded unchanged.
+fn passthrough_admin(ctx: &Ctx<'_>) -> bool {
+    ctx.admin && ctx.cfg.policy.admin_default == AdminDefault::Passthrough
+}
+
+/// The default when none is named (contract §5): the one permitted VALID
+/// credential of the route's integration, or the one permitted at all.
+fn default_credential(
+    ctx: &Ctx<'_>,
+    list: &Option<Snapshot>,
+    hint: &IntegrationHint,
+) -> Result<Chosen, GatewayError> {
+    let s = list.as_ref().expect("the list is loaded for defaults");
+    let resolved = hint.resolve(&s.list);
+    let c = resolve_default(&s.list, &ctx.permit, resolved.as_route())?;
+    Ok(Chosen::of(&s.list, c))
+}
+
+/// Routes whose credential travels in `X-Paragon-Credential` (contract §3,
+/// §5): the named one, else the default; uninstall must name one of its
+/// integration; credential listings route none when none is named.
+async fn header_route(
+    ctx: &Ctx<'_>,
+    list: &mut Option<Snapshot>,
+    inputs: &Inputs<'_>,
+) -> Result<Decision, GatewayError> {
+    let hint = super::inputs::integration_of(&ctx.route, inputs);
+    let location = ctx.route.credential_location();
+    let routed = match &inputs.requested {
+        Some(r) => {
+            let chosen = resolve_with_hint(ctx, list, &hint, r).await?;
+            if let Operation::Uninstall { integration_id } = ctx.route.op {
+                let same = chosen.get().integration_id.is_some()
+                    && chosen.get().integration_id == parse_uuid(integration_id);
+                if !same {
+                    return Err(GatewayError::CredentialForbidden);
+                }
+            }
+            Routed::Credential(chosen)
+        }
+        None if location == CredentialLocation::HeaderRequired => {
+            let s = list.as_ref().expect("uninstall loads the list");
+            let resolved = hint.resolve(&s.list);
+            return Err(GatewayError::CredentialRequired {
+                candidates: s
+                    .list
+                    .credentials
+                    .iter()
+                    .filter(|c| ctx.permit.allows(c) && resolved_matches(&resolved, c))
+                    .map(|c| c.id.to_string())
+                    .collect(),
+            });
+        }
+        None if location == CredentialLocation::HeaderOptional => Routed::None,
+        None if passthrough_admin(ctx) => Routed::Passthrough,
+        None => Routed::Credential(default_credential(ctx, list, &hint)?),
+    };
+    Ok(Decision::routed(routed))
+}
+
+/// `/sdk/credentials/{id}[/...]` (contract §3): the path's id must be
+/// permitted (for admins too, in the list); a header naming another is 400.
+async fn path_route(
+    ctx: &Ctx<'_>,
+    list: &mut Option<Snapshot>,
+    inputs: &Inputs<'_>,
+) -> Result<Decision, GatewayError> {
+    let Operation::Credential { id } = ctx.route.op else {
+        return Ok(Decision::routed(Routed::None));
+    };
+    if let Some(Requested::Id(h)) | Some(Requested::External(h)) = &inputs.requested {
+        if !h.eq_ignore_ascii_case(id) {
+            return Err(GatewayError::BadRequest(
+                "X-Paragon-Credential names another credential than the path",
+            ));
+        }
+    }
+    let requested = Requested::parse(id).map_err(|_| GatewayError::CredentialForbidden)?;
+    if !matches!(requested, Requested::Id(_)) {
+        return Err(GatewayError::CredentialForbidden);
+    }
+    let chosen = resolve_with_hint(ctx, list, &IntegrationHint::None, &requested).await?;
+    Ok(Decision::routed(Routed::Credential(chosen)))
+}
+
+/// Managed Sync (contract §3, §5 "Syncs"): create routes the named or
+/// default credential into the body; update routes the sync's own, or moves
+/// it to the named one (the token names both); any other sync call needs
+/// the sync to be the caller's, and a credential its body names is judged.
+async fn sync_route(
+    ctx: &Ctx<'_>,
+    list: &mut Option<Snapshot>,
+    inputs: &Inputs<'_>,
+) -> Result<Decision, GatewayError> {
+    match ctx.route.op {
+        Operation::SyncPatch { sync_id } => {
+            let owner = Box::pin(sync_owner(ctx, list, sync_id)).await?;
+            // The header counts here as the body does: it names the
+            // credential the sync moves to (written into the body).
+            let to = match &inputs.requested {
+                Some(r) => Some(resolve_with_hint(ctx, list, &IntegrationHint::None, r).await?),
+                None => None,
+            };
+            Ok(match to {
+                // Moving the sync touches its current credential as well:
+                // Paragon checks the token against both.
+                Some(to) => Decision {
+                    routed: Routed::Credential(to.clone()),
+                    also: owner.into_chosen(),
+                    body: Some(to),
+                    configuration: None,
+                },
+                None => Decision::routed(owner),
+            })
+        }
+        Operation::SyncItem { sync_id, .. } => {
+            let owner = Box::pin(sync_owner(ctx, list, sync_id)).await?;
+            // Any method's body may name a credential (contract §3): judged,
+            // and the token names it beside the sync's own.
+            Ok(match body_named(ctx, list, inputs).await? {
+                Some(c) => Decision {
+                    routed: owner,
+                    also: Some(c.clone()),
+                    body: Some(c),
+                    configuration: None,
+                },
+                None => Decision::routed(owner),
+            })
+        }
+        _ => {
+            let hint = super::inputs::integration_of(&ctx.route, inputs);
+            let chosen = match &inputs.requested {
+                Some(r) => resolve_with_hint(ctx, list, &hint, r).await?,
+                None if passthrough_admin(ctx) => return Ok(Decision::routed(Routed::Passthrough)),
+                None => default_credential(ctx, list, &hint)?,
+            };
+            Ok(Decision {
+                routed: Routed::Credential(chosen.clone()),
+                also: None,
+                body: Some(chosen),
+                configuration: None,
+            })
+        }
+    }
+}
+
+/// The credential a sync body's `credentialId` names, resolved (it must be
+/// permitted). A credential header on a sync route that reads none from
+/// the body is dropped, as on every route that routes no header.
+async fn body_named(
+    ctx: &Ctx<'_>,
+    list: &mut Option<Snapshot>,
+    inputs: &Inputs<'_>,
+) -> Result<Option<Chosen>, GatewayError> {
+    match &inputs.requested {
+        Some(r) if inputs.from_body => resolve_with_hint(ctx, list, &IntegrationHint::None, r)
+            .await
+            .map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The credential of a trigger subscription, when this caller may reach it
+/// (contract §3): known from earlier answers, else looked up at Paragon
+/// before deciding. A member reaches only subscriptions of a permitted
+/// credential; unknown ones are refused like foreign ones. An admin naming
+/// no credential is forwarded as is (passthrough); naming one, it must be
+/// the subscription's.
+async fn subscription_owner(
+    ctx: &Ctx<'_>,
+    list: &mut Option<Snapshot>,
+    id: &str,
+    inputs: &Inputs<'_>,
+) -> Result<Routed, GatewayError> {
+    if passthrough_admin(ctx) && inputs.requested.is_none() {
+        return Ok(Routed::Passthrough);
+    }
+    let owner = ctx
+        .state
+        .subscriptions
+        .owner(&ctx.identity.user, id, || ctx.subscription(id))
+        .await
+        .map_err(|e| {
+            tracing::warn!(request_id = ctx.request_id, error = %e, "a trigger subscription's credential could not be established");
+            GatewayError::Unavailable("the trigger subscription's credential cannot be established")
+        })?;
+    let Some(credential) = owner else {
+        return if ctx.admin {
+            Ok(Routed::Passthrough)
+        } else {
+            Err(GatewayError::CredentialForbidden)
+        };
+    };
+    let requested = Requested::Id(credential.to_string());
+    let chosen = resolve_with_hint(ctx, list, &IntegrationHint::None, &requested).await?;
+    if let Some(r) = &inputs.requested {
+        let named = resolve_with_hint(ctx, list, &IntegrationHint::None, r).await?;
+        if named.get().id != chosen.get().id {
+            return Err(GatewayError::BadRequest(
+                "X-Paragon-Credential names another credential than the subscription's",
+            ));
+        }
+    }
+    Ok(Routed::Credential(chosen))
+}
+
+fn resolved_matches(r: &Resolved, c: &Credential) -> bool {
+    match r {
+        Resolved::Unknown => true,
+        Resolved::Unmatched => false,
+        Resolved::Type(t) => *c.integration == **t,
+    }
+}
+
+/// Resolves a named credential against the route's integration hint, with
+/// one reload when it is absent (contract §6: never settling for a list
+/// loaded before the miss).
+async fn resolve_with_hint(
+    ctx: &Ctx<'_>,
+    list: &mut Option<Snapshot>,
+    hint: &IntegrationHint,
+    requested: &Requested,
+) -> Result<Chosen, GatewayError> {
+    let permit = &ctx.permit;
+    let attempt = |l: &Arc<CredentialList>| -> Result<Option<Chosen>, GatewayError> {
+        let resolved = hint.resolve(l);
+        Ok(resolve_named(l, permit, resolved.as_route(), requested)?.map(|c| Chosen::of(l, c)))
+    };
+    let current = list
+        .as_ref()
+        .expect("the list is loaded for named credentials");
+    if let Some(c) = attempt(&current.list)? {
+        return Ok(c);
+    }
+    let epoch = ctx.directory.epoch();
+    let refreshed = Box::pin(
+        ctx.directory
+            .refresh_for_missing(&ctx.dir_key, current, || ctx.load()),
+    )
+    .await;
+    let fresh = match refreshed {
+        None => return Err(GatewayError::CredentialForbidden),
+        Some(Err(e)) => return Err(GatewayError::CredentialsUnavailable(e)),
+        Some(Ok(fresh)) => fresh,
+    };
+    ctx.directory
+        .memo_put(&ctx.identity.memo.get::<CallerMemo>().list, &fresh, epoch);
+    let new_list = fresh.list.clone();
+    let old = list.replace(fresh);
+    let gone = old.is_some_and(|o| {
+        o.list
+            .credentials
+            .iter()
+            .any(|c| new_list.find(&c.id).is_none())
+    });
+    if gone {
+        // A credential was disconnected: other replicas must drop their
+        // copies of this user's list too (contract §11).
+        if let Err(e) = Box::pin(ctx.state.invalidate(Some(&ctx.identity.user))).await {
+            tracing::warn!(request_id = ctx.request_id, error = %e, "could not record an invalidation");
+        }
+    }
+    attempt(&new_list)?.ok_or(GatewayError::CredentialForbidden)
+}
+
+/// The credential a sync belongs to, as far as this caller may know it: a
+/// member reaches only syncs recorded for a permitted credential of its
+/// user; admins reach every sync (forwarded with an admin token).
+async fn sync_owner(
+    ctx: &Ctx<'_>,
+    list: &mut Option<Snapshot>,
+    sync_id: &str,
+) -> Result<Routed, GatewayError> {
+    if ctx.admin {
+        return Ok(Routed::Passthrough);
+    }
+    let owner = ctx
+        .state
+        .syncs
+        .owner(sync_id)
+        .await
+        .map_err(|_| GatewayError::Unavailable("the sync ownership store is unavailable"))?;
+    match owner {
+        Some(Owner { user, credential }) if user == ctx.identity.user => {
+            let requested = Requested::Id(credential.to_string());
+            resolve_with_hint(ctx, list, &IntegrationHint::None, &requested)
+                .await
+                .map(Routed::Credential)
+        }
+        // Unknown syncs, and syncs of another user, are refused alike.
+        _ => Err(GatewayError::CredentialForbidden),
+    }
+}

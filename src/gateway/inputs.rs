@@ -1,0 +1,318 @@
+//! Phase 5, read the inputs (contract §5, §7 bodies): the bodies credgate
+//! must read (sync bodies on every method, ActionKit bodies that name an
+//! action or an integration when no credential is named), capped, and the
+//! credential inputs of a request parsed before the credential list is
+//! loaded. Errors: 413 `body_too_large`, 408 `body_timeout`, 400
+//! `bad_request` (the parse errors are reported after the list is loaded,
+//! in the order of contract §1).
+
+use bytes::Bytes;
+use http::header::{HeaderMap, CONTENT_ENCODING, CONTENT_LENGTH};
+use http::request::Parts;
+use http::Method;
+use hyper::body::Incoming;
+
+use super::headers::{self, Single, X_PARAGON_CONFIGURATION_ID, X_PARAGON_CREDENTIAL};
+use super::Ctx;
+use crate::error::GatewayError;
+use crate::net::body::{read_limited, ReadError};
+use crate::paragon::credentials::CredentialList;
+use crate::paragon::jsonbody::{JsonError, Kind, TopObject};
+use crate::paragon::routes::{IntegrationRef, Operation, Route};
+use crate::policy::{Requested, RouteIntegration};
+
+/// A request's body: read whole, or left to stream (one of the two).
+pub(super) struct RequestBody {
+    pub buffered: Option<Bytes>,
+    pub streamed: Option<Incoming>,
+}
+
+/// Reads the body when the route must (contract §7: only bodies that must
+/// be read are buffered), capped at `server.max_body_bytes` and
+/// `server.header_read_timeout`.
+pub(super) async fn read_inputs(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    incoming: Incoming,
+) -> Result<RequestBody, GatewayError> {
+    let route = &ctx.route;
+    let read = match route.op {
+        Operation::SyncCreate | Operation::SyncPatch { .. } => true,
+        // Every other sync route: a body, whatever the method, may carry a
+        // `credentialId` Paragon would act on, so it is read and judged
+        // (contract §3).
+        _ if route.is_sync() => !http_body::Body::is_end_stream(&incoming),
+        // ActionKit bodies are read only to find the integration of an
+        // action or subscription when no credential is named (contract §5).
+        Operation::ActionKit | Operation::SubscriptionCreate => {
+            let named = !matches!(
+                headers::single_value(&parts.headers, X_PARAGON_CREDENTIAL),
+                Ok(Single::Absent)
+            );
+            !named && ctx.resolves_for_caller && parts.method == Method::POST
+        }
+        _ => false,
+    };
+    if !read {
+        return Ok(RequestBody {
+            buffered: None,
+            streamed: Some(incoming),
+        });
+    }
+    let cfg = ctx.cfg;
+    // Boxed: rare, and it must not size every request's future.
+    Box::pin(read_request_body(
+        &parts.headers,
+        incoming,
+        cfg.server.max_body_bytes,
+        cfg.server.header_read_timeout,
+    ))
+    .await
+    .map(|b| RequestBody {
+        buffered: Some(b),
+        streamed: None,
+    })
+}
+
+/// What a request names, parsed before the list is loaded; its errors are
+/// reported after the list (contract §1 order).
+pub(super) struct Inputs<'b> {
+    pub requested: Option<Requested>,
+    /// `requested` came from the JSON body's `credentialId`.
+    pub from_body: bool,
+    pub configuration: Option<String>,
+    pub body: Option<TopObject<'b>>,
+    /// The sync body's `integration`.
+    pub body_integration: Option<String>,
+    /// The ActionKit body's `action` / `tool` name.
+    pub action: Option<String>,
+}
+
+/// Buffers a body credgate must read: at most `max` bytes, and all of it
+/// within `within` (`server.header_read_timeout`, the bound on the head).
+/// A body trickled a byte at a time would otherwise hold a connection slot
+/// and a buffer forever (slow-POST, the body-side slowloris).
+async fn read_request_body(
+    headers: &HeaderMap,
+    incoming: Incoming,
+    max: u64,
+    within: std::time::Duration,
+) -> Result<Bytes, GatewayError> {
+    if let Some(len) = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > max {
+            return Err(GatewayError::BodyTooLarge);
+        }
+    }
+    match tokio::time::timeout(within, read_limited(incoming, max)).await {
+        Err(_) => Err(GatewayError::BodyTimeout),
+        Ok(read) => read.map_err(|e| match e {
+            ReadError::TooLarge => GatewayError::BodyTooLarge,
+            ReadError::Io(_) => GatewayError::BadRequest("the request body could not be read"),
+        }),
+    }
+}
+
+/// The credential inputs (contract §5): the header in every spelling, or a
+/// sync body's `credentialId`, given once; `X-Paragon-Configuration-Id`;
+/// the body's `integration`, `action` or `tool`. 400 `bad_request` for
+/// inputs given twice or malformed, and for a sync body that is not JSON.
+pub(super) fn parse_inputs<'b>(
+    headers: &HeaderMap,
+    route: &Route<'_>,
+    body: Option<&'b [u8]>,
+) -> Result<Inputs<'b>, GatewayError> {
+    let header_credential = headers::single_value(headers, X_PARAGON_CREDENTIAL);
+    let repeated = GatewayError::BadRequest("the credential is given more than once");
+    let malformed = GatewayError::BadRequest("the credential must be a UUID or ext:<externalId>");
+    let mut requested = match header_credential {
+        Ok(Single::Absent) => None,
+        Ok(Single::One(v)) => Some(Requested::parse(v)?),
+        Err(headers::SingleError::Repeated) => return Err(repeated),
+        Err(headers::SingleError::Malformed) => return Err(malformed),
+    };
+    let configuration = match headers::single_value(headers, X_PARAGON_CONFIGURATION_ID) {
+        Ok(Single::Absent) => None,
+        Ok(Single::One(v)) => Some(v.to_ascii_lowercase()),
+        Err(_) => {
+            return Err(GatewayError::BadRequest(
+                "X-Paragon-Configuration-Id is given more than once or malformed",
+            ))
+        }
+    };
+    let mut doc = None;
+    let mut body_integration = None;
+    let mut action = None;
+    let mut from_body = false;
+    match body {
+        // A sync route's body that turned out empty carries nothing.
+        Some(raw) if raw.is_empty() && route.is_sync() && !route.op.creates_or_updates_sync() => {}
+        Some(raw) if route.is_sync() => {
+            let t = TopObject::parse(raw).map_err(|e| {
+                GatewayError::BadRequest(match e {
+                    JsonError::TooDeep => "the body nests deeper than 64 levels",
+                    JsonError::Utf8 => "the body is not valid UTF-8",
+                    JsonError::NotObject => "the body must be a JSON object",
+                    JsonError::Syntax => "the body is not valid JSON",
+                })
+            })?;
+            if !json_content(headers) {
+                // Paragon ignores a body it does not read as JSON and would
+                // pick its default credential: the body credgate checked
+                // must be the body Paragon reads.
+                return Err(GatewayError::BadRequest(
+                    "a sync body must be JSON (Content-Type application/json, no Content-Encoding)",
+                ));
+            }
+            let ids: Vec<_> = t.all("credentialId").collect();
+            if let Some(m) = ids.first() {
+                if ids.len() > 1 || requested.is_some() {
+                    return Err(repeated);
+                }
+                if m.kind != Kind::String {
+                    return Err(GatewayError::BadRequest("credentialId must be a string"));
+                }
+                let v = t.string_value(m).ok_or(malformed)?;
+                requested = Some(Requested::parse(&v)?);
+                from_body = true;
+            }
+            let integ: Vec<_> = t.all("integration").collect();
+            if integ.len() > 1 {
+                return Err(GatewayError::BadRequest(
+                    "integration is given more than once",
+                ));
+            }
+            body_integration = integ.first().and_then(|m| t.string_value(m));
+            drop(ids);
+            drop(integ);
+            doc = Some(t);
+        }
+        Some(raw) => {
+            if let Ok(t) = TopObject::parse(raw) {
+                match route.op {
+                    // A new trigger subscription names its integration.
+                    Operation::SubscriptionCreate => {
+                        if let [one] = t.all("integration").collect::<Vec<_>>().as_slice() {
+                            body_integration = t.string_value(one);
+                        }
+                    }
+                    // ActionKit: the action or tool name, when the body says one.
+                    _ => {
+                        let names: Vec<_> = t.all("action").chain(t.all("tool")).collect();
+                        if let [one] = names.as_slice() {
+                            action = t.string_value(one);
+                        }
+                    }
+                }
+            }
+        }
+        None => {}
+    }
+    Ok(Inputs {
+        requested,
+        from_body,
+        configuration,
+        body: doc,
+        body_integration,
+        action,
+    })
+}
+
+/// Whether a request's body is plain JSON: no `Content-Type` or a JSON one
+/// (`application/json`, `application/*+json`, parameters allowed), and no
+/// `Content-Encoding` other than `identity`.
+fn json_content(headers: &HeaderMap) -> bool {
+    let encoded = headers
+        .get_all(CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let mut types = headers.get_all(http::header::CONTENT_TYPE).iter();
+    let json_type = match (types.next(), types.next()) {
+        (None, _) => true,
+        (Some(v), None) => v.to_str().is_ok_and(|t| {
+            let media = t
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            media == "application/json"
+                || (media.starts_with("application/") && media.ends_with("+json"))
+        }),
+        (Some(_), Some(_)) => false,
+    };
+    json_type && !encoded
+}
+
+/// The route's integration, owned (route strings borrow the request).
+pub(super) fn integration_of(route: &Route<'_>, inputs: &Inputs<'_>) -> IntegrationHint {
+    match route.op {
+        Operation::Proxy {
+            integration: IntegrationRef::Type(t),
+            ..
+        } => IntegrationHint::Type(t.to_string()),
+        Operation::Proxy {
+            integration: IntegrationRef::CustomId(id),
+            ..
+        } => IntegrationHint::IntegrationId(id.to_string()),
+        Operation::Uninstall { integration_id } => {
+            IntegrationHint::IntegrationId(integration_id.to_string())
+        }
+        Operation::SyncCreate | Operation::SubscriptionCreate => match &inputs.body_integration {
+            Some(t) => IntegrationHint::Type(t.clone()),
+            None => IntegrationHint::None,
+        },
+        Operation::ActionKit => match &inputs.action {
+            Some(a) => IntegrationHint::Action(a.clone()),
+            None => IntegrationHint::None,
+        },
+        _ => IntegrationHint::None,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum IntegrationHint {
+    None,
+    Type(String),
+    IntegrationId(String),
+    Action(String),
+}
+
+impl IntegrationHint {
+    /// The hint against one list (custom integration ids and action names
+    /// are looked up in the user's own list).
+    pub(super) fn resolve(&self, list: &CredentialList) -> Resolved {
+        match self {
+            IntegrationHint::None => Resolved::Unknown,
+            IntegrationHint::Type(t) => Resolved::Type(t.clone()),
+            IntegrationHint::IntegrationId(id) => match list.integration_with_id(id) {
+                Some(t) => Resolved::Type(t.to_string()),
+                None => Resolved::Unmatched,
+            },
+            IntegrationHint::Action(a) => match list.integration_for_action(a) {
+                Some(t) => Resolved::Type(t.to_string()),
+                None => Resolved::Unknown,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Resolved {
+    Unknown,
+    Unmatched,
+    Type(String),
+}
+
+impl Resolved {
+    pub(super) fn as_route(&self) -> RouteIntegration<'_> {
+        match self {
+            Resolved::Unknown => RouteIntegration::Unknown,
+            Resolved::Unmatched => RouteIntegration::Unmatched,
+            Resolved::Type(t) => RouteIntegration::Known(t),
+        }
+    }
+}

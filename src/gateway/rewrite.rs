@@ -1,0 +1,289 @@
+//! Phase 8, rewrite (contract §7): the request as Paragon must see it. The
+//! caller's token replaced by an upstream one (minted and narrowed for
+//! members), the credential placed where the product reads it (one
+//! `X-Paragon-Credential`, or the body's `credentialId`), every spoofable
+//! or unknown header removed, forwarding headers set. Errors: 503
+//! `unavailable` when a token cannot be signed; 400 when the target cannot
+//! be forwarded.
+
+use bytes::Bytes;
+use http::header::{
+    HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
+};
+use http::request::Parts;
+use http::{Request, Uri, Version};
+
+use super::decide::{Chosen, Decision, Routed};
+use super::headers::{
+    self, X_PARAGON_CONFIGURATION_ID, X_PARAGON_CREDENTIAL, X_PARAGON_PROXY_URL, X_REQUEST_ID,
+};
+use super::inputs::Inputs;
+use super::{Audit, CallerMemo, ConnInfo, Exchange, Generation};
+use crate::auth::Identity;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::net::body::{self, Body};
+use crate::paragon::directory::Snapshot;
+use crate::paragon::mint::Scope;
+use crate::paragon::routes::{CredentialLocation, Route};
+use crate::policy::Permit;
+use hyper::body::Incoming;
+
+/// What the rewrite needs beside the exchange.
+pub(super) struct Rewrite<'a> {
+    pub parts: Parts,
+    pub uri: &'a Uri,
+    /// The body as read (then possibly rewritten), or its stream.
+    pub buffered: Option<Bytes>,
+    pub streamed: Option<Incoming>,
+    pub inputs: &'a Inputs<'a>,
+    pub decision: &'a Decision,
+    /// The checked `X-Paragon-Proxy-Url` (Proxy API only).
+    pub proxy_url: Option<HeaderValue>,
+    /// Whether credgate reads the answer (to filter it or learn from it):
+    /// then it is asked for uncompressed.
+    pub reads_answer: bool,
+}
+
+/// Builds the upstream request.
+pub(super) fn rewrite(
+    ex: &Exchange<'_>,
+    r: Rewrite<'_>,
+    audit: &mut Audit,
+) -> Result<Request<Body>, GatewayError> {
+    let ctx = &ex.ctx;
+    let Rewrite {
+        mut parts,
+        uri,
+        buffered,
+        streamed,
+        inputs,
+        decision,
+        proxy_url,
+        reads_answer,
+    } = r;
+    let authorization = upstream_authorization(
+        ctx.generation,
+        ctx.identity,
+        &ctx.permit,
+        ex.list.as_ref(),
+        &decision.routed,
+        decision.also.as_ref(),
+        ctx.caller_authorization.clone(),
+    )?;
+    let removed = rewrite_headers(
+        &mut parts,
+        ctx.conn,
+        ctx.cfg,
+        ctx.identity,
+        audit.request_id.as_ref(),
+        authorization,
+        &ctx.route,
+        &decision.routed,
+        decision.configuration.as_deref(),
+        proxy_url,
+        reads_answer,
+    );
+    if !removed.is_empty() {
+        ctx.state
+            .metrics
+            .headers_removed
+            .inc_by(removed.len() as u64);
+        audit.removed_headers = removed;
+    }
+    let upstream_body = upstream_body(
+        &mut parts,
+        buffered,
+        streamed,
+        inputs,
+        decision.body.as_ref(),
+    );
+    let mut upstream_req = Request::new(upstream_body);
+    *upstream_req.method_mut() = parts.method;
+    *upstream_req.uri_mut() = ctx.generation.upstreams.uri_for(ctx.route.upstream, uri)?;
+    *upstream_req.version_mut() = Version::HTTP_11;
+    *upstream_req.headers_mut() = parts.headers;
+    Ok(upstream_req)
+}
+
+/// The body Paragon gets: a read JSON body with `credentialId` set to the
+/// credential decided (every other field as sent), a read body as read, or
+/// the caller's stream.
+fn upstream_body(
+    parts: &mut Parts,
+    buffered: Option<Bytes>,
+    streamed: Option<Incoming>,
+    inputs: &Inputs<'_>,
+    credential: Option<&Chosen>,
+) -> Body {
+    match (buffered, &inputs.body, credential) {
+        (Some(_), Some(doc), Some(c)) => {
+            let rewritten = Bytes::from(doc.with_string("credentialId", &c.get().id));
+            parts
+                .headers
+                .insert(CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
+            // The body was read as JSON; Paragon must read it as JSON too.
+            parts.headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            body::full(rewritten)
+        }
+        // Read but not rewritten (a PATCH that keeps the sync's
+        // credential, an ActionKit body read for its action name).
+        (Some(raw), _, _) => {
+            parts
+                .headers
+                .insert(CONTENT_LENGTH, HeaderValue::from(raw.len()));
+            body::full(raw)
+        }
+        (None, _, _) => match streamed {
+            // An empty body (most GETs) needs no box: `empty()` is zero-sized.
+            Some(b) if !http_body::Body::is_end_stream(&b) => body::stream(b),
+            _ => body::empty(),
+        },
+    }
+}
+
+fn upstream_authorization(
+    generation: &Generation,
+    identity: &Identity,
+    permit: &Permit<'_>,
+    snapshot: Option<&Snapshot>,
+    routed: &Routed,
+    also: Option<&Chosen>,
+    caller_authorization: Option<HeaderValue>,
+) -> Result<HeaderValue, GatewayError> {
+    let Some(minter) = &generation.minter else {
+        // Passthrough: the caller's token, unchanged.
+        return caller_authorization.ok_or(GatewayError::Unauthenticated(
+            crate::auth::AuthError::Missing,
+        ));
+    };
+    let user = &identity.user;
+    let signed = if identity.is_admin() {
+        minter.authorization_for(&identity.memo.get::<CallerMemo>().mint, user, Scope::Admin)
+    } else {
+        match routed {
+            Routed::Credential(c) => {
+                let c = c.get();
+                match also.map(Chosen::get).filter(|other| other.id != c.id) {
+                    // A request touching two of the member's credentials
+                    // (a sync moving, a body naming one for a sync; both
+                    // checked): the token names exactly those two.
+                    Some(other) => {
+                        let mut pairs =
+                            [(&*c.integration, &*c.id), (&*other.integration, &*other.id)];
+                        pairs.sort_unstable();
+                        minter.authorization(user, Scope::Many(&pairs))
+                    }
+                    None => minter.authorization_for(
+                        &identity.memo.get::<CallerMemo>().mint,
+                        user,
+                        Scope::One {
+                            integration: &c.integration,
+                            id: &c.id,
+                        },
+                    ),
+                }
+            }
+            _ => {
+                let list = snapshot.map(|s| s.list.clone()).unwrap_or_default();
+                let mut pairs: Vec<(&str, &str)> = permit
+                    .permitted(&list)
+                    .map(|c| (&*c.integration, &*c.id))
+                    .collect();
+                pairs.sort_unstable();
+                minter.authorization(user, Scope::Many(&pairs))
+            }
+        }
+    };
+    signed.map_err(|e| {
+        tracing::error!(error = %e, "minting an upstream token failed");
+        GatewayError::Unavailable("an upstream token could not be signed")
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Returns a member's `X-Paragon-*` fields that were removed as unknown.
+fn rewrite_headers(
+    parts: &mut Parts,
+    conn: &ConnInfo,
+    cfg: &Config,
+    identity: &Identity,
+    request_id: Option<&HeaderValue>,
+    authorization: HeaderValue,
+    route: &Route<'_>,
+    routed: &Routed,
+    configuration: Option<&str>,
+    proxy_url: Option<HeaderValue>,
+    identity_encoding: bool,
+) -> Vec<http::HeaderName> {
+    let h = &mut parts.headers;
+    // With both framings, hyper decoded the chunked body; a leftover
+    // Content-Length must not describe it upstream (RFC 9112 §6.3).
+    if h.contains_key(TRANSFER_ENCODING) {
+        h.remove(CONTENT_LENGTH);
+    }
+    let original_host = h.get(HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let ip = conn.remote.ip();
+    let trusted = cfg.server.trusted_proxies.iter().any(|c| c.contains(ip));
+    let removed = headers::scrub_request(
+        h,
+        headers::Sender {
+            trusted_proxy: trusted,
+            member_allowed: (!identity.is_admin())
+                .then_some(&cfg.policy.member_paragon_headers[..]),
+        },
+    );
+    headers::set_forwarded(
+        h,
+        &conn.client_ip,
+        if conn.tls { "https" } else { "http" },
+        original_host.as_ref(),
+    );
+    if let Some(v) = request_id {
+        h.insert(X_REQUEST_ID, v.clone());
+    }
+    h.insert(AUTHORIZATION, authorization);
+    let header_route = matches!(
+        route.credential_location(),
+        CredentialLocation::Header
+            | CredentialLocation::HeaderRequired
+            | CredentialLocation::HeaderOptional
+            | CredentialLocation::SubscriptionOwner
+    );
+    if let (true, Routed::Credential(c)) = (header_route, routed) {
+        if let Ok(v) = HeaderValue::from_str(&c.get().id) {
+            h.insert(
+                http::header::HeaderName::from_static(X_PARAGON_CREDENTIAL),
+                v,
+            );
+        }
+    }
+    if let Some(id) = configuration {
+        if let Ok(v) = HeaderValue::from_str(id) {
+            h.insert(
+                http::header::HeaderName::from_static(X_PARAGON_CONFIGURATION_ID),
+                v,
+            );
+        }
+    }
+    if let Some(v) = proxy_url {
+        // The one checked value, in one spelling (SPEC §7).
+        h.insert(
+            http::header::HeaderName::from_static(X_PARAGON_PROXY_URL),
+            v,
+        );
+    }
+    if identity_encoding {
+        // credgate must read this response: ask for it uncompressed.
+        h.remove(ACCEPT_ENCODING);
+    }
+    removed
+}

@@ -1,0 +1,168 @@
+//! Phases 3 and 4, classify and check the operation (contract §3, §7): the
+//! route of a method and path, whether this caller may call its product and
+//! operation, and the Proxy API's target. Errors: 404 `route_not_found`,
+//! `unknown_project`; 403 `operation_forbidden`, `upstream_host_forbidden`;
+//! 400 `bad_request` for a malformed target.
+
+use std::sync::Arc;
+
+use http::header::{HeaderMap, HeaderValue};
+use http::{Method, Uri};
+
+use super::headers::{self, Single, X_PARAGON_PROXY_URL};
+use super::path;
+use super::Audit;
+use crate::auth::Identity;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::paragon::routes::{self, IntegrationRef, Operation, Route, RouteError};
+
+/// The route (contract §3): product, host, operation and path parameters.
+/// Recorded in the audit as soon as it is known.
+pub(super) fn classify<'u>(
+    cfg: &Config,
+    method: &Method,
+    uri: &'u Uri,
+    audit: &mut Audit,
+) -> Result<Route<'u>, GatewayError> {
+    let route =
+        routes::classify(method, uri.path(), &cfg.paragon.project_id).map_err(|e| match e {
+            RouteError::NotFound => GatewayError::RouteNotFound,
+            RouteError::UnknownProject => GatewayError::UnknownProject,
+        })?;
+    audit.product = Some(route.product.as_str());
+    if let Operation::Proxy {
+        integration: IntegrationRef::Type(t),
+        ..
+    } = route.op
+    {
+        if audit.enabled {
+            audit.integration = Some(Arc::from(t));
+        }
+    }
+    Ok(route)
+}
+
+/// Product and operation allowed for this caller (contract §3): a member's
+/// product must be in `policy.member_products`; `PATCH /sdk/me` is
+/// admin-only; a member's `includeAccountAuth` on connect routes needs
+/// `policy.allow_account_auth`. 403 `operation_forbidden`.
+pub(super) fn check_operation(
+    cfg: &Config,
+    identity: &Identity,
+    route: &Route<'_>,
+    query: Option<&str>,
+) -> Result<(), GatewayError> {
+    let admin = identity.is_admin();
+    if !admin && !cfg.policy.member_products.contains(&route.product) {
+        return Err(GatewayError::OperationForbidden(
+            "this product is not allowed for members",
+        ));
+    }
+    if route.op == Operation::PatchUser && !admin {
+        return Err(GatewayError::OperationForbidden(
+            "only admins may change the user's metadata",
+        ));
+    }
+    if route.product.is_connect()
+        && !admin
+        && !cfg.policy.allow_account_auth
+        && asks_account_auth(query)
+    {
+        return Err(GatewayError::OperationForbidden(
+            "includeAccountAuth is not allowed for members",
+        ));
+    }
+    Ok(())
+}
+
+/// The Proxy API's target (contract §7): `{rest}`, or `X-Paragon-Proxy-Url`
+/// (every spelling), never both, each by the same rules: a full URL must
+/// name a host in `policy.proxy_url_hosts` (403), a path must be in normal
+/// form (400). Admins too. The checked header value is returned: it is the
+/// one credgate forwards, in the canonical spelling.
+pub(super) fn proxy_target(
+    cfg: &Config,
+    route: &Route<'_>,
+    headers: &HeaderMap,
+) -> Result<Option<HeaderValue>, GatewayError> {
+    let Operation::Proxy { rest, .. } = route.op else {
+        return Ok(None);
+    };
+    let value = match headers::single_url_value(headers, X_PARAGON_PROXY_URL) {
+        Ok(Single::Absent) => None,
+        Ok(Single::One(v)) => Some(v),
+        Err(headers::SingleError::Repeated) => {
+            return Err(GatewayError::BadRequest(
+                "X-Paragon-Proxy-Url is given more than once",
+            ))
+        }
+        Err(headers::SingleError::Malformed) => {
+            return Err(GatewayError::BadRequest(
+                "X-Paragon-Proxy-Url must be visible ASCII",
+            ))
+        }
+    };
+    path::check_proxy_target(rest, value, &cfg.policy.proxy_url_hosts).map_err(|e| match e {
+        path::TargetError::BadRequest(m) => GatewayError::BadRequest(m),
+        path::TargetError::HostForbidden => GatewayError::UpstreamHostForbidden,
+    })?;
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    HeaderValue::from_str(value)
+        .map(Some)
+        .map_err(|_| GatewayError::BadRequest("X-Paragon-Proxy-Url must be visible ASCII"))
+}
+
+/// Whether a query asks for `accountAuth` (raw provider tokens): any
+/// `includeAccountAuth` parameter (any case, percent-encoded or not, also
+/// `includeAccountAuth[]`) whose value is not `false` in any case.
+pub fn asks_account_auth(query: Option<&str>) -> bool {
+    let Some(q) = query else { return false };
+    q.split('&').any(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| -> String {
+            let s = s.replace('+', " ");
+            match path::percent_decode(s.as_bytes()) {
+                Some(b) => String::from_utf8_lossy(&b).into_owned(),
+                None => s,
+            }
+        };
+        let name = decode(name).to_ascii_lowercase();
+        name.starts_with("includeaccountauth")
+            && !decode(value).trim().eq_ignore_ascii_case("false")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_auth_requests_are_detected_in_every_spelling() {
+        for q in [
+            "includeAccountAuth=true",
+            "includeAccountAuth=1",
+            "includeAccountAuth",
+            "includeAccountAuth=",
+            "INCLUDEACCOUNTAUTH=TRUE",
+            "x=1&includeAccountAuth=false&includeAccountAuth=true",
+            "include%41ccountAuth=true",
+            "includeAccountAuth[]=true",
+            "includeAccountAuth=%74rue",
+        ] {
+            assert!(asks_account_auth(Some(q)), "{q}");
+        }
+        for q in [
+            "",
+            "includeAccountAuth=false",
+            "includeAccountAuth=FALSE",
+            "x=includeAccountAuth",
+            "includeAccount=true",
+        ] {
+            assert!(!asks_account_auth(Some(q)), "{q}");
+        }
+        assert!(!asks_account_auth(None));
+    }
+}
