@@ -1,5 +1,5 @@
 //! The one error type of a request, and the one place it becomes a response
-//! (SPEC §8). The variant decides status and code; its source (caller or
+//! (contract §8). The variant decides status and code; its source (caller or
 //! upstream) decides 4xx or 5xx. Messages are fixed text: they never echo a
 //! token, a header value or a path, so nothing a caller sends is reflected.
 
@@ -99,7 +99,7 @@ impl GatewayError {
         }
     }
 
-    /// The stable `code` of the JSON error body (SPEC §8).
+    /// The stable `code` of the JSON error body (contract §8).
     pub fn code(&self) -> &'static str {
         match self {
             GatewayError::BadRequest(_) => "bad_request",
@@ -220,7 +220,7 @@ mod tests {
         assert!(answered.contains("\"upstream_unavailable\""), "{answered}");
     }
 
-    /// The table of SPEC §8, row by row.
+    /// The table of contract §8, row by row.
     #[test]
     fn status_and_code_follow_the_spec_table() {
         let got: Vec<(u16, &str)> = all()

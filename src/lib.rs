@@ -1,15 +1,60 @@
 //! credgate: a credential-routing reverse proxy in front of Paragon.
 //!
-//! The request path (SPEC §1), one module per step:
-//! 1. `gateway::path` refuses non-normalized paths;
-//! 2. `auth` verifies the caller's JWT and yields an [`auth::Identity`];
-//! 3. `paragon::routes` classifies the request into a product and a host;
-//! 4. `paragon::directory` supplies the user's live credential list;
-//! 5. `policy` decides which credential is requested and whether it is permitted;
-//! 6. `gateway` rewrites the request (credential, minted token, headers);
-//! 7. `gateway::upstream` forwards it, streaming, to the right Paragon host;
-//! 8. `paragon::filter` narrows responses that list credentials;
-//! 9. `telemetry` writes the audit record and metrics.
+//! For every request it proves who is calling, works out which Paragon
+//! credential the request targets, refuses anything outside the caller's
+//! permitted accounts, and forwards the rest to the right Paragon host with
+//! the credential where that product expects it and a token narrowed to
+//! it. A refused request never reaches Paragon. The behaviour contract is
+//! `docs/contract.md`; comments cite its clauses as "contract §N".
+//!
+//! # Bird's-eye view
+//!
+//! One request (`gateway::pipeline`, contract §1): hygiene → authenticate
+//! (`auth`) → classify (`paragon::routes`) → check the operation → read the
+//! inputs → load the credential list (`paragon::directory`) → decide
+//! (`policy`) → rewrite (minted token from `paragon::mint`) → forward
+//! (`gateway::upstream`) → respond (narrowed by `paragon::filter`) → one
+//! audit record and metrics (`telemetry`).
+//!
+//! # Layers
+//!
+//! Each module may use only modules of a lower rank; modules of one rank do
+//! not use each other. `tests/architecture.rs` reads this table and fails
+//! on any `crate::` path (or `super::` out of a module root) that points
+//! sideways or up, naming the file and the path.
+//!
+//! ```text
+//! rank  modules                    what they are
+//!  0    clock config               the wall clock; validated configuration, plain data (no credgate imports)
+//!  1    keygen telemetry           randomness and throwaway keys; logs, audit target, metrics registry
+//!  2    net                        the body type, the one HTTP client and its TLS trust
+//!  3    paragon                    what Paragon is: routes, credential lists and their cache, tokens, filters, owners, the store ports
+//!  4    auth                       who is calling: caller JWTs, key sources, the verified-token cache
+//!  5    error                      the one per-request error and its response
+//!  6    policy                     who may use which credential, and which one a request names
+//!  7    gateway                    the pipeline that composes them, and its state
+//!  8    server cluster emulator    adapters: listeners; PostgreSQL replicas; the Paragon stand-in
+//!  9    app                        wiring: building state, starting listeners, reload, shutdown
+//! 10    demo                       the `credgate demo` command
+//! ```
+//!
+//! # Invariants
+//!
+//! * `config` imports nothing of credgate's: it is validated data, and
+//!   everything else may read it.
+//! * Nothing below `gateway` names `gateway`, `server`, `cluster`,
+//!   `emulator`, `app` or `demo`. Where a lower layer needs something of a
+//!   higher one it defines the port: `paragon::replicas::{Replicas,
+//!   SyncRecords}` (implemented by `cluster`), `auth::Slot` (filled by
+//!   `gateway` with its per-caller memos).
+//! * The files of a module directory do not import each other in a
+//!   circle (its `mod.rs` aside); the emulator's product files and the
+//!   gateway's phase files are leaves under their router.
+//! * The emulator shares none of credgate's decisions: it uses only
+//!   `net`'s body type and the data formats of `paragon` (credential ids,
+//!   the permissions claim), so it stays credgate's test oracle.
+//! * Errors become responses in one place (`error`), and one audit record
+//!   is written per request (`gateway::handle`).
 #![forbid(unsafe_code)]
 
 pub mod app;

@@ -1,4 +1,4 @@
-//! Attack table for caller authentication (SPEC §4), driven through the
+//! Attack table for caller authentication (contract §4), driven through the
 //! library's public API: `Config::from_toml` → `Authenticator` (with a real
 //! `JwksSource` against a local key server where keys come from a JWKS).
 //!
@@ -527,7 +527,7 @@ async fn run_table(auth: &Authenticator, rows: Vec<(&str, String, Want)>) {
             ));
         }
         if let Err(e) = &got {
-            // Every refusal of a caller is a 401 (SPEC §4, §8).
+            // Every refusal of a caller is a 401 (contract §4, §8).
             let status = GatewayError::from(e.clone()).status();
             if status != http::StatusCode::UNAUTHORIZED {
                 failures.push(format!("  {name}: {e:?} maps to {status}, not 401"));

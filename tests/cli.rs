@@ -1,4 +1,4 @@
-//! `credgate check-config --config FILE` (SPEC §2, §10): the binary itself,
+//! `credgate check-config --config FILE` (contract §2, §10): the binary itself,
 //! run as a child process. A good config prints the effective TOML (every
 //! default filled in, no secret) and exits 0; a bad one exits 64 with one
 //! line on stderr naming the bad key.
@@ -135,7 +135,7 @@ fn valid_config_prints_effective_toml_with_defaults_and_no_secrets() {
         .stdout
         .parse()
         .unwrap_or_else(|e| panic!("stdout is not TOML: {e}\n{}", r.stdout));
-    // Defaults (SPEC §10).
+    // Defaults (contract §10).
     assert_eq!(get(&t, "cache.credentials_ttl").as_str(), Some("1m"));
     assert_eq!(get(&t, "cache.max_users").as_integer(), Some(100_000));
     assert_eq!(get(&t, "cache.refresh_cooldown").as_str(), Some("5s"));
@@ -280,7 +280,7 @@ fn cluster_postgres_password_in_userinfo_is_redacted() {
     );
     let url = get(&t, "cluster.postgres_url").as_str().unwrap();
     assert_eq!(url, "postgres://credgate:***@db.internal:5432/credgate");
-    // Cluster defaults (SPEC §11).
+    // Cluster defaults (contract §11).
     assert_eq!(get(&t, "cluster.poll_interval").as_str(), Some("1s"));
     assert_eq!(get(&t, "cluster.event_retention").as_str(), Some("1h"));
     assert_eq!(get(&t, "cluster.degraded_ttl").as_str(), Some("10s"));

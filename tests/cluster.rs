@@ -1,4 +1,4 @@
-//! Many replicas on one PostgreSQL (SPEC §11): invalidations fan out, sync
+//! Many replicas on one PostgreSQL (contract §11): invalidations fan out, sync
 //! ownership is shared and survives restarts, degraded mode when the store
 //! is unreachable, catch-up and the retention flush after a cut-off.
 //!
@@ -545,7 +545,7 @@ async fn every_mutating_path_records_an_event() {
     gw.shutdown().await;
 }
 
-/// SPEC §5, §11: a member's `GET /api/syncs` over many syncs credgate never
+/// contract §5, §11: a member's `GET /api/syncs` over many syncs credgate never
 /// recorded costs the store one query for the whole list, and ids the store
 /// did not know are not asked again for a while; a sync recorded on another
 /// replica afterwards is reachable there all the same.

@@ -1,4 +1,4 @@
-//! Every door around credgate's central guarantee (issue 13, SPEC §3, §5,
+//! Every door around credgate's central guarantee (issue 13, contract §3, §5,
 //! §6, §7, §8): the Proxy API's `X-Paragon-Proxy-Url`, sync bodies on every
 //! method, trigger subscriptions, Paragon control headers, the refresh
 //! race, methods as part of a route, Agent OS, and ActionKit's `actionkit`
@@ -322,7 +322,7 @@ async fn proxy_url_header_obeys_the_rules_of_the_path() {
     env.gw.shutdown().await;
 }
 
-/// SPEC §7: leading Unicode white space or U+FEFF before a `{rest}` is 400
+/// contract §7: leading Unicode white space or U+FEFF before a `{rest}` is 400
 /// (a JavaScript `trim()` before `new URL()` would make a URL of it).
 #[tokio::test]
 async fn white_space_before_a_proxy_path_target_is_refused() {
@@ -448,7 +448,7 @@ async fn sync_bodies_are_judged_on_every_method() {
     env.gw.shutdown().await;
 }
 
-/// SPEC §3: methods are part of a route. Every route of the table against
+/// contract §3: methods are part of a route. Every route of the table against
 /// standard and extension methods, as an admin (so no product or credential
 /// rule interferes): `CONNECT`, `TRACE` and `TRACK` are 400 everywhere;
 /// a method a route does not list is credgate's 404 `route_not_found` and
@@ -689,7 +689,7 @@ async fn trigger_subscriptions_belong_to_their_credential() {
 
 // ---------------------------------------------------- control headers
 
-/// SPEC §7: a member's `X-Paragon-*` fields pass only when credgate knows
+/// contract §7: a member's `X-Paragon-*` fields pass only when credgate knows
 /// them; the rest are removed and counted. Admins keep theirs. Re-routing
 /// headers and `X-Envoy-*` are removed for everyone.
 #[tokio::test]

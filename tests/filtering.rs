@@ -1,4 +1,4 @@
-//! Response filtering fails closed (SPEC §7 "Responses"): on the routes
+//! Response filtering fails closed (contract §7 "Responses"): on the routes
 //! credgate narrows for a member (`GET /sdk/me`, `GET /sdk/credentials`,
 //! `GET /sdk/credentials/{id}`, `GET /api/syncs`) it asks Paragon for an
 //! uncompressed body, and a 2xx body it cannot parse or whose shape it does
@@ -395,7 +395,7 @@ async fn non_2xx_on_filtered_routes_passes_through_unfiltered() {
     s.gw.shutdown().await;
 }
 
-/// SPEC §7: an `/sdk/me` entry whose primary credential is another
+/// contract §7: an `/sdk/me` entry whose primary credential is another
 /// member's is rebuilt from an allow-list: the fields that describe that
 /// credential (its `configuredWorkflows`, `sharedSettings`, fields credgate
 /// does not know) do not reach the member; an `allCredentials` that is not

@@ -1738,7 +1738,7 @@ async fn post_sync(env: &Env, body: &[u8], extra: &[&str]) -> Exchange {
     exchange(env.addr(), &request, HANG).await
 }
 
-/// The JSON parser differentials of SPEC §7: duplicate `credentialId` keys
+/// The JSON parser differentials of contract §7: duplicate `credentialId` keys
 /// (also spelled with escapes), a `credentialId` of the wrong type, bodies
 /// nested past 64 levels, invalid UTF-8 and everything RFC 8259 does not
 /// allow are 400, and never reach Paragon. An escaped spelling alone is

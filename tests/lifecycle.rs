@@ -1,8 +1,8 @@
 //! Lifecycle and response hygiene: SIGTERM with `server.shutdown_grace`
-//! (SPEC §2) on the real binary, ActionKit bodies read only when no
-//! credential is named (SPEC §5, §7 "only bodies that must be read are
+//! (contract §2) on the real binary, ActionKit bodies read only when no
+//! credential is named (contract §5, §7 "only bodies that must be read are
 //! buffered"), and hop-by-hop headers stripped from Paragon's responses
-//! (SPEC §7).
+//! (contract §7).
 
 mod common;
 
@@ -111,7 +111,7 @@ async fn sigterm_exits_once_the_grace_has_passed_even_with_a_request_still_runni
     );
     assert!(
         status.success(),
-        "exit status {status:?} after SIGTERM (SPEC §2: exit 0); log:\n{}",
+        "exit status {status:?} after SIGTERM (contract §2: exit 0); log:\n{}",
         bin.log_text()
     );
     assert!(
@@ -167,7 +167,7 @@ async fn sigterm_lets_a_request_finish_within_the_grace_and_then_exits() {
     });
     assert!(
         status.success(),
-        "exit status {status:?} after a graceful shutdown (SPEC §2: exit 0)"
+        "exit status {status:?} after a graceful shutdown (contract §2: exit 0)"
     );
     // Nothing was left in flight, so there is no reason to sit out the 5s.
     assert!(

@@ -1,4 +1,4 @@
-//! SPEC §9: the Prometheus metrics of the admin listener move by exactly
+//! contract §9: the Prometheus metrics of the admin listener move by exactly
 //! one for each event they count. Every test scrapes `/metrics` before and
 //! after one action and asserts the exact delta of the series concerned:
 //! the credential cache (misses, loads, hits, load errors), upstream errors

@@ -451,7 +451,7 @@ async fn reloads_report_settings_that_need_a_restart() {
     gw.shutdown().await;
 }
 
-/// SPEC §1 step 9: one structured audit record per request, with the
+/// contract §1 step 9: one structured audit record per request, with the
 /// decision and the reason. The real binary with JSON logs; each request
 /// carries its own `X-Request-Id`, and exactly one `credgate::audit` line
 /// names it, with the decision, the reason (`forwarded`, else the error

@@ -293,7 +293,7 @@ fn target_strategy() -> impl Strategy<Value = String> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(4000))]
 
-    /// SPEC §7: whatever a caller puts in `{rest}` or `X-Paragon-Proxy-Url`,
+    /// contract §7: whatever a caller puts in `{rest}` or `X-Paragon-Proxy-Url`,
     /// what credgate accepts names no host outside `proxy_url_hosts` by any
     /// WHATWG reading, after a JavaScript-style trim, raw or decoded.
     #[test]

@@ -1,4 +1,4 @@
-//! Key rotation by reload (SPEC §4): a change of the identity provider's key
+//! Key rotation by reload (contract §4): a change of the identity provider's key
 //! flushes the verified-token cache, a change of `paragon.signing_key_file`
 //! flushes the minted-token cache, and a reload that changes no key keeps
 //! accepting the tokens it accepted.

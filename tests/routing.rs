@@ -1,6 +1,6 @@
 //! End-to-end credential routing: the real gateway in front of the Paragon
 //! emulator, proving that no member reaches another member's account on
-//! any product of SPEC §3. Every allowed request is checked in the
+//! any product of contract §3. Every allowed request is checked in the
 //! emulator's log (exactly one credential, a token narrowed to it), every
 //! refused one is checked to have reached nothing.
 //!
@@ -23,7 +23,7 @@ use credgate::paragon::permissions::claim_for;
 use harness::*;
 use serde_json::{json, Value};
 
-/// The one message of `credential_forbidden` (SPEC §5: the same in every
+/// The one message of `credential_forbidden` (contract §5: the same in every
 /// case, so a caller cannot tell another member's id from an unknown one).
 const FORBIDDEN_MESSAGE: &str = "the requested credential is not permitted for this caller";
 
@@ -223,7 +223,7 @@ fn rows() -> Vec<Row> {
     ]
 }
 
-/// SPEC §3 × §5, every credential-routing product: alice's own credential
+/// contract §3 × §5, every credential-routing product: alice's own credential
 /// is routed exactly once with a token narrowed to it; bob's, an unknown
 /// one and (where the route knows its integration) one of another
 /// integration are 403 `credential_forbidden` with one message, and
@@ -378,7 +378,7 @@ async fn unrouted_products_carry_the_members_accounts_only() {
     env.gw.shutdown().await;
 }
 
-/// SPEC §5 "Given twice" and malformed values: 400 `bad_request`, even when
+/// contract §5 "Given twice" and malformed values: 400 `bad_request`, even when
 /// the values agree, and nothing reaches Paragon. Every spelling of the
 /// header counts, also one the `Connection` header lists.
 #[tokio::test]
@@ -483,7 +483,7 @@ async fn credential_inputs_given_twice_or_malformed_are_400() {
     for v in ["", "x", "ext:", "a11ce000-5a1e-4000-8000-00000000000g"] {
         bad_bodies.push((with(v), None));
     }
-    // Nested deeper than 64 levels (SPEC §7).
+    // Nested deeper than 64 levels (contract §7).
     bad_bodies.push((
         format!(
             r#"{{"integration":"salesforce","pipeline":"p","credentialId":"{SF_ALICE}","x":{}{}}}"#,
@@ -561,7 +561,7 @@ async fn credential_inputs_given_twice_or_malformed_are_400() {
     env.gw.shutdown().await;
 }
 
-/// SPEC §5 "When none is named": one permitted VALID credential of a known
+/// contract §5 "When none is named": one permitted VALID credential of a known
 /// integration is used (INVALID ones do not count); several are 400
 /// `credential_required` listing them; none is 403
 /// `no_permitted_credential`. With the integration unknown, exactly one
@@ -874,7 +874,7 @@ async fn sync_create_defaults_use_the_bodys_integration() {
 }
 
 /// `X-Paragon-Configuration-Id` must be a configuration of the routed
-/// credential (SPEC §5), else 403; without a routed credential it is removed.
+/// credential (contract §5), else 403; without a routed credential it is removed.
 #[tokio::test]
 async fn configuration_ids_must_belong_to_the_routed_credential() {
     let env = Env::start().await;
@@ -998,7 +998,7 @@ async fn admins_reach_every_credential_and_name_none_through() {
     env.gw.shutdown().await;
 }
 
-/// SPEC §5 "Named but absent": an account connected after the cache is
+/// contract §5 "Named but absent": an account connected after the cache is
 /// warm works at once (one reload; `refresh_cooldown = "0s"`), while a new
 /// account of someone else is still refused after that reload.
 #[tokio::test]
@@ -1102,7 +1102,7 @@ async fn a_removed_account_stops_working_after_the_ttl() {
     env.gw.shutdown().await;
 }
 
-/// SPEC §6: a failed `/sdk/me` load (an error status, `authenticated:
+/// contract §6: a failed `/sdk/me` load (an error status, `authenticated:
 /// false`, a body that does not parse) is 503 `credentials_unavailable`
 /// and nothing is forwarded; a failed reload on a miss is 503 too.
 #[tokio::test]
@@ -1143,7 +1143,7 @@ async fn paragon_failing_to_list_credentials_is_503_and_forwards_nothing() {
                 .await,
             env.send("GET", &p("/sdk/me"), &alice, &[], "").await,
             env.send("GET", "/api/syncs", &alice, &[], "").await,
-            // A bad input is reported after the list (SPEC §1 order).
+            // A bad input is reported after the list (contract §1 order).
             env.send_as("GET", &p("/sdk/proxy/salesforce/x"), &alice, "nope", "")
                 .await,
         ] {
@@ -1246,7 +1246,7 @@ fn has_account_auth(v: &Value) -> bool {
     }
 }
 
-/// SPEC §7 "Responses": a member's `GET /sdk/me` and `/sdk/credentials`
+/// contract §7 "Responses": a member's `GET /sdk/me` and `/sdk/credentials`
 /// show only the member's accounts, with integration-level fields
 /// describing one of them (or none); admins get Paragon's answer untouched.
 #[tokio::test]
@@ -1382,7 +1382,7 @@ async fn sdk_me_and_credentials_show_members_only_their_accounts() {
     env.gw.shutdown().await;
 }
 
-/// SPEC §3: a member's `includeAccountAuth` (any value but `false`, any
+/// contract §3: a member's `includeAccountAuth` (any value but `false`, any
 /// case, repeated) is 403 `operation_forbidden` on every connect route and
 /// reaches nothing, unless `policy.allow_account_auth`; then the member
 /// gets `accountAuth` for their own accounts only.
@@ -1465,7 +1465,7 @@ async fn members_asking_for_account_auth_are_refused_unless_allowed() {
     env.gw.shutdown().await;
 }
 
-/// SPEC §3 uninstall: the credential is required (none: 400 with the
+/// contract §3 uninstall: the credential is required (none: 400 with the
 /// candidates), must be the caller's and of the path's integration (else
 /// 403, one message, nothing forwarded); on success Paragon removed it and
 /// credgate dropped the cached list, so the next request naming it is
@@ -1561,7 +1561,7 @@ fn sync_ids(got: &Got) -> BTreeSet<String> {
         .collect()
 }
 
-/// SPEC §5 "Syncs": a sync created through credgate belongs to its
+/// contract §5 "Syncs": a sync created through credgate belongs to its
 /// credential. Its creator reaches it on every sync route (with a token
 /// narrowed to that credential); another member, an unknown sync and a
 /// deleted one are 403 and reach nothing.
@@ -1598,7 +1598,7 @@ async fn syncs_are_reachable_only_by_the_member_whose_account_they_use() {
         let got = env.send(method, &path, &alice, &json_h, body).await;
         env.assert_routed(&got, SF_ALICE, Place::Token);
         // Sync ids are exact, as Paragon wrote them: another letter case
-        // is another, unknown, sync (SPEC §5).
+        // is another, unknown, sync (contract §5).
         let upper = path.replace(&s1, &s1.to_uppercase());
         let got = env.send(method, &upper, &alice, &json_h, body).await;
         env.assert_refused(&got, 403, "credential_forbidden");
@@ -1801,7 +1801,7 @@ async fn passthrough_env() -> Env {
     .await
 }
 
-/// SPEC §4 passthrough: callers present Paragon user tokens; the token is
+/// contract §4 passthrough: callers present Paragon user tokens; the token is
 /// forwarded byte for byte; its permissions claim is the caller's policy,
 /// so a scoped token cannot use an account outside its claim (403, nothing
 /// forwarded), and no claim means every account of the user.
@@ -1955,7 +1955,7 @@ async fn passthrough_lists_are_cached_per_scope() {
     env.gw.shutdown().await;
 }
 
-/// SPEC §3: a trigger subscription belongs to its credential. Its owner
+/// contract §3: a trigger subscription belongs to its credential. Its owner
 /// reaches it; another member is refused by credgate, whichever of its own
 /// accounts it names, and nothing reaches Paragon. A member's list holds
 /// only its own subscriptions.
@@ -2503,7 +2503,7 @@ async fn the_same_principal_of_another_user_is_a_stranger() {
 }
 
 /// `/sdk/credentials/{id}` with `X-Paragon-Credential` naming another id is
-/// 400 (SPEC §3); naming the same id is fine; sub-paths of a foreign id are
+/// 400 (contract §3); naming the same id is fine; sub-paths of a foreign id are
 /// refused like the id itself.
 #[tokio::test]
 async fn credential_paths_and_headers_must_agree() {
@@ -2552,7 +2552,7 @@ async fn oversized_sync_bodies_are_413_and_reach_nothing() {
     env.gw.shutdown().await;
 }
 
-/// The other grant sources of SPEC §5 route the same way: the token's
+/// The other grant sources of contract §5 route the same way: the token's
 /// `credentials_claim` and the ACL file (by id, by `externalId`, by
 /// integration) permit exactly what they name.
 #[tokio::test]
@@ -2635,7 +2635,7 @@ external_ids = ["carol"]
     env.gw.shutdown().await;
 }
 
-/// SPEC §1 check order, the middle of the chain: "product allowed for the
+/// contract §1 check order, the middle of the chain: "product allowed for the
 /// caller (403) → body size (413) → the user's credential list (503)".
 /// An oversized body to a product the member may not use is the product
 /// refusal, not 413; the same oversized body from an admin (who may call

@@ -1,4 +1,4 @@
-//! Paragon over HTTPS (SPEC §7 Forward, §10 `paragon.ca_file`): the real
+//! Paragon over HTTPS (contract §7 Forward, §10 `paragon.ca_file`): the real
 //! Paragon is only reachable over TLS, so both forwarding paths (HTTP/1.1
 //! callers' connection-affine pool, HTTP/2 callers' shared client) must
 //! verify Paragon's certificate against the configured trust and speak the

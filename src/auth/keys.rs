@@ -67,7 +67,7 @@ fn key_algorithm(k: KeyAlgorithm) -> Option<Algorithm> {
     })
 }
 
-/// The algorithms a JWK may verify, among `allowed` (SPEC §4): its `alg`
+/// The algorithms a JWK may verify, among `allowed` (contract §4): its `alg`
 /// when it has one, else every allowed algorithm of its key type. The key
 /// type decides the family: `kty: oct` is only ever HS*, RSA only RS/PS,
 /// EC only the ES of its curve, OKP only EdDSA.

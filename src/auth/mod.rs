@@ -1,4 +1,4 @@
-//! Caller authentication (SPEC §4): who is calling, for which Connected User,
+//! Caller authentication (contract §4): who is calling, for which Connected User,
 //! and with what authority.
 //!
 //! Stricter than the JWT filters of Envoy, HAProxy or Oathkeeper on purpose:
@@ -34,7 +34,7 @@ use crate::telemetry::Metrics;
 use jwks::JwksSource;
 use keys::VerifyKey;
 
-/// Tokens longer than this fail before any decoding (SPEC §4).
+/// Tokens longer than this fail before any decoding (contract §4).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// A token without `kid` is tried against at most this many keys.
 const MAX_KEY_ATTEMPTS: usize = 8;

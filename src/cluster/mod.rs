@@ -1,4 +1,4 @@
-//! Many replicas (SPEC §11): sync ownership and invalidations shared through
+//! Many replicas (contract §11): sync ownership and invalidations shared through
 //! PostgreSQL.
 //!
 //! * Schema (versioned, created on start, credgate's own tables only):
@@ -274,7 +274,7 @@ impl Cluster {
     }
 
     /// Runs `statement` and records `target`'s invalidation event in one
-    /// transaction: either both happen or neither (SPEC §11).
+    /// transaction: either both happen or neither (contract §11).
     async fn with_event(
         &self,
         statement: &str,

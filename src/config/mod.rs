@@ -63,14 +63,14 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// `server.tls_handshake_timeout` [default: 10s].
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Paragon's cloud hosts (SPEC §10; `paragon-api.md` §0).
+/// Paragon's cloud hosts (contract §10; `paragon-api.md` §0).
 pub const DEFAULT_CONNECT_URL: &str = "https://zeus.useparagon.com";
 pub const DEFAULT_WORKFLOWS_URL: &str = "https://hermes.useparagon.com";
 pub const DEFAULT_PROXY_URL: &str = "https://proxy.useparagon.com";
 pub const DEFAULT_ACTIONKIT_URL: &str = "https://actionkit.useparagon.com";
 pub const DEFAULT_SYNC_URL: &str = "https://sync.useparagon.com";
 pub const DEFAULT_AGENTOS_URL: &str = "https://agentos.useparagon.com";
-/// `X-Paragon-*` request headers credgate reads and sets itself (SPEC §7):
+/// `X-Paragon-*` request headers credgate reads and sets itself (contract §7):
 /// `policy.member_paragon_headers` may not name them, because letting one
 /// "through" would bypass its check.
 pub const MANAGED_PARAGON_HEADERS: &[&str] = &[
@@ -81,7 +81,7 @@ pub const MANAGED_PARAGON_HEADERS: &[&str] = &[
 ];
 /// `paragon.token_ttl`: lifetime of minted upstream tokens [default: 5m].
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(300);
-/// Minted tokens are reused until this long before they expire (SPEC §7).
+/// Minted tokens are reused until this long before they expire (contract §7).
 pub const MINT_REUSE_MARGIN: Duration = Duration::from_secs(30);
 /// The shortest `paragon.token_ttl` accepted: the reuse margin plus a minute.
 pub const MIN_TOKEN_TTL: Duration = Duration::from_secs(90);

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// The Paragon products of SPEC §3, as used in `policy.member_products`,
+/// The Paragon products of contract §3, as used in `policy.member_products`,
 /// metrics and the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Product {
@@ -61,7 +61,7 @@ impl Product {
         }
     }
 
-    /// Routes on Paragon's Connect API host (SPEC §3: where a member's
+    /// Routes on Paragon's Connect API host (contract §3: where a member's
     /// `includeAccountAuth` is refused).
     pub fn is_connect(self) -> bool {
         matches!(
@@ -93,7 +93,7 @@ impl FromStr for Product {
     }
 }
 
-/// Which of Paragon's six hosts a route goes to (SPEC §10 `paragon.*_url`).
+/// Which of Paragon's six hosts a route goes to (contract §10 `paragon.*_url`).
 /// The order is that of `ParagonConfig::upstream_bases`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Upstream {

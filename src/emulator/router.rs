@@ -425,7 +425,7 @@ async fn process(
             )),
         );
     }
-    // A fixture may ask for ActionKit's `actionkit` permission (SPEC §7):
+    // A fixture may ask for ActionKit's `actionkit` permission (contract §7):
     // then a token that uses JWT permissions must carry it.
     if m.host == Host::ActionKit
         && state.actionkit_permission

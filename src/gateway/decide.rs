@@ -13,8 +13,8 @@
 
 use std::sync::Arc;
 
+use super::exchange::{CallerMemo, Ctx, Exchange};
 use super::inputs::{Inputs, IntegrationHint, Resolved};
-use super::{CallerMemo, Ctx, Exchange};
 use crate::config::AdminDefault;
 use crate::error::GatewayError;
 use crate::paragon::credentials::{parse_uuid, Credential, CredentialList};

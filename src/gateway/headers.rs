@@ -1,4 +1,4 @@
-//! Header hygiene as pure functions over `HeaderMap` (SPEC §7, §8).
+//! Header hygiene as pure functions over `HeaderMap` (contract §7, §8).
 //!
 //! * Credential inputs are read in every spelling a backend might fold
 //!   together (`X-Paragon-Credential`, `x_paragon_credential`, ...): some
@@ -19,7 +19,7 @@ pub const X_PARAGON_CREDENTIAL: &str = "x-paragon-credential";
 pub const X_PARAGON_CONFIGURATION_ID: &str = "x-paragon-configuration-id";
 pub const X_PARAGON_PROXY_URL: &str = "x-paragon-proxy-url";
 /// Paragon control headers a member may send as they are, in this exact
-/// (lowercase) spelling (SPEC §7); `policy.member_paragon_headers` adds to
+/// (lowercase) spelling (contract §7); `policy.member_paragon_headers` adds to
 /// them. The credential, configuration and proxy-URL headers are checked
 /// and set by credgate itself.
 pub const MEMBER_PARAGON_HEADERS: &[&str] = &[
@@ -216,7 +216,7 @@ pub fn client_ip_value(ip: IpAddr) -> HeaderValue {
 pub struct Sender<'a> {
     /// A trusted proxy: its `Forwarded`/`X-Forwarded-*` are kept.
     pub trusted_proxy: bool,
-    /// A member: `X-Paragon-*` fields pass only when known (SPEC §7):
+    /// A member: `X-Paragon-*` fields pass only when known (contract §7):
     /// [`MEMBER_PARAGON_HEADERS`] and these, in their exact spelling.
     /// `None` for an admin, whose control headers pass.
     pub member_allowed: Option<&'a [String]>,
@@ -518,7 +518,7 @@ mod tests {
         );
     }
 
-    /// SPEC §7: a member's `X-Paragon-*` fields pass only when known and
+    /// contract §7: a member's `X-Paragon-*` fields pass only when known and
     /// in their exact spelling; every other one is removed and reported.
     /// An admin's pass, but for the ones credgate manages.
     #[test]

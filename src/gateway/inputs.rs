@@ -12,8 +12,8 @@ use http::request::Parts;
 use http::Method;
 use hyper::body::Incoming;
 
+use super::exchange::Ctx;
 use super::headers::{self, Single, X_PARAGON_CONFIGURATION_ID, X_PARAGON_CREDENTIAL};
-use super::Ctx;
 use crate::error::GatewayError;
 use crate::net::body::{read_limited, ReadError};
 use crate::paragon::credentials::CredentialList;

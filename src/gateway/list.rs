@@ -9,9 +9,9 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
+use super::exchange::{CallerMemo, Ctx, Exchange};
 use super::headers::X_REQUEST_ID;
 use super::inputs::Inputs;
-use super::{CallerMemo, Ctx, Exchange};
 use crate::config::{AuthMode, Upstream};
 use crate::error::GatewayError;
 use crate::net::body::{self, read_limited};

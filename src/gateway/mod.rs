@@ -1,4 +1,4 @@
-//! The request pipeline (SPEC §1) and the one place a request's outcome
+//! The request pipeline (contract §1) and the one place a request's outcome
 //! becomes a response, a metric and an audit record.
 //!
 //! State comes in two lifetimes: a [`Generation`] is everything built from
@@ -7,6 +7,7 @@
 //! caches and stores in [`State`] outlive reloads.
 
 mod decide;
+mod exchange;
 pub mod forward;
 pub mod headers;
 mod hygiene;
@@ -19,7 +20,6 @@ mod rewrite;
 mod route;
 pub mod upstream;
 
-use pipeline::{CallerMemo, Ctx, Exchange};
 pub use route::asks_account_auth;
 
 use std::net::SocketAddr;
@@ -233,7 +233,7 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
     };
     let limit = generation.config.server.max_requests_per_connection;
     // A refused request whose body was never read must not leave that body
-    // on the connection to be parsed as the next request (SPEC §8).
+    // on the connection to be parsed as the next request (contract §8).
     let close = (decision != "allowed" && has_body) || (limit > 0 && served >= limit);
     if http1 && close {
         resp.headers_mut()

@@ -1,4 +1,4 @@
-//! Path hygiene (SPEC §8) and the Proxy API's full-URL form (SPEC §7).
+//! Path hygiene (contract §8) and the Proxy API's full-URL form (contract §7).
 //!
 //! credgate decides on the path it sees; Paragon (and anything between)
 //! may normalize it differently. Path-confusion attacks (CVE-2021-41270
@@ -44,7 +44,7 @@ pub fn check(path: &str) -> Result<(), PathError> {
 
 const LEADING_SPACE: PathError = "white space before the Proxy API target";
 
-/// Checks an `X-Paragon-Proxy-Url` value (SPEC §7) by exactly the rules of
+/// Checks an `X-Paragon-Proxy-Url` value (contract §7) by exactly the rules of
 /// a Proxy API `{rest}`: the same white-space rule, the same full-URL
 /// detection, and §8's rules for the path (the part before any `?` or
 /// `#`; a relative path is read as if it followed a `/`). The host of a
@@ -314,7 +314,7 @@ struct UrlForm {
     authority_start: usize,
 }
 
-/// Whether `{rest}` is in full-URL form (SPEC §7): its first segment, raw or
+/// Whether `{rest}` is in full-URL form (contract §7): its first segment, raw or
 /// percent-decoded, any case, is a URL scheme `[a-z][a-z0-9+.-]*:`, or it
 /// starts with `//`, `\` or `%5C`.
 fn url_form(rest: &str) -> Option<UrlForm> {
@@ -472,7 +472,7 @@ pub enum TargetError {
     HostForbidden,
 }
 
-/// The Proxy API's target (SPEC §7): `{rest}` of a path that passed
+/// The Proxy API's target (contract §7): `{rest}` of a path that passed
 /// [`check`], and the one `X-Paragon-Proxy-Url` value if given (never
 /// both: Paragon does not document which it would use). Each obeys the
 /// same rules by the same code: a full URL must name a host in `allowed`,
@@ -502,7 +502,7 @@ pub fn check_proxy_target(
 
 /// Whether a Proxy API target (`{rest}` or `X-Paragon-Proxy-Url`) may be
 /// forwarded: an ordinary path, or a full URL whose host is in
-/// `policy.proxy_url_hosts` (SPEC §7). A full URL without a nameable host
+/// `policy.proxy_url_hosts` (contract §7). A full URL without a nameable host
 /// never is.
 pub fn target_allowed(allowed: &[String], target: &str) -> bool {
     match full_url_host(target) {
@@ -578,7 +578,7 @@ mod tests {
         "/",
     ];
 
-    /// Every non-normalized form of SPEC §8, in several spellings.
+    /// Every non-normalized form of contract §8, in several spellings.
     const BAD_PATHS: &[&str] = &[
         "//projects/p/sdk/me",
         "/projects//p/sdk/me",
@@ -650,7 +650,7 @@ mod tests {
         }
     }
 
-    /// SPEC §7: white space or U+FEFF before a Proxy API target, raw or
+    /// contract §7: white space or U+FEFF before a Proxy API target, raw or
     /// percent-encoded, is 400 whatever follows it (a JavaScript `trim()`
     /// would make a URL of it); inside the target it is ordinary text.
     #[test]

@@ -19,9 +19,10 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::decide::{Decision, Routed};
+use super::exchange::{Ctx, Exchange};
 use super::headers;
 use super::inputs::Inputs;
-use super::{Ctx, Exchange, State};
+use super::State;
 use crate::auth::Identity;
 use crate::error::{GatewayError, UpstreamFailure};
 use crate::net::body::{self, read_limited, Body, ReadError};

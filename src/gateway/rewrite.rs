@@ -14,11 +14,12 @@ use http::request::Parts;
 use http::{Request, Uri, Version};
 
 use super::decide::{Chosen, Decision, Routed};
+use super::exchange::{CallerMemo, Exchange};
 use super::headers::{
     self, X_PARAGON_CONFIGURATION_ID, X_PARAGON_CREDENTIAL, X_PARAGON_PROXY_URL, X_REQUEST_ID,
 };
 use super::inputs::Inputs;
-use super::{Audit, CallerMemo, ConnInfo, Exchange, Generation};
+use super::{Audit, ConnInfo, Generation};
 use crate::auth::Identity;
 use crate::config::Config;
 use crate::error::GatewayError;
@@ -275,7 +276,7 @@ fn rewrite_headers(
         }
     }
     if let Some(v) = proxy_url {
-        // The one checked value, in one spelling (SPEC §7).
+        // The one checked value, in one spelling (contract §7).
         h.insert(
             http::header::HeaderName::from_static(X_PARAGON_PROXY_URL),
             v,

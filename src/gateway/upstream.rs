@@ -273,7 +273,7 @@ impl Upstreams {
         match result {
             Ok(Ok(resp)) => Ok(resp),
             // The caller's body broke off or was malformed while it streamed
-            // (SPEC §8): the caller's fault, a 400, and no upstream error.
+            // (contract §8): the caller's fault, a 400, and no upstream error.
             Ok(Err(_)) if caller_failed => Err(GatewayError::BadRequest(
                 "the request body broke off or is malformed",
             )),

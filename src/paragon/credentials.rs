@@ -11,7 +11,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
     /// Lowercased credential id (Paragon's ids are UUIDs; compared
-    /// case-insensitively, SPEC §5).
+    /// case-insensitively, contract §5).
     pub id: Box<str>,
     /// The integration type key under `integrations` (`salesforce`, `slack`).
     pub integration: Arc<str>,
@@ -51,7 +51,7 @@ pub fn parse_uuid(s: &str) -> Option<Uuid> {
 pub struct CredentialList {
     pub credentials: Box<[Credential]>,
     /// `(type with non-alphanumerics removed, uppercased; type)`, longest
-    /// first, for matching ActionKit action names (SPEC §5).
+    /// first, for matching ActionKit action names (contract §5).
     action_prefixes: Box<[(Box<str>, Arc<str>)]>,
 }
 
@@ -109,7 +109,7 @@ fn action_key(s: &str) -> String {
 
 impl CredentialList {
     /// Parses a `GET /sdk/me` body. `authenticated: false` and anything that
-    /// is not the documented shape fail (SPEC §6: a failed load).
+    /// is not the documented shape fail (contract §6: a failed load).
     pub fn parse(body: &[u8]) -> Result<CredentialList, ParseError> {
         let me: Me =
             serde_json::from_slice(body).map_err(|e| ParseError::Malformed(e.to_string()))?;
@@ -191,7 +191,7 @@ impl CredentialList {
     }
 
     /// The integration type whose credentials carry this `integrationId`
-    /// (custom integrations on the Proxy API, SPEC §3).
+    /// (custom integrations on the Proxy API, contract §3).
     pub fn integration_with_id(&self, integration_id: &str) -> Option<&str> {
         let wanted = parse_uuid(integration_id)?;
         self.credentials

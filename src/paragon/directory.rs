@@ -1,4 +1,4 @@
-//! The credential directory (SPEC §6): each Connected User's credential list
+//! The credential directory (contract §6): each Connected User's credential list
 //! from `GET /sdk/me`, cached per user.
 //!
 //! * Fresh for `cache.credentials_ttl`; then reloaded on the next request.
@@ -139,7 +139,7 @@ pub struct Directory {
     ttl: Duration,
     stale: Duration,
     cooldown: Duration,
-    /// Freshness cap while degraded (cluster store unreachable, SPEC §11).
+    /// Freshness cap while degraded (cluster store unreachable, contract §11).
     degraded_ttl: std::sync::atomic::AtomicU64,
     loads: Arc<Semaphore>,
     load_wait: Duration,
@@ -639,7 +639,7 @@ mod tests {
         );
     }
 
-    /// SPEC §6: a miss-triggered reload never settles for a list whose load
+    /// contract §6: a miss-triggered reload never settles for a list whose load
     /// began before the miss (another caller's refresh, fetched before the
     /// credential existed), but does join one that began after it.
     #[tokio::test]

@@ -1,5 +1,5 @@
 //! Narrowing Paragon responses that list credentials or syncs, so a member
-//! sees only what it may use (SPEC §7 "Responses", §5 `GET /api/syncs`).
+//! sees only what it may use (contract §7 "Responses", §5 `GET /api/syncs`).
 //! Fail closed: a credential or sync credgate cannot attribute is removed,
 //! and a body whose shape credgate does not know is refused whole
 //! ([`Unfilterable`], a 502) rather than passed on unfiltered.

@@ -1,5 +1,5 @@
 //! Reading and rewriting the top level of a JSON request body without
-//! re-serializing it (SPEC §7).
+//! re-serializing it (contract §7).
 //!
 //! The sync body's `credentialId` must be checked and replaced while every
 //! other field reaches Paragon as the caller wrote it. A parse-and-print
@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 
-/// Maximum nesting of objects and arrays (SPEC §7).
+/// Maximum nesting of objects and arrays (contract §7).
 pub const MAX_DEPTH: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

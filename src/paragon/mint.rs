@@ -1,4 +1,4 @@
-//! Upstream Paragon User Tokens (SPEC §7): RS256 with the project's signing
+//! Upstream Paragon User Tokens (contract §7): RS256 with the project's signing
 //! key, `sub` = the Connected User, `aud` = `paragon.audience`, short-lived,
 //! and for members narrowed by the permissions claim to exactly the
 //! credentials the request may touch. The caller's own token never reaches

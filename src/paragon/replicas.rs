@@ -1,4 +1,4 @@
-//! What a replica shares with the others (SPEC §11), as the ports the
+//! What a replica shares with the others (contract §11), as the ports the
 //! layers above plug into: [`Replicas`] records invalidations for the other
 //! replicas and says whether that store is healthy, [`SyncRecords`] keeps
 //! sync ownership. `paragon::syncs::MemorySyncs` is the one-replica store;
@@ -8,14 +8,21 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-
-use super::syncs::Owner;
+use std::sync::Arc;
 
 /// A boxed future of a store call (these traits are used as objects).
 pub type StoreFuture<'a, T> =
     Pin<Box<dyn Future<Output = Result<T, StoreUnavailable>> + Send + 'a>>;
 
-/// The shared store could not be reached (SPEC §11: 503).
+/// Who a sync belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub user: Arc<str>,
+    /// Lowercased credential id.
+    pub credential: Arc<str>,
+}
+
+/// The shared store could not be reached (contract §11: 503).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the sync ownership store is unavailable")]
 pub struct StoreUnavailable;
@@ -42,7 +49,7 @@ pub trait Replicas: Send + Sync + std::fmt::Debug {
     fn strict(&self) -> bool;
 }
 
-/// Sync id → owner records (SPEC §5 "Syncs").
+/// Sync id → owner records (contract §5 "Syncs").
 pub trait SyncRecords: Send + Sync + std::fmt::Debug {
     /// Whether records can be written now (not while a shared store is
     /// unreachable).

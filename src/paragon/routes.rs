@@ -1,4 +1,4 @@
-//! The route table of SPEC §3 as one pure function from (method, path) to a
+//! The route table of contract §3 as one pure function from (method, path) to a
 //! [`Route`]. Anything not listed is `route_not_found`: deny by default.
 //!
 //! Matching is on the raw path, after `gateway::path` has refused every
@@ -49,7 +49,7 @@ pub enum Operation<'a> {
     /// answer's `id` and `credentialId` are learned.
     SubscriptionCreate,
     /// `/trigger-subscriptions/{id}[/...]`: the subscription's credential
-    /// must be permitted (SPEC §3).
+    /// must be permitted (contract §3).
     Subscription {
         id: &'a str,
         /// `DELETE /trigger-subscriptions/{id}`: on success the record goes.
@@ -72,7 +72,7 @@ pub enum Operation<'a> {
     },
 }
 
-/// Where the requested credential is taken from and put (SPEC §3 last column).
+/// Where the requested credential is taken from and put (contract §3 last column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialLocation {
     /// Not routed: any caller-sent credential header is removed.
@@ -128,7 +128,7 @@ impl Route<'_> {
     }
 
     /// Whether a member's response must be filtered to permitted credentials
-    /// or syncs (SPEC §7 "Responses", §5 `GET /api/syncs`).
+    /// or syncs (contract §7 "Responses", §5 `GET /api/syncs`).
     pub fn filters_response(&self) -> bool {
         matches!(
             self.op,
@@ -485,7 +485,7 @@ mod tests {
     use Product as Pr;
     use Upstream as U;
 
-    /// Every row of SPEC §3, in order.
+    /// Every row of contract §3, in order.
     #[test]
     fn every_spec_route_classifies() {
         let table: &[(&str, &str, Pr, U, L)] = &[
@@ -827,7 +827,7 @@ mod tests {
         }
     }
 
-    /// SPEC §3: methods are part of a route. Every route row against every
+    /// contract §3: methods are part of a route. Every route row against every
     /// method, standard and extension tokens (methods are case-sensitive):
     /// the listed ones classify, every other one is `route_not_found`.
     #[test]

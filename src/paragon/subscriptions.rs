@@ -1,4 +1,4 @@
-//! ActionKit trigger-subscription ownership (SPEC §3): a subscription
+//! ActionKit trigger-subscription ownership (contract §3): a subscription
 //! belongs to one credential, and a member may reach it
 //! (`/trigger-subscriptions/{id}[/...]`) only when that credential is
 //! permitted. Unlike syncs, Paragon's subscription objects state their

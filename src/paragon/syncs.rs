@@ -1,4 +1,4 @@
-//! Sync ownership (SPEC §5): Paragon's sync objects do not say which
+//! Sync ownership (contract §5): Paragon's sync objects do not say which
 //! credential a sync uses, so credgate records sync id → (user, credential)
 //! from the create and update calls it forwards and from any sync object
 //! that does name its credential. A member reaches a sync only through this
@@ -19,20 +19,13 @@ use std::sync::Arc;
 
 use moka::sync::Cache;
 
-pub use super::replicas::StoreUnavailable;
+pub use super::replicas::{Owner, StoreUnavailable};
 use super::replicas::{StoreFuture, SyncRecords};
 
 /// Records kept in memory. At ~150 bytes each, 1M records is ~150 MB; past
 /// it the least recently used are dropped (those syncs become admin-only:
 /// failing closed).
 const MAX_RECORDS: u64 = 1_000_000;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner {
-    pub user: Arc<str>,
-    /// Lowercased credential id.
-    pub credential: Arc<str>,
-}
 
 #[derive(Clone)]
 pub struct MemorySyncs {
@@ -112,7 +105,7 @@ impl SyncStore {
         SyncStore(records)
     }
 
-    /// Whether sync records can be written now (SPEC §11: not while the
+    /// Whether sync records can be written now (contract §11: not while the
     /// cluster store is unreachable).
     pub fn writable(&self) -> bool {
         self.0.writable()

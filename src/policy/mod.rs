@@ -1,4 +1,4 @@
-//! Who may use which credential (SPEC §5), and which credential a request
+//! Who may use which credential (contract §5), and which credential a request
 //! targets.
 //!
 //! A credential of the caller's user is *permitted* to an admin always, and
@@ -127,7 +127,7 @@ impl<'a> Permit<'a> {
     }
 }
 
-/// A credential as the caller named it (SPEC §5).
+/// A credential as the caller named it (contract §5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requested {
     /// A canonical UUID, lowercased.
@@ -205,7 +205,7 @@ pub fn resolve_named<'l>(
     }
 }
 
-/// The default credential when none is named (SPEC §5): the one permitted
+/// The default credential when none is named (contract §5): the one permitted
 /// VALID credential of a known integration, or the one permitted credential
 /// at all when the integration is unknown.
 pub fn resolve_default<'l>(

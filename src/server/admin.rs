@@ -1,4 +1,4 @@
-//! The admin listener (SPEC §9), separate from traffic and on loopback by
+//! The admin listener (contract §9), separate from traffic and on loopback by
 //! default: `GET /healthz`, `GET /readyz`, `GET /metrics`,
 //! `POST /admin/cache/invalidate`. It has no authentication of its own:
 //! bind it where only operators and Prometheus can reach it.

@@ -1,0 +1,93 @@
+//! What one request carries from phase to phase (`pipeline`): its fixed
+//! context and, once loaded, the user's credential list. Imports nothing of
+//! the phases, which all read it.
+
+use std::sync::Arc;
+
+use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+
+use super::{ConnInfo, Generation, State};
+use crate::auth::Identity;
+use crate::config::{AdminDefault, AuthMode, Config};
+use crate::paragon::directory::{DirKey, Directory, Snapshot};
+use crate::paragon::routes::Route;
+use crate::policy::Permit;
+
+/// What the gateway remembers of a caller, in its identity's slot (see
+/// `auth::Slot`): the last credential list and minted token.
+#[derive(Default)]
+pub(crate) struct CallerMemo {
+    pub list: crate::paragon::directory::ListMemo,
+    pub mint: crate::paragon::mint::MintMemo,
+}
+
+/// The fixed context of one request, known once it is authenticated and
+/// classified.
+pub(super) struct Ctx<'r> {
+    pub state: &'r State,
+    pub generation: &'r Generation,
+    pub cfg: &'r Config,
+    pub conn: &'r ConnInfo,
+    pub request_id: &'r str,
+    pub identity: &'r Identity,
+    /// What this caller may use (contract §5).
+    pub permit: Permit<'r>,
+    pub route: Route<'r>,
+    pub admin: bool,
+    /// Whether default rules apply to this caller: members always, admins
+    /// with `policy.admin_default = "resolve"`.
+    pub resolves_for_caller: bool,
+    /// The caller's own `Authorization` (forwarded in passthrough mode).
+    pub caller_authorization: Option<HeaderValue>,
+    /// The credential directory of this request (a reload may swap it).
+    pub directory: Arc<Directory>,
+    /// This caller's key in it (contract §6).
+    pub dir_key: DirKey,
+}
+
+/// What travels from phase to phase.
+pub(super) struct Exchange<'r> {
+    pub ctx: Ctx<'r>,
+    /// The user's credential list, once loaded (a reload replaces it).
+    pub list: Option<Snapshot>,
+}
+
+impl<'r> Exchange<'r> {
+    pub(super) fn new(
+        state: &'r State,
+        generation: &'r Generation,
+        conn: &'r ConnInfo,
+        request_id: &'r str,
+        identity: &'r Identity,
+        route: Route<'r>,
+        headers: &HeaderMap,
+    ) -> Self {
+        let cfg: &Config = &generation.config;
+        let admin = identity.is_admin();
+        let dir_key = match cfg.auth.mode {
+            AuthMode::Mint => DirKey::user(identity.user.clone()),
+            AuthMode::Passthrough => DirKey {
+                user: identity.user.clone(),
+                scope: identity.permissions_key.clone(),
+            },
+        };
+        Exchange {
+            ctx: Ctx {
+                state,
+                generation,
+                cfg,
+                conn,
+                request_id,
+                identity,
+                permit: Permit::new(identity, &cfg.policy),
+                route,
+                admin,
+                resolves_for_caller: !admin || cfg.policy.admin_default == AdminDefault::Resolve,
+                caller_authorization: headers.get(AUTHORIZATION).cloned(),
+                directory: state.directory.load_full(),
+                dir_key,
+            },
+            list: None,
+        }
+    }
+}
