@@ -2,9 +2,9 @@
 # Instructions per proxied request, counted by callgrind (repeatable, unlike
 # timings on a shared machine): credgate at one worker in front of the
 # bench upstream, RS256 members naming their own credential on the Proxy
-# API route, warm caches. Counting starts after a warm-up (`callgrind_control
-# --zero`) and ends with a dump; the request count is read from credgate's
-# own `credgate_requests_total` over the same span.
+# API route, warm caches. The warm-up is dumped apart; the measured span is
+# the next dump; the request count is read from credgate's own
+# `credgate_requests_total` over the same span.
 #
 #   benches/load/callgrind.sh                      # builds release binaries
 #   CREDGATE=path BENCHKIT=path benches/load/callgrind.sh
@@ -17,6 +17,11 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK="$ROOT/.bench/callgrind"
 SECONDS_MEASURED=${REQUESTS_SECONDS:-10}
+# One connection by default: each request is served end to end with no
+# queue behind it. Under callgrind the process runs ~50x slower, and a
+# saturated one does extra work per request (timers re-armed, partial
+# reads, wake-ups) that a real one at the same load does not.
+CONNS=${CONNS:-1}
 PROJECT=be4c0000-0000-4000-8000-000000000000
 PROXY_PATH="/projects/$PROJECT/sdk/proxy/salesforce/bench"
 log() { printf '[callgrind] %s\n' "$*" >&2; }
@@ -86,15 +91,30 @@ served() {
 }
 export TOKENS="$WORK/credgate/tokens.txt" BENCH_PATH="$PROXY_PATH"
 log "warming up (every member's token verified, list loaded, token minted)"
-wrk -t1 -c16 -d5s -s "$WORK/pool.lua" http://127.0.0.1:18184 >/dev/null
-callgrind_control --zero "$VG_PID" >/dev/null
+# Each token once, in turn: under callgrind a first request (a signature
+# check, a list load, two RSA signatures) takes long, and a timed warm-up
+# would leave some for the measured span.
+while read -r token cred; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" \
+    -H "X-Paragon-Credential: $cred" "http://127.0.0.1:18184$PROXY_PATH")
+  [ "$code" = 200 ] || { log "warm-up request answered $code"; exit 1; }
+done <"$TOKENS"
+wrk -t1 -c"$CONNS" -d3s -s "$WORK/pool.lua" http://127.0.0.1:18184 >/dev/null
+# A dump writes the counts since the last one and starts them afresh: the
+# warm-up goes to its own file, the measured span to the next.
+callgrind_control --dump=warmup "$VG_PID" >"$WORK/control.log" 2>&1
+sleep 1
 before=$(served)
 log "measuring for ${SECONDS_MEASURED}s"
-wrk -t1 -c16 -d"${SECONDS_MEASURED}s" -s "$WORK/pool.lua" http://127.0.0.1:18184 >"$WORK/wrk.txt"
+wrk -t1 -c"$CONNS" -d"${SECONDS_MEASURED}s" -s "$WORK/pool.lua" http://127.0.0.1:18184 >"$WORK/wrk.txt"
 after=$(served)
-callgrind_control --dump=measured "$VG_PID" >/dev/null
-sleep 1
-file=$(ls -t "$WORK"/callgrind.out.* | head -1)
+callgrind_control --dump=measured "$VG_PID" >>"$WORK/control.log" 2>&1
+for _ in $(seq 1 50); do
+  file=$(grep -l '^desc: Trigger: dump measured' "$WORK"/callgrind.out.* 2>/dev/null | head -1 || true)
+  [ -n "$file" ] && break
+  sleep 0.2
+done
+[ -n "$file" ] || { log "no measured dump: $(cat "$WORK/control.log")"; exit 1; }
 total=$(awk '/^summary:/ {print $2}' "$file")
 requests=$((after - before))
 log "requests served while counting: $requests; instructions: $total; file: $file"
