@@ -70,6 +70,17 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9901/healthz")]
         url: String,
     },
+    /// Drop cached credential lists on a running instance (its admin
+    /// listener): one Connected User's, or everyone's. With `[cluster]`,
+    /// every replica drops them. Exit 0 when it answered 2xx, else 1.
+    Invalidate {
+        /// The admin listener, e.g. http://127.0.0.1:9901.
+        #[arg(long)]
+        admin: String,
+        /// The Connected User whose lists go [default: every user's].
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -81,6 +92,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => check_config(cli.config),
         Command::Healthcheck { url } => healthcheck(&url),
+        Command::Invalidate { admin, user } => invalidate(&admin, user.as_deref()),
         Command::Demo { listen } => {
             telemetry::init_logging_with(format, "warn,credgate::audit=info");
             demo(listen)
@@ -159,37 +171,84 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn healthcheck(url: &str) -> ExitCode {
-    let Ok(uri) = url.parse::<http::Uri>() else {
-        eprintln!("healthcheck: `{url}` is not a URL");
-        return ExitCode::FAILURE;
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// One request to an admin listener, at most 3 seconds: the status and
+/// body, or why there is none.
+fn admin_call(
+    method: http::Method,
+    url: &str,
+    body: Option<String>,
+) -> Result<(http::StatusCode, String), String> {
+    use http_body_util::BodyExt;
+    let uri = url
+        .parse::<http::Uri>()
+        .map_err(|_| format!("`{url}` is not a URL"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("healthcheck: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let ok = runtime.block_on(async {
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<http_body_util::Empty<bytes::Bytes>>();
-        let req = http::Request::get(uri).body(http_body_util::Empty::new());
-        let Ok(req) = req else { return false };
-        matches!(
-            tokio::time::timeout(std::time::Duration::from_secs(3), client.request(req)).await,
-            Ok(Ok(resp)) if resp.status().is_success()
-        )
-    });
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        eprintln!("healthcheck: {url} is not healthy");
-        ExitCode::FAILURE
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let mut req = http::Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.unwrap_or_default(),
+            )))
+            .map_err(|e| e.to_string())?;
+        let exchange = async {
+            let resp = client.request(req).await.map_err(|e| e.to_string())?;
+            let status = resp.status();
+            let text = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|c| String::from_utf8_lossy(&c.to_bytes()).into_owned())
+                .map_err(|e| e.to_string())?;
+            Ok((status, text))
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(3), exchange)
+            .await
+            .map_err(|_| "no answer within 3 seconds".to_string())?
+    })
+}
+
+fn healthcheck(url: &str) -> ExitCode {
+    match admin_call(http::Method::GET, url, None) {
+        Ok((status, _)) if status.is_success() => ExitCode::SUCCESS,
+        Ok((status, _)) => {
+            eprintln!("healthcheck: {url} answered {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("healthcheck: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn invalidate(admin: &str, user: Option<&str>) -> ExitCode {
+    let url = format!("{}/admin/cache/invalidate", admin.trim_end_matches('/'));
+    let body = match user {
+        Some(u) => serde_json::json!({ "user": u }),
+        None => serde_json::json!({}),
+    };
+    match admin_call(http::Method::POST, &url, Some(body.to_string())) {
+        Ok((status, text)) if status.is_success() => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Ok((status, text)) => {
+            eprintln!("invalidate: {url} answered {status}: {}", text.trim_end());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("invalidate: {url}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -280,11 +339,15 @@ fn emulator(
                     return ExitCode::FAILURE;
                 }
             };
-            let dir =
-                std::env::temp_dir().join(format!("credgate-emulator-{}", std::process::id()));
-            let written = std::fs::create_dir_all(&dir)
-                .and_then(|_| std::fs::write(dir.join("paragon-signing.pem"), &pair.private_pem))
-                .and_then(|_| std::fs::write(dir.join("paragon-public.pem"), &pair.public_pem));
+            // A private directory of the caller's (0700), the private key
+            // readable by its owner only (0600).
+            let suffix: String = credgate::keygen::random_bytes::<6>()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let dir = std::env::temp_dir().join(format!("credgate-emulator-{suffix}"));
+            let written = write_private(&dir, "paragon-signing.pem", &pair.private_pem, 0o600)
+                .and_then(|_| write_private(&dir, "paragon-public.pem", &pair.public_pem, 0o644));
             if let Err(e) = written {
                 eprintln!("emulator: cannot write keys to {}: {e}", dir.display());
                 return ExitCode::FAILURE;
@@ -328,4 +391,21 @@ fn emulator(
         handle.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// Writes `name` in `dir` (created 0700 if missing) with `mode`, refusing
+/// to follow an existing file.
+fn write_private(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(dir.join(name))?
+        .write_all(text.as_bytes())
 }

@@ -153,7 +153,7 @@ fn passthrough_admin(ctx: &Ctx<'_>) -> bool {
 fn default_credential(
     ctx: &Ctx<'_>,
     list: &Option<Snapshot>,
-    hint: &IntegrationHint,
+    hint: &IntegrationHint<'_>,
 ) -> Result<Chosen, GatewayError> {
     let s = list.as_ref().expect("the list is loaded for defaults");
     let resolved = hint.resolve(&s.list);
@@ -349,7 +349,7 @@ async fn subscription_owner(
     Ok(Routed::Credential(chosen))
 }
 
-fn resolved_matches(r: &Resolved, c: &Credential) -> bool {
+fn resolved_matches(r: &Resolved<'_>, c: &Credential) -> bool {
     match r {
         Resolved::Unknown => true,
         Resolved::Unmatched => false,
@@ -363,7 +363,7 @@ fn resolved_matches(r: &Resolved, c: &Credential) -> bool {
 async fn resolve_with_hint(
     ctx: &Ctx<'_>,
     list: &mut Option<Snapshot>,
-    hint: &IntegrationHint,
+    hint: &IntegrationHint<'_>,
     requested: &Requested,
 ) -> Result<Chosen, GatewayError> {
     let permit = &ctx.permit;

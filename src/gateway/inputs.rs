@@ -248,68 +248,68 @@ fn json_content(headers: &HeaderMap) -> bool {
 }
 
 /// The route's integration, owned (route strings borrow the request).
-pub(super) fn integration_of(route: &Route<'_>, inputs: &Inputs<'_>) -> IntegrationHint {
+pub(super) fn integration_of<'a>(route: &Route<'a>, inputs: &'a Inputs<'_>) -> IntegrationHint<'a> {
     match route.op {
         Operation::Proxy {
             integration: IntegrationRef::Type(t),
             ..
-        } => IntegrationHint::Type(t.to_string()),
+        } => IntegrationHint::Type(t),
         Operation::Proxy {
             integration: IntegrationRef::CustomId(id),
             ..
-        } => IntegrationHint::IntegrationId(id.to_string()),
-        Operation::Uninstall { integration_id } => {
-            IntegrationHint::IntegrationId(integration_id.to_string())
-        }
+        } => IntegrationHint::IntegrationId(id),
+        Operation::Uninstall { integration_id } => IntegrationHint::IntegrationId(integration_id),
         Operation::SyncCreate | Operation::SubscriptionCreate => match &inputs.body_integration {
-            Some(t) => IntegrationHint::Type(t.clone()),
+            Some(t) => IntegrationHint::Type(t),
             None => IntegrationHint::None,
         },
         Operation::ActionKit => match &inputs.action {
-            Some(a) => IntegrationHint::Action(a.clone()),
+            Some(a) => IntegrationHint::Action(a),
             None => IntegrationHint::None,
         },
         _ => IntegrationHint::None,
     }
 }
 
-#[derive(Debug, Clone)]
-pub(super) enum IntegrationHint {
+/// The route's integration as the request gives it, borrowed (no copy on
+/// the hot path).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum IntegrationHint<'a> {
     None,
-    Type(String),
-    IntegrationId(String),
-    Action(String),
+    Type(&'a str),
+    IntegrationId(&'a str),
+    Action(&'a str),
 }
 
-impl IntegrationHint {
+impl IntegrationHint<'_> {
     /// The hint against one list (custom integration ids and action names
     /// are looked up in the user's own list).
-    pub(super) fn resolve(&self, list: &CredentialList) -> Resolved {
-        match self {
+    pub(super) fn resolve<'s>(&'s self, list: &'s CredentialList) -> Resolved<'s> {
+        match *self {
             IntegrationHint::None => Resolved::Unknown,
-            IntegrationHint::Type(t) => Resolved::Type(t.clone()),
+            IntegrationHint::Type(t) => Resolved::Type(t),
             IntegrationHint::IntegrationId(id) => match list.integration_with_id(id) {
-                Some(t) => Resolved::Type(t.to_string()),
+                Some(t) => Resolved::Type(t),
                 None => Resolved::Unmatched,
             },
             IntegrationHint::Action(a) => match list.integration_for_action(a) {
-                Some(t) => Resolved::Type(t.to_string()),
+                Some(t) => Resolved::Type(t),
                 None => Resolved::Unknown,
             },
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Resolved {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Resolved<'a> {
     Unknown,
     Unmatched,
-    Type(String),
+    Type(&'a str),
 }
 
-impl Resolved {
+impl Resolved<'_> {
     pub(super) fn as_route(&self) -> RouteIntegration<'_> {
-        match self {
+        match *self {
             Resolved::Unknown => RouteIntegration::Unknown,
             Resolved::Unmatched => RouteIntegration::Unmatched,
             Resolved::Type(t) => RouteIntegration::Known(t),
