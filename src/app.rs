@@ -95,8 +95,10 @@ pub fn build_generation(
         },
         AuthMode::Passthrough => None,
     };
+    let audit = crate::audit::AuditLog::open(&config.audit).map_err(|e| e.to_string())?;
     Ok(Generation {
         config,
+        audit,
         auth,
         minter,
         upstreams,

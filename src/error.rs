@@ -59,6 +59,10 @@ pub enum GatewayError {
     /// store in strict or degraded mode).
     #[error("{0}")]
     Unavailable(&'static str),
+    /// 503 with `Retry-After`: the identity provider's keys have not loaded
+    /// yet (a token cannot be judged; it is not the caller's fault).
+    #[error("the signing keys are not loaded yet; retry shortly")]
+    KeysUnavailable,
     /// 504: no response headers within `server.upstream_timeout`.
     #[error("Paragon did not answer in time")]
     UpstreamTimeout,
@@ -92,9 +96,9 @@ impl GatewayError {
             GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
-            GatewayError::CredentialsUnavailable(_) | GatewayError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            GatewayError::CredentialsUnavailable(_)
+            | GatewayError::Unavailable(_)
+            | GatewayError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -115,7 +119,7 @@ impl GatewayError {
             GatewayError::BodyTooLarge => "body_too_large",
             GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
             GatewayError::CredentialsUnavailable(_) => "credentials_unavailable",
-            GatewayError::Unavailable(_) => "unavailable",
+            GatewayError::Unavailable(_) | GatewayError::KeysUnavailable => "unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
         }
     }
@@ -151,6 +155,10 @@ impl GatewayError {
         *resp.status_mut() = status;
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if matches!(self, GatewayError::KeysUnavailable) {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 WWW_AUTHENTICATE,

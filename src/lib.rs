@@ -26,7 +26,7 @@
 //! ```text
 //! rank  modules                    what they are
 //!  0    clock config               the wall clock; validated configuration, plain data (no credgate imports)
-//!  1    keygen telemetry           randomness and throwaway keys; logs, audit target, metrics registry
+//!  1    keygen telemetry audit     randomness and throwaway keys; logs and metrics; the audit sink
 //!  2    net                        the body type, the one HTTP client and its TLS trust
 //!  3    paragon                    what Paragon is: routes, credential lists and their cache, tokens, filters, owners, the store ports
 //!  4    auth                       who is calling: caller JWTs, key sources, the verified-token cache
@@ -58,6 +58,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod cluster;

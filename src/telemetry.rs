@@ -1,9 +1,8 @@
 //! Logs and metrics.
 //!
 //! Logs: `tracing`, filtered by `RUST_LOG` (default `info`), as JSON or
-//! human-readable text. Two targets have stable field names: the access log
-//! (`credgate::access`) and the audit log (`credgate::audit`, one record per
-//! request with its decision). Values a caller controls pass through
+//! human-readable text. The access log (`credgate::access`) has stable
+//! field names. (The audit trail is not a log target: `crate::audit`.) Values a caller controls pass through
 //! [`clean`] so that CR/LF cannot forge a log line in the text format
 //! (the JSON format escapes them anyway), and are recorded as `&str`, which
 //! the text format quotes, so that spaces cannot forge a field. Tokens are never recorded: no
@@ -25,7 +24,6 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
 
-pub const AUDIT_TARGET: &str = "credgate::audit";
 pub const ACCESS_TARGET: &str = "credgate::access";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,6 +240,8 @@ pub struct Metrics {
     pub mint_cache_hits: Counter,
     /// Members' `X-Paragon-*` request fields credgate does not know, removed.
     pub headers_removed: Counter,
+    /// Audit records that could not be written.
+    pub audit_write_errors: Counter,
     /// Trigger-subscription owners looked up at Paragon.
     pub subscription_lookups: Counter,
     pub connections_active: Gauge,
@@ -294,6 +294,7 @@ impl Metrics {
             token_mints: Counter::default(),
             mint_cache_hits: Counter::default(),
             headers_removed: Counter::default(),
+            audit_write_errors: Counter::default(),
             subscription_lookups: Counter::default(),
             connections_active: Gauge::default(),
             connections_refused: Family::default(),
@@ -396,6 +397,11 @@ impl Metrics {
             "headers_removed",
             "X-Paragon-* request fields of members that credgate does not know, removed",
             m.headers_removed.clone(),
+        );
+        r.register(
+            "audit_write_errors",
+            "Audit records that could not be written",
+            m.audit_write_errors.clone(),
         );
         r.register(
             "subscription_lookups",

@@ -788,15 +788,11 @@ async fn the_audit_record_names_removed_control_headers() {
         .unwrap();
     let got = send(&cl, r).await;
     assert_eq!(got.status, 200);
-    bin.wait_for_log("x-paragon-route-to").await;
-    let audit: Vec<Value> = bin
-        .log_text()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["target"] == "credgate::audit")
-        .collect();
-    assert_eq!(audit.len(), 1, "{audit:?}");
-    assert_eq!(audit[0]["removed_headers"], "x-paragon-route-to");
+    let record = wait_for_audit(&env.keys, |r| r["product"] == "proxy").await;
+    assert_eq!(record["removed_headers"], "x-paragon-route-to");
+    assert_eq!(record["requested"], SLACK_ALICE_1);
+    assert_eq!(audit_records(&env.keys).len(), 1);
+    drop(bin);
 }
 
 // ---------------------------------------------------------- refresh race

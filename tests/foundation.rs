@@ -125,7 +125,11 @@ async fn forwarding_headers_are_set_and_hop_by_hop_removed() {
     )
     .await;
     assert_eq!(got.status, 200);
-    assert_eq!(got.headers["x-request-id"], "trace-abc_123");
+    // From a caller that is not a trusted proxy, its request id is not
+    // kept (it is only recorded, as `client_request_id`): credgate's own
+    // goes upstream and back.
+    let ours = got.headers["x-request-id"].to_str().unwrap().to_string();
+    assert_ne!(ours, "trace-abc_123");
     let r = &p.requests()[0];
     for gone in [
         "x-custom-secret",
@@ -147,7 +151,7 @@ async fn forwarding_headers_are_set_and_hop_by_hop_removed() {
         gw.addr.to_string(),
         "the client's own value is replaced"
     );
-    assert_eq!(r.headers["x-request-id"], "trace-abc_123");
+    assert_eq!(r.headers["x-request-id"], ours.as_str());
     assert_eq!(r.headers["x-kept"], "yes");
 
     // An unsafe request id is replaced by a generated one.
@@ -197,6 +201,21 @@ async fn trusted_proxies_keep_their_forwarded_headers() {
     let r = &p.requests()[0];
     assert_eq!(r.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
     assert_eq!(r.headers["x-forwarded-proto"], "https");
+    // A trusted proxy's request id is kept, both ways.
+    let got = send(
+        &client(),
+        req(
+            "GET",
+            &gw,
+            &path,
+            Some(&admin),
+            &[("x-request-id", "trace-abc_123")],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(got.headers["x-request-id"], "trace-abc_123");
+    assert_eq!(p.requests()[1].headers["x-request-id"], "trace-abc_123");
     gw.shutdown().await;
 }
 

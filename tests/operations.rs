@@ -236,8 +236,13 @@ async fn no_token_appears_in_logs_even_at_trace() {
     // A forged line attempt through a header credgate logs (none should be logged raw).
     get(&cl, &bin.url("/nothing%0d%0aFAKE"), Some(&alice)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let logs = bin.log_text();
-    assert!(logs.contains("credgate::audit"), "the audit log is written");
+    let audit = std::fs::read_to_string(keys.path().join("audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("credgate::audit"),
+        "the audit trail is written"
+    );
+    // The logs and the audit trail, both.
+    let logs = format!("{}\n{audit}", bin.log_text());
     let signature = alice.rsplit('.').next().unwrap();
     assert!(
         !logs.contains(signature),
@@ -254,6 +259,70 @@ async fn no_token_appears_in_logs_even_at_trace() {
     for line in logs.lines() {
         assert!(!line.starts_with("FAKE"), "no forged log line");
     }
+}
+
+/// The audit trail is its own sink: `RUST_LOG=warn` (or `off`) leaves it
+/// on; it goes to standard output without `[audit] file`; only
+/// `[audit] enabled = false` stops it, and `check-config` says so.
+#[tokio::test]
+async fn the_log_filter_cannot_switch_the_audit_trail_off() {
+    let keys = Keys::new();
+    let p = acme_paragon(Duration::from_millis(1500)).await;
+    let alice = keys.member("acme", "alice");
+    let call = |bin: &Binary| {
+        let url = bin.url(&format!("/projects/{PROJECT}/sdk/proxy/salesforce/x"));
+        let req = Request::get(&url)
+            .header("authorization", format!("Bearer {alice}"))
+            .header("x-paragon-credential", ACME_SF_ALICE)
+            .body(body::empty())
+            .unwrap();
+        async move { send(&client(), req).await.status }
+    };
+    // To the file, with the logs filtered down to nothing.
+    let path = keys.dir.write(
+        "credgate.toml",
+        &ConfigBuilder::new(&keys, Hosts::all(&p.url())).toml(),
+    );
+    // (`credgate::app=info` keeps the line that says where it listens.)
+    for filter in [
+        "warn,credgate::app=info",
+        "off,credgate::app=info",
+        "error,credgate::audit=off,credgate::app=info",
+    ] {
+        let _ = std::fs::remove_file(keys.path().join("audit.jsonl"));
+        let bin = Binary::serve(&path, &[("RUST_LOG", filter)]);
+        assert_eq!(call(&bin).await, 200);
+        let r = wait_for_audit(&keys, |r| r["product"] == "proxy").await;
+        assert_eq!(r["credential"], ACME_SF_ALICE, "{filter}");
+        drop(bin);
+    }
+    // To standard output, without a file.
+    let mut b = ConfigBuilder::new(&keys, Hosts::all(&p.url()));
+    b.audit_file.clear();
+    let stdout_cfg = b.toml().replace("[audit]\nfile = \"\"\n", "");
+    let path = keys.dir.write("stdout.toml", &stdout_cfg);
+    let bin = Binary::serve(&path, &[("RUST_LOG", "off,credgate::app=info")]);
+    assert_eq!(call(&bin).await, 200);
+    bin.wait_for_log("\"target\":\"credgate::audit\"").await;
+    drop(bin);
+    // Off only when written so.
+    let off_cfg = stdout_cfg + "[audit]\nenabled = false\n";
+    let path = keys.dir.write("off.toml", &off_cfg);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_credgate"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("audit.enabled = false"));
+    let bin = Binary::serve(&path, &[("RUST_LOG", "info")]);
+    assert_eq!(call(&bin).await, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !bin.log_text().contains("credgate::audit"),
+        "{}",
+        bin.log_text()
+    );
 }
 
 fn cert(name: &str) -> (String, String) {
@@ -533,13 +602,14 @@ async fn each_request_writes_one_audit_record_with_decision_and_reason() {
             "",
         ),
     ];
+    // The caller is no trusted proxy: its ids are recorded as
+    // `client_request_id`, beside credgate's own `request_id`.
     let audit_lines = |id: &str| -> Vec<serde_json::Value> {
-        bin.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["target"] == credgate::telemetry::AUDIT_TARGET && v["request_id"] == id)
+        audit_records(&keys)
+            .into_iter()
+            .filter(|v| {
+                v["target"] == credgate::audit::AUDIT_TARGET && v["client_request_id"] == id
+            })
             .collect()
     };
     // The record is written as the response is made: allow the log a moment.
@@ -576,7 +646,13 @@ async fn each_request_writes_one_audit_record_with_decision_and_reason() {
         assert_eq!(a["integration"], integration, "{id}: {a}");
         assert_eq!(a["level"], "INFO", "{id}: {a}");
         assert!(a["latency_ms"].is_number(), "{id}: {a}");
+        assert_ne!(a["request_id"], id, "{id}: {a}");
     }
+    // Who named whose account, and why a token was refused.
+    let foreign = &audit_lines("audit-foreign-2")[0];
+    assert_eq!(foreign["requested"], ACME_SF_BOB);
+    assert!(audit_lines("audit-allowed-1")[0]["cause"].is_null());
+    assert_eq!(audit_lines("audit-anonymous-3")[0]["cause"], "missing");
     // Only the allowed request reached Paragon (besides credgate's own
     // credential-list load).
     let forwarded: Vec<_> = p

@@ -85,6 +85,50 @@ pub enum AuthError {
     KeysUnavailable,
 }
 
+impl AuthError {
+    /// A stable name of why the token was refused, for the audit record.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            AuthError::Missing | AuthError::Empty => "missing",
+            AuthError::Repeated => "repeated_authorization",
+            AuthError::NotBearer => "not_bearer",
+            AuthError::TooLarge => "too_large",
+            AuthError::Malformed(_) => "malformed",
+            AuthError::AlgorithmNotAllowed => "algorithm_not_allowed",
+            AuthError::Crit => "crit_header",
+            AuthError::NoKey => "unknown_key",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::IssuedInFuture => "issued_in_future",
+            AuthError::MissingExp => "missing_exp",
+            AuthError::ClaimType(_) => "claim_type",
+            AuthError::BadIssuer => "wrong_issuer",
+            AuthError::BadAudience => "wrong_audience",
+            AuthError::MissingIdentity(_) => "missing_identity",
+            AuthError::BadPermissions => "bad_permissions",
+            AuthError::KeysUnavailable => "keys_unavailable",
+        }
+    }
+}
+
+/// The string claim `claim` of the bearer token's payload, NOT VERIFIED:
+/// what a refused caller says it is, for the audit record only. At most
+/// 128 characters; `None` when there is no readable claim.
+pub fn unverified_claim(headers: &HeaderMap, claim: &str) -> Option<String> {
+    let token = bearer(headers).ok()?;
+    if token.len() > MAX_TOKEN_BYTES {
+        return None;
+    }
+    let payload = token.split('.').nth(1)?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+    let s = v.get(claim)?.as_str()?;
+    Some(s.chars().take(128).collect())
+}
+
 /// What the caller may do on its Connected User's credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {

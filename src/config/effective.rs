@@ -117,6 +117,10 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             stale_if_error: Some(d(c.cache.stale_if_error)),
             max_concurrent_loads: Some(c.cache.max_concurrent_loads),
         },
+        audit: RawAudit {
+            enabled: Some(c.audit.enabled),
+            file: c.audit.file.as_ref().map(|p| path(p)),
+        },
         cluster: c.cluster.as_ref().map(|cl| RawCluster {
             postgres_url: if cl.postgres_url_env.is_some() {
                 None

@@ -145,6 +145,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub policy: PolicyConfig,
     pub cache: CacheConfig,
+    pub audit: AuditConfig,
     pub cluster: Option<ClusterConfig>,
     /// Things that are legal but deserve a word (printed by `check-config`
     /// and logged at start).
@@ -308,6 +309,16 @@ pub struct PolicyConfig {
     pub proxy_url_hosts: Vec<String>,
     /// Extra `X-Paragon-*` request headers members may send (lowercase).
     pub member_paragon_headers: Vec<String>,
+}
+
+/// `[audit]`: where the audit trail goes. It is its own sink, not a log
+/// target, so no `RUST_LOG` filter can switch it off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// Off only when `[audit] enabled = false` is written.
+    pub enabled: bool,
+    /// Appended to (created if missing); `None`: standard output.
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -520,6 +531,7 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
     let auth = validate_auth(raw.auth, base, env, auth_mode, &mut warnings)?;
     let policy = validate_policy(raw.policy, base, auth_mode, &mut warnings)?;
     let cache = validate_cache(raw.cache)?;
+    let audit = validate_audit(raw.audit, base, &mut warnings)?;
     let cluster = raw.cluster.map(|c| validate_cluster(c, env)).transpose()?;
     Ok(Config {
         server,
@@ -527,9 +539,43 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
         auth,
         policy,
         cache,
+        audit,
         cluster,
         warnings,
     })
+}
+
+fn validate_audit(
+    raw: raw::RawAudit,
+    base: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<AuditConfig, ConfigError> {
+    let enabled = raw.enabled.unwrap_or(true);
+    let file = match raw.file.as_deref() {
+        None => None,
+        Some("") => return Err(ConfigError::new("audit.file", "must not be empty")),
+        Some(p) => {
+            let path = resolve_path(base, p);
+            let dir = path.parent().unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                return Err(ConfigError::new(
+                    "audit.file",
+                    format!("the directory {} does not exist", dir.display()),
+                ));
+            }
+            if path.is_dir() {
+                return Err(ConfigError::new(
+                    "audit.file",
+                    format!("{} is a directory", path.display()),
+                ));
+            }
+            Some(path)
+        }
+    };
+    if !enabled {
+        warnings.push("audit.enabled = false: no audit record is written for any request".into());
+    }
+    Ok(AuditConfig { enabled, file })
 }
 
 fn validate_server(raw: raw::RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {

@@ -18,8 +18,19 @@ pub struct RawConfig {
     pub policy: RawPolicy,
     #[serde(default)]
     pub cache: RawCache,
+    #[serde(default)]
+    pub audit: RawAudit,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<RawCluster>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

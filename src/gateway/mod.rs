@@ -34,18 +34,21 @@ use hyper::body::Incoming;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::error::GatewayError;
 use crate::net::body::Body;
 use crate::paragon::directory::Directory;
 use crate::paragon::mint::Minter;
 use crate::paragon::replicas::{Invalidation, Replicas, StoreUnavailable};
 use crate::paragon::subscriptions::Subscriptions;
 use crate::paragon::syncs::SyncStore;
-use crate::telemetry::{clean, Metrics, ACCESS_TARGET, AUDIT_TARGET};
+use crate::telemetry::{clean, Metrics, ACCESS_TARGET};
 use upstream::Upstreams;
 
 /// Everything built from one config.
 pub struct Generation {
     pub config: Arc<Config>,
+    /// The audit sink of this config (a reload opens it again: rotation).
+    pub audit: crate::audit::AuditLog,
     pub auth: Authenticator,
     /// Mint mode only.
     pub minter: Option<Arc<Minter>>,
@@ -189,6 +192,13 @@ pub(crate) struct Audit {
     pub product: Option<&'static str>,
     pub integration: Option<Arc<str>>,
     pub credential: Option<Box<str>>,
+    /// The credential the caller named, as named (or, when
+    /// `requested_is_routed`, exactly the routed one).
+    pub requested: Option<Box<str>>,
+    pub requested_is_routed: bool,
+    /// Why a token was refused, and who it claims to be (not verified).
+    pub cause: Option<&'static str>,
+    pub claimed_principal: Option<String>,
     pub reason: &'static str,
     /// A member's `X-Paragon-*` fields credgate did not know and removed.
     pub removed_headers: Vec<http::HeaderName>,
@@ -200,9 +210,18 @@ pub(crate) struct Audit {
 pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let generation = state.current.load_full();
-    let request_id = match headers::safe_request_id(req.headers()) {
-        Some(id) => id.to_string(),
-        None => state.ids.next(),
+    // A caller's request id is kept only from a trusted proxy: anyone else
+    // could give every record one id. It is recorded beside credgate's.
+    let caller_id = headers::safe_request_id(req.headers());
+    let trusted = generation
+        .config
+        .server
+        .trusted_proxies
+        .iter()
+        .any(|c| c.contains(conn.remote.ip()));
+    let (request_id, client_request_id) = match caller_id {
+        Some(id) if trusted => (id.to_string(), None),
+        other => (state.ids.next(), other.map(Box::<str>::from)),
     };
     let http1 = req.version() < Version::HTTP_2;
     let has_body = !http_body::Body::is_end_stream(req.body());
@@ -212,7 +231,7 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
     let served = conn.served.fetch_add(1, Ordering::Relaxed) + 1;
 
     let mut audit = Audit {
-        enabled: tracing::enabled!(target: AUDIT_TARGET, tracing::Level::INFO),
+        enabled: generation.audit.is_enabled(),
         reason: "forwarded",
         request_id: HeaderValue::from_str(&request_id).ok(),
         ..Audit::default()
@@ -223,6 +242,9 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
         Err(e) => {
             let decision = if e.is_refusal() { "refused" } else { "failed" };
             audit.reason = e.code();
+            if let GatewayError::Unauthenticated(a) = &e {
+                audit.cause = Some(a.cause());
+            }
             if !e.is_refusal() {
                 let source = std::error::Error::source(&e).map(ToString::to_string);
                 tracing::warn!(request_id = %request_id, code = e.code(), error = %e, source = source.as_deref().unwrap_or(""), "request failed");
@@ -249,23 +271,37 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
     state.metrics.count_request(product, decision, status);
     state.metrics.request_histogram(product).observe(elapsed);
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    if audit.enabled {
+        let removed = removed_headers(&audit.removed_headers);
+        let record = crate::audit::Record {
+            request_id: &request_id,
+            client_request_id: client_request_id.as_deref(),
+            principal: audit.principal.as_deref().unwrap_or(""),
+            user: audit.user.as_deref().unwrap_or(""),
+            claimed_principal: audit.claimed_principal.as_deref(),
+            product,
+            integration: audit.integration.as_deref().unwrap_or(""),
+            requested: if audit.requested_is_routed {
+                audit.credential.as_deref().unwrap_or("")
+            } else {
+                audit.requested.as_deref().unwrap_or("")
+            },
+            credential: audit.credential.as_deref().unwrap_or(""),
+            removed_headers: &removed,
+            decision,
+            reason: audit.reason,
+            cause: audit.cause,
+            status,
+            latency_ms,
+        };
+        if let Err(e) = generation.audit.write(&record) {
+            state.metrics.audit_write_errors.inc();
+            tracing::error!(request_id = %request_id, error = %e, "the audit record could not be written");
+        }
+    }
     // Caller-controlled values are recorded as strings (`&str`), which the
     // text format prints quoted: a principal `x decision=allowed` cannot
     // add a field to the line, as a Display value (`%`) printed bare could.
-    tracing::info!(
-        target: AUDIT_TARGET,
-        request_id = %request_id,
-        principal = &*clean(audit.principal.as_deref().unwrap_or("")),
-        user = &*clean(audit.user.as_deref().unwrap_or("")),
-        product,
-        integration = &*clean(audit.integration.as_deref().unwrap_or("")),
-        credential = audit.credential.as_deref().unwrap_or(""),
-        removed_headers = &*clean(&removed_headers(&audit.removed_headers)),
-        decision,
-        reason = audit.reason,
-        status,
-        latency_ms,
-    );
     tracing::info!(
         target: ACCESS_TARGET,
         request_id = %request_id,

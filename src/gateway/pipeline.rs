@@ -29,7 +29,7 @@ use hyper::body::Incoming;
 use super::decide::{decide, Decision, Routed};
 use super::exchange::Exchange;
 use super::hygiene::hygiene;
-use super::inputs::{parse_inputs, read_inputs};
+use super::inputs::{parse_inputs, read_inputs, Inputs};
 use super::list::load_list;
 use super::respond::{forward, reads_answer, respond};
 use super::rewrite::{rewrite, Rewrite};
@@ -69,8 +69,14 @@ pub(super) async fn process(
     let inputs = parse_inputs(&parts.headers, &ex.ctx.route, body.buffered.as_deref());
     load_list(&mut ex, inputs.as_ref().ok()).await?;
     let inputs = inputs?;
-    let decision = decide(&mut ex, &inputs).await?;
-    record_decision(audit, &decision);
+    let decision = match decide(&mut ex, &inputs).await {
+        Ok(d) => d,
+        Err(e) => {
+            audit.requested = inputs.requested.as_ref().map(|r| r.to_string().into());
+            return Err(e);
+        }
+    };
+    record_decision(audit, &decision, &inputs);
     let method = parts.method.clone();
     let reads_answer = reads_answer(&ex.ctx, &method, &uri);
     let rewritten = Rewrite {
@@ -94,18 +100,42 @@ async fn authenticate(
     headers: &HeaderMap,
     audit: &mut Audit,
 ) -> Result<Arc<Identity>, GatewayError> {
-    let identity = generation.auth.authenticate(headers).await?;
+    let identity = match generation.auth.authenticate(headers).await {
+        Ok(i) => i,
+        Err(e) => {
+            // Who the refused token says it is, marked as not verified.
+            audit.claimed_principal =
+                crate::auth::unverified_claim(headers, &generation.config.auth.principal_claim);
+            return Err(match e {
+                // Not the caller's fault: keys have not loaded yet (503).
+                crate::auth::AuthError::KeysUnavailable => GatewayError::KeysUnavailable,
+                e => GatewayError::Unauthenticated(e),
+            });
+        }
+    };
     audit.user = Some(identity.user.clone());
     audit.principal = Some(identity.principal.clone());
     Ok(identity)
 }
 
-/// The routed credential, for the audit record.
-fn record_decision(audit: &mut Audit, decision: &Decision) {
+/// The routed credential, and the one named (as named), for the audit
+/// record.
+fn record_decision(audit: &mut Audit, decision: &Decision, inputs: &Inputs<'_>) {
     if let Routed::Credential(c) = &decision.routed {
         if audit.enabled {
             audit.credential = Some(c.get().id.clone());
         }
         audit.integration = Some(c.get().integration.clone());
+    }
+    if audit.enabled {
+        audit.requested = match &inputs.requested {
+            // Named as routed: the record repeats `credential`.
+            Some(crate::policy::Requested::Id(id)) if audit.credential.as_deref() == Some(id) => {
+                audit.requested_is_routed = true;
+                None
+            }
+            Some(r) => Some(r.to_string().into()),
+            None => None,
+        };
     }
 }

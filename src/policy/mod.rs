@@ -136,6 +136,15 @@ pub enum Requested {
     External(String),
 }
 
+impl std::fmt::Display for Requested {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Requested::Id(id) => f.write_str(id),
+            Requested::External(ext) => write!(f, "ext:{ext}"),
+        }
+    }
+}
+
 impl Requested {
     /// Parses a header or body value: a UUID (any case) or `ext:<id>`;
     /// anything else is 400.

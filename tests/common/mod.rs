@@ -153,6 +153,9 @@ pub struct ConfigBuilder<'k> {
     pub extra_cache: String,
     pub extra_paragon: String,
     pub extra_top: String,
+    /// `[audit] file`, relative to the keys directory (tests read it with
+    /// [`audit_records`]).
+    pub audit_file: String,
 }
 
 impl<'k> ConfigBuilder<'k> {
@@ -166,6 +169,7 @@ impl<'k> ConfigBuilder<'k> {
             extra_cache: String::new(),
             extra_paragon: String::new(),
             extra_top: String::new(),
+            audit_file: "audit.jsonl".into(),
         }
     }
 
@@ -230,6 +234,8 @@ pem_file = "idp.pub.pem"
 {policy}
 [cache]
 {cache}
+[audit]
+file = "{audit}"
 "#,
             top = self.extra_top,
             server_defaults = [("upstream_timeout", "\"5s\""), ("shutdown_grace", "\"2s\"")]
@@ -248,6 +254,7 @@ pem_file = "idp.pub.pem"
             a = h.actionkit,
             s = h.sync,
             o = h.agentos,
+            audit = self.audit_file,
         )
     }
 
@@ -262,6 +269,32 @@ pem_file = "idp.pub.pem"
 
     pub async fn start(&self) -> Running {
         app::start(self.build()).await.expect("gateway starts")
+    }
+}
+
+/// The audit records a gateway built from `keys`' [`ConfigBuilder`] wrote
+/// (its `[audit] file`), oldest first.
+pub fn audit_records(keys: &Keys) -> Vec<Value> {
+    std::fs::read_to_string(keys.path().join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an audit line is JSON"))
+        .collect()
+}
+
+/// Waits until `keys`' audit file holds a record satisfying `pred`.
+pub async fn wait_for_audit(keys: &Keys, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(r) = audit_records(keys).into_iter().find(|r| pred(r)) {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no such audit record: {:?}",
+            audit_records(keys)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -1,0 +1,241 @@
+//! The audit trail (contract §1 step 9, §10 `[audit]`): one JSON line per
+//! request, written to its own sink (a file, or standard output), so no
+//! `RUST_LOG` filter can switch it off; only `[audit] enabled = false`
+//! does. Each record is written whole and flushed before the response is
+//! counted, so a crash loses at most the request in flight.
+//!
+//! Rotation is the platform's: move the file away and send SIGHUP (a
+//! reload opens the file again, by name), or let the platform collect
+//! standard output. The line has the shape of credgate's JSON logs
+//! (`timestamp`, `level`, `target` = `credgate::audit`, then the fields),
+//! so one collector reads both.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::config::AuditConfig;
+
+/// The `target` of audit lines.
+pub const AUDIT_TARGET: &str = "credgate::audit";
+
+/// One request's record. Strings a caller controls are written by
+/// serde_json, which escapes every control character.
+#[derive(Debug, Default, Serialize)]
+pub struct Record<'a> {
+    pub request_id: &'a str,
+    /// The caller's own `X-Request-Id`, when it sent a safe one and is not
+    /// a trusted proxy (then `request_id` is credgate's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<&'a str>,
+    pub principal: &'a str,
+    pub user: &'a str,
+    /// A refused token's claimed principal, not verified: who the caller
+    /// says it is, for "who tried"; never a basis for anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed_principal: Option<&'a str>,
+    pub product: &'a str,
+    pub integration: &'a str,
+    /// The credential the caller named (`X-Paragon-Credential` or the
+    /// body's `credentialId`), as named.
+    pub requested: &'a str,
+    /// The credential routed (empty when none was).
+    pub credential: &'a str,
+    /// A member's `X-Paragon-*` fields credgate removed, comma-separated.
+    pub removed_headers: &'a str,
+    pub decision: &'a str,
+    pub reason: &'a str,
+    /// Why a token was refused (401 only): `expired`, `bad_signature`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<&'a str>,
+    pub status: u16,
+    pub latency_ms: f64,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    timestamp: &'a str,
+    level: &'static str,
+    target: &'static str,
+    #[serde(flatten)]
+    record: &'a Record<'a>,
+}
+
+enum Out {
+    Stdout,
+    File(File),
+}
+
+/// Where records go.
+pub struct AuditLog {
+    out: Option<Mutex<Out>>,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("enabled", &self.out.is_some())
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// Opens `path` for appending (created 0640 if missing).
+fn open_append(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
+impl AuditLog {
+    /// Opens the sink `cfg` names.
+    pub fn open(cfg: &AuditConfig) -> std::io::Result<AuditLog> {
+        let out = match (cfg.enabled, &cfg.file) {
+            (false, _) => None,
+            (true, None) => Some(Mutex::new(Out::Stdout)),
+            (true, Some(p)) => Some(Mutex::new(Out::File(open_append(p).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("audit.file {}: {e}", p.display()))
+            })?))),
+        };
+        Ok(AuditLog {
+            out,
+            path: cfg.file.clone(),
+        })
+    }
+
+    /// A log that writes nothing.
+    pub fn disabled() -> AuditLog {
+        AuditLog {
+            out: None,
+            path: None,
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.out.is_some()
+    }
+
+    /// Writes one record as one line. `Err` when it could not be written
+    /// (counted by the caller; the request is answered all the same).
+    pub fn write(&self, record: &Record<'_>) -> std::io::Result<()> {
+        let Some(out) = &self.out else {
+            return Ok(());
+        };
+        let timestamp = crate::clock::format_iso(crate::clock::now_ms());
+        let line = serde_json::to_vec(&Line {
+            timestamp: &timestamp,
+            level: "INFO",
+            target: AUDIT_TARGET,
+            record,
+        })
+        .map_err(std::io::Error::other)?;
+        let mut line = escape_line_breakers(line);
+        line.push(b'\n');
+        let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *out {
+            Out::Stdout => {
+                let mut s = std::io::stdout().lock();
+                s.write_all(&line)?;
+                s.flush()
+            }
+            Out::File(f) => f.write_all(&line),
+        }
+    }
+}
+
+/// JSON lets C1 controls (NEL among them) and U+2028/2029 stand raw in a
+/// string, and some log readers break lines at them: written as `\uXXXX`
+/// escapes instead, the line stays one line and means the same.
+fn escape_line_breakers(json: Vec<u8>) -> Vec<u8> {
+    let risky = |c: char| ('\u{80}'..='\u{9f}').contains(&c) || c == '\u{2028}' || c == '\u{2029}';
+    let Ok(text) = std::str::from_utf8(&json) else {
+        return json;
+    };
+    if !text.chars().any(risky) {
+        return json;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if risky(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_appended_one_json_line_each() {
+        let dir = std::env::temp_dir().join(format!("credgate-audit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let log = AuditLog::open(&AuditConfig {
+            enabled: true,
+            file: Some(path.clone()),
+        })
+        .unwrap();
+        let rec = Record {
+            request_id: "r1",
+            principal: "mallory\n{\"forged\":1}",
+            decision: "refused",
+            cause: Some("expired"),
+            status: 401,
+            ..Record::default()
+        };
+        log.write(&rec).unwrap();
+        log.write(&Record {
+            request_id: "r2",
+            ..Record::default()
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["target"], AUDIT_TARGET);
+        assert_eq!(lines[0]["principal"], "mallory\n{\"forged\":1}");
+        log.write(&Record {
+            request_id: "r3",
+            principal: "nel\u{85}line\u{2028}sep",
+            ..Record::default()
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let last = text.lines().last().unwrap();
+        assert!(
+            !last.contains('\u{85}') && !last.contains('\u{2028}'),
+            "{last}"
+        );
+        let v: serde_json::Value = serde_json::from_str(last).unwrap();
+        assert_eq!(v["principal"], "nel\u{85}line\u{2028}sep");
+        assert_eq!(lines[0]["cause"], "expired");
+        assert!(lines[1].get("cause").is_none());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        assert!(!AuditLog::open(&AuditConfig {
+            enabled: false,
+            file: Some(path.clone())
+        })
+        .unwrap()
+        .is_enabled());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
