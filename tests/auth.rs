@@ -407,7 +407,8 @@ impl Setup {
     fn toml(&self, dir: &TempDir) -> (String, HashMap<String, String>) {
         let f = fx();
         let mut env = HashMap::new();
-        let mut t = String::from("[paragon]\nproject_id = \"proj\"\n");
+        let mut t =
+            String::from("[paragon]\nproject_id = \"0000000a-0000-4000-8000-000000000000\"\n");
         if self.passthrough {
             let p = dir.write("paragon-public.pem", &f.paragon_rsa.public_pem);
             t += &format!("public_key_file = {}\n", q(&p));
@@ -2845,14 +2846,20 @@ async fn passthrough_checks_paragon_signature_audience_and_algorithm() {
             (
                 "our aud",
                 paragon_token()
-                    .claim("aud", json!("useparagon.com/proj"))
+                    .claim(
+                        "aud",
+                        json!("useparagon.com/0000000a-0000-4000-8000-000000000000"),
+                    )
                     .build(),
                 Ok("cu-42"),
             ),
             (
                 "our aud in an array",
                 paragon_token()
-                    .claim("aud", json!(["x", "useparagon.com/proj"]))
+                    .claim(
+                        "aud",
+                        json!(["x", "useparagon.com/0000000a-0000-4000-8000-000000000000"]),
+                    )
                     .build(),
                 Ok("cu-42"),
             ),

@@ -311,3 +311,104 @@ fn cluster_url_without_password_is_printed_as_is() {
     let (_, t) = cluster_run(&keys, plain);
     assert_eq!(get(&t, "cluster.postgres_url").as_str(), Some(plain));
 }
+
+/// Settings that look fine but fail at run time are refused before a port
+/// is bound, each naming its key: the project's public key given as the
+/// signing key (every member request would be a 503), a placeholder or
+/// non-UUID project id, placeholders left in `auth.audience` or
+/// `auth.issuer`.
+#[test]
+fn settings_that_would_fail_at_run_time_are_refused() {
+    let keys = Keys::new();
+    let base = builder(&keys).toml();
+    let cases: &[(&str, String)] = &[
+        (
+            "paragon.signing_key_file",
+            base.replace(
+                "signing_key_file = \"paragon.pem\"",
+                "signing_key_file = \"paragon.pub.pem\"",
+            ),
+        ),
+        (
+            "paragon.project_id",
+            base.replace(PROJECT, "REPLACE-WITH-YOUR-PROJECT-ID"),
+        ),
+        ("paragon.project_id", base.replace(PROJECT, "my-project")),
+        (
+            "auth.audience",
+            builder(&keys)
+                .auth("audience = [\"REPLACE-WITH-YOUR-AUDIENCE\"]")
+                .toml(),
+        ),
+        (
+            "auth.issuer",
+            builder(&keys)
+                .auth("issuer = \"https://REPLACE-WITH-YOUR-IDP/\"")
+                .toml(),
+        ),
+    ];
+    for (key, toml) in cases {
+        assert_ne!(toml, &base, "{key}: the case changes the config");
+        let r = run(&keys, toml);
+        assert_config_error(&r, key);
+    }
+}
+
+/// Settings that are legal but most likely a mistake get a warning on
+/// stderr (the config still validates, exit 0).
+#[test]
+fn risky_settings_are_warned_about() {
+    let keys = Keys::new();
+    keys.dir.write("empty-acl.toml", "");
+    keys.dir.write(
+        "acl.toml",
+        "[[grant]]\nprincipal = \"alice\"\nintegrations = [\"slack\"]\n",
+    );
+    let no_grant = {
+        let mut b = builder(&keys);
+        b.extra_policy.clear();
+        b.toml()
+    };
+    let cases: &[(&str, String)] = &[
+        ("no member grant", no_grant),
+        (
+            "grants nothing",
+            builder(&keys)
+                .policy("acl_file = \"empty-acl.toml\"")
+                .toml(),
+        ),
+        (
+            "any token your identity provider signs",
+            builder(&keys)
+                .auth("jwks_url = \"http://127.0.0.1:9/jwks.json\"")
+                .toml(),
+        ),
+        (
+            "not a loopback address",
+            builder(&keys).toml().replace(
+                "admin_listen = \"127.0.0.1:0\"",
+                "admin_listen = \"0.0.0.0:0\"",
+            ),
+        ),
+        (
+            "name no `users`",
+            builder(&keys).policy("acl_file = \"acl.toml\"").toml(),
+        ),
+    ];
+    for (warning, toml) in cases {
+        let r = run(&keys, toml);
+        assert_eq!(r.code, Some(0), "{warning}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .lines()
+                .any(|l| l.starts_with("warning:") && l.contains(warning)),
+            "a warning saying {warning:?}: {}",
+            r.stderr
+        );
+    }
+    // And none of them for the plain test config.
+    let r = run(&keys, &builder(&keys).toml());
+    for (warning, _) in cases {
+        assert!(!r.stderr.contains(warning), "{warning}: {}", r.stderr);
+    }
+}

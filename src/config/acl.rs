@@ -30,6 +30,8 @@ struct RawAcl {
 struct RawGrant {
     principal: Option<String>,
     principals: Option<Vec<String>>,
+    /// The Connected Users the grant applies in [default: every one].
+    users: Option<Vec<String>>,
     #[serde(default)]
     credentials: Vec<String>,
     #[serde(default)]
@@ -38,16 +40,25 @@ struct RawGrant {
     integrations: Vec<String>,
 }
 
-/// What one principal is granted.
+/// One `[[grant]]`: what it grants, and in which Connected Users.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Grants {
+pub struct Grant {
+    /// Its position in the file (0-based), for the audit's `grant`.
+    pub index: usize,
+    /// `None`: in every Connected User.
+    users: Option<HashSet<Box<str>>>,
     ids: HashSet<Box<str>>,
     external_ids: HashSet<Box<str>>,
     integrations: HashSet<Box<str>>,
 }
 
-impl Grants {
-    /// Whether these grants cover a credential with this (lowercase) id,
+impl Grant {
+    /// Whether this grant applies in Connected User `user`.
+    pub fn applies_in(&self, user: &str) -> bool {
+        self.users.as_ref().is_none_or(|u| u.contains(user))
+    }
+
+    /// Whether it covers a credential with this (lowercase) id,
     /// `externalId` and integration type.
     pub fn allows(&self, id: &str, external_id: Option<&str>, integration: &str) -> bool {
         self.ids.contains(id)
@@ -55,24 +66,31 @@ impl Grants {
             || self.integrations.contains(integration)
     }
 
-    fn merge(&mut self, g: &RawGrant) {
-        self.ids.extend(
-            g.credentials
+    fn from_raw(index: usize, g: &RawGrant) -> Grant {
+        Grant {
+            index,
+            users: g
+                .users
+                .as_ref()
+                .map(|u| u.iter().map(|s| s.as_str().into()).collect()),
+            ids: g
+                .credentials
                 .iter()
-                .map(|s| s.to_ascii_lowercase().into_boxed_str()),
-        );
-        self.external_ids
-            .extend(g.external_ids.iter().map(|s| s.as_str().into()));
-        self.integrations
-            .extend(g.integrations.iter().map(|s| s.as_str().into()));
+                .map(|s| s.to_ascii_lowercase().into_boxed_str())
+                .collect(),
+            external_ids: g.external_ids.iter().map(|s| s.as_str().into()).collect(),
+            integrations: g.integrations.iter().map(|s| s.as_str().into()).collect(),
+        }
     }
 }
 
 /// Grants by principal; `"*"` holds grants for every member.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Acl {
-    by_principal: HashMap<Box<str>, Grants>,
-    everyone: Option<Grants>,
+    by_principal: HashMap<Box<str>, Vec<Grant>>,
+    everyone: Vec<Grant>,
+    /// How many grants name no `users` (they apply in every Connected User).
+    pub unscoped: usize,
 }
 
 impl Acl {
@@ -108,24 +126,43 @@ impl Acl {
             if let Some(bad) = g.credentials.iter().find(|c| !is_uuid(c)) {
                 return Err(format!("grant {i}: `{bad}` is not a credential id (UUID)"));
             }
+            match &g.users {
+                Some(u) if u.is_empty() || u.iter().any(String::is_empty) => {
+                    return Err(format!(
+                        "grant {i}: `users` must list Connected User ids (non-empty)"
+                    ))
+                }
+                Some(_) => {}
+                None => acl.unscoped += 1,
+            }
+            let grant = Grant::from_raw(i, g);
             for p in principals {
                 if p == "*" {
-                    acl.everyone.get_or_insert_with(Grants::default).merge(g);
+                    acl.everyone.push(grant.clone());
                 } else {
-                    acl.by_principal.entry(p.into()).or_default().merge(g);
+                    acl.by_principal
+                        .entry(p.into())
+                        .or_default()
+                        .push(grant.clone());
                 }
             }
         }
         Ok(acl)
     }
 
-    /// The grants of `principal` and of everyone.
-    pub fn grants_for(&self, principal: &str) -> (Option<&Grants>, Option<&Grants>) {
-        (self.by_principal.get(principal), self.everyone.as_ref())
+    /// The grants of `principal`, then those of every member.
+    pub fn grants_for(&self, principal: &str) -> (&[Grant], &[Grant]) {
+        (
+            self.by_principal
+                .get(principal)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
+            &self.everyone,
+        )
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_principal.is_empty() && self.everyone.is_none()
+        self.by_principal.is_empty() && self.everyone.is_empty()
     }
 }
 
@@ -133,9 +170,11 @@ impl Acl {
 mod tests {
     use super::*;
 
-    /// Whether `g` covers a credential `(id, integration, externalId)`.
-    fn covers(g: &Grants, (id, integration, ext): (&str, &str, Option<&str>)) -> bool {
-        g.allows(&id.to_ascii_lowercase(), ext, integration)
+    /// Whether any of `g`, applying in user `acme`, covers a credential
+    /// `(id, integration, externalId)`.
+    fn covers(g: &[Grant], (id, integration, ext): (&str, &str, Option<&str>)) -> bool {
+        g.iter()
+            .any(|g| g.applies_in("acme") && g.allows(&id.to_ascii_lowercase(), ext, integration))
     }
 
     fn cred<'a>(
@@ -167,17 +206,33 @@ mod tests {
         ))
         .unwrap();
         let (alice, all) = acl.grants_for("alice");
-        let alice = alice.unwrap();
         assert!(
             covers(alice, cred(A, "slack", None)),
             "ids compare case-insensitively"
         );
         assert!(!covers(alice, cred(B, "slack", None)));
         assert!(covers(alice, cred(B, "salesforce", Some("shared-sf"))));
-        assert!(covers(all.unwrap(), cred(B, "gmail", None)));
+        assert!(covers(all, cred(B, "gmail", None)));
         let (bob, _) = acl.grants_for("bob");
-        assert!(!covers(bob.unwrap(), cred(A, "slack", None)));
-        assert!(acl.grants_for("carol").0.is_none());
+        assert!(!covers(bob, cred(A, "slack", None)));
+        assert!(acl.grants_for("carol").0.is_empty());
+        assert_eq!(acl.unscoped, 3);
+    }
+
+    /// A grant naming `users` applies in those Connected Users only.
+    #[test]
+    fn grants_can_be_limited_to_connected_users() {
+        let acl = Acl::parse(&format!(
+            "[[grant]]\nprincipal = \"alice\"\nusers = [\"acme\"]\ncredentials = [\"{A}\"]\n"
+        ))
+        .unwrap();
+        let (alice, _) = acl.grants_for("alice");
+        assert!(alice[0].applies_in("acme"));
+        assert!(!alice[0].applies_in("globex"));
+        assert_eq!(acl.unscoped, 0);
+        assert!(
+            Acl::parse("[[grant]]\nprincipal = \"a\"\nusers = []\nintegrations = [\"x\"]").is_err()
+        );
     }
 
     #[test]

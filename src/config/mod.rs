@@ -530,6 +530,21 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
     let paragon = validate_paragon(raw_paragon, base, auth_mode)?;
     let auth = validate_auth(raw.auth, base, env, auth_mode, &mut warnings)?;
     let policy = validate_policy(raw.policy, base, auth_mode, &mut warnings)?;
+    if auth_mode == AuthMode::Mint
+        && policy.acl.unscoped > 0
+        && auth.user_claim != auth.principal_claim
+    {
+        warnings.push(format!(
+            "policy.acl_file: {} grant(s) name no `users`, so they apply in every Connected User; principals must then be unique across Connected Users (or add `users = [...]`)",
+            policy.acl.unscoped
+        ));
+    }
+    if !server.admin_listen.ip().is_loopback() {
+        warnings.push(format!(
+            "server.admin_listen {} is not a loopback address: metrics and cache invalidation are reachable from the network; keep it behind a network policy",
+            server.admin_listen
+        ));
+    }
     let cache = validate_cache(raw.cache)?;
     let audit = validate_audit(raw.audit, base, &mut warnings)?;
     let cluster = raw.cluster.map(|c| validate_cluster(c, env)).transpose()?;
@@ -748,16 +763,13 @@ fn validate_paragon(
     let project_id = raw
         .project_id
         .ok_or_else(|| ConfigError::new("paragon.project_id", "is required"))?;
-    // The project id is compared against raw path segments: it must be a
-    // plain token, so that no encoding trick can make two spellings equal.
-    if project_id.is_empty()
-        || !project_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    refuse_placeholder("paragon.project_id", &project_id)?;
+    // Paragon's project ids are UUIDs (the dashboard shows one), compared
+    // against raw path segments: a UUID has one spelling in a path.
+    if !is_uuid(&project_id) {
         return Err(ConfigError::new(
             "paragon.project_id",
-            "must be a non-empty id of letters, digits, `-` and `_`",
+            format!("`{project_id}` is not a project id (a UUID, from Paragon's dashboard)"),
         ));
     }
     let url = |key: &str, v: Option<&str>, default: &str| -> Result<UpstreamBase, ConfigError> {
@@ -804,10 +816,23 @@ fn validate_paragon(
         .map(|p| read_pem("paragon.signing_key_file", base, p))
         .transpose()?;
     if let Some(k) = &signing_key {
-        jsonwebtoken::EncodingKey::from_rsa_pem(&k.pem).map_err(|e| {
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&k.pem).map_err(|e| {
             ConfigError::new(
                 "paragon.signing_key_file",
                 format!("not an RSA private key in PEM form: {e}"),
+            )
+        })?;
+        // A public key parses too, then fails every signature at run time:
+        // sign once now, so that it fails here instead.
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::RS256),
+            &serde_json::json!({"check": true}),
+            &key,
+        )
+        .map_err(|_| {
+            ConfigError::new(
+                "paragon.signing_key_file",
+                "cannot sign with this key: it must be the project's RSA private key (Paragon's dashboard, Settings > SDK Setup), not its public key",
             )
         })?;
     }
@@ -898,6 +923,20 @@ pub fn decoding_key_from_pem(
         }
     };
     key.map_err(|e| format!("not a {algorithm:?} public key in PEM form: {e}"))
+}
+
+/// Values the shipped manifests leave for the operator to fill in.
+const PLACEHOLDER_PREFIX: &str = "REPLACE-WITH-";
+
+/// A value that still holds a `REPLACE-WITH-...` placeholder is an error.
+fn refuse_placeholder(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.to_ascii_uppercase().contains(PLACEHOLDER_PREFIX) {
+        return Err(ConfigError::new(
+            key,
+            format!("`{value}` is a placeholder: replace it with your own value"),
+        ));
+    }
+    Ok(())
 }
 
 /// The placeholder of `policy.owner_external_id`.
@@ -1092,6 +1131,22 @@ fn validate_auth(
         }
     }
     let audience = raw.audience.map(OneOrMany::into_vec);
+    for a in audience.iter().flatten() {
+        refuse_placeholder("auth.audience", a)?;
+    }
+    if let Some(i) = &raw.issuer {
+        refuse_placeholder("auth.issuer", i)?;
+    }
+    if let Some(u) = &raw.jwks_url {
+        refuse_placeholder("auth.jwks_url", u)?;
+    }
+    if jwks_url.is_some() {
+        if mode == AuthMode::Mint && (audience.is_none() || raw.issuer.is_none()) {
+            warnings.push(
+                "auth.jwks_url without auth.audience and auth.issuer: any token your identity provider signs, for any application, is accepted; set both".into(),
+            );
+        }
+    }
     if let Some(a) = &audience {
         if a.is_empty() || a.iter().any(String::is_empty) {
             return Err(ConfigError::new(
@@ -1185,6 +1240,16 @@ fn validate_policy(
         Some(p) => Acl::load(p).map_err(|m| ConfigError::new("policy.acl_file", m))?,
         None => Acl::default(),
     };
+    if mode == AuthMode::Mint {
+        if raw.owner_external_id.is_none() && raw.credentials_claim.is_none() && acl_file.is_none()
+        {
+            warnings.push(
+                "no member grant is set (policy.owner_external_id, credentials_claim or acl_file): every member is refused every credential; only admins can use credgate".into(),
+            );
+        } else if acl_file.is_some() && acl.is_empty() {
+            warnings.push("policy.acl_file grants nothing (no [[grant]])".into());
+        }
+    }
     if mode == AuthMode::Passthrough
         && (raw.owner_external_id.is_some()
             || raw.credentials_claim.is_some()

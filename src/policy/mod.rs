@@ -7,14 +7,14 @@
 //! token's own permissions claim decides. Nothing else grants anything.
 
 use crate::auth::{Identity, Role};
-use crate::config::acl::Grants;
+use crate::config::acl::Grant;
 use crate::config::{is_uuid, PolicyConfig, PRINCIPAL_PLACEHOLDER};
 use crate::error::GatewayError;
 use crate::paragon::credentials::{Credential, CredentialList};
 use crate::paragon::permissions::Permissions;
 
-fn grants(g: &Grants, c: &Credential) -> bool {
-    g.allows(&c.id, c.external_id.as_deref(), &c.integration)
+fn grants(g: &Grant, user: &str, c: &Credential) -> bool {
+    g.applies_in(user) && g.allows(&c.id, c.external_id.as_deref(), &c.integration)
 }
 
 /// Whether `ext` is `template` with every `{principal}` replaced by
@@ -64,11 +64,13 @@ fn split_placeholder(template: &str) -> (&str, Option<&str>) {
 pub enum Permit<'a> {
     All,
     Member {
+        /// The Connected User (ACL grants may be limited to some).
+        user: &'a str,
         /// `policy.owner_external_id` and the principal it is filled with.
         owner: Option<(&'a str, &'a str)>,
         claimed: &'a [Box<str>],
-        acl_own: Option<&'a Grants>,
-        acl_all: Option<&'a Grants>,
+        acl_own: &'a [Grant],
+        acl_all: &'a [Grant],
     },
     Scoped(&'a Permissions),
 }
@@ -81,6 +83,7 @@ impl<'a> Permit<'a> {
             Role::Member { claimed } => {
                 let (acl_own, acl_all) = policy.acl.grants_for(&identity.principal);
                 Permit::Member {
+                    user: &identity.user,
                     owner: policy
                         .owner_external_id
                         .as_deref()
@@ -102,6 +105,7 @@ impl<'a> Permit<'a> {
             Permit::All => true,
             Permit::Scoped(p) => p.allows(&c.integration, &c.id),
             Permit::Member {
+                user,
                 owner,
                 claimed,
                 acl_own,
@@ -112,8 +116,8 @@ impl<'a> Permit<'a> {
                         .as_deref()
                         .is_some_and(|ext| template_matches(template, principal, ext))
                 }) || claimed.iter().any(|id| **id == *c.id)
-                    || acl_own.is_some_and(|g| grants(g, c))
-                    || acl_all.is_some_and(|g| grants(g, c))
+                    || acl_own.iter().any(|g| grants(g, user, c))
+                    || acl_all.iter().any(|g| grants(g, user, c))
             }
         }
     }
