@@ -28,6 +28,15 @@ use crate::paragon::syncs::SyncStore;
 use crate::server::tls::TlsAcceptorHandle;
 use crate::telemetry::{KindLabel, Metrics};
 
+/// The labels of `credgate_config_info` for a config loaded now.
+fn config_info(c: &Config) -> crate::telemetry::ConfigInfoLabels {
+    crate::telemetry::ConfigInfoLabels {
+        sha256: c.sha256.clone(),
+        acl_sha256: c.policy.acl.sha256.clone(),
+        loaded_at: crate::clock::format_iso(crate::clock::now_ms()),
+    }
+}
+
 fn upstream_bases(c: &Config) -> [&crate::config::UpstreamBase; 6] {
     c.paragon.upstream_bases()
 }
@@ -127,6 +136,7 @@ impl std::fmt::Debug for Running {
 /// Binds both listeners and starts serving. Port 0 binds a free port (tests).
 pub async fn start(config: Config) -> Result<Running, String> {
     let metrics = Metrics::new();
+    metrics.set_config_info(config_info(&config));
     for w in &config.warnings {
         tracing::warn!(warning = %w, "config");
     }
@@ -238,6 +248,13 @@ impl Running {
     }
 
     fn try_reload(&self, new: Config) -> Result<Vec<String>, String> {
+        let info = config_info(&new);
+        let notes = self.apply(new)?;
+        self.state.metrics.set_config_info(info);
+        Ok(notes)
+    }
+
+    fn apply(&self, new: Config) -> Result<Vec<String>, String> {
         let old = self.state.current.load_full();
         let mut notes = Vec::new();
         if new.server.listen != old.config.server.listen {
@@ -319,7 +336,10 @@ pub async fn run_until_signal(
             _ = int.recv() => break,
             _ = hup.recv() => {
                 match Config::load(&config_path, env) {
-                    Err(e) => tracing::error!(error = %e, "reload: the new config is invalid; still serving the old one"),
+                    Err(e) => {
+                        running.state.metrics.config_reloads.get_or_create(&KindLabel { kind: "invalid" }).inc();
+                        tracing::error!(error = %e, "reload: the new config is invalid; still serving the old one");
+                    }
                     Ok(new) => match running.reload(new) {
                         Ok(notes) => {
                             for n in notes {

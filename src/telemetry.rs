@@ -195,6 +195,13 @@ pub struct RequestLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfigInfoLabels {
+    pub sha256: String,
+    pub acl_sha256: String,
+    pub loaded_at: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProductLabel {
     pub product: &'static str,
 }
@@ -248,6 +255,9 @@ pub struct Metrics {
     pub connections_refused: Family<KindLabel, Counter>,
     pub connection_errors: Family<KindLabel, Counter>,
     pub config_reloads: Family<KindLabel, Counter>,
+    /// One series at 1: the config (and ACL) this replica runs, and since when.
+    pub config_info: Family<ConfigInfoLabels, Gauge>,
+    config_info_current: std::sync::Mutex<Option<ConfigInfoLabels>>,
     pub cluster_degraded: Gauge,
     pub cluster_events_applied: Counter,
     pub cluster_errors: Family<KindLabel, Counter>,
@@ -269,6 +279,20 @@ impl Default for AtomicHistogram {
 }
 
 impl Metrics {
+    /// Marks `info` as the config in force: its series is 1, the one it
+    /// replaces is removed.
+    pub fn set_config_info(&self, info: ConfigInfoLabels) {
+        let mut current = self
+            .config_info_current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = current.take() {
+            self.config_info.remove(&old);
+        }
+        self.config_info.get_or_create(&info).set(1);
+        *current = Some(info);
+    }
+
     pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("credgate");
         let m = Metrics {
@@ -300,6 +324,8 @@ impl Metrics {
             connections_refused: Family::default(),
             connection_errors: Family::default(),
             config_reloads: Family::default(),
+            config_info: Family::default(),
+            config_info_current: std::sync::Mutex::new(None),
             cluster_degraded: Gauge::default(),
             cluster_events_applied: Counter::default(),
             cluster_errors: Family::default(),
@@ -425,8 +451,13 @@ impl Metrics {
         );
         r.register(
             "config_reloads",
-            "Config reloads by result",
+            "Config reloads by result: ok, invalid (the new config did not validate), rejected (it could not be applied)",
             m.config_reloads.clone(),
+        );
+        r.register(
+            "config_info",
+            "The config in force: SHA-256 of the config and ACL files, and when it was loaded",
+            m.config_info.clone(),
         );
         r.register(
             "cluster_degraded",

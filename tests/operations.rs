@@ -144,8 +144,26 @@ async fn reload_swaps_policy_and_an_invalid_config_changes_nothing() {
     let alice = keys.member("acme", "alice");
     let url = bin.url(&format!("/projects/{PROJECT}/sdk/proxy/salesforce/x"));
     assert_eq!(get(&cl, &url, Some(&alice)).await.status, 200);
+    let metrics_url = format!("http://{}/metrics", bin.admin_addr);
+    let scrape = || async {
+        String::from_utf8(get(&client(), &metrics_url, None).await.body.to_vec()).unwrap()
+    };
+    // Which config is in force: the SHA-256 of the file credgate read.
+    let info = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("credgate_config_info{"))
+            .map(str::to_string)
+            .collect()
+    };
+    let first = info(&scrape().await);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let sha = credgate::config::sha256_hex(builder.toml().as_bytes());
+    assert!(
+        first[0].contains(&format!("sha256=\"{sha}\"")) && first[0].ends_with(" 1"),
+        "{first:?}"
+    );
 
-    // An invalid config: logged, the old one keeps serving.
+    // An invalid config: logged and counted, the old one keeps serving.
     keys.dir.write(
         "credgate.toml",
         &builder.toml().replace("[cache]", "[cache]\nnonsense = 1"),
@@ -153,12 +171,19 @@ async fn reload_swaps_policy_and_an_invalid_config_changes_nothing() {
     bin.signal("HUP");
     bin.wait_for_log("the new config is invalid").await;
     assert_eq!(get(&cl, &url, Some(&alice)).await.status, 200);
+    let after_bad = scrape().await;
+    assert_eq!(
+        metric(
+            &after_bad,
+            "credgate_config_reloads_total{kind=\"invalid\"}"
+        ),
+        1.0
+    );
+    assert_eq!(info(&after_bad), first, "still the first config");
 
     // A valid one that takes the Proxy API away from members.
-    keys.dir.write(
-        "credgate.toml",
-        &builder.policy("member_products = [\"user\"]").toml(),
-    );
+    let swapped = builder.policy("member_products = [\"user\"]").toml();
+    keys.dir.write("credgate.toml", &swapped);
     bin.signal("HUP");
     bin.wait_for_log("config reloaded").await;
     let got = get(&cl, &url, Some(&alice)).await;
@@ -166,6 +191,15 @@ async fn reload_swaps_policy_and_an_invalid_config_changes_nothing() {
         (got.status.as_u16(), got.code().as_str()),
         (403, "operation_forbidden")
     );
+    let after_good = scrape().await;
+    assert_eq!(
+        metric(&after_good, "credgate_config_reloads_total{kind=\"ok\"}"),
+        1.0
+    );
+    let now = info(&after_good);
+    assert_eq!(now.len(), 1, "the old series is gone: {now:?}");
+    let sha = credgate::config::sha256_hex(swapped.as_bytes());
+    assert!(now[0].contains(&sha), "{now:?}");
     drop(bin);
 }
 
@@ -663,4 +697,50 @@ async fn each_request_writes_one_audit_record_with_decision_and_reason() {
     assert_eq!(forwarded.len(), 1, "{forwarded:#?}");
     assert_eq!(forwarded[0].headers["x-paragon-credential"], ACME_SF_ALICE);
     drop(bin);
+}
+
+/// Before the identity provider's first key set has loaded, a request is
+/// not the caller's fault: 503 `unavailable` with `Retry-After`, not 401;
+/// readiness says not ready, and the log says no key set was ever loaded.
+#[tokio::test]
+async fn requests_before_the_first_key_set_are_503_with_retry_after() {
+    let keys = Keys::new();
+    let p = acme_paragon(Duration::from_millis(1500)).await;
+    let idp = spawn_recorder(std::sync::Arc::new(|_r: Recorded| {
+        Box::pin(async {
+            json_response(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({}),
+            )
+        })
+    }))
+    .await;
+    let toml = ConfigBuilder::new(&keys, Hosts::all(&p.url()))
+        .auth(&format!("jwks_url = \"{}/jwks.json\"", idp.url()))
+        .auth("issuer = \"https://idp.example\"")
+        .auth("audience = \"credgate\"")
+        .toml()
+        .replace(
+            "[[auth.keys]]\nalgorithm = \"RS256\"\npem_file = \"idp.pub.pem\"\n",
+            "",
+        );
+    assert!(!toml.contains("[[auth.keys]]"));
+    let path = keys.dir.write("credgate.toml", &toml);
+    let bin = Binary::serve(&path, &[]);
+    let url = bin.url(&format!("/projects/{PROJECT}/sdk/proxy/salesforce/x"));
+    let got = get(&client(), &url, Some(&keys.member("acme", "alice"))).await;
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (503, "unavailable")
+    );
+    assert_eq!(got.headers["retry-after"], "1");
+    let ready = get(
+        &client(),
+        &format!("http://{}/readyz", bin.admin_addr),
+        None,
+    )
+    .await;
+    assert_eq!(ready.status, 503);
+    bin.wait_for_log("no key set was ever loaded").await;
+    assert!(!bin.log_text().contains("keeping the last good key set"));
 }

@@ -109,6 +109,16 @@ impl JwksSource {
         });
     }
 
+    /// A failed fetch keeps the last good key set, if there is one; before
+    /// the first, callers get 503 (not 401: their tokens are not at fault).
+    fn log_failure(&self, why: &dyn std::fmt::Display) {
+        if self.loaded.load(Ordering::Acquire) {
+            tracing::warn!(url = %self.settings.url, error = %why, "JWKS fetch failed; keeping the last good key set");
+        } else {
+            tracing::error!(url = %self.settings.url, error = %why, "JWKS fetch failed and no key set was ever loaded: requests get 503 until one is");
+        }
+    }
+
     pub fn keys(&self) -> Arc<Vec<VerifyKey>> {
         self.keys.load_full()
     }
@@ -172,12 +182,12 @@ impl JwksSource {
             }
             Ok(Err(e)) => {
                 self.metrics.jwks_fetch_failures.inc();
-                tracing::warn!(url = %self.settings.url, error = %e, "JWKS fetch failed; keeping the last good key set");
+                self.log_failure(&e);
                 false
             }
             Err(_) => {
                 self.metrics.jwks_fetch_failures.inc();
-                tracing::warn!(url = %self.settings.url, "JWKS fetch timed out; keeping the last good key set");
+                self.log_failure(&"no answer within auth.jwks_timeout");
                 false
             }
         }

@@ -91,13 +91,17 @@ pub struct Acl {
     everyone: Vec<Grant>,
     /// How many grants name no `users` (they apply in every Connected User).
     pub unscoped: usize,
+    /// SHA-256 of the file's text (hex), empty for no file.
+    pub sha256: String,
 }
 
 impl Acl {
     pub fn load(path: &Path) -> Result<Acl, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Self::parse(&text)
+        let mut acl = Self::parse(&text)?;
+        acl.sha256 = super::sha256_hex(text.as_bytes());
+        Ok(acl)
     }
 
     pub fn parse(text: &str) -> Result<Acl, String> {

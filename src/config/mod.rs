@@ -150,6 +150,15 @@ pub struct Config {
     /// Things that are legal but deserve a word (printed by `check-config`
     /// and logged at start).
     pub warnings: Vec<String>,
+    /// SHA-256 of the config file's text (hex), to tell which config a
+    /// replica runs (`credgate_config_info`).
+    pub sha256: String,
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Debug, Clone)]
@@ -387,7 +396,9 @@ impl Config {
     /// Parses and validates TOML text; `base` resolves relative file paths.
     pub fn from_toml(text: &str, base: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
-        validate(raw, base, env)
+        let mut config = validate(raw, base, env)?;
+        config.sha256 = sha256_hex(text.as_bytes());
+        Ok(config)
     }
 
     /// The effective configuration as TOML, every default filled in and
@@ -557,6 +568,7 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
         audit,
         cluster,
         warnings,
+        sha256: String::new(),
     })
 }
 
