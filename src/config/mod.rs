@@ -1152,12 +1152,11 @@ fn validate_auth(
     if let Some(u) = &raw.jwks_url {
         refuse_placeholder("auth.jwks_url", u)?;
     }
-    if jwks_url.is_some() {
-        if mode == AuthMode::Mint && (audience.is_none() || raw.issuer.is_none()) {
-            warnings.push(
-                "auth.jwks_url without auth.audience and auth.issuer: any token your identity provider signs, for any application, is accepted; set both".into(),
-            );
-        }
+    if jwks_url.is_some() && mode == AuthMode::Mint && (audience.is_none() || raw.issuer.is_none())
+    {
+        warnings.push(
+            "auth.jwks_url without auth.audience and auth.issuer: any token your identity provider signs, for any application, is accepted; set both".into(),
+        );
     }
     if let Some(a) = &audience {
         if a.is_empty() || a.iter().any(String::is_empty) {
