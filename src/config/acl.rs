@@ -127,6 +127,21 @@ impl Acl {
                     "grant {i}: grants nothing (credentials, external_ids or integrations)"
                 ));
             }
+            let values = principals
+                .iter()
+                .copied()
+                .chain(g.users.iter().flatten().map(String::as_str))
+                .chain(g.credentials.iter().map(String::as_str))
+                .chain(g.external_ids.iter().map(String::as_str))
+                .chain(g.integrations.iter().map(String::as_str));
+            if let Some(p) = values
+                .into_iter()
+                .find(|v| v.to_ascii_uppercase().contains("REPLACE-WITH-"))
+            {
+                return Err(format!(
+                    "grant {i}: `{p}` is a placeholder: replace it with your own value"
+                ));
+            }
             if let Some(bad) = g.credentials.iter().find(|c| !is_uuid(c)) {
                 return Err(format!("grant {i}: `{bad}` is not a credential id (UUID)"));
             }
