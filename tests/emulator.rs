@@ -2451,3 +2451,81 @@ async fn configuration_ids_belong_to_their_credential() {
     .await;
     assert_eq!(got.code(), "configuration_not_found");
 }
+
+// ------------------------------------------------------ the command line
+
+/// `credgate emulator` without `--public-key` writes the generated pair in
+/// a new directory only its user can enter (0700), the private key 0600,
+/// prints both paths, and verifies tokens signed with the printed key.
+#[test]
+fn the_emulator_command_writes_generated_keys_privately() {
+    use std::io::BufRead as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_credgate"))
+        .args(["emulator", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("Paragon emulator");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    let path_after = |prefix: &str| {
+        printed
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| panic!("no `{prefix}` line in {printed:?}"))
+    };
+    let private = path_after("project signing key (sign user tokens with it): ");
+    let public = path_after("project public key (the emulator verifies with it): ");
+    let url = printed
+        .last()
+        .and_then(|l| l.split(" on ").last())
+        .unwrap()
+        .to_string();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = private.parent().unwrap().to_path_buf();
+    assert_eq!(public.parent().unwrap(), dir);
+    let modes = (mode(&dir), mode(&private));
+
+    // The printed private key signs tokens the running emulator accepts.
+    let pem = std::fs::read(&private).unwrap();
+    let key = EncodingKey::from_rsa_pem(&pem).unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let project = credgate::demo::DEMO_PROJECT;
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        &json!({"sub": "acme", "exp": now + 300}),
+        &key,
+    )
+    .unwrap();
+    let status = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let client: Client<HttpConnector, Body> =
+                Client::builder(TokioExecutor::new()).build_http();
+            let req = Request::get(format!("{url}/projects/{project}/sdk/me"))
+                .header("authorization", format!("Bearer {token}"))
+                .body(full(Bytes::new()))
+                .unwrap();
+            client.request(req).await.unwrap().status()
+        });
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(modes, (0o700, 0o600), "directory and private key modes");
+    assert_eq!(status, StatusCode::OK);
+}

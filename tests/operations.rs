@@ -744,3 +744,69 @@ async fn requests_before_the_first_key_set_are_503_with_retry_after() {
     bin.wait_for_log("no key set was ever loaded").await;
     assert!(!bin.log_text().contains("keeping the last good key set"));
 }
+
+/// `credgate invalidate` (for images without curl): drops the named
+/// Connected User's cached list on a running instance, so the next request
+/// loads it again; an unreachable admin listener exits 1.
+#[tokio::test]
+async fn invalidate_command_drops_a_users_cached_list() {
+    let keys = Keys::new();
+    let p = acme_paragon(Duration::from_millis(1500)).await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&p.url()))
+        .start()
+        .await;
+    let cl = client();
+    let alice = keys.member("acme", "alice");
+    let path = format!("/projects/{PROJECT}/sdk/proxy/salesforce/x");
+    let call = || {
+        send(
+            &cl,
+            req(
+                "GET",
+                &gw,
+                &path,
+                Some(&alice),
+                &[("x-paragon-credential", ACME_SF_ALICE)],
+                "",
+            ),
+        )
+    };
+    let loads = || {
+        p.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/sdk/me"))
+            .count()
+    };
+    assert_eq!(call().await.status, 200);
+    assert_eq!(call().await.status, 200);
+    assert_eq!(loads(), 1, "the second request is served from the cache");
+
+    let invalidate = |admin: String| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_credgate"))
+                .args(["invalidate", "--admin", &admin, "--user", "acme"])
+                .output()
+                .unwrap()
+        })
+    };
+    let out = invalidate(format!("http://{}", gw.admin_addr))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["invalidated"], json!({"user": "acme"}));
+    assert_eq!(call().await.status, 200);
+    assert_eq!(loads(), 2, "the list was loaded again after invalidate");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let out = invalidate(nobody).await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalidate:"));
+    gw.shutdown().await;
+}
