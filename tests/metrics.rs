@@ -176,18 +176,7 @@ async fn a_refused_upstream_connection_counts_one_connect_error_and_is_502() {
     let path = p("/sdk/proxy/salesforce/x");
 
     let before = Before::take(&gw).await;
-    let got = send(
-        &cl,
-        req(
-            "GET",
-            &gw,
-            &path,
-            Some(&alice),
-            &[("x-paragon-credential", ACME_SF_ALICE)],
-            "",
-        ),
-    )
-    .await;
+    let got = get_naming(&cl, &gw, &path, &alice, ACME_SF_ALICE).await;
     assert_eq!(
         (got.status.as_u16(), got.code().as_str()),
         (502, "upstream_unavailable"),
@@ -222,18 +211,7 @@ async fn an_upstream_past_the_timeout_counts_one_timeout_error_and_is_504() {
 
     let before = Before::take(&gw).await;
     let started = Instant::now();
-    let got = send(
-        &cl,
-        req(
-            "GET",
-            &gw,
-            &path,
-            Some(&alice),
-            &[("x-paragon-credential", ACME_SF_ALICE)],
-            "",
-        ),
-    )
-    .await;
+    let got = get_naming(&cl, &gw, &path, &alice, ACME_SF_ALICE).await;
     let took = started.elapsed();
     assert_eq!(
         (got.status.as_u16(), got.code().as_str()),

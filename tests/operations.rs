@@ -71,32 +71,10 @@ async fn metrics_count_requests_and_cache_activity() {
     let alice = keys.member("acme", "alice");
     let path = format!("/projects/{PROJECT}/sdk/proxy/salesforce/x");
     for _ in 0..3 {
-        let got = send(
-            &cl,
-            req(
-                "GET",
-                &gw,
-                &path,
-                Some(&alice),
-                &[("x-paragon-credential", ACME_SF_ALICE)],
-                "",
-            ),
-        )
-        .await;
+        let got = get_naming(&cl, &gw, &path, &alice, ACME_SF_ALICE).await;
         assert_eq!(got.status, 200);
     }
-    let got = send(
-        &cl,
-        req(
-            "GET",
-            &gw,
-            &path,
-            Some(&alice),
-            &[("x-paragon-credential", ACME_SF_BOB)],
-            "",
-        ),
-    )
-    .await;
+    let got = get_naming(&cl, &gw, &path, &alice, ACME_SF_BOB).await;
     assert_eq!(got.status, 403);
     let got = send(&cl, req("GET", &gw, &path, None, &[], "")).await;
     assert_eq!(got.status, 401);
@@ -758,19 +736,7 @@ async fn invalidate_command_drops_a_users_cached_list() {
     let cl = client();
     let alice = keys.member("acme", "alice");
     let path = format!("/projects/{PROJECT}/sdk/proxy/salesforce/x");
-    let call = || {
-        send(
-            &cl,
-            req(
-                "GET",
-                &gw,
-                &path,
-                Some(&alice),
-                &[("x-paragon-credential", ACME_SF_ALICE)],
-                "",
-            ),
-        )
-    };
+    let call = || get_naming(&cl, &gw, &path, &alice, ACME_SF_ALICE);
     let loads = || {
         p.requests()
             .iter()

@@ -535,6 +535,18 @@ pub fn req(
     b.body(body::full(body_bytes.into())).unwrap()
 }
 
+/// `GET path` as `token`, naming `credential` in `X-Paragon-Credential`.
+pub async fn get_naming(
+    client: &TestClient,
+    gw: &Running,
+    path: &str,
+    token: &str,
+    credential: &str,
+) -> Got {
+    let headers = [("x-paragon-credential", credential)];
+    send(client, req("GET", gw, path, Some(token), &headers, "")).await
+}
+
 /// Sends raw bytes on a fresh connection and reads until the server closes
 /// it or `wait` passes; returns everything read.
 pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
