@@ -137,6 +137,7 @@ impl std::fmt::Debug for Running {
 pub async fn start(config: Config) -> Result<Running, String> {
     let metrics = Metrics::new();
     metrics.set_config_info(config_info(&config));
+    metrics.set_shadow(&config.policy.shadow);
     for w in &config.warnings {
         tracing::warn!(warning = %w, "config");
     }
@@ -249,8 +250,10 @@ impl Running {
 
     fn try_reload(&self, new: Config) -> Result<Vec<String>, String> {
         let info = config_info(&new);
+        let shadow = new.policy.shadow.clone();
         let notes = self.apply(new)?;
         self.state.metrics.set_config_info(info);
+        self.state.metrics.set_shadow(&shadow);
         Ok(notes)
     }
 

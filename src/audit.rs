@@ -27,6 +27,8 @@ pub const AUDIT_TARGET: &str = "credgate::audit";
 #[derive(Debug, Default, Serialize)]
 pub struct Record<'a> {
     pub request_id: &'a str,
+    /// The id of this decision (contract §5a): the request id.
+    pub decision_id: &'a str,
     /// The caller's own `X-Request-Id`, when it sent a safe one and is not
     /// a trusted proxy (then `request_id` is credgate's).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -46,8 +48,27 @@ pub struct Record<'a> {
     pub credential: &'a str,
     /// A member's `X-Paragon-*` fields credgate removed, comma-separated.
     pub removed_headers: &'a str,
+    /// `allowed`, `refused`, `failed`, or `shadow_refused` (refused by
+    /// policy, forwarded in shadow mode).
     pub decision: &'a str,
+    /// What decided (contract §5a): a permit (`admin`, `owner_label`,
+    /// `acl`, ...), a refusal (`no_grant`, `not_in_list`, ...), or the
+    /// error code of any other error.
     pub reason: &'a str,
+    /// The error code of a refusal or failure, or the one a shadowed
+    /// refusal would have had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'a str>,
+    /// `reason = "acl"`: the grant's index in the ACL file (0-based) and its
+    /// principal (the caller's, or `*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_principal: Option<&'a str>,
+    /// `reason = "passthrough_claim"`: the scope of the permissions claim
+    /// that granted the credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<&'a str>,
     /// Why a token was refused (401 only): `expired`, `bad_signature`, ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<&'a str>,

@@ -10,6 +10,53 @@ use http::{Response, StatusCode};
 use crate::auth::AuthError;
 use crate::net::body::{full, Body};
 
+/// Why an authorization check refused (contract §5a): the stable `reason`
+/// of the audit record and of `/admin/decide`. Responses never carry it
+/// (one message per code), so a member learns nothing about other members'
+/// accounts from a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The named credential (or configuration, or subscription) is not in
+    /// the user's list, even after a reload.
+    NotInList,
+    /// The sync belongs to another Connected User.
+    OtherUser,
+    /// The credential is of another integration than the route's.
+    OtherIntegration,
+    /// In the list, but no grant permits it to this member (or none of the
+    /// route's integration is permitted).
+    NoGrant,
+    /// Several credentials match: `ext:` naming several, or several
+    /// permitted and none named.
+    Ambiguous,
+    /// The product is not one of `policy.member_products`, or the operation
+    /// is admin-only (`PATCH /sdk/me`).
+    ProductNotAllowed,
+    /// A Proxy API target names a host outside `policy.proxy_url_hosts`.
+    HostNotAllowed,
+    /// A member asks for `includeAccountAuth`.
+    AccountAuth,
+    /// The sync's credential is not known (a sync credgate did not see
+    /// created or updated).
+    SyncNotOwned,
+}
+
+impl Refused {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::NotInList => "not_in_list",
+            Refused::OtherUser => "other_user",
+            Refused::OtherIntegration => "other_integration",
+            Refused::NoGrant => "no_grant",
+            Refused::Ambiguous => "ambiguous",
+            Refused::ProductNotAllowed => "product_not_allowed",
+            Refused::HostNotAllowed => "host_not_allowed",
+            Refused::AccountAuth => "account_auth",
+            Refused::SyncNotOwned => "sync_not_owned",
+        }
+    }
+}
+
 /// Why a request was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -23,15 +70,17 @@ pub enum GatewayError {
     #[error(transparent)]
     Unauthenticated(#[from] AuthError),
     /// 403: the named credential is not permitted (or not the user's, or of
-    /// another integration, or unknown: one answer for all of them).
+    /// another integration, or unknown: one answer for all of them; the
+    /// reason says which, for the audit only).
     #[error("the requested credential is not permitted for this caller")]
-    CredentialForbidden,
+    CredentialForbidden(Refused),
     /// 403: nothing permitted for the integration.
     #[error("no permitted credential for this request")]
-    NoPermittedCredential,
-    /// 403: product or operation not allowed for this caller.
-    #[error("{0}")]
-    OperationForbidden(&'static str),
+    NoPermittedCredential(Refused),
+    /// 403: product or operation not allowed for this caller (one message
+    /// whatever the reason).
+    #[error("this operation is not allowed for this caller")]
+    OperationForbidden(Refused),
     /// 403: full URL in a Proxy API path to a host not allowed.
     #[error("the Proxy API path names a host that is not allowed")]
     UpstreamHostForbidden,
@@ -88,8 +137,8 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST
             }
             GatewayError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            GatewayError::CredentialForbidden
-            | GatewayError::NoPermittedCredential
+            GatewayError::CredentialForbidden(_)
+            | GatewayError::NoPermittedCredential(_)
             | GatewayError::OperationForbidden(_)
             | GatewayError::UpstreamHostForbidden => StatusCode::FORBIDDEN,
             GatewayError::RouteNotFound | GatewayError::UnknownProject => StatusCode::NOT_FOUND,
@@ -109,8 +158,8 @@ impl GatewayError {
             GatewayError::BadRequest(_) => "bad_request",
             GatewayError::CredentialRequired { .. } => "credential_required",
             GatewayError::Unauthenticated(_) => "unauthenticated",
-            GatewayError::CredentialForbidden => "credential_forbidden",
-            GatewayError::NoPermittedCredential => "no_permitted_credential",
+            GatewayError::CredentialForbidden(_) => "credential_forbidden",
+            GatewayError::NoPermittedCredential(_) => "no_permitted_credential",
             GatewayError::OperationForbidden(_) => "operation_forbidden",
             GatewayError::UpstreamHostForbidden => "upstream_host_forbidden",
             GatewayError::RouteNotFound => "route_not_found",
@@ -127,6 +176,25 @@ impl GatewayError {
     /// Whether the caller caused it (a refusal) rather than a failure.
     pub fn is_refusal(&self) -> bool {
         self.status().is_client_error()
+    }
+
+    /// The authorization reason of a refusal by policy (contract §5a); `None`
+    /// for every other error (authentication, input, limits, failures).
+    pub fn refused(&self) -> Option<Refused> {
+        match self {
+            GatewayError::CredentialForbidden(r)
+            | GatewayError::NoPermittedCredential(r)
+            | GatewayError::OperationForbidden(r) => Some(*r),
+            GatewayError::UpstreamHostForbidden => Some(Refused::HostNotAllowed),
+            GatewayError::CredentialRequired { .. } => Some(Refused::Ambiguous),
+            _ => None,
+        }
+    }
+
+    /// The audit record's `reason`: the authorization reason of a policy
+    /// refusal, else the code.
+    pub fn reason(&self) -> &'static str {
+        self.refused().map_or_else(|| self.code(), Refused::as_str)
     }
 
     /// Renders the JSON error response. `request_id` is a value credgate
@@ -184,9 +252,9 @@ mod tests {
                 candidates: vec!["a".into(), "b".into()],
             },
             GatewayError::Unauthenticated(AuthError::Missing),
-            GatewayError::CredentialForbidden,
-            GatewayError::NoPermittedCredential,
-            GatewayError::OperationForbidden("x"),
+            GatewayError::CredentialForbidden(Refused::NoGrant),
+            GatewayError::NoPermittedCredential(Refused::NoGrant),
+            GatewayError::OperationForbidden(Refused::ProductNotAllowed),
             GatewayError::UpstreamHostForbidden,
             GatewayError::RouteNotFound,
             GatewayError::UnknownProject,
@@ -276,6 +344,40 @@ mod tests {
             .contains("X-Paragon-Credential"));
     }
 
+    /// A refusal's response is the same whatever its reason: the reason is
+    /// for the audit, not for the caller (contract §5a).
+    #[tokio::test]
+    async fn refusals_answer_one_message_per_code_whatever_the_reason() {
+        let reasons = [
+            Refused::NotInList,
+            Refused::OtherUser,
+            Refused::OtherIntegration,
+            Refused::NoGrant,
+            Refused::Ambiguous,
+            Refused::ProductNotAllowed,
+            Refused::HostNotAllowed,
+            Refused::AccountAuth,
+            Refused::SyncNotOwned,
+        ];
+        let kinds: [fn(Refused) -> GatewayError; 3] = [
+            GatewayError::CredentialForbidden,
+            GatewayError::NoPermittedCredential,
+            GatewayError::OperationForbidden,
+        ];
+        for kind in kinds {
+            let mut bodies = std::collections::BTreeSet::new();
+            for r in reasons {
+                let e = kind(r);
+                assert_eq!(e.reason(), r.as_str());
+                let body = e.into_response("r").into_body().collect().await.unwrap();
+                bodies.insert(body.to_bytes());
+            }
+            assert_eq!(bodies.len(), 1, "{bodies:?}");
+        }
+        assert_eq!(GatewayError::RouteNotFound.reason(), "route_not_found");
+        assert_eq!(GatewayError::RouteNotFound.refused(), None);
+    }
+
     #[test]
     fn unauthenticated_carries_www_authenticate() {
         let resp = GatewayError::Unauthenticated(AuthError::Expired).into_response("r");
@@ -283,7 +385,7 @@ mod tests {
             resp.headers()[WWW_AUTHENTICATE],
             "Bearer error=\"invalid_token\""
         );
-        let other = GatewayError::CredentialForbidden.into_response("r");
+        let other = GatewayError::CredentialForbidden(Refused::NoGrant).into_response("r");
         assert!(other.headers().get(WWW_AUTHENTICATE).is_none());
     }
 }

@@ -257,6 +257,8 @@ pub struct Metrics {
     pub config_reloads: Family<KindLabel, Counter>,
     /// One series at 1: the config (and ACL) this replica runs, and since when.
     pub config_info: Family<ConfigInfoLabels, Gauge>,
+    /// 1 for each product whose refusals by policy are shadowed (§5a).
+    pub policy_shadow: Family<ProductLabel, Gauge>,
     config_info_current: std::sync::Mutex<Option<ConfigInfoLabels>>,
     pub cluster_degraded: Gauge,
     pub cluster_events_applied: Counter,
@@ -281,6 +283,17 @@ impl Default for AtomicHistogram {
 impl Metrics {
     /// Marks `info` as the config in force: its series is 1, the one it
     /// replaces is removed.
+    /// Which products are in shadow mode: 1 for those, 0 for the rest.
+    pub fn set_shadow(&self, shadowed: &std::collections::BTreeSet<crate::config::Product>) {
+        for p in crate::config::Product::ALL {
+            self.policy_shadow
+                .get_or_create(&ProductLabel {
+                    product: p.as_str(),
+                })
+                .set(i64::from(shadowed.contains(&p)));
+        }
+    }
+
     pub fn set_config_info(&self, info: ConfigInfoLabels) {
         let mut current = self
             .config_info_current
@@ -325,6 +338,7 @@ impl Metrics {
             connection_errors: Family::default(),
             config_reloads: Family::default(),
             config_info: Family::default(),
+            policy_shadow: Family::default(),
             config_info_current: std::sync::Mutex::new(None),
             cluster_degraded: Gauge::default(),
             cluster_events_applied: Counter::default(),
@@ -458,6 +472,11 @@ impl Metrics {
             "config_info",
             "The config in force: SHA-256 of the config and ACL files, and when it was loaded",
             m.config_info.clone(),
+        );
+        r.register(
+            "policy_shadow",
+            "1 for a product in shadow mode (refusals by policy recorded and forwarded), else 0",
+            m.policy_shadow.clone(),
         );
         r.register(
             "cluster_degraded",

@@ -586,7 +586,7 @@ async fn each_request_writes_one_audit_record_with_decision_and_reason() {
         (
             "audit-allowed-1",
             "allowed",
-            "forwarded",
+            "owner_label",
             ACME_SF_ALICE,
             "proxy",
             200,
@@ -596,7 +596,7 @@ async fn each_request_writes_one_audit_record_with_decision_and_reason() {
         (
             "audit-foreign-2",
             "refused",
-            foreign_code.as_str(),
+            "no_grant",
             "",
             "proxy",
             403,
@@ -606,7 +606,7 @@ async fn each_request_writes_one_audit_record_with_decision_and_reason() {
         (
             "audit-anonymous-3",
             "refused",
-            anonymous_code.as_str(),
+            "unauthenticated",
             "",
             "none",
             401,
@@ -663,6 +663,16 @@ async fn each_request_writes_one_audit_record_with_decision_and_reason() {
     // Who named whose account, and why a token was refused.
     let foreign = &audit_lines("audit-foreign-2")[0];
     assert_eq!(foreign["requested"], ACME_SF_BOB);
+    assert_eq!(foreign["code"], foreign_code.as_str());
+    assert_eq!(
+        audit_lines("audit-anonymous-3")[0]["code"],
+        anonymous_code.as_str()
+    );
+    assert!(audit_lines("audit-allowed-1")[0]["code"].is_null());
+    for id in ["audit-allowed-1", "audit-foreign-2", "audit-anonymous-3"] {
+        let a = &audit_lines(id)[0];
+        assert_eq!(a["decision_id"], a["request_id"], "{a}");
+    }
     assert!(audit_lines("audit-allowed-1")[0]["cause"].is_null());
     assert_eq!(audit_lines("audit-anonymous-3")[0]["cause"], "missing");
     // Only the allowed request reached Paragon (besides credgate's own

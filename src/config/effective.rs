@@ -5,7 +5,7 @@
 
 use super::duration::format as d;
 use super::raw::*;
-use super::{AdminDefault, Config, KeyMaterial};
+use super::{AdminDefault, Config, Enforce, KeyMaterial};
 
 pub(super) fn to_raw(c: &Config) -> RawConfig {
     let s = &c.server;
@@ -109,6 +109,15 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             allow_account_auth: Some(pol.allow_account_auth),
             proxy_url_hosts: Some(pol.proxy_url_hosts.clone()),
             member_paragon_headers: Some(pol.member_paragon_headers.clone()),
+            enforce: Some(
+                match pol.enforce {
+                    Enforce::Enforce => "enforce",
+                    Enforce::Shadow => "shadow",
+                }
+                .to_string(),
+            ),
+            shadow_products: (pol.enforce == Enforce::Enforce)
+                .then(|| pol.shadow.iter().map(|p| p.as_str().to_string()).collect()),
         },
         cache: RawCache {
             credentials_ttl: Some(d(c.cache.credentials_ttl)),

@@ -318,6 +318,27 @@ pub struct PolicyConfig {
     pub proxy_url_hosts: Vec<String>,
     /// Extra `X-Paragon-*` request headers members may send (lowercase).
     pub member_paragon_headers: Vec<String>,
+    /// `policy.enforce`.
+    pub enforce: Enforce,
+    /// The products whose authorization refusals are recorded, not answered
+    /// (contract §5a): every product with `enforce = "shadow"`, else
+    /// `policy.shadow_products`.
+    pub shadow: BTreeSet<Product>,
+}
+
+/// `policy.enforce`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforce {
+    Enforce,
+    Shadow,
+}
+
+impl PolicyConfig {
+    /// Whether refusals by policy on `product` are shadowed (recorded and
+    /// forwarded) rather than answered.
+    pub fn shadows(&self, product: Product) -> bool {
+        !self.shadow.is_empty() && self.shadow.contains(&product)
+    }
 }
 
 /// `[audit]`: where the audit trail goes. It is its own sink, not a log
@@ -1286,25 +1307,35 @@ fn validate_policy(
             .copied()
             .filter(|p| p.member_default())
             .collect(),
-        Some(list) => list
-            .iter()
-            .map(|p| {
-                p.parse::<Product>().map_err(|_| {
-                    ConfigError::new(
-                        "policy.member_products",
-                        format!(
-                            "unknown product `{p}` (one of: {})",
-                            Product::ALL
-                                .iter()
-                                .map(|p| p.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?,
+        Some(list) => products("policy.member_products", &list)?,
     };
+    let enforce = match raw.enforce.as_deref() {
+        None | Some("enforce") => Enforce::Enforce,
+        Some("shadow") => Enforce::Shadow,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "policy.enforce",
+                format!("`{other}` is not \"enforce\" or \"shadow\""),
+            ))
+        }
+    };
+    let shadow = match (enforce, raw.shadow_products) {
+        (Enforce::Shadow, Some(_)) => {
+            return Err(ConfigError::new(
+                "policy.shadow_products",
+                "names the products to shadow while the rest enforce; with enforce = \"shadow\" every product is shadowed already",
+            ))
+        }
+        (Enforce::Shadow, None) => Product::ALL.iter().copied().collect(),
+        (Enforce::Enforce, None) => BTreeSet::new(),
+        (Enforce::Enforce, Some(list)) => products("policy.shadow_products", &list)?,
+    };
+    if !shadow.is_empty() {
+        warnings.push(format!(
+            "shadow mode is on for {}: refusals by policy are recorded (decision = \"shadow_refused\") and the request is forwarded anyway; members can use each other's accounts there until enforce",
+            shadow.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
     let proxy_url_hosts = raw
         .proxy_url_hosts
         .unwrap_or_default()
@@ -1360,7 +1391,30 @@ fn validate_policy(
         allow_account_auth: raw.allow_account_auth.unwrap_or(false),
         proxy_url_hosts,
         member_paragon_headers,
+        enforce,
+        shadow,
     })
+}
+
+/// A list of product names (`policy.member_products`, `shadow_products`).
+fn products(key: &str, list: &[String]) -> Result<BTreeSet<Product>, ConfigError> {
+    list.iter()
+        .map(|p| {
+            p.parse::<Product>().map_err(|_| {
+                ConfigError::new(
+                    key,
+                    format!(
+                        "unknown product `{p}` (one of: {})",
+                        Product::ALL
+                            .iter()
+                            .map(|p| p.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })
+        })
+        .collect()
 }
 
 fn validate_cache(raw: raw::RawCache) -> Result<CacheConfig, ConfigError> {

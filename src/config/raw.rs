@@ -194,6 +194,10 @@ pub struct RawPolicy {
     pub proxy_url_hosts: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub member_paragon_headers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforce: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_products: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -16,12 +16,12 @@ use std::sync::Arc;
 use super::exchange::{CallerMemo, Ctx, Exchange};
 use super::inputs::{Inputs, IntegrationHint, Resolved};
 use crate::config::AdminDefault;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Refused};
 use crate::paragon::credentials::{parse_uuid, Credential, CredentialList};
 use crate::paragon::directory::Snapshot;
 use crate::paragon::routes::{CredentialLocation, Operation};
 use crate::paragon::syncs::Owner;
-use crate::policy::{resolve_default, resolve_named, Requested};
+use crate::policy::{resolve_default, resolve_named, why_absent, Requested};
 
 /// A credential in a cached list, held by index so the list can be swapped
 /// for a reloaded one without copying.
@@ -57,12 +57,27 @@ pub(super) enum Routed {
     /// An admin naming none, forwarded unchanged (Paragon picks).
     Passthrough,
     Credential(Chosen),
+    /// Shadow mode (contract §5a): policy refused, and the request goes as
+    /// the caller sent it: with the credential it named (`named`, as
+    /// named; `known` when it is in the user's list), or with none.
+    AsSent {
+        named: Option<Box<str>>,
+        known: Option<Chosen>,
+    },
 }
 
 impl Routed {
     fn into_chosen(self) -> Option<Chosen> {
         match self {
             Routed::Credential(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The credential of the user's list the request goes with, if any.
+    pub(super) fn credential(&self) -> Option<&Chosen> {
+        match self {
+            Routed::Credential(c) | Routed::AsSent { known: Some(c), .. } => Some(c),
             _ => None,
         }
     }
@@ -76,8 +91,8 @@ pub(super) struct Decision {
     /// one a sync moves from, one a sync body names): the member's token
     /// must name both.
     pub also: Option<Chosen>,
-    /// The credential written into the JSON body's `credentialId`.
-    pub body: Option<Chosen>,
+    /// The id written into the JSON body's `credentialId`.
+    pub body: Option<Box<str>>,
     /// `X-Paragon-Configuration-Id`, checked against the routed credential.
     pub configuration: Option<String>,
 }
@@ -117,7 +132,9 @@ pub(super) async fn decide(
         CredentialLocation::None if ctx.route.is_sync() => {
             // `GET /api/syncs` with a body naming a credential: judged.
             Decision {
-                body: body_named(ctx, list, inputs).await?,
+                body: body_named(ctx, list, inputs)
+                    .await?
+                    .map(|c| c.get().id.clone()),
                 ..Decision::routed(Routed::None)
             }
         }
@@ -128,7 +145,8 @@ pub(super) async fn decide(
             if parse_uuid(id).is_some_and(|id| c.get().configurations.contains(&id)) {
                 Some(id.clone())
             } else {
-                return Err(GatewayError::CredentialForbidden);
+                // Not one of the routed credential's configurations.
+                return Err(GatewayError::CredentialForbidden(Refused::NotInList));
             }
         }
         _ => None,
@@ -141,6 +159,48 @@ pub(super) async fn decide(
         ));
     }
     Ok(decision)
+}
+
+/// The decision of a request whose refusal by policy is shadowed (contract
+/// §5a): it goes as the caller sent it. A named credential is kept (in the
+/// header, or written into a sync body when the header named it); when it
+/// is one of the user's (by id, or by an `ext:` label only one credential
+/// carries) the member's token is narrowed to it. A configuration named is
+/// kept. Nothing named: nothing sent, and Paragon picks.
+pub(super) fn shadow_decision(ex: &Exchange<'_>, inputs: &Inputs<'_>) -> Decision {
+    let list = ex.list.as_ref().map(|s| &s.list);
+    let known = match (&inputs.requested, list) {
+        (Some(r), Some(l)) => {
+            let mut found = l.credentials.iter().filter(|c| match r {
+                Requested::Id(id) => *c.id == **id,
+                Requested::External(ext) => c.external_id.as_deref() == Some(ext.as_str()),
+            });
+            match (found.next(), found.next()) {
+                (Some(c), None) => Some(Chosen::of(l, c)),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let named: Option<Box<str>> = match (&known, &inputs.requested) {
+        (Some(c), _) => Some(c.get().id.clone()),
+        (None, Some(r)) => Some(r.to_string().into()),
+        (None, None) => None,
+    };
+    // Where the enforcing decision writes the body's `credentialId`: sync
+    // create and update (the header counts as the body there), and a body
+    // that named one itself.
+    let route = &ex.ctx.route;
+    let body_route = matches!(
+        route.op,
+        Operation::SyncCreate | Operation::SyncPatch { .. }
+    ) || (route.is_sync() && inputs.from_body);
+    Decision {
+        body: if body_route { named.clone() } else { None },
+        routed: Routed::AsSent { named, known },
+        also: None,
+        configuration: inputs.configuration.clone(),
+    }
 }
 
 /// Whether admins naming no credential are forwarded unchanged.
@@ -178,7 +238,7 @@ async fn header_route(
                 let same = chosen.get().integration_id.is_some()
                     && chosen.get().integration_id == parse_uuid(integration_id);
                 if !same {
-                    return Err(GatewayError::CredentialForbidden);
+                    return Err(GatewayError::CredentialForbidden(Refused::OtherIntegration));
                 }
             }
             Routed::Credential(chosen)
@@ -220,9 +280,10 @@ async fn path_route(
             ));
         }
     }
-    let requested = Requested::parse(id).map_err(|_| GatewayError::CredentialForbidden)?;
+    let not_listed = GatewayError::CredentialForbidden(Refused::NotInList);
+    let requested = Requested::parse(id).map_err(|_| not_listed)?;
     if !matches!(requested, Requested::Id(_)) {
-        return Err(GatewayError::CredentialForbidden);
+        return Err(GatewayError::CredentialForbidden(Refused::NotInList));
     }
     let chosen = resolve_with_hint(ctx, list, &IntegrationHint::None, &requested).await?;
     Ok(Decision::routed(Routed::Credential(chosen)))
@@ -250,9 +311,9 @@ async fn sync_route(
                 // Moving the sync touches its current credential as well:
                 // Paragon checks the token against both.
                 Some(to) => Decision {
-                    routed: Routed::Credential(to.clone()),
+                    body: Some(to.get().id.clone()),
+                    routed: Routed::Credential(to),
                     also: owner.into_chosen(),
-                    body: Some(to),
                     configuration: None,
                 },
                 None => Decision::routed(owner),
@@ -265,8 +326,8 @@ async fn sync_route(
             Ok(match body_named(ctx, list, inputs).await? {
                 Some(c) => Decision {
                     routed: owner,
-                    also: Some(c.clone()),
-                    body: Some(c),
+                    body: Some(c.get().id.clone()),
+                    also: Some(c),
                     configuration: None,
                 },
                 None => Decision::routed(owner),
@@ -280,9 +341,9 @@ async fn sync_route(
                 None => default_credential(ctx, list, &hint)?,
             };
             Ok(Decision {
-                routed: Routed::Credential(chosen.clone()),
+                body: Some(chosen.get().id.clone()),
+                routed: Routed::Credential(chosen),
                 also: None,
-                body: Some(chosen),
                 configuration: None,
             })
         }
@@ -333,7 +394,8 @@ async fn subscription_owner(
         return if ctx.admin {
             Ok(Routed::Passthrough)
         } else {
-            Err(GatewayError::CredentialForbidden)
+            // Not a subscription of this user's that Paragon knows.
+            Err(GatewayError::CredentialForbidden(Refused::NotInList))
         };
     };
     let requested = Requested::Id(credential.to_string());
@@ -383,8 +445,11 @@ async fn resolve_with_hint(
             .refresh_for_missing(&ctx.dir_key, current, || ctx.load()),
     )
     .await;
+    let absent = |l: &CredentialList| {
+        GatewayError::CredentialForbidden(why_absent(l, hint.resolve(l).as_route(), requested))
+    };
     let fresh = match refreshed {
-        None => return Err(GatewayError::CredentialForbidden),
+        None => return Err(absent(&current.list)),
         Some(Err(e)) => return Err(GatewayError::CredentialsUnavailable(e)),
         Some(Ok(fresh)) => fresh,
     };
@@ -405,7 +470,7 @@ async fn resolve_with_hint(
             tracing::warn!(request_id = ctx.request_id, error = %e, "could not record an invalidation");
         }
     }
-    attempt(&new_list)?.ok_or(GatewayError::CredentialForbidden)
+    attempt(&new_list)?.ok_or_else(|| absent(&new_list))
 }
 
 /// The credential a sync belongs to, as far as this caller may know it: a
@@ -432,7 +497,9 @@ async fn sync_owner(
                 .await
                 .map(Routed::Credential)
         }
-        // Unknown syncs, and syncs of another user, are refused alike.
-        _ => Err(GatewayError::CredentialForbidden),
+        // Unknown syncs, and syncs of another user, are refused alike
+        // (the reason, for the audit only, tells them apart).
+        Some(_) => Err(GatewayError::CredentialForbidden(Refused::OtherUser)),
+        None => Err(GatewayError::CredentialForbidden(Refused::SyncNotOwned)),
     }
 }

@@ -9,6 +9,7 @@ use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use super::{ConnInfo, Generation, State};
 use crate::auth::Identity;
 use crate::config::{AdminDefault, AuthMode, Config};
+use crate::error::GatewayError;
 use crate::paragon::directory::{DirKey, Directory, Snapshot};
 use crate::paragon::routes::Route;
 use crate::policy::Permit;
@@ -89,5 +90,28 @@ impl<'r> Exchange<'r> {
             },
             list: None,
         }
+    }
+}
+
+/// Shadow mode for one request (contract §5a): whether its product is
+/// shadowed, and the first refusal by policy that was recorded instead of
+/// answered.
+#[derive(Debug, Default)]
+pub(super) struct Shadow {
+    pub on: bool,
+    pub refused: Option<GatewayError>,
+}
+
+impl Shadow {
+    /// A refusal by policy is kept (and `Ok` returned) when shadowing is
+    /// on; every other error, and every refusal when it is off, is
+    /// returned. Authentication, input, limit and fail-closed errors carry
+    /// no policy reason, so they are never shadowed.
+    pub fn absorb(&mut self, e: GatewayError) -> Result<(), GatewayError> {
+        if !self.on || e.refused().is_none() {
+            return Err(e);
+        }
+        self.refused.get_or_insert(e);
+        Ok(())
     }
 }

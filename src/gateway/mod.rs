@@ -41,6 +41,7 @@ use crate::paragon::mint::Minter;
 use crate::paragon::replicas::{Invalidation, Replicas, StoreUnavailable};
 use crate::paragon::subscriptions::Subscriptions;
 use crate::paragon::syncs::SyncStore;
+use crate::policy::Permitted;
 use crate::telemetry::{clean, Metrics, ACCESS_TARGET};
 use upstream::Upstreams;
 
@@ -200,6 +201,15 @@ pub(crate) struct Audit {
     pub cause: Option<&'static str>,
     pub claimed_principal: Option<String>,
     pub reason: &'static str,
+    /// What permitted an allowed request (filled when the audit is on).
+    pub permitted: Option<crate::policy::Permitted>,
+    /// The error code of a refusal or failure (or of the shadowed refusal).
+    pub code: Option<&'static str>,
+    /// A refusal by policy that shadow mode recorded instead of answering:
+    /// its code and reason (contract §5a).
+    pub shadowed: Option<(&'static str, &'static str)>,
+    /// Whether the request went to Paragon.
+    pub forwarded: bool,
     /// A member's `X-Paragon-*` fields credgate did not know and removed.
     pub removed_headers: Vec<http::HeaderName>,
     /// The request id as a header value, made once.
@@ -237,22 +247,7 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
         ..Audit::default()
     };
     let outcome = pipeline::process(state, &generation, conn, req, &request_id, &mut audit).await;
-    let (mut resp, decision) = match outcome {
-        Ok(resp) => (resp, "allowed"),
-        Err(e) => {
-            let decision = if e.is_refusal() { "refused" } else { "failed" };
-            audit.reason = e.code();
-            if let GatewayError::Unauthenticated(a) = &e {
-                audit.cause = Some(a.cause());
-            }
-            if !e.is_refusal() {
-                let source = std::error::Error::source(&e).map(ToString::to_string);
-                tracing::warn!(request_id = %request_id, code = e.code(), error = %e, source = source.as_deref().unwrap_or(""), "request failed");
-            }
-            let resp = e.into_response(&request_id);
-            (resp, decision)
-        }
-    };
+    let (mut resp, decision) = audit.conclude(outcome, &request_id);
     let limit = generation.config.server.max_requests_per_connection;
     // A refused request whose body was never read must not leave that body
     // on the connection to be parsed as the next request (contract §8).
@@ -272,27 +267,14 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
     state.metrics.request_histogram(product).observe(elapsed);
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     if audit.enabled {
+        let record = audit.record(&request_id, client_request_id.as_deref(), decision);
         let removed = removed_headers(&audit.removed_headers);
         let record = crate::audit::Record {
-            request_id: &request_id,
-            client_request_id: client_request_id.as_deref(),
-            principal: audit.principal.as_deref().unwrap_or(""),
-            user: audit.user.as_deref().unwrap_or(""),
-            claimed_principal: audit.claimed_principal.as_deref(),
             product,
-            integration: audit.integration.as_deref().unwrap_or(""),
-            requested: if audit.requested_is_routed {
-                audit.credential.as_deref().unwrap_or("")
-            } else {
-                audit.requested.as_deref().unwrap_or("")
-            },
-            credential: audit.credential.as_deref().unwrap_or(""),
             removed_headers: &removed,
-            decision,
-            reason: audit.reason,
-            cause: audit.cause,
             status,
             latency_ms,
+            ..record
         };
         if let Err(e) = generation.audit.write(&record) {
             state.metrics.audit_write_errors.inc();
@@ -312,6 +294,100 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
         latency_ms,
     );
     resp
+}
+
+impl Audit {
+    /// What the outcome means (contract §5a): the response and the
+    /// decision; `reason` and `code` are set to match. A shadowed refusal
+    /// that went to Paragon is `shadow_refused`, with the code and reason
+    /// it would have had, whatever Paragon answered.
+    fn conclude(
+        &mut self,
+        outcome: Result<Response<Body>, GatewayError>,
+        request_id: &str,
+    ) -> (Response<Body>, &'static str) {
+        let (resp, decision) = match outcome {
+            Ok(resp) => {
+                if let Some(p) = &self.permitted {
+                    self.reason = p.as_str();
+                }
+                (resp, "allowed")
+            }
+            Err(e) => {
+                let decision = if e.is_refusal() { "refused" } else { "failed" };
+                self.reason = e.reason();
+                self.code = Some(e.code());
+                self.permitted = None;
+                if let GatewayError::Unauthenticated(a) = &e {
+                    self.cause = Some(a.cause());
+                }
+                if !e.is_refusal() {
+                    let source = std::error::Error::source(&e).map(ToString::to_string);
+                    tracing::warn!(request_id = %request_id, code = e.code(), error = %e, source = source.as_deref().unwrap_or(""), "request failed");
+                }
+                (e.into_response(request_id), decision)
+            }
+        };
+        match self.shadowed {
+            Some((code, reason)) if self.forwarded => {
+                self.code = Some(code);
+                self.reason = reason;
+                self.permitted = None;
+                (resp, "shadow_refused")
+            }
+            _ => (resp, decision),
+        }
+    }
+
+    /// The audit record of a concluded request, but for the fields only
+    /// the caller of the pipeline knows (product, removed headers, status,
+    /// latency).
+    fn record<'a>(
+        &'a self,
+        request_id: &'a str,
+        client_request_id: Option<&'a str>,
+        decision: &'a str,
+    ) -> crate::audit::Record<'a> {
+        let (grant, grant_principal, scope) = match &self.permitted {
+            Some(Permitted::Acl { grant, everyone }) => (
+                Some(*grant),
+                Some(if *everyone {
+                    "*"
+                } else {
+                    self.principal.as_deref().unwrap_or("")
+                }),
+                None,
+            ),
+            Some(Permitted::PassthroughClaim { scope }) => (None, None, Some(&**scope)),
+            _ => (None, None, None),
+        };
+        crate::audit::Record {
+            request_id,
+            decision_id: request_id,
+            client_request_id,
+            principal: self.principal.as_deref().unwrap_or(""),
+            user: self.user.as_deref().unwrap_or(""),
+            claimed_principal: self.claimed_principal.as_deref(),
+            product: self.product.unwrap_or("none"),
+            integration: self.integration.as_deref().unwrap_or(""),
+            requested: if self.requested_is_routed {
+                self.credential.as_deref().unwrap_or("")
+            } else {
+                self.requested.as_deref().unwrap_or("")
+            },
+            credential: self.credential.as_deref().unwrap_or(""),
+            removed_headers: "",
+            decision,
+            reason: self.reason,
+            code: self.code,
+            grant,
+            grant_principal,
+            scope,
+            cause: self.cause,
+            status: 0,
+            latency_ms: 0.0,
+        }
+    }
 }
 
 /// The removed header names, comma-separated (empty when none).

@@ -26,8 +26,8 @@ use http::header::HeaderMap;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::decide::{decide, Decision, Routed};
-use super::exchange::Exchange;
+use super::decide::{decide, shadow_decision, Decision, Routed};
+use super::exchange::{Ctx, Exchange, Shadow};
 use super::hygiene::hygiene;
 use super::inputs::{parse_inputs, read_inputs, Inputs};
 use super::list::load_list;
@@ -39,6 +39,7 @@ use crate::auth::Identity;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::net::body::Body;
+use crate::policy::Permitted;
 
 pub(super) async fn process(
     state: &State,
@@ -54,8 +55,12 @@ pub(super) async fn process(
     let identity = authenticate(generation, &parts.headers, audit).await?;
     let uri = parts.uri.clone();
     let route = classify(cfg, &parts.method, &uri, audit)?;
-    check_operation(cfg, &identity, &route, uri.query())?;
-    let proxy_url = proxy_target(cfg, &route, &parts.headers)?;
+    let mut shadow = Shadow {
+        on: cfg.policy.shadows(route.product),
+        refused: None,
+    };
+    check_operation(cfg, &identity, &route, uri.query()).or_else(|e| shadow.absorb(e))?;
+    let proxy_url = proxy_target(cfg, &route, &parts.headers, &mut shadow)?;
     let mut ex = Exchange::new(
         state,
         generation,
@@ -69,14 +74,7 @@ pub(super) async fn process(
     let inputs = parse_inputs(&parts.headers, &ex.ctx.route, body.buffered.as_deref());
     load_list(&mut ex, inputs.as_ref().ok()).await?;
     let inputs = inputs?;
-    let decision = match decide(&mut ex, &inputs).await {
-        Ok(d) => d,
-        Err(e) => {
-            audit.requested = inputs.requested.as_ref().map(|r| r.to_string().into());
-            return Err(e);
-        }
-    };
-    record_decision(audit, &decision, &inputs);
+    let decision = authorize(&mut ex, &inputs, shadow, audit).await?;
     let method = parts.method.clone();
     let reads_answer = reads_answer(&ex.ctx, &method, &uri);
     let rewritten = Rewrite {
@@ -90,8 +88,33 @@ pub(super) async fn process(
         reads_answer,
     };
     let upstream_req = rewrite(&ex, rewritten, audit)?;
+    audit.forwarded = true;
     let resp = forward(&ex, upstream_req).await?;
     respond(&ex, &method, &uri, &inputs, &decision, resp).await
+}
+
+/// Decides (contract §5) and records the decision; in shadow mode a
+/// refusal by policy, here or in an earlier phase, is recorded and the
+/// request goes as sent (§5a).
+async fn authorize(
+    ex: &mut Exchange<'_>,
+    inputs: &Inputs<'_>,
+    mut shadow: Shadow,
+    audit: &mut Audit,
+) -> Result<Decision, GatewayError> {
+    let decision = match decide(ex, inputs).await {
+        Ok(d) => d,
+        Err(e) => {
+            audit.requested = inputs.requested.as_ref().map(|r| r.to_string().into());
+            shadow.absorb(e)?;
+            shadow_decision(ex, inputs)
+        }
+    };
+    record_decision(audit, &ex.ctx, &decision, inputs);
+    if let Some(e) = &shadow.refused {
+        audit.shadowed = Some((e.code(), e.reason()));
+    }
+    Ok(decision)
 }
 
 /// Authenticates the caller (contract §4) and records who it is. 401.
@@ -118,16 +141,23 @@ async fn authenticate(
     Ok(identity)
 }
 
-/// The routed credential, and the one named (as named), for the audit
-/// record.
-fn record_decision(audit: &mut Audit, decision: &Decision, inputs: &Inputs<'_>) {
-    if let Routed::Credential(c) = &decision.routed {
+/// The routed credential, the one named (as named) and what permitted it,
+/// for the audit record.
+fn record_decision(audit: &mut Audit, ctx: &Ctx<'_>, decision: &Decision, inputs: &Inputs<'_>) {
+    if let Some(c) = decision.routed.credential() {
         if audit.enabled {
             audit.credential = Some(c.get().id.clone());
         }
         audit.integration = Some(c.get().integration.clone());
     }
     if audit.enabled {
+        audit.permitted = Some(match &decision.routed {
+            _ if ctx.admin => Permitted::Admin,
+            // Every routed credential passed the permit (shadowed ones are
+            // recorded with their refusal instead).
+            Routed::Credential(c) => ctx.permit.why(c.get()).unwrap_or(Permitted::NoCredential),
+            _ => Permitted::NoCredential,
+        });
         audit.requested = match &inputs.requested {
             // Named as routed: the record repeats `credential`.
             Some(crate::policy::Requested::Id(id)) if audit.credential.as_deref() == Some(id) => {

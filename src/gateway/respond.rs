@@ -144,8 +144,10 @@ async fn after_success(ctx: &Ctx<'_>, inputs: &Inputs<'_>, routed: &Routed) {
                 tracing::warn!(request_id, error = %e, "could not drop a deleted sync's ownership record");
             }
         }
-        (Operation::SyncPatch { sync_id }, Routed::Credential(c)) if inputs.requested.is_some() => {
-            record_owner(state, request_id, sync_id, identity, &c.get().id).await;
+        (Operation::SyncPatch { sync_id }, routed) if inputs.requested.is_some() => {
+            if let Some(c) = routed.credential() {
+                record_owner(state, request_id, sync_id, identity, &c.get().id).await;
+            }
         }
         (Operation::Subscription { id, deletes: true }, _) => {
             state.subscriptions.forget(&identity.user, id).await;
@@ -302,9 +304,9 @@ async fn learn_sync_owners(
     body: &Value,
 ) {
     if let (Operation::SyncCreate, Some(id)) = (&route.op, body.get("id").and_then(Value::as_str)) {
-        let credential = match routed {
-            Routed::Credential(c) => Some(c.get().id.to_string()),
-            _ => body
+        let credential = match routed.credential() {
+            Some(c) => Some(c.get().id.to_string()),
+            None => body
                 .get("credentialId")
                 .and_then(Value::as_str)
                 .map(str::to_string),

@@ -97,7 +97,7 @@ pub(super) fn rewrite(
         buffered,
         streamed,
         inputs,
-        decision.body.as_ref(),
+        decision.body.as_deref(),
     );
     let mut upstream_req = Request::new(upstream_body);
     *upstream_req.method_mut() = parts.method;
@@ -115,11 +115,11 @@ fn upstream_body(
     buffered: Option<Bytes>,
     streamed: Option<Incoming>,
     inputs: &Inputs<'_>,
-    credential: Option<&Chosen>,
+    credential: Option<&str>,
 ) -> Body {
     match (buffered, &inputs.body, credential) {
-        (Some(_), Some(doc), Some(c)) => {
-            let rewritten = Bytes::from(doc.with_string("credentialId", &c.get().id));
+        (Some(_), Some(doc), Some(id)) => {
+            let rewritten = Bytes::from(doc.with_string("credentialId", id));
             parts
                 .headers
                 .insert(CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
@@ -166,6 +166,26 @@ fn upstream_authorization(
         minter.authorization_for(&identity.memo.get::<CallerMemo>().mint, user, Scope::Admin)
     } else {
         match routed {
+            // Shadow mode (contract §5a): narrowed to the credential named
+            // when it is the user's; otherwise every credential of the
+            // user, as the caller's own Paragon token would have been.
+            Routed::AsSent { known: Some(c), .. } => minter.authorization(
+                user,
+                Scope::One {
+                    integration: &c.get().integration,
+                    id: &c.get().id,
+                },
+            ),
+            Routed::AsSent { known: None, .. } => {
+                let list = snapshot.map(|s| s.list.clone()).unwrap_or_default();
+                let mut pairs: Vec<(&str, &str)> = list
+                    .credentials
+                    .iter()
+                    .map(|c| (&*c.integration, &*c.id))
+                    .collect();
+                pairs.sort_unstable();
+                minter.authorization(user, Scope::Many(&pairs))
+            }
             Routed::Credential(c) => {
                 let c = c.get();
                 match also.map(Chosen::get).filter(|other| other.id != c.id) {
@@ -259,8 +279,13 @@ fn rewrite_headers(
             | CredentialLocation::HeaderOptional
             | CredentialLocation::SubscriptionOwner
     );
-    if let (true, Routed::Credential(c)) = (header_route, routed) {
-        if let Ok(v) = HeaderValue::from_str(&c.get().id) {
+    let credential = match routed {
+        Routed::Credential(c) => Some(&*c.get().id),
+        Routed::AsSent { named, .. } => named.as_deref(),
+        Routed::None | Routed::Passthrough => None,
+    };
+    if let (true, Some(id)) = (header_route, credential) {
+        if let Ok(v) = HeaderValue::from_str(id) {
             h.insert(
                 http::header::HeaderName::from_static(X_PARAGON_CREDENTIAL),
                 v,

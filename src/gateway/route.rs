@@ -9,12 +9,13 @@ use std::sync::Arc;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Uri};
 
+use super::exchange::Shadow;
 use super::headers::{self, Single, X_PARAGON_PROXY_URL};
 use super::path;
 use super::Audit;
 use crate::auth::Identity;
 use crate::config::Config;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Refused};
 use crate::paragon::routes::{self, IntegrationRef, Operation, Route, RouteError};
 
 /// The route (contract §3): product, host, operation and path parameters.
@@ -55,23 +56,18 @@ pub(super) fn check_operation(
 ) -> Result<(), GatewayError> {
     let admin = identity.is_admin();
     if !admin && !cfg.policy.member_products.contains(&route.product) {
-        return Err(GatewayError::OperationForbidden(
-            "this product is not allowed for members",
-        ));
+        return Err(GatewayError::OperationForbidden(Refused::ProductNotAllowed));
     }
     if route.op == Operation::PatchUser && !admin {
-        return Err(GatewayError::OperationForbidden(
-            "only admins may change the user's metadata",
-        ));
+        // Admin-only: counted as a product members may not use.
+        return Err(GatewayError::OperationForbidden(Refused::ProductNotAllowed));
     }
     if route.product.is_connect()
         && !admin
         && !cfg.policy.allow_account_auth
         && asks_account_auth(query)
     {
-        return Err(GatewayError::OperationForbidden(
-            "includeAccountAuth is not allowed for members",
-        ));
+        return Err(GatewayError::OperationForbidden(Refused::AccountAuth));
     }
     Ok(())
 }
@@ -81,10 +77,14 @@ pub(super) fn check_operation(
 /// name a host in `policy.proxy_url_hosts` (403), a path must be in normal
 /// form (400). Admins too. The checked header value is returned: it is the
 /// one credgate forwards, in the canonical spelling.
+///
+/// In shadow mode a host outside the list is recorded in `shadow` and the
+/// target kept (contract §5a).
 pub(super) fn proxy_target(
     cfg: &Config,
     route: &Route<'_>,
     headers: &HeaderMap,
+    shadow: &mut Shadow,
 ) -> Result<Option<HeaderValue>, GatewayError> {
     let Operation::Proxy { rest, .. } = route.op else {
         return Ok(None);
@@ -103,10 +103,13 @@ pub(super) fn proxy_target(
             ))
         }
     };
-    path::check_proxy_target(rest, value, &cfg.policy.proxy_url_hosts).map_err(|e| match e {
-        path::TargetError::BadRequest(m) => GatewayError::BadRequest(m),
-        path::TargetError::HostForbidden => GatewayError::UpstreamHostForbidden,
-    })?;
+    match path::check_proxy_target(rest, value, &cfg.policy.proxy_url_hosts) {
+        Ok(()) => {}
+        Err(path::TargetError::BadRequest(m)) => return Err(GatewayError::BadRequest(m)),
+        Err(path::TargetError::HostForbidden) => {
+            shadow.absorb(GatewayError::UpstreamHostForbidden)?;
+        }
+    }
     let Some(value) = value else {
         return Ok(None);
     };

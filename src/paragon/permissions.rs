@@ -106,7 +106,14 @@ impl Permissions {
 
     /// Whether credential `id` of integration `integration` may be used.
     pub fn allows(&self, integration: &str, id: &str) -> bool {
-        let scope = self
+        self.granting_scope(integration, id).is_some()
+    }
+
+    /// The scopes that grant the credential, when they do (contract §5a's
+    /// `scope`): the integration key that decided and, below it, the
+    /// credential key (`None` when the integration key grants everything).
+    pub fn granting_scope(&self, integration: &str, id: &str) -> Option<(&str, Option<&str>)> {
+        let (key, grant) = self
             .integrations
             .iter()
             .find(|(k, _)| k.strip_prefix("integration:") == Some(integration))
@@ -114,22 +121,19 @@ impl Permissions {
                 self.integrations
                     .iter()
                     .find(|(k, _)| *k == "integration:*")
-            })
-            .map(|(_, g)| g);
-        match scope {
-            None => false,
-            Some(Grant::Allow) => true,
-            Some(Grant::Deny) | Some(Grant::Permissions(_)) => false,
-            Some(Grant::Nested(inner)) => {
-                let cred = inner
+            })?;
+        match grant {
+            Grant::Allow => Some((key, None)),
+            Grant::Deny | Grant::Permissions(_) => None,
+            Grant::Nested(inner) => {
+                let (cred, g) = inner
                     .iter()
                     .find(|(k, _)| {
                         k.strip_prefix("credential:")
                             .is_some_and(|c| c != "*" && c.eq_ignore_ascii_case(id))
                     })
-                    .or_else(|| inner.iter().find(|(k, _)| *k == "credential:*"))
-                    .map(|(_, g)| g);
-                matches!(cred, Some(Grant::Allow) | Some(Grant::Nested(_)))
+                    .or_else(|| inner.iter().find(|(k, _)| *k == "credential:*"))?;
+                matches!(g, Grant::Allow | Grant::Nested(_)).then_some((key, Some(cred)))
             }
         }
     }
@@ -247,6 +251,28 @@ mod tests {
         );
         assert!(!perms.allows("slack", "bbb"));
         assert!(!perms.allows("salesforce", "aaa"));
+    }
+
+    #[test]
+    fn the_granting_scope_names_the_keys_that_decided() {
+        let perms = p(json!({
+            "integration:*": {"credential:*": true},
+            "integration:slack": {"credential:c1": true, "credential:c2": false},
+            "integration:github": true,
+        }));
+        assert_eq!(
+            perms.granting_scope("slack", "C1"),
+            Some(("integration:slack", Some("credential:c1")))
+        );
+        assert_eq!(perms.granting_scope("slack", "c2"), None);
+        assert_eq!(
+            perms.granting_scope("github", "x"),
+            Some(("integration:github", None))
+        );
+        assert_eq!(
+            perms.granting_scope("notion", "x"),
+            Some(("integration:*", Some("credential:*")))
+        );
     }
 
     #[test]

@@ -9,11 +9,11 @@
 use crate::auth::{Identity, Role};
 use crate::config::acl::Grant;
 use crate::config::{is_uuid, PolicyConfig, PRINCIPAL_PLACEHOLDER};
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Refused};
 use crate::paragon::credentials::{Credential, CredentialList};
 use crate::paragon::permissions::Permissions;
 
-fn grants(g: &Grant, user: &str, c: &Credential) -> bool {
+fn grants_credential(g: &Grant, user: &str, c: &Credential) -> bool {
     g.applies_in(user) && g.allows(&c.id, c.external_id.as_deref(), &c.integration)
 }
 
@@ -56,6 +56,41 @@ fn split_placeholder(template: &str) -> (&str, Option<&str>) {
         from = at + 1;
     }
     (template, None)
+}
+
+/// What permitted a request (contract §5a): the stable `reason` of an
+/// allowed request's audit record, with its detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Permitted {
+    /// An admin caller: every credential of its user.
+    Admin,
+    /// `policy.owner_external_id`: the credential's label names the caller.
+    OwnerLabel,
+    /// The caller token's `policy.credentials_claim` lists it.
+    CredentialsClaim,
+    /// ACL grant number `grant` (0-based, in file order) of the caller's
+    /// principal, or of `"*"` when `everyone`.
+    Acl { grant: usize, everyone: bool },
+    /// Passthrough mode: the token's permissions claim, by this scope
+    /// (`integration:<type>` or `integration:<type>/credential:<id>`).
+    PassthroughClaim { scope: Box<str> },
+    /// No credential is routed (a listing, a call that needs none): nothing
+    /// to permit; a member's answer is filtered to its own (credgate's
+    /// value where the contract names none).
+    NoCredential,
+}
+
+impl Permitted {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Permitted::Admin => "admin",
+            Permitted::OwnerLabel => "owner_label",
+            Permitted::CredentialsClaim => "credentials_claim",
+            Permitted::Acl { .. } => "acl",
+            Permitted::PassthroughClaim { .. } => "passthrough_claim",
+            Permitted::NoCredential => "no_credential",
+        }
+    }
 }
 
 /// What one caller is permitted, evaluated per credential. Built once per
@@ -116,8 +151,55 @@ impl<'a> Permit<'a> {
                         .as_deref()
                         .is_some_and(|ext| template_matches(template, principal, ext))
                 }) || claimed.iter().any(|id| **id == *c.id)
-                    || acl_own.iter().any(|g| grants(g, user, c))
-                    || acl_all.iter().any(|g| grants(g, user, c))
+                    || acl_own.iter().any(|g| grants_credential(g, user, c))
+                    || acl_all.iter().any(|g| grants_credential(g, user, c))
+            }
+        }
+    }
+
+    /// What permits `c` to this caller, when something does: the first
+    /// grant that covers it, in the order owner label, token claim, ACL
+    /// (the caller's own grants, then `"*"` grants). Computed for the
+    /// routed credential only (the audit's and `/admin/decide`'s `reason`).
+    pub fn why(&self, c: &Credential) -> Option<Permitted> {
+        match self {
+            Permit::All => Some(Permitted::Admin),
+            Permit::Scoped(p) => p.granting_scope(&c.integration, &c.id).map(|(i, cred)| {
+                Permitted::PassthroughClaim {
+                    scope: match cred {
+                        Some(cred) => format!("{i}/{cred}").into(),
+                        None => i.into(),
+                    },
+                }
+            }),
+            Permit::Member {
+                user,
+                owner,
+                claimed,
+                acl_own,
+                acl_all,
+            } => {
+                let labelled = owner.is_some_and(|(template, principal)| {
+                    c.external_id
+                        .as_deref()
+                        .is_some_and(|ext| template_matches(template, principal, ext))
+                });
+                if labelled {
+                    return Some(Permitted::OwnerLabel);
+                }
+                if claimed.iter().any(|id| **id == *c.id) {
+                    return Some(Permitted::CredentialsClaim);
+                }
+                let acl = |grants: &[Grant], everyone: bool| {
+                    grants
+                        .iter()
+                        .find(|g| grants_credential(g, user, c))
+                        .map(|g| Permitted::Acl {
+                            grant: g.index,
+                            everyone,
+                        })
+                };
+                acl(acl_own, false).or_else(|| acl(acl_all, true))
             }
         }
     }
@@ -188,7 +270,8 @@ impl RouteIntegration<'_> {
 }
 
 /// Resolves a named credential. `Ok(None)` means "not in this list": the
-/// caller may reload the list once and retry before refusing.
+/// caller may reload the list once and retry before refusing (then
+/// [`why_absent`] says why).
 pub fn resolve_named<'l>(
     list: &'l CredentialList,
     permit: &Permit<'_>,
@@ -199,9 +282,15 @@ pub fn resolve_named<'l>(
         Requested::Id(id) => match list.find(id) {
             None => Ok(None),
             // Another integration's credential and an unpermitted one get
-            // the same answer as an unknown one: no oracle for ids.
-            Some(c) if integration.matches(c) && permit.allows(c) => Ok(Some(c)),
-            Some(_) => Err(GatewayError::CredentialForbidden),
+            // the same answer as an unknown one: no oracle for ids (the
+            // reason is for the audit only).
+            Some(c) if !integration.matches(c) => {
+                Err(GatewayError::CredentialForbidden(Refused::OtherIntegration))
+            }
+            Some(c) if !permit.allows(c) => {
+                Err(GatewayError::CredentialForbidden(Refused::NoGrant))
+            }
+            Some(c) => Ok(Some(c)),
         },
         Requested::External(ext) => {
             let mut matches = list
@@ -212,9 +301,34 @@ pub fn resolve_named<'l>(
             match (matches.next(), matches.next()) {
                 (Some(c), None) => Ok(Some(c)),
                 (None, _) => Ok(None),
-                (Some(_), Some(_)) => Err(GatewayError::CredentialForbidden),
+                (Some(_), Some(_)) => Err(GatewayError::CredentialForbidden(Refused::Ambiguous)),
             }
         }
+    }
+}
+
+/// Why a named credential that [`resolve_named`] did not find in `list` is
+/// refused: not there at all, there for another integration only, or there
+/// but not permitted (an `ext:` label of someone else's account).
+pub fn why_absent(
+    list: &CredentialList,
+    integration: RouteIntegration<'_>,
+    requested: &Requested,
+) -> Refused {
+    let Requested::External(ext) = requested else {
+        return Refused::NotInList;
+    };
+    let mut labelled = list
+        .credentials
+        .iter()
+        .filter(|c| c.external_id.as_deref() == Some(ext.as_str()))
+        .peekable();
+    if labelled.peek().is_none() {
+        Refused::NotInList
+    } else if labelled.any(|c| integration.matches(c)) {
+        Refused::NoGrant
+    } else {
+        Refused::OtherIntegration
     }
 }
 
@@ -234,7 +348,19 @@ pub fn resolve_default<'l>(
         .collect();
     match candidates.as_slice() {
         [one] => Ok(one),
-        [] => Err(GatewayError::NoPermittedCredential),
+        [] => {
+            // Some credential of the integration exists: not granted; none:
+            // nothing to grant.
+            let any = list
+                .credentials
+                .iter()
+                .any(|c| integration.matches(c) && (!known || c.valid));
+            Err(GatewayError::NoPermittedCredential(if any {
+                Refused::NoGrant
+            } else {
+                Refused::NotInList
+            }))
+        }
         many => Err(GatewayError::CredentialRequired {
             candidates: many.iter().map(|c| c.id.to_string()).collect(),
         }),

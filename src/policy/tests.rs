@@ -43,6 +43,8 @@ fn policy(owner: Option<&str>) -> PolicyConfig {
         allow_account_auth: false,
         proxy_url_hosts: vec![],
         member_paragon_headers: vec![],
+        enforce: crate::config::Enforce::Enforce,
+        shadow: BTreeSet::new(),
     }
 }
 
@@ -125,11 +127,11 @@ fn named_credentials_resolve_or_are_forbidden_alike() {
     // Bob's credential, a credential of another integration, and an unknown one.
     assert!(matches!(
         resolve_named(&l, &permit, sf, &id(SF_BOB)),
-        Err(GatewayError::CredentialForbidden)
+        Err(GatewayError::CredentialForbidden(Refused::NoGrant))
     ));
     assert!(matches!(
         resolve_named(&l, &permit, sf, &id(SL_ALICE1)),
-        Err(GatewayError::CredentialForbidden)
+        Err(GatewayError::CredentialForbidden(Refused::OtherIntegration))
     ));
     assert!(matches!(
         resolve_named(&l, &permit, sf, &id("99999999-9999-9999-9999-999999999999")),
@@ -137,7 +139,7 @@ fn named_credentials_resolve_or_are_forbidden_alike() {
     ));
     assert!(matches!(
         resolve_named(&l, &permit, RouteIntegration::Unmatched, &id(SF_ALICE)),
-        Err(GatewayError::CredentialForbidden)
+        Err(GatewayError::CredentialForbidden(Refused::OtherIntegration))
     ));
 }
 
@@ -155,7 +157,7 @@ fn ext_values_resolve_among_permitted_credentials() {
     // Two slack accounts labelled alice: ambiguous.
     assert!(matches!(
         resolve_named(&l, &permit, RouteIntegration::Known("slack"), &ext),
-        Err(GatewayError::CredentialForbidden)
+        Err(GatewayError::CredentialForbidden(Refused::Ambiguous))
     ));
     // Bob's label is never resolved for alice.
     let bobs = Requested::parse("ext:bob").unwrap();
@@ -163,6 +165,20 @@ fn ext_values_resolve_among_permitted_credentials() {
         resolve_named(&l, &permit, RouteIntegration::Unknown, &bobs),
         Ok(None)
     ));
+    // ...and once absent after a reload, the reason tells why.
+    assert_eq!(
+        why_absent(&l, RouteIntegration::Unknown, &bobs),
+        Refused::NoGrant
+    );
+    assert_eq!(
+        why_absent(&l, RouteIntegration::Known("gmail"), &bobs),
+        Refused::OtherIntegration
+    );
+    let nobody = Requested::parse("ext:nobody").unwrap();
+    assert_eq!(
+        why_absent(&l, RouteIntegration::Unknown, &nobody),
+        Refused::NotInList
+    );
 }
 
 #[test]
@@ -208,7 +224,7 @@ fn defaults_follow_the_spec() {
     // Nothing permitted for gmail.
     assert!(matches!(
         resolve_default(&l, &permit, RouteIntegration::Known("gmail")),
-        Err(GatewayError::NoPermittedCredential)
+        Err(GatewayError::NoPermittedCredential(Refused::NotInList))
     ));
     // Unknown integration: several permitted at all.
     assert!(matches!(
@@ -220,7 +236,7 @@ fn defaults_follow_the_spec() {
     let claimed = member("bob", &[SL_BOB]);
     assert!(matches!(
         resolve_default(&l, &Permit::new(&bob, &p2), RouteIntegration::Unknown),
-        Err(GatewayError::NoPermittedCredential)
+        Err(GatewayError::NoPermittedCredential(Refused::NoGrant))
     ));
     assert_eq!(
         &*resolve_default(&l, &Permit::new(&claimed, &p2), RouteIntegration::Unknown)
@@ -238,7 +254,7 @@ fn invalid_credentials_are_not_defaults_of_a_known_integration() {
     let permit = Permit::new(&only_bad, &p);
     assert!(matches!(
         resolve_default(&l, &permit, RouteIntegration::Known("slack")),
-        Err(GatewayError::NoPermittedCredential)
+        Err(GatewayError::NoPermittedCredential(Refused::NoGrant))
     ));
     // ...but it is the one permitted credential when the integration is unknown.
     assert_eq!(

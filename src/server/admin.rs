@@ -73,7 +73,20 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, "/readyz") => {
             let generation = state.current.load();
             if generation.auth.ready() {
-                json(StatusCode::OK, serde_json::json!({"status": "ready"}))
+                // Shadow mode is a state to see, not a reason to take the
+                // replica out (contract §5a).
+                let shadow: Vec<&str> = generation
+                    .config
+                    .policy
+                    .shadow
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect();
+                let mut body = serde_json::json!({"status": "ready"});
+                if !shadow.is_empty() {
+                    body["shadow"] = serde_json::json!(shadow);
+                }
+                json(StatusCode::OK, body)
             } else {
                 json(
                     StatusCode::SERVICE_UNAVAILABLE,
