@@ -346,6 +346,22 @@ fn settings_that_would_fail_at_run_time_are_refused() {
                 .auth("issuer = \"https://REPLACE-WITH-YOUR-IDP/\"")
                 .toml(),
         ),
+        (
+            "policy.enforce",
+            builder(&keys).policy("enforce = \"log-only\"").toml(),
+        ),
+        (
+            "policy.shadow_products",
+            builder(&keys)
+                .policy("enforce = \"shadow\"\nshadow_products = [\"proxy\"]")
+                .toml(),
+        ),
+        (
+            "policy.shadow_products",
+            builder(&keys)
+                .policy("shadow_products = [\"proxies\"]")
+                .toml(),
+        ),
     ];
     for (key, toml) in cases {
         assert_ne!(toml, &base, "{key}: the case changes the config");
@@ -393,6 +409,16 @@ fn risky_settings_are_warned_about() {
         (
             "name no `users`",
             builder(&keys).policy("acl_file = \"acl.toml\"").toml(),
+        ),
+        (
+            "shadow mode is on for proxy, actionkit",
+            builder(&keys)
+                .policy("shadow_products = [\"proxy\", \"actionkit\"]")
+                .toml(),
+        ),
+        (
+            "shadow mode is on for every product",
+            builder(&keys).policy("enforce = \"shadow\"").toml(),
         ),
     ];
     for (warning, toml) in cases {

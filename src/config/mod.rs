@@ -1331,9 +1331,16 @@ fn validate_policy(
         (Enforce::Enforce, Some(list)) => products("policy.shadow_products", &list)?,
     };
     if !shadow.is_empty() {
+        let which = match enforce {
+            Enforce::Shadow => "every product".to_string(),
+            Enforce::Enforce => shadow
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
         warnings.push(format!(
-            "shadow mode is on for {}: refusals by policy are recorded (decision = \"shadow_refused\") and the request is forwarded anyway; members can use each other's accounts there until enforce",
-            shadow.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+            "shadow mode is on for {which}: refusals by policy are recorded (decision = \"shadow_refused\") and the request is forwarded anyway; members can use each other's accounts there until it enforces"
         ));
     }
     let proxy_url_hosts = raw

@@ -1,0 +1,530 @@
+//! Decisions and their explanations (contract §5a, §9): a stable reason
+//! for every decision in the audit record, shadow mode, and the admin
+//! listener's decision API and access review, all against the Paragon
+//! emulator.
+//!
+//! The world: Connected User `acme` (alice: Salesforce, two Slack, Google
+//! Drive; bob: Salesforce, Slack; carol: Salesforce, Google Drive; dave:
+//! Slack), labelled with their owners (`owner_external_id =
+//! "{principal}"`), and Connected User `globex` with one Salesforce
+//! account labelled `shared`. The ACL grants erin carol's Drive (grant 0)
+//! and every member of globex the `shared` account (grant 1); a token's
+//! `creds` claim lists more.
+
+mod common;
+#[path = "common/emulator.rs"]
+mod harness;
+
+use common::*;
+use credgate::emulator::UserFixture;
+use harness::*;
+use serde_json::{json, Value};
+
+/// globex's one account.
+const GLOBEX_SF: &str = "610be000-5a1e-4000-8000-000000000001";
+
+const ACL: &str = r#"
+[[grant]]
+principal = "erin"
+credentials = ["CAROL_DRIVE"]
+
+[[grant]]
+principal = "*"
+users = ["globex"]
+external_ids = ["shared"]
+"#;
+
+fn world() -> credgate::emulator::Fixtures {
+    let mut f = fixtures();
+    f.users.push(UserFixture {
+        id: "globex".into(),
+        meta: json!({}),
+        credentials: vec![owned(GLOBEX_SF, "salesforce", "shared")],
+    });
+    f
+}
+
+/// The gateway in front of [`world`], with the suite's policy and `extra`.
+async fn env_with(extra: &str) -> (Env, TempDir) {
+    let dir = TempDir::new("decisions-acl");
+    let acl = dir.write("acl.toml", &ACL.replace("CAROL_DRIVE", CAROL_DRIVE));
+    let policy = format!(
+        "credentials_claim = \"creds\"\nacl_file = \"{}\"\n{extra}",
+        acl.display()
+    );
+    let env = Env::with(world(), |b| b.policy(&policy)).await;
+    (env, dir)
+}
+
+/// One request of the reason table.
+struct Case {
+    reason: &'static str,
+    token: String,
+    method: &'static str,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+    body: String,
+    /// The status and code of a refusal; `None`: allowed.
+    refused: Option<(u16, &'static str)>,
+}
+
+impl Case {
+    fn allowed(reason: &'static str, token: String, path: String, cred: Option<&str>) -> Case {
+        Case {
+            reason,
+            token,
+            method: "GET",
+            path,
+            headers: cred
+                .map(|c| vec![("x-paragon-credential", c.to_string())])
+                .unwrap_or_default(),
+            body: String::new(),
+            refused: None,
+        }
+    }
+
+    fn refused(mut self, status: u16, code: &'static str) -> Case {
+        self.refused = Some((status, code));
+        self
+    }
+
+    async fn send(&self, env: &Env) -> Got {
+        let headers: Vec<(&str, &str)> =
+            self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.send(
+            self.method,
+            &self.path,
+            &self.token,
+            &headers,
+            self.body.clone(),
+        )
+        .await
+    }
+}
+
+fn sf() -> String {
+    p("/sdk/proxy/salesforce/x")
+}
+
+/// A token of member `principal` of `user` with extra claims.
+fn token(env: &Env, user: &str, principal: &str, extra: Value) -> String {
+    let mut claims = json!({"sub": user, "principal": principal});
+    if let (Value::Object(c), Value::Object(e)) = (&mut claims, extra) {
+        c.extend(e);
+    }
+    env.keys.caller_token(claims)
+}
+
+/// Creates a sync of globex's shared account (as a globex member) and
+/// returns its id: credgate records it as globex's.
+async fn globex_sync(env: &Env) -> String {
+    let gina = token(env, "globex", "gina", json!({}));
+    let body =
+        format!(r#"{{"integration":"salesforce","pipeline":"p","credentialId":"{GLOBEX_SF}"}}"#);
+    let got = env.send("POST", "/api/syncs", &gina, &[], body).await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    got.json()["id"].as_str().unwrap().to_string()
+}
+
+/// Every reason value of contract §5a but `passthrough_claim` (its own
+/// mode, below) and `rule` (policy rules are not built yet).
+async fn reason_table(env: &Env) -> Vec<Case> {
+    let alice = env.member("alice");
+    let globex_sync = globex_sync(env).await;
+    vec![
+        Case::allowed("admin", env.admin(), sf(), Some(SF_BOB)),
+        Case::allowed("owner_label", alice.clone(), sf(), Some(SF_ALICE)),
+        Case::allowed(
+            "credentials_claim",
+            token(env, "acme", "frank", json!({"creds": [SF_BOB]})),
+            sf(),
+            Some(SF_BOB),
+        ),
+        Case::allowed(
+            "acl",
+            env.member("erin"),
+            p("/sdk/proxy/googledrive/x"),
+            Some(CAROL_DRIVE),
+        ),
+        Case::allowed(
+            "acl",
+            token(env, "globex", "gina", json!({})),
+            sf(),
+            Some(GLOBEX_SF),
+        ),
+        Case::allowed("no_credential", alice.clone(), p("/sdk/me"), None),
+        Case::allowed("not_in_list", alice.clone(), sf(), Some(UNKNOWN))
+            .refused(403, "credential_forbidden"),
+        Case::allowed(
+            "other_user",
+            alice.clone(),
+            format!("/api/syncs/{globex_sync}"),
+            None,
+        )
+        .refused(403, "credential_forbidden"),
+        Case::allowed(
+            "other_integration",
+            alice.clone(),
+            sf(),
+            Some(SLACK_ALICE_1),
+        )
+        .refused(403, "credential_forbidden"),
+        Case::allowed("no_grant", alice.clone(), sf(), Some(SF_BOB))
+            .refused(403, "credential_forbidden"),
+        Case {
+            method: "POST",
+            body: r##"{"channel":"#general","text":"hi"}"##.into(),
+            ..Case::allowed(
+                "ambiguous",
+                alice.clone(),
+                p("/sdk/proxy/slack/chat.postMessage"),
+                None,
+            )
+        }
+        .refused(400, "credential_required"),
+        Case {
+            method: "POST",
+            body: r#"{"query":""}"#.into(),
+            ..Case::allowed(
+                "product_not_allowed",
+                alice.clone(),
+                format!("/api/tools/projects/{PROJECT}/search"),
+                None,
+            )
+        }
+        .refused(403, "operation_forbidden"),
+        Case::allowed(
+            "host_not_allowed",
+            alice.clone(),
+            p("/sdk/proxy/salesforce/https://evil.example/x"),
+            Some(SF_ALICE),
+        )
+        .refused(403, "upstream_host_forbidden"),
+        Case::allowed(
+            "account_auth",
+            alice.clone(),
+            p("/sdk/me?includeAccountAuth=true"),
+            None,
+        )
+        .refused(403, "operation_forbidden"),
+        Case::allowed(
+            "sync_not_owned",
+            alice,
+            "/api/syncs/5e5e0000-0000-4000-8000-00000000dead".into(),
+            None,
+        )
+        .refused(403, "credential_forbidden"),
+    ]
+}
+
+/// The audit record of the request that answered `got`.
+async fn record_of(env: &Env, got: &Got) -> Value {
+    let id = rid(got);
+    wait_for_audit(&env.keys, |r| r["request_id"] == id.as_str()).await
+}
+
+/// contract §5a: one case per reason value, each checked in the audit
+/// record (decision, reason, code, and the detail of `acl`); allowed ones
+/// reached Paragon once, refused ones reached nothing; the response of a
+/// refusal never names its reason.
+#[tokio::test]
+async fn every_decision_records_its_reason() {
+    let (env, _acl) = env_with("").await;
+    let table = reason_table(&env).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for case in &table {
+        let got = case.send(&env).await;
+        let record = record_of(&env, &got).await;
+        let what = format!("{} {} {}: {record}", case.reason, case.method, case.path);
+        assert_eq!(record["reason"], case.reason, "{what}");
+        assert_eq!(record["decision_id"], record["request_id"], "{what}");
+        match case.refused {
+            None => {
+                assert!(got.status.is_success(), "{what} {:?}", got.body);
+                assert_eq!(record["decision"], "allowed", "{what}");
+                assert!(record["code"].is_null(), "{what}");
+                assert_eq!(env.forwarded(&got).len(), 1, "{what}");
+            }
+            Some((status, code)) => {
+                env.assert_refused(&got, status, code);
+                assert_eq!(record["decision"], "refused", "{what}");
+                assert_eq!(record["code"], code, "{what}");
+                let body = String::from_utf8_lossy(&got.body);
+                assert!(!body.contains(case.reason), "{what}: {body}");
+            }
+        }
+        seen.insert(case.reason);
+    }
+    assert_eq!((table.len(), seen.len()), (15, 14), "{seen:?}");
+
+    // The detail of `acl`: the grant's index and principal.
+    let erin = wait_for_audit(&env.keys, |r| r["principal"] == "erin").await;
+    assert_eq!(
+        (erin["grant"].clone(), erin["grant_principal"].clone()),
+        (json!(0), json!("erin"))
+    );
+    let gina = wait_for_audit(&env.keys, |r| {
+        r["principal"] == "gina" && r["credential"] == GLOBEX_SF && r["product"] == "proxy"
+    })
+    .await;
+    assert_eq!(
+        (gina["grant"].clone(), gina["grant_principal"].clone()),
+        (json!(1), json!("*"))
+    );
+    // Other reasons carry no grant.
+    let owner = wait_for_audit(&env.keys, |r| r["reason"] == "owner_label").await;
+    assert!(
+        owner["grant"].is_null() && owner["scope"].is_null(),
+        "{owner}"
+    );
+    env.gw.shutdown().await;
+}
+
+/// Passthrough mode: the token's permissions claim permits, and the record
+/// names the scope that decided.
+#[tokio::test]
+async fn passthrough_permits_name_the_deciding_scope() {
+    let env = Env::with(fixtures(), |b| {
+        b.auth("mode = \"passthrough\"")
+            .paragon("public_key_file = \"paragon.pub.pem\"")
+    })
+    .await;
+    let scoped = env.paragon_token(json!({
+        PERMS: {"integration:salesforce": {format!("credential:{SF_ALICE}"): true}, "integration:slack": true}
+    }));
+    let got = env.send_as("GET", &sf(), &scoped, SF_ALICE, "").await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    let r = record_of(&env, &got).await;
+    assert_eq!(r["reason"], "passthrough_claim", "{r}");
+    assert_eq!(
+        r["scope"],
+        format!("integration:salesforce/credential:{SF_ALICE}")
+    );
+    let got = env
+        .send_as("GET", &p("/sdk/proxy/slack/x"), &scoped, SLACK_BOB, "")
+        .await;
+    let r = record_of(&env, &got).await;
+    assert_eq!(
+        (r["reason"].clone(), r["scope"].clone()),
+        (json!("passthrough_claim"), json!("integration:slack"))
+    );
+    // Paragon narrows `/sdk/me` by the claim too: bob's account is not in
+    // this caller's list at all.
+    let got = env.send_as("GET", &sf(), &scoped, SF_BOB, "").await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    assert_eq!(record_of(&env, &got).await["reason"], "not_in_list");
+    env.gw.shutdown().await;
+}
+
+// ------------------------------------------------------------ shadow mode
+
+/// contract §5a: in shadow, a member naming another member's account is
+/// forwarded with the credential named and a token narrowed to it; the
+/// record says `shadow_refused` with the reason and code it would have
+/// had, and `requests_total` counts it under that decision.
+#[tokio::test]
+async fn a_shadowed_refusal_reaches_paragon_with_the_named_credential() {
+    let (env, _acl) = env_with("enforce = \"shadow\"").await;
+    let alice = env.member("alice");
+    let got = env.send_as("GET", &sf(), &alice, SF_BOB, "").await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    let fwd = env.forwarded(&got);
+    assert_eq!(fwd.len(), 1, "{fwd:#?}");
+    assert_eq!(credential_headers(&fwd[0]), vec![SF_BOB.to_string()]);
+    assert_eq!(fwd[0].credential.as_deref(), Some(SF_BOB));
+    let claims = env.upstream_claims(&fwd[0]);
+    assert_eq!(
+        claims[PERMS],
+        credgate::paragon::permissions::claim_for([("salesforce", SF_BOB)]),
+        "narrowed to the credential named"
+    );
+    let r = record_of(&env, &got).await;
+    assert_eq!(r["decision"], "shadow_refused", "{r}");
+    assert_eq!(r["reason"], "no_grant", "{r}");
+    assert_eq!(r["code"], "credential_forbidden", "{r}");
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(r["requested"], SF_BOB, "{r}");
+
+    // Allowed requests stay allowed, with their own reason.
+    let own = env.send_as("GET", &sf(), &alice, SF_ALICE, "").await;
+    env.assert_routed(&own, SF_ALICE, Place::Header);
+    let r = record_of(&env, &own).await;
+    assert_eq!(
+        (r["decision"].clone(), r["reason"].clone()),
+        (json!("allowed"), json!("owner_label"))
+    );
+
+    // Named none of several: forwarded with none, Paragon picks.
+    let slack = p("/sdk/proxy/slack/chat.postMessage");
+    let got = env
+        .send("POST", &slack, &alice, &[], r#"{"text":"hi"}"#)
+        .await;
+    assert!(got.status.is_success(), "{:?}", got.body);
+    let fwd = env.forwarded(&got);
+    assert_eq!(fwd.len(), 1);
+    assert!(credential_headers(&fwd[0]).is_empty());
+    let r = record_of(&env, &got).await;
+    assert_eq!(
+        (
+            r["decision"].clone(),
+            r["reason"].clone(),
+            r["code"].clone()
+        ),
+        (
+            json!("shadow_refused"),
+            json!("ambiguous"),
+            json!("credential_required")
+        )
+    );
+
+    // An unknown credential goes as named; Paragon refuses it itself.
+    let got = env.send_as("GET", &sf(), &alice, UNKNOWN, "").await;
+    assert_eq!(got.status, 404, "Paragon's own answer: {:?}", got.body);
+    let fwd = env.forwarded(&got);
+    assert_eq!(credential_headers(&fwd[0]), vec![UNKNOWN.to_string()]);
+    let r = record_of(&env, &got).await;
+    assert_eq!(
+        (
+            r["decision"].clone(),
+            r["reason"].clone(),
+            r["status"].clone()
+        ),
+        (json!("shadow_refused"), json!("not_in_list"), json!(404))
+    );
+
+    let metrics = scrape_metrics(&env.gw).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "credgate_requests_total{product=\"proxy\",decision=\"shadow_refused\",status=\"200\"}"
+        ),
+        2.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "credgate_policy_shadow{product=\"proxy\"}"),
+        1.0
+    );
+    let ready = get(
+        &env.cl,
+        &format!("http://{}/readyz", env.gw.admin_addr),
+        None,
+    )
+    .await;
+    assert_eq!(ready.status, 200);
+    assert!(ready.json()["shadow"]
+        .as_array()
+        .is_some_and(|a| a.contains(&json!("proxy"))));
+    env.gw.shutdown().await;
+}
+
+/// Authentication, path and framing errors are never shadowed: they are
+/// answered by credgate and reach nothing.
+#[tokio::test]
+async fn authentication_and_path_errors_are_never_shadowed() {
+    let (env, _acl) = env_with("enforce = \"shadow\"").await;
+    let alice = env.member("alice");
+    let anonymous = send(
+        &env.cl,
+        req(
+            "GET",
+            &env.gw,
+            &sf(),
+            None,
+            &[("x-paragon-credential", SF_BOB)],
+            "",
+        ),
+    )
+    .await;
+    env.assert_refused(&anonymous, 401, "unauthenticated");
+    let expired = token(&env, "acme", "alice", json!({"exp": 1_000_000}));
+    let got = env.send_as("GET", &sf(), &expired, SF_BOB, "").await;
+    env.assert_refused(&got, 401, "unauthenticated");
+    for path in [
+        p("/sdk/proxy/salesforce/a/../b"),
+        p("/sdk/proxy/salesforce/%2e%2e/x"),
+    ] {
+        let got = env.send_as("GET", &path, &alice, SF_BOB, "").await;
+        env.assert_refused(&got, 400, "bad_request");
+        assert_eq!(record_of(&env, &got).await["decision"], "refused");
+    }
+    let got = env
+        .send_as("GET", &sf(), &alice, "not-a-credential", "")
+        .await;
+    env.assert_refused(&got, 400, "bad_request");
+    env.gw.shutdown().await;
+}
+
+/// `shadow_products` shadows what it names; every other product enforces.
+#[tokio::test]
+async fn shadow_products_shadow_only_what_they_name() {
+    let (env, _acl) = env_with("shadow_products = [\"proxy\"]").await;
+    let alice = env.member("alice");
+    let got = env.send_as("GET", &sf(), &alice, SF_BOB, "").await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    assert_eq!(record_of(&env, &got).await["decision"], "shadow_refused");
+
+    let action = p("/actions");
+    let got = env
+        .send(
+            "POST",
+            &action,
+            &alice,
+            &[
+                ("x-paragon-credential", SF_BOB),
+                ("content-type", "application/json"),
+            ],
+            r#"{"action":"SALESFORCE_CREATE_RECORD","parameters":{}}"#,
+        )
+        .await;
+    env.assert_refused(&got, 403, "credential_forbidden");
+    let r = record_of(&env, &got).await;
+    assert_eq!(
+        (r["decision"].clone(), r["reason"].clone()),
+        (json!("refused"), json!("no_grant"))
+    );
+    let metrics = scrape_metrics(&env.gw).await;
+    assert_eq!(
+        metric(&metrics, "credgate_policy_shadow{product=\"proxy\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&metrics, "credgate_policy_shadow{product=\"actionkit\"}"),
+        0.0
+    );
+    env.gw.shutdown().await;
+}
+
+/// A refusal before the credential decision (a host outside
+/// `proxy_url_hosts`, a product members may not use) is shadowed too: the
+/// request goes on, to the credential decision and to Paragon.
+#[tokio::test]
+async fn early_refusals_by_policy_are_shadowed_too() {
+    let (env, _acl) = env_with("enforce = \"shadow\"").await;
+    let alice = env.member("alice");
+    let got = env
+        .send(
+            "POST",
+            &format!("/api/tools/projects/{PROJECT}/search"),
+            &alice,
+            &[],
+            r#"{"query":""}"#,
+        )
+        .await;
+    assert!(got.status.is_success(), "{:?}", got.body);
+    let r = record_of(&env, &got).await;
+    assert_eq!(
+        (
+            r["decision"].clone(),
+            r["reason"].clone(),
+            r["code"].clone()
+        ),
+        (
+            json!("shadow_refused"),
+            json!("product_not_allowed"),
+            json!("operation_forbidden")
+        )
+    );
+    assert_eq!(env.forwarded(&got).len(), 1);
+    env.gw.shutdown().await;
+}
