@@ -81,6 +81,60 @@ enum Command {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Explain the decision a running instance makes for a request (its
+    /// admin listener's POST /admin/decide): the decision, the reason, the
+    /// credential routed and the request Paragon would get. Nothing is
+    /// forwarded. Exit 0 when it answered, else 1.
+    Explain {
+        /// The admin listener, e.g. http://127.0.0.1:9901.
+        #[arg(long)]
+        admin: String,
+        /// The caller's token; `-` reads it from standard input (a token
+        /// on the command line is visible to other local users).
+        #[arg(long, conflicts_with = "user")]
+        token: Option<String>,
+        /// Or a what-if caller: its Connected User...
+        #[arg(long)]
+        user: Option<String>,
+        /// ...its principal...
+        #[arg(long, requires = "user")]
+        principal: Option<String>,
+        /// ...and whether it is an admin.
+        #[arg(long = "as-admin", requires = "user")]
+        as_admin: bool,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// Path and query, e.g. /projects/P/sdk/proxy/salesforce/x.
+        #[arg(long)]
+        path: String,
+        /// `Name: value`; repeat for more.
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// A request body, sent as is.
+        #[arg(long)]
+        body: Option<String>,
+        /// Print the whole answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Who may use which account of a Connected User, and by which grant
+    /// (GET /admin/access). Exit 0 when it answered, else 1.
+    Access {
+        /// The admin listener, e.g. http://127.0.0.1:9901.
+        #[arg(long)]
+        admin: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: AccessFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AccessFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 fn main() -> ExitCode {
@@ -93,6 +147,34 @@ fn main() -> ExitCode {
         Command::CheckConfig => check_config(cli.config),
         Command::Healthcheck { url } => healthcheck(&url),
         Command::Invalidate { admin, user } => invalidate(&admin, user.as_deref()),
+        Command::Explain {
+            admin,
+            token,
+            user,
+            principal,
+            as_admin,
+            method,
+            path,
+            headers,
+            body,
+            json,
+        } => {
+            let caller = match (token, user) {
+                (Some(t), _) => Caller::Token(t),
+                (None, Some(user)) => Caller::WhatIf {
+                    user,
+                    principal,
+                    admin: as_admin,
+                },
+                (None, None) => Caller::Anonymous,
+            };
+            explain(&admin, caller, &method, &path, &headers, body, json)
+        }
+        Command::Access {
+            admin,
+            user,
+            format,
+        } => access(&admin, &user, format),
         Command::Demo { listen } => {
             telemetry::init_logging_with(format, "warn,credgate::audit=info");
             demo(listen)
@@ -178,6 +260,17 @@ fn admin_call(
     url: &str,
     body: Option<String>,
 ) -> Result<(http::StatusCode, String), String> {
+    admin_call_within(method, url, body, std::time::Duration::from_secs(3))
+}
+
+/// [`admin_call`] with its own bound (a decision may load a list from
+/// Paragon first).
+fn admin_call_within(
+    method: http::Method,
+    url: &str,
+    body: Option<String>,
+    within: std::time::Duration,
+) -> Result<(http::StatusCode, String), String> {
     use http_body_util::BodyExt;
     let uri = url
         .parse::<http::Uri>()
@@ -210,9 +303,9 @@ fn admin_call(
                 .map_err(|e| e.to_string())?;
             Ok((status, text))
         };
-        tokio::time::timeout(std::time::Duration::from_secs(3), exchange)
+        tokio::time::timeout(within, exchange)
             .await
-            .map_err(|_| "no answer within 3 seconds".to_string())?
+            .map_err(|_| format!("no answer within {} seconds", within.as_secs()))?
     })
 }
 
@@ -250,6 +343,344 @@ fn invalidate(admin: &str, user: Option<&str>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Who `credgate explain` asks about.
+enum Caller {
+    Token(String),
+    WhatIf {
+        user: String,
+        principal: Option<String>,
+        admin: bool,
+    },
+    Anonymous,
+}
+
+/// An admin answer as JSON, or exit 1 with what went wrong.
+fn admin_json(
+    what: &str,
+    method: http::Method,
+    url: &str,
+    body: Option<String>,
+) -> Result<serde_json::Value, ExitCode> {
+    let fail = |m: String| {
+        eprintln!("{what}: {url}: {m}");
+        ExitCode::FAILURE
+    };
+    let (status, text) =
+        admin_call_within(method, url, body, std::time::Duration::from_secs(30)).map_err(fail)?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|_| fail(format!("answered {status}: {text}")))?;
+    if !status.is_success() {
+        let message = value["message"].as_str().unwrap_or(&text).to_string();
+        return Err(fail(format!("answered {status}: {message}")));
+    }
+    Ok(value)
+}
+
+fn explain(
+    admin: &str,
+    caller: Caller,
+    method: &str,
+    path: &str,
+    headers: &[String],
+    body: Option<String>,
+    as_json: bool,
+) -> ExitCode {
+    use serde_json::{json, Value};
+    let mut question = json!({"method": method, "path": path});
+    match caller {
+        Caller::Token(t) => {
+            let token = if t == "-" {
+                let mut s = String::new();
+                if std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).is_err() {
+                    eprintln!("explain: cannot read the token from standard input");
+                    return ExitCode::FAILURE;
+                }
+                s.trim().to_string()
+            } else {
+                t
+            };
+            question["token"] = json!(token);
+        }
+        Caller::WhatIf {
+            user,
+            principal,
+            admin,
+        } => question["identity"] = json!({"user": user, "principal": principal, "admin": admin}),
+        Caller::Anonymous => {}
+    }
+    let mut h = serde_json::Map::new();
+    for line in headers {
+        let Some((name, value)) = line.split_once(':') else {
+            eprintln!("explain: --header `{line}` is not `Name: value`");
+            return ExitCode::from(EXIT_CONFIG);
+        };
+        let values = h
+            .entry(name.trim().to_ascii_lowercase())
+            .or_insert_with(|| json!([]));
+        if let Value::Array(a) = values {
+            a.push(json!(value.trim()));
+        }
+    }
+    question["headers"] = Value::Object(h);
+    if let Some(b) = body {
+        question["body"] = json!(b);
+    }
+    let url = format!("{}/admin/decide", admin.trim_end_matches('/'));
+    let answer = match admin_json(
+        "explain",
+        http::Method::POST,
+        &url,
+        Some(question.to_string()),
+    ) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer).unwrap_or_default()
+        );
+    } else {
+        print!("{}", explanation_text(&answer));
+    }
+    ExitCode::SUCCESS
+}
+
+/// `/admin/decide`'s answer for a person.
+fn explanation_text(a: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    let mut out = String::new();
+    let decision = s(&a["decision"]);
+    let mut line = decision.clone();
+    if let Some(code) = a["code"].as_str() {
+        match a["response"]["status"].as_u64() {
+            Some(status) => line.push_str(&format!(": credgate answers {status} {code}")),
+            None => line.push_str(&format!(" (it would have been {code}); forwarded")),
+        }
+    }
+    let _ = writeln!(out, "decision     {line}");
+    let mut reason = s(&a["reason"]);
+    if let Some(g) = a["grant"].as_u64() {
+        reason.push_str(&format!(
+            " (grant {g}, principal {})",
+            s(&a["grant_principal"])
+        ));
+    }
+    if let Some(scope) = a["scope"].as_str() {
+        reason.push_str(&format!(" (scope {scope})"));
+    }
+    if let Some(cause) = a["cause"].as_str() {
+        reason.push_str(&format!(" (cause {cause})"));
+    }
+    let _ = writeln!(out, "reason       {reason}");
+    if let Some(text) = a["explanation"].as_str() {
+        let _ = writeln!(out, "             {text}");
+    }
+    if let Some(m) = a["response"]["body"]["message"].as_str() {
+        let _ = writeln!(out, "message      {m}");
+    }
+    if let Some(c) = a["response"]["body"]["candidates"].as_array() {
+        let ids: Vec<String> = c.iter().map(s).collect();
+        let _ = writeln!(out, "candidates   {}", ids.join(", "));
+    }
+    if a["caller"].is_object() {
+        let c = &a["caller"];
+        let role = if c["admin"] == true {
+            "admin"
+        } else {
+            "member"
+        };
+        let _ = writeln!(
+            out,
+            "caller       {} of Connected User {} ({role})",
+            s(&c["principal"]),
+            s(&c["user"])
+        );
+    } else if let Some(p) = a["claimed_principal"].as_str() {
+        let _ = writeln!(
+            out,
+            "caller       not authenticated (the token claims {p:?})"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "product      {} {}",
+        s(&a["product"]),
+        s(&a["integration"])
+    );
+    if let Some(r) = a["requested"].as_str().filter(|r| !r.is_empty()) {
+        let _ = writeln!(out, "requested    {r}");
+    }
+    match a["credential"].as_object() {
+        Some(c) => {
+            let _ = writeln!(
+                out,
+                "credential   {} ({}, externalId {}, {})",
+                s(&c["id"]),
+                s(&c["integration"]),
+                c["externalId"].as_str().unwrap_or("-"),
+                s(&c["status"])
+            );
+        }
+        None => {
+            let _ = writeln!(out, "credential   none");
+        }
+    }
+    if let Some(up) = a["upstream"].as_object() {
+        let _ = writeln!(out, "upstream     {} {}", s(&up["method"]), s(&up["url"]));
+        if let Some(h) = up["headers"].as_object() {
+            for (name, values) in h {
+                for v in values.as_array().into_iter().flatten() {
+                    let _ = writeln!(out, "             {name}: {}", s(v));
+                }
+            }
+        }
+        if !up["token_claims"].is_null() {
+            let _ = writeln!(out, "token claims {}", up["token_claims"]);
+        }
+    }
+    let _ = writeln!(out, "decision id  {}", s(&a["decision_id"]));
+    out
+}
+
+fn access(admin: &str, user: &str, format: AccessFormat) -> ExitCode {
+    let mut url = format!("{}/admin/access?user=", admin.trim_end_matches('/'));
+    for b in user.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            url.push(char::from(b));
+        } else {
+            url.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let answer = match admin_json("access", http::Method::GET, &url, None) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    match format {
+        AccessFormat::Json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
+            )
+        }
+        AccessFormat::Csv => print!("{}", access_csv(&answer)),
+        AccessFormat::Table => print!("{}", access_table(&answer)),
+    }
+    ExitCode::SUCCESS
+}
+
+/// One row per (credential, grant): credential, integration, externalId,
+/// status, grant, index, principals, who.
+fn access_rows(a: &serde_json::Value) -> Vec<[String; 8]> {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    let mut rows = Vec::new();
+    for c in a["credentials"].as_array().into_iter().flatten() {
+        let grants = c["access"].as_array().cloned().unwrap_or_default();
+        let base = [
+            s(&c["id"]),
+            s(&c["integration"]),
+            s(&c["externalId"]),
+            s(&c["status"]),
+        ];
+        if grants.is_empty() {
+            rows.push([
+                base[0].clone(),
+                base[1].clone(),
+                base[2].clone(),
+                base[3].clone(),
+                "none".into(),
+                String::new(),
+                String::new(),
+                "nobody".into(),
+            ]);
+        }
+        for g in grants {
+            let principals = match g["principals"].as_array() {
+                Some(p) => p.iter().map(s).collect::<Vec<_>>().join(";"),
+                None => "(not enumerable)".into(),
+            };
+            rows.push([
+                base[0].clone(),
+                base[1].clone(),
+                base[2].clone(),
+                base[3].clone(),
+                s(&g["grant"]),
+                g["index"]
+                    .as_u64()
+                    .map(|i| i.to_string())
+                    .unwrap_or_default(),
+                principals,
+                s(&g["who"]),
+            ]);
+        }
+    }
+    rows
+}
+
+const ACCESS_HEADER: [&str; 8] = [
+    "credential",
+    "integration",
+    "external_id",
+    "status",
+    "grant",
+    "grant_index",
+    "principals",
+    "who",
+];
+
+/// RFC 4180 CSV. A cell that a spreadsheet would run as a formula (it
+/// starts with `=`, `+`, `-`, `@`, a tab or a carriage return) is prefixed
+/// with `'`: principals and labels come from outside credgate.
+fn access_csv(a: &serde_json::Value) -> String {
+    let cell = |v: &str| {
+        let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{v}")
+        } else {
+            v.to_string()
+        };
+        if v.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", v.replace('"', "\"\""))
+        } else {
+            v
+        }
+    };
+    let mut out = ACCESS_HEADER.join(",");
+    out.push_str("\r\n");
+    for row in access_rows(a) {
+        out.push_str(&row.iter().map(|v| cell(v)).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// Columns padded to their widest cell; control characters shown escaped.
+fn access_table(a: &serde_json::Value) -> String {
+    let clean = |v: &str| v.chars().flat_map(char::escape_default).collect::<String>();
+    let columns = [0usize, 1, 2, 3, 4, 6, 7];
+    let rows: Vec<Vec<String>> = std::iter::once(ACCESS_HEADER.map(|h| h.to_ascii_uppercase()))
+        .chain(access_rows(a))
+        .map(|r| columns.iter().map(|&i| clean(&r[i])).collect())
+        .collect();
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!(
+        "Connected User {}\n",
+        clean(a["user"].as_str().unwrap_or(""))
+    );
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {

@@ -528,3 +528,480 @@ async fn early_refusals_by_policy_are_shadowed_too() {
     assert_eq!(env.forwarded(&got).len(), 1);
     env.gw.shutdown().await;
 }
+
+// --------------------------------------------------------- /admin/decide
+
+async fn admin_post(env: &Env, path: &str, body: Value) -> (u16, Value) {
+    let r = http::Request::post(format!("http://{}{path}", env.gw.admin_addr))
+        .header("content-type", "application/json")
+        .body(credgate::net::body::full(body.to_string()))
+        .unwrap();
+    let got = send(&env.cl, r).await;
+    (got.status.as_u16(), got.json())
+}
+
+async fn admin_get(env: &Env, path: &str) -> (u16, Value) {
+    let got = get(
+        &env.cl,
+        &format!("http://{}{path}", env.gw.admin_addr),
+        None,
+    )
+    .await;
+    (got.status.as_u16(), got.json())
+}
+
+/// The decide question for a case of the table.
+fn question(case: &Case) -> Value {
+    let mut headers = serde_json::Map::new();
+    for (k, v) in &case.headers {
+        headers.insert(k.to_string(), json!(v));
+    }
+    let mut q = json!({
+        "token": case.token,
+        "method": case.method,
+        "path": case.path,
+        "headers": headers,
+    });
+    if !case.body.is_empty() {
+        q["body"] = json!(case.body);
+    }
+    q
+}
+
+/// contract §9: for every case of the reason table `/admin/decide` answers
+/// what the gateway then does (decision, reason, code, grant, routed
+/// credential; for allowed ones the credential header and the narrowed
+/// token Paragon gets; for refused ones credgate's own answer), and while
+/// answering reaches nothing of the emulator but `/sdk/me`.
+#[tokio::test]
+async fn decide_agrees_with_the_gateway_and_forwards_nothing() {
+    let (env, _acl) = env_with("").await;
+    let table = reason_table(&env).await;
+    env.state().clear_requests();
+    let mut answers = Vec::new();
+    for case in &table {
+        answers.push(admin_post(&env, "/admin/decide", question(case)).await);
+    }
+    let reached: Vec<_> = env
+        .state()
+        .requests()
+        .into_iter()
+        .filter(|r| !r.path.ends_with("/sdk/me"))
+        .collect();
+    assert!(reached.is_empty(), "decide reached Paragon: {reached:#?}");
+
+    for (case, (status, a)) in table.iter().zip(answers) {
+        let what = format!("{} {}: {a:#}", case.reason, case.path);
+        assert_eq!(status, 200, "{what}");
+        let got = case.send(&env).await;
+        let r = record_of(&env, &got).await;
+        for field in [
+            "decision",
+            "reason",
+            "code",
+            "grant",
+            "grant_principal",
+            "product",
+        ] {
+            assert_eq!(a[field], r[field], "{field} of {what}\nrecord {r}");
+        }
+        assert_eq!(
+            a["credential"]["id"].as_str().unwrap_or(""),
+            r["credential"].as_str().unwrap(),
+            "{what}"
+        );
+        assert_eq!(a["caller"]["principal"], r["principal"], "{what}");
+        match case.refused {
+            Some((status, code)) => {
+                assert_eq!(a["response"]["status"], status, "{what}");
+                assert_eq!(a["response"]["body"]["code"], code, "{what}");
+                assert!(a["upstream"].is_null(), "{what}");
+            }
+            None => {
+                let fwd = &env.forwarded(&got)[0];
+                let up = &a["upstream"];
+                assert_eq!(up["method"], fwd.method, "{what}");
+                assert!(up["url"].as_str().unwrap().ends_with(&fwd.path), "{what}");
+                let named = up["headers"]["x-paragon-credential"].clone();
+                let sent = credential_headers(fwd);
+                assert_eq!(
+                    named,
+                    if sent.is_empty() {
+                        Value::Null
+                    } else {
+                        json!(sent)
+                    },
+                    "{what}"
+                );
+                assert_eq!(
+                    up["headers"]["authorization"],
+                    json!(["Bearer <redacted>"]),
+                    "{what}"
+                );
+                assert_eq!(
+                    up["token_claims"][PERMS],
+                    env.upstream_claims(fwd)[PERMS],
+                    "the same narrowed token: {what}"
+                );
+            }
+        }
+    }
+    env.gw.shutdown().await;
+}
+
+/// What-if callers (no token), shadow mode, and the questions refused as
+/// malformed; tokens never appear in an answer.
+#[tokio::test]
+async fn decide_answers_what_if_questions_and_redacts_tokens() {
+    let (env, _acl) = env_with("shadow_products = [\"proxy\"]").await;
+    let ask = |identity: Value, cred: &str| json!({"identity": identity, "path": sf(), "headers": {"X-Paragon-Credential": cred}});
+    let (_, a) = admin_post(
+        &env,
+        "/admin/decide",
+        ask(json!({"user": "acme", "principal": "bob"}), SF_BOB),
+    )
+    .await;
+    assert_eq!(
+        (a["decision"].clone(), a["reason"].clone()),
+        (json!("allowed"), json!("owner_label")),
+        "{a:#}"
+    );
+    assert_eq!(a["credential"]["externalId"], "bob");
+    assert_eq!(a["credential"]["status"], "VALID");
+    let (_, a) = admin_post(
+        &env,
+        "/admin/decide",
+        ask(
+            json!({"user": "acme", "principal": "carol", "admin": true}),
+            SF_BOB,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (a["decision"].clone(), a["reason"].clone()),
+        (json!("allowed"), json!("admin")),
+        "{a:#}"
+    );
+    assert!(
+        a["upstream"]["token_claims"].get(PERMS).is_none(),
+        "an admin token has no claim"
+    );
+    // Shadowed: the answer says so, and what would go out.
+    let (_, a) = admin_post(
+        &env,
+        "/admin/decide",
+        ask(json!({"user": "acme", "principal": "alice"}), SF_BOB),
+    )
+    .await;
+    assert_eq!(
+        (
+            a["decision"].clone(),
+            a["reason"].clone(),
+            a["code"].clone()
+        ),
+        (
+            json!("shadow_refused"),
+            json!("no_grant"),
+            json!("credential_forbidden")
+        ),
+        "{a:#}"
+    );
+    assert_eq!(
+        a["upstream"]["headers"]["x-paragon-credential"],
+        json!([SF_BOB])
+    );
+    assert!(a["explanation"].as_str().unwrap().contains("no grant"));
+
+    let alice = env.member("alice");
+    let (_, a) = admin_post(
+        &env,
+        "/admin/decide",
+        json!({"token": alice, "path": sf(), "headers": {"x-paragon-credential": SF_ALICE}}),
+    )
+    .await;
+    let text = a.to_string();
+    assert!(!text.contains(&alice), "the caller's token is not echoed");
+    assert!(!text.contains("eyJ"), "no token at all: {text}");
+    // An expired token: the cause and the claimed principal.
+    let expired = token(&env, "acme", "mallory", json!({"exp": 1_000_000}));
+    let (_, a) = admin_post(
+        &env,
+        "/admin/decide",
+        json!({"token": expired, "path": sf()}),
+    )
+    .await;
+    assert_eq!(
+        (
+            a["decision"].clone(),
+            a["reason"].clone(),
+            a["cause"].clone(),
+            a["claimed_principal"].clone()
+        ),
+        (
+            json!("refused"),
+            json!("unauthenticated"),
+            json!("expired"),
+            json!("mallory")
+        ),
+        "{a:#}"
+    );
+
+    for bad in [
+        json!({"token": "x", "identity": {"user": "acme", "principal": "a"}, "path": "/"}),
+        json!({"path": "no-slash"}),
+        json!({"path": "/", "surprise": 1}),
+        json!({"identity": {"user": "acme"}, "path": "/"}),
+        json!({"path": "/", "method": "GE T"}),
+        json!({"path": "/", "headers": {"bad name": "x"}}),
+        json!({"token": "t", "path": "/", "headers": {"authorization": "Bearer u"}}),
+    ] {
+        let (status, a) = admin_post(&env, "/admin/decide", bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {a}");
+        assert!(a["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // Never on the traffic listener.
+    let admin = env.admin();
+    for (method, path) in [
+        ("POST", "/admin/decide"),
+        ("GET", "/admin/access?user=acme"),
+    ] {
+        let got = env.send(method, path, &admin, &[], "{}").await;
+        env.assert_refused(&got, 404, "route_not_found");
+    }
+    env.gw.shutdown().await;
+}
+
+/// `credgate explain` prints the answer for a person (the token read from
+/// standard input, never from the command line).
+#[tokio::test]
+async fn explain_command_prints_the_decision() {
+    let (env, _acl) = env_with("").await;
+    let admin = format!("http://{}", env.gw.admin_addr);
+    let alice = env.member("alice");
+    let path = sf();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_credgate"))
+            .args([
+                "explain", "--admin", &admin, "--token", "-", "--path", &path,
+            ])
+            .args(["--header", &format!("X-Paragon-Credential: {SF_BOB}")])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(alice.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("decision     refused: credgate answers 403 credential_forbidden"),
+        "{text}"
+    );
+    assert!(text.contains("reason       no_grant"), "{text}");
+    assert!(text.contains(&format!("requested    {SF_BOB}")), "{text}");
+    assert!(
+        text.contains("caller       alice of Connected User acme (member)"),
+        "{text}"
+    );
+    env.gw.shutdown().await;
+}
+
+// -------------------------------------------------------- /admin/access
+
+/// The row of `id` in an access review.
+fn row<'a>(a: &'a Value, id: &str) -> &'a Value {
+    a["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("{id} in {a:#}"))
+}
+
+fn grants(row: &Value) -> Vec<(String, Value, Value)> {
+    row["access"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["grant"].as_str().unwrap().to_string(),
+                g["index"].clone(),
+                g["principals"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// contract §9: with an ACL file, an owner label template and a claim
+/// policy together, the review names for every account who may use it and
+/// by which grant; the token claim is named as not enumerable. Checked
+/// against the gateway: each member listed is allowed, every other member
+/// refused.
+#[tokio::test]
+async fn the_access_review_names_who_may_use_each_account() {
+    let (env, _acl) = env_with("").await;
+    let (status, a) = admin_get(&env, "/admin/access?user=acme").await;
+    assert_eq!(status, 200, "{a}");
+    let admin = ("admin".to_string(), Value::Null, json!([]));
+    let claim = ("credentials_claim".to_string(), Value::Null, Value::Null);
+    assert_eq!(
+        grants(row(&a, CAROL_DRIVE)),
+        vec![
+            admin.clone(),
+            ("owner_label".into(), Value::Null, json!(["carol"])),
+            ("acl".into(), json!(0), json!(["erin"])),
+            claim.clone(),
+        ]
+    );
+    assert_eq!(
+        grants(row(&a, SF_ALICE)),
+        vec![
+            admin.clone(),
+            ("owner_label".into(), Value::Null, json!(["alice"])),
+            claim.clone()
+        ]
+    );
+    let r = row(&a, SLACK_ALICE_1);
+    assert_eq!(
+        (
+            r["integration"].clone(),
+            r["externalId"].clone(),
+            r["status"].clone()
+        ),
+        (json!("slack"), json!("alice"), json!("VALID"))
+    );
+    assert!(r["access"][2]["who"]
+        .as_str()
+        .unwrap()
+        .contains("not enumerable"));
+    assert_eq!(a["by_principal"]["erin"], json!([CAROL_DRIVE]));
+
+    // The review agrees with the gateway for every member and account.
+    let members = ["alice", "bob", "carol", "dave", "erin"];
+    for c in a["credentials"].as_array().unwrap() {
+        let id = c["id"].as_str().unwrap();
+        let path = p(&format!(
+            "/sdk/proxy/{}/x",
+            c["integration"].as_str().unwrap()
+        ));
+        for m in members {
+            let listed = a["by_principal"][m]
+                .as_array()
+                .is_some_and(|ids| ids.contains(&json!(id)));
+            let got = env.send_as("GET", &path, &env.member(m), id, "").await;
+            assert_eq!(
+                got.status.is_success(),
+                listed,
+                "{m} {id}: {} {:?}",
+                got.status,
+                got.body
+            );
+        }
+    }
+
+    // Another Connected User: the "*" grant that names it.
+    let (_, g) = admin_get(&env, "/admin/access?user=globex").await;
+    assert_eq!(
+        grants(row(&g, GLOBEX_SF)),
+        vec![
+            admin,
+            ("owner_label".into(), Value::Null, json!(["shared"])),
+            ("acl".into(), json!(1), json!(["*"])),
+            claim,
+        ]
+    );
+    let (status, _) = admin_get(&env, "/admin/access").await;
+    assert_eq!(status, 400);
+    let (status, m) = admin_get(&env, "/admin/access?user=nobody").await;
+    assert_eq!(status, 503, "Paragon does not know the user: {m}");
+    env.gw.shutdown().await;
+}
+
+/// `credgate access` prints the review as a table, JSON or CSV.
+#[tokio::test]
+async fn access_command_prints_table_json_and_csv() {
+    let (env, _acl) = env_with("").await;
+    let admin = format!("http://{}", env.gw.admin_addr);
+    let run = |format: &'static str| {
+        let admin = admin.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_credgate"))
+                .args([
+                    "access", "--admin", &admin, "--user", "acme", "--format", format,
+                ])
+                .output()
+                .unwrap()
+        })
+    };
+    let csv = run("csv").await.unwrap();
+    assert!(
+        csv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&csv.stderr)
+    );
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    let mut lines = csv.split("\r\n");
+    assert_eq!(
+        lines.next(),
+        Some("credential,integration,external_id,status,grant,grant_index,principals,who")
+    );
+    assert!(
+        lines.any(|l| l.starts_with(&format!(
+            "{CAROL_DRIVE},googledrive,carol,VALID,acl,0,erin,"
+        ))),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(&format!(
+            "{SF_ALICE},salesforce,alice,VALID,credentials_claim,,(not enumerable),"
+        )),
+        "{csv}"
+    );
+
+    let json_out = run("json").await.unwrap();
+    let v: Value = serde_json::from_slice(&json_out.stdout).unwrap();
+    assert_eq!(v["by_principal"]["erin"], json!([CAROL_DRIVE]));
+
+    let table = run("table").await.unwrap();
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.starts_with("Connected User acme\nCREDENTIAL"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(CAROL_DRIVE) && l.contains("acl") && l.contains("erin")),
+        "{table}"
+    );
+    env.gw.shutdown().await;
+}
+
+/// Passthrough mode has no whole list to review: 409 with the reason.
+#[tokio::test]
+async fn the_access_review_needs_mint_mode() {
+    let env = Env::with(fixtures(), |b| {
+        b.auth("mode = \"passthrough\"")
+            .paragon("public_key_file = \"paragon.pub.pem\"")
+    })
+    .await;
+    let (status, a) = admin_get(&env, "/admin/access?user=acme").await;
+    assert_eq!(status, 409, "{a}");
+    assert!(a["message"].as_str().unwrap().contains("mint mode"));
+    env.gw.shutdown().await;
+}

@@ -549,6 +549,57 @@ impl Authenticator {
     pub fn mode(&self) -> AuthMode {
         self.mode
     }
+
+    /// The caller a what-if identity stands for (`/admin/decide`, contract
+    /// §9): `claims` with the Connected User, the principal and the admin
+    /// claim written where this config reads them, then judged by the same
+    /// rules as a verified token's claims (no signature, no cache). In
+    /// passthrough mode `user` is `sub`, and `admin` means no permissions
+    /// claim. `exp` defaults to five minutes from now.
+    pub fn what_if(
+        &self,
+        user: &str,
+        principal: Option<&str>,
+        admin: bool,
+        mut claims: Map<String, Value>,
+    ) -> Result<Identity, String> {
+        let now = unix_now();
+        claims
+            .entry("exp")
+            .or_insert_with(|| Value::from(now + 300));
+        match self.mode {
+            AuthMode::Mint => {
+                let principal = principal.ok_or("identity.principal is required in mint mode")?;
+                claims.insert(self.rules.user_claim.clone(), Value::from(user));
+                claims.insert(self.rules.principal_claim.clone(), Value::from(principal));
+                match (&self.rules.admin_claim, admin) {
+                    (Some(c), true) => {
+                        let value = self.rules.admin_values.first().ok_or("no auth.admin_values")?;
+                        claims.insert(c.clone(), Value::from(value.as_str()));
+                    }
+                    (Some(c), false) => {
+                        claims.remove(c);
+                    }
+                    (None, true) => {
+                        return Err("identity.admin: this config has no auth.admin_claim, so nobody is an admin".into())
+                    }
+                    (None, false) => {}
+                }
+            }
+            AuthMode::Passthrough => {
+                claims.insert("sub".into(), Value::from(user));
+                if admin {
+                    claims.remove(permissions::CLAIM);
+                } else if !claims.contains_key(permissions::CLAIM) {
+                    return Err(format!(
+                        "identity: a non-admin caller in passthrough mode needs claims.\"{}\"",
+                        permissions::CLAIM
+                    ));
+                }
+            }
+        }
+        self.identity(claims, now).map_err(|e| e.to_string())
+    }
 }
 
 /// A time claim: a JSON number that is a non-negative NumericDate below

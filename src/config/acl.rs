@@ -183,6 +183,28 @@ impl Acl {
     pub fn is_empty(&self) -> bool {
         self.by_principal.is_empty() && self.everyone.is_empty()
     }
+
+    /// Every grant in file order, with the principals it names (`"*"`:
+    /// every member), sorted: the access review's view.
+    pub fn grants(&self) -> Vec<(&Grant, Vec<&str>)> {
+        let mut by_index: std::collections::BTreeMap<usize, (&Grant, Vec<&str>)> =
+            std::collections::BTreeMap::new();
+        let named = self
+            .by_principal
+            .iter()
+            .flat_map(|(p, gs)| gs.iter().map(move |g| (&**p, g)));
+        let everyone = self.everyone.iter().map(|g| ("*", g));
+        for (p, g) in named.chain(everyone) {
+            by_index.entry(g.index).or_insert((g, Vec::new())).1.push(p);
+        }
+        by_index
+            .into_values()
+            .map(|(g, mut ps)| {
+                ps.sort_unstable();
+                (g, ps)
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

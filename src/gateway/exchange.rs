@@ -5,11 +5,14 @@
 use std::sync::Arc;
 
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use http::Request;
 
 use super::{ConnInfo, Generation, State};
 use crate::auth::Identity;
 use crate::config::{AdminDefault, AuthMode, Config};
 use crate::error::GatewayError;
+use crate::net::body::Body;
+use crate::paragon::credentials::Credential;
 use crate::paragon::directory::{DirKey, Directory, Snapshot};
 use crate::paragon::routes::Route;
 use crate::policy::Permit;
@@ -44,6 +47,8 @@ pub(super) struct Ctx<'r> {
     pub directory: Arc<Directory>,
     /// This caller's key in it (contract §6).
     pub dir_key: DirKey,
+    /// `/admin/decide`: nothing is sent to Paragon but `/sdk/me` loads.
+    pub dry_run: bool,
 }
 
 /// What travels from phase to phase.
@@ -87,6 +92,7 @@ impl<'r> Exchange<'r> {
                 caller_authorization: headers.get(AUTHORIZATION).cloned(),
                 directory: state.directory.load_full(),
                 dir_key,
+                dry_run: false,
             },
             list: None,
         }
@@ -114,4 +120,16 @@ impl Shadow {
         self.refused.get_or_insert(e);
         Ok(())
     }
+}
+
+/// `/admin/decide` (contract §9): the request goes through every phase but
+/// the forward, and what it would have sent is kept here.
+#[derive(Debug, Default)]
+pub(crate) struct DryRun {
+    /// A what-if caller, used instead of authenticating a token.
+    pub identity: Option<Arc<Identity>>,
+    /// The credential the decision routes, in full.
+    pub credential: Option<Credential>,
+    /// The request Paragon would have received.
+    pub upstream: Option<Request<Body>>,
 }

@@ -10,31 +10,35 @@ use bytes::Bytes;
 use http::header::{HeaderMap, CONTENT_ENCODING, CONTENT_LENGTH};
 use http::request::Parts;
 use http::Method;
-use hyper::body::Incoming;
 
 use super::exchange::Ctx;
 use super::headers::{self, Single, X_PARAGON_CONFIGURATION_ID, X_PARAGON_CREDENTIAL};
 use crate::error::GatewayError;
-use crate::net::body::{read_limited, ReadError};
+use crate::net::body::{self, read_limited, Body, BoxError, ReadError};
 use crate::paragon::credentials::CredentialList;
 use crate::paragon::jsonbody::{JsonError, Kind, TopObject};
 use crate::paragon::routes::{IntegrationRef, Operation, Route};
 use crate::policy::{Requested, RouteIntegration};
 
-/// A request's body: read whole, or left to stream (one of the two).
+/// A request's body: read whole, or left to stream (one of the two; an
+/// empty one is neither).
 pub(super) struct RequestBody {
     pub buffered: Option<Bytes>,
-    pub streamed: Option<Incoming>,
+    pub streamed: Option<Body>,
 }
 
 /// Reads the body when the route must (contract §7: only bodies that must
 /// be read are buffered), capped at `server.max_body_bytes` and
 /// `server.header_read_timeout`.
-pub(super) async fn read_inputs(
+pub(super) async fn read_inputs<B>(
     ctx: &Ctx<'_>,
     parts: &Parts,
-    incoming: Incoming,
-) -> Result<RequestBody, GatewayError> {
+    incoming: B,
+) -> Result<RequestBody, GatewayError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let route = &ctx.route;
     let read = match route.op {
         Operation::SyncCreate | Operation::SyncPatch { .. } => true,
@@ -54,9 +58,11 @@ pub(super) async fn read_inputs(
         _ => false,
     };
     if !read {
+        // An empty body (most GETs) needs no box.
+        let empty = http_body::Body::is_end_stream(&incoming);
         return Ok(RequestBody {
             buffered: None,
-            streamed: Some(incoming),
+            streamed: (!empty).then(|| body::stream(incoming)),
         });
     }
     let cfg = ctx.cfg;
@@ -92,12 +98,16 @@ pub(super) struct Inputs<'b> {
 /// within `within` (`server.header_read_timeout`, the bound on the head).
 /// A body trickled a byte at a time would otherwise hold a connection slot
 /// and a buffer forever (slow-POST, the body-side slowloris).
-async fn read_request_body(
+async fn read_request_body<B>(
     headers: &HeaderMap,
-    incoming: Incoming,
+    incoming: B,
     max: u64,
     within: std::time::Duration,
-) -> Result<Bytes, GatewayError> {
+) -> Result<Bytes, GatewayError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     if let Some(len) = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -92,6 +92,9 @@ impl Ctx<'_> {
         id: &str,
     ) -> Result<Option<String>, crate::paragon::subscriptions::LookupError> {
         use crate::paragon::subscriptions::LookupError;
+        if self.dry_run {
+            return Err(LookupError::NotAsked);
+        }
         let g = self.generation;
         let limit = g.config.server.upstream_timeout;
         self.state.metrics.subscription_lookups.inc();

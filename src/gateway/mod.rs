@@ -6,8 +6,10 @@
 //! on reload, so a request finishes on the generation it started with; the
 //! caches and stores in [`State`] outlive reloads.
 
+pub mod access;
 mod decide;
 mod exchange;
+pub mod explain;
 pub mod forward;
 pub mod headers;
 mod hygiene;
@@ -210,6 +212,8 @@ pub(crate) struct Audit {
     pub shadowed: Option<(&'static str, &'static str)>,
     /// Whether the request went to Paragon.
     pub forwarded: bool,
+    /// `/admin/decide`: stop before the forward (see `explain`).
+    pub dry_run: Option<Box<exchange::DryRun>>,
     /// A member's `X-Paragon-*` fields credgate did not know and removed.
     pub removed_headers: Vec<http::HeaderName>,
     /// The request id as a header value, made once.

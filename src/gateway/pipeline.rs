@@ -24,7 +24,6 @@ use std::sync::Arc;
 
 use http::header::HeaderMap;
 use http::{Request, Response};
-use hyper::body::Incoming;
 
 use super::decide::{decide, shadow_decision, Decision, Routed};
 use super::exchange::{Ctx, Exchange, Shadow};
@@ -41,14 +40,18 @@ use crate::error::GatewayError;
 use crate::net::body::Body;
 use crate::policy::Permitted;
 
-pub(super) async fn process(
+pub(super) async fn process<B>(
     state: &State,
     generation: &Generation,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    req: Request<B>,
     request_id: &str,
     audit: &mut Audit,
-) -> Result<Response<Body>, GatewayError> {
+) -> Result<Response<Body>, GatewayError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::net::body::BoxError>,
+{
     let cfg: &Config = &generation.config;
     let (parts, incoming) = req.into_parts();
     hygiene(state, &parts)?;
@@ -70,6 +73,7 @@ pub(super) async fn process(
         route,
         &parts.headers,
     );
+    ex.ctx.dry_run = audit.dry_run.is_some();
     let mut body = read_inputs(&ex.ctx, &parts, incoming).await?;
     let inputs = parse_inputs(&parts.headers, &ex.ctx.route, body.buffered.as_deref());
     load_list(&mut ex, inputs.as_ref().ok()).await?;
@@ -88,7 +92,9 @@ pub(super) async fn process(
         reads_answer,
     };
     let upstream_req = rewrite(&ex, rewritten, audit)?;
-    audit.forwarded = true;
+    let Some(upstream_req) = to_forward(audit, upstream_req) else {
+        return Ok(Response::new(crate::net::body::empty()));
+    };
     let resp = forward(&ex, upstream_req).await?;
     respond(&ex, &method, &uri, &inputs, &decision, resp).await
 }
@@ -117,13 +123,31 @@ async fn authorize(
     Ok(decision)
 }
 
+/// The request is forwarded from here on: returned, or, in a dry run
+/// (`/admin/decide`), kept as what would have gone out.
+fn to_forward(audit: &mut Audit, upstream_req: Request<Body>) -> Option<Request<Body>> {
+    audit.forwarded = true;
+    match audit.dry_run.as_mut() {
+        Some(dry) => {
+            dry.upstream = Some(upstream_req);
+            None
+        }
+        None => Some(upstream_req),
+    }
+}
+
 /// Authenticates the caller (contract §4) and records who it is. 401.
 async fn authenticate(
     generation: &Generation,
     headers: &HeaderMap,
     audit: &mut Audit,
 ) -> Result<Arc<Identity>, GatewayError> {
-    let identity = match generation.auth.authenticate(headers).await {
+    let given = audit.dry_run.as_ref().and_then(|d| d.identity.clone());
+    let verified = match given {
+        Some(i) => Ok(i),
+        None => generation.auth.authenticate(headers).await,
+    };
+    let identity = match verified {
         Ok(i) => i,
         Err(e) => {
             // Who the refused token says it is, marked as not verified.
@@ -138,6 +162,9 @@ async fn authenticate(
     };
     audit.user = Some(identity.user.clone());
     audit.principal = Some(identity.principal.clone());
+    if let Some(dry) = audit.dry_run.as_mut() {
+        dry.identity = Some(identity.clone());
+    }
     Ok(identity)
 }
 
@@ -149,6 +176,9 @@ fn record_decision(audit: &mut Audit, ctx: &Ctx<'_>, decision: &Decision, inputs
             audit.credential = Some(c.get().id.clone());
         }
         audit.integration = Some(c.get().integration.clone());
+    }
+    if let Some(dry) = audit.dry_run.as_mut() {
+        dry.credential = decision.routed.credential().map(|c| c.get().clone());
     }
     if audit.enabled {
         audit.permitted = Some(match &decision.routed {

@@ -28,7 +28,6 @@ use crate::paragon::directory::Snapshot;
 use crate::paragon::mint::Scope;
 use crate::paragon::routes::{CredentialLocation, Route};
 use crate::policy::Permit;
-use hyper::body::Incoming;
 
 /// What the rewrite needs beside the exchange.
 pub(super) struct Rewrite<'a> {
@@ -36,7 +35,7 @@ pub(super) struct Rewrite<'a> {
     pub uri: &'a Uri,
     /// The body as read (then possibly rewritten), or its stream.
     pub buffered: Option<Bytes>,
-    pub streamed: Option<Incoming>,
+    pub streamed: Option<Body>,
     pub inputs: &'a Inputs<'a>,
     pub decision: &'a Decision,
     /// The checked `X-Paragon-Proxy-Url` (Proxy API only).
@@ -113,7 +112,7 @@ pub(super) fn rewrite(
 fn upstream_body(
     parts: &mut Parts,
     buffered: Option<Bytes>,
-    streamed: Option<Incoming>,
+    streamed: Option<Body>,
     inputs: &Inputs<'_>,
     credential: Option<&str>,
 ) -> Body {
@@ -138,11 +137,7 @@ fn upstream_body(
                 .insert(CONTENT_LENGTH, HeaderValue::from(raw.len()));
             body::full(raw)
         }
-        (None, _, _) => match streamed {
-            // An empty body (most GETs) needs no box: `empty()` is zero-sized.
-            Some(b) if !http_body::Body::is_end_stream(&b) => body::stream(b),
-            _ => body::empty(),
-        },
+        (None, _, _) => streamed.unwrap_or_else(body::empty),
     }
 }
 

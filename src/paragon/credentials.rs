@@ -20,9 +20,41 @@ pub struct Credential {
     pub integration_id: Option<Uuid>,
     /// `status == "VALID"`.
     pub valid: bool,
+    /// The status as Paragon gave it (the access review shows it).
+    pub status: Status,
     pub external_id: Option<Box<str>>,
     /// Configuration ids (UUIDs; others are dropped, failing closed).
     pub configurations: Box<[Uuid]>,
+}
+
+/// A credential's status (`paragon-api.md`: `VALID | PENDING | INVALID`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Valid,
+    Pending,
+    Invalid,
+    /// Absent, or a value Paragon does not document.
+    Other,
+}
+
+impl Status {
+    fn parse(s: Option<&str>) -> Status {
+        match s {
+            Some("VALID") => Status::Valid,
+            Some("PENDING") => Status::Pending,
+            Some("INVALID") => Status::Invalid,
+            _ => Status::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Valid => "VALID",
+            Status::Pending => "PENDING",
+            Status::Invalid => "INVALID",
+            Status::Other => "UNKNOWN",
+        }
+    }
 }
 
 /// A UUID as its 16 bytes: a quarter of the memory of its text, and
@@ -132,6 +164,7 @@ impl CredentialList {
                             integration: integration.clone(),
                             integration_id: c.integration_id.as_deref().and_then(parse_uuid),
                             valid: c.status.as_deref() == Some("VALID"),
+                            status: Status::parse(c.status.as_deref()),
                             external_id: c.external_id.as_deref().map(Into::into),
                             configurations: c
                                 .configurations
@@ -150,6 +183,7 @@ impl CredentialList {
                             integration: integration.clone(),
                             integration_id: None,
                             valid: integ.credential_status.as_deref() == Some("VALID"),
+                            status: Status::parse(integ.credential_status.as_deref()),
                             external_id: None,
                             configurations: Box::new([]),
                         });

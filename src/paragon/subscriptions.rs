@@ -52,6 +52,9 @@ pub enum LookupError {
     Malformed,
     #[error("too many subscription lookups in flight")]
     Busy,
+    /// A dry run (`/admin/decide`) asks Paragon nothing but `/sdk/me`.
+    #[error("the subscription's credential is not known to this replica, and a dry run does not ask Paragon")]
+    NotAsked,
 }
 
 struct Expiry;

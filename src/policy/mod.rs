@@ -41,6 +41,21 @@ pub fn template_matches(template: &str, principal: &str, ext: &str) -> bool {
     rest.is_empty()
 }
 
+/// The principal whose filled `template` is `ext`, if one is (the access
+/// review's inverse of [`template_matches`]): with `n` placeholders, its
+/// length follows from the label's, and the candidate is checked whole.
+pub fn principal_of_label<'e>(template: &str, ext: &'e str) -> Option<&'e str> {
+    let n = template.matches(PRINCIPAL_PLACEHOLDER).count();
+    let fixed = template.len() - n * PRINCIPAL_PLACEHOLDER.len();
+    if n == 0 || ext.len() <= fixed || !(ext.len() - fixed).is_multiple_of(n) {
+        return None;
+    }
+    let (first, _) = split_placeholder(template);
+    let len = (ext.len() - fixed) / n;
+    let candidate = ext.get(first.len()..first.len() + len)?;
+    template_matches(template, candidate, ext).then_some(candidate)
+}
+
 /// `template` up to its first `{principal}`, and what follows it, if any.
 fn split_placeholder(template: &str) -> (&str, Option<&str>) {
     let b = template.as_bytes();
@@ -91,6 +106,30 @@ impl Permitted {
             Permitted::NoCredential => "no_credential",
         }
     }
+}
+
+/// One sentence for a person about a `reason` value (contract §5a), for
+/// `/admin/decide` and `credgate explain`; `None` for a value that is an
+/// error code (those are explained by the code's message).
+pub fn explain_reason(reason: &str) -> Option<&'static str> {
+    Some(match reason {
+        "admin" => "the caller is an admin (auth.admin_claim): every credential of its Connected User",
+        "owner_label" => "the credential's externalId is policy.owner_external_id filled with the caller's principal",
+        "credentials_claim" => "the caller's token lists the credential in its policy.credentials_claim claim",
+        "acl" => "an ACL grant (policy.acl_file) covers the credential for this principal (see grant, grant_principal)",
+        "passthrough_claim" => "the caller's Paragon token's permissions claim grants the credential (see scope)",
+        "no_credential" => "the request routes no credential (a listing, or a call that needs none); a member's answer is narrowed to its own",
+        "not_in_list" => "the credential named is not in the Connected User's live list (checked again after a reload), or the configuration or subscription named is not the credential's",
+        "other_user" => "the sync belongs to another Connected User",
+        "other_integration" => "the credential is of another integration than the route's",
+        "no_grant" => "the credential is the Connected User's, but no grant (owner label, token claim, ACL) permits it to this member",
+        "ambiguous" => "several credentials match (an ext: label of several, or several permitted and none named): name one",
+        "product_not_allowed" => "members may not use this product (policy.member_products) or operation (admin-only)",
+        "host_not_allowed" => "the Proxy API target names a host outside policy.proxy_url_hosts",
+        "account_auth" => "members may not ask for includeAccountAuth (policy.allow_account_auth)",
+        "sync_not_owned" => "credgate does not know the sync's credential (a sync it did not see created or updated): admins only",
+        _ => return None,
+    })
 }
 
 /// What one caller is permitted, evaluated per credential. Built once per
@@ -393,6 +432,31 @@ mod template_tests {
             ("{principal}", "", "x"),
         ] {
             assert!(!template_matches(t, p, e), "{t} {p} {e}");
+        }
+    }
+
+    #[test]
+    fn labels_name_the_principal_they_were_filled_with() {
+        use super::principal_of_label as of;
+        assert_eq!(of("{principal}", "alice"), Some("alice"));
+        assert_eq!(of("member:{principal}", "member:alice"), Some("alice"));
+        assert_eq!(of("{principal}@{principal}", "ab@ab"), Some("ab"));
+        assert_eq!(of("{principal}@{principal}", "ab@ac"), None);
+        assert_eq!(of("member:{principal}", "alice"), None);
+        assert_eq!(of("member:{principal}", "member:"), None);
+        assert_eq!(of("x-{principal}-y", "x-bob-y"), Some("bob"));
+        assert_eq!(of("x-{principal}-y", "x-bob-z"), None);
+        // Every filled template names its principal back.
+        for t in [
+            "{principal}",
+            "m:{principal}",
+            "{principal}/{principal}",
+            "a{principal}b",
+        ] {
+            for p in ["a", "bob", "é", "x{y"] {
+                let filled = t.replace(super::PRINCIPAL_PLACEHOLDER, p);
+                assert_eq!(of(t, &filled), Some(p), "{t} {p}");
+            }
         }
     }
 

@@ -1,7 +1,10 @@
 //! The admin listener (contract §9), separate from traffic and on loopback by
 //! default: `GET /healthz`, `GET /readyz`, `GET /metrics`,
-//! `POST /admin/cache/invalidate`. It has no authentication of its own:
-//! bind it where only operators and Prometheus can reach it.
+//! `POST /admin/cache/invalidate`, `POST /admin/decide` (a decision
+//! explained, nothing forwarded), `GET /admin/access?user=U` (who may use
+//! which account). It has no authentication of its own: bind it where only
+//! operators and Prometheus can reach it. None of these is ever served on
+//! the traffic listener.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,6 +25,8 @@ use crate::net::body::{full, read_limited, Body};
 
 /// Largest invalidation request body.
 const MAX_ADMIN_BODY: u64 = 64 * 1024;
+/// Largest `/admin/decide` question (it may carry a request body).
+const MAX_DECIDE_BODY: u64 = 4 * 1024 * 1024;
 
 pub async fn serve(state: Arc<State>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
@@ -108,7 +113,17 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
             )
         }
         (&Method::POST, "/admin/cache/invalidate") => invalidate(state, req).await,
-        (_, "/healthz" | "/readyz" | "/metrics" | "/admin/cache/invalidate") => json(
+        (&Method::POST, "/admin/decide") => decide(state, req).await,
+        (&Method::GET, "/admin/access") => access(state, req.uri().query()).await,
+        (
+            _,
+            "/healthz"
+            | "/readyz"
+            | "/metrics"
+            | "/admin/cache/invalidate"
+            | "/admin/decide"
+            | "/admin/access",
+        ) => json(
             StatusCode::METHOD_NOT_ALLOWED,
             serde_json::json!({"message": "method not allowed"}),
         ),
@@ -152,5 +167,51 @@ async fn invalidate(state: &State, req: Request<Incoming>) -> Response<Body> {
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"message": e.to_string()}),
         ),
+    }
+}
+
+async fn decide(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let bad = |m: String| json(StatusCode::BAD_REQUEST, serde_json::json!({"message": m}));
+    let Ok(raw) = read_limited(req.into_body(), MAX_DECIDE_BODY).await else {
+        return bad("the body could not be read or is too large".into());
+    };
+    let question: crate::gateway::explain::DecideRequest = match serde_json::from_slice(&raw) {
+        Ok(q) => q,
+        Err(e) => return bad(format!("the body must be a decide question: {e}")),
+    };
+    match crate::gateway::explain::decide(state, question).await {
+        Ok(answer) => json(StatusCode::OK, answer),
+        Err(m) => bad(m),
+    }
+}
+
+async fn access(state: &State, query: Option<&str>) -> Response<Body> {
+    use crate::gateway::access::{review, AccessError};
+    let user = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == "user").then(|| {
+                crate::gateway::path::percent_decode(v.replace('+', " ").as_bytes())
+                    .and_then(|b| String::from_utf8(b.into_owned()).ok())
+            })
+        });
+    let Some(Some(user)) = user else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"message": "give the Connected User: /admin/access?user=U"}),
+        );
+    };
+    match review(state, &user).await {
+        Ok(v) => json(StatusCode::OK, v),
+        Err(e) => {
+            let status = match e {
+                AccessError::BadRequest(_) => StatusCode::BAD_REQUEST,
+                AccessError::Passthrough => StatusCode::CONFLICT,
+                AccessError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            json(status, serde_json::json!({"message": e.to_string()}))
+        }
     }
 }

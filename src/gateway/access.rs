@@ -1,0 +1,141 @@
+//! `GET /admin/access?user=U` (contract §9): every credential of Connected
+//! User U, from its live list (the cache, or Paragon), with who may use it
+//! and by which grant: admins, the principal an `owner_external_id` label
+//! names, the principals of each ACL grant that covers it (`*`: every
+//! member). A grant that cannot be enumerated (a token's
+//! `credentials_claim`) is named as such instead of guessed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::HeaderMap;
+use http::{Method, Uri};
+use serde_json::{json, Value};
+
+use super::exchange::Exchange;
+use super::{ConnInfo, State};
+use crate::auth::{Identity, Role};
+use crate::config::AuthMode;
+use crate::paragon::routes;
+use crate::policy::principal_of_label;
+
+/// Why the review cannot be given.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// 400.
+    #[error("{0}")]
+    BadRequest(&'static str),
+    /// 409: passthrough mode has no signing key and per-token lists.
+    #[error("the access review needs mint mode: in passthrough mode credgate cannot ask Paragon for a user's whole list, and each token's permissions claim is its own policy")]
+    Passthrough,
+    /// 503.
+    #[error("the credential list of this user could not be loaded: {0}")]
+    Unavailable(String),
+}
+
+/// The review of `user`.
+pub async fn review(state: &State, user: &str) -> Result<Value, AccessError> {
+    if user.is_empty() || user.chars().any(char::is_control) {
+        return Err(AccessError::BadRequest(
+            "`user` must be a Connected User id",
+        ));
+    }
+    let generation = state.current.load_full();
+    let cfg = &generation.config;
+    if cfg.auth.mode == AuthMode::Passthrough {
+        return Err(AccessError::Passthrough);
+    }
+    // The list is loaded as credgate loads it for any caller of `user`
+    // (an unrestricted token, the shared cache).
+    let reviewer = Identity::new(
+        Arc::from(user),
+        Arc::from("credgate-access-review"),
+        Role::Admin,
+        crate::clock::unix_now() + 60,
+        None,
+    );
+    let path = format!("/projects/{}/sdk/me", cfg.paragon.project_id);
+    let uri: Uri = path
+        .parse()
+        .map_err(|_| AccessError::BadRequest("the project id makes no path"))?;
+    let route = routes::classify(&Method::GET, uri.path(), &cfg.paragon.project_id)
+        .map_err(|_| AccessError::BadRequest("the project id makes no route"))?;
+    let request_id = state.ids.next();
+    let conn = ConnInfo::new(SocketAddr::from(([127, 0, 0, 1], 0)), false, true);
+    let mut ex = Exchange::new(
+        state,
+        &generation,
+        &conn,
+        &request_id,
+        &reviewer,
+        route,
+        &HeaderMap::new(),
+    );
+    ex.ctx.dry_run = true;
+    let ctx = &ex.ctx;
+    let snapshot = Box::pin(ctx.directory.get(&ctx.dir_key, || ctx.load()))
+        .await
+        .map_err(|e| AccessError::Unavailable(e.to_string()))?;
+
+    let policy = &cfg.policy;
+    let admins = cfg.auth.admin_claim.as_ref().map(|c| {
+        json!({
+            "grant": "admin",
+            "principals": [],
+            "who": format!("admins: tokens whose `{c}` claim holds one of {:?}", cfg.auth.admin_values),
+        })
+    });
+    let acl = policy.acl.grants();
+    let mut by_principal: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut credentials = Vec::new();
+    for c in snapshot.list.credentials.iter() {
+        let mut access: Vec<Value> = admins.iter().cloned().collect();
+        let label = match (&policy.owner_external_id, c.external_id.as_deref()) {
+            (Some(t), Some(ext)) => principal_of_label(t, ext),
+            _ => None,
+        };
+        if let Some(p) = label {
+            access.push(json!({"grant": "owner_label", "principals": [p], "who": format!("the member whose principal is {p:?} (the externalId label)")}));
+            by_principal.entry(p).or_default().push(&c.id);
+        }
+        for (g, principals) in &acl {
+            if g.applies_in(user) && g.allows(&c.id, c.external_id.as_deref(), &c.integration) {
+                access.push(json!({
+                    "grant": "acl",
+                    "index": g.index,
+                    "principals": principals,
+                    "who": if principals.contains(&"*") { "every member (ACL grant for \"*\")".to_string() } else { format!("ACL grant {}", g.index) },
+                }));
+                for p in principals {
+                    by_principal.entry(p).or_default().push(&c.id);
+                }
+            }
+        }
+        if let Some(claim) = &policy.credentials_claim {
+            access.push(json!({
+                "grant": "credentials_claim",
+                "principals": Value::Null,
+                "enumerable": false,
+                "who": format!("any member whose token's `{claim}` claim lists this credential (not enumerable: tokens are issued by your identity provider)"),
+            }));
+        }
+        credentials.push(json!({
+            "id": &*c.id,
+            "integration": &*c.integration,
+            "externalId": c.external_id.as_deref(),
+            "status": c.status.as_str(),
+            "access": access,
+        }));
+    }
+    for ids in by_principal.values_mut() {
+        ids.sort_unstable();
+        ids.dedup();
+    }
+    Ok(json!({
+        "user": user,
+        "credentials": credentials,
+        "by_principal": by_principal,
+        "shadow": policy.shadow.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+    }))
+}
