@@ -193,6 +193,15 @@ fn bench_policy(c: &mut Criterion) {
         });
     }
     g.finish();
+    // The reason an allowed request records (contract §5a): computed once
+    // per request, for the routed credential.
+    let l = list(10);
+    let who = member("member-9");
+    let permit = Permit::new(&who, &f.config.policy);
+    let routed = l.find("00000009-0000-4000-8000-000000000000").unwrap();
+    c.bench_function("policy/reason_owner_label", |b| {
+        b.iter(|| black_box(permit.why(black_box(routed))).map(|p| p.as_str()))
+    });
 }
 
 fn bench_rewrite(c: &mut Criterion) {
