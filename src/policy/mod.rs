@@ -132,6 +132,15 @@ pub fn explain_reason(reason: &str) -> Option<&'static str> {
     })
 }
 
+/// [`Permitted`] before it is kept: borrowed scope keys.
+enum Found<'p> {
+    Admin,
+    OwnerLabel,
+    CredentialsClaim,
+    Acl { grant: usize, everyone: bool },
+    Scope(&'p str, Option<&'p str>),
+}
+
 /// What one caller is permitted, evaluated per credential. Built once per
 /// request.
 #[derive(Debug)]
@@ -175,25 +184,7 @@ impl<'a> Permit<'a> {
     }
 
     pub fn allows(&self, c: &Credential) -> bool {
-        match self {
-            Permit::All => true,
-            Permit::Scoped(p) => p.allows(&c.integration, &c.id),
-            Permit::Member {
-                user,
-                owner,
-                claimed,
-                acl_own,
-                acl_all,
-            } => {
-                owner.is_some_and(|(template, principal)| {
-                    c.external_id
-                        .as_deref()
-                        .is_some_and(|ext| template_matches(template, principal, ext))
-                }) || claimed.iter().any(|id| **id == *c.id)
-                    || acl_own.iter().any(|g| grants_credential(g, user, c))
-                    || acl_all.iter().any(|g| grants_credential(g, user, c))
-            }
-        }
+        self.first_grant(c).is_some()
     }
 
     /// What permits `c` to this caller, when something does: the first
@@ -201,16 +192,28 @@ impl<'a> Permit<'a> {
     /// (the caller's own grants, then `"*"` grants). Computed for the
     /// routed credential only (the audit's and `/admin/decide`'s `reason`).
     pub fn why(&self, c: &Credential) -> Option<Permitted> {
+        self.first_grant(c).map(|g| match g {
+            Found::Admin => Permitted::Admin,
+            Found::OwnerLabel => Permitted::OwnerLabel,
+            Found::CredentialsClaim => Permitted::CredentialsClaim,
+            Found::Acl { grant, everyone } => Permitted::Acl { grant, everyone },
+            Found::Scope(i, cred) => Permitted::PassthroughClaim {
+                scope: match cred {
+                    Some(cred) => format!("{i}/{cred}").into(),
+                    None => i.into(),
+                },
+            },
+        })
+    }
+
+    /// The first grant covering `c`, without allocating (every permit
+    /// check on the hot path goes through here).
+    fn first_grant<'s>(&'s self, c: &Credential) -> Option<Found<'s>> {
         match self {
-            Permit::All => Some(Permitted::Admin),
-            Permit::Scoped(p) => p.granting_scope(&c.integration, &c.id).map(|(i, cred)| {
-                Permitted::PassthroughClaim {
-                    scope: match cred {
-                        Some(cred) => format!("{i}/{cred}").into(),
-                        None => i.into(),
-                    },
-                }
-            }),
+            Permit::All => Some(Found::Admin),
+            Permit::Scoped(p) => p
+                .granting_scope(&c.integration, &c.id)
+                .map(|(i, cred)| Found::Scope(i, cred)),
             Permit::Member {
                 user,
                 owner,
@@ -224,16 +227,16 @@ impl<'a> Permit<'a> {
                         .is_some_and(|ext| template_matches(template, principal, ext))
                 });
                 if labelled {
-                    return Some(Permitted::OwnerLabel);
+                    return Some(Found::OwnerLabel);
                 }
                 if claimed.iter().any(|id| **id == *c.id) {
-                    return Some(Permitted::CredentialsClaim);
+                    return Some(Found::CredentialsClaim);
                 }
                 let acl = |grants: &[Grant], everyone: bool| {
                     grants
                         .iter()
                         .find(|g| grants_credential(g, user, c))
-                        .map(|g| Permitted::Acl {
+                        .map(|g| Found::Acl {
                             grant: g.index,
                             everyone,
                         })
