@@ -76,15 +76,6 @@ pub struct Record<'a> {
     pub latency_ms: f64,
 }
 
-#[derive(Serialize)]
-struct Line<'a> {
-    timestamp: &'a str,
-    level: &'static str,
-    target: &'static str,
-    #[serde(flatten)]
-    record: &'a Record<'a>,
-}
-
 enum Out {
     Stdout,
     File(File),
@@ -149,14 +140,18 @@ impl AuditLog {
         let Some(out) = &self.out else {
             return Ok(());
         };
-        let timestamp = crate::clock::format_iso(crate::clock::now_ms());
-        let line = serde_json::to_vec(&Line {
-            timestamp: &timestamp,
-            level: "INFO",
-            target: AUDIT_TARGET,
-            record,
-        })
-        .map_err(std::io::Error::other)?;
+        // The head by hand, then the record's fields after it (serde's
+        // `flatten` costs several times the whole record).
+        let mut line = Vec::with_capacity(512);
+        line.extend_from_slice(b"{\"timestamp\":\"");
+        crate::clock::write_iso(crate::clock::now_ms(), &mut line);
+        line.extend_from_slice(b"\",\"level\":\"INFO\",\"target\":\"");
+        line.extend_from_slice(AUDIT_TARGET.as_bytes());
+        line.extend_from_slice(b"\",");
+        let fields = line.len();
+        serde_json::to_writer(&mut line, record).map_err(std::io::Error::other)?;
+        // The record's own `{` goes: its fields continue the head's object.
+        line.remove(fields);
         let mut line = escape_line_breakers(line);
         line.push(b'\n');
         let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
@@ -175,6 +170,11 @@ impl AuditLog {
 /// string, and some log readers break lines at them: written as `\uXXXX`
 /// escapes instead, the line stays one line and means the same.
 fn escape_line_breakers(json: Vec<u8>) -> Vec<u8> {
+    // Each of them is encoded with a lead byte 0xC2 (U+0080..U+009F) or
+    // 0xE2 (U+2028/2029): a line with neither needs no look at its chars.
+    if !json.iter().any(|&b| b == 0xC2 || b == 0xE2) {
+        return json;
+    }
     let risky = |c: char| ('\u{80}'..='\u{9f}').contains(&c) || c == '\u{2028}' || c == '\u{2029}';
     let Ok(text) = std::str::from_utf8(&json) else {
         return json;
@@ -229,6 +229,15 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert_eq!(lines[0]["target"], AUDIT_TARGET);
+        assert_eq!(lines[0]["level"], "INFO");
+        assert_eq!(lines[0]["request_id"], "r1");
+        let ts = lines[0]["timestamp"].as_str().unwrap();
+        assert_eq!(
+            (ts.len(), &ts[4..5], &ts[10..11], &ts[23..]),
+            (24, "-", "T", "Z"),
+            "{ts}"
+        );
+        assert!(text.starts_with("{\"timestamp\":\""), "{text}");
         assert_eq!(lines[0]["principal"], "mallory\n{\"forged\":1}");
         log.write(&Record {
             request_id: "r3",
