@@ -178,7 +178,7 @@ fn bench_policy(c: &mut Criterion) {
         let target = Requested::Id(format!("{:08x}-0000-4000-8000-000000000000", n - 1));
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
-                let permit = Permit::new(&who, &f.config.policy);
+                let permit = Permit::new(&who, &f.config.policy, None);
                 resolve_named(
                     black_box(&l),
                     &permit,
@@ -197,7 +197,7 @@ fn bench_policy(c: &mut Criterion) {
     // per request, for the routed credential.
     let l = list(10);
     let who = member("member-9");
-    let permit = Permit::new(&who, &f.config.policy);
+    let permit = Permit::new(&who, &f.config.policy, None);
     let routed = l.find("00000009-0000-4000-8000-000000000000").unwrap();
     c.bench_function("policy/reason_owner_label", |b| {
         b.iter(|| black_box(permit.why(black_box(routed))).map(|p| p.as_str()))
@@ -322,7 +322,7 @@ fn bench_filter(c: &mut Criterion) {
     let who = member("member-7");
     c.bench_function("filter/sdk_me_20_credentials", |b| {
         b.iter(|| {
-            let permit = Permit::new(&who, &f.config.policy);
+            let permit = Permit::new(&who, &f.config.policy, None);
             let mut v: serde_json::Value = serde_json::from_str(black_box(&body)).unwrap();
             filter::filter_me(
                 &mut v,
@@ -376,7 +376,7 @@ fn bench_warm_path(c: &mut Criterion) {
                     headers::Single::Absent => unreachable!(),
                 };
                 let requested = Requested::parse(v).unwrap();
-                let permit = Permit::new(&id, &f.config.policy);
+                let permit = Permit::new(&id, &f.config.policy, None);
                 let cred = resolve_named(
                     &l,
                     &permit,

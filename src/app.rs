@@ -105,9 +105,15 @@ pub fn build_generation(
         AuthMode::Passthrough => None,
     };
     let audit = crate::audit::AuditLog::open(&config.audit).map_err(|e| e.to_string())?;
+    let limits = crate::policy::limits::Limits::new(
+        &config.limits,
+        &config.policy.rules,
+        previous.map(|p| &p.limits),
+    );
     Ok(Generation {
         config,
         audit,
+        limits,
         auth,
         minter,
         upstreams,

@@ -69,6 +69,12 @@ pub struct Record<'a> {
     /// that granted the credential.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<&'a str>,
+    /// `reason = "rule"` (and a 429 of a limit rule): the rule's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'a str>,
+    /// Rules in shadow mode that would have taken effect, comma-separated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_rules: Option<&'a str>,
     /// Why a token was refused (401 only): `expired`, `bad_signature`, ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<&'a str>,

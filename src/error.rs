@@ -39,6 +39,9 @@ pub enum Refused {
     /// The sync's credential is not known (a sync credgate did not see
     /// created or updated).
     SyncNotOwned,
+    /// A deny rule of `policy.rules_file` (contract §5b); the audit
+    /// record names it.
+    Rule,
 }
 
 impl Refused {
@@ -53,6 +56,7 @@ impl Refused {
             Refused::HostNotAllowed => "host_not_allowed",
             Refused::AccountAuth => "account_auth",
             Refused::SyncNotOwned => "sync_not_owned",
+            Refused::Rule => "rule",
         }
     }
 }
@@ -84,6 +88,13 @@ pub enum GatewayError {
     /// 403: full URL in a Proxy API path to a host not allowed.
     #[error("the Proxy API path names a host that is not allowed")]
     UpstreamHostForbidden,
+    /// 429 with `Retry-After` (whole seconds): over a rate limit
+    /// (contract §5c); `scope` is `principal`, `user` or `rule`.
+    #[error("too many requests; retry later")]
+    RateLimited {
+        retry_after: u64,
+        scope: &'static str,
+    },
     /// 404.
     #[error("no such route")]
     RouteNotFound,
@@ -144,6 +155,7 @@ impl GatewayError {
             GatewayError::RouteNotFound | GatewayError::UnknownProject => StatusCode::NOT_FOUND,
             GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::CredentialsUnavailable(_)
             | GatewayError::Unavailable(_)
@@ -166,6 +178,7 @@ impl GatewayError {
             GatewayError::UnknownProject => "unknown_project",
             GatewayError::BodyTimeout => "body_timeout",
             GatewayError::BodyTooLarge => "body_too_large",
+            GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
             GatewayError::CredentialsUnavailable(_) => "credentials_unavailable",
             GatewayError::Unavailable(_) | GatewayError::KeysUnavailable => "unavailable",
@@ -223,9 +236,16 @@ impl GatewayError {
         *resp.status_mut() = status;
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if matches!(self, GatewayError::KeysUnavailable) {
-            resp.headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match &self {
+            GatewayError::KeysUnavailable => {
+                resp.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            GatewayError::RateLimited { retry_after, .. } => {
+                resp.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            _ => {}
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
@@ -260,6 +280,10 @@ mod tests {
             GatewayError::UnknownProject,
             GatewayError::BodyTimeout,
             GatewayError::BodyTooLarge,
+            GatewayError::RateLimited {
+                retry_after: 3,
+                scope: "principal",
+            },
             GatewayError::UpstreamUnavailable(UpstreamFailure::Unfilterable("x")),
             GatewayError::CredentialsUnavailable(
                 crate::paragon::directory::LoadError::NotAuthenticated,
@@ -317,11 +341,25 @@ mod tests {
                 (404, "unknown_project"),
                 (408, "body_timeout"),
                 (413, "body_too_large"),
+                (429, "rate_limited"),
                 (502, "upstream_unavailable"),
                 (503, "credentials_unavailable"),
                 (504, "upstream_timeout"),
             ]
         );
+    }
+
+    #[test]
+    fn a_429_says_when_to_retry_and_is_never_shadowed() {
+        let e = GatewayError::RateLimited {
+            retry_after: 7,
+            scope: "user",
+        };
+        assert_eq!(e.refused(), None);
+        assert_eq!(e.reason(), "rate_limited");
+        let resp = e.into_response("r");
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()[http::header::RETRY_AFTER], "7");
     }
 
     #[tokio::test]

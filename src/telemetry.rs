@@ -207,6 +207,18 @@ pub struct ProductLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabel {
+    pub scope: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    /// A rule name: 1 to 64 of `A-Za-z0-9-_.:`, from the operator's file.
+    pub rule: std::sync::Arc<str>,
+    pub effect: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabel {
     pub upstream: &'static str,
 }
@@ -259,6 +271,11 @@ pub struct Metrics {
     pub config_info: Family<ConfigInfoLabels, Gauge>,
     /// 1 for each product whose refusals by policy are shadowed (§5a).
     pub policy_shadow: Family<ProductLabel, Gauge>,
+    /// Requests refused with 429 (§5c), by `principal`, `user` or `rule`.
+    pub rate_limited: Family<ScopeLabel, Counter>,
+    /// Policy rules that took effect (§5b), by rule and effect; `shadow`
+    /// for rules in shadow mode that would have.
+    pub rule_matches: Family<RuleLabel, Counter>,
     config_info_current: std::sync::Mutex<Option<ConfigInfoLabels>>,
     pub cluster_degraded: Gauge,
     pub cluster_events_applied: Counter,
@@ -339,6 +356,8 @@ impl Metrics {
             config_reloads: Family::default(),
             config_info: Family::default(),
             policy_shadow: Family::default(),
+            rate_limited: Family::default(),
+            rule_matches: Family::default(),
             config_info_current: std::sync::Mutex::new(None),
             cluster_degraded: Gauge::default(),
             cluster_events_applied: Counter::default(),
@@ -477,6 +496,16 @@ impl Metrics {
             "policy_shadow",
             "1 for a product in shadow mode (refusals by policy recorded and forwarded), else 0",
             m.policy_shadow.clone(),
+        );
+        r.register(
+            "rate_limited",
+            "Requests refused with 429 rate_limited, by scope (principal, user, rule)",
+            m.rate_limited.clone(),
+        );
+        r.register(
+            "rule_matches",
+            "Policy rules that took effect, by rule and effect (allow, deny, limit, or shadow for a rule in shadow mode)",
+            m.rule_matches.clone(),
         );
         r.register(
             "cluster_degraded",

@@ -127,7 +127,7 @@ async fn globex_sync(env: &Env) -> String {
 }
 
 /// Every reason value of contract §5a but `passthrough_claim` (its own
-/// mode, below) and `rule` (policy rules are not built yet).
+/// mode, below) and `rule` (policy rules: `tests/rules.rs`).
 async fn reason_table(env: &Env) -> Vec<Case> {
     let alice = env.member("alice");
     let globex_sync = globex_sync(env).await;
@@ -531,25 +531,6 @@ async fn early_refusals_by_policy_are_shadowed_too() {
 
 // --------------------------------------------------------- /admin/decide
 
-async fn admin_post(env: &Env, path: &str, body: Value) -> (u16, Value) {
-    let r = http::Request::post(format!("http://{}{path}", env.gw.admin_addr))
-        .header("content-type", "application/json")
-        .body(credgate::net::body::full(body.to_string()))
-        .unwrap();
-    let got = send(&env.cl, r).await;
-    (got.status.as_u16(), got.json())
-}
-
-async fn admin_get(env: &Env, path: &str) -> (u16, Value) {
-    let got = get(
-        &env.cl,
-        &format!("http://{}{path}", env.gw.admin_addr),
-        None,
-    )
-    .await;
-    (got.status.as_u16(), got.json())
-}
-
 /// The decide question for a case of the table.
 fn question(case: &Case) -> Value {
     let mut headers = serde_json::Map::new();
@@ -580,7 +561,7 @@ async fn decide_agrees_with_the_gateway_and_forwards_nothing() {
     env.state().clear_requests();
     let mut answers = Vec::new();
     for case in &table {
-        answers.push(admin_post(&env, "/admin/decide", question(case)).await);
+        answers.push(env.admin_post("/admin/decide", question(case)).await);
     }
     let reached: Vec<_> = env
         .state()
@@ -655,12 +636,12 @@ async fn decide_agrees_with_the_gateway_and_forwards_nothing() {
 async fn decide_answers_what_if_questions_and_redacts_tokens() {
     let (env, _acl) = env_with("shadow_products = [\"proxy\"]").await;
     let ask = |identity: Value, cred: &str| json!({"identity": identity, "path": sf(), "headers": {"X-Paragon-Credential": cred}});
-    let (_, a) = admin_post(
-        &env,
-        "/admin/decide",
-        ask(json!({"user": "acme", "principal": "bob"}), SF_BOB),
-    )
-    .await;
+    let (_, a) = env
+        .admin_post(
+            "/admin/decide",
+            ask(json!({"user": "acme", "principal": "bob"}), SF_BOB),
+        )
+        .await;
     assert_eq!(
         (a["decision"].clone(), a["reason"].clone()),
         (json!("allowed"), json!("owner_label")),
@@ -668,15 +649,15 @@ async fn decide_answers_what_if_questions_and_redacts_tokens() {
     );
     assert_eq!(a["credential"]["externalId"], "bob");
     assert_eq!(a["credential"]["status"], "VALID");
-    let (_, a) = admin_post(
-        &env,
-        "/admin/decide",
-        ask(
-            json!({"user": "acme", "principal": "carol", "admin": true}),
-            SF_BOB,
-        ),
-    )
-    .await;
+    let (_, a) = env
+        .admin_post(
+            "/admin/decide",
+            ask(
+                json!({"user": "acme", "principal": "carol", "admin": true}),
+                SF_BOB,
+            ),
+        )
+        .await;
     assert_eq!(
         (a["decision"].clone(), a["reason"].clone()),
         (json!("allowed"), json!("admin")),
@@ -687,12 +668,12 @@ async fn decide_answers_what_if_questions_and_redacts_tokens() {
         "an admin token has no claim"
     );
     // Shadowed: the answer says so, and what would go out.
-    let (_, a) = admin_post(
-        &env,
-        "/admin/decide",
-        ask(json!({"user": "acme", "principal": "alice"}), SF_BOB),
-    )
-    .await;
+    let (_, a) = env
+        .admin_post(
+            "/admin/decide",
+            ask(json!({"user": "acme", "principal": "alice"}), SF_BOB),
+        )
+        .await;
     assert_eq!(
         (
             a["decision"].clone(),
@@ -713,23 +694,20 @@ async fn decide_answers_what_if_questions_and_redacts_tokens() {
     assert!(a["explanation"].as_str().unwrap().contains("no grant"));
 
     let alice = env.member("alice");
-    let (_, a) = admin_post(
-        &env,
-        "/admin/decide",
-        json!({"token": alice, "path": sf(), "headers": {"x-paragon-credential": SF_ALICE}}),
-    )
-    .await;
+    let (_, a) = env
+        .admin_post(
+            "/admin/decide",
+            json!({"token": alice, "path": sf(), "headers": {"x-paragon-credential": SF_ALICE}}),
+        )
+        .await;
     let text = a.to_string();
     assert!(!text.contains(&alice), "the caller's token is not echoed");
     assert!(!text.contains("eyJ"), "no token at all: {text}");
     // An expired token: the cause and the claimed principal.
     let expired = token(&env, "acme", "mallory", json!({"exp": 1_000_000}));
-    let (_, a) = admin_post(
-        &env,
-        "/admin/decide",
-        json!({"token": expired, "path": sf()}),
-    )
-    .await;
+    let (_, a) = env
+        .admin_post("/admin/decide", json!({"token": expired, "path": sf()}))
+        .await;
     assert_eq!(
         (
             a["decision"].clone(),
@@ -755,7 +733,7 @@ async fn decide_answers_what_if_questions_and_redacts_tokens() {
         json!({"path": "/", "headers": {"bad name": "x"}}),
         json!({"token": "t", "path": "/", "headers": {"authorization": "Bearer u"}}),
     ] {
-        let (status, a) = admin_post(&env, "/admin/decide", bad.clone()).await;
+        let (status, a) = env.admin_post("/admin/decide", bad.clone()).await;
         assert_eq!(status, 400, "{bad}: {a}");
         assert!(a["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
@@ -855,7 +833,7 @@ fn grants(row: &Value) -> Vec<(String, Value, Value)> {
 #[tokio::test]
 async fn the_access_review_names_who_may_use_each_account() {
     let (env, _acl) = env_with("").await;
-    let (status, a) = admin_get(&env, "/admin/access?user=acme").await;
+    let (status, a) = env.admin_get("/admin/access?user=acme").await;
     assert_eq!(status, 200, "{a}");
     let admin = ("admin".to_string(), Value::Null, json!([]));
     let claim = ("credentials_claim".to_string(), Value::Null, Value::Null);
@@ -915,7 +893,7 @@ async fn the_access_review_names_who_may_use_each_account() {
     }
 
     // Another Connected User: the "*" grant that names it.
-    let (_, g) = admin_get(&env, "/admin/access?user=globex").await;
+    let (_, g) = env.admin_get("/admin/access?user=globex").await;
     assert_eq!(
         grants(row(&g, GLOBEX_SF)),
         vec![
@@ -925,9 +903,9 @@ async fn the_access_review_names_who_may_use_each_account() {
             claim,
         ]
     );
-    let (status, _) = admin_get(&env, "/admin/access").await;
+    let (status, _) = env.admin_get("/admin/access").await;
     assert_eq!(status, 400);
-    let (status, m) = admin_get(&env, "/admin/access?user=nobody").await;
+    let (status, m) = env.admin_get("/admin/access?user=nobody").await;
     assert_eq!(status, 503, "Paragon does not know the user: {m}");
     env.gw.shutdown().await;
 }
@@ -1000,7 +978,7 @@ async fn the_access_review_needs_mint_mode() {
             .paragon("public_key_file = \"paragon.pub.pem\"")
     })
     .await;
-    let (status, a) = admin_get(&env, "/admin/access?user=acme").await;
+    let (status, a) = env.admin_get("/admin/access?user=acme").await;
     assert_eq!(status, 409, "{a}");
     assert!(a["message"].as_str().unwrap().contains("mint mode"));
     env.gw.shutdown().await;

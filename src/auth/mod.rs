@@ -154,6 +154,9 @@ pub struct Identity {
     /// Passthrough: the permissions claim as canonical JSON (Paragon
     /// narrows `/sdk/me` by it, so the credential cache keys on it too).
     pub permissions_key: Option<Arc<str>>,
+    /// The verified token's claims, kept only when a policy rule reads
+    /// `caller.claims` (contract §5b).
+    pub claims: Option<Arc<Map<String, Value>>>,
     /// What the layers above remember of this caller (the gateway keeps
     /// its last minted token and credential list there). The identity lives
     /// as long as its token in the verified-token cache, so a caller that
@@ -206,6 +209,7 @@ impl Identity {
             role,
             exp,
             permissions_key,
+            claims: None,
             memo: Slot::default(),
         }
     }
@@ -249,6 +253,8 @@ struct IdentityRules {
     admin_claim: Option<String>,
     admin_values: Vec<String>,
     credentials_claim: Option<String>,
+    /// Some rule reads `caller.claims`: identities keep their claims.
+    keep_claims: bool,
 }
 
 /// Verifies callers' tokens for one config generation.
@@ -331,6 +337,7 @@ impl Authenticator {
                 admin_claim: a.admin_claim.clone(),
                 admin_values: a.admin_values.clone(),
                 credentials_claim: config.policy.credentials_claim.clone(),
+                keep_claims: config.policy.rules.uses_claims,
             },
             cache,
             metrics,
@@ -520,13 +527,11 @@ impl Authenticator {
                     };
                     Role::Member { claimed }
                 };
-                Ok(Identity::new(
-                    user.into(),
-                    principal.into(),
-                    role,
-                    exp,
-                    None,
-                ))
+                let mut identity = Identity::new(user.into(), principal.into(), role, exp, None);
+                if self.rules.keep_claims {
+                    identity.claims = Some(Arc::new(claims));
+                }
+                Ok(identity)
             }
             AuthMode::Passthrough => {
                 let sub = string_claim(&claims, "sub").ok_or(AuthError::MissingIdentity("sub"))?;
@@ -541,7 +546,11 @@ impl Authenticator {
                         )
                     }
                 };
-                Ok(Identity::new(sub.clone(), sub, role, exp, key))
+                let mut identity = Identity::new(sub.clone(), sub, role, exp, key);
+                if self.rules.keep_claims {
+                    identity.claims = Some(Arc::new(claims));
+                }
+                Ok(identity)
             }
         }
     }

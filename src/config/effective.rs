@@ -93,6 +93,7 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             owner_external_id: pol.owner_external_id.clone(),
             credentials_claim: pol.credentials_claim.clone(),
             acl_file: pol.acl_file.as_ref().map(|p| path(p)),
+            rules_file: pol.rules_file.as_ref().map(|p| path(p)),
             admin_default: Some(
                 match pol.admin_default {
                     AdminDefault::Passthrough => "passthrough",
@@ -129,6 +130,12 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
         audit: RawAudit {
             enabled: Some(c.audit.enabled),
             file: c.audit.file.as_ref().map(|p| path(p)),
+        },
+        limits: RawLimits {
+            principal_rps: c.limits.principal.map(|r| r.rps),
+            principal_burst: c.limits.principal.map(|r| r.burst),
+            user_rps: c.limits.user.map(|r| r.rps),
+            user_burst: c.limits.user.map(|r| r.burst),
         },
         cluster: c.cluster.as_ref().map(|cl| RawCluster {
             postgres_url: if cl.postgres_url_env.is_some() {

@@ -11,6 +11,7 @@ pub mod duration;
 mod net;
 mod products;
 pub mod raw;
+pub mod rules;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -146,6 +147,7 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub cache: CacheConfig,
     pub audit: AuditConfig,
+    pub limits: LimitsConfig,
     pub cluster: Option<ClusterConfig>,
     /// Things that are legal but deserve a word (printed by `check-config`
     /// and logged at start).
@@ -311,6 +313,9 @@ pub struct PolicyConfig {
     pub credentials_claim: Option<String>,
     pub acl_file: Option<PathBuf>,
     pub acl: Arc<Acl>,
+    /// `policy.rules_file` and its compiled rules (contract §5b).
+    pub rules_file: Option<PathBuf>,
+    pub rules: Arc<rules::Rules>,
     pub admin_default: AdminDefault,
     pub member_products: BTreeSet<Product>,
     pub allow_account_auth: bool,
@@ -339,6 +344,14 @@ impl PolicyConfig {
     pub fn shadows(&self, product: Product) -> bool {
         !self.shadow.is_empty() && self.shadow.contains(&product)
     }
+}
+
+/// `[limits]` (contract §5c): token buckets per principal and per
+/// Connected User; unset, no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LimitsConfig {
+    pub principal: Option<rules::Rate>,
+    pub user: Option<rules::Rate>,
 }
 
 /// `[audit]`: where the audit trail goes. It is its own sink, not a log
@@ -579,6 +592,14 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
     }
     let cache = validate_cache(raw.cache)?;
     let audit = validate_audit(raw.audit, base, &mut warnings)?;
+    let limits = LimitsConfig {
+        principal: rate(
+            "limits.principal",
+            raw.limits.principal_rps,
+            raw.limits.principal_burst,
+        )?,
+        user: rate("limits.user", raw.limits.user_rps, raw.limits.user_burst)?,
+    };
     let cluster = raw.cluster.map(|c| validate_cluster(c, env)).transpose()?;
     Ok(Config {
         server,
@@ -587,10 +608,43 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
         policy,
         cache,
         audit,
+        limits,
         cluster,
         warnings,
         sha256: String::new(),
     })
+}
+
+/// One `[limits]` bucket: `{prefix}_rps` (above 0) and `{prefix}_burst`
+/// (at least 1; default: the rate rounded up).
+fn rate(
+    prefix: &str,
+    rps: Option<f64>,
+    burst: Option<u32>,
+) -> Result<Option<rules::Rate>, ConfigError> {
+    match (rps, burst) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(ConfigError::new(
+            format!("{prefix}_burst"),
+            format!("needs {prefix}_rps"),
+        )),
+        (Some(rps), burst) => {
+            if !(rps.is_finite() && rps > 0.0 && rps <= 1e6) {
+                return Err(ConfigError::new(
+                    format!("{prefix}_rps"),
+                    "must be a number above 0 and at most 1000000",
+                ));
+            }
+            let burst = burst.unwrap_or_else(|| rps.ceil().max(1.0) as u32);
+            if burst == 0 {
+                return Err(ConfigError::new(
+                    format!("{prefix}_burst"),
+                    "must be at least 1",
+                ));
+            }
+            Ok(Some(rules::Rate { rps, burst }))
+        }
+    }
 }
 
 fn validate_audit(
@@ -1272,8 +1326,32 @@ fn validate_policy(
         Some(p) => Acl::load(p).map_err(|m| ConfigError::new("policy.acl_file", m))?,
         None => Acl::default(),
     };
+    let rules_file = raw
+        .rules_file
+        .as_deref()
+        .map(|p| existing_file("policy.rules_file", base, p))
+        .transpose()?;
+    let rules = match &rules_file {
+        Some(p) => rules::Rules::load(p).map_err(|m| ConfigError::new("policy.rules_file", m))?,
+        None => rules::Rules::default(),
+    };
+    let allow_rules = rules.rules.iter().any(|r| r.effect == rules::Effect::Allow);
+    if mode == AuthMode::Passthrough && allow_rules {
+        warnings.push(
+            "policy.rules_file: allow rules do not apply in passthrough mode (the token's permissions claim is the policy); deny and limit rules do".into(),
+        );
+    }
+    if let Some(r) = rules.rules.iter().find(|r| r.shadow) {
+        warnings.push(format!(
+            "policy.rules_file: rule `{}` is in shadow mode: what it would do is only recorded",
+            r.name
+        ));
+    }
     if mode == AuthMode::Mint {
-        if raw.owner_external_id.is_none() && raw.credentials_claim.is_none() && acl_file.is_none()
+        if raw.owner_external_id.is_none()
+            && raw.credentials_claim.is_none()
+            && acl_file.is_none()
+            && !allow_rules
         {
             warnings.push(
                 "no member grant is set (policy.owner_external_id, credentials_claim or acl_file): every member is refused every credential; only admins can use credgate".into(),
@@ -1393,6 +1471,8 @@ fn validate_policy(
         credentials_claim: raw.credentials_claim,
         acl_file,
         acl: Arc::new(acl),
+        rules_file,
+        rules: Arc::new(rules),
         admin_default,
         member_products,
         allow_account_auth: raw.allow_account_auth.unwrap_or(false),

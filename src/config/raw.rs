@@ -20,8 +20,23 @@ pub struct RawConfig {
     pub cache: RawCache,
     #[serde(default)]
     pub audit: RawAudit,
+    #[serde(default)]
+    pub limits: RawLimits,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<RawCluster>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal_rps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal_burst: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_rps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_burst: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -184,6 +199,8 @@ pub struct RawPolicy {
     pub credentials_claim: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acl_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_default: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

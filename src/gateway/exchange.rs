@@ -15,6 +15,7 @@ use crate::net::body::Body;
 use crate::paragon::credentials::Credential;
 use crate::paragon::directory::{DirKey, Directory, Snapshot};
 use crate::paragon::routes::Route;
+use crate::policy::rules::RuleView;
 use crate::policy::Permit;
 
 /// What the gateway remembers of a caller, in its identity's slot (see
@@ -23,6 +24,7 @@ use crate::policy::Permit;
 pub(crate) struct CallerMemo {
     pub list: crate::paragon::directory::ListMemo,
     pub mint: crate::paragon::mint::MintMemo,
+    pub rules: crate::policy::rules::RuleMemo,
 }
 
 /// The fixed context of one request, known once it is authenticated and
@@ -36,6 +38,9 @@ pub(super) struct Ctx<'r> {
     pub identity: &'r Identity,
     /// What this caller may use (contract §5).
     pub permit: Permit<'r>,
+    /// The policy rules as this request sees them (contract §5b), when
+    /// there are any.
+    pub rules: Option<&'r RuleView<'r>>,
     pub route: Route<'r>,
     pub admin: bool,
     /// Whether default rules apply to this caller: members always, admins
@@ -85,7 +90,8 @@ impl<'r> Exchange<'r> {
                 conn,
                 request_id,
                 identity,
-                permit: Permit::new(identity, &cfg.policy),
+                permit: Permit::new(identity, &cfg.policy, None),
+                rules: None,
                 route,
                 admin,
                 resolves_for_caller: !admin || cfg.policy.admin_default == AdminDefault::Resolve,
@@ -95,6 +101,17 @@ impl<'r> Exchange<'r> {
                 dry_run: false,
             },
             list: None,
+        }
+    }
+}
+
+impl<'r> Ctx<'r> {
+    /// Puts the policy rules in force for this request: deny and limit
+    /// rules for every caller, allow rules in a member's permit.
+    pub(super) fn with_rules(&mut self, rules: Option<&'r RuleView<'r>>) {
+        if rules.is_some() {
+            self.rules = rules;
+            self.permit = Permit::new(self.identity, &self.cfg.policy, rules);
         }
     }
 }
@@ -109,6 +126,10 @@ pub(super) struct Shadow {
 }
 
 impl Shadow {
+    pub fn new(on: bool) -> Shadow {
+        Shadow { on, refused: None }
+    }
+
     /// A refusal by policy is kept (and `Ok` returned) when shadowing is
     /// on; every other error, and every refusal when it is off, is
     /// returned. Authentication, input, limit and fail-closed errors carry
@@ -132,4 +153,6 @@ pub(crate) struct DryRun {
     pub credential: Option<Credential>,
     /// The request Paragon would have received.
     pub upstream: Option<Request<Body>>,
+    /// Every policy rule and how it came out (contract §5b).
+    pub rules: Vec<serde_json::Value>,
 }

@@ -142,6 +142,9 @@ pub async fn decide(state: &State, q: DecideRequest) -> Result<Value, String> {
             None => Value::Null,
         },
     );
+    if !dry.rules.is_empty() {
+        o.insert("rules".into(), Value::from(dry.rules.clone()));
+    }
     if refused {
         // credgate's own answer, as the caller would get it.
         o.insert(

@@ -52,6 +52,8 @@ pub struct Generation {
     pub config: Arc<Config>,
     /// The audit sink of this config (a reload opens it again: rotation).
     pub audit: crate::audit::AuditLog,
+    /// `[limits]` and the limit rules' buckets (contract §5c).
+    pub limits: crate::policy::limits::Limits,
     pub auth: Authenticator,
     /// Mint mode only.
     pub minter: Option<Arc<Minter>>,
@@ -210,6 +212,11 @@ pub(crate) struct Audit {
     /// A refusal by policy that shadow mode recorded instead of answering:
     /// its code and reason (contract §5a).
     pub shadowed: Option<(&'static str, &'static str)>,
+    /// The policy rule that refused (or would have, in shadow) or limited
+    /// the request (contract §5b); an allow rule's is in `permitted`.
+    pub rule: Option<std::sync::Arc<str>>,
+    /// Rules in shadow mode that would have taken effect, comma-separated.
+    pub shadow_rules: Option<String>,
     /// Whether the request went to Paragon.
     pub forwarded: bool,
     /// `/admin/decide`: stop before the forward (see `explain`).
@@ -365,6 +372,10 @@ impl Audit {
             Some(Permitted::PassthroughClaim { scope }) => (None, None, Some(&**scope)),
             _ => (None, None, None),
         };
+        let rule = match &self.permitted {
+            Some(Permitted::Rule { name }) => Some(&**name),
+            _ => self.rule.as_deref(),
+        };
         crate::audit::Record {
             request_id,
             decision_id: request_id,
@@ -387,6 +398,8 @@ impl Audit {
             grant,
             grant_principal,
             scope,
+            rule,
+            shadow_rules: self.shadow_rules.as_deref(),
             cause: self.cause,
             status: 0,
             latency_ms: 0.0,

@@ -35,9 +35,13 @@ use super::rewrite::{rewrite, Rewrite};
 use super::route::{check_operation, classify, proxy_target};
 use super::{Audit, ConnInfo, Generation, State};
 use crate::auth::Identity;
+use crate::config::rules::Effect;
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::error::Refused;
 use crate::net::body::Body;
+use crate::paragon::routes::Operation;
+use crate::policy::rules::{RequestFacts, RuleView, Subject};
 use crate::policy::Permitted;
 
 pub(super) async fn process<B>(
@@ -55,15 +59,16 @@ where
     let cfg: &Config = &generation.config;
     let (parts, incoming) = req.into_parts();
     hygiene(state, &parts)?;
-    let identity = authenticate(generation, &parts.headers, audit).await?;
+    let identity = authenticate(state, generation, &parts.headers, audit).await?;
     let uri = parts.uri.clone();
     let route = classify(cfg, &parts.method, &uri, audit)?;
-    let mut shadow = Shadow {
-        on: cfg.policy.shadows(route.product),
-        refused: None,
-    };
+    let mut shadow = Shadow::new(cfg.policy.shadows(route.product));
     check_operation(cfg, &identity, &route, uri.query()).or_else(|e| shadow.absorb(e))?;
     let proxy_url = proxy_target(cfg, &route, &parts.headers, &mut shadow)?;
+    // What policy rules see of the request (contract §5b), if there are any.
+    let facts = (!cfg.policy.rules.is_empty())
+        .then(|| request_facts(&route, &parts.method, &uri, proxy_url.as_ref()));
+    let view = facts.as_ref().map(|f| rule_view(cfg, &identity, f));
     let mut ex = Exchange::new(
         state,
         generation,
@@ -73,6 +78,7 @@ where
         route,
         &parts.headers,
     );
+    ex.ctx.with_rules(view.as_ref());
     ex.ctx.dry_run = audit.dry_run.is_some();
     let mut body = read_inputs(&ex.ctx, &parts, incoming).await?;
     let inputs = parse_inputs(&parts.headers, &ex.ctx.route, body.buffered.as_deref());
@@ -108,19 +114,193 @@ async fn authorize(
     mut shadow: Shadow,
     audit: &mut Audit,
 ) -> Result<Decision, GatewayError> {
+    if let Some(view) = ex.ctx.rules {
+        note_integration(view, ex, inputs);
+    }
     let decision = match decide(ex, inputs).await {
         Ok(d) => d,
         Err(e) => {
             audit.requested = inputs.requested.as_ref().map(|r| r.to_string().into());
+            if let (Some(view), Some(dry)) = (ex.ctx.rules, audit.dry_run.as_mut()) {
+                // Refused before the rules: show how they would have come
+                // out on the credential named.
+                let d = shadow_decision(ex, inputs);
+                dry.rules = trace_rules(view, subject_of(&d));
+            }
             shadow.absorb(e)?;
             shadow_decision(ex, inputs)
         }
     };
+    if let Some(view) = ex.ctx.rules {
+        apply_rules(&ex.ctx, view, &decision, &mut shadow, audit)?;
+    }
     record_decision(audit, &ex.ctx, &decision, inputs);
     if let Some(e) = &shadow.refused {
         audit.shadowed = Some((e.code(), e.reason()));
     }
     Ok(decision)
+}
+
+/// What rules read as `request.*` (contract §5b): the product, the
+/// operation, the method, the path, and a full-URL Proxy API target's host.
+fn request_facts(
+    route: &crate::paragon::routes::Route<'_>,
+    method: &http::Method,
+    uri: &http::Uri,
+    proxy_url: Option<&http::HeaderValue>,
+) -> RequestFacts {
+    let target = match route.op {
+        Operation::Proxy { rest, .. } => match proxy_url.and_then(|v| v.to_str().ok()) {
+            Some(header) => header,
+            None => rest,
+        },
+        _ => "",
+    };
+    let proxy_host = match super::path::full_url_host(target) {
+        super::path::FullUrl::Host { host, .. } => host.into(),
+        _ => "".into(),
+    };
+    RequestFacts {
+        product: route.product.as_str(),
+        operation: route.op.name(),
+        method: method.as_str().into(),
+        path: uri.path().into(),
+        proxy_host,
+        tool: "".into(),
+        integration: std::sync::OnceLock::new(),
+    }
+}
+
+fn rule_view<'a>(cfg: &'a Config, identity: &'a Identity, facts: &'a RequestFacts) -> RuleView<'a> {
+    let memo = &identity.memo.get::<super::exchange::CallerMemo>().rules;
+    RuleView::new(&cfg.policy.rules, identity, facts, memo)
+}
+
+/// `request.integration`: the integration the route names (the proxy
+/// path, a sync body's `integration`, an ActionKit action's name, resolved
+/// against the user's list when it takes one), else empty.
+fn note_integration(view: &RuleView<'_>, ex: &Exchange<'_>, inputs: &Inputs<'_>) {
+    let hint = super::inputs::integration_of(&ex.ctx.route, inputs);
+    let named = match &ex.list {
+        Some(s) => match hint.resolve(&s.list) {
+            super::inputs::Resolved::Type(t) => t.to_string(),
+            _ => String::new(),
+        },
+        None => match hint {
+            super::inputs::IntegrationHint::Type(t) => t.to_string(),
+            _ => String::new(),
+        },
+    };
+    let _ = view.request.integration.set(named.into());
+}
+
+/// Deny, shadow and limit rules on what the decision routes (contract
+/// §5b, §5c): a deny rule refuses (recorded instead in shadow mode), a
+/// shadow rule is recorded, a limit rule counts the request against its
+/// bucket (429, never shadowed).
+fn apply_rules(
+    ctx: &Ctx<'_>,
+    view: &RuleView<'_>,
+    decision: &Decision,
+    shadow: &mut Shadow,
+    audit: &mut Audit,
+) -> Result<(), GatewayError> {
+    let subject = subject_of(decision);
+    if let Some(dry) = audit.dry_run.as_mut() {
+        dry.rules = trace_rules(view, subject);
+    }
+    let also = decision.also.as_ref().map(|c| Subject::Credential(c.get()));
+    let metrics = &ctx.state.metrics;
+    let count = |i: usize, effect: &'static str| {
+        metrics
+            .rule_matches
+            .get_or_create(&crate::telemetry::RuleLabel {
+                rule: view.rules.rules[i].name.clone(),
+                effect,
+            })
+            .inc();
+    };
+    let refusal = || match subject {
+        Subject::Nothing => GatewayError::OperationForbidden(Refused::Rule),
+        _ => GatewayError::CredentialForbidden(Refused::Rule),
+    };
+    let denied = view
+        .denies(subject)
+        .or_else(|| also.and_then(|a| view.denies(a)));
+    if let Some(i) = denied {
+        count(i, "deny");
+        audit.rule = Some(view.rules.rules[i].name.clone());
+        shadow.absorb(refusal())?;
+    }
+    let mut shadowed = view.shadowed(subject);
+    if let Some(a) = also {
+        let more: Vec<usize> = view
+            .shadowed(a)
+            .into_iter()
+            .filter(|i| !shadowed.contains(i))
+            .collect();
+        shadowed.extend(more);
+    }
+    for &i in &shadowed {
+        count(i, "shadow");
+        let rule = &view.rules.rules[i];
+        if rule.effect == Effect::Deny && shadow.refused.is_none() {
+            // Would have refused: recorded as a shadowed refusal.
+            audit.rule = Some(rule.name.clone());
+            shadow.refused = Some(refusal());
+        }
+    }
+    if !shadowed.is_empty() {
+        audit.shadow_rules = Some(
+            shadowed
+                .iter()
+                .map(|&i| &*view.rules.rules[i].name)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    if audit.dry_run.is_none() {
+        for i in view.limits(subject) {
+            count(i, "limit");
+            if let Err(e) = ctx.generation.limits.check_rule(i, ctx.identity, metrics) {
+                audit.rule = Some(view.rules.rules[i].name.clone());
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the rules are asked about for a decision: the credential it
+/// routes, none, or one Paragon picks.
+fn subject_of(decision: &Decision) -> Subject<'_> {
+    match &decision.routed {
+        Routed::Credential(c) | Routed::AsSent { known: Some(c), .. } => {
+            Subject::Credential(c.get())
+        }
+        Routed::None | Routed::AsSent { named: None, .. } => Subject::Nothing,
+        Routed::Passthrough | Routed::AsSent { .. } => Subject::Unknown,
+    }
+}
+
+/// `/admin/decide`'s account of every rule: its effect, mode and outcome.
+fn trace_rules(view: &RuleView<'_>, subject: Subject<'_>) -> Vec<serde_json::Value> {
+    view.trace(subject)
+        .into_iter()
+        .map(|(rule, outcome)| {
+            let mut v = serde_json::json!({
+                "name": &*rule.name,
+                "effect": rule.effect.as_str(),
+                "mode": if rule.shadow { "shadow" } else { "enforce" },
+                "outcome": outcome.as_str(),
+                "takes_effect": outcome.applies(rule.effect),
+            });
+            if let crate::policy::rules::Outcome::Error(e) = &outcome {
+                v["error"] = serde_json::Value::from(e.as_str());
+            }
+            v
+        })
+        .collect()
 }
 
 /// The request is forwarded from here on: returned, or, in a dry run
@@ -136,8 +316,10 @@ fn to_forward(audit: &mut Audit, upstream_req: Request<Body>) -> Option<Request<
     }
 }
 
-/// Authenticates the caller (contract §4) and records who it is. 401.
+/// Authenticates the caller (contract §4) and records who it is (401),
+/// then takes a token of its rate limits (§5c, 429; a dry run takes none).
 async fn authenticate(
+    state: &State,
     generation: &Generation,
     headers: &HeaderMap,
     audit: &mut Audit,
@@ -162,8 +344,9 @@ async fn authenticate(
     };
     audit.user = Some(identity.user.clone());
     audit.principal = Some(identity.principal.clone());
-    if let Some(dry) = audit.dry_run.as_mut() {
-        dry.identity = Some(identity.clone());
+    match audit.dry_run.as_mut() {
+        Some(dry) => dry.identity = Some(identity.clone()),
+        None => generation.limits.check_caller(&identity, &state.metrics)?,
     }
     Ok(identity)
 }

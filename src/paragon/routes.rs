@@ -148,6 +148,32 @@ impl Route<'_> {
 }
 
 impl Operation<'_> {
+    /// A stable name of the operation: policy rules read it as
+    /// `request.operation` (contract §5b).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::Proxy { .. } => "proxy",
+            Operation::WorkflowTrigger => "workflow_trigger",
+            Operation::AppEvent => "app_event",
+            Operation::GetUser => "get_user",
+            Operation::PatchUser => "patch_user",
+            Operation::Catalog => "catalog",
+            Operation::Uninstall { .. } => "uninstall",
+            Operation::ListCredentials => "list_credentials",
+            Operation::Credential { .. } => "credential",
+            Operation::WorkflowSettings => "workflow_settings",
+            Operation::ActionKit => "actionkit",
+            Operation::SubscriptionList => "subscription_list",
+            Operation::SubscriptionCreate => "subscription_create",
+            Operation::Subscription { .. } => "subscription",
+            Operation::AgentOs => "agentos",
+            Operation::SyncCreate => "sync_create",
+            Operation::SyncList => "sync_list",
+            Operation::SyncPatch { .. } => "sync_patch",
+            Operation::SyncItem { .. } => "sync_item",
+        }
+    }
+
     /// Sync create and update: their body is always read, even empty.
     pub fn creates_or_updates_sync(&self) -> bool {
         matches!(self, Operation::SyncCreate | Operation::SyncPatch { .. })

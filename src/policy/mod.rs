@@ -13,6 +13,10 @@ use crate::error::{GatewayError, Refused};
 use crate::paragon::credentials::{Credential, CredentialList};
 use crate::paragon::permissions::Permissions;
 
+pub mod limits;
+pub mod rules;
+use rules::RuleView;
+
 fn grants_credential(g: &Grant, user: &str, c: &Credential) -> bool {
     g.applies_in(user) && g.allows(&c.id, c.external_id.as_deref(), &c.integration)
 }
@@ -89,6 +93,8 @@ pub enum Permitted {
     /// Passthrough mode: the token's permissions claim, by this scope
     /// (`integration:<type>` or `integration:<type>/credential:<id>`).
     PassthroughClaim { scope: Box<str> },
+    /// An allow rule of `policy.rules_file` (contract §5b), by name.
+    Rule { name: std::sync::Arc<str> },
     /// No credential is routed (a listing, a call that needs none): nothing
     /// to permit; a member's answer is filtered to its own (credgate's
     /// value where the contract names none).
@@ -103,6 +109,7 @@ impl Permitted {
             Permitted::CredentialsClaim => "credentials_claim",
             Permitted::Acl { .. } => "acl",
             Permitted::PassthroughClaim { .. } => "passthrough_claim",
+            Permitted::Rule { .. } => "rule",
             Permitted::NoCredential => "no_credential",
         }
     }
@@ -118,6 +125,8 @@ pub fn explain_reason(reason: &str) -> Option<&'static str> {
         "credentials_claim" => "the caller's token lists the credential in its policy.credentials_claim claim",
         "acl" => "an ACL grant (policy.acl_file) covers the credential for this principal (see grant, grant_principal)",
         "passthrough_claim" => "the caller's Paragon token's permissions claim grants the credential (see scope)",
+        "rule" => "a policy rule (policy.rules_file) decided: an allow rule permitted the credential, or a deny rule refused (see rule)",
+        "rate_limited" => "the caller went over a rate limit ([limits], or a limit rule)",
         "no_credential" => "the request routes no credential (a listing, or a call that needs none); a member's answer is narrowed to its own",
         "not_in_list" => "the credential named is not in the Connected User's live list (checked again after a reload), or the configuration or subscription named is not the credential's",
         "other_user" => "the sync belongs to another Connected User",
@@ -139,6 +148,7 @@ enum Found<'p> {
     CredentialsClaim,
     Acl { grant: usize, everyone: bool },
     Scope(&'p str, Option<&'p str>),
+    Rule(usize),
 }
 
 /// What one caller is permitted, evaluated per credential. Built once per
@@ -154,12 +164,18 @@ pub enum Permit<'a> {
         claimed: &'a [Box<str>],
         acl_own: &'a [Grant],
         acl_all: &'a [Grant],
+        /// Allow rules (contract §5b), when there are rules.
+        rules: Option<&'a RuleView<'a>>,
     },
     Scoped(&'a Permissions),
 }
 
 impl<'a> Permit<'a> {
-    pub fn new(identity: &'a Identity, policy: &'a PolicyConfig) -> Permit<'a> {
+    pub fn new(
+        identity: &'a Identity,
+        policy: &'a PolicyConfig,
+        rules: Option<&'a RuleView<'a>>,
+    ) -> Permit<'a> {
         match &identity.role {
             Role::Admin => Permit::All,
             Role::Scoped(p) => Permit::Scoped(p),
@@ -174,6 +190,7 @@ impl<'a> Permit<'a> {
                     claimed,
                     acl_own,
                     acl_all,
+                    rules,
                 }
             }
         }
@@ -203,7 +220,17 @@ impl<'a> Permit<'a> {
                     None => i.into(),
                 },
             },
+            Found::Rule(i) => Permitted::Rule {
+                name: self.rule_name(i),
+            },
         })
+    }
+
+    fn rule_name(&self, i: usize) -> std::sync::Arc<str> {
+        match self {
+            Permit::Member { rules: Some(r), .. } => r.rules.rules[i].name.clone(),
+            _ => "".into(),
+        }
     }
 
     /// The first grant covering `c`, without allocating (every permit
@@ -220,6 +247,7 @@ impl<'a> Permit<'a> {
                 claimed,
                 acl_own,
                 acl_all,
+                rules,
             } => {
                 let labelled = owner.is_some_and(|(template, principal)| {
                     c.external_id
@@ -241,7 +269,9 @@ impl<'a> Permit<'a> {
                             everyone,
                         })
                 };
-                acl(acl_own, false).or_else(|| acl(acl_all, true))
+                acl(acl_own, false)
+                    .or_else(|| acl(acl_all, true))
+                    .or_else(|| rules.and_then(|r| r.allows(c)).map(Found::Rule))
             }
         }
     }

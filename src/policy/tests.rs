@@ -38,6 +38,8 @@ fn policy(owner: Option<&str>) -> PolicyConfig {
         credentials_claim: Some("creds".into()),
         acl_file: None,
         acl: Arc::new(acl::Acl::default()),
+        rules_file: None,
+        rules: Arc::default(),
         admin_default: AdminDefault::Passthrough,
         member_products: Product::ALL.iter().copied().collect::<BTreeSet<_>>(),
         allow_account_auth: false,
@@ -69,13 +71,13 @@ fn owner_template_grants_by_external_id() {
     let l = list();
     let p = policy(Some("{principal}"));
     let alice = member("alice", &[]);
-    let permit = Permit::new(&alice, &p);
+    let permit = Permit::new(&alice, &p, None);
     assert_eq!(
         ids(permit.permitted(&l)),
         vec![SF_ALICE, SL_ALICE1, SL_ALICE2]
     );
     let prefixed = policy(Some("member:{principal}"));
-    let permit = Permit::new(&alice, &prefixed);
+    let permit = Permit::new(&alice, &prefixed, None);
     assert_eq!(ids(permit.permitted(&l)), Vec::<&str>::new());
 }
 
@@ -84,7 +86,7 @@ fn token_claim_grants_by_id() {
     let l = list();
     let p = policy(None);
     let bob = member("bob", &[SL_BOB]);
-    let permit = Permit::new(&bob, &p);
+    let permit = Permit::new(&bob, &p, None);
     assert_eq!(ids(permit.permitted(&l)), vec![SL_BOB]);
 }
 
@@ -94,10 +96,10 @@ fn acl_grants_by_principal() {
     let mut p = policy(None);
     p.acl = Arc::new(acl::Acl::parse(&format!("[[grant]]\nprincipal = \"carol\"\ncredentials = [\"{SF_BOB}\"]\nintegrations = [\"slack\"]")).unwrap());
     let carol = member("carol", &[]);
-    let permit = Permit::new(&carol, &p);
+    let permit = Permit::new(&carol, &p, None);
     assert_eq!(ids(permit.permitted(&l)).len(), 5);
     let dave = member("dave", &[]);
-    assert_eq!(ids(Permit::new(&dave, &p).permitted(&l)).len(), 0);
+    assert_eq!(ids(Permit::new(&dave, &p, None).permitted(&l)).len(), 0);
 }
 
 #[test]
@@ -105,7 +107,7 @@ fn named_credentials_resolve_or_are_forbidden_alike() {
     let l = list();
     let p = policy(Some("{principal}"));
     let alice = member("alice", &[]);
-    let permit = Permit::new(&alice, &p);
+    let permit = Permit::new(&alice, &p, None);
     let id = |s: &str| Requested::parse(s).unwrap();
     let sf = RouteIntegration::Known("salesforce");
     assert_eq!(
@@ -148,7 +150,7 @@ fn ext_values_resolve_among_permitted_credentials() {
     let l = list();
     let p = policy(Some("{principal}"));
     let alice = member("alice", &[]);
-    let permit = Permit::new(&alice, &p);
+    let permit = Permit::new(&alice, &p, None);
     let ext = Requested::parse("ext:alice").unwrap();
     let got = resolve_named(&l, &permit, RouteIntegration::Known("salesforce"), &ext)
         .unwrap()
@@ -203,7 +205,7 @@ fn defaults_follow_the_spec() {
     let l = list();
     let p = policy(Some("{principal}"));
     let alice = member("alice", &[]);
-    let permit = Permit::new(&alice, &p);
+    let permit = Permit::new(&alice, &p, None);
     // One permitted VALID salesforce credential: used.
     assert_eq!(
         &*resolve_default(&l, &permit, RouteIntegration::Known("salesforce"))
@@ -235,13 +237,17 @@ fn defaults_follow_the_spec() {
     let p2 = policy(None);
     let claimed = member("bob", &[SL_BOB]);
     assert!(matches!(
-        resolve_default(&l, &Permit::new(&bob, &p2), RouteIntegration::Unknown),
+        resolve_default(&l, &Permit::new(&bob, &p2, None), RouteIntegration::Unknown),
         Err(GatewayError::NoPermittedCredential(Refused::NoGrant))
     ));
     assert_eq!(
-        &*resolve_default(&l, &Permit::new(&claimed, &p2), RouteIntegration::Unknown)
-            .unwrap()
-            .id,
+        &*resolve_default(
+            &l,
+            &Permit::new(&claimed, &p2, None),
+            RouteIntegration::Unknown
+        )
+        .unwrap()
+        .id,
         SL_BOB
     );
 }
@@ -251,7 +257,7 @@ fn invalid_credentials_are_not_defaults_of_a_known_integration() {
     let l = list();
     let p = policy(None);
     let only_bad = member("x", &[SL_ALICE_BAD]);
-    let permit = Permit::new(&only_bad, &p);
+    let permit = Permit::new(&only_bad, &p, None);
     assert!(matches!(
         resolve_default(&l, &permit, RouteIntegration::Known("slack")),
         Err(GatewayError::NoPermittedCredential(Refused::NoGrant))

@@ -364,6 +364,33 @@ impl Env {
         self.keys.decode_upstream(auth)
     }
 
+    /// `POST` of a JSON body to the admin listener: status and JSON answer.
+    pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = http::Request::post(format!("http://{}{path}", self.gw.admin_addr))
+            .header("content-type", "application/json")
+            .body(credgate::net::body::full(body.to_string()))
+            .unwrap();
+        let got = send(&self.cl, r).await;
+        (got.status.as_u16(), got.json())
+    }
+
+    /// `GET` on the admin listener: status and JSON answer.
+    pub async fn admin_get(&self, path: &str) -> (u16, Value) {
+        let got = get(
+            &self.cl,
+            &format!("http://{}{path}", self.gw.admin_addr),
+            None,
+        )
+        .await;
+        (got.status.as_u16(), got.json())
+    }
+
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        let url = format!("http://{}/metrics", self.gw.admin_addr);
+        String::from_utf8(get(&self.cl, &url, None).await.body.to_vec()).unwrap()
+    }
+
     /// `POST /admin/cache/invalidate` with `body`.
     pub async fn invalidate(&self, body: Value) {
         let r = http::Request::post(format!(
