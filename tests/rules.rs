@@ -476,13 +476,22 @@ async fn a_reload_with_a_broken_rule_keeps_the_old_rules() {
     };
     assert_eq!(status(&send("GET").await), 403);
     assert_eq!(status(&send("POST").await), 200);
+    // Writes the rules file as one deny rule and reloads; waits for `log`.
+    let reload = |name: &str, when: &str, log: &'static str| {
+        keys.dir.write(
+            "rules.toml",
+            &format!("[[rule]]\nname = \"{name}\"\neffect = \"deny\"\nwhen = \"{when}\"\n"),
+        );
+        bin.signal("HUP");
+        bin.wait_for_log(log)
+    };
     // Broken: a field that does not exist. Logged, and the old rule serves.
-    keys.dir.write(
-        "rules.toml",
-        "[[rule]]\nname = \"no-posts\"\neffect = \"deny\"\nwhen = \"request.methd == 'POST'\"\n",
-    );
-    bin.signal("HUP");
-    bin.wait_for_log("the new config is invalid").await;
+    reload(
+        "no-posts",
+        "request.methd == 'POST'",
+        "the new config is invalid",
+    )
+    .await;
     assert!(
         bin.log_text()
             .contains("rule `no-posts` (line 4): `when` 1:8"),
@@ -492,12 +501,7 @@ async fn a_reload_with_a_broken_rule_keeps_the_old_rules() {
     assert_eq!(status(&send("GET").await), 403);
     assert_eq!(status(&send("POST").await), 200);
     // Fixed: the new rule replaces the old.
-    keys.dir.write(
-        "rules.toml",
-        "[[rule]]\nname = \"no-posts\"\neffect = \"deny\"\nwhen = \"request.method == 'POST'\"\n",
-    );
-    bin.signal("HUP");
-    bin.wait_for_log("config reloaded").await;
+    reload("no-posts", "request.method == 'POST'", "config reloaded").await;
     assert_eq!(status(&send("GET").await), 200);
     assert_eq!(status(&send("POST").await), 403);
     drop(bin);
