@@ -409,6 +409,112 @@ fn bench_warm_path(c: &mut Criterion) {
     });
 }
 
+/// Twenty rules of the kinds the examples show: request-only denies,
+/// frozen credentials, claim-based allows, limits and shadow rules.
+fn twenty_rules() -> String {
+    let mut text = String::new();
+    let mut rule = |name: String, effect: &str, extra: &str, when: String| {
+        text.push_str(&format!(
+            "[[rule]]\nname = \"{name}\"\neffect = \"{effect}\"\n{extra}when = {when:?}\n\n"
+        ));
+    };
+    for i in 0..8 {
+        rule(
+            format!("deny-{i}"),
+            "deny",
+            "",
+            format!("request.product == 'proxy' && request.method == 'DELETE' && request.integration == 'int{i}'"),
+        );
+    }
+    for i in 0..4 {
+        rule(
+            format!("frozen-{i}"),
+            "deny",
+            "",
+            format!("credential.id == 'f0f0f0f0-0000-4000-8000-00000000000{i}'"),
+        );
+    }
+    for i in 0..4 {
+        rule(
+            format!("allow-{i}"),
+            "allow",
+            "",
+            format!("has(caller.claims.groups) && 'g{i}' in caller.claims.groups && credential.integration == 'netsuite'"),
+        );
+    }
+    for i in 0..2 {
+        rule(
+            format!("limit-{i}"),
+            "limit",
+            "rps = 100.0\n",
+            format!("request.method == 'PUT{i}'"),
+        );
+    }
+    for i in 0..2 {
+        rule(
+            format!("try-{i}"),
+            "deny",
+            "mode = \"shadow\"\n",
+            format!("credential.externalId == 'nobody-{i}'"),
+        );
+    }
+    text
+}
+
+fn bench_rules(c: &mut Criterion) {
+    use credgate::config::rules::Rules;
+    use credgate::policy::rules::{RequestFacts, RuleMemo, RuleView, Subject};
+    let f = fixture();
+    let l = list(10);
+    let who = member("member-9");
+    let target = Requested::Id("00000009-0000-4000-8000-000000000000".into());
+    let rules = Arc::new(Rules::parse(&twenty_rules()).unwrap());
+    assert_eq!(rules.rules.len(), 20);
+    let memo = RuleMemo::default();
+    let facts = || RequestFacts {
+        product: "proxy",
+        operation: "proxy",
+        method: "GET".into(),
+        path: format!("/projects/{PROJECT}/sdk/proxy/salesforce/x").into(),
+        proxy_host: "".into(),
+        tool: "".into(),
+        integration: std::sync::OnceLock::from(Box::<str>::from("salesforce")),
+    };
+    // A member's warm decision on a named credential, as the pipeline makes
+    // it: without rules, and with twenty (their results memoized after the
+    // first request: deny, shadow and limit rules judged in one walk).
+    let mut g = c.benchmark_group("rules/warm_decision");
+    g.bench_function("0", |b| {
+        b.iter(|| {
+            let permit = Permit::new(&who, &f.config.policy, None);
+            let routed = resolve_named(&l, &permit, RouteIntegration::Known("salesforce"), &target);
+            black_box(routed.unwrap().unwrap().id.len())
+        })
+    });
+    g.bench_function("20", |b| {
+        b.iter(|| {
+            let facts = facts();
+            let view = RuleView::new(&rules, &who, &facts, &memo);
+            let permit = Permit::new(&who, &f.config.policy, Some(&view));
+            let routed = resolve_named(&l, &permit, RouteIntegration::Known("salesforce"), &target)
+                .unwrap()
+                .unwrap();
+            let s = Subject::Credential(routed);
+            black_box(view.judge(s));
+            black_box(routed.id.len())
+        })
+    });
+    g.finish();
+    // Every rule evaluated afresh (no memo): a caller's first request on a
+    // kind of route, or `/admin/decide`.
+    let facts = facts();
+    let view = RuleView::new(&rules, &who, &facts, &memo);
+    let routed = l.find("00000009-0000-4000-8000-000000000000").unwrap();
+    c.bench_function("rules/uncached_20", |b| {
+        b.iter(|| black_box(view.trace(Subject::Credential(routed))).len())
+    });
+}
+
 criterion_group!(
     benches,
     bench_routes,
@@ -417,6 +523,7 @@ criterion_group!(
     bench_rewrite,
     bench_mint,
     bench_filter,
-    bench_warm_path
+    bench_warm_path,
+    bench_rules
 );
 criterion_main!(benches);

@@ -33,6 +33,7 @@ fn config_info(c: &Config) -> crate::telemetry::ConfigInfoLabels {
     crate::telemetry::ConfigInfoLabels {
         sha256: c.sha256.clone(),
         acl_sha256: c.policy.acl.sha256.clone(),
+        rules_sha256: c.policy.rules.sha256.clone(),
         loaded_at: crate::clock::format_iso(crate::clock::now_ms()),
     }
 }

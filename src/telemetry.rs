@@ -198,6 +198,7 @@ pub struct RequestLabels {
 pub struct ConfigInfoLabels {
     pub sha256: String,
     pub acl_sha256: String,
+    pub rules_sha256: String,
     pub loaded_at: String,
 }
 
@@ -489,7 +490,7 @@ impl Metrics {
         );
         r.register(
             "config_info",
-            "The config in force: SHA-256 of the config and ACL files, and when it was loaded",
+            "The config in force: SHA-256 of the config, ACL and rules files, and when it was loaded",
             m.config_info.clone(),
         );
         r.register(

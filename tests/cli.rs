@@ -362,6 +362,20 @@ fn settings_that_would_fail_at_run_time_are_refused() {
                 .policy("shadow_products = [\"proxies\"]")
                 .toml(),
         ),
+        (
+            "policy.rules_file",
+            builder(&keys)
+                .policy("rules_file = \"no-such-rules.toml\"")
+                .toml(),
+        ),
+        (
+            "limits.principal_rps",
+            format!("[limits]\nprincipal_rps = 0\n{base}"),
+        ),
+        (
+            "limits.user_burst",
+            format!("[limits]\nuser_burst = 3\n{base}"),
+        ),
     ];
     for (key, toml) in cases {
         assert_ne!(toml, &base, "{key}: the case changes the config");
@@ -370,12 +384,63 @@ fn settings_that_would_fail_at_run_time_are_refused() {
     }
 }
 
+/// A rules file that does not compile: exit 64 and one line naming the
+/// key, the file, the rule, the line of its `when` and the position in the
+/// expression, for a syntax error and for each kind of check.
+#[test]
+fn bad_rules_are_config_errors_naming_the_rule_and_the_position() {
+    let keys = Keys::new();
+    let config = builder(&keys).policy("rules_file = \"rules.toml\"").toml();
+    let rule = |when: &str| {
+        format!("# a comment\n[[rule]]\nname = \"r1\"\neffect = \"deny\"\nwhen = {when:?}\n")
+    };
+    for (when, expect) in [
+        ("request.method == ", "rule `r1` (line 5): `when` 1:"),
+        (
+            "request.methd == 'GET'",
+            "rule `r1` (line 5): `when` 1:8: `request` has no field `methd`",
+        ),
+        (
+            "request.method == 'GET' && size(caller.admin) > 0",
+            "rule `r1` (line 5): `when` 1:32: `size` cannot take (bool)",
+        ),
+        (
+            "credential.id",
+            "rule `r1` (line 5): `when` must be a boolean; this expression is a string",
+        ),
+    ] {
+        keys.dir.write("rules.toml", &rule(when));
+        let r = run(&keys, &config);
+        assert_config_error(&r, "policy.rules_file");
+        assert!(
+            r.stderr.contains("rules.toml: "),
+            "names the file: {}",
+            r.stderr
+        );
+        assert!(r.stderr.contains(expect), "{when}: {}", r.stderr);
+    }
+    // The example file compiles, and its rules are named in no warning.
+    keys.dir.write(
+        "rules.toml",
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules.example.toml"),
+        )
+        .unwrap(),
+    );
+    let r = run(&keys, &config);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+}
+
 /// Settings that are legal but most likely a mistake get a warning on
 /// stderr (the config still validates, exit 0).
 #[test]
 fn risky_settings_are_warned_about() {
     let keys = Keys::new();
     keys.dir.write("empty-acl.toml", "");
+    keys.dir.write(
+        "shadow-rules.toml",
+        "[[rule]]\nname = \"try-it\"\neffect = \"deny\"\nmode = \"shadow\"\nwhen = \"true\"\n",
+    );
     keys.dir.write(
         "acl.toml",
         "[[grant]]\nprincipal = \"alice\"\nintegrations = [\"slack\"]\n",
@@ -419,6 +484,12 @@ fn risky_settings_are_warned_about() {
         (
             "shadow mode is on for every product",
             builder(&keys).policy("enforce = \"shadow\"").toml(),
+        ),
+        (
+            "rule `try-it` is in shadow mode",
+            builder(&keys)
+                .policy("rules_file = \"shadow-rules.toml\"")
+                .toml(),
         ),
     ];
     for (warning, toml) in cases {

@@ -185,6 +185,21 @@ fn prepare(args: &[String]) {
     let admin = arg_or(args, "--admin", "127.0.0.1:19904");
     let churn: usize = arg_or(args, "--churn-tokens", "10000").parse().unwrap();
     std::fs::create_dir_all(&dir).unwrap();
+    // `--rules FILE`: policy rules (copied beside the config); `--limits`:
+    // `[limits]` on, high enough that nothing is refused (every request
+    // still takes its tokens).
+    let rules = match arg(args, "--rules") {
+        Some(file) => {
+            std::fs::copy(&file, dir.join("rules.toml")).expect("--rules names a file");
+            "rules_file = \"rules.toml\"\n"
+        }
+        None => "",
+    };
+    let limits = if args.iter().any(|a| a == "--limits") {
+        "[limits]\nprincipal_rps = 1000000\nuser_rps = 1000000\n"
+    } else {
+        ""
+    };
     let paragon = credgate::keygen::rsa().unwrap();
     let idp = credgate::keygen::rsa().unwrap();
     std::fs::write(dir.join("paragon-signing.pem"), &paragon.private_pem).unwrap();
@@ -237,10 +252,11 @@ pem_file = "idp-public.pem"
 
 [policy]
 owner_external_id = "{{principal}}"
-
+{rules}
 [cache]
 credentials_ttl = "1h"
-"#
+
+{limits}"#
     );
     std::fs::write(dir.join("credgate.toml"), config).unwrap();
 

@@ -9,6 +9,8 @@
 #   benches/load/callgrind.sh                      # builds release binaries
 #   CREDGATE=path BENCHKIT=path benches/load/callgrind.sh
 #   REQUESTS_SECONDS=20 benches/load/callgrind.sh  # longer measured span
+#   RULES=benches/load/rules20.toml benches/load/callgrind.sh  # with those
+#                               # policy rules and [limits] on (none refuses)
 #
 # Prints `instructions_per_request N` and leaves the callgrind file in
 # .bench/callgrind/ for `callgrind_annotate --inclusive=yes`.
@@ -59,7 +61,8 @@ BENCH_THREADS=1 "$BENCHKIT" upstream --listen 127.0.0.1:18180 >"$WORK/upstream.l
 PIDS+=($!)
 "$BENCHKIT" prepare --dir "$WORK/credgate" --users 50 --members 1 --churn-tokens 10 \
     --upstream http://127.0.0.1:18180 --emulator http://127.0.0.1:18185 \
-    --listen 127.0.0.1:18184 --admin 127.0.0.1:19984 --project "$PROJECT" >/dev/null
+    --listen 127.0.0.1:18184 --admin 127.0.0.1:19984 --project "$PROJECT" \
+    ${RULES:+--rules "$RULES" --limits} >/dev/null
 "$CREDGATE" emulator --listen 127.0.0.1:18185 --fixtures "$WORK/credgate/fixtures.json" \
     --public-key "$WORK/credgate/paragon-public.pem" --log-format json >"$WORK/emulator.log" 2>&1 &
 PIDS+=($!)

@@ -119,6 +119,9 @@ pub struct Rules {
     /// Whether any rule reads `caller.claims` (authentication keeps a
     /// verified token's claims only then).
     pub uses_claims: bool,
+    /// SHA-256 of the file's text (hex; empty without a file), for
+    /// `credgate_config_info`.
+    pub sha256: String,
 }
 
 impl std::fmt::Debug for Rules {
@@ -141,7 +144,9 @@ impl Rules {
     pub fn load(path: &Path) -> Result<Rules, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Rules::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let mut rules = Rules::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        rules.sha256 = super::sha256_hex(text.as_bytes());
+        Ok(rules)
     }
 
     /// Compiles the text of a rules file.
@@ -168,6 +173,7 @@ impl Rules {
             uses_claims: rules.iter().any(|r| r.reads.claims),
             rules,
             env,
+            sha256: String::new(),
         })
     }
 }

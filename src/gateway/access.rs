@@ -16,9 +16,12 @@ use serde_json::{json, Value};
 use super::exchange::Exchange;
 use super::{ConnInfo, State};
 use crate::auth::{Identity, Role};
+use crate::config::rules::{Effect, Rules};
 use crate::config::AuthMode;
+use crate::paragon::credentials::Credential;
 use crate::paragon::routes;
 use crate::policy::principal_of_label;
+use crate::policy::rules::{probe, Outcome};
 
 /// Why the review cannot be given.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +123,7 @@ pub async fn review(state: &State, user: &str) -> Result<Value, AccessError> {
                 "who": format!("any member whose token's `{claim}` claim lists this credential (not enumerable: tokens are issued by your identity provider)"),
             }));
         }
+        access.extend(rule_entries(&policy.rules, c));
         credentials.push(json!({
             "id": &*c.id,
             "integration": &*c.integration,
@@ -137,5 +141,57 @@ pub async fn review(state: &State, user: &str) -> Result<Value, AccessError> {
         "credentials": credentials,
         "by_principal": by_principal,
         "shadow": policy.shadow.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        "rules": policy.rules.rules.iter().map(|r| json!({
+            "name": &*r.name,
+            "effect": r.effect.as_str(),
+            "mode": if r.shadow { "shadow" } else { "enforce" },
+            "description": r.description,
+            "when": r.when,
+        })).collect::<Vec<_>>(),
     }))
+}
+
+/// What the enforced allow and deny rules say of `c` (contract §5b): each
+/// is probed with the credential alone. One that matches whatever the
+/// caller permits it to every member (allow) or refuses it to everyone
+/// (deny); one whose outcome depends on the caller or the request is
+/// listed as not enumerable; one that cannot match is left out.
+fn rule_entries(rules: &Rules, c: &Credential) -> Vec<Value> {
+    let mut out = Vec::new();
+    for rule in &rules.rules {
+        let grant = match rule.effect {
+            _ if rule.shadow => continue,
+            Effect::Allow => "rule",
+            Effect::Deny => "deny_rule",
+            Effect::Limit => continue,
+        };
+        let (principals, who) = match (probe(rules, rule, c), rule.effect) {
+            (Outcome::NotMatched | Outcome::Skipped, _) => continue,
+            (Outcome::Matched, Effect::Allow) => (
+                json!(["*"]),
+                format!("every member (allow rule {:?})", &*rule.name),
+            ),
+            (Outcome::Matched, _) => (
+                json!([]),
+                format!("nobody, admins included: deny rule {:?} refuses it", &*rule.name),
+            ),
+            (Outcome::Error(_), Effect::Allow) => (
+                Value::Null,
+                format!("members for whom allow rule {:?} matches (it depends on the caller or the request: not enumerable)", &*rule.name),
+            ),
+            (Outcome::Error(_), _) => (
+                Value::Null,
+                format!("refused where deny rule {:?} matches (it depends on the caller or the request)", &*rule.name),
+            ),
+        };
+        let enumerable = !principals.is_null();
+        out.push(json!({
+            "grant": grant,
+            "rule": &*rule.name,
+            "principals": principals,
+            "enumerable": enumerable,
+            "who": who,
+        }));
+    }
+    out
 }

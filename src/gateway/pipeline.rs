@@ -224,24 +224,16 @@ fn apply_rules(
         Subject::Nothing => GatewayError::OperationForbidden(Refused::Rule),
         _ => GatewayError::CredentialForbidden(Refused::Rule),
     };
-    let denied = view
-        .denies(subject)
-        .or_else(|| also.and_then(|a| view.denies(a)));
-    if let Some(i) = denied {
+    let mut judged = view.judge(subject);
+    if let Some(a) = also {
+        judged.merge(view.judge(a));
+    }
+    if let Some(i) = judged.denied {
         count(i, "deny");
         audit.rule = Some(view.rules.rules[i].name.clone());
         shadow.absorb(refusal())?;
     }
-    let mut shadowed = view.shadowed(subject);
-    if let Some(a) = also {
-        let more: Vec<usize> = view
-            .shadowed(a)
-            .into_iter()
-            .filter(|i| !shadowed.contains(i))
-            .collect();
-        shadowed.extend(more);
-    }
-    for &i in &shadowed {
+    for &i in &judged.shadowed {
         count(i, "shadow");
         let rule = &view.rules.rules[i];
         if rule.effect == Effect::Deny && shadow.refused.is_none() {
@@ -250,17 +242,16 @@ fn apply_rules(
             shadow.refused = Some(refusal());
         }
     }
-    if !shadowed.is_empty() {
-        audit.shadow_rules = Some(
-            shadowed
-                .iter()
-                .map(|&i| &*view.rules.rules[i].name)
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+    if !judged.shadowed.is_empty() {
+        let names: Vec<&str> = judged
+            .shadowed
+            .iter()
+            .map(|&i| &*view.rules.rules[i].name)
+            .collect();
+        audit.shadow_rules = Some(names.join(","));
     }
     if audit.dry_run.is_none() {
-        for i in view.limits(subject) {
+        for i in judged.limits {
             count(i, "limit");
             if let Err(e) = ctx.generation.limits.check_rule(i, ctx.identity, metrics) {
                 audit.rule = Some(view.rules.rules[i].name.clone());

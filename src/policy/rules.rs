@@ -79,6 +79,32 @@ impl Outcome {
     }
 }
 
+/// What [`RuleView::judge`] found, by rule index.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Judged {
+    pub denied: Option<usize>,
+    pub shadowed: Vec<usize>,
+    pub limits: Vec<usize>,
+}
+
+impl Judged {
+    /// Adds what another credential of the same request was judged to
+    /// (the first deny stays first; each rule once).
+    pub fn merge(&mut self, other: Judged) {
+        self.denied = self.denied.or(other.denied);
+        for i in other.shadowed {
+            if !self.shadowed.contains(&i) {
+                self.shadowed.push(i);
+            }
+        }
+        for i in other.limits {
+            if !self.limits.contains(&i) {
+                self.limits.push(i);
+            }
+        }
+    }
+}
+
 /// Which credential a rule is asked about.
 #[derive(Debug, Clone, Copy)]
 pub enum Subject<'c> {
@@ -166,19 +192,28 @@ impl<'a> RuleView<'a> {
         })
     }
 
-    /// The first enforced deny rule that refuses a request using `subject`.
-    pub fn denies(&self, subject: Subject<'_>) -> Option<usize> {
-        self.first(subject, |r| r.effect == Effect::Deny && !r.shadow)
-    }
-
-    /// Every enforced limit rule that counts this request.
-    pub fn limits(&self, subject: Subject<'_>) -> Vec<usize> {
-        self.matching(subject, |r| r.effect == Effect::Limit && !r.shadow)
-    }
-
-    /// Every shadow rule that would take effect on this request.
-    pub fn shadowed(&self, subject: Subject<'_>) -> Vec<usize> {
-        self.matching(subject, |r| r.shadow)
+    /// Deny, shadow and limit rules for a request using `subject`, in one
+    /// walk: the first enforced deny rule that refuses, the shadow rules
+    /// that would take effect, the enforced limit rules that count it.
+    pub fn judge(&self, subject: Subject<'_>) -> Judged {
+        let mut j = Judged::default();
+        self.each(
+            subject,
+            |r| r.shadow || r.effect != Effect::Allow,
+            |i| {
+                let r = &self.rules.rules[i];
+                match r.effect {
+                    _ if r.shadow => j.shadowed.push(i),
+                    Effect::Deny => {
+                        j.denied.get_or_insert(i);
+                    }
+                    Effect::Limit => j.limits.push(i),
+                    Effect::Allow => {}
+                }
+                true
+            },
+        );
+        j
     }
 
     /// Every rule and how it comes out for `subject`, evaluated afresh
@@ -200,19 +235,11 @@ impl<'a> RuleView<'a> {
         found
     }
 
-    fn matching(&self, subject: Subject<'_>, pick: impl Fn(&Rule) -> bool) -> Vec<usize> {
-        let mut all = Vec::new();
-        self.each(subject, pick, |i| {
-            all.push(i);
-            true
-        });
-        all
-    }
-
     /// Calls `found` with each rule `pick` selects that takes effect on
     /// `subject`, in file order, while it answers `true`. Results come from
-    /// the memo where they can (one lookup for the whole walk) and new
-    /// ones go back into it.
+    /// the memo where they can and new ones go into it; the caller's memo
+    /// is held for the walk (only this caller's concurrent requests share
+    /// it), so a warm walk costs one lookup and no allocation.
     fn each(
         &self,
         subject: Subject<'_>,
@@ -227,32 +254,29 @@ impl<'a> RuleView<'a> {
             Subject::Nothing => Some(""),
             Subject::Unknown => None,
         };
-        let mut slots = credential.and_then(|c| self.memo_get(c));
-        let mut learned = false;
+        let mut inner = self.memo.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slots = credential.map(|c| self.slots(&mut inner, c));
         for (i, rule) in self.rules.rules.iter().enumerate() {
             if !pick(rule) {
                 continue;
             }
-            let memoizable = !rule.reads.per_request;
-            let known = slots.as_ref().filter(|_| memoizable).map(|s| s[i]);
-            let applies = match known {
-                Some(YES) => true,
-                Some(NO) => false,
-                _ => {
+            let slot = slots
+                .as_mut()
+                .filter(|_| !rule.reads.per_request)
+                .map(|s| &mut s[i]);
+            let applies = match slot {
+                Some(s) if *s == YES => true,
+                Some(s) if *s == NO => false,
+                Some(s) => {
                     let applies = self.evaluate(rule, subject).applies(rule.effect);
-                    if let (Some(s), true) = (slots.as_mut(), memoizable) {
-                        s[i] = if applies { YES } else { NO };
-                        learned = true;
-                    }
+                    *s = if applies { YES } else { NO };
                     applies
                 }
+                None => self.evaluate(rule, subject).applies(rule.effect),
             };
             if applies && !found(i) {
                 break;
             }
-        }
-        if let (true, Some(c), Some(s)) = (learned, credential, slots) {
-            self.memo_put(c, s);
         }
     }
 
@@ -267,42 +291,38 @@ impl<'a> RuleView<'a> {
         })
     }
 
-    /// The memoized slots of `credential` on this kind of route (all
-    /// unknown when there are none yet).
-    fn memo_get(&self, credential: &str) -> Option<Vec<u8>> {
-        let inner = self.memo.0.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = vec![UNKNOWN; self.rules.rules.len()];
-        if !inner
-            .rules
-            .as_ref()
-            .is_some_and(|r| Arc::ptr_eq(r, self.rules))
-        {
-            return Some(fresh);
-        }
-        let known = inner
-            .results
-            .get(self.route_key())
-            .and_then(|m| m.get(credential))
-            .cloned();
-        Some(known.unwrap_or(fresh))
-    }
-
-    fn memo_put(&self, credential: &str, slots: Vec<u8>) {
-        let mut inner = self.memo.0.lock().unwrap_or_else(|p| p.into_inner());
+    /// The memo slots of `credential` on this kind of route, made (all
+    /// unknown) when there are none; the memo starts over when it holds
+    /// other rules or is full.
+    fn slots<'m>(&self, inner: &'m mut MemoInner, credential: &str) -> &'m mut Vec<u8> {
         let current = inner
             .rules
             .as_ref()
             .is_some_and(|r| Arc::ptr_eq(r, self.rules));
-        if !current || inner.entries >= MEMO_ENTRIES {
-            inner.results.clear();
-            inner.entries = 0;
-            inner.rules = Some(self.rules.clone());
-        }
-        let per_route = inner.results.entry(self.route_key().clone()).or_default();
-        let new = per_route.insert(credential.into(), slots).is_none();
-        if new {
+        let route = self.route_key();
+        let known = current
+            && inner
+                .results
+                .get(route)
+                .is_some_and(|m| m.contains_key(credential));
+        if !known {
+            if !current || inner.entries >= MEMO_ENTRIES {
+                inner.results.clear();
+                inner.entries = 0;
+                inner.rules = Some(self.rules.clone());
+            }
             inner.entries += 1;
+            inner
+                .results
+                .entry(route.clone())
+                .or_default()
+                .insert(credential.into(), vec![UNKNOWN; self.rules.rules.len()]);
         }
+        inner
+            .results
+            .get_mut(route)
+            .and_then(|m| m.get_mut(credential))
+            .expect("made above")
     }
 
     /// Evaluates one rule for `subject`.
@@ -363,6 +383,34 @@ impl<'a> RuleView<'a> {
             m.insert(key("tool"), Value::from(&*r.tool));
             Value::Map(Map::from(m))
         })
+    }
+}
+
+/// How `rule` comes out for `c` whatever the caller and the request (the
+/// access review): evaluated with `credential` alone bound. `Matched` or
+/// `NotMatched` hold for every caller (a CEL result that does not error
+/// did not depend on the variables left out); `Error` means it depends on
+/// them.
+pub fn probe(rules: &Rules, rule: &Rule, c: &Credential) -> Outcome {
+    let only = CredentialOnly(credential_value(c));
+    let mut ctx = cel::Context::with_env(rules.env.clone());
+    ctx.set_variable_resolver(&only);
+    match rule.program.execute(&ctx) {
+        Ok(Value::Bool(true)) => Outcome::Matched,
+        Ok(Value::Bool(false)) => Outcome::NotMatched,
+        Ok(other) => Outcome::Error(format!("a {}, not a boolean", other.type_of())),
+        Err(e) => Outcome::Error(e.to_string()),
+    }
+}
+
+struct CredentialOnly(Value);
+
+impl VariableResolver for CredentialOnly {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        match variable {
+            "credential" => self.0.clone().try_into().ok().map(CowVal::Owned),
+            _ => None,
+        }
     }
 }
 
