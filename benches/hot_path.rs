@@ -471,13 +471,14 @@ fn bench_rules(c: &mut Criterion) {
     let rules = Arc::new(Rules::parse(&twenty_rules()).unwrap());
     assert_eq!(rules.rules.len(), 20);
     let memo = RuleMemo::default();
+    let path = format!("/projects/{PROJECT}/sdk/proxy/salesforce/x");
     let facts = || RequestFacts {
         product: "proxy",
         operation: "proxy",
-        method: "GET".into(),
-        path: format!("/projects/{PROJECT}/sdk/proxy/salesforce/x").into(),
+        method: "GET",
+        path: &path,
         proxy_host: "".into(),
-        tool: "".into(),
+        tool: "",
         integration: std::sync::OnceLock::from(Box::<str>::from("salesforce")),
     };
     // A member's warm decision on a named credential, as the pipeline makes

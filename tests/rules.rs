@@ -507,3 +507,70 @@ async fn a_reload_with_a_broken_rule_keeps_the_old_rules() {
     drop(bin);
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test]
+async fn the_access_review_shows_what_rules_say_of_each_account() {
+    let (env, _d) = env_with(EXAMPLES, "", "").await;
+    let (status, a) = env.admin_get("/admin/access?user=acme").await;
+    assert_eq!(status, 200, "{a}");
+    let entries = |id: &str| -> Vec<Value> {
+        a["credentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {a}"))["access"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let rules_of = |id: &str| -> Vec<(String, String)> {
+        entries(id)
+            .iter()
+            .filter(|e| e["rule"].is_string())
+            .map(|e| {
+                (
+                    e["grant"].as_str().unwrap().to_string(),
+                    e["rule"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    // Frozen: refused to everyone, whatever the caller.
+    assert_eq!(
+        rules_of(FROZEN),
+        vec![("deny_rule".to_string(), "frozen-credential".to_string())]
+    );
+    let frozen = entries(FROZEN);
+    let e = frozen.iter().find(|e| e["grant"] == "deny_rule").unwrap();
+    assert_eq!(e["enumerable"], true, "{e}");
+    assert!(
+        e["who"]
+            .as_str()
+            .unwrap()
+            .contains("nobody, admins included"),
+        "{e}"
+    );
+    // NetSuite: the finance rule may permit it, depending on the caller.
+    let ns = entries(NETSUITE);
+    let e = ns
+        .iter()
+        .find(|e| e["grant"] == "rule")
+        .expect("the allow rule");
+    assert_eq!(
+        (e["rule"].as_str(), e["enumerable"].as_bool()),
+        (Some("finance-shared-netsuite-read"), Some(false)),
+        "{e}"
+    );
+    // Rules that cannot apply to an account are not listed on it; the
+    // ones that read no credential are listed once, with the file's text.
+    assert!(rules_of(SF_ALICE).is_empty(), "{:?}", rules_of(SF_ALICE));
+    let names: Vec<&str> = a["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 5, "{names:?}");
+    assert!(a["rules"][1]["when"].as_str().unwrap().contains("DELETE"));
+}

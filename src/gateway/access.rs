@@ -151,8 +151,9 @@ pub async fn review(state: &State, user: &str) -> Result<Value, AccessError> {
     }))
 }
 
-/// What the enforced allow and deny rules say of `c` (contract §5b): each
-/// is probed with the credential alone. One that matches whatever the
+/// What the enforced allow and deny rules that read `credential` say of
+/// `c` (contract §5b; the others treat every credential alike and are in
+/// the answer's `rules`): each is probed with the credential alone. One that matches whatever the
 /// caller permits it to every member (allow) or refuses it to everyone
 /// (deny); one whose outcome depends on the caller or the request is
 /// listed as not enumerable; one that cannot match is left out.
@@ -160,7 +161,7 @@ fn rule_entries(rules: &Rules, c: &Credential) -> Vec<Value> {
     let mut out = Vec::new();
     for rule in &rules.rules {
         let grant = match rule.effect {
-            _ if rule.shadow => continue,
+            _ if rule.shadow || !rule.reads.credential => continue,
             Effect::Allow => "rule",
             Effect::Deny => "deny_rule",
             Effect::Limit => continue,

@@ -25,6 +25,7 @@ pub(crate) struct CallerMemo {
     pub list: crate::paragon::directory::ListMemo,
     pub mint: crate::paragon::mint::MintMemo,
     pub rules: crate::policy::rules::RuleMemo,
+    pub limits: crate::policy::limits::CallerBuckets,
 }
 
 /// The fixed context of one request, known once it is authenticated and

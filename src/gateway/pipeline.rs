@@ -66,8 +66,9 @@ where
     check_operation(cfg, &identity, &route, uri.query()).or_else(|e| shadow.absorb(e))?;
     let proxy_url = proxy_target(cfg, &route, &parts.headers, &mut shadow)?;
     // What policy rules see of the request (contract §5b), if there are any.
+    let method = parts.method.clone();
     let facts = (!cfg.policy.rules.is_empty())
-        .then(|| request_facts(&route, &parts.method, &uri, proxy_url.as_ref()));
+        .then(|| request_facts(&route, &method, &uri, proxy_url.as_ref()));
     let view = facts.as_ref().map(|f| rule_view(cfg, &identity, f));
     let mut ex = Exchange::new(
         state,
@@ -85,7 +86,6 @@ where
     load_list(&mut ex, inputs.as_ref().ok()).await?;
     let inputs = inputs?;
     let decision = authorize(&mut ex, &inputs, shadow, audit).await?;
-    let method = parts.method.clone();
     let reads_answer = reads_answer(&ex.ctx, &method, &uri);
     let rewritten = Rewrite {
         parts,
@@ -143,12 +143,12 @@ async fn authorize(
 
 /// What rules read as `request.*` (contract §5b): the product, the
 /// operation, the method, the path, and a full-URL Proxy API target's host.
-fn request_facts(
+fn request_facts<'r>(
     route: &crate::paragon::routes::Route<'_>,
-    method: &http::Method,
-    uri: &http::Uri,
+    method: &'r http::Method,
+    uri: &'r http::Uri,
     proxy_url: Option<&http::HeaderValue>,
-) -> RequestFacts {
+) -> RequestFacts<'r> {
     let target = match route.op {
         Operation::Proxy { rest, .. } => match proxy_url.and_then(|v| v.to_str().ok()) {
             Some(header) => header,
@@ -163,15 +163,19 @@ fn request_facts(
     RequestFacts {
         product: route.product.as_str(),
         operation: route.op.name(),
-        method: method.as_str().into(),
-        path: uri.path().into(),
+        method: method.as_str(),
+        path: uri.path(),
         proxy_host,
-        tool: "".into(),
+        tool: "",
         integration: std::sync::OnceLock::new(),
     }
 }
 
-fn rule_view<'a>(cfg: &'a Config, identity: &'a Identity, facts: &'a RequestFacts) -> RuleView<'a> {
+fn rule_view<'a>(
+    cfg: &'a Config,
+    identity: &'a Identity,
+    facts: &'a RequestFacts<'a>,
+) -> RuleView<'a> {
     let memo = &identity.memo.get::<super::exchange::CallerMemo>().rules;
     RuleView::new(&cfg.policy.rules, identity, facts, memo)
 }
@@ -337,7 +341,12 @@ async fn authenticate(
     audit.principal = Some(identity.principal.clone());
     match audit.dry_run.as_mut() {
         Some(dry) => dry.identity = Some(identity.clone()),
-        None => generation.limits.check_caller(&identity, &state.metrics)?,
+        None => {
+            let held = &identity.memo.get::<super::exchange::CallerMemo>().limits;
+            generation
+                .limits
+                .check_caller(&identity, held, &state.metrics)?
+        }
     }
     Ok(identity)
 }

@@ -50,7 +50,7 @@ struct Claims<'a> {
     permissions: Option<Value>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("could not sign an upstream token: {0}")]
 pub struct MintError(String);
 
@@ -167,17 +167,29 @@ impl Minter {
         Ok(self.minted(key, user, scope)?.value)
     }
 
+    /// From the cache, or signed once: concurrent first requests for one
+    /// key wait for the one signature (moka runs one init per key) instead
+    /// of each signing its own.
     fn minted(&self, key: MintKey, user: &str, scope: Scope<'_>) -> Result<Minted, MintError> {
         if let Some(m) = self.cache.get(&key) {
             self.metrics.mint_cache_hits.inc();
             return Ok(m);
         }
-        let signed_at = std::time::Instant::now();
-        let m = Minted {
-            value: self.sign(user, scope)?,
-            reuse_until: signed_at + self.ttl.saturating_sub(MINT_REUSE_MARGIN),
-        };
-        self.cache.insert(key, m.clone());
+        let mut signed = false;
+        let m = self
+            .cache
+            .try_get_with(key, || {
+                signed = true;
+                let signed_at = std::time::Instant::now();
+                Ok::<_, MintError>(Minted {
+                    value: self.sign(user, scope)?,
+                    reuse_until: signed_at + self.ttl.saturating_sub(MINT_REUSE_MARGIN),
+                })
+            })
+            .map_err(|e: Arc<MintError>| (*e).clone())?;
+        if !signed {
+            self.metrics.mint_cache_hits.inc();
+        }
         Ok(m)
     }
 
@@ -437,5 +449,36 @@ mod tests {
             .unwrap();
         assert_ne!(a, other_cred);
         assert_eq!(metrics.token_mints.get(), 3);
+    }
+
+    /// Sixteen first requests at once for one user and credential: one
+    /// signature, the same token for all, fifteen cache hits.
+    #[test]
+    fn concurrent_first_requests_sign_once() {
+        let keys = crate::keygen::rsa().unwrap();
+        let metrics = Metrics::new();
+        let m = Minter::new(&paragon(&keys.private_pem), metrics.clone()).unwrap();
+        let start = std::sync::Barrier::new(16);
+        let tokens: Vec<HeaderValue> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        m.authorization(
+                            "u1",
+                            Scope::One {
+                                integration: "slack",
+                                id: "c1",
+                            },
+                        )
+                        .unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(tokens.iter().all(|t| *t == tokens[0]));
+        assert_eq!(metrics.token_mints.get(), 1);
+        assert_eq!(metrics.mint_cache_hits.get(), 15);
     }
 }

@@ -72,13 +72,22 @@ impl Limiter {
     /// Takes one token of `key`'s bucket: `Ok`, or `Err` with how long
     /// until one is back.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let now = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let bucket = match self.buckets.get(key) {
+        self.take(&self.bucket(key))
+    }
+
+    /// `key`'s bucket, made full when there is none.
+    pub fn bucket(&self, key: &str) -> Arc<AtomicU64> {
+        match self.buckets.get(key) {
             Some(b) => b,
             None => self
                 .buckets
                 .get_with(key.into(), || Arc::new(AtomicU64::new(0))),
-        };
+        }
+    }
+
+    /// Takes one token of `bucket` (one of this limiter's).
+    pub fn take(&self, bucket: &AtomicU64) -> Result<(), Duration> {
+        let now = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let mut tat = bucket.load(Ordering::Acquire);
         loop {
             let from = tat.max(now);
@@ -155,14 +164,20 @@ impl Limits {
 
     /// `[limits]`, right after authentication (contract §5c): the
     /// caller's principal bucket (keyed by its user too: principals are
-    /// only unique within one), then its user's.
-    pub fn check_caller(&self, id: &Identity, metrics: &Metrics) -> Result<(), GatewayError> {
+    /// only unique within one), then its user's. The buckets are looked up
+    /// once per verified token and kept in `held` (the caller's memo).
+    pub fn check_caller(
+        &self,
+        id: &Identity,
+        held: &CallerBuckets,
+        metrics: &Metrics,
+    ) -> Result<(), GatewayError> {
         if let Some((_, l)) = &self.principal {
-            l.check(&principal_key(id))
+            held.take(&held.principal, l, || principal_key(id))
                 .map_err(|wait| refused(metrics, "principal", wait))?;
         }
         if let Some((_, l)) = &self.user {
-            l.check(&id.user)
+            held.take(&held.user, l, || id.user.to_string())
                 .map_err(|wait| refused(metrics, "user", wait))?;
         }
         Ok(())
@@ -183,6 +198,45 @@ impl Limits {
                 .map_err(|wait| refused(metrics, "rule", wait)),
             _ => Ok(()),
         }
+    }
+}
+
+/// A caller's `[limits]` buckets, kept with its verified token (the
+/// gateway's per-caller memo), so the warm path takes a token without a
+/// cache lookup. A bucket is looked up again after a reload that changed
+/// the limit. A token that outlives its bucket in the limiter's cache
+/// keeps using it; a new token of the same caller then starts from a
+/// fresh (full) one: at most one extra burst per token.
+#[derive(Default)]
+pub struct CallerBuckets {
+    principal: arc_swap::ArcSwapOption<Held>,
+    user: arc_swap::ArcSwapOption<Held>,
+}
+
+struct Held {
+    limiter: Arc<Limiter>,
+    bucket: Arc<AtomicU64>,
+}
+
+impl CallerBuckets {
+    fn take(
+        &self,
+        slot: &arc_swap::ArcSwapOption<Held>,
+        limiter: &Arc<Limiter>,
+        key: impl FnOnce() -> String,
+    ) -> Result<(), Duration> {
+        if let Some(h) = slot.load().as_ref() {
+            if Arc::ptr_eq(&h.limiter, limiter) {
+                return limiter.take(&h.bucket);
+            }
+        }
+        let bucket = limiter.bucket(&key());
+        let result = limiter.take(&bucket);
+        slot.store(Some(Arc::new(Held {
+            limiter: limiter.clone(),
+            bucket,
+        })));
+        result
     }
 }
 
@@ -252,6 +306,20 @@ mod tests {
         }
         tokio::time::advance(Duration::from_secs(1)).await;
         l.check("a").unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_bucket_is_the_limiters_own() {
+        let l = Arc::new(Limiter::new(rate(1.0, 2)));
+        let held = CallerBuckets::default();
+        held.take(&held.principal, &l, || "k".into()).unwrap();
+        // Held: no lookup (the key is not even made), same bucket.
+        held.take(&held.principal, &l, || unreachable!()).unwrap();
+        assert!(l.check("k").is_err(), "the limiter sees the same bucket");
+        // Another limiter (a reload that changed the rate): looked up again.
+        let l2 = Arc::new(Limiter::new(rate(1.0, 2)));
+        held.take(&held.principal, &l2, || "k".into()).unwrap();
+        assert!(held.take(&held.user, &l2, || "u".into()).is_ok());
     }
 
     #[test]

@@ -31,17 +31,17 @@ use crate::paragon::credentials::Credential;
 /// What a rule sees of the request (`request.*`), fixed once the request
 /// is classified; `integration` is filled in once the inputs are read.
 #[derive(Debug)]
-pub struct RequestFacts {
+pub struct RequestFacts<'r> {
     pub product: &'static str,
     pub operation: &'static str,
-    pub method: Box<str>,
-    pub path: Box<str>,
+    pub method: &'r str,
+    pub path: &'r str,
     pub proxy_host: Box<str>,
-    pub tool: Box<str>,
+    pub tool: &'r str,
     pub integration: OnceLock<Box<str>>,
 }
 
-impl RequestFacts {
+impl RequestFacts<'_> {
     fn integration(&self) -> &str {
         self.integration.get().map_or("", |s| s)
     }
@@ -117,31 +117,33 @@ pub enum Subject<'c> {
     Unknown,
 }
 
-/// Per-caller memo of rule results (see the module comment): per kind of
-/// route, per credential id (`""` for none), one slot per rule. Bounded:
-/// it starts over when full, and when the rules are reloaded.
+/// Per-caller memo of rule results (see the module comment): one entry
+/// per kind of route and credential (`""` for none), one slot per rule.
+/// A caller uses few of them, so they are kept in a short list scanned in
+/// place (no hashing on the warm path). Bounded: it starts over when full,
+/// and when the rules are reloaded.
 #[derive(Default)]
 pub struct RuleMemo(Mutex<MemoInner>);
 
 #[derive(Default)]
 struct MemoInner {
     rules: Option<Arc<Rules>>,
-    entries: usize,
-    results: HashMap<Arc<RouteKey>, HashMap<Box<str>, Vec<u8>>>,
+    entries: Vec<MemoEntry>,
 }
 
-/// What the memoized rules may read of a request besides the caller and
-/// the credential.
-#[derive(Hash, PartialEq, Eq)]
-struct RouteKey {
+/// What memoized rules may read of a request besides the caller, and their
+/// results.
+struct MemoEntry {
     product: &'static str,
     operation: &'static str,
     method: Box<str>,
     integration: Box<str>,
+    credential: Box<str>,
+    slots: Vec<u8>,
 }
 
 /// The most (route kind, credential) pairs one caller's memo keeps.
-const MEMO_ENTRIES: usize = 256;
+pub const MEMO_ENTRIES: usize = 64;
 const UNKNOWN: u8 = 0;
 const NO: u8 = 1;
 const YES: u8 = 2;
@@ -150,12 +152,11 @@ const YES: u8 = 2;
 pub struct RuleView<'a> {
     pub rules: &'a Arc<Rules>,
     pub identity: &'a Identity,
-    pub request: &'a RequestFacts,
+    pub request: &'a RequestFacts<'a>,
     pub memo: &'a RuleMemo,
     /// Built on first use, shared by every rule of this request.
     caller: OnceLock<Value>,
     request_value: OnceLock<Value>,
-    route_key: OnceLock<Arc<RouteKey>>,
 }
 
 impl std::fmt::Debug for RuleView<'_> {
@@ -171,7 +172,7 @@ impl<'a> RuleView<'a> {
     pub fn new(
         rules: &'a Arc<Rules>,
         identity: &'a Identity,
-        request: &'a RequestFacts,
+        request: &'a RequestFacts<'a>,
         memo: &'a RuleMemo,
     ) -> Self {
         RuleView {
@@ -181,7 +182,6 @@ impl<'a> RuleView<'a> {
             memo,
             caller: OnceLock::new(),
             request_value: OnceLock::new(),
-            route_key: OnceLock::new(),
         }
     }
 
@@ -280,49 +280,44 @@ impl<'a> RuleView<'a> {
         }
     }
 
-    fn route_key(&self) -> &Arc<RouteKey> {
-        self.route_key.get_or_init(|| {
-            Arc::new(RouteKey {
-                product: self.request.product,
-                operation: self.request.operation,
-                method: self.request.method.clone(),
-                integration: self.request.integration().into(),
-            })
-        })
-    }
-
     /// The memo slots of `credential` on this kind of route, made (all
     /// unknown) when there are none; the memo starts over when it holds
     /// other rules or is full.
     fn slots<'m>(&self, inner: &'m mut MemoInner, credential: &str) -> &'m mut Vec<u8> {
-        let current = inner
+        if !inner
             .rules
             .as_ref()
-            .is_some_and(|r| Arc::ptr_eq(r, self.rules));
-        let route = self.route_key();
-        let known = current
-            && inner
-                .results
-                .get(route)
-                .is_some_and(|m| m.contains_key(credential));
-        if !known {
-            if !current || inner.entries >= MEMO_ENTRIES {
-                inner.results.clear();
-                inner.entries = 0;
-                inner.rules = Some(self.rules.clone());
-            }
-            inner.entries += 1;
-            inner
-                .results
-                .entry(route.clone())
-                .or_default()
-                .insert(credential.into(), vec![UNKNOWN; self.rules.rules.len()]);
+            .is_some_and(|r| Arc::ptr_eq(r, self.rules))
+        {
+            inner.entries.clear();
+            inner.rules = Some(self.rules.clone());
         }
-        inner
-            .results
-            .get_mut(route)
-            .and_then(|m| m.get_mut(credential))
-            .expect("made above")
+        let r = self.request;
+        let found = inner.entries.iter().position(|e| {
+            e.product == r.product
+                && e.operation == r.operation
+                && *e.method == *r.method
+                && *e.credential == *credential
+                && *e.integration == *r.integration()
+        });
+        let at = match found {
+            Some(at) => at,
+            None => {
+                if inner.entries.len() >= MEMO_ENTRIES {
+                    inner.entries.clear();
+                }
+                inner.entries.push(MemoEntry {
+                    product: r.product,
+                    operation: r.operation,
+                    method: r.method.into(),
+                    integration: r.integration().into(),
+                    credential: credential.into(),
+                    slots: vec![UNKNOWN; self.rules.rules.len()],
+                });
+                inner.entries.len() - 1
+            }
+        };
+        &mut inner.entries[at].slots
     }
 
     /// Evaluates one rule for `subject`.
@@ -376,11 +371,11 @@ impl<'a> RuleView<'a> {
             let mut m = HashMap::with_capacity(7);
             m.insert(key("product"), Value::from(r.product));
             m.insert(key("operation"), Value::from(r.operation));
-            m.insert(key("method"), Value::from(&*r.method));
-            m.insert(key("path"), Value::from(&*r.path));
+            m.insert(key("method"), Value::from(r.method));
+            m.insert(key("path"), Value::from(r.path));
             m.insert(key("integration"), Value::from(r.integration()));
             m.insert(key("proxy_host"), Value::from(&*r.proxy_host));
-            m.insert(key("tool"), Value::from(&*r.tool));
+            m.insert(key("tool"), Value::from(r.tool));
             Value::Map(Map::from(m))
         })
     }
