@@ -19,7 +19,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cel::common::value::CowVal;
+use cel::common::types::CelNull;
+use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
 use cel::objects::{Key, Map};
 use cel::Value;
@@ -155,8 +156,8 @@ pub struct RuleView<'a> {
     pub request: &'a RequestFacts<'a>,
     pub memo: &'a RuleMemo,
     /// Built on first use, shared by every rule of this request.
-    caller: OnceLock<Value>,
-    request_value: OnceLock<Value>,
+    caller: OnceLock<Box<dyn Val>>,
+    request_value: OnceLock<Box<dyn Val>>,
 }
 
 impl std::fmt::Debug for RuleView<'_> {
@@ -334,7 +335,7 @@ impl<'a> RuleView<'a> {
         };
         let vars = Vars {
             view: self,
-            credential: credential.map(credential_value),
+            credential: credential.and_then(|c| to_val(credential_value(c))),
         };
         let mut ctx = cel::Context::with_env(self.rules.env.clone());
         ctx.set_variable_resolver(&vars);
@@ -349,8 +350,9 @@ impl<'a> RuleView<'a> {
         }
     }
 
-    fn caller_value(&self) -> &Value {
-        self.caller.get_or_init(|| {
+    /// `caller`, converted once per request (`None`: it could not be).
+    fn caller_value(&self) -> Option<&dyn Val> {
+        let v = self.caller.get_or_init(|| {
             let id = self.identity;
             let mut m = HashMap::with_capacity(4);
             m.insert(key("user"), Value::from(&*id.user));
@@ -361,12 +363,13 @@ impl<'a> RuleView<'a> {
                 _ => Value::Map(Map::from(HashMap::<Key, Value>::new())),
             };
             m.insert(key("claims"), claims);
-            Value::Map(Map::from(m))
-        })
+            to_val(Value::Map(Map::from(m))).unwrap_or_else(|| Box::new(CelNull))
+        });
+        Some(&**v)
     }
 
-    fn request_value(&self) -> &Value {
-        self.request_value.get_or_init(|| {
+    fn request_value(&self) -> Option<&dyn Val> {
+        let v = self.request_value.get_or_init(|| {
             let r = self.request;
             let mut m = HashMap::with_capacity(7);
             m.insert(key("product"), Value::from(r.product));
@@ -376,8 +379,9 @@ impl<'a> RuleView<'a> {
             m.insert(key("integration"), Value::from(r.integration()));
             m.insert(key("proxy_host"), Value::from(&*r.proxy_host));
             m.insert(key("tool"), Value::from(r.tool));
-            Value::Map(Map::from(m))
-        })
+            to_val(Value::Map(Map::from(m))).unwrap_or_else(|| Box::new(CelNull))
+        });
+        Some(&**v)
     }
 }
 
@@ -407,6 +411,12 @@ impl VariableResolver for CredentialOnly {
             _ => None,
         }
     }
+}
+
+/// A value in the interpreter's own representation (built once, then
+/// lent to every lookup).
+fn to_val(v: Value) -> Option<Box<dyn Val>> {
+    v.try_into().ok()
 }
 
 fn key(k: &str) -> Key {
@@ -451,17 +461,17 @@ fn json_map(o: &serde_json::Map<String, serde_json::Value>) -> Value {
 /// (built once per request), `credential` for the subject.
 struct Vars<'v> {
     view: &'v RuleView<'v>,
-    credential: Option<Value>,
+    credential: Option<Box<dyn Val>>,
 }
 
 impl VariableResolver for Vars<'_> {
     fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
-        let v = match variable {
-            "caller" => self.view.caller_value().clone(),
-            "request" => self.view.request_value().clone(),
-            "credential" => self.credential.clone()?,
+        let v: &dyn Val = match variable {
+            "caller" => self.view.caller_value()?,
+            "request" => self.view.request_value()?,
+            "credential" => self.credential.as_deref()?,
             _ => return None,
         };
-        v.try_into().ok().map(CowVal::Owned)
+        Some(CowVal::Borrowed(v))
     }
 }
