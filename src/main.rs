@@ -475,6 +475,9 @@ fn explanation_text(a: &serde_json::Value) -> String {
     if let Some(cause) = a["cause"].as_str() {
         reason.push_str(&format!(" (cause {cause})"));
     }
+    if let Some(rule) = a["rule"].as_str() {
+        reason.push_str(&format!(" (rule {rule})"));
+    }
     let _ = writeln!(out, "reason       {reason}");
     if let Some(text) = a["explanation"].as_str() {
         let _ = writeln!(out, "             {text}");
@@ -541,6 +544,23 @@ fn explanation_text(a: &serde_json::Value) -> String {
         if !up["token_claims"].is_null() {
             let _ = writeln!(out, "token claims {}", up["token_claims"]);
         }
+    }
+    for (i, r) in a["rules"].as_array().into_iter().flatten().enumerate() {
+        let label = if i == 0 { "rules" } else { "" };
+        let mut line = format!(
+            "{} {} ({}, {})",
+            s(&r["name"]),
+            s(&r["outcome"]),
+            s(&r["effect"]),
+            s(&r["mode"])
+        );
+        if r["takes_effect"] == true {
+            line.push_str(", takes effect");
+        }
+        if let Some(e) = r["error"].as_str() {
+            line.push_str(&format!(": {e}"));
+        }
+        let _ = writeln!(out, "{label:<12} {}", line.escape_default());
     }
     let _ = writeln!(out, "decision id  {}", s(&a["decision_id"]));
     out
