@@ -754,37 +754,10 @@ async fn decide_answers_what_if_questions_and_redacts_tokens() {
 #[tokio::test]
 async fn explain_command_prints_the_decision() {
     let (env, _acl) = env_with("").await;
-    let admin = format!("http://{}", env.gw.admin_addr);
     let alice = env.member("alice");
-    let path = sf();
-    let out = tokio::task::spawn_blocking(move || {
-        use std::io::Write as _;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_credgate"))
-            .args([
-                "explain", "--admin", &admin, "--token", "-", "--path", &path,
-            ])
-            .args(["--header", &format!("X-Paragon-Credential: {SF_BOB}")])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(alice.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = env
+        .explain(&alice, &sf(), &format!("X-Paragon-Credential: {SF_BOB}"))
+        .await;
     assert!(
         text.contains("decision     refused: credgate answers 403 credential_forbidden"),
         "{text}"

@@ -579,26 +579,11 @@ async fn the_access_review_shows_what_rules_say_of_each_account() {
 #[tokio::test]
 async fn explain_prints_the_rules() {
     let (env, _d) = env_with(EXAMPLES, "", "").await;
-    let admin = format!("http://{}", env.gw.admin_addr);
     let alice = env.member("alice");
-    let path = p("/sdk/proxy/hubspot/contacts");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_credgate"))
-            .args([
-                "explain", "--admin", &admin, "--token", &alice, "--path", &path,
-            ])
-            .args(["--header", &format!("X-Paragon-Credential: {FROZEN}")])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let header = format!("X-Paragon-Credential: {FROZEN}");
+    let text = env
+        .explain(&alice, &p("/sdk/proxy/hubspot/contacts"), &header)
+        .await;
     assert!(
         text.contains("reason       rule (rule frozen-credential)"),
         "{text}"

@@ -385,6 +385,43 @@ impl Env {
         (got.status.as_u16(), got.json())
     }
 
+    /// `credgate explain` against this gateway's admin listener for `path`
+    /// with one `header`, the token given on standard input; asserts it
+    /// succeeds and returns what it printed.
+    pub async fn explain(&self, token: &str, path: &str, header: &str) -> String {
+        let admin = format!("http://{}", self.gw.admin_addr);
+        let (token, path, header) = (token.to_string(), path.to_string(), header.to_string());
+        let out = tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_credgate"))
+                .args([
+                    "explain", "--admin", &admin, "--token", "-", "--path", &path,
+                ])
+                .args(["--header", &header])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(token.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+
     /// The admin listener's `/metrics` text.
     pub async fn metrics_text(&self) -> String {
         let url = format!("http://{}/metrics", self.gw.admin_addr);
