@@ -516,6 +516,40 @@ fn bench_rules(c: &mut Criterion) {
     });
 }
 
+/// `[limits]` right after authentication: with the caller's buckets held
+/// (the warm path) and without (a new token: a keyed lookup).
+fn bench_limits(c: &mut Criterion) {
+    use credgate::config::rules::{Rate, Rules};
+    use credgate::config::LimitsConfig;
+    use credgate::policy::limits::{CallerBuckets, Limiter, Limits};
+    let metrics = Metrics::new();
+    let rate = Rate {
+        rps: 1e6,
+        burst: 1_000_000,
+    };
+    let limits = Limits::new(
+        &LimitsConfig {
+            principal: Some(rate),
+            user: Some(rate),
+        },
+        &Rules::default(),
+        None,
+    );
+    let who = member("member-1");
+    let held = CallerBuckets::default();
+    c.bench_function("limits/caller_held_buckets", |b| {
+        b.iter(|| {
+            limits
+                .check_caller(black_box(&who), &held, &metrics)
+                .is_ok()
+        })
+    });
+    let limiter = Limiter::new(rate);
+    c.bench_function("limits/keyed_lookup", |b| {
+        b.iter(|| limiter.check(black_box("acme\0member-1")).is_ok())
+    });
+}
+
 criterion_group!(
     benches,
     bench_routes,
@@ -525,6 +559,7 @@ criterion_group!(
     bench_mint,
     bench_filter,
     bench_warm_path,
-    bench_rules
+    bench_rules,
+    bench_limits
 );
 criterion_main!(benches);

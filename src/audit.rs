@@ -178,7 +178,7 @@ impl AuditLog {
 fn escape_line_breakers(json: Vec<u8>) -> Vec<u8> {
     // Each of them is encoded with a lead byte 0xC2 (U+0080..U+009F) or
     // 0xE2 (U+2028/2029): a line with neither needs no look at its chars.
-    if !json.iter().any(|&b| b == 0xC2 || b == 0xE2) {
+    if memchr::memchr2(0xC2, 0xE2, &json).is_none() {
         return json;
     }
     let risky = |c: char| ('\u{80}'..='\u{9f}').contains(&c) || c == '\u{2028}' || c == '\u{2029}';
