@@ -437,6 +437,22 @@ mod tests {
         assert_eq!(left, vec!["content-type"]);
     }
 
+    /// A common field that `Connection` lists goes too; the others stay.
+    #[test]
+    fn common_fields_stay_unless_connection_lists_them() {
+        let mut h = map(&[
+            ("connection", "User-Agent, x-request-id"),
+            ("user-agent", "a"),
+            ("x-request-id", "r"),
+            ("host", "gw"),
+            ("accept", "*/*"),
+            ("x_paragon_credential", "b"),
+        ]);
+        scrub_request(&mut h, UNTRUSTED_ADMIN);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["host", "accept"]);
+    }
+
     #[test]
     fn forwarded_headers_are_replaced_for_untrusted_and_extended_for_trusted() {
         let mut h = map(&[
