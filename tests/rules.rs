@@ -23,6 +23,7 @@ const NETSUITE: &str = "4e750000-5a1e-4000-8000-000000000001";
 /// The id `frozen-credential` names in the example file.
 const FROZEN: &str = "f0f0f0f0-0000-4000-8000-000000000001";
 const EXAMPLES: &str = include_str!("../config/rules.example.toml");
+const NO_SF_DELETE: &str = "no-salesforce-proxy-delete";
 
 fn world() -> credgate::emulator::Fixtures {
     let mut f = fixtures();
@@ -132,28 +133,14 @@ async fn deny_rules_beat_every_grant_and_admins() {
     // alice's own Salesforce account (owner label), and an admin naming it.
     for t in [alice.clone(), env.admin()] {
         let got = env.send_as("DELETE", &sf(), &t, SF_ALICE, "").await;
-        refused_by(
-            &env,
-            &got,
-            403,
-            "credential_forbidden",
-            "no-salesforce-proxy-delete",
-        )
-        .await;
+        refused_by(&env, &got, 403, "credential_forbidden", NO_SF_DELETE).await;
     }
     // A token claim granting it does not help either.
     let frank = token(&env, "frank", json!({"creds": [SF_ALICE]}));
     let got = env.send_as("GET", &sf(), &frank, SF_ALICE, "").await;
     env.assert_routed(&got, SF_ALICE, Place::Header);
     let got = env.send_as("DELETE", &sf(), &frank, SF_ALICE, "").await;
-    refused_by(
-        &env,
-        &got,
-        403,
-        "credential_forbidden",
-        "no-salesforce-proxy-delete",
-    )
-    .await;
+    refused_by(&env, &got, 403, "credential_forbidden", NO_SF_DELETE).await;
     // Reads, and deletes elsewhere, are not the rule's.
     let got = env.send_as("GET", &sf(), &alice, SF_ALICE, "").await;
     env.assert_routed(&got, SF_ALICE, Place::Header);
