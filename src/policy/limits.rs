@@ -322,6 +322,32 @@ mod tests {
         assert!(held.take(&held.user, &l2, || "u".into()).is_ok());
     }
 
+    /// A reload keeps the buckets of a limit whose rate did not change (and,
+    /// for a rule, whose name did not), and starts afresh otherwise.
+    #[test]
+    fn reloads_keep_the_buckets_of_unchanged_limits() {
+        let cfg = |rps| LimitsConfig {
+            principal: Some(rate(rps, 1)),
+            user: None,
+        };
+        let rules = |name: &str, rps: f64| {
+            Rules::parse(&format!(
+                "[[rule]]\nname = \"{name}\"\neffect = \"limit\"\nrps = {rps:?}\nwhen = \"true\"\n"
+            ))
+            .unwrap()
+        };
+        let first = Limits::new(&cfg(1.0), &rules("r", 1.0), None);
+        let principal = |l: &Limits| l.principal.as_ref().unwrap().1.clone();
+        let rule = |l: &Limits| l.rules[0].as_ref().unwrap().limiter.clone();
+        let same = Limits::new(&cfg(1.0), &rules("r", 1.0), Some(&first));
+        assert!(Arc::ptr_eq(&principal(&first), &principal(&same)));
+        assert!(Arc::ptr_eq(&rule(&first), &rule(&same)));
+        let changed = Limits::new(&cfg(2.0), &rules("s", 1.0), Some(&first));
+        assert!(!Arc::ptr_eq(&principal(&first), &principal(&changed)));
+        assert!(!Arc::ptr_eq(&rule(&first), &rule(&changed)));
+        assert!(changed.user.is_none());
+    }
+
     #[test]
     fn retry_after_is_whole_seconds_rounded_up() {
         assert_eq!(retry_after(Duration::from_millis(1)), 1);
