@@ -87,7 +87,14 @@ impl Limiter {
 
     /// Takes one token of `bucket` (one of this limiter's).
     pub fn take(&self, bucket: &AtomicU64) -> Result<(), Duration> {
-        let now = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.take_at(bucket, Instant::now())
+    }
+
+    /// [`take`](Self::take) at `now` (one clock read for all of a
+    /// request's limits).
+    pub fn take_at(&self, bucket: &AtomicU64, now: Instant) -> Result<(), Duration> {
+        let now =
+            u64::try_from(now.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
         let mut tat = bucket.load(Ordering::Acquire);
         loop {
             let from = tat.max(now);
@@ -172,12 +179,16 @@ impl Limits {
         held: &CallerBuckets,
         metrics: &Metrics,
     ) -> Result<(), GatewayError> {
+        if self.principal.is_none() && self.user.is_none() {
+            return Ok(());
+        }
+        let now = Instant::now();
         if let Some((_, l)) = &self.principal {
-            held.take(&held.principal, l, || principal_key(id))
+            held.take(&held.principal, l, now, || principal_key(id))
                 .map_err(|wait| refused(metrics, "principal", wait))?;
         }
         if let Some((_, l)) = &self.user {
-            held.take(&held.user, l, || id.user.to_string())
+            held.take(&held.user, l, now, || id.user.to_string())
                 .map_err(|wait| refused(metrics, "user", wait))?;
         }
         Ok(())
@@ -223,15 +234,16 @@ impl CallerBuckets {
         &self,
         slot: &arc_swap::ArcSwapOption<Held>,
         limiter: &Arc<Limiter>,
+        now: Instant,
         key: impl FnOnce() -> String,
     ) -> Result<(), Duration> {
         if let Some(h) = slot.load().as_ref() {
             if Arc::ptr_eq(&h.limiter, limiter) {
-                return limiter.take(&h.bucket);
+                return limiter.take_at(&h.bucket, now);
             }
         }
         let bucket = limiter.bucket(&key());
-        let result = limiter.take(&bucket);
+        let result = limiter.take_at(&bucket, now);
         slot.store(Some(Arc::new(Held {
             limiter: limiter.clone(),
             bucket,
@@ -312,14 +324,19 @@ mod tests {
     async fn a_held_bucket_is_the_limiters_own() {
         let l = Arc::new(Limiter::new(rate(1.0, 2)));
         let held = CallerBuckets::default();
-        held.take(&held.principal, &l, || "k".into()).unwrap();
+        held.take(&held.principal, &l, Instant::now(), || "k".into())
+            .unwrap();
         // Held: no lookup (the key is not even made), same bucket.
-        held.take(&held.principal, &l, || unreachable!()).unwrap();
+        held.take(&held.principal, &l, Instant::now(), || unreachable!())
+            .unwrap();
         assert!(l.check("k").is_err(), "the limiter sees the same bucket");
         // Another limiter (a reload that changed the rate): looked up again.
         let l2 = Arc::new(Limiter::new(rate(1.0, 2)));
-        held.take(&held.principal, &l2, || "k".into()).unwrap();
-        assert!(held.take(&held.user, &l2, || "u".into()).is_ok());
+        held.take(&held.principal, &l2, Instant::now(), || "k".into())
+            .unwrap();
+        assert!(held
+            .take(&held.user, &l2, Instant::now(), || "u".into())
+            .is_ok());
     }
 
     /// A reload keeps the buckets of a limit whose rate did not change (and,
