@@ -628,22 +628,15 @@ fn rate(
             format!("{prefix}_burst"),
             format!("needs {prefix}_rps"),
         )),
-        (Some(rps), burst) => {
-            if !(rps.is_finite() && rps > 0.0 && rps <= 1e6) {
-                return Err(ConfigError::new(
-                    format!("{prefix}_rps"),
-                    "must be a number above 0 and at most 1000000",
-                ));
+        (Some(rps), burst) => rules::Rate::new(rps, burst).map(Some).map_err(|e| match e {
+            rules::RateError::Rps => ConfigError::new(
+                format!("{prefix}_rps"),
+                "must be a number above 0 and at most 1000000",
+            ),
+            rules::RateError::Burst => {
+                ConfigError::new(format!("{prefix}_burst"), "must be at least 1")
             }
-            let burst = burst.unwrap_or_else(|| rps.ceil().max(1.0) as u32);
-            if burst == 0 {
-                return Err(ConfigError::new(
-                    format!("{prefix}_burst"),
-                    "must be at least 1",
-                ));
-            }
-            Ok(Some(rules::Rate { rps, burst }))
-        }
+        }),
     }
 }
 

@@ -79,6 +79,31 @@ pub struct Rate {
     pub burst: u32,
 }
 
+/// Which setting of a rate is out of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateError {
+    /// Not above 0 and at most 1,000,000.
+    Rps,
+    /// 0.
+    Burst,
+}
+
+impl Rate {
+    /// A rate of `rps` tokens a second (above 0, at most 1,000,000) and a
+    /// burst of at least 1 (by default the rate rounded up): the one check
+    /// behind `[limits]` and limit rules.
+    pub fn new(rps: f64, burst: Option<u32>) -> Result<Rate, RateError> {
+        if !(rps.is_finite() && rps > 0.0 && rps <= 1e6) {
+            return Err(RateError::Rps);
+        }
+        let burst = burst.unwrap_or_else(|| rps.ceil().max(1.0) as u32);
+        if burst == 0 {
+            return Err(RateError::Burst);
+        }
+        Ok(Rate { rps, burst })
+    }
+}
+
 /// What of the request a rule reads: the variables are built for it only
 /// (a rule that reads no claims never sees them converted), and a rule that
 /// reads only what is fixed for a caller, a credential, a product and a
@@ -216,18 +241,12 @@ fn compile(env: &cel::Env, r: RawRule, line: usize) -> Result<Rule, String> {
         }
     };
     let rate = match (effect, r.rps, r.burst) {
-        (Effect::Limit, Some(rps), burst) => {
-            if !(rps.is_finite() && rps > 0.0 && rps <= 1e6) {
-                return Err(at(
-                    "`rps` must be a number above 0 and at most 1000000".into()
-                ));
-            }
-            let burst = burst.unwrap_or_else(|| rps.ceil().max(1.0) as u32);
-            if burst == 0 {
-                return Err(at("`burst` must be at least 1".into()));
-            }
-            Some(Rate { rps, burst })
-        }
+        (Effect::Limit, Some(rps), burst) => Some(Rate::new(rps, burst).map_err(|e| {
+            at(match e {
+                RateError::Rps => "`rps` must be a number above 0 and at most 1000000".into(),
+                RateError::Burst => "`burst` must be at least 1".into(),
+            })
+        })?),
         (Effect::Limit, None, _) => {
             return Err(at(
                 "a rule with `effect = \"limit\"` needs `rps` (and may set `burst`)".into(),

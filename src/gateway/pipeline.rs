@@ -185,17 +185,17 @@ fn rule_view<'a>(
 /// against the user's list when it takes one), else empty.
 fn note_integration(view: &RuleView<'_>, ex: &Exchange<'_>, inputs: &Inputs<'_>) {
     let hint = super::inputs::integration_of(&ex.ctx.route, inputs);
-    let named = match &ex.list {
+    let named: Box<str> = match &ex.list {
         Some(s) => match hint.resolve(&s.list) {
-            super::inputs::Resolved::Type(t) => t.to_string(),
-            _ => String::new(),
+            super::inputs::Resolved::Type(t) => t.into(),
+            _ => Box::default(),
         },
         None => match hint {
-            super::inputs::IntegrationHint::Type(t) => t.to_string(),
-            _ => String::new(),
+            super::inputs::IntegrationHint::Type(t) => t.into(),
+            _ => Box::default(),
         },
     };
-    let _ = view.request.integration.set(named.into());
+    let _ = view.request.integration.set(named);
 }
 
 /// Deny, shadow and limit rules on what the decision routes (contract

@@ -339,15 +339,7 @@ impl<'a> RuleView<'a> {
         };
         let mut ctx = cel::Context::with_env(self.rules.env.clone());
         ctx.set_variable_resolver(&vars);
-        match rule.program.execute(&ctx) {
-            Ok(Value::Bool(true)) => Outcome::Matched,
-            Ok(Value::Bool(false)) => Outcome::NotMatched,
-            Ok(other) => Outcome::Error(format!(
-                "the expression is a {}, not a boolean",
-                other.type_of()
-            )),
-            Err(e) => Outcome::Error(e.to_string()),
-        }
+        outcome(rule.program.execute(&ctx))
     }
 
     /// `caller`, converted once per request (`None`: it could not be).
@@ -394,10 +386,18 @@ pub fn probe(rules: &Rules, rule: &Rule, c: &Credential) -> Outcome {
     let only = CredentialOnly(credential_value(c));
     let mut ctx = cel::Context::with_env(rules.env.clone());
     ctx.set_variable_resolver(&only);
-    match rule.program.execute(&ctx) {
+    outcome(rule.program.execute(&ctx))
+}
+
+/// A rule's result as an [`Outcome`]: anything but a boolean is an error.
+fn outcome(result: cel::ResolveResult) -> Outcome {
+    match result {
         Ok(Value::Bool(true)) => Outcome::Matched,
         Ok(Value::Bool(false)) => Outcome::NotMatched,
-        Ok(other) => Outcome::Error(format!("a {}, not a boolean", other.type_of())),
+        Ok(other) => Outcome::Error(format!(
+            "the expression is a {}, not a boolean",
+            other.type_of()
+        )),
         Err(e) => Outcome::Error(e.to_string()),
     }
 }
