@@ -32,11 +32,17 @@ use serde_json::json;
 const PROJECT: &str = "11111111-2222-3333-4444-555555555555";
 
 struct Fixture {
-    _dir: std::path::PathBuf,
+    dir: std::path::PathBuf,
     config: Config,
     rsa: credgate::keygen::PemPair,
     ec: credgate::keygen::PemPair,
     hs_secret: String,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn fixture() -> Fixture {
@@ -79,7 +85,7 @@ owner_external_id = "{{principal}}"
     let env: HashMap<String, String> = [("HS".to_string(), hs_secret.clone())].into();
     let config = Config::from_toml(&toml, &dir, &env).unwrap();
     Fixture {
-        _dir: dir,
+        dir,
         config,
         rsa,
         ec,

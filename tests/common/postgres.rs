@@ -28,15 +28,18 @@ fn bin_dir() -> PathBuf {
     dirs.pop().expect("a PostgreSQL version with pg_ctl")
 }
 
-fn as_postgres(bin: &std::path::Path, tool: &str, args: &[&str]) -> std::process::Output {
-    let tool = bin.join(tool);
-    // initdb and postgres refuse to run as root: run them as `postgres`.
-    let is_root = Command::new("id")
+fn is_root() -> bool {
+    Command::new("id")
         .arg("-u")
         .output()
         .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    let out = if is_root {
+        .unwrap_or(false)
+}
+
+fn as_postgres(bin: &std::path::Path, tool: &str, args: &[&str]) -> std::process::Output {
+    let tool = bin.join(tool);
+    // initdb and postgres refuse to run as root: run them as `postgres`.
+    let out = if is_root() {
         Command::new("runuser")
             .args(["-u", "postgres", "--"])
             .arg(&tool)
@@ -96,7 +99,42 @@ impl Postgres {
             port: free_port(),
         };
         pg.pg_start();
+        pg.watch_owner();
         pg
+    }
+
+    /// A server shared by a whole test binary lives in a `static`, which is
+    /// never dropped, and `pg_ctl` daemonizes it: without a watcher each run
+    /// would leave a server running and its directory behind. A detached
+    /// shell waits for this test process to end, however it ends, then stops
+    /// the server and removes the directory (a no-op after `Drop` did it).
+    fn watch_owner(&self) {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let stop = format!(
+            "{}'{}' -D '{}' -m immediate -w stop",
+            if is_root() {
+                "runuser -u postgres -- "
+            } else {
+                ""
+            },
+            pg_ctl.display(),
+            self.data()
+        );
+        let script = format!(
+            "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf \"$2\""
+        );
+        let spawned = Command::new("setsid")
+            .args(["sh", "-c", &script, "credgate-pg-watch"])
+            .arg(std::process::id().to_string())
+            .arg(&self.dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        assert!(
+            spawned.is_ok(),
+            "cannot start the PostgreSQL watcher: {spawned:?}"
+        );
     }
 
     fn data(&self) -> String {
