@@ -16,7 +16,11 @@ import sys
 results_path, scale_path, out_path, rounds, duration, conns = sys.argv[1:7]
 here = os.path.dirname(os.path.abspath(__file__))
 
-ORDER = ["direct", "credgate", "nginx", "haproxy", "envoy", "haproxy_jwt", "envoy_jwt", "hyper_floor"]
+ORDER = ["direct", "credgate", "credgate_audit_file", "credgate_rules_limits", "nginx", "haproxy", "envoy",
+         "haproxy_jwt", "envoy_jwt", "hyper_floor"]
+# The same at two workers each (and the one-worker row each is compared with).
+ORDER_2W = ["credgate_2w", "nginx_2w", "haproxy_2w", "haproxy_jwt_2w"]
+ONE_OF = {"credgate_2w": "credgate", "nginx_2w": "nginx", "haproxy_2w": "haproxy", "haproxy_jwt_2w": "haproxy_jwt"}
 LABEL = {
     "direct": "direct to the upstream (no proxy)",
     "credgate": "**credgate** (mint mode, RS256 callers, per-request credential)",
@@ -26,6 +30,12 @@ LABEL = {
     "haproxy_jwt": "HAProxy 2.6 + `jwt_verify` (HS256)",
     "envoy_jwt": "Envoy 1.40 + `jwt_authn` (HS256)",
     "hyper_floor": "hyper 1 minimal proxy, no auth (`benchkit floor`: the forwarding floor)",
+    "credgate_audit_file": "**credgate**, audit trail to its own file (`[audit] file`)",
+    "credgate_rules_limits": "**credgate**, audit to a file + 20 CEL rules + `[limits]`",
+    "credgate_2w": "**credgate**, 2 workers (`worker_threads = 2`)",
+    "nginx_2w": "nginx, `worker_processes 2`",
+    "haproxy_2w": "HAProxy, `nbthread 2`",
+    "haproxy_jwt_2w": "HAProxy + `jwt_verify`, `nbthread 2`",
 }
 
 runs = {}
@@ -69,8 +79,9 @@ w("- Everything on 127.0.0.1: the load generator (wrk, 1 thread), the upstream (
   "1 worker, 45-byte JSON answer), the proxy under test, and for credgate the Paragon emulator (only "
   "for `/sdk/me` loads, all done during warm-up). They share the 2 cores, so the figures compare peers "
   "under the same conditions; they are not absolute capacity.")
-w(f"- Every proxy runs with one worker (credgate `server.worker_threads = 1`, nginx `worker_processes 1`, "
-  f"HAProxy `nbthread 1`, Envoy `--concurrency 1`, the hyper floor a current-thread runtime), with upstream keep-alive.")
+w(f"- The first table: every proxy at one worker (credgate `server.worker_threads = 1`, nginx `worker_processes 1`, "
+  f"HAProxy `nbthread 1`, Envoy `--concurrency 1`, the hyper floor a current-thread runtime), with upstream keep-alive. "
+  "The second: credgate, nginx and HAProxy at two workers, on the same two cores that also run wrk and the upstream.")
 w("- The hyper floor (`benchkit floor`) is not a product: a minimal hyper 1 proxy with no authentication and "
   "no header work, each client connection owning one upstream connection through hyper's connection-level "
   "client. It is what credgate's HTTP plumbing costs before credgate does anything; credgate minus the floor "
@@ -82,7 +93,12 @@ w("- credgate's path is the full one: mint mode, RS256 caller tokens from a pool
   "member's credential with `X-Paragon-Credential` on the Proxy API route, warm caches (verified tokens, "
   "credential lists, minted tokens). Each request is authenticated, classified, authorized, rewritten "
   "(credential header, a minted upstream token narrowed to that credential, forwarding headers) and "
-  "audited (audit log at `warn` level: records are built, not printed).")
+  "audited: the audit trail is always on, and every row writes one record per request (the `credgate` rows to "
+  "standard output, which the harness sends to a file, as a container runtime would; the `audit_file` and "
+  "`rules_limits` rows to `[audit] file`). The rules row adds `benches/load/rules20.toml` (twenty CEL rules, "
+  "allow, deny, limit and shadow, that a real policy might hold; none refuses these requests) and `[limits]` "
+  "per principal and user (high enough never to refuse: every request still takes its tokens). The access "
+  "log is off (`RUST_LOG=warn`), as nginx's and HAProxy's are.")
 w("- The JWT peers check an HS256 token (their built-in support), a cheaper signature than credgate's RS256, "
   "and do nothing else: no credential policy, no token minting.")
 w("- CPU per 1,000 requests: the proxy process's user+system CPU time during the run "
@@ -91,19 +107,29 @@ w("- CPU per 1,000 requests: the proxy process's user+system CPU time during the
 w("## Results\n")
 w("| path | req/s (median, range) | p50 | p99 | CPU per 1,000 req | non-2xx |")
 w("|---|---|---|---|---|---|")
-for n in ORDER:
-    if n not in runs:
-        continue
-    lo, hi = rng(n, "rps")
-    w(f"| {LABEL[n]} | {med(n, 'rps'):,.0f} ({lo:,.0f} – {hi:,.0f}) | {med(n, 'p50') / 1000:.2f} ms | "
-      f"{med(n, 'p99') / 1000:.2f} ms | {med(n, 'cpu'):.1f} ms | {sum(r['non2xx'] for r in runs[n])} |")
+def result_rows(names):
+    for n in names:
+        if n not in runs:
+            continue
+        lo, hi = rng(n, "rps")
+        w(f"| {LABEL[n]} | {med(n, 'rps'):,.0f} ({lo:,.0f} – {hi:,.0f}) | {med(n, 'p50') / 1000:.2f} ms | "
+          f"{med(n, 'p99') / 1000:.2f} ms | {med(n, 'cpu'):.1f} ms | {sum(r['non2xx'] for r in runs[n])} |")
+
+
+result_rows(ORDER)
+w("")
+w("At two workers:\n")
+w("| path | req/s (median, range) | p50 | p99 | CPU per 1,000 req | non-2xx |")
+w("|---|---|---|---|---|---|")
+result_rows(ORDER_2W)
 w("")
 
 present = [n for n in ORDER if n in runs]
 
 
-def ratio_table(title, key, note=""):
+def ratio_table(title, key, note="", names=None):
     """Every row's median divided by every column's, for one figure."""
+    present = names or [n for n in ORDER if n in runs]
     w(f"### {title}\n")
     if note:
         w(note + "\n")
@@ -123,6 +149,19 @@ ratio_table(
     "The `direct` row and column are the upstream's own CPU per request when it is called directly.",
 )
 
+two = [n for n in ORDER_2W if n in runs]
+if two:
+    ratio_table("Two workers: throughput ratios (row ÷ column, medians)", "rps", names=two)
+    ratio_table("Two workers: p99 ratios (row ÷ column, lower is better)", "p99", names=two)
+    w("### Two workers against one\n")
+    w("| proxy | 1 worker req/s | 2 workers req/s | 2 ÷ 1 |")
+    w("|---|---|---|---|")
+    for n in two:
+        one = ONE_OF[n]
+        if one in runs:
+            w(f"| {one} | {med(one, 'rps'):,.0f} | {med(n, 'rps'):,.0f} | {med(n, 'rps') / med(one, 'rps'):.2f} |")
+    w("")
+
 if "credgate" in runs:
     w("### Targets\n")
     cg = med("credgate", "rps")
@@ -136,6 +175,16 @@ if "credgate" in runs:
     if "nginx" in runs:
         r = med("credgate", "p99") / med("nginx", "p99")
         rows.append(("credgate p99 ≤ nginx p99", f"{med('credgate', 'p99') / 1000:.2f} ms vs {med('nginx', 'p99') / 1000:.2f} ms", r <= 1.0))
+    for name, label in [("credgate_rules_limits", "with rules and limits"), ("credgate_2w", "at two workers")]:
+        peer = {"credgate_rules_limits": ("nginx", "haproxy_jwt"), "credgate_2w": ("nginx_2w", "haproxy_jwt_2w")}[name]
+        if name in runs and all(p in runs for p in peer):
+            r = med(name, "rps") / med(peer[0], "rps")
+            rows.append((f"credgate {label} ≥ 1.0× {peer[0]}", f"{r:.2f}×", r >= 1.0))
+            r = med(name, "rps") / med(peer[1], "rps")
+            rows.append((f"credgate {label} ≥ 1.3× {peer[1]}", f"{r:.2f}×", r >= 1.3))
+            r = med(name, "p99") / med(peer[0], "p99")
+            rows.append((f"credgate {label} p99 ≤ {peer[0]} p99",
+                         f"{med(name, 'p99') / 1000:.2f} ms vs {med(peer[0], 'p99') / 1000:.2f} ms", r <= 1.0))
     w("| target | measured | met |")
     w("|---|---|---|")
     for t, m, ok in rows:
@@ -160,6 +209,12 @@ if scale:
             n = ng.get(c, ["?", "0"])
             w(f"| {c} | {float(rps):,.0f} | {float(p99) / 1000:.2f} ms | {float(n[0]) if n[0] != '?' else 0:,.0f} | {float(n[1]) / 1000:.2f} ms |")
         w("")
+    if "audit" in scale:
+        f = scale["audit"][0].split()
+        if len(f) == 4:
+            w(f"- **Nothing lost from the batched audit trail**: the `audit_file` instance wrote {int(f[0]):,} audit "
+              f"lines and counted {int(f[1]):,} requests; the `rules_limits` instance {int(f[2]):,} lines for "
+              f"{int(f[3]):,} requests (warm-up included).")
     if "churn" in scale:
         rps, p99 = scale["churn"][0].split()
         w(f"- **Token-cache churn**: 10,000 distinct caller tokens (RS256) in rotation: {float(rps):,.0f} req/s, "

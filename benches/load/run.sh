@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # credgate load harness: credgate against direct, nginx, HAProxy and Envoy,
-# in one run, interleaved rounds, one worker each, everything on loopback.
+# in one run, interleaved rounds, everything on loopback: one worker each,
+# then credgate, nginx and HAProxy at two workers.
 # Writes BENCHMARKS.md at the repository root. See benches/load/README.md.
 #
 #   benches/load/run.sh                 # 3 rounds of 10 s per target
@@ -57,7 +58,7 @@ build() {
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$RUN/nginx.pid" ] && kill -QUIT "$(cat "$RUN/nginx.pid")" 2>/dev/null || true
+  for f in "$RUN"/nginx.pid "$RUN"/nginx2.pid; do [ -f "$f" ] && kill -QUIT "$(cat "$f")" 2>/dev/null || true; done
   for f in "$RUN"/haproxy*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
 }
 trap cleanup EXIT
@@ -95,6 +96,23 @@ start_all() {
   RUST_LOG=warn nohup "$CREDGATE" serve --config "$RUN/credgate/credgate.toml" --log-format json \
       >"$RUN/credgate.log" 2>&1 &
   CREDGATE_PID=$!; PIDS+=("$CREDGATE_PID")
+  # The same gateway with its audit trail in a file of its own, with twenty
+  # policy rules and [limits] too (limits too high to refuse), and at two
+  # workers. Same keys, users and tokens: variants of one config.
+  local base="$RUN/credgate/credgate.toml"
+  cp "$HERE/rules20.toml" "$RUN/credgate/rules.toml"
+  cg_variant() { sed -e "s/127.0.0.1:18084/127.0.0.1:$1/" -e "s/127.0.0.1:19904/127.0.0.1:$2/" "$base"; }
+  { cg_variant 18090 19905; printf '\n[audit]\nfile = "%s"\n' "$RUN/audit-file.jsonl"; } >"$RUN/credgate/audit-file.toml"
+  { cg_variant 18091 19906 | sed 's/^\[policy\]$/[policy]\nrules_file = "rules.toml"/'
+    printf '\n[limits]\nprincipal_rps = 1000000\nuser_rps = 1000000\n[audit]\nfile = "%s"\n' "$RUN/audit-rules.jsonl"; } \
+    >"$RUN/credgate/rules-limits.toml"
+  cg_variant 18092 19907 | sed 's/^worker_threads = 1$/worker_threads = 2/' >"$RUN/credgate/two-workers.toml"
+  rm -f "$RUN"/audit-*.jsonl
+  for v in audit-file rules-limits two-workers; do
+    RUST_LOG=warn nohup "$CREDGATE" serve --config "$RUN/credgate/$v.toml" --log-format json \
+        >"$RUN/credgate-$v.log" 2>&1 &
+    PIDS+=($!); eval "CREDGATE_${v//-/_}_PID=$!"
+  done
 
   mkdir -p "$RUN/nginx"/{body,proxy,fcgi,uwsgi,scgi}
   cat >"$RUN/nginx.conf" <<EOF
@@ -116,12 +134,16 @@ http {
 }
 EOF
   nginx -c "$RUN/nginx.conf" -p "$RUN/" 2>/dev/null
-  NGINX_PID=$(pgrep -f "nginx: worker process" | head -1)
+  NGINX_PID=$(pgrep -P "$(cat "$RUN/nginx.pid")" | head -1)
+  sed -e 's/^worker_processes 1;/worker_processes 2;/' -e "s|$RUN/nginx.pid|$RUN/nginx2.pid|" \
+      -e 's/127.0.0.1:18081 reuseport/127.0.0.1:18093 reuseport/' "$RUN/nginx.conf" >"$RUN/nginx2.conf"
+  nginx -c "$RUN/nginx2.conf" -p "$RUN/" 2>/dev/null
 
-  for variant in plain jwt; do
-    local port=18082 extra=""
-    if [ "$variant" = jwt ]; then
-      port=18086
+  for variant in plain jwt plain2 jwt2; do
+    local port=18082 extra="" threads=1
+    case $variant in plain2) port=18094; threads=2 ;; jwt2) port=18095; threads=2 ;; esac
+    if [ "${variant%2}" = jwt ]; then
+      [ "$variant" = jwt ] && port=18086
       extra="    http-request set-var(txn.bearer) http_auth_bearer
     http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
     http-request deny unless { var(txn.alg) -m str HS256 }
@@ -129,7 +151,7 @@ EOF
     fi
     cat >"$RUN/haproxy-$variant.cfg" <<EOF
 global
-    nbthread 1
+    nbthread $threads
     maxconn 4000
 defaults
     mode http
@@ -207,8 +229,13 @@ EOF
     eval "ENVOY_${variant^^}_PID=$!"
   done
 
-  for p in 18080 18081 18082 18083 18084 18085 18086 18087 18088; do wait_port "$p"; done
+  for p in 18080 18081 18082 18083 18084 18085 18086 18087 18088 18090 18091 18092 18093 18094 18095; do
+    wait_port "$p"
+  done
   HAPROXY_PLAIN_PID=$(cat "$RUN/haproxy-plain.pid"); HAPROXY_JWT_PID=$(cat "$RUN/haproxy-jwt.pid")
+  HAPROXY_PLAIN2_PID=$(cat "$RUN/haproxy-plain2.pid"); HAPROXY_JWT2_PID=$(cat "$RUN/haproxy-jwt2.pid")
+  # nginx at two workers is two processes: its CPU is theirs together.
+  NGINX2_PIDS=$(pgrep -P "$(cat "$RUN/nginx2.pid")" | paste -sd,)
   HS_TOKEN=$(hs256_token)
 }
 
@@ -231,7 +258,12 @@ request = function()
 end
 EOF
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU ticks (user + system) of one process, or of a comma-separated list.
+cpu_ticks() {
+  local total=0 p
+  for p in ${1//,/ }; do total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$total"
+}
 
 # run_wrk NAME PID URL [extra wrk args...] -> appends "name rps p50_us p99_us cpu_ms_per_1000" to RESULTS
 run_wrk() {
@@ -254,9 +286,11 @@ run_wrk() {
 to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1000000; else print n }'; }
 
 warm_credgate() {
-  log "warming credgate's caches (every member once)"
-  TOKENS="$RUN/credgate/tokens.txt" BENCH_PATH="$PROXY_PATH" \
-    wrk -t1 -c8 -d5s -s "$RUN/pool.lua" http://127.0.0.1:18084 >/dev/null
+  log "warming credgate's caches (every member once, on every instance)"
+  for port in 18084 18090 18091 18092; do
+    TOKENS="$RUN/credgate/tokens.txt" BENCH_PATH="$PROXY_PATH" \
+      wrk -t1 -c8 -d5s -s "$RUN/pool.lua" "http://127.0.0.1:$port" >/dev/null
+  done
 }
 
 # ---------------------------------------------------------------- main
@@ -276,9 +310,22 @@ for round in $(seq 1 "$ROUNDS"); do
   run_wrk envoy "$ENVOY_PLAIN_PID" http://127.0.0.1:18083/
   run_wrk haproxy_jwt "$HAPROXY_JWT_PID" http://127.0.0.1:18086/ -H "Authorization: Bearer $HS_TOKEN"
   run_wrk envoy_jwt "$ENVOY_JWT_PID" http://127.0.0.1:18087/ -H "Authorization: Bearer $HS_TOKEN"
+  TOKENS="$RUN/credgate/tokens.txt" run_wrk credgate_audit_file "$CREDGATE_audit_file_PID" http://127.0.0.1:18090 -s "$RUN/pool.lua"
+  TOKENS="$RUN/credgate/tokens.txt" run_wrk credgate_rules_limits "$CREDGATE_rules_limits_PID" http://127.0.0.1:18091 -s "$RUN/pool.lua"
+  TOKENS="$RUN/credgate/tokens.txt" run_wrk credgate_2w "$CREDGATE_two_workers_PID" http://127.0.0.1:18092 -s "$RUN/pool.lua"
+  run_wrk nginx_2w "$NGINX2_PIDS" http://127.0.0.1:18093/
+  run_wrk haproxy_2w "$HAPROXY_PLAIN2_PID" http://127.0.0.1:18094/
+  run_wrk haproxy_jwt_2w "$HAPROXY_JWT2_PID" http://127.0.0.1:18095/ -H "Authorization: Bearer $HS_TOKEN"
 done
+# Every request of the audited variants has its record in the file: the
+# lines written against the requests each instance counted.
+req_total() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^credgate_requests_total/ {s += $NF} END {printf "%d", s}'; }
+sleep 0.5
+AUDIT_LINES="$(wc -l <"$RUN/audit-file.jsonl") $(req_total 19905) $(wc -l <"$RUN/audit-rules.jsonl") $(req_total 19906)"
+log "audit lines vs requests (file, rules+limits): $AUDIT_LINES"
 
 SCALE="$RUN/scale.txt"; : >"$SCALE"
+echo "audit $AUDIT_LINES" >>"$SCALE"
 if [ "$SKIP_SCALE" != 1 ]; then
   log "scale: connections sweep, token churn, cold start, memory, connection reuse"
   for c in 1 16 64 256 1024; do
