@@ -105,7 +105,8 @@ pub fn build_generation(
         },
         AuthMode::Passthrough => None,
     };
-    let audit = crate::audit::AuditLog::open(&config.audit).map_err(|e| e.to_string())?;
+    let audit = crate::audit::AuditLog::open(&config.audit, metrics.audit_write_errors.clone())
+        .map_err(|e| e.to_string())?;
     let limits = crate::policy::limits::Limits::new(
         &config.limits,
         &config.policy.rules,
@@ -196,12 +197,18 @@ pub async fn start(config: Config) -> Result<Running, String> {
         c.start(Arc::downgrade(&state.directory));
     }
 
-    let listener = TcpListener::bind(config.server.listen).await.map_err(|e| {
-        format!(
-            "cannot listen on {} (server.listen): {e}",
-            config.server.listen
-        )
-    })?;
+    let workers = match config.server.scheduler {
+        crate::config::Scheduler::Workers => config.server.workers(),
+        crate::config::Scheduler::WorkStealing => 1,
+    };
+    let mut listeners = crate::server::workers::bind(config.server.listen, workers)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {} (server.listen): {e}",
+                config.server.listen
+            )
+        })?;
     let admin = TcpListener::bind(config.server.admin_listen)
         .await
         .map_err(|e| {
@@ -210,27 +217,39 @@ pub async fn start(config: Config) -> Result<Running, String> {
                 config.server.admin_listen
             )
         })?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
 
     let (tx, rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
-    let tasks = vec![
-        tokio::spawn(crate::server::serve(
-            state.clone(),
+    let counter = Arc::new(crate::server::ConnCounter::default());
+    let mut tasks = Vec::with_capacity(workers + 1);
+    let first = listeners.remove(0);
+    for (index, listener) in listeners.into_iter().enumerate() {
+        tasks.push(crate::server::workers::spawn(
+            index + 1,
             listener,
-            tls.clone(),
-            stopped(rx.clone()),
-        )),
-        tokio::spawn(crate::server::admin::serve(
             state.clone(),
-            admin,
-            stopped(rx),
-        )),
-    ];
-    tracing::info!(%addr, %admin_addr, tls = tls.is_some(), mode = config.auth.mode.as_str(), "credgate listening");
+            tls.clone(),
+            counter.clone(),
+            stopped(rx.clone()),
+        )?);
+    }
+    tasks.push(tokio::spawn(crate::server::serve(
+        state.clone(),
+        first,
+        tls.clone(),
+        (counter, 0),
+        stopped(rx.clone()),
+    )));
+    tasks.push(tokio::spawn(crate::server::admin::serve(
+        state.clone(),
+        admin,
+        stopped(rx),
+    )));
+    tracing::info!(%addr, %admin_addr, tls = tls.is_some(), mode = config.auth.mode.as_str(), workers, scheduler = config.server.scheduler.as_str(), "credgate listening");
     Ok(Running {
         addr,
         admin_addr,
@@ -282,6 +301,9 @@ impl Running {
         if new.server.worker_threads != old.config.server.worker_threads {
             notes.push("server.worker_threads changed: takes effect after a restart".into());
         }
+        if new.server.scheduler != old.config.server.scheduler {
+            notes.push("server.scheduler changed: takes effect after a restart".into());
+        }
         if new.server.tls.is_some() != self.tls.is_some() {
             notes.push("server.tls turned on or off: takes effect after a restart".into());
         }
@@ -316,11 +338,13 @@ impl Running {
         let _ = self.shutdown.send(true);
     }
 
-    /// Waits until both listeners have drained.
+    /// Waits until every listener has drained, then writes the audit
+    /// records still queued.
     pub async fn wait(self) {
         for t in self.tasks {
             let _ = t.await;
         }
+        self.state.current.load().audit.flush();
     }
 
     pub async fn shutdown(self) {

@@ -1,8 +1,9 @@
 //! The audit trail (contract §1 step 9, §10 `[audit]`): one JSON line per
 //! request, written to its own sink (a file, or standard output), so no
 //! `RUST_LOG` filter can switch it off; only `[audit] enabled = false`
-//! does. Each record is written whole and flushed before the response is
-//! counted, so a crash loses at most the request in flight.
+//! does. Each record is one whole line; lines are written in batches off
+//! the request path ([`Sink`]): within 20 ms of the response, in order,
+//! and all of them at reload and shutdown.
 //!
 //! Rotation is the platform's: move the file away and send SIGHUP (a
 //! reload opens the file again, by name), or let the platform collect
@@ -13,7 +14,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -89,14 +90,40 @@ enum Out {
 
 /// Where records go.
 pub struct AuditLog {
-    out: Option<Mutex<Out>>,
+    sink: Option<Arc<Sink>>,
     path: Option<PathBuf>,
 }
+
+/// Records are batched: a request appends its line to `pending` and goes
+/// on; the batch is written in one `write` when it reaches [`FLUSH_AT`]
+/// bytes (by the request that filled it), every [`FLUSH_EVERY`] (a
+/// background task), on reload (the old log is dropped, which writes what
+/// it holds) and at shutdown (`app::Running::wait`). So a record is in its
+/// file within [`FLUSH_EVERY`] of its response, records keep their order,
+/// and a crash that kills the process outright loses at most that window.
+struct Sink {
+    pending: Mutex<Pending>,
+    /// `credgate_audit_write_errors_total`: records in batches that failed.
+    errors: prometheus_client::metrics::counter::Counter,
+}
+
+struct Pending {
+    out: Out,
+    buf: Vec<u8>,
+    /// Without a runtime to run the flusher (a log opened outside one),
+    /// every record is written at once.
+    batched: bool,
+}
+
+/// A batch this large is written at once.
+const FLUSH_AT: usize = 32 * 1024;
+/// The longest a record waits to be written.
+pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
-            .field("enabled", &self.out.is_some())
+            .field("enabled", &self.sink.is_some())
             .field("path", &self.path)
             .finish()
     }
@@ -113,17 +140,42 @@ fn open_append(path: &Path) -> std::io::Result<File> {
 }
 
 impl AuditLog {
-    /// Opens the sink `cfg` names.
-    pub fn open(cfg: &AuditConfig) -> std::io::Result<AuditLog> {
+    /// Opens the sink `cfg` names; records that cannot be written are
+    /// counted in `errors`.
+    pub fn open(
+        cfg: &AuditConfig,
+        errors: prometheus_client::metrics::counter::Counter,
+    ) -> std::io::Result<AuditLog> {
         let out = match (cfg.enabled, &cfg.file) {
             (false, _) => None,
-            (true, None) => Some(Mutex::new(Out::Stdout)),
-            (true, Some(p)) => Some(Mutex::new(Out::File(open_append(p).map_err(|e| {
+            (true, None) => Some(Out::Stdout),
+            (true, Some(p)) => Some(Out::File(open_append(p).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("audit.file {}: {e}", p.display()))
-            })?))),
+            })?)),
         };
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let sink = out.map(|out| {
+            Arc::new(Sink {
+                pending: Mutex::new(Pending {
+                    out,
+                    buf: Vec::with_capacity(FLUSH_AT + 4096),
+                    batched: runtime.is_some(),
+                }),
+                errors,
+            })
+        });
+        if let (Some(sink), Some(runtime)) = (&sink, runtime) {
+            let weak = Arc::downgrade(sink);
+            runtime.spawn(async move {
+                loop {
+                    tokio::time::sleep(FLUSH_EVERY).await;
+                    let Some(sink) = weak.upgrade() else { return };
+                    sink.flush();
+                }
+            });
+        }
         Ok(AuditLog {
-            out,
+            sink,
             path: cfg.file.clone(),
         })
     }
@@ -131,20 +183,21 @@ impl AuditLog {
     /// A log that writes nothing.
     pub fn disabled() -> AuditLog {
         AuditLog {
-            out: None,
+            sink: None,
             path: None,
         }
     }
 
     pub fn is_enabled(&self) -> bool {
-        self.out.is_some()
+        self.sink.is_some()
     }
 
-    /// Writes one record as one line. `Err` when it could not be written
-    /// (counted by the caller; the request is answered all the same).
-    pub fn write(&self, record: &Record<'_>) -> std::io::Result<()> {
-        let Some(out) = &self.out else {
-            return Ok(());
+    /// Queues one record as one line (written with its batch; a failure
+    /// is counted and logged there, and the request is answered all the
+    /// same).
+    pub fn write(&self, record: &Record<'_>) {
+        let Some(sink) = &self.sink else {
+            return;
         };
         // By hand: serde's `flatten` of the record under the head costs
         // several times the record, and its string escaping goes byte by
@@ -157,17 +210,57 @@ impl AuditLog {
         line.push(b'"');
         record.write_fields(&mut line);
         line.push(b'}');
-        let mut line = escape_line_breakers(line);
-        line.push(b'\n');
-        let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
-        match &mut *out {
+        let line = escape_line_breakers(line);
+        let mut pending = sink.lock();
+        pending.buf.extend_from_slice(&line);
+        pending.buf.push(b'\n');
+        if !pending.batched || pending.buf.len() >= FLUSH_AT {
+            sink.write_out(&mut pending);
+        }
+    }
+
+    /// Writes every queued record now.
+    pub fn flush(&self) {
+        if let Some(sink) = &self.sink {
+            sink.flush();
+        }
+    }
+}
+
+impl Sink {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn flush(&self) {
+        let mut pending = self.lock();
+        if !pending.buf.is_empty() {
+            self.write_out(&mut pending);
+        }
+    }
+
+    /// Writes the batch whole, under the lock, so batches keep their order.
+    fn write_out(&self, pending: &mut Pending) {
+        let Pending { out, buf, .. } = pending;
+        let written = match out {
             Out::Stdout => {
                 let mut s = std::io::stdout().lock();
-                s.write_all(&line)?;
-                s.flush()
+                s.write_all(buf).and_then(|()| s.flush())
             }
-            Out::File(f) => f.write_all(&line),
+            Out::File(f) => f.write_all(buf),
+        };
+        if let Err(e) = written {
+            let lost = memchr::memchr_iter(b'\n', buf).count();
+            self.errors.inc_by(lost as u64);
+            tracing::error!(error = %e, records = lost, "audit records could not be written");
         }
+        buf.clear();
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -342,10 +435,13 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("audit.jsonl");
         let _ = std::fs::remove_file(&path);
-        let log = AuditLog::open(&AuditConfig {
-            enabled: true,
-            file: Some(path.clone()),
-        })
+        let log = AuditLog::open(
+            &AuditConfig {
+                enabled: true,
+                file: Some(path.clone()),
+            },
+            Default::default(),
+        )
         .unwrap();
         let rec = Record {
             request_id: "r1",
@@ -355,12 +451,11 @@ mod tests {
             status: 401,
             ..Record::default()
         };
-        log.write(&rec).unwrap();
+        log.write(&rec);
         log.write(&Record {
             request_id: "r2",
             ..Record::default()
-        })
-        .unwrap();
+        });
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
@@ -382,8 +477,7 @@ mod tests {
             request_id: "r3",
             principal: "nel\u{85}line\u{2028}sep",
             ..Record::default()
-        })
-        .unwrap();
+        });
         let text = std::fs::read_to_string(&path).unwrap();
         let last = text.lines().last().unwrap();
         assert!(
@@ -399,12 +493,90 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o640
         );
-        assert!(!AuditLog::open(&AuditConfig {
-            enabled: false,
-            file: Some(path.clone())
-        })
+        assert!(!AuditLog::open(
+            &AuditConfig {
+                enabled: false,
+                file: Some(path.clone())
+            },
+            Default::default()
+        )
         .unwrap()
         .is_enabled());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn open_file(path: &Path) -> (AuditLog, prometheus_client::metrics::counter::Counter) {
+        let errors = prometheus_client::metrics::counter::Counter::default();
+        let log = AuditLog::open(
+            &AuditConfig {
+                enabled: true,
+                file: Some(path.to_path_buf()),
+            },
+            errors.clone(),
+        )
+        .unwrap();
+        (log, errors)
+    }
+
+    fn ids(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["request_id"].as_str().unwrap().to_string()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn records_are_batched_off_the_request_path_and_none_is_lost() {
+        let dir = std::env::temp_dir().join(format!("credgate-audit-b-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let (log, errors) = open_file(&path);
+        let write = |id: &str| {
+            log.write(&Record {
+                request_id: id,
+                ..Record::default()
+            })
+        };
+        // Queued, not written: nothing has yielded to the flusher yet.
+        write("a0");
+        assert_eq!(ids(&path), Vec::<String>::new());
+        // Written by the flusher within FLUSH_EVERY.
+        tokio::time::sleep(FLUSH_EVERY * 3).await;
+        assert_eq!(ids(&path), ["a0"]);
+        // A full batch is written by the request that fills it.
+        let many: Vec<String> = (0..200).map(|i| format!("b{i}")).collect();
+        for id in &many {
+            write(id);
+        }
+        let now = ids(&path);
+        assert!(now.len() > 1 && now.len() < 201, "{}", now.len());
+        // Dropping the log (a reload, the end) writes the rest, in order.
+        write("c0");
+        drop(log);
+        let mut want = vec!["a0".to_string()];
+        want.extend(many);
+        want.push("c0".into());
+        assert_eq!(ids(&path), want);
+        assert_eq!(errors.get(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn records_that_cannot_be_written_are_counted() {
+        // Every write to /dev/full fails with ENOSPC.
+        let (log, errors) = open_file(Path::new("/dev/full"));
+        for id in ["x1", "x2", "x3"] {
+            log.write(&Record {
+                request_id: id,
+                ..Record::default()
+            });
+        }
+        log.flush();
+        assert_eq!(errors.get(), 3);
     }
 }

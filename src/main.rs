@@ -225,16 +225,16 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    // One worker: tokio's current-thread scheduler does the same work
-    // without the work-stealing machinery (cross-thread wake-ups, atomics).
-    let mut builder = if config.server.worker_threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        if config.server.worker_threads > 0 {
-            b.worker_threads(config.server.worker_threads);
+    // `scheduler = "workers"`: this thread's current-thread runtime is
+    // worker 0 (and runs the admin listener and background tasks); app.rs
+    // starts the others, each on its own thread and runtime.
+    let mut builder = match config.server.scheduler {
+        credgate::config::Scheduler::Workers => tokio::runtime::Builder::new_current_thread(),
+        credgate::config::Scheduler::WorkStealing => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(config.server.workers());
+            b
         }
-        b
     };
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,

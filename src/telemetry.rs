@@ -229,6 +229,12 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// A worker's index (`server.scheduler = "workers"`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabel {
+    pub worker: u32,
+}
+
 /// Every metric credgate exports. Cheap to clone pieces out of; built once.
 pub struct Metrics {
     registry: Registry,
@@ -265,6 +271,9 @@ pub struct Metrics {
     /// Trigger-subscription owners looked up at Paragon.
     pub subscription_lookups: Counter,
     pub connections_active: Gauge,
+    /// Client connections accepted, by the worker that accepted them (how
+    /// evenly the kernel spreads them over the listeners).
+    pub connections_accepted: Family<WorkerLabel, Counter>,
     pub connections_refused: Family<KindLabel, Counter>,
     pub connection_errors: Family<KindLabel, Counter>,
     pub config_reloads: Family<KindLabel, Counter>,
@@ -352,6 +361,7 @@ impl Metrics {
             audit_write_errors: Counter::default(),
             subscription_lookups: Counter::default(),
             connections_active: Gauge::default(),
+            connections_accepted: Family::default(),
             connections_refused: Family::default(),
             connection_errors: Family::default(),
             config_reloads: Family::default(),
@@ -472,6 +482,11 @@ impl Metrics {
             "connections_active",
             "Open client connections",
             m.connections_active.clone(),
+        );
+        r.register(
+            "connections_accepted",
+            "Client connections accepted, by worker",
+            m.connections_accepted.clone(),
         );
         r.register(
             "connections_refused",

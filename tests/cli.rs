@@ -141,6 +141,8 @@ fn valid_config_prints_effective_toml_with_defaults_and_no_secrets() {
     assert_eq!(get(&t, "cache.refresh_cooldown").as_str(), Some("5s"));
     assert_eq!(get(&t, "cache.stale_if_error").as_str(), Some("0s"));
     assert_eq!(get(&t, "server.max_connections").as_integer(), Some(10_000));
+    assert_eq!(get(&t, "server.scheduler").as_str(), Some("workers"));
+    assert_eq!(get(&t, "server.worker_threads").as_integer(), Some(0));
     assert_eq!(get(&t, "auth.mode").as_str(), Some("mint"));
     assert_eq!(get(&t, "auth.jwks_refresh").as_str(), Some("5m"));
     assert_eq!(get(&t, "auth.leeway").as_str(), Some("1m"));
@@ -349,6 +351,10 @@ fn settings_that_would_fail_at_run_time_are_refused() {
         (
             "policy.enforce",
             builder(&keys).policy("enforce = \"log-only\"").toml(),
+        ),
+        (
+            "server.scheduler",
+            builder(&keys).server("scheduler = \"threads\"").toml(),
         ),
         (
             "policy.shadow_products",

@@ -183,13 +183,24 @@ async fn reload_swaps_policy_and_an_invalid_config_changes_nothing() {
 
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_request_finish_and_refuses_new_connections() {
+    // One worker (one current-thread runtime), two workers (two runtimes
+    // and listeners), and tokio's work-stealing runtime.
+    for server in [
+        "worker_threads = 1",
+        "worker_threads = 2",
+        "worker_threads = 2\nscheduler = \"work_stealing\"",
+    ] {
+        sigterm_drains(server).await;
+    }
+}
+
+async fn sigterm_drains(server: &str) {
     let keys = Keys::new();
     let p = acme_paragon(Duration::from_millis(1500)).await;
-    // One worker: the current-thread runtime, also under signals.
     let path = keys.dir.write(
         "credgate.toml",
         &ConfigBuilder::new(&keys, Hosts::all(&p.url()))
-            .server("worker_threads = 1")
+            .server(server)
             .toml(),
     );
     let mut bin = Binary::serve(&path, &[]);
@@ -200,13 +211,16 @@ async fn sigterm_lets_an_in_flight_request_finish_and_refuses_new_connections() 
     bin.signal("TERM");
     bin.wait_for_log("shutting down").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let refused = tokio::net::TcpStream::connect(bin.addr).await;
-    assert!(
-        refused.is_err(),
-        "the listener is closed once shutdown starts"
-    );
+    // Every worker's listener: new connections are spread over them.
+    for _ in 0..16 {
+        let refused = tokio::net::TcpStream::connect(bin.addr).await;
+        assert!(
+            refused.is_err(),
+            "{server}: every listener is closed once shutdown starts"
+        );
+    }
     let got = in_flight.await.unwrap();
-    assert_eq!(got.status, 200, "the in-flight request finished");
+    assert_eq!(got.status, 200, "{server}: the in-flight request finished");
     let status = tokio::task::spawn_blocking(move || bin.child.wait().unwrap())
         .await
         .unwrap();

@@ -24,6 +24,7 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             upstream_max_idle_per_host: Some(s.upstream_max_idle_per_host),
             shutdown_grace: Some(d(s.shutdown_grace)),
             worker_threads: Some(s.worker_threads),
+            scheduler: Some(s.scheduler.as_str().to_string()),
             trusted_proxies: Some(s.trusted_proxies.iter().map(ToString::to_string).collect()),
             max_connections: Some(s.max_connections),
             max_header_bytes: Some(s.max_header_bytes),

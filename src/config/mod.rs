@@ -47,6 +47,30 @@ pub const DEFAULT_UPSTREAM_MAX_IDLE_PER_HOST: usize = 256;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// `server.worker_threads`: 0 means one per core [default: 0].
 pub const DEFAULT_WORKER_THREADS: usize = 0;
+
+/// `server.scheduler`: how the workers share the traffic [default: `workers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheduler {
+    /// One current-thread runtime per worker, each accepting on its own
+    /// `SO_REUSEPORT` listener and holding its own upstream connections,
+    /// sharing caches and state (nginx's worker model): a request never
+    /// crosses a thread.
+    Workers,
+    /// One work-stealing runtime with `worker_threads` threads: an idle
+    /// thread takes over another's tasks, which evens out a few very busy
+    /// connections (an HTTP/2 client multiplexing everything on one
+    /// connection) at the price of cross-thread wake-ups on every request.
+    WorkStealing,
+}
+
+impl Scheduler {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheduler::Workers => "workers",
+            Scheduler::WorkStealing => "work_stealing",
+        }
+    }
+}
 /// `server.max_connections`: concurrent client connections; more are
 /// accepted and closed at once [default: 10000].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -174,6 +198,7 @@ pub struct ServerConfig {
     pub upstream_max_idle_per_host: usize,
     pub shutdown_grace: Duration,
     pub worker_threads: usize,
+    pub scheduler: Scheduler,
     pub trusted_proxies: Vec<Cidr>,
     pub max_connections: usize,
     pub max_header_bytes: usize,
@@ -183,6 +208,17 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     pub tls: Option<TlsFiles>,
+}
+
+impl ServerConfig {
+    /// The worker count `worker_threads` asks for: 0 is one per core (as
+    /// many as this process may run on), never fewer than one.
+    pub fn workers(&self) -> usize {
+        match self.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -794,6 +830,16 @@ fn validate_server(raw: raw::RawServer, base: &Path) -> Result<ServerConfig, Con
             "must be at least 1",
         ));
     }
+    let scheduler = match raw.scheduler.as_deref() {
+        None | Some("workers") => Scheduler::Workers,
+        Some("work_stealing") => Scheduler::WorkStealing,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "server.scheduler",
+                format!("`{other}` is not \"workers\" or \"work_stealing\""),
+            ))
+        }
+    };
     let tls = match raw.tls {
         None => None,
         Some(t) => {
@@ -821,6 +867,7 @@ fn validate_server(raw: raw::RawServer, base: &Path) -> Result<ServerConfig, Con
             .unwrap_or(DEFAULT_UPSTREAM_MAX_IDLE_PER_HOST),
         shutdown_grace,
         worker_threads: raw.worker_threads.unwrap_or(DEFAULT_WORKER_THREADS),
+        scheduler,
         trusted_proxies,
         max_connections,
         max_header_bytes,

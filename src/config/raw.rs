@@ -70,6 +70,8 @@ pub struct RawServer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_threads: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub trusted_proxies: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,

@@ -65,7 +65,7 @@ pub async fn review(state: &State, user: &str) -> Result<Value, AccessError> {
     let route = routes::classify(&Method::GET, uri.path(), &cfg.paragon.project_id)
         .map_err(|_| AccessError::BadRequest("the project id makes no route"))?;
     let request_id = state.ids.next();
-    let conn = ConnInfo::new(SocketAddr::from(([127, 0, 0, 1], 0)), false, true);
+    let conn = ConnInfo::new(SocketAddr::from(([127, 0, 0, 1], 0)), false, true, 0);
     let mut ex = Exchange::new(
         state,
         &generation,

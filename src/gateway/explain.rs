@@ -81,7 +81,7 @@ pub async fn decide(state: &State, q: DecideRequest) -> Result<Value, String> {
     let req = request(&q.method, &q.path, &q.headers, q.token.as_deref(), q.body)?;
     let request_id = state.ids.next();
     // A caller on loopback over plain HTTP/2 (no per-connection upstream).
-    let conn = ConnInfo::new(SocketAddr::from(([127, 0, 0, 1], 0)), false, true);
+    let conn = ConnInfo::new(SocketAddr::from(([127, 0, 0, 1], 0)), false, true, 0);
     let mut audit = Audit {
         enabled: true,
         reason: "forwarded",

@@ -44,6 +44,10 @@ type Sender = SendRequest<Body>;
 /// An upstream connection and where it goes.
 struct Held {
     upstream: usize,
+    /// The worker whose runtime drives the connection's task: only a
+    /// client connection of that worker takes it from the idle pool, so a
+    /// request never wakes another worker's thread.
+    worker: usize,
     sender: Sender,
     idle_since: Instant,
 }
@@ -64,9 +68,19 @@ impl ForwardError {
 }
 
 /// The upstream connections of one client connection.
-#[derive(Default)]
 pub struct Affinity {
+    worker: usize,
     held: Mutex<Option<(Arc<ConnPool>, Held)>>,
+}
+
+impl Affinity {
+    /// For a client connection accepted by `worker` (server::serve).
+    pub fn new(worker: usize) -> Self {
+        Affinity {
+            worker,
+            held: Mutex::new(None),
+        }
+    }
 }
 
 impl std::fmt::Debug for Affinity {
@@ -139,19 +153,16 @@ impl ConnPool {
         }
     }
 
-    fn checkout_idle(&self, upstream: usize) -> Option<Held> {
+    fn checkout_idle(&self, upstream: usize, worker: usize) -> Option<Held> {
         let mut idle = self.idle[upstream]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        while let Some(h) = idle.pop() {
-            if !h.sender.is_closed() && h.idle_since.elapsed() < self.idle_timeout {
-                return Some(h);
-            }
-        }
-        None
+        idle.retain(|h| !h.sender.is_closed() && h.idle_since.elapsed() < self.idle_timeout);
+        let mine = idle.iter().rposition(|h| h.worker == worker)?;
+        Some(idle.swap_remove(mine))
     }
 
-    async fn connect(&self, upstream: usize) -> Result<Held, ForwardError> {
+    async fn connect(&self, upstream: usize, worker: usize) -> Result<Held, ForwardError> {
         let target = &self.targets[upstream];
         let host = target.authority.host();
         let port = target
@@ -179,6 +190,7 @@ impl ConnPool {
             };
             Ok(Held {
                 upstream,
+                worker,
                 sender,
                 idle_since: Instant::now(),
             })
@@ -225,15 +237,16 @@ impl ConnPool {
                 .unwrap_or_else(|| PathAndQuery::from_static("/"));
             *req.uri_mut() = Uri::from(origin);
         }
-        let mut held = match mine.or_else(|| self.checkout_idle(upstream)) {
+        let worker = affinity.worker;
+        let mut held = match mine.or_else(|| self.checkout_idle(upstream, worker)) {
             Some(h) => h,
-            None => Box::pin(self.connect(upstream)).await?,
+            None => Box::pin(self.connect(upstream, worker)).await?,
         };
         let mut retried = false;
         loop {
             if held.sender.ready().await.is_err() {
                 // Closed since it was last used: nothing was sent on it.
-                held = Box::pin(self.connect(upstream)).await?;
+                held = Box::pin(self.connect(upstream, worker)).await?;
             }
             match held.sender.try_send_request(req).await {
                 Ok(resp) => {
@@ -246,7 +259,7 @@ impl ConnPool {
                     Some(back) if !retried => {
                         retried = true;
                         req = back;
-                        held = Box::pin(self.connect(upstream)).await?;
+                        held = Box::pin(self.connect(upstream, worker)).await?;
                     }
                     _ => return Err(ForwardError::Request(e.into_error())),
                 },

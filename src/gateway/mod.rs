@@ -132,13 +132,15 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    pub fn new(remote: SocketAddr, tls: bool, http2: bool) -> Self {
+    /// A connection accepted by `worker` (its index among the runtimes of
+    /// `server.scheduler = "workers"`; 0 otherwise).
+    pub fn new(remote: SocketAddr, tls: bool, http2: bool, worker: usize) -> Self {
         ConnInfo {
             remote,
             client_ip: headers::client_ip_value(remote.ip()),
             tls,
             served: AtomicU64::new(0),
-            affinity: (!http2).then(forward::Affinity::default),
+            affinity: (!http2).then(|| forward::Affinity::new(worker)),
         }
     }
 
@@ -287,10 +289,7 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
             latency_ms,
             ..record
         };
-        if let Err(e) = generation.audit.write(&record) {
-            state.metrics.audit_write_errors.inc();
-            tracing::error!(request_id = %request_id, error = %e, "the audit record could not be written");
-        }
+        generation.audit.write(&record);
     }
     // Caller-controlled values are recorded as strings (`&str`), which the
     // text format prints quoted: a principal `x decision=allowed` cannot

@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod tls;
+pub mod workers;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -62,19 +63,28 @@ impl Drop for ConnGuard {
     }
 }
 
-/// Serves the traffic listener until `shutdown` resolves, then stops
+/// Serves one traffic listener until `shutdown` resolves, then stops
 /// accepting and lets in-flight connections finish within
-/// `server.shutdown_grace`.
+/// `server.shutdown_grace`. `worker` is this listener's index among the
+/// workers (app.rs), `counter` the open connections of all of them, so
+/// `server.max_connections` bounds the process, not each worker.
 pub async fn serve(
     state: Arc<State>,
     listener: TcpListener,
     tls: Option<TlsAcceptorHandle>,
+    (counter, worker): (Arc<ConnCounter>, usize),
     shutdown: impl Future<Output = ()>,
 ) {
     // Sending on `drain` asks every connection to shut down gracefully;
     // `drain.closed()` resolves once every connection dropped its receiver.
     let (drain, _) = watch::channel(());
-    let counter = Arc::new(ConnCounter::default());
+    let accepted_here = state
+        .metrics
+        .connections_accepted
+        .get_or_create(&crate::telemetry::WorkerLabel {
+            worker: u32::try_from(worker).unwrap_or(u32::MAX),
+        })
+        .clone();
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -104,13 +114,14 @@ pub async fn serve(
             continue;
         }
         state.metrics.connections_active.inc();
+        accepted_here.inc();
         let guard = ConnGuard(counter.clone(), state.metrics.clone());
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let tls = tls.clone();
         let stop = drain.subscribe();
         tokio::spawn(async move {
-            serve_connection(state, stream, remote, tls, server_cfg, stop).await;
+            serve_connection(state, (stream, remote, worker), tls, server_cfg, stop).await;
             drop(guard);
         });
     }
@@ -125,8 +136,7 @@ pub async fn serve(
 
 async fn serve_connection(
     state: Arc<State>,
-    stream: TcpStream,
-    remote: SocketAddr,
+    (stream, remote, worker): (TcpStream, SocketAddr, usize),
     tls: Option<TlsAcceptorHandle>,
     cfg: ServerConfig,
     stop: watch::Receiver<()>,
@@ -137,7 +147,7 @@ async fn serve_connection(
             match tokio::time::timeout(cfg.tls_handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => {
                     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let conn = Arc::new(ConnInfo::new(remote, true, h2));
+                    let conn = Arc::new(ConnInfo::new(remote, true, h2, worker));
                     let io = Prefixed::new(Bytes::new(), tls_stream);
                     run_http(state.clone(), io, conn, h2, &cfg, stop).await
                 }
@@ -171,7 +181,7 @@ async fn serve_connection(
                 return;
             }
             let h2 = prefix.len() == H2_PREFACE.len() && prefix[..] == *H2_PREFACE;
-            let conn = Arc::new(ConnInfo::new(remote, false, h2));
+            let conn = Arc::new(ConnInfo::new(remote, false, h2, worker));
             run_http(
                 state.clone(),
                 Prefixed::new(prefix, stream),
