@@ -119,6 +119,7 @@ pub fn build_generation(
         auth,
         minter,
         upstreams,
+        loaded_ms: crate::clock::now_ms(),
     })
 }
 
@@ -266,6 +267,7 @@ impl Running {
     pub fn reload(&self, new: Config) -> Result<Vec<String>, String> {
         let metrics = &self.state.metrics;
         let result = self.try_reload(new);
+        self.state.recent.note_reload(result.clone());
         let kind = if result.is_ok() { "ok" } else { "rejected" };
         metrics
             .config_reloads
@@ -371,6 +373,7 @@ pub async fn run_until_signal(
             _ = hup.recv() => {
                 match Config::load(&config_path, env) {
                     Err(e) => {
+                        running.state.recent.note_reload(Err(e.to_string()));
                         running.state.metrics.config_reloads.get_or_create(&KindLabel { kind: "invalid" }).inc();
                         tracing::error!(error = %e, "reload: the new config is invalid; still serving the old one");
                     }

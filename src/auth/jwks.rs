@@ -11,7 +11,7 @@
 //! several JWKS clients had exactly that bug).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,8 @@ pub struct JwksSource {
     keys: ArcSwap<Vec<VerifyKey>>,
     generation: AtomicU64,
     loaded: AtomicBool,
+    /// When the key set in use was fetched (wall clock, ms; 0: never).
+    fetched_ms: AtomicI64,
     last_attempt: Mutex<Option<Instant>>,
     fetch_lock: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
@@ -77,6 +79,7 @@ impl JwksSource {
             keys: ArcSwap::from_pointee(Vec::new()),
             generation: AtomicU64::new(0),
             loaded: AtomicBool::new(false),
+            fetched_ms: AtomicI64::new(0),
             last_attempt: Mutex::new(None),
             fetch_lock: tokio::sync::Mutex::new(()),
             metrics,
@@ -125,6 +128,11 @@ impl JwksSource {
 
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// When the key set in use was fetched (ms), if one ever was.
+    pub fn fetched_ms(&self) -> Option<i64> {
+        Some(self.fetched_ms.load(Ordering::Acquire)).filter(|&ms| ms > 0)
     }
 
     pub fn is_loaded(&self) -> bool {
@@ -177,6 +185,8 @@ impl JwksSource {
                 if removed {
                     self.generation.fetch_add(1, Ordering::AcqRel);
                 }
+                self.fetched_ms
+                    .store(crate::clock::now_ms(), Ordering::Release);
                 self.loaded.store(true, Ordering::Release);
                 true
             }

@@ -353,6 +353,31 @@ impl Authenticator {
         self.jwks.as_ref()
     }
 
+    /// The verification keys in use, for the dashboard: (kid, algorithm,
+    /// where from, fetched at in ms for a JWKS key).
+    pub fn keys_in_use(&self) -> Vec<(Option<String>, Algorithm, &'static str, Option<i64>)> {
+        let mut keys: Vec<_> = self
+            .static_keys
+            .iter()
+            .map(|k| (k.kid.clone(), k.algorithm, "file", None))
+            .collect();
+        if let Some(j) = &self.jwks {
+            let fetched = j.fetched_ms();
+            keys.extend(
+                j.keys()
+                    .iter()
+                    .map(|k| (k.kid.clone(), k.algorithm, "jwks", fetched)),
+            );
+        }
+        keys
+    }
+
+    /// Verified tokens held in the cache (moka's count, which trails
+    /// inserts and evictions by a moment).
+    pub fn cached_tokens(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
     fn generation(&self) -> u64 {
         self.jwks.as_ref().map_or(0, |j| j.generation())
     }

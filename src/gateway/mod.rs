@@ -17,6 +17,7 @@ mod inputs;
 mod list;
 pub mod path;
 mod pipeline;
+pub mod recent;
 mod respond;
 mod rewrite;
 mod route;
@@ -58,6 +59,8 @@ pub struct Generation {
     /// Mint mode only.
     pub minter: Option<Arc<Minter>>,
     pub upstreams: Upstreams,
+    /// When this config was loaded (wall clock, ms).
+    pub loaded_ms: i64,
 }
 
 /// Process-wide state shared by every connection.
@@ -72,6 +75,8 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// `[cluster]`: where invalidations are recorded for other replicas.
     pub replicas: Option<Arc<dyn Replicas>>,
+    /// What the admin dashboard shows: refusals, traffic, the last reload.
+    pub recent: recent::Recent,
     ids: RequestIds,
 }
 
@@ -91,6 +96,7 @@ impl State {
             subscriptions,
             metrics,
             replicas,
+            recent: recent::Recent::default(),
             ids: RequestIds::new(),
         }
     }
@@ -249,8 +255,8 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
     let http1 = req.version() < Version::HTTP_2;
     let has_body = !http_body::Body::is_end_stream(req.body());
     let method = req.method().clone();
-    let access_log = tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO);
-    let path_for_log: Option<Box<str>> = access_log.then(|| req.uri().path().into());
+    // For the access log and the dashboard's refusals (a shared clone).
+    let uri = req.uri().clone();
     let served = conn.served.fetch_add(1, Ordering::Relaxed) + 1;
 
     let mut audit = Audit {
@@ -279,7 +285,8 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
     state.metrics.count_request(product, decision, status);
     state.metrics.request_histogram(product).observe(elapsed);
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
-    if audit.enabled {
+    let refused = matches!(decision, "refused" | "shadow_refused");
+    if audit.enabled || refused {
         let record = audit.record(&request_id, client_request_id.as_deref(), decision);
         let removed = removed_headers(&audit.removed_headers);
         let record = crate::audit::Record {
@@ -290,6 +297,10 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
             ..record
         };
         generation.audit.write(&record);
+        if refused {
+            let r = recent::Refusal::from_record(&record, &method, uri.path());
+            state.recent.push(r);
+        }
     }
     // Caller-controlled values are recorded as strings (`&str`), which the
     // text format prints quoted: a principal `x decision=allowed` cannot
@@ -299,7 +310,7 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
         request_id = %request_id,
         remote = %conn.remote,
         method = %method,
-        path = &*clean(path_for_log.as_deref().unwrap_or("")),
+        path = &*clean(uri.path()),
         status,
         latency_ms,
     );

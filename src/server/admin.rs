@@ -2,7 +2,8 @@
 //! default: `GET /healthz`, `GET /readyz`, `GET /metrics`,
 //! `POST /admin/cache/invalidate`, `POST /admin/decide` (a decision
 //! explained, nothing forwarded), `GET /admin/access?user=U` (who may use
-//! which account). It has no authentication of its own: bind it where only
+//! which account), `GET /` (the dashboard, `dashboard.rs`). It has no
+//! authentication of its own: bind it where only
 //! operators and Prometheus can reach it. None of these is ever served on
 //! the traffic listener.
 
@@ -30,6 +31,18 @@ const MAX_DECIDE_BODY: u64 = 4 * 1024 * 1024;
 
 pub async fn serve(state: Arc<State>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
+    // The dashboard's traffic figures: the request counters sampled every
+    // few seconds (nothing on the request path). Ends with the state.
+    let weak = Arc::downgrade(&state);
+    tokio::spawn(async move {
+        let every = Duration::from_secs(crate::gateway::recent::SAMPLE_EVERY_SECS);
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(state) = weak.upgrade() else { return };
+            let counts = crate::gateway::recent::request_counts(&state.metrics.encode());
+            state.recent.sample(crate::clock::now_ms(), counts);
+        }
+    });
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -74,6 +87,7 @@ fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
 
 async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
     match (req.method(), req.uri().path()) {
+        (&Method::GET, "/") => super::dashboard::page(state, req.uri().query()).await,
         (&Method::GET, "/healthz") => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
         (&Method::GET, "/readyz") => {
             let generation = state.current.load();
@@ -117,7 +131,8 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, "/admin/access") => access(state, req.uri().query()).await,
         (
             _,
-            "/healthz"
+            "/"
+            | "/healthz"
             | "/readyz"
             | "/metrics"
             | "/admin/cache/invalidate"
