@@ -274,3 +274,57 @@ async fn a_real_browser_renders_the_refusal_and_the_markup_principal_as_text() {
     }
     background.await.unwrap();
 }
+
+#[tokio::test]
+async fn shadow_refusals_and_a_rejected_reload_are_shown() {
+    let env = Env::with(fixtures(), |b| b.policy("enforce = \"shadow\"")).await;
+    let alice = env.member("alice");
+    // Forwarded in shadow mode, recorded as a shadow refusal.
+    let got = env
+        .send_as(
+            "GET",
+            &proxy_path("shadowed"),
+            &alice,
+            DEMO_SALESFORCE_BOB,
+            "",
+        )
+        .await;
+    assert_eq!(got.status, 200);
+    // A reload that cannot be applied (its audit file cannot be opened)
+    // keeps the old config; the page says so.
+    let mut bad = ConfigBuilder::new(&env.keys, Hosts::all(&env.emu.url())).build();
+    bad.audit.file = Some("/nonexistent-dir/audit.jsonl".into());
+    assert!(env.gw.reload(bad).is_err());
+    let html = String::from_utf8(page(&env, "").await.body.to_vec()).unwrap();
+    assert!(
+        html.contains("rejected: audit.file /nonexistent-dir/audit.jsonl"),
+        "{html}"
+    );
+    // Then one that applies, with a note.
+    let mut good = ConfigBuilder::new(&env.keys, Hosts::all(&env.emu.url()))
+        .policy("enforce = \"shadow\"")
+        .build();
+    good.server.worker_threads = 7;
+    let notes = env
+        .gw
+        .reload(good)
+        .expect("a reload with restart-only changes applies");
+    assert!(
+        notes.iter().any(|n| n.contains("worker_threads")),
+        "{notes:?}"
+    );
+    let html = String::from_utf8(page(&env, "").await.body.to_vec()).unwrap();
+    assert!(
+        html.contains("<td class=\"shadow_refused\">shadow_refused</td>"),
+        "{html}"
+    );
+    assert!(html.contains("/salesforce/shadowed"), "{html}");
+    assert!(
+        html.contains("shadow: "),
+        "the policy row names the shadowed products: {html}"
+    );
+    assert!(
+        html.contains("applied; server.worker_threads changed: takes effect after a restart"),
+        "{html}"
+    );
+}
