@@ -89,7 +89,7 @@ pub fn build_generation(
             match previous.and_then(|p| p.auth.jwks()) {
                 Some(existing) if *existing.settings() == wanted => Some(existing.clone()),
                 _ => {
-                    let source = JwksSource::new(wanted, client, metrics.clone())?;
+                    let source = JwksSource::new(wanted, client.clone(), metrics.clone())?;
                     source.spawn_refresher();
                     Some(source)
                 }
@@ -104,6 +104,17 @@ pub fn build_generation(
             _ => Some(Arc::new(Minter::new(&config.paragon, metrics.clone())?)),
         },
         AuthMode::Passthrough => None,
+    };
+    let tracing = match previous.and_then(|p| p.tracing.as_ref()) {
+        Some(t) if t.settings == config.telemetry => Some(t.clone()),
+        _ => crate::net::otlp::Tracing::start(
+            &config.telemetry,
+            client.clone(),
+            crate::net::otlp::TraceCounters {
+                dropped: metrics.trace_spans_dropped.clone(),
+                export_errors: metrics.trace_export_errors.clone(),
+            },
+        )?,
     };
     let audit = crate::audit::AuditLog::open(&config.audit, metrics.audit_write_errors.clone())
         .map_err(|e| e.to_string())?;
@@ -120,6 +131,7 @@ pub fn build_generation(
         minter,
         upstreams,
         loaded_ms: crate::clock::now_ms(),
+        tracing,
     })
 }
 

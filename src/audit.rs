@@ -81,6 +81,9 @@ pub struct Record<'a> {
     pub cause: Option<&'a str>,
     pub status: u16,
     pub latency_ms: f64,
+    /// The request's trace (`[telemetry]` on), as 32 hex digits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<&'a str>,
 }
 
 enum Out {
@@ -319,6 +322,9 @@ impl Record<'_> {
         }
         put("status", Num(u64::from(self.status)));
         put("latency_ms", Value::Float(self.latency_ms));
+        if let Some(v) = self.trace_id {
+            put("trace_id", Str(v));
+        }
     }
 }
 

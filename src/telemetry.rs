@@ -268,6 +268,10 @@ pub struct Metrics {
     pub headers_removed: Counter,
     /// Audit records that could not be written.
     pub audit_write_errors: Counter,
+    /// Finished spans dropped because the export queue was full.
+    pub trace_spans_dropped: Counter,
+    /// Spans in batches the collector did not take.
+    pub trace_export_errors: Counter,
     /// Trigger-subscription owners looked up at Paragon.
     pub subscription_lookups: Counter,
     pub connections_active: Gauge,
@@ -359,6 +363,8 @@ impl Metrics {
             mint_cache_hits: Counter::default(),
             headers_removed: Counter::default(),
             audit_write_errors: Counter::default(),
+            trace_spans_dropped: Counter::default(),
+            trace_export_errors: Counter::default(),
             subscription_lookups: Counter::default(),
             connections_active: Gauge::default(),
             connections_accepted: Family::default(),
@@ -477,6 +483,16 @@ impl Metrics {
             "subscription_lookups",
             "Trigger-subscription owners looked up at Paragon",
             m.subscription_lookups.clone(),
+        );
+        r.register(
+            "trace_spans_dropped",
+            "Finished spans dropped because the export queue was full",
+            m.trace_spans_dropped.clone(),
+        );
+        r.register(
+            "trace_export_errors",
+            "Spans in batches the OTLP collector did not take",
+            m.trace_export_errors.clone(),
         );
         r.register(
             "connections_active",

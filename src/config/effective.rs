@@ -132,6 +132,13 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             enabled: Some(c.audit.enabled),
             file: c.audit.file.as_ref().map(|p| path(p)),
         },
+        telemetry: RawTelemetry {
+            otlp_endpoint: c.telemetry.otlp_endpoint.as_ref().map(ToString::to_string),
+            service_name: Some(c.telemetry.service_name.clone()),
+            sample_ratio: Some(c.telemetry.sample_ratio),
+            trust_incoming_trace: Some(c.telemetry.trust_incoming_trace),
+            max_queued_spans: Some(c.telemetry.max_queued_spans),
+        },
         limits: RawLimits {
             principal_rps: c.limits.principal.map(|r| r.rps),
             principal_burst: c.limits.principal.map(|r| r.burst),

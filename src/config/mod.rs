@@ -172,6 +172,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub audit: AuditConfig,
     pub limits: LimitsConfig,
+    pub telemetry: TelemetryConfig,
     pub cluster: Option<ClusterConfig>,
     /// Things that are legal but deserve a word (printed by `check-config`
     /// and logged at start).
@@ -628,6 +629,7 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
     }
     let cache = validate_cache(raw.cache)?;
     let audit = validate_audit(raw.audit, base, &mut warnings)?;
+    let telemetry = validate_telemetry(raw.telemetry)?;
     let limits = LimitsConfig {
         principal: rate(
             "limits.principal",
@@ -645,6 +647,7 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
         cache,
         audit,
         limits,
+        telemetry,
         cluster,
         warnings,
         sha256: String::new(),
@@ -674,6 +677,79 @@ fn rate(
             }
         }),
     }
+}
+
+/// `[telemetry]`: OpenTelemetry traces (contract §9).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// Where spans go (OTLP over HTTP, protobuf), `…/v1/traces`; `None`:
+    /// tracing off.
+    pub otlp_endpoint: Option<url::Url>,
+    pub service_name: String,
+    /// Of the requests that start a trace here, the share sampled; a
+    /// trusted incoming `traceparent`'s sampled flag decides for its own.
+    pub sample_ratio: f64,
+    /// Keep a caller's `traceparent` from anyone, not only trusted proxies.
+    pub trust_incoming_trace: bool,
+    /// Finished spans waiting for export; more are dropped and counted.
+    pub max_queued_spans: usize,
+}
+
+/// `telemetry.max_queued_spans` [default: 2048].
+pub const DEFAULT_MAX_QUEUED_SPANS: usize = 2048;
+
+fn validate_telemetry(raw: raw::RawTelemetry) -> Result<TelemetryConfig, ConfigError> {
+    let otlp_endpoint = match raw.otlp_endpoint.as_deref() {
+        None => None,
+        Some(text) => {
+            let mut url = url::Url::parse(text).map_err(|e| {
+                ConfigError::new(
+                    "telemetry.otlp_endpoint",
+                    format!("`{text}` is not a URL: {e}"),
+                )
+            })?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(ConfigError::new(
+                    "telemetry.otlp_endpoint",
+                    "must be an http:// or https:// URL of an OTLP/HTTP collector (port 4318)",
+                ));
+            }
+            // The collector's base URL gets OTLP/HTTP's traces path; a URL
+            // with a path of its own is used as given.
+            if url.path() == "/" {
+                url.set_path("/v1/traces");
+            }
+            Some(url)
+        }
+    };
+    let sample_ratio = raw.sample_ratio.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&sample_ratio) {
+        return Err(ConfigError::new(
+            "telemetry.sample_ratio",
+            "must be between 0.0 and 1.0",
+        ));
+    }
+    let service_name = raw.service_name.unwrap_or_else(|| "credgate".into());
+    if service_name.is_empty() {
+        return Err(ConfigError::new(
+            "telemetry.service_name",
+            "must not be empty",
+        ));
+    }
+    let max_queued_spans = raw.max_queued_spans.unwrap_or(DEFAULT_MAX_QUEUED_SPANS);
+    if max_queued_spans == 0 {
+        return Err(ConfigError::new(
+            "telemetry.max_queued_spans",
+            "must be at least 1",
+        ));
+    }
+    Ok(TelemetryConfig {
+        otlp_endpoint,
+        service_name,
+        sample_ratio,
+        trust_incoming_trace: raw.trust_incoming_trace.unwrap_or(false),
+        max_queued_spans,
+    })
 }
 
 fn validate_audit(

@@ -22,8 +22,25 @@ pub struct RawConfig {
     pub audit: RawAudit,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<RawCluster>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_incoming_trace: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_queued_spans: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -21,6 +21,7 @@ pub mod recent;
 mod respond;
 mod rewrite;
 mod route;
+mod trace;
 pub mod upstream;
 
 pub use route::asks_account_auth;
@@ -61,6 +62,8 @@ pub struct Generation {
     pub upstreams: Upstreams,
     /// When this config was loaded (wall clock, ms).
     pub loaded_ms: i64,
+    /// `[telemetry]`: the trace pipeline, when `otlp_endpoint` is set.
+    pub tracing: Option<Arc<crate::net::otlp::Tracing>>,
 }
 
 /// Process-wide state shared by every connection.
@@ -233,6 +236,8 @@ pub(crate) struct Audit {
     pub removed_headers: Vec<http::HeaderName>,
     /// The request id as a header value, made once.
     pub request_id: Option<HeaderValue>,
+    /// The request's spans, when `[telemetry]` exports traces.
+    pub trace: Option<Box<trace::Trace>>,
 }
 
 /// Handles one request end to end. Never fails: every outcome is a response.
@@ -263,9 +268,14 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
         enabled: generation.audit.is_enabled(),
         reason: "forwarded",
         request_id: HeaderValue::from_str(&request_id).ok(),
+        trace: generation.tracing.as_ref().map(|t| {
+            let trust = trusted || generation.config.telemetry.trust_incoming_trace;
+            trace::Trace::start(&t.tracer, req.headers(), trust, &method, uri.path())
+        }),
         ..Audit::default()
     };
     let outcome = pipeline::process(state, &generation, conn, req, &request_id, &mut audit).await;
+    audit.mark("filter");
     let (mut resp, decision) = audit.conclude(outcome, &request_id);
     let limit = generation.config.server.max_requests_per_connection;
     // A refused request whose body was never read must not leave that body
@@ -286,7 +296,9 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
     state.metrics.request_histogram(product).observe(elapsed);
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     let refused = matches!(decision, "refused" | "shadow_refused");
-    if audit.enabled || refused {
+    let trace = audit.trace.take();
+    let trace_id = trace.as_deref().map(trace::Trace::trace_id);
+    if audit.enabled || refused || trace.is_some() {
         let record = audit.record(&request_id, client_request_id.as_deref(), decision);
         let removed = removed_headers(&audit.removed_headers);
         let record = crate::audit::Record {
@@ -294,12 +306,16 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
             removed_headers: &removed,
             status,
             latency_ms,
+            trace_id,
             ..record
         };
         generation.audit.write(&record);
         if refused {
             let r = recent::Refusal::from_record(&record, &method, uri.path());
             state.recent.push(r);
+        }
+        if let Some(t) = &trace {
+            t.finish(&record);
         }
     }
     // Caller-controlled values are recorded as strings (`&str`), which the
@@ -313,11 +329,19 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
         path = &*clean(uri.path()),
         status,
         latency_ms,
+        trace_id,
     );
     resp
 }
 
 impl Audit {
+    /// A §1 phase completed (an event on the request's span).
+    pub(crate) fn mark(&self, phase: &'static str) {
+        if let Some(t) = &self.trace {
+            t.mark(phase);
+        }
+    }
+
     /// What the outcome means (contract §5a): the response and the
     /// decision; `reason` and `code` are set to match. A shadowed refusal
     /// that went to Paragon is `shadow_refused`, with the code and reason
@@ -413,6 +437,7 @@ impl Audit {
             cause: self.cause,
             status: 0,
             latency_ms: 0.0,
+            trace_id: None,
         }
     }
 }

@@ -114,6 +114,7 @@ async fn authorize(
     mut shadow: Shadow,
     audit: &mut Audit,
 ) -> Result<Decision, GatewayError> {
+    audit.mark("load_list");
     if let Some(view) = ex.ctx.rules {
         note_integration(view, ex, inputs);
     }
@@ -300,8 +301,12 @@ fn trace_rules(view: &RuleView<'_>, subject: Subject<'_>) -> Vec<serde_json::Val
 
 /// The request is forwarded from here on: returned, or, in a dry run
 /// (`/admin/decide`), kept as what would have gone out.
-fn to_forward(audit: &mut Audit, upstream_req: Request<Body>) -> Option<Request<Body>> {
+fn to_forward(audit: &mut Audit, mut upstream_req: Request<Body>) -> Option<Request<Body>> {
     audit.forwarded = true;
+    audit.mark("rewrite");
+    if let Some(t) = audit.trace.as_mut() {
+        t.forward(&mut upstream_req);
+    }
     match audit.dry_run.as_mut() {
         Some(dry) => {
             dry.upstream = Some(upstream_req);
@@ -348,6 +353,7 @@ async fn authenticate(
                 .check_caller(&identity, held, &state.metrics)?
         }
     }
+    audit.mark("authenticate");
     Ok(identity)
 }
 

@@ -51,6 +51,7 @@ pub(super) fn rewrite(
     r: Rewrite<'_>,
     audit: &mut Audit,
 ) -> Result<Request<Body>, GatewayError> {
+    audit.mark("decide");
     let ctx = &ex.ctx;
     let Rewrite {
         mut parts,

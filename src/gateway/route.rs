@@ -41,6 +41,7 @@ pub(super) fn classify<'u>(
             audit.integration = Some(Arc::from(t));
         }
     }
+    audit.mark("classify");
     Ok(route)
 }
 

@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod client;
+pub mod otlp;
 
 /// `X-Request-Id`: on every request credgate forwards or makes, and on
 /// every response it gives.
