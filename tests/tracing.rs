@@ -130,25 +130,29 @@ async fn traced_env(collector: &str, extra: &str) -> Env {
     .await
 }
 
+/// Alice naming her own Salesforce account with trace headers of her own.
+async fn send_traced(env: &Env, rest: &str, trace_headers: &[(&str, &str)]) -> Got {
+    let mut headers = vec![("x-paragon-credential", DEMO_SALESFORCE_ALICE)];
+    headers.extend_from_slice(trace_headers);
+    env.send("GET", &proxy_path(rest), &env.member("alice"), &headers, "")
+        .await
+}
+
 #[tokio::test]
 async fn a_request_is_a_server_span_with_its_phases_and_a_client_span_to_paragon() {
     let (url, received) = collector().await;
     let env = traced_env(&url, "").await;
     let alice = env.member("alice");
     let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
-    let got = env
-        .send(
-            "GET",
-            &proxy_path("traced"),
-            &alice,
-            &[
-                ("x-paragon-credential", DEMO_SALESFORCE_ALICE),
-                ("traceparent", &traceparent),
-                ("tracestate", "caller=secret"),
-            ],
-            "",
-        )
-        .await;
+    let got = send_traced(
+        &env,
+        "traced",
+        &[
+            ("traceparent", &traceparent),
+            ("tracestate", "caller=secret"),
+        ],
+    )
+    .await;
     assert_eq!(got.status, 200);
     let refused = env
         .send_as(
@@ -278,20 +282,8 @@ async fn a_request_is_a_server_span_with_its_phases_and_a_client_span_to_paragon
 async fn a_trusted_callers_trace_is_the_parent() {
     let (url, received) = collector().await;
     let env = traced_env(&url, "trust_incoming_trace = true\n").await;
-    let alice = env.member("alice");
     let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
-    let got = env
-        .send(
-            "GET",
-            &proxy_path("joined"),
-            &alice,
-            &[
-                ("x-paragon-credential", DEMO_SALESFORCE_ALICE),
-                ("traceparent", &traceparent),
-            ],
-            "",
-        )
-        .await;
+    let got = send_traced(&env, "joined", &[("traceparent", &traceparent)]).await;
     assert_eq!(got.status, 200);
     received.wait_for("both spans", |s| s.len() >= 2).await;
     let spans = received.spans();
@@ -301,18 +293,7 @@ async fn a_trusted_callers_trace_is_the_parent() {
     assert!(server.links.is_empty());
     // An unsampled trusted parent is honoured: nothing is exported for it.
     let unsampled = format!("00-{}-{CALLER_SPAN}-00", "a".repeat(32));
-    let got = env
-        .send(
-            "GET",
-            &proxy_path("unsampled"),
-            &alice,
-            &[
-                ("x-paragon-credential", DEMO_SALESFORCE_ALICE),
-                ("traceparent", &unsampled),
-            ],
-            "",
-        )
-        .await;
+    let got = send_traced(&env, "unsampled", &[("traceparent", &unsampled)]).await;
     assert_eq!(got.status, 200);
     let reached = env
         .traffic()
