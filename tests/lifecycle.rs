@@ -416,3 +416,62 @@ async fn hop_by_hop_headers_from_paragon_are_not_passed_to_the_caller() {
     }
     gw.shutdown().await;
 }
+
+/// A client still sending a body credgate refused (413 here) reads the
+/// answer: the connection closes with a lingering close (FIN after the
+/// answer, the rest of the body read and discarded), not with the reset a
+/// socket closed over unread data sends, which can destroy the answer.
+#[tokio::test]
+async fn a_refused_body_still_being_sent_gets_its_answer_not_a_reset() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let keys = Keys::new();
+    let p = acme_paragon(Duration::ZERO).await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&p.url()))
+        .server("max_body_bytes = 1024")
+        .start()
+        .await;
+    let alice = keys.member("acme", "alice");
+    let size = 256 * 1024;
+    for round in 0..5 {
+        let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let (mut read, mut write) = stream.into_split();
+        let head = format!(
+            "POST /projects/{PROJECT}/actions HTTP/1.1\r\nhost: credgate\r\n\
+             authorization: Bearer {alice}\r\ncontent-type: application/json\r\n\
+             content-length: {size}\r\n\r\n"
+        );
+        let writer = tokio::spawn(async move {
+            write.write_all(head.as_bytes()).await.unwrap();
+            let chunk = vec![b' '; 16 * 1024];
+            // Slower than credgate's answer: most of the body is still to
+            // come when credgate has refused it.
+            for _ in 0..size / chunk.len() {
+                write.write_all(&chunk).await?;
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            Ok::<_, std::io::Error>(())
+        });
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), read.read_to_end(&mut answer))
+            .await
+            .expect("the connection is closed after the answer");
+        assert!(
+            read.is_ok(),
+            "round {round}: {read:?} after {} bytes",
+            answer.len()
+        );
+        assert!(
+            answer.starts_with(b"HTTP/1.1 413"),
+            "round {round}: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        // And the body the client was still sending was taken, not reset
+        // (what an HTTP client library needs to hand over the answer).
+        let sent = writer.await.unwrap();
+        assert!(
+            sent.is_ok(),
+            "round {round}: writing the body failed: {sent:?}"
+        );
+    }
+    assert!(p.requests().iter().all(|r| !r.path.ends_with("/actions")));
+}

@@ -370,15 +370,39 @@ impl Activity {
     }
 }
 
-/// An IO that first replays bytes already read (the sniffed preface).
+/// How long a closing connection keeps reading what the client still
+/// sends, at most, and how much of it.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// An IO that first replays bytes already read (the sniffed preface), and
+/// closes with a lingering close: on shutdown it sends its FIN, then reads
+/// and discards what the client still sends (up to [`LINGER_BYTES`], for
+/// at most [`LINGER_TIME`]) before the socket is closed. A refused request
+/// whose body was not read (413, or a refusal before the body) is answered
+/// and the connection closed while the client may still be writing that
+/// body; closing a socket with unread data sends a reset, which can
+/// destroy the answer in flight to the client. Lingering lets it arrive (as
+/// nginx's `lingering_close` does).
 pub struct Prefixed<T> {
     prefix: Bytes,
     inner: T,
+    linger: Option<Linger>,
+}
+
+struct Linger {
+    until: Pin<Box<tokio::time::Sleep>>,
+    sent_fin: bool,
+    drained: usize,
 }
 
 impl<T> Prefixed<T> {
     pub fn new(prefix: Bytes, inner: T) -> Self {
-        Prefixed { prefix, inner }
+        Prefixed {
+            prefix,
+            inner,
+            linger: None,
+        }
     }
 }
 
@@ -398,7 +422,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -411,8 +435,32 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let linger = this.linger.get_or_insert_with(|| Linger {
+            until: Box::pin(tokio::time::sleep(LINGER_TIME)),
+            sent_fin: false,
+            drained: 0,
+        });
+        if !linger.sent_fin {
+            std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            linger.sent_fin = true;
+        }
+        let mut scratch = [0u8; 8192];
+        loop {
+            if linger.drained >= LINGER_BYTES || linger.until.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                // The client closed its side, or the connection broke:
+                // nothing is left to absorb.
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => linger.drained += buf.filled().len(),
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 
     fn poll_write_vectored(
