@@ -25,36 +25,16 @@ fn proxy_path(rest: &str) -> String {
 /// Traffic with two refusals: alice naming bob's account, and a caller
 /// whose principal is markup naming alice's.
 async fn traffic(env: &Env) {
-    let alice = env.member("alice");
     let ok = env
-        .send_as(
-            "GET",
-            &proxy_path("mine"),
-            &alice,
-            DEMO_SALESFORCE_ALICE,
-            "",
-        )
+        .salesforce_get("alice", "mine", DEMO_SALESFORCE_ALICE, &[])
         .await;
     assert_eq!(ok.status, 200);
     let foreign = env
-        .send_as(
-            "GET",
-            &proxy_path("foreign"),
-            &alice,
-            DEMO_SALESFORCE_BOB,
-            "",
-        )
+        .salesforce_get("alice", "foreign", DEMO_SALESFORCE_BOB, &[])
         .await;
     assert_eq!(foreign.status, 403);
-    let hostile = env.member(HOSTILE);
     let refused = env
-        .send_as(
-            "GET",
-            &proxy_path("xss"),
-            &hostile,
-            DEMO_SALESFORCE_ALICE,
-            "",
-        )
+        .salesforce_get(HOSTILE, "xss", DEMO_SALESFORCE_ALICE, &[])
         .await;
     assert_eq!(refused.status, 403);
 }
@@ -278,16 +258,9 @@ async fn a_real_browser_renders_the_refusal_and_the_markup_principal_as_text() {
 #[tokio::test]
 async fn shadow_refusals_and_a_rejected_reload_are_shown() {
     let env = Env::with(fixtures(), |b| b.policy("enforce = \"shadow\"")).await;
-    let alice = env.member("alice");
     // Forwarded in shadow mode, recorded as a shadow refusal.
     let got = env
-        .send_as(
-            "GET",
-            &proxy_path("shadowed"),
-            &alice,
-            DEMO_SALESFORCE_BOB,
-            "",
-        )
+        .salesforce_get("alice", "shadowed", DEMO_SALESFORCE_BOB, &[])
         .await;
     assert_eq!(got.status, 200);
     // A reload that cannot be applied (its audit file cannot be opened)

@@ -182,14 +182,20 @@ async fn sigterm_lets_a_request_finish_within_the_grace_and_then_exits() {
     );
 }
 
-#[tokio::test]
-async fn actionkit_bodies_stream_when_a_credential_is_named_and_are_capped_otherwise() {
-    let keys = Keys::new();
+/// The acme Paragon stand-in behind a gateway whose body cap is 1 KiB.
+async fn capped_at_1_kib(keys: &Keys) -> (Recorder, credgate::app::Running) {
     let p = acme_paragon(Duration::ZERO).await;
-    let gw = ConfigBuilder::new(&keys, Hosts::all(&p.url()))
+    let gw = ConfigBuilder::new(keys, Hosts::all(&p.url()))
         .server("max_body_bytes = 1024")
         .start()
         .await;
+    (p, gw)
+}
+
+#[tokio::test]
+async fn actionkit_bodies_stream_when_a_credential_is_named_and_are_capped_otherwise() {
+    let keys = Keys::new();
+    let (p, gw) = capped_at_1_kib(&keys).await;
     let alice = keys.member("acme", "alice");
     let actions = format!("/projects/{PROJECT}/actions");
     // A valid ActionKit call padded to 64 KiB: without the cap, the action
@@ -425,11 +431,7 @@ async fn hop_by_hop_headers_from_paragon_are_not_passed_to_the_caller() {
 async fn a_refused_body_still_being_sent_gets_its_answer_not_a_reset() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let keys = Keys::new();
-    let p = acme_paragon(Duration::ZERO).await;
-    let gw = ConfigBuilder::new(&keys, Hosts::all(&p.url()))
-        .server("max_body_bytes = 1024")
-        .start()
-        .await;
+    let (p, gw) = capped_at_1_kib(&keys).await;
     let alice = keys.member("acme", "alice");
     let size = 256 * 1024;
     for round in 0..5 {

@@ -113,10 +113,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn proxy_path(rest: &str) -> String {
-    format!("/projects/{PROJECT}/sdk/proxy/salesforce/{rest}")
-}
-
 /// A caller's own trace context.
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
@@ -132,9 +128,7 @@ async fn traced_env(collector: &str, extra: &str) -> Env {
 
 /// Alice naming her own Salesforce account with trace headers of her own.
 async fn send_traced(env: &Env, rest: &str, trace_headers: &[(&str, &str)]) -> Got {
-    let mut headers = vec![("x-paragon-credential", DEMO_SALESFORCE_ALICE)];
-    headers.extend_from_slice(trace_headers);
-    env.send("GET", &proxy_path(rest), &env.member("alice"), &headers, "")
+    env.salesforce_get("alice", rest, DEMO_SALESFORCE_ALICE, trace_headers)
         .await
 }
 
@@ -155,13 +149,7 @@ async fn a_request_is_a_server_span_with_its_phases_and_a_client_span_to_paragon
     .await;
     assert_eq!(got.status, 200);
     let refused = env
-        .send_as(
-            "GET",
-            &proxy_path("foreign"),
-            &alice,
-            DEMO_SALESFORCE_BOB,
-            "",
-        )
+        .salesforce_get("alice", "foreign", DEMO_SALESFORCE_BOB, &[])
         .await;
     assert_eq!(refused.status, 403);
     received
@@ -328,17 +316,10 @@ async fn a_collector_that_never_answers_slows_no_request_and_drops_are_counted()
         }
     });
     let env = traced_env(&url, "max_queued_spans = 4\n").await;
-    let alice = env.member("alice");
     for i in 0..40 {
         let answered = tokio::time::timeout(
             Duration::from_secs(2),
-            env.send_as(
-                "GET",
-                &proxy_path(&format!("n{i}")),
-                &alice,
-                DEMO_SALESFORCE_ALICE,
-                "",
-            ),
+            env.salesforce_get("alice", &format!("n{i}"), DEMO_SALESFORCE_ALICE, &[]),
         )
         .await
         .expect("answered while the collector hangs (an export takes up to 5 s)");
@@ -360,15 +341,8 @@ async fn a_collector_that_never_answers_slows_no_request_and_drops_are_counted()
 async fn an_unsampled_request_exports_nothing_and_still_tells_paragon() {
     let (url, received) = collector().await;
     let env = traced_env(&url, "sample_ratio = 0.0\n").await;
-    let alice = env.member("alice");
     let got = env
-        .send_as(
-            "GET",
-            &proxy_path("quiet"),
-            &alice,
-            DEMO_SALESFORCE_ALICE,
-            "",
-        )
+        .salesforce_get("alice", "quiet", DEMO_SALESFORCE_ALICE, &[])
         .await;
     assert_eq!(got.status, 200);
     let reached = env

@@ -202,17 +202,7 @@ async fn decide(state: &State, req: Request<Incoming>) -> Response<Body> {
 
 async fn access(state: &State, query: Option<&str>) -> Response<Body> {
     use crate::gateway::access::{review, AccessError};
-    let user = query
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .find_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k == "user").then(|| {
-                crate::gateway::path::percent_decode(v.replace('+', " ").as_bytes())
-                    .and_then(|b| String::from_utf8(b.into_owned()).ok())
-            })
-        });
-    let Some(Some(user)) = user else {
+    let Some(user) = super::dashboard::param(query, "user") else {
         return json(
             StatusCode::BAD_REQUEST,
             serde_json::json!({"message": "give the Connected User: /admin/access?user=U"}),

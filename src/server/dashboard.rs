@@ -51,22 +51,27 @@ pub struct Query {
 
 impl Query {
     pub fn parse(query: Option<&str>) -> Query {
-        let mut q = Query::default();
-        for pair in query.into_iter().flat_map(|q| q.split('&')) {
-            let Some((k, v)) = pair.split_once('=') else {
-                continue;
-            };
-            let v = crate::gateway::path::percent_decode(v.replace('+', " ").as_bytes())
-                .and_then(|b| String::from_utf8(b.into_owned()).ok())
-                .filter(|v| !v.is_empty());
-            match k {
-                "user" => q.user = v,
-                "principal" => q.principal = v,
-                _ => {}
-            }
+        Query {
+            user: param(query, "user").filter(|v| !v.is_empty()),
+            principal: param(query, "principal").filter(|v| !v.is_empty()),
         }
-        q
     }
+}
+
+/// A query parameter of the admin listener's pages and endpoints, decoded
+/// (`+` as space, percent escapes); `None` when absent or not UTF-8.
+pub fn param(query: Option<&str>, name: &str) -> Option<String> {
+    query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == name).then(|| {
+                crate::gateway::path::percent_decode(v.replace('+', " ").as_bytes())
+                    .and_then(|b| String::from_utf8(b.into_owned()).ok())
+            })
+        })
+        .flatten()
 }
 
 /// The page, with its security headers.

@@ -216,6 +216,22 @@ impl Env {
         .await
     }
 
+    /// A member's `GET` on the Salesforce Proxy API (`.../salesforce/{rest}`)
+    /// naming `cred`, with `headers` besides.
+    pub async fn salesforce_get(
+        &self,
+        principal: &str,
+        rest: &str,
+        cred: &str,
+        headers: &[(&str, &str)],
+    ) -> Got {
+        let mut all = vec![("x-paragon-credential", cred)];
+        all.extend_from_slice(headers);
+        let path = format!("/projects/{PROJECT}/sdk/proxy/salesforce/{rest}");
+        self.send("GET", &path, &self.member(principal), &all, "")
+            .await
+    }
+
     /// `send` naming `cred` in `X-Paragon-Credential`.
     pub async fn send_as(
         &self,
