@@ -79,6 +79,9 @@ pub struct Record<'a> {
     /// Why a token was refused (401 only): `expired`, `bad_signature`, ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<&'a str>,
+    /// `mcp`: the tool an agent called (contract §12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<&'a str>,
     pub status: u16,
     pub latency_ms: f64,
     /// The request's trace (`[telemetry]` on), as 32 hex digits.
@@ -315,6 +318,7 @@ impl Record<'_> {
             ("rule", self.rule),
             ("shadow_rules", self.shadow_rules),
             ("cause", self.cause),
+            ("tool", self.tool),
         ] {
             if let Some(v) = v {
                 put(name, Str(v));
@@ -454,6 +458,7 @@ mod tests {
             principal: "mallory\n{\"forged\":1}",
             decision: "refused",
             cause: Some("expired"),
+            tool: None,
             status: 401,
             ..Record::default()
         };

@@ -101,6 +101,14 @@ pub enum GatewayError {
     /// 404.
     #[error("unknown project")]
     UnknownProject,
+    /// 404 (contract §12): no open MCP session of this caller has the
+    /// `Mcp-Session-Id` sent (never opened, ended, idled out, or another
+    /// principal's: one answer for all); the client initializes again.
+    #[error("no such MCP session; initialize a new one")]
+    SessionNotFound,
+    /// 405: `/mcp` offers no server-sent event stream on GET.
+    #[error("this method is not offered here")]
+    MethodNotAllowed,
     /// 408: a body credgate must read did not arrive in full within
     /// `server.header_read_timeout`.
     #[error("the request body did not arrive in time")]
@@ -152,7 +160,10 @@ impl GatewayError {
             | GatewayError::NoPermittedCredential(_)
             | GatewayError::OperationForbidden(_)
             | GatewayError::UpstreamHostForbidden => StatusCode::FORBIDDEN,
-            GatewayError::RouteNotFound | GatewayError::UnknownProject => StatusCode::NOT_FOUND,
+            GatewayError::RouteNotFound
+            | GatewayError::UnknownProject
+            | GatewayError::SessionNotFound => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -176,6 +187,8 @@ impl GatewayError {
             GatewayError::UpstreamHostForbidden => "upstream_host_forbidden",
             GatewayError::RouteNotFound => "route_not_found",
             GatewayError::UnknownProject => "unknown_project",
+            GatewayError::SessionNotFound => "session_not_found",
+            GatewayError::MethodNotAllowed => "method_not_allowed",
             GatewayError::BodyTimeout => "body_timeout",
             GatewayError::BodyTooLarge => "body_too_large",
             GatewayError::RateLimited { .. } => "rate_limited",
@@ -278,6 +291,8 @@ mod tests {
             GatewayError::UpstreamHostForbidden,
             GatewayError::RouteNotFound,
             GatewayError::UnknownProject,
+            GatewayError::SessionNotFound,
+            GatewayError::MethodNotAllowed,
             GatewayError::BodyTimeout,
             GatewayError::BodyTooLarge,
             GatewayError::RateLimited {

@@ -139,6 +139,12 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             trust_incoming_trace: Some(c.telemetry.trust_incoming_trace),
             max_queued_spans: Some(c.telemetry.max_queued_spans),
         },
+        mcp: RawMcp {
+            enabled: Some(c.mcp.enabled),
+            proxy_tool: Some(c.mcp.proxy_tool),
+            session_idle: Some(d(c.mcp.session_idle)),
+            max_sessions: Some(c.mcp.max_sessions),
+        },
         limits: RawLimits {
             principal_rps: c.limits.principal.map(|r| r.rps),
             principal_burst: c.limits.principal.map(|r| r.burst),

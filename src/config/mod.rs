@@ -173,6 +173,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub limits: LimitsConfig,
     pub telemetry: TelemetryConfig,
+    pub mcp: McpConfig,
     pub cluster: Option<ClusterConfig>,
     /// Things that are legal but deserve a word (printed by `check-config`
     /// and logged at start).
@@ -630,6 +631,7 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
     let cache = validate_cache(raw.cache)?;
     let audit = validate_audit(raw.audit, base, &mut warnings)?;
     let telemetry = validate_telemetry(raw.telemetry)?;
+    let mcp = validate_mcp(raw.mcp, &policy, &auth, &mut warnings)?;
     let limits = LimitsConfig {
         principal: rate(
             "limits.principal",
@@ -648,6 +650,7 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
         audit,
         limits,
         telemetry,
+        mcp,
         cluster,
         warnings,
         sha256: String::new(),
@@ -677,6 +680,65 @@ fn rate(
             }
         }),
     }
+}
+
+/// `[mcp]`: the agents' front at `/mcp` (contract §12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpConfig {
+    pub enabled: bool,
+    /// Offer one Proxy API tool, under `policy.proxy_url_hosts` and the
+    /// header allowlist of contract §7.
+    pub proxy_tool: bool,
+    /// A session unused this long is gone (the client initializes again).
+    pub session_idle: Duration,
+    /// Open sessions at most; one more `initialize` is refused until one
+    /// ends or idles out.
+    pub max_sessions: usize,
+}
+
+/// `mcp.session_idle` [default: 30m].
+pub const DEFAULT_MCP_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// `mcp.max_sessions` [default: 10000].
+pub const DEFAULT_MCP_MAX_SESSIONS: usize = 10_000;
+
+fn validate_mcp(
+    raw: raw::RawMcp,
+    policy: &PolicyConfig,
+    auth: &AuthConfig,
+    warnings: &mut Vec<String>,
+) -> Result<McpConfig, ConfigError> {
+    let session_idle = dur(
+        "mcp.session_idle",
+        raw.session_idle.as_deref(),
+        DEFAULT_MCP_SESSION_IDLE,
+    )?;
+    if session_idle.is_zero() {
+        return Err(ConfigError::new("mcp.session_idle", "must be above 0"));
+    }
+    let max_sessions = raw.max_sessions.unwrap_or(DEFAULT_MCP_MAX_SESSIONS);
+    if max_sessions == 0 {
+        return Err(ConfigError::new("mcp.max_sessions", "must be at least 1"));
+    }
+    let cfg = McpConfig {
+        enabled: raw.enabled.unwrap_or(false),
+        proxy_tool: raw.proxy_tool.unwrap_or(false),
+        session_idle,
+        max_sessions,
+    };
+    if cfg.proxy_tool && !cfg.enabled {
+        return Err(ConfigError::new("mcp.proxy_tool", "needs mcp.enabled = true"));
+    }
+    if cfg.enabled && auth.issuer.is_none() {
+        warnings.push(
+            "mcp.enabled without auth.issuer: the protected-resource metadata names no authorization server, so MCP clients cannot discover where to sign in".into(),
+        );
+    }
+    if cfg.proxy_tool && policy.proxy_url_hosts.is_empty() {
+        warnings.push(
+            "mcp.proxy_tool with an empty policy.proxy_url_hosts: the Proxy API tool takes paths only, never a full URL".into(),
+        );
+    }
+    Ok(cfg)
 }
 
 /// `[telemetry]`: OpenTelemetry traces (contract §9).

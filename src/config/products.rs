@@ -21,10 +21,12 @@ pub enum Product {
     ActionKit,
     Sync,
     AgentOs,
+    /// `/mcp`: the agents' front (contract §12).
+    Mcp,
 }
 
 impl Product {
-    pub const ALL: [Product; 11] = [
+    pub const ALL: [Product; 12] = [
         Product::Proxy,
         Product::Workflow,
         Product::AppEvent,
@@ -36,6 +38,7 @@ impl Product {
         Product::ActionKit,
         Product::Sync,
         Product::AgentOs,
+        Product::Mcp,
     ];
 
     /// Members' products when `policy.member_products` is not set: every
@@ -58,6 +61,7 @@ impl Product {
             Product::ActionKit => "actionkit",
             Product::Sync => "sync",
             Product::AgentOs => "agentos",
+            Product::Mcp => "mcp",
         }
     }
 

@@ -24,8 +24,23 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    #[serde(default)]
+    pub mcp: RawMcp,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<RawCluster>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMcp {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_tool: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_idle: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

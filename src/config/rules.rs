@@ -17,7 +17,7 @@
 //! The checker knows the variables' shape: `caller.{user, principal,
 //! admin, claims}`, `credential.{id, integration, externalId, status}`,
 //! `request.{product, operation, method, path, integration, proxy_host,
-//! tool}`. An unknown variable or field, an operator applied to operands it
+//! tool, side_effect}`. An unknown variable or field, an operator applied to operands it
 //! cannot take (`request.method > 1`, `'a' in request.path`), and a result
 //! that is not a boolean are errors at load, with the position in the
 //! expression. Claims are the token's: their types are known only when a
@@ -114,7 +114,7 @@ pub struct Reads {
     pub claims: bool,
     pub credential: bool,
     pub request: bool,
-    /// `request.path`, `proxy_host`, `tool`, or `request` as a whole: what
+    /// `request.path`, `proxy_host`, `tool`, `side_effect`, or `request` as a whole: what
     /// varies from request to request of one caller on one route kind.
     pub per_request: bool,
 }
@@ -367,6 +367,7 @@ const REQUEST: &[(&str, Ty)] = &[
     ("integration", Ty::Str),
     ("proxy_host", Ty::Str),
     ("tool", Ty::Str),
+    ("side_effect", Ty::Str),
 ];
 /// Type names an expression may use (`type(x) == string`).
 const TYPE_NAMES: &[&str] = &[
@@ -462,7 +463,7 @@ impl Check {
                             };
                             match (root.as_str(), s.field.as_str()) {
                                 ("caller", "claims") => self.reads.claims = true,
-                                ("request", "path" | "proxy_host" | "tool") => {
+                                ("request", "path" | "proxy_host" | "tool" | "side_effect") => {
                                     self.reads.per_request = true
                                 }
                                 _ => {}

@@ -28,6 +28,20 @@ pub(crate) struct CallerMemo {
     pub limits: crate::policy::limits::CallerBuckets,
 }
 
+/// An MCP tool call (contract §12), made as an internal ActionKit (or
+/// Proxy API) request that carries this in its extensions, which no
+/// client's request can: it is classified as product `mcp`, its audit
+/// record names the tool, and rules see `request.tool` and
+/// `request.side_effect`.
+#[derive(Debug, Clone)]
+pub(crate) struct ToolCall {
+    pub name: Arc<str>,
+    pub side_effect: Option<Arc<str>>,
+    /// The integration Paragon listed the tool under: the route's
+    /// integration, so a credential of another one is refused.
+    pub integration: Option<Arc<str>>,
+}
+
 /// The fixed context of one request, known once it is authenticated and
 /// classified.
 pub(super) struct Ctx<'r> {

@@ -273,9 +273,11 @@ pub(super) fn integration_of<'a>(route: &Route<'a>, inputs: &'a Inputs<'_>) -> I
             Some(t) => IntegrationHint::Type(t),
             None => IntegrationHint::None,
         },
-        Operation::ActionKit => match &inputs.action {
-            Some(a) => IntegrationHint::Action(a),
-            None => IntegrationHint::None,
+        // An MCP tool's integration (as listed), else the action's name.
+        Operation::ActionKit => match (&inputs.body_integration, &inputs.action) {
+            (Some(t), _) => IntegrationHint::Type(t),
+            (None, Some(a)) => IntegrationHint::Action(a),
+            (None, None) => IntegrationHint::None,
         },
         _ => IntegrationHint::None,
     }

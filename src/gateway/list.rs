@@ -50,6 +50,13 @@ pub(super) async fn load_list(
     if !needs_list {
         return Ok(());
     }
+    load_now(ex).await
+}
+
+/// Loads the user's list into the exchange, whoever calls (`/mcp` lists
+/// an admin's accounts too).
+pub(super) async fn load_now(ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
+    let ctx = &ex.ctx;
     let memo = &ctx.identity.memo.get::<CallerMemo>().list;
     if let Some(s) = ctx.directory.memo_get(memo) {
         ex.list = Some(s);
@@ -151,7 +158,7 @@ impl Ctx<'_> {
 
     /// A `GET` credgate makes itself (not a caller's request): JSON asked
     /// for, the given token, this request's id, no forwarding headers.
-    async fn own_get(
+    pub(super) async fn own_get(
         &self,
         upstream: Upstream,
         path: &str,

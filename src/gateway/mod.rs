@@ -15,6 +15,9 @@ pub mod headers;
 mod hygiene;
 mod inputs;
 mod list;
+mod mcp;
+mod mcp_session;
+mod mcp_tools;
 pub mod path;
 mod pipeline;
 pub mod recent;
@@ -80,6 +83,9 @@ pub struct State {
     pub replicas: Option<Arc<dyn Replicas>>,
     /// What the admin dashboard shows: refusals, traffic, the last reload.
     pub recent: recent::Recent,
+    /// `/mcp`: this replica's sessions, and the tools listed per caller.
+    pub(crate) sessions: mcp_session::Sessions,
+    pub(crate) tools: mcp_tools::Tools,
     ids: RequestIds,
 }
 
@@ -92,7 +98,11 @@ impl State {
         metrics: Arc<Metrics>,
         replicas: Option<Arc<dyn Replicas>>,
     ) -> State {
+        let cache = &generation.config.cache;
+        let tools = mcp_tools::Tools::new(cache.credentials_ttl, cache.max_users);
         State {
+            sessions: mcp_session::Sessions::default(),
+            tools,
             current: ArcSwap::from_pointee(generation),
             directory: Arc::new(ArcSwap::from_pointee(directory)),
             syncs,
@@ -238,10 +248,43 @@ pub(crate) struct Audit {
     pub request_id: Option<HeaderValue>,
     /// The request's spans, when `[telemetry]` exports traces.
     pub trace: Option<Box<trace::Trace>>,
+    /// `mcp`: the tool called (contract §12).
+    pub tool: Option<Arc<str>>,
+    /// An `/mcp` request whose tool call wrote the record (and counted the
+    /// metrics) as a request of its own: this one writes none.
+    pub delegated: bool,
+}
+
+/// What became of a request, for a caller inside credgate (an MCP tool
+/// call reads whether Paragon was asked).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome {
+    pub forwarded: bool,
 }
 
 /// Handles one request end to end. Never fails: every outcome is a response.
 pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
+    run(state, conn, req).await.0
+}
+
+/// [`run`] of an internal request (an MCP tool call), type-erased: the
+/// pipeline that runs it is what called `/mcp`, and a named future type
+/// here is what ends that recursion for the compiler.
+pub(crate) fn run_internal<'a>(
+    state: &'a State,
+    conn: &'a ConnInfo,
+    req: Request<Body>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = (Response<Body>, Outcome)> + Send + 'a>> {
+    Box::pin(run(state, conn, req))
+}
+
+/// [`handle`] for any body, with what became of the request: how `/mcp`
+/// runs a tool call as a request of its own.
+pub(crate) async fn run<B>(state: &State, conn: &ConnInfo, req: Request<B>) -> (Response<Body>, Outcome)
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::net::body::BoxError>,
+{
     let started = Instant::now();
     let generation = state.current.load_full();
     // A caller's request id is kept only from a trusted proxy: anyone else
@@ -262,6 +305,9 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
     let method = req.method().clone();
     // For the access log and the dashboard's refusals (a shared clone).
     let uri = req.uri().clone();
+    // `/mcp`'s 401 names the metadata URL, made from these (contract §12).
+    let mcp_headers =
+        (generation.config.mcp.enabled && uri.path() == "/mcp").then(|| req.headers().clone());
     let served = conn.served.fetch_add(1, Ordering::Relaxed) + 1;
 
     let mut audit = Audit {
@@ -277,6 +323,12 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
     let outcome = pipeline::process(state, &generation, conn, req, &request_id, &mut audit).await;
     audit.mark("filter");
     let (mut resp, decision) = audit.conclude(outcome, &request_id);
+    if let Some(h) = &mcp_headers {
+        match resp.status() {
+            http::StatusCode::UNAUTHORIZED => mcp::challenge(&generation.config, conn, h, &mut resp),
+            _ => mcp::allow(&mut resp),
+        }
+    }
     let limit = generation.config.server.max_requests_per_connection;
     // A refused request whose body was never read must not leave that body
     // on the connection to be parsed as the next request (contract §8).
@@ -291,31 +343,36 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
 
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
-    let product = audit.product.unwrap_or("none");
-    state.metrics.count_request(product, decision, status);
-    state.metrics.request_histogram(product).observe(elapsed);
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
-    let refused = matches!(decision, "refused" | "shadow_refused");
     let trace = audit.trace.take();
     let trace_id = trace.as_deref().map(trace::Trace::trace_id);
-    if audit.enabled || refused || trace.is_some() {
-        let record = audit.record(&request_id, client_request_id.as_deref(), decision);
-        let removed = removed_headers(&audit.removed_headers);
-        let record = crate::audit::Record {
-            product,
-            removed_headers: &removed,
-            status,
-            latency_ms,
-            trace_id,
-            ..record
-        };
-        generation.audit.write(&record);
-        if refused {
-            let r = recent::Refusal::from_record(&record, &method, uri.path());
-            state.recent.push(r);
-        }
-        if let Some(t) = &trace {
-            t.finish(&record);
+    let outcome = Outcome {
+        forwarded: audit.forwarded,
+    };
+    if !audit.delegated {
+        let product = audit.product.unwrap_or("none");
+        state.metrics.count_request(product, decision, status);
+        state.metrics.request_histogram(product).observe(elapsed);
+        let refused = matches!(decision, "refused" | "shadow_refused");
+        if audit.enabled || refused || trace.is_some() {
+            let record = audit.record(&request_id, client_request_id.as_deref(), decision);
+            let removed = removed_headers(&audit.removed_headers);
+            let record = crate::audit::Record {
+                product,
+                removed_headers: &removed,
+                status,
+                latency_ms,
+                trace_id,
+                ..record
+            };
+            generation.audit.write(&record);
+            if refused {
+                let r = recent::Refusal::from_record(&record, &method, uri.path());
+                state.recent.push(r);
+            }
+            if let Some(t) = &trace {
+                t.finish(&record);
+            }
         }
     }
     // Caller-controlled values are recorded as strings (`&str`), which the
@@ -331,7 +388,7 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
         latency_ms,
         trace_id,
     );
-    resp
+    (resp, outcome)
 }
 
 impl Audit {
@@ -435,6 +492,7 @@ impl Audit {
             rule,
             shadow_rules: self.shadow_rules.as_deref(),
             cause: self.cause,
+            tool: self.tool.as_deref(),
             status: 0,
             latency_ms: 0.0,
             trace_id: None,

@@ -26,7 +26,7 @@ use http::header::HeaderMap;
 use http::{Request, Response};
 
 use super::decide::{decide, shadow_decision, Decision, Routed};
-use super::exchange::{Ctx, Exchange, Shadow};
+use super::exchange::{Ctx, Exchange, Shadow, ToolCall};
 use super::hygiene::hygiene;
 use super::inputs::{parse_inputs, read_inputs, Inputs};
 use super::list::load_list;
@@ -59,16 +59,29 @@ where
     let cfg: &Config = &generation.config;
     let (parts, incoming) = req.into_parts();
     hygiene(state, &parts)?;
+    if let Some(resp) = super::mcp::metadata(cfg, conn, &parts) {
+        return Ok(resp);
+    }
     let identity = authenticate(state, generation, &parts.headers, audit).await?;
     let uri = parts.uri.clone();
-    let route = classify(cfg, &parts.method, &uri, audit)?;
+    let tool = parts.extensions.get::<ToolCall>().cloned();
+    let route = classify(cfg, &parts.method, &uri, tool.as_ref(), audit)?;
+    if route.op == Operation::Mcp {
+        // The transport: never shadowed; each tool call in it is decided
+        // as a request of its own.
+        check_operation(cfg, &identity, &route, uri.query())?;
+        return super::mcp::serve(
+            state, generation, conn, request_id, &identity, parts, incoming, audit,
+        )
+        .await;
+    }
     let mut shadow = Shadow::new(cfg.policy.shadows(route.product));
     check_operation(cfg, &identity, &route, uri.query()).or_else(|e| shadow.absorb(e))?;
     let proxy_url = proxy_target(cfg, &route, &parts.headers, &mut shadow)?;
     // What policy rules see of the request (contract §5b), if there are any.
     let method = parts.method.clone();
     let facts = (!cfg.policy.rules.is_empty())
-        .then(|| request_facts(&route, &method, &uri, proxy_url.as_ref()));
+        .then(|| request_facts(&route, &method, &uri, proxy_url.as_ref(), tool.as_ref()));
     let view = facts.as_ref().map(|f| rule_view(cfg, &identity, f));
     let mut ex = Exchange::new(
         state,
@@ -82,7 +95,12 @@ where
     ex.ctx.with_rules(view.as_ref());
     ex.ctx.dry_run = audit.dry_run.is_some();
     let mut body = read_inputs(&ex.ctx, &parts, incoming).await?;
-    let inputs = parse_inputs(&parts.headers, &ex.ctx.route, body.buffered.as_deref());
+    let mut inputs = parse_inputs(&parts.headers, &ex.ctx.route, body.buffered.as_deref());
+    if let (Ok(i), Some(t)) = (inputs.as_mut(), &tool) {
+        if ex.ctx.route.op == Operation::ActionKit {
+            i.body_integration = t.integration.as_deref().map(str::to_string);
+        }
+    }
     load_list(&mut ex, inputs.as_ref().ok()).await?;
     let inputs = inputs?;
     let decision = authorize(&mut ex, &inputs, shadow, audit).await?;
@@ -149,6 +167,7 @@ fn request_facts<'r>(
     method: &'r http::Method,
     uri: &'r http::Uri,
     proxy_url: Option<&http::HeaderValue>,
+    tool: Option<&'r ToolCall>,
 ) -> RequestFacts<'r> {
     let target = match route.op {
         Operation::Proxy { rest, .. } => match proxy_url.and_then(|v| v.to_str().ok()) {
@@ -167,7 +186,8 @@ fn request_facts<'r>(
         method: method.as_str(),
         path: uri.path(),
         proxy_host,
-        tool: "",
+        tool: tool.map_or("", |t| &*t.name),
+        side_effect: tool.and_then(|t| t.side_effect.as_deref()).unwrap_or(""),
         integration: std::sync::OnceLock::new(),
     }
 }

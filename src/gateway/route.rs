@@ -9,28 +9,37 @@ use std::sync::Arc;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Uri};
 
-use super::exchange::Shadow;
+use super::exchange::{Shadow, ToolCall};
 use super::headers::{self, Single, X_PARAGON_PROXY_URL};
 use super::path;
 use super::Audit;
 use crate::auth::Identity;
-use crate::config::Config;
+use crate::config::{Config, Product};
 use crate::error::{GatewayError, Refused};
 use crate::paragon::routes::{self, IntegrationRef, Operation, Route, RouteError};
 
 /// The route (contract §3): product, host, operation and path parameters.
-/// Recorded in the audit as soon as it is known.
+/// Recorded in the audit as soon as it is known. `/mcp` is a route only
+/// with `mcp.enabled`; an MCP tool call (`tool`) is product `mcp`.
 pub(super) fn classify<'u>(
     cfg: &Config,
     method: &Method,
     uri: &'u Uri,
+    tool: Option<&ToolCall>,
     audit: &mut Audit,
 ) -> Result<Route<'u>, GatewayError> {
-    let route =
+    let mut route =
         routes::classify(method, uri.path(), &cfg.paragon.project_id).map_err(|e| match e {
             RouteError::NotFound => GatewayError::RouteNotFound,
             RouteError::UnknownProject => GatewayError::UnknownProject,
         })?;
+    if route.op == Operation::Mcp && !cfg.mcp.enabled {
+        return Err(GatewayError::RouteNotFound);
+    }
+    if let Some(t) = tool {
+        route.product = Product::Mcp;
+        audit.tool = Some(t.name.clone());
+    }
     audit.product = Some(route.product.as_str());
     if let Operation::Proxy {
         integration: IntegrationRef::Type(t),

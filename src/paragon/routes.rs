@@ -58,6 +58,9 @@ pub enum Operation<'a> {
     /// Agent OS (`/api/tools|context/projects/{p}[/...]`): no credential
     /// selection exists.
     AgentOs,
+    /// `/mcp` (contract §12): the MCP transport itself. Each tool call in
+    /// it is decided as its own ActionKit request.
+    Mcp,
     SyncCreate,
     SyncList,
     SyncPatch {
@@ -123,7 +126,8 @@ impl Route<'_> {
             | Operation::PatchUser
             | Operation::Catalog
             | Operation::SyncList
-            | Operation::AgentOs => CredentialLocation::None,
+            | Operation::AgentOs
+            | Operation::Mcp => CredentialLocation::None,
         }
     }
 
@@ -167,6 +171,7 @@ impl Operation<'_> {
             Operation::SubscriptionCreate => "subscription_create",
             Operation::Subscription { .. } => "subscription",
             Operation::AgentOs => "agentos",
+            Operation::Mcp => "mcp",
             Operation::SyncCreate => "sync_create",
             Operation::SyncList => "sync_list",
             Operation::SyncPatch { .. } => "sync_patch",
@@ -222,6 +227,11 @@ pub fn classify<'a>(
             ))
         }
         "api" => classify_api(method, tail.ok_or(RouteError::NotFound)?, project),
+        "mcp" if tail.is_none()
+            && matches!(*method, Method::GET | Method::POST | Method::DELETE) =>
+        {
+            Ok(route(Product::Mcp, Upstream::ActionKit, Operation::Mcp))
+        }
         _ => Err(RouteError::NotFound),
     }
 }

@@ -38,7 +38,10 @@ pub struct RequestFacts<'r> {
     pub method: &'r str,
     pub path: &'r str,
     pub proxy_host: Box<str>,
+    /// `mcp`: the tool called, and its `sideEffect` when Paragon gives one
+    /// (`read`, `write`, `delete`, `send`, ...); empty otherwise.
     pub tool: &'r str,
+    pub side_effect: &'r str,
     pub integration: OnceLock<Box<str>>,
 }
 
@@ -363,7 +366,7 @@ impl<'a> RuleView<'a> {
     fn request_value(&self) -> Option<&dyn Val> {
         let v = self.request_value.get_or_init(|| {
             let r = self.request;
-            let mut m = HashMap::with_capacity(7);
+            let mut m = HashMap::with_capacity(8);
             m.insert(key("product"), Value::from(r.product));
             m.insert(key("operation"), Value::from(r.operation));
             m.insert(key("method"), Value::from(r.method));
@@ -371,6 +374,7 @@ impl<'a> RuleView<'a> {
             m.insert(key("integration"), Value::from(r.integration()));
             m.insert(key("proxy_host"), Value::from(&*r.proxy_host));
             m.insert(key("tool"), Value::from(r.tool));
+            m.insert(key("side_effect"), Value::from(r.side_effect));
             to_val(Value::Map(Map::from(m))).unwrap_or_else(|| Box::new(CelNull))
         });
         Some(&**v)

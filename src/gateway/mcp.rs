@@ -1,0 +1,404 @@
+//! `/mcp` (contract §12): MCP's Streamable HTTP transport, answered with
+//! JSON (no server-sent events: credgate sends no requests or
+//! notifications of its own, so every answer is one JSON-RPC response).
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `POST` a JSON-RPC request | 200 with its JSON-RPC response |
+//! | `POST` a notification or response | 202, no body |
+//! | `POST` `initialize` | a new session in `Mcp-Session-Id` |
+//! | `POST` anything else without a session | 400 |
+//! | another principal's, ended or idle session | 404 |
+//! | `GET` (no event stream is offered) | 405 |
+//! | `DELETE` with a session | 204, the session ends |
+//!
+//! The caller was authenticated and its product checked before this
+//! (`pipeline`); each tool call is a request of its own
+//! (`mcp_tools::call`), with its own decision and audit record.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use serde_json::{json, Map, Value};
+
+use super::exchange::Exchange;
+use super::mcp_session::{self, Rejected};
+use super::mcp_tools::{self, Called};
+use super::{Audit, ConnInfo, Generation, State};
+use crate::auth::Identity;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::net::body::{empty, full, read_limited, Body, BoxError};
+use crate::paragon::routes::{Operation, Product, Route, Upstream};
+
+/// The session header (any case on the wire).
+pub(super) const MCP_SESSION_ID: &str = "mcp-session-id";
+const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+
+/// RFC 9728's well-known path, and its form for the `/mcp` resource.
+const METADATA_PATHS: [&str; 2] = [
+    "/.well-known/oauth-protected-resource",
+    "/.well-known/oauth-protected-resource/mcp",
+];
+
+// JSON-RPC error codes.
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+const METHOD_NOT_FOUND: i64 = -32601;
+const INVALID_PARAMS: i64 = -32602;
+
+/// One `/mcp` request of an authenticated caller.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn serve<B>(
+    state: &State,
+    generation: &Generation,
+    conn: &ConnInfo,
+    request_id: &str,
+    identity: &Arc<Identity>,
+    parts: Parts,
+    body: B,
+    audit: &mut Audit,
+) -> Result<Response<Body>, GatewayError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let cfg: &Config = &generation.config;
+    let sessions = &state.sessions;
+    let session_id = parts
+        .headers
+        .get(MCP_SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match parts.method {
+        Method::GET => {
+            // Unused sessions still answer 404, so a client learns its
+            // session ended even here.
+            if let Some(id) = &session_id {
+                sessions.resume(cfg, identity, id).map_err(rejected)?;
+            }
+            return Err(GatewayError::MethodNotAllowed);
+        }
+        Method::DELETE => {
+            let id = session_id.ok_or(GatewayError::BadRequest(
+                "DELETE /mcp needs the Mcp-Session-Id of the session to end",
+            ))?;
+            sessions.close(cfg, identity, &id).map_err(rejected)?;
+            let mut resp = Response::new(empty());
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            return Ok(resp);
+        }
+        _ => {}
+    }
+    if !accepts_json(&parts.headers) {
+        return Err(GatewayError::BadRequest(
+            "an MCP client must accept application/json",
+        ));
+    }
+    let raw = read_body(cfg, body).await?;
+    let message: Value = match serde_json::from_slice(&raw) {
+        Ok(v) => v,
+        Err(_) => return Ok(rpc_http_error(PARSE_ERROR, "the body is not JSON")),
+    };
+    let Some(message) = message.as_object() else {
+        return Ok(rpc_http_error(
+            INVALID_REQUEST,
+            "a POST carries one JSON-RPC message (batches are not part of this protocol version)",
+        ));
+    };
+    let method = message.get("method").and_then(Value::as_str);
+    let id = message.get("id").cloned();
+    if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Ok(rpc_http_error(INVALID_REQUEST, "not a JSON-RPC 2.0 message"));
+    }
+    if method == Some("initialize") {
+        let id = id.ok_or(GatewayError::BadRequest("initialize must be a request"))?;
+        return initialize(state, cfg, identity, message, id);
+    }
+    let id_header = session_id.ok_or(GatewayError::BadRequest(
+        "this MCP request needs the Mcp-Session-Id that initialize gave",
+    ))?;
+    let session = sessions.resume(cfg, identity, &id_header).map_err(rejected)?;
+    if let Some(v) = parts.headers.get(MCP_PROTOCOL_VERSION) {
+        if !v.to_str().is_ok_and(mcp_session::speaks) {
+            return Err(GatewayError::BadRequest(
+                "MCP-Protocol-Version names a version credgate does not speak",
+            ));
+        }
+    }
+    let (Some(method), Some(id)) = (method, id) else {
+        // A notification or a response to us: accepted, nothing to say.
+        let mut resp = Response::new(empty());
+        *resp.status_mut() = StatusCode::ACCEPTED;
+        return Ok(resp);
+    };
+    let params = message.get("params").and_then(Value::as_object);
+    let method = method.to_string();
+    let answer = match method.as_str() {
+        "ping" => Ok(json!({})),
+        "tools/list" => {
+            let mut ex = exchange(state, generation, conn, request_id, identity, &parts.headers);
+            let (permitted, offered) = mcp_tools::catalog(&mut ex).await?;
+            Ok(json!({"tools": mcp_tools::listed(&permitted, &offered, cfg.mcp.proxy_tool)}))
+        }
+        "tools/call" => {
+            let mut ex = exchange(state, generation, conn, request_id, identity, &parts.headers);
+            let (permitted, offered) = mcp_tools::catalog(&mut ex).await?;
+            match call_params(params) {
+                Err(m) => Err((INVALID_PARAMS, m)),
+                Ok((name, arguments)) => {
+                    // The call's own record is the audit of this request.
+                    audit.delegated = true;
+                    let authorization = parts.headers.get(AUTHORIZATION).cloned();
+                    let called = mcp_tools::call(
+                        state,
+                        conn,
+                        authorization,
+                        &permitted,
+                        &offered,
+                        &name,
+                        arguments,
+                    )
+                    .await;
+                    match called {
+                        Called::Result(v) => Ok(v),
+                        Called::Invalid(m) => {
+                            audit.delegated = false;
+                            audit.tool = Some(name.into());
+                            Err((INVALID_PARAMS, m))
+                        }
+                    }
+                }
+            }
+        }
+        other => Err((METHOD_NOT_FOUND, format!("method not found: {other}"))),
+    };
+    let _ = session;
+    Ok(rpc_response(id, answer, None))
+}
+
+/// `tools/call`'s tool name and arguments (an object, or none).
+fn call_params(params: Option<&Map<String, Value>>) -> Result<(String, Map<String, Value>), String> {
+    let name = params
+        .and_then(|p| p.get("name"))
+        .and_then(Value::as_str)
+        .ok_or("tools/call needs a tool `name`")?;
+    let arguments = match params.and_then(|p| p.get("arguments")) {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(o)) => o.clone(),
+        Some(_) => return Err("`arguments` must be an object".into()),
+    };
+    Ok((name.to_string(), arguments))
+}
+
+/// `initialize`: the protocol version negotiated, a new session bound to
+/// this caller, and what credgate offers (tools only).
+fn initialize(
+    state: &State,
+    cfg: &Config,
+    identity: &Identity,
+    message: &Map<String, Value>,
+    id: Value,
+) -> Result<Response<Body>, GatewayError> {
+    let requested = message
+        .get("params")
+        .and_then(|p| p.get("protocolVersion"))
+        .and_then(Value::as_str);
+    let protocol = mcp_session::negotiate(requested);
+    let session = state
+        .sessions
+        .open(cfg, identity, protocol)
+        .map_err(rejected)?;
+    let result = json!({
+        "protocolVersion": protocol,
+        "capabilities": {"tools": {"listChanged": false}},
+        "serverInfo": {
+            "name": "credgate",
+            "title": "credgate: Paragon's tools with your own accounts",
+            "version": env!("CARGO_PKG_VERSION"),
+        },
+        "instructions": "Each tool acts in one of your own connected accounts. When a tool's `credential` argument lists several, choose one; accounts of other people are refused.",
+    });
+    Ok(rpc_response(id, Ok(result), Some(&session)))
+}
+
+fn exchange<'r>(
+    state: &'r State,
+    generation: &'r Generation,
+    conn: &'r ConnInfo,
+    request_id: &'r str,
+    identity: &'r Identity,
+    headers: &HeaderMap,
+) -> Exchange<'r> {
+    let route = Route {
+        product: Product::Mcp,
+        upstream: Upstream::ActionKit,
+        op: Operation::Mcp,
+    };
+    Exchange::new(state, generation, conn, request_id, identity, route, headers)
+}
+
+fn rejected(r: Rejected) -> GatewayError {
+    match r {
+        Rejected::NotFound => GatewayError::SessionNotFound,
+        Rejected::Full => GatewayError::Unavailable("too many open MCP sessions; retry later"),
+    }
+}
+
+/// An `Accept` that allows JSON (MCP clients send `application/json,
+/// text/event-stream`); none at all is taken as anything.
+fn accepts_json(headers: &HeaderMap) -> bool {
+    let mut any = false;
+    for v in headers.get_all(ACCEPT) {
+        any = true;
+        let Ok(v) = v.to_str() else { continue };
+        if v.split(',').any(|m| {
+            let m = m.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            matches!(m.as_str(), "application/json" | "application/*" | "*/*")
+        }) {
+            return true;
+        }
+    }
+    !any
+}
+
+async fn read_body<B>(cfg: &Config, body: B) -> Result<Bytes, GatewayError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let limit = cfg.server.max_body_bytes;
+    match tokio::time::timeout(cfg.server.header_read_timeout, read_limited(body, limit)).await {
+        Err(_) => Err(GatewayError::BodyTimeout),
+        Ok(Err(crate::net::body::ReadError::TooLarge)) => Err(GatewayError::BodyTooLarge),
+        Ok(Err(_)) => Err(GatewayError::BadRequest("the request body could not be read")),
+        Ok(Ok(b)) => Ok(b),
+    }
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from(
+        serde_json::to_vec(v).unwrap_or_default(),
+    )));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn rpc_response(
+    id: Value,
+    answer: Result<Value, (i64, String)>,
+    session: Option<&str>,
+) -> Response<Body> {
+    let v = match answer {
+        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        Err((code, message)) => {
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+        }
+    };
+    let mut resp = json_response(StatusCode::OK, &v);
+    if let Some(s) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
+        resp.headers_mut().insert(MCP_SESSION_ID, s);
+    }
+    resp
+}
+
+/// A message that is not one JSON-RPC request: 400 with a JSON-RPC error
+/// without an id.
+fn rpc_http_error(code: i64, message: &str) -> Response<Body> {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}),
+    )
+}
+
+/// The URL of this gateway's `/mcp` as the caller reached it: its `Host`
+/// (only host characters; else none) and the scheme of the connection or,
+/// from a trusted proxy, of `X-Forwarded-Proto`.
+fn resource_url(conn: &ConnInfo, trusted: bool, headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(HOST)?.to_str().ok()?;
+    let ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !ok {
+        return None;
+    }
+    let forwarded = trusted
+        .then(|| headers.get("x-forwarded-proto"))
+        .flatten()
+        .and_then(|v| v.to_str().ok());
+    let scheme = match forwarded {
+        Some("https") => "https",
+        Some("http") => "http",
+        _ if conn.tls => "https",
+        _ => "http",
+    };
+    Some(format!("{scheme}://{host}/mcp"))
+}
+
+fn trusted(cfg: &Config, conn: &ConnInfo) -> bool {
+    cfg.server
+        .trusted_proxies
+        .iter()
+        .any(|c| c.contains(conn.remote.ip()))
+}
+
+/// RFC 9728's Protected Resource Metadata at its well-known path, for
+/// anyone (it names where to sign in, nothing else): `None` for every
+/// other request, or while `/mcp` is off.
+pub(super) fn metadata(cfg: &Config, conn: &ConnInfo, parts: &Parts) -> Option<Response<Body>> {
+    if !cfg.mcp.enabled || !METADATA_PATHS.contains(&parts.uri.path()) {
+        return None;
+    }
+    if !matches!(parts.method, Method::GET | Method::HEAD) {
+        let mut resp = GatewayError::MethodNotAllowed.into_response("");
+        resp.headers_mut().insert(ALLOW, HeaderValue::from_static("GET"));
+        return Some(resp);
+    }
+    let resource = resource_url(conn, trusted(cfg, conn), &parts.headers);
+    let mut doc = json!({
+        "resource": resource,
+        "authorization_servers": cfg.auth.issuer.iter().collect::<Vec<_>>(),
+        "bearer_methods_supported": ["header"],
+        "resource_name": "credgate",
+    });
+    if let Some(o) = doc.as_object_mut() {
+        o.retain(|_, v| !v.is_null());
+    }
+    Some(json_response(StatusCode::OK, &doc))
+}
+
+/// A 401 from `/mcp` names where the metadata is (RFC 9728 §5.1), so an
+/// MCP client can find the identity provider.
+pub(super) fn challenge(cfg: &Config, conn: &ConnInfo, headers: &HeaderMap, resp: &mut Response<Body>) {
+    let Some(resource) = resource_url(conn, trusted(cfg, conn), headers) else {
+        return;
+    };
+    let at = resource.trim_end_matches("/mcp");
+    // RFC 6750 §3.1: `error` only when a token was presented.
+    let error = if headers.contains_key(AUTHORIZATION) {
+        ", error=\"invalid_token\""
+    } else {
+        ""
+    };
+    let value = format!(
+        "Bearer resource_metadata=\"{at}{}\"{error}",
+        METADATA_PATHS[1]
+    );
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+    }
+}
+
+/// Headers of `/mcp` answers: which methods (on 405).
+pub(super) fn allow(resp: &mut Response<Body>) {
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST, DELETE"));
+    }
+}

@@ -1,0 +1,642 @@
+//! The tools of `/mcp` (contract §12): ActionKit's tools of the
+//! integrations in which the caller holds a permitted credential, each
+//! with a `credential` argument, and a tool call as one ActionKit request
+//! through the whole pipeline (so it is decided, limited, shadowed and
+//! audited as any request is), its answer made an MCP tool result.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use serde_json::{json, Map, Value};
+
+use super::exchange::{Exchange, ToolCall};
+use super::list::load_now;
+use super::{ConnInfo, Outcome, State};
+use crate::config::{AuthMode, Upstream};
+use crate::error::GatewayError;
+use crate::net::body::{full, read_limited, Body};
+use crate::paragon::credentials::Credential;
+use crate::paragon::mint::Scope;
+
+/// Largest tools listing or tool answer credgate reads.
+const MAX_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The name of the Proxy API tool (`mcp.proxy_tool`).
+pub(super) const PROXY_TOOL: &str = "paragon_proxy_request";
+
+/// One ActionKit tool as Paragon listed it.
+#[derive(Debug)]
+pub(crate) struct Offered {
+    pub name: Arc<str>,
+    pub integration: Arc<str>,
+    pub description: String,
+    /// Paragon's JSON Schema of the tool's parameters.
+    pub parameters: Value,
+    /// Paragon's `sideEffect` (`read`, `write`, `delete`, `send`, ...).
+    pub side_effect: Option<Arc<str>>,
+}
+
+/// What `/mcp` keeps across requests: the tools listed per (user, scope,
+/// permitted set), like credential lists (`cache.credentials_ttl`), and
+/// whether Paragon runs tools on `/actions` only.
+pub(crate) struct Tools {
+    listed: moka::future::Cache<Box<str>, Arc<Vec<Offered>>>,
+    runs_on_actions: AtomicBool,
+}
+
+impl Tools {
+    pub(crate) fn new(ttl: std::time::Duration, max: u64) -> Tools {
+        Tools {
+            listed: moka::future::Cache::builder()
+                .time_to_live(ttl)
+                .max_capacity(max)
+                .build(),
+            runs_on_actions: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The caller's permitted credentials (the list loaded whatever the
+/// caller's role), and the tools of their integrations.
+pub(super) async fn catalog(
+    ex: &mut Exchange<'_>,
+) -> Result<(Vec<Credential>, Arc<Vec<Offered>>), GatewayError> {
+    load_now(ex).await?;
+    let list = ex.list.as_ref().map(|s| s.list.clone()).unwrap_or_default();
+    let mut permitted: Vec<Credential> = ex.ctx.permit.permitted(&list).cloned().collect();
+    permitted.sort_by(|a, b| (&a.integration, &a.id).cmp(&(&b.integration, &b.id)));
+    let ctx = &ex.ctx;
+    let mut key = String::new();
+    for part in [
+        &*ctx.identity.user,
+        ctx.dir_key.scope.as_deref().unwrap_or(""),
+    ] {
+        key.push_str(&part.len().to_string());
+        key.push(':');
+        key.push_str(part);
+    }
+    for c in &permitted {
+        key.push(',');
+        key.push_str(&c.id);
+    }
+    if permitted.is_empty() {
+        return Ok((permitted, Arc::default()));
+    }
+    let tools = &ctx.state.tools;
+    let fetched = tools
+        .listed
+        .try_get_with(key.into_boxed_str(), fetch(ex, &permitted))
+        .await
+        .map_err(|e: Arc<GatewayError>| match &*e {
+            GatewayError::UpstreamTimeout => GatewayError::UpstreamTimeout,
+            _ => GatewayError::Unavailable("Paragon's tools could not be listed"),
+        })?;
+    Ok((permitted, fetched))
+}
+
+/// `GET /projects/{p}/tools` (`/actions` where that is missing) with a
+/// token narrowed to `permitted` (an admin's: unrestricted; passthrough:
+/// the caller's own); the tools of their integrations.
+async fn fetch(
+    ex: &Exchange<'_>,
+    permitted: &[Credential],
+) -> Result<Arc<Vec<Offered>>, GatewayError> {
+    let ctx = &ex.ctx;
+    let g = ctx.generation;
+    let authorization = match (&g.minter, g.config.auth.mode) {
+        (Some(m), AuthMode::Mint) => {
+            let mut pairs: Vec<(&str, &str)> = permitted
+                .iter()
+                .map(|c| (&*c.integration, &*c.id))
+                .collect();
+            pairs.sort_unstable();
+            let scope = if ctx.admin {
+                Scope::Admin
+            } else {
+                Scope::Many(&pairs)
+            };
+            m.authorization(&ctx.identity.user, scope).map_err(|e| {
+                tracing::error!(error = %e, "minting an upstream token failed");
+                GatewayError::Unavailable("an upstream token could not be signed")
+            })?
+        }
+        _ => ctx
+            .caller_authorization
+            .clone()
+            .ok_or(GatewayError::Unauthenticated(crate::auth::AuthError::Missing))?,
+    };
+    let project = &g.config.paragon.project_id;
+    let answer = async {
+        for key in ["tools", "actions"] {
+            let path = format!("/projects/{project}/{key}");
+            let resp = ctx
+                .own_get(Upstream::ActionKit, &path, authorization.clone())
+                .await
+                .map_err(upstream_failure)?;
+            if resp.status() == StatusCode::NOT_FOUND && key == "tools" {
+                continue;
+            }
+            if !resp.status().is_success() {
+                tracing::warn!(status = resp.status().as_u16(), "Paragon refused to list tools");
+                return Err(GatewayError::Unavailable("Paragon's tools could not be listed"));
+            }
+            let raw = read_limited(resp.into_body(), MAX_ANSWER_BYTES)
+                .await
+                .map_err(|e| upstream_failure(e.to_string()))?;
+            let v: Value = serde_json::from_slice(&raw)
+                .map_err(|_| GatewayError::Unavailable("Paragon's tools could not be listed"))?;
+            return Ok(Arc::new(offered(&v, key, permitted)));
+        }
+        Err(GatewayError::Unavailable("Paragon's tools could not be listed"))
+    };
+    tokio::time::timeout(g.config.server.upstream_timeout, answer)
+        .await
+        .unwrap_or(Err(GatewayError::UpstreamTimeout))
+}
+
+fn upstream_failure(e: String) -> GatewayError {
+    GatewayError::UpstreamUnavailable(crate::error::UpstreamFailure::Transport(e.into()))
+}
+
+/// Paragon's listing (`{"tools": {"<integration>": [{"type": "function",
+/// "function": {...}}]}}`, or `actions` in the older shape) as the tools
+/// of the integrations `permitted` covers. A name listed twice is kept once.
+fn offered(v: &Value, key: &str, permitted: &[Credential]) -> Vec<Offered> {
+    let mut out: Vec<Offered> = Vec::new();
+    let Some(by_integration) = v.get(key).and_then(Value::as_object) else {
+        return out;
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (integration, tools) in by_integration {
+        let Some(c) = permitted.iter().find(|c| &*c.integration == integration) else {
+            continue;
+        };
+        for tool in tools.as_array().into_iter().flatten() {
+            let function = tool.get("function").unwrap_or(tool);
+            let Some(name) = function.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            if name.is_empty() || name == PROXY_TOOL || !seen.insert(name.to_string()) {
+                continue;
+            }
+            let side_effect = [tool, function]
+                .iter()
+                .find_map(|o| o.get("sideEffect").and_then(Value::as_str))
+                .map(Arc::from);
+            out.push(Offered {
+                name: name.into(),
+                integration: c.integration.clone(),
+                description: function
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                parameters: function
+                    .get("parameters")
+                    .cloned()
+                    .unwrap_or_else(|| json!({"type": "object"})),
+                side_effect,
+            });
+        }
+    }
+    out
+}
+
+/// What an agent sees of a credential: its id and a title (its
+/// `externalId`, else the integration and the id's start).
+fn title(c: &Credential) -> String {
+    match c.external_id.as_deref() {
+        Some(ext) if !ext.is_empty() => ext.to_string(),
+        _ => format!("{} account {}", c.integration, &c.id[..c.id.len().min(8)]),
+    }
+}
+
+/// The `credential` argument: an enum of `creds`, each with its title.
+fn credential_schema(creds: &[&Credential]) -> Value {
+    let ids: Vec<&str> = creds.iter().map(|c| &*c.id).collect();
+    let titled: Vec<Value> = creds
+        .iter()
+        .map(|c| json!({"const": &*c.id, "title": title(c)}))
+        .collect();
+    let named: Vec<String> = creds
+        .iter()
+        .map(|c| format!("{} ({})", c.id, title(c)))
+        .collect();
+    json!({
+        "type": "string",
+        "enum": ids,
+        "oneOf": titled,
+        "description": format!("Which of your accounts to act with: {}", named.join(", ")),
+    })
+}
+
+/// The input schema Paragon gave, with the `credential` argument added
+/// (required when there are several to choose from).
+fn with_credential(parameters: &Value, creds: &[&Credential]) -> Value {
+    let mut schema = match parameters {
+        Value::Object(o) => o.clone(),
+        _ => Map::new(),
+    };
+    schema.insert("type".into(), Value::from("object"));
+    let properties = schema
+        .entry("properties")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !properties.is_object() {
+        *properties = Value::Object(Map::new());
+    }
+    if let Some(p) = properties.as_object_mut() {
+        p.insert("credential".into(), credential_schema(creds));
+    }
+    if creds.len() > 1 {
+        let required = schema
+            .entry("required")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if !required.is_array() {
+            *required = Value::Array(Vec::new());
+        }
+        if let Some(r) = required.as_array_mut() {
+            if !r.iter().any(|v| v == "credential") {
+                r.push(Value::from("credential"));
+            }
+        }
+    }
+    Value::Object(schema)
+}
+
+/// `tools/list`'s `tools`: each offered tool with the caller's accounts of
+/// its integration, and the Proxy API tool when `mcp.proxy_tool` is on.
+pub(super) fn listed(permitted: &[Credential], offered: &[Offered], proxy_tool: bool) -> Vec<Value> {
+    let mut out = Vec::with_capacity(offered.len() + 1);
+    for tool in offered {
+        let creds: Vec<&Credential> = permitted
+            .iter()
+            .filter(|c| c.integration == tool.integration)
+            .collect();
+        let mut t = json!({
+            "name": &*tool.name,
+            "description": tool.description,
+            "inputSchema": with_credential(&tool.parameters, &creds),
+        });
+        if let Some(se) = tool.side_effect.as_deref() {
+            t["annotations"] = json!({
+                "readOnlyHint": se == "read",
+                "destructiveHint": se == "delete",
+            });
+            t["_meta"] = json!({"paragon/sideEffect": se});
+        }
+        out.push(t);
+    }
+    if proxy_tool && !permitted.is_empty() {
+        out.push(proxy_tool_schema(permitted));
+    }
+    out
+}
+
+fn proxy_tool_schema(permitted: &[Credential]) -> Value {
+    let mut integrations: Vec<&str> = permitted.iter().map(|c| &*c.integration).collect();
+    integrations.dedup();
+    let creds: Vec<&Credential> = permitted.iter().collect();
+    let mut schema = json!({
+        "type": "object",
+        "properties": {
+            "integration": {"type": "string", "enum": integrations},
+            "method": {"type": "string", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE"]},
+            "path": {
+                "type": "string",
+                "description": "The provider API path (starting with /), or a full URL on a host credgate allows",
+            },
+            "body": {"description": "The JSON body to send"},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+        "required": ["integration", "method", "path"],
+    });
+    schema["properties"]["credential"] = credential_schema(&creds);
+    if integrations.len() < creds.len() {
+        schema["properties"]["credential"]["description"] = Value::from(format!(
+            "Required when you hold several accounts of the integration. {}",
+            schema["properties"]["credential"]["description"].as_str().unwrap_or("")
+        ));
+    }
+    json!({
+        "name": PROXY_TOOL,
+        "description": "Call an integration's own API through Paragon's Proxy API with one of your accounts",
+        "inputSchema": schema,
+    })
+}
+
+/// A tool call's answer: a tool result (success or a tool error), or a
+/// protocol error (an unknown tool, malformed arguments).
+pub(super) enum Called {
+    Result(Value),
+    Invalid(String),
+}
+
+/// One tool call. `authorization` is the caller's own; the call goes
+/// through the whole pipeline as an ActionKit (or Proxy API) request.
+pub(super) async fn call(
+    state: &State,
+    conn: &ConnInfo,
+    authorization: Option<HeaderValue>,
+    permitted: &[Credential],
+    offered: &[Offered],
+    name: &str,
+    mut arguments: Map<String, Value>,
+) -> Called {
+    let credential = match arguments.remove("credential") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Called::Invalid("`credential` must be a string".into()),
+    };
+    let cfg = state.current.load_full().config.clone();
+    let project = &cfg.paragon.project_id;
+    let built = if name == PROXY_TOOL && cfg.mcp.proxy_tool {
+        proxy_request(project, &mut arguments)
+    } else {
+        let Some(tool) = offered.iter().find(|t| &*t.name == name) else {
+            return Called::Invalid(format!("unknown tool: {name}"));
+        };
+        Ok(ToolRequest {
+            method: Method::POST,
+            path: String::new(),
+            proxy_url: None,
+            body: Bytes::new(),
+            headers: Vec::new(),
+            call: ToolCall {
+                name: tool.name.clone(),
+                side_effect: tool.side_effect.clone(),
+                integration: Some(tool.integration.clone()),
+            },
+            parameters: Some(Value::Object(arguments)),
+        })
+    };
+    let mut tr = match built {
+        Ok(r) => r,
+        Err(message) => return Called::Invalid(message),
+    };
+    if let Some(a) = authorization {
+        tr.headers.push((AUTHORIZATION.as_str().to_string(), a));
+    }
+    if let Some(c) = &credential {
+        match HeaderValue::from_str(c) {
+            Ok(v) => tr.headers.push(("x-paragon-credential".into(), v)),
+            Err(_) => return Called::Invalid("`credential` is not a credential id".into()),
+        }
+    }
+    let answer = if tr.parameters.is_some() {
+        run_actionkit(state, conn, project, &tr).await
+    } else {
+        run(state, conn, tr.request(&tr.path, tr.body.clone())).await
+    };
+    Called::Result(match answer {
+        Ok((resp, outcome)) => tool_result(resp, outcome, permitted).await,
+        Err(message) => tool_error(message),
+    })
+}
+
+/// Runs an ActionKit tool: `POST /tools {tool, parameters}`, and where
+/// Paragon has no `/tools` (404) `POST /actions {action, parameters}`, which
+/// is then used from the start.
+async fn run_actionkit(
+    state: &State,
+    conn: &ConnInfo,
+    project: &str,
+    tr: &ToolRequest,
+) -> Result<(Response<Body>, Outcome), String> {
+    let on_actions = &state.tools.runs_on_actions;
+    let tools = !on_actions.load(Ordering::Relaxed);
+    let first = run(state, conn, tr.actionkit(project, !tools)).await?;
+    if tools && first.1.forwarded && first.0.status() == StatusCode::NOT_FOUND {
+        let second = run(state, conn, tr.actionkit(project, true)).await?;
+        if second.1.forwarded && second.0.status() != StatusCode::NOT_FOUND {
+            on_actions.store(true, Ordering::Relaxed);
+        }
+        return Ok(second);
+    }
+    Ok(first)
+}
+
+/// An internal request of a tool call, before its path is fixed.
+struct ToolRequest {
+    method: Method,
+    path: String,
+    proxy_url: Option<HeaderValue>,
+    body: Bytes,
+    headers: Vec<(String, HeaderValue)>,
+    call: ToolCall,
+    /// An ActionKit tool's parameters (`None`: the Proxy API tool).
+    parameters: Option<Value>,
+}
+
+impl ToolRequest {
+    /// `POST /tools {tool, parameters}`, or `/actions {action, parameters}`.
+    fn actionkit(&self, project: &str, actions: bool) -> Result<Request<Body>, String> {
+        let (path, key) = if actions {
+            (format!("/projects/{project}/actions"), "action")
+        } else {
+            (format!("/projects/{project}/tools"), "tool")
+        };
+        let parameters = self.parameters.clone().unwrap_or_else(|| json!({}));
+        let body = serde_json::to_vec(&json!({key: &*self.call.name, "parameters": parameters}))
+            .unwrap_or_default();
+        self.request(&path, Bytes::from(body))
+    }
+
+    fn request(&self, path: &str, body: Bytes) -> Result<Request<Body>, String> {
+        let mut b = Request::builder()
+            .method(self.method.clone())
+            .uri(path)
+            .extension(self.call.clone());
+        if !body.is_empty() {
+            b = b.header(CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in &self.headers {
+            b = b.header(name.as_str(), value.clone());
+        }
+        if let Some(u) = &self.proxy_url {
+            b = b.header(super::headers::X_PARAGON_PROXY_URL, u.clone());
+        }
+        b.body(full(body)).map_err(|e| format!("the call could not be made: {e}"))
+    }
+}
+
+/// Headers an agent may not set on the Proxy API tool: who is calling and
+/// how the message is framed are credgate's.
+fn reserved(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "authorization"
+            | "host"
+            | "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "te"
+            | "upgrade"
+            | "cookie"
+            | "forwarded"
+            | "x-paragon-credential"
+            | "x-paragon-proxy-url"
+    ) || n.starts_with("x-forwarded-")
+        || n.starts_with("proxy-")
+}
+
+/// The Proxy API tool's request: `{method} /projects/{p}/sdk/proxy/{integration}{path}`,
+/// or the full URL in `X-Paragon-Proxy-Url` (the pipeline checks its host
+/// against `policy.proxy_url_hosts`, and the path's normal form).
+fn proxy_request(project: &str, args: &mut Map<String, Value>) -> Result<ToolRequest, String> {
+    let text = |args: &Map<String, Value>, k: &str| -> Result<String, String> {
+        args.get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| format!("`{k}` is required and must be a string"))
+    };
+    let integration = text(args, "integration")?;
+    let method = text(args, "method")?;
+    let path = text(args, "path")?;
+    let method: Method = match method.as_str() {
+        "GET" | "POST" | "PUT" | "PATCH" | "DELETE" => method.parse().map_err(|_| "bad method")?,
+        _ => return Err("`method` must be GET, POST, PUT, PATCH or DELETE".into()),
+    };
+    if integration.is_empty() || !integration.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') {
+        return Err("`integration` is not an integration type".into());
+    }
+    let body = match args.get("body") {
+        None | Some(Value::Null) => Bytes::new(),
+        Some(v) => Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+    };
+    let mut headers = Vec::new();
+    if let Some(h) = args.get("headers") {
+        let Some(h) = h.as_object() else {
+            return Err("`headers` must be an object of strings".into());
+        };
+        for (name, value) in h {
+            let value = value.as_str().ok_or("`headers` must be an object of strings")?;
+            if reserved(name) || http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(format!("the header {name:?} may not be set"));
+            }
+            let v = HeaderValue::from_str(value).map_err(|_| format!("the header {name:?} has a value that cannot be sent"))?;
+            headers.push((name.to_ascii_lowercase(), v));
+        }
+    }
+    let base = format!("/projects/{project}/sdk/proxy/{integration}");
+    let (path, proxy_url) = if path.starts_with('/') && !path.starts_with("//") {
+        (format!("{base}{path}"), None)
+    } else {
+        let v = HeaderValue::from_str(&path).map_err(|_| "`path` cannot be sent".to_string())?;
+        (base, Some(v))
+    };
+    if path.parse::<http::Uri>().is_err() {
+        return Err("`path` is not a valid request path (encode spaces and the like)".into());
+    }
+    Ok(ToolRequest {
+        method,
+        path,
+        proxy_url,
+        body,
+        headers,
+        call: ToolCall {
+            name: PROXY_TOOL.into(),
+            side_effect: None,
+            integration: Some(integration.into()),
+        },
+        parameters: None,
+    })
+}
+
+/// Runs one internal request through the pipeline (boxed: the pipeline
+/// is what called `/mcp` in the first place).
+async fn run(
+    state: &State,
+    conn: &ConnInfo,
+    req: Result<Request<Body>, String>,
+) -> Result<(Response<Body>, Outcome), String> {
+    Ok(super::run_internal(state, conn, req?).await)
+}
+
+/// An internal request's answer, at most [`MAX_ANSWER_BYTES`] (not
+/// `read_limited`: its generic error bound trips the compiler's `Send`
+/// check on this recursive path).
+async fn read_answer(mut body: Body) -> Result<Bytes, String> {
+    use http_body_util::BodyExt;
+    let limit = usize::try_from(MAX_ANSWER_BYTES).unwrap_or(usize::MAX);
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(format!("it is larger than {limit} bytes"));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+fn tool_error(text: String) -> Value {
+    json!({"content": [{"type": "text", "text": text}], "isError": true})
+}
+
+/// The tool result of an internal request's answer: credgate's refusal
+/// (nothing reached Paragon) or Paragon's error as a tool error with its
+/// message; a success as text, and as structured content when a JSON
+/// object.
+async fn tool_result(resp: Response<Body>, outcome: Outcome, permitted: &[Credential]) -> Value {
+    let status = resp.status();
+    let raw = match read_answer(resp.into_body()).await {
+        Ok(b) => b,
+        Err(e) => return tool_error(format!("Paragon's answer could not be read: {e}")),
+    };
+    let parsed: Option<Value> = serde_json::from_slice(&raw).ok();
+    if !outcome.forwarded {
+        let field = |k: &str| {
+            parsed
+                .as_ref()
+                .and_then(|v| v.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mut text = format!(
+            "credgate refused this call ({}): {}",
+            field("code"),
+            field("message")
+        );
+        if let Some(c) = parsed.as_ref().and_then(|v| v.get("candidates")).and_then(Value::as_array) {
+            let named: Vec<String> = c
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|id| match permitted.iter().find(|p| &*p.id == id) {
+                    Some(p) => format!("{id} ({})", title(p)),
+                    None => id.to_string(),
+                })
+                .collect();
+            text.push_str(&format!(
+                ". Choose one with the `credential` argument: {}",
+                named.join(", ")
+            ));
+        }
+        return tool_error(text);
+    }
+    let body_text = String::from_utf8_lossy(&raw).into_owned();
+    if !status.is_success() {
+        let message = parsed
+            .as_ref()
+            .and_then(|v| {
+                ["message", "error"]
+                    .iter()
+                    .find_map(|k| v.get(*k).and_then(Value::as_str))
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| body_text.chars().take(2000).collect());
+        return tool_error(format!("Paragon answered {}: {message}", status.as_u16()));
+    }
+    let mut result = json!({"content": [{"type": "text", "text": body_text}], "isError": false});
+    if let Some(v @ Value::Object(_)) = parsed {
+        result["structuredContent"] = v;
+    }
+    result
+}
+
