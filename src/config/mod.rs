@@ -726,7 +726,10 @@ fn validate_mcp(
         max_sessions,
     };
     if cfg.proxy_tool && !cfg.enabled {
-        return Err(ConfigError::new("mcp.proxy_tool", "needs mcp.enabled = true"));
+        return Err(ConfigError::new(
+            "mcp.proxy_tool",
+            "needs mcp.enabled = true",
+        ));
     }
     if cfg.enabled && auth.issuer.is_none() {
         warnings.push(

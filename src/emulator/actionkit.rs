@@ -47,6 +47,7 @@ pub(crate) fn list_actions(call: &Call<'_>, key: &str) -> Handled {
                 json!({
                     "type": "function",
                     "function": {
+                        "sideEffect": catalog::side_effect(&name),
                         "name": name,
                         "description": format!("{} (emulated)", name.replace('_', " ").to_lowercase()),
                         "parameters": {
@@ -85,6 +86,13 @@ pub(crate) fn run(call: &Call<'_>, key: &'static str) -> Handled {
             ))
         })?;
     let credential = call.credential_for(&w, &integration)?;
+    if let Some(message) = call.state.behaviour().tool_run_error {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "tool_failed",
+            message,
+        ));
+    }
     Ok(Outcome::ok(
         json!({
             key: name,

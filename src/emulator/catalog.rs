@@ -17,7 +17,11 @@ const KNOWN: &[Known] = &[
         kind: "salesforce",
         name: "Salesforce",
         brand_color: "#009DDC",
-        actions: &["SALESFORCE_CREATE_RECORD", "SALESFORCE_SEARCH_RECORDS"],
+        actions: &[
+            "SALESFORCE_CREATE_RECORD",
+            "SALESFORCE_SEARCH_RECORDS",
+            "SALESFORCE_DELETE_RECORD",
+        ],
         triggers: &["SALESFORCE_RECORD_CREATED"],
     },
     Known {
@@ -108,6 +112,21 @@ pub(crate) fn actions(t: &str) -> Vec<String> {
             let p = action_prefix(t);
             vec![format!("{p}_LIST_RECORDS"), format!("{p}_CREATE_RECORD")]
         }
+    }
+}
+
+/// What an action does to the account, as Paragon's tools say it
+/// (`sideEffect`): read from its verb.
+pub(crate) fn side_effect(action: &str) -> &'static str {
+    let verb = |v: &str| action.split('_').any(|w| w == v);
+    if verb("DELETE") || verb("REMOVE") {
+        "delete"
+    } else if verb("SEND") {
+        "send"
+    } else if verb("LIST") || verb("GET") || verb("SEARCH") {
+        "read"
+    } else {
+        "write"
     }
 }
 

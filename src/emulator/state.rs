@@ -51,6 +51,9 @@ pub struct Behaviour {
     pub delay_ms: u64,
     /// Extra delay for `GET /sdk/me` only.
     pub me_delay_ms: u64,
+    /// ActionKit tool runs (`POST /tools`, `/actions`) answer 422 with
+    /// this message, as Paragon passes on a provider's refusal.
+    pub tool_run_error: Option<String>,
 }
 
 /// One request the emulator received on a Paragon route, with what it

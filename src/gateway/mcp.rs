@@ -68,6 +68,8 @@ where
 {
     let cfg: &Config = &generation.config;
     let sessions = &state.sessions;
+    // The transport's own records (a tool call writes its own).
+    audit.reason = "mcp";
     let session_id = parts
         .headers
         .get(MCP_SESSION_ID)
@@ -80,7 +82,11 @@ where
             if let Some(id) = &session_id {
                 sessions.resume(cfg, identity, id).map_err(rejected)?;
             }
-            return Err(GatewayError::MethodNotAllowed);
+            // What MCP asks of a server without a stream; not a refusal.
+            let mut resp = GatewayError::MethodNotAllowed.into_response(request_id);
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST, DELETE"));
+            return Ok(resp);
         }
         Method::DELETE => {
             let id = session_id.ok_or(GatewayError::BadRequest(
@@ -112,7 +118,10 @@ where
     let method = message.get("method").and_then(Value::as_str);
     let id = message.get("id").cloned();
     if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Ok(rpc_http_error(INVALID_REQUEST, "not a JSON-RPC 2.0 message"));
+        return Ok(rpc_http_error(
+            INVALID_REQUEST,
+            "not a JSON-RPC 2.0 message",
+        ));
     }
     if method == Some("initialize") {
         let id = id.ok_or(GatewayError::BadRequest("initialize must be a request"))?;
@@ -121,7 +130,9 @@ where
     let id_header = session_id.ok_or(GatewayError::BadRequest(
         "this MCP request needs the Mcp-Session-Id that initialize gave",
     ))?;
-    let session = sessions.resume(cfg, identity, &id_header).map_err(rejected)?;
+    let session = sessions
+        .resume(cfg, identity, &id_header)
+        .map_err(rejected)?;
     if let Some(v) = parts.headers.get(MCP_PROTOCOL_VERSION) {
         if !v.to_str().is_ok_and(mcp_session::speaks) {
             return Err(GatewayError::BadRequest(
@@ -140,12 +151,26 @@ where
     let answer = match method.as_str() {
         "ping" => Ok(json!({})),
         "tools/list" => {
-            let mut ex = exchange(state, generation, conn, request_id, identity, &parts.headers);
+            let mut ex = exchange(
+                state,
+                generation,
+                conn,
+                request_id,
+                identity,
+                &parts.headers,
+            );
             let (permitted, offered) = mcp_tools::catalog(&mut ex).await?;
             Ok(json!({"tools": mcp_tools::listed(&permitted, &offered, cfg.mcp.proxy_tool)}))
         }
         "tools/call" => {
-            let mut ex = exchange(state, generation, conn, request_id, identity, &parts.headers);
+            let mut ex = exchange(
+                state,
+                generation,
+                conn,
+                request_id,
+                identity,
+                &parts.headers,
+            );
             let (permitted, offered) = mcp_tools::catalog(&mut ex).await?;
             match call_params(params) {
                 Err(m) => Err((INVALID_PARAMS, m)),
@@ -181,7 +206,9 @@ where
 }
 
 /// `tools/call`'s tool name and arguments (an object, or none).
-fn call_params(params: Option<&Map<String, Value>>) -> Result<(String, Map<String, Value>), String> {
+fn call_params(
+    params: Option<&Map<String, Value>>,
+) -> Result<(String, Map<String, Value>), String> {
     let name = params
         .and_then(|p| p.get("name"))
         .and_then(Value::as_str)
@@ -238,7 +265,9 @@ fn exchange<'r>(
         upstream: Upstream::ActionKit,
         op: Operation::Mcp,
     };
-    Exchange::new(state, generation, conn, request_id, identity, route, headers)
+    Exchange::new(
+        state, generation, conn, request_id, identity, route, headers,
+    )
 }
 
 fn rejected(r: Rejected) -> GatewayError {
@@ -256,7 +285,12 @@ fn accepts_json(headers: &HeaderMap) -> bool {
         any = true;
         let Ok(v) = v.to_str() else { continue };
         if v.split(',').any(|m| {
-            let m = m.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let m = m
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             matches!(m.as_str(), "application/json" | "application/*" | "*/*")
         }) {
             return true;
@@ -274,15 +308,15 @@ where
     match tokio::time::timeout(cfg.server.header_read_timeout, read_limited(body, limit)).await {
         Err(_) => Err(GatewayError::BodyTimeout),
         Ok(Err(crate::net::body::ReadError::TooLarge)) => Err(GatewayError::BodyTooLarge),
-        Ok(Err(_)) => Err(GatewayError::BadRequest("the request body could not be read")),
+        Ok(Err(_)) => Err(GatewayError::BadRequest(
+            "the request body could not be read",
+        )),
         Ok(Ok(b)) => Ok(b),
     }
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::from(
-        serde_json::to_vec(v).unwrap_or_default(),
-    )));
+    let mut resp = Response::new(full(Bytes::from(serde_json::to_vec(v).unwrap_or_default())));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -357,7 +391,8 @@ pub(super) fn metadata(cfg: &Config, conn: &ConnInfo, parts: &Parts) -> Option<R
     }
     if !matches!(parts.method, Method::GET | Method::HEAD) {
         let mut resp = GatewayError::MethodNotAllowed.into_response("");
-        resp.headers_mut().insert(ALLOW, HeaderValue::from_static("GET"));
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET"));
         return Some(resp);
     }
     let resource = resource_url(conn, trusted(cfg, conn), &parts.headers);
@@ -375,7 +410,12 @@ pub(super) fn metadata(cfg: &Config, conn: &ConnInfo, parts: &Parts) -> Option<R
 
 /// A 401 from `/mcp` names where the metadata is (RFC 9728 §5.1), so an
 /// MCP client can find the identity provider.
-pub(super) fn challenge(cfg: &Config, conn: &ConnInfo, headers: &HeaderMap, resp: &mut Response<Body>) {
+pub(super) fn challenge(
+    cfg: &Config,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+    resp: &mut Response<Body>,
+) {
     let Some(resource) = resource_url(conn, trusted(cfg, conn), headers) else {
         return;
     };
@@ -392,13 +432,5 @@ pub(super) fn challenge(cfg: &Config, conn: &ConnInfo, headers: &HeaderMap, resp
     );
     if let Ok(v) = HeaderValue::from_str(&value) {
         resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
-    }
-}
-
-/// Headers of `/mcp` answers: which methods (on 405).
-pub(super) fn allow(resp: &mut Response<Body>) {
-    if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
-        resp.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("POST, DELETE"));
     }
 }

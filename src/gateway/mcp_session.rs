@@ -196,7 +196,10 @@ impl Inner {
             };
             self.key = Some((pem, hmac::Key::new(hmac::HMAC_SHA256, &secret)));
         }
-        self.key.as_ref().map(|(_, k)| k.clone()).expect("set above")
+        self.key
+            .as_ref()
+            .map(|(_, k)| k.clone())
+            .expect("set above")
     }
 
     /// Takes a live session in, within `mcp.max_sessions` (idle ones are

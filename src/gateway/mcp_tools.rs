@@ -126,7 +126,9 @@ async fn fetch(
         _ => ctx
             .caller_authorization
             .clone()
-            .ok_or(GatewayError::Unauthenticated(crate::auth::AuthError::Missing))?,
+            .ok_or(GatewayError::Unauthenticated(
+                crate::auth::AuthError::Missing,
+            ))?,
     };
     let project = &g.config.paragon.project_id;
     let answer = async {
@@ -140,8 +142,13 @@ async fn fetch(
                 continue;
             }
             if !resp.status().is_success() {
-                tracing::warn!(status = resp.status().as_u16(), "Paragon refused to list tools");
-                return Err(GatewayError::Unavailable("Paragon's tools could not be listed"));
+                tracing::warn!(
+                    status = resp.status().as_u16(),
+                    "Paragon refused to list tools"
+                );
+                return Err(GatewayError::Unavailable(
+                    "Paragon's tools could not be listed",
+                ));
             }
             let raw = read_limited(resp.into_body(), MAX_ANSWER_BYTES)
                 .await
@@ -150,7 +157,9 @@ async fn fetch(
                 .map_err(|_| GatewayError::Unavailable("Paragon's tools could not be listed"))?;
             return Ok(Arc::new(offered(&v, key, permitted)));
         }
-        Err(GatewayError::Unavailable("Paragon's tools could not be listed"))
+        Err(GatewayError::Unavailable(
+            "Paragon's tools could not be listed",
+        ))
     };
     tokio::time::timeout(g.config.server.upstream_timeout, answer)
         .await
@@ -268,7 +277,11 @@ fn with_credential(parameters: &Value, creds: &[&Credential]) -> Value {
 
 /// `tools/list`'s `tools`: each offered tool with the caller's accounts of
 /// its integration, and the Proxy API tool when `mcp.proxy_tool` is on.
-pub(super) fn listed(permitted: &[Credential], offered: &[Offered], proxy_tool: bool) -> Vec<Value> {
+pub(super) fn listed(
+    permitted: &[Credential],
+    offered: &[Offered],
+    proxy_tool: bool,
+) -> Vec<Value> {
     let mut out = Vec::with_capacity(offered.len() + 1);
     for tool in offered {
         let creds: Vec<&Credential> = permitted
@@ -317,7 +330,9 @@ fn proxy_tool_schema(permitted: &[Credential]) -> Value {
     if integrations.len() < creds.len() {
         schema["properties"]["credential"]["description"] = Value::from(format!(
             "Required when you hold several accounts of the integration. {}",
-            schema["properties"]["credential"]["description"].as_str().unwrap_or("")
+            schema["properties"]["credential"]["description"]
+                .as_str()
+                .unwrap_or("")
         ));
     }
     json!({
@@ -458,7 +473,8 @@ impl ToolRequest {
         if let Some(u) = &self.proxy_url {
             b = b.header(super::headers::X_PARAGON_PROXY_URL, u.clone());
         }
-        b.body(full(body)).map_err(|e| format!("the call could not be made: {e}"))
+        b.body(full(body))
+            .map_err(|e| format!("the call could not be made: {e}"))
     }
 }
 
@@ -500,7 +516,11 @@ fn proxy_request(project: &str, args: &mut Map<String, Value>) -> Result<ToolReq
         "GET" | "POST" | "PUT" | "PATCH" | "DELETE" => method.parse().map_err(|_| "bad method")?,
         _ => return Err("`method` must be GET, POST, PUT, PATCH or DELETE".into()),
     };
-    if integration.is_empty() || !integration.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') {
+    if integration.is_empty()
+        || !integration
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    {
         return Err("`integration` is not an integration type".into());
     }
     let body = match args.get("body") {
@@ -513,11 +533,14 @@ fn proxy_request(project: &str, args: &mut Map<String, Value>) -> Result<ToolReq
             return Err("`headers` must be an object of strings".into());
         };
         for (name, value) in h {
-            let value = value.as_str().ok_or("`headers` must be an object of strings")?;
+            let value = value
+                .as_str()
+                .ok_or("`headers` must be an object of strings")?;
             if reserved(name) || http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(format!("the header {name:?} may not be set"));
             }
-            let v = HeaderValue::from_str(value).map_err(|_| format!("the header {name:?} has a value that cannot be sent"))?;
+            let v = HeaderValue::from_str(value)
+                .map_err(|_| format!("the header {name:?} has a value that cannot be sent"))?;
             headers.push((name.to_ascii_lowercase(), v));
         }
     }
@@ -604,7 +627,11 @@ async fn tool_result(resp: Response<Body>, outcome: Outcome, permitted: &[Creden
             field("code"),
             field("message")
         );
-        if let Some(c) = parsed.as_ref().and_then(|v| v.get("candidates")).and_then(Value::as_array) {
+        if let Some(c) = parsed
+            .as_ref()
+            .and_then(|v| v.get("candidates"))
+            .and_then(Value::as_array)
+        {
             let named: Vec<String> = c
                 .iter()
                 .filter_map(Value::as_str)
@@ -639,4 +666,3 @@ async fn tool_result(resp: Response<Body>, outcome: Outcome, permitted: &[Creden
     }
     result
 }
-

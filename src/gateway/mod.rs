@@ -280,7 +280,11 @@ pub(crate) fn run_internal<'a>(
 
 /// [`handle`] for any body, with what became of the request: how `/mcp`
 /// runs a tool call as a request of its own.
-pub(crate) async fn run<B>(state: &State, conn: &ConnInfo, req: Request<B>) -> (Response<Body>, Outcome)
+pub(crate) async fn run<B>(
+    state: &State,
+    conn: &ConnInfo,
+    req: Request<B>,
+) -> (Response<Body>, Outcome)
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<crate::net::body::BoxError>,
@@ -323,11 +327,8 @@ where
     let outcome = pipeline::process(state, &generation, conn, req, &request_id, &mut audit).await;
     audit.mark("filter");
     let (mut resp, decision) = audit.conclude(outcome, &request_id);
-    if let Some(h) = &mcp_headers {
-        match resp.status() {
-            http::StatusCode::UNAUTHORIZED => mcp::challenge(&generation.config, conn, h, &mut resp),
-            _ => mcp::allow(&mut resp),
-        }
+    if let Some(h) = mcp_headers.as_ref().filter(|_| resp.status() == 401) {
+        mcp::challenge(&generation.config, conn, h, &mut resp);
     }
     let limit = generation.config.server.max_requests_per_connection;
     // A refused request whose body was never read must not leave that body

@@ -227,8 +227,8 @@ pub fn classify<'a>(
             ))
         }
         "api" => classify_api(method, tail.ok_or(RouteError::NotFound)?, project),
-        "mcp" if tail.is_none()
-            && matches!(*method, Method::GET | Method::POST | Method::DELETE) =>
+        "mcp"
+            if tail.is_none() && matches!(*method, Method::GET | Method::POST | Method::DELETE) =>
         {
             Ok(route(Product::Mcp, Upstream::ActionKit, Operation::Mcp))
         }

@@ -1,0 +1,884 @@
+//! Agents (contract §12): `/mcp` driven by the official MCP Rust SDK's
+//! client (rmcp, Streamable HTTP over reqwest) and, for what the protocol
+//! says about framing, sessions and errors, by raw HTTP. The gateway runs
+//! against the Paragon emulator; what reached it is checked for every
+//! call: the credential, the narrowed token, nothing at all on a refusal.
+
+mod common;
+#[path = "common/emulator.rs"]
+mod harness;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use credgate::emulator::fixtures::{
+    DEMO_SALESFORCE_ALICE, DEMO_SALESFORCE_BOB, DEMO_SLACK_ALICE_1, DEMO_SLACK_ALICE_2,
+    DEMO_SLACK_BOB,
+};
+use futures::stream::BoxStream;
+use harness::*;
+use http::{HeaderName, HeaderValue};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ClientJsonRpcMessage};
+use rmcp::service::RunningService;
+use rmcp::transport::streamable_http_client::{
+    SseError, StreamableHttpClient, StreamableHttpClientTransportConfig, StreamableHttpError,
+    StreamableHttpPostResponse, StreamableHttpResponseLimits,
+};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{json, Value};
+
+/// rmcp's reqwest client with a token that the test may change between
+/// requests (a refreshed token, or another principal's).
+#[derive(Clone)]
+struct Tokened {
+    inner: reqwest::Client,
+    token: Arc<Mutex<String>>,
+}
+
+impl Tokened {
+    fn current(&self) -> Option<String> {
+        Some(self.token.lock().unwrap().clone())
+    }
+}
+
+impl StreamableHttpClient for Tokened {
+    type Error = reqwest::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        _auth: Option<String>,
+        headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
+        self.inner
+            .post_message(uri, message, session_id, self.current(), headers)
+            .await
+    }
+
+    async fn post_message_with_response_limits(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        _auth: Option<String>,
+        headers: HashMap<HeaderName, HeaderValue>,
+        limits: StreamableHttpResponseLimits,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
+        self.inner
+            .post_message_with_response_limits(
+                uri,
+                message,
+                session_id,
+                self.current(),
+                headers,
+                limits,
+            )
+            .await
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        _auth: Option<String>,
+        headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<(), StreamableHttpError<reqwest::Error>> {
+        self.inner
+            .delete_session(uri, session_id, self.current(), headers)
+            .await
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        _auth: Option<String>,
+        headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<
+        BoxStream<'static, Result<sse_stream::Sse, SseError>>,
+        StreamableHttpError<reqwest::Error>,
+    > {
+        self.inner
+            .get_stream(uri, session_id, last_event_id, self.current(), headers)
+            .await
+    }
+}
+
+type Client = RunningService<RoleClient, ()>;
+
+/// An agent session: the rmcp client and the token it sends.
+struct Agent {
+    client: Client,
+    token: Arc<Mutex<String>>,
+}
+
+impl Agent {
+    fn set_token(&self, token: String) {
+        *self.token.lock().unwrap() = token;
+    }
+
+    async fn call(
+        &self,
+        name: &str,
+        arguments: Value,
+    ) -> Result<CallToolResult, rmcp::ServiceError> {
+        let Value::Object(arguments) = arguments else {
+            panic!("arguments are an object")
+        };
+        self.client
+            .call_tool(CallToolRequestParams::new(name.to_string()).with_arguments(arguments))
+            .await
+    }
+}
+
+/// The suite's gateway with `/mcp` on (and `extra` in `[mcp]`).
+async fn gateway(extra: &str) -> Env {
+    let top = format!("[mcp]\nenabled = true\n{extra}\n");
+    Env::with(fixtures(), move |mut b| {
+        b.extra_top.push_str(&top);
+        b
+    })
+    .await
+}
+
+fn mcp_url(env: &Env) -> String {
+    format!("http://{}/mcp", env.gw.addr)
+}
+
+/// An rmcp client session as `token`; `reinit`: whether the client opens a
+/// new session by itself when its session is gone (404).
+async fn connect(env: &Env, token: String, reinit: bool) -> Agent {
+    let token = Arc::new(Mutex::new(token));
+    let http = Tokened {
+        inner: reqwest::Client::new(),
+        token: token.clone(),
+    };
+    let config = StreamableHttpClientTransportConfig::with_uri(mcp_url(env))
+        .reinit_on_expired_session(reinit);
+    let transport = StreamableHttpClientTransport::with_client(http, config);
+    let client = ().serve(transport).await.expect("the MCP session initializes");
+    Agent { client, token }
+}
+
+fn text_of(r: &CallToolResult) -> String {
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What reached the emulator's ActionKit host to run tools.
+fn tool_runs(env: &Env) -> Vec<credgate::emulator::RecordedRequest> {
+    env.traffic()
+        .into_iter()
+        .filter(|r| {
+            r.method == "POST" && (r.path.ends_with("/tools") || r.path.ends_with("/actions"))
+        })
+        .collect()
+}
+
+fn credential_enum(tool: &rmcp::model::Tool) -> Vec<String> {
+    let schema = Value::Object((*tool.input_schema).clone());
+    schema["properties"]["credential"]["enum"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn required(tool: &rmcp::model::Tool) -> Vec<String> {
+    let schema = Value::Object((*tool.input_schema).clone());
+    schema["required"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_member_lists_only_integrations_they_hold_an_account_in_with_their_own_accounts() {
+    let env = gateway("").await;
+    // Bob holds Salesforce and Slack accounts (one each).
+    let bob = connect(&env, env.member("bob"), false).await;
+    let info = bob.client.peer_info().expect("initialized").clone();
+    assert_eq!(info.protocol_version.as_str(), "2025-11-25");
+    assert_eq!(
+        info.server_info.as_ref().map(|s| &*s.name),
+        Some("credgate")
+    );
+    let tools = bob.client.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| &*t.name).collect();
+    assert!(names.contains(&"SALESFORCE_CREATE_RECORD"), "{names:?}");
+    assert!(names.contains(&"SLACK_SEND_MESSAGE"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("GOOGLE_DRIVE")),
+        "bob holds no Google Drive account: {names:?}"
+    );
+    let sf = tools
+        .iter()
+        .find(|t| t.name == "SALESFORCE_CREATE_RECORD")
+        .unwrap();
+    assert_eq!(credential_enum(sf), vec![DEMO_SALESFORCE_BOB.to_string()]);
+    assert!(
+        !required(sf).contains(&"credential".to_string()),
+        "one account: the credential is optional"
+    );
+    let delete = tools
+        .iter()
+        .find(|t| t.name == "SALESFORCE_DELETE_RECORD")
+        .unwrap();
+    let annotations = delete.annotations.as_ref().expect("sideEffect is kept");
+    assert_eq!(annotations.destructive_hint, Some(true));
+
+    // Alice holds two Slack accounts: both in the enum, and one required.
+    let alice = connect(&env, env.member("alice"), false).await;
+    let tools = alice.client.list_all_tools().await.unwrap();
+    let slack = tools
+        .iter()
+        .find(|t| t.name == "SLACK_SEND_MESSAGE")
+        .unwrap();
+    let mut ids = credential_enum(slack);
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec![
+            DEMO_SLACK_ALICE_1.to_string(),
+            DEMO_SLACK_ALICE_2.to_string()
+        ]
+    );
+    assert!(required(slack).contains(&"credential".to_string()));
+    assert!(
+        tools
+            .iter()
+            .all(|t| !credential_enum(t).contains(&DEMO_SLACK_BOB.to_string())),
+        "no other member's account is offered"
+    );
+    // The listing went to Paragon with a token narrowed to alice's own.
+    let listing = env
+        .state()
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.method == "GET" && r.path.ends_with("/tools"))
+        .expect("the tools were listed at Paragon");
+    let claims = env.upstream_claims(&listing);
+    let perms = claims[PERMS].to_string();
+    assert!(perms.contains(DEMO_SLACK_ALICE_1) && perms.contains(DEMO_SALESFORCE_ALICE));
+    assert!(!perms.contains(DEMO_SLACK_BOB), "{perms}");
+    alice.client.cancel().await.unwrap();
+    bob.client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_call_with_their_own_account_reaches_paragon_with_that_credential_and_a_narrowed_token() {
+    let env = gateway("").await;
+    let bob = connect(&env, env.member("bob"), false).await;
+    let before = tool_runs(&env).len();
+    let r = bob
+        .call(
+            "SALESFORCE_CREATE_RECORD",
+            json!({"credential": DEMO_SALESFORCE_BOB, "input": "a lead"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    let runs = tool_runs(&env);
+    assert_eq!(runs.len(), before + 1);
+    let run = runs.last().unwrap();
+    assert_eq!(
+        credential_headers(run),
+        vec![DEMO_SALESFORCE_BOB.to_string()]
+    );
+    let claims = env.upstream_claims(run);
+    assert_eq!(
+        claims[PERMS],
+        json!({"integration:salesforce": {format!("credential:{DEMO_SALESFORCE_BOB}"): true}})
+    );
+    let sent: Value = serde_json::from_slice(&run.body).unwrap();
+    assert_eq!(sent["tool"], "SALESFORCE_CREATE_RECORD");
+    assert_eq!(
+        sent["parameters"],
+        json!({"input": "a lead"}),
+        "the credential argument is not a parameter"
+    );
+    let answer = r.structured_content.expect("Paragon's JSON answer");
+    assert_eq!(answer["tool"], "SALESFORCE_CREATE_RECORD");
+
+    // One account: the credential may be left out.
+    let r = bob
+        .call("SALESFORCE_SEARCH_RECORDS", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    let run = tool_runs(&env).pop().unwrap();
+    assert_eq!(
+        credential_headers(&run),
+        vec![DEMO_SALESFORCE_BOB.to_string()]
+    );
+
+    // One audit record per call, naming the tool.
+    let rec = wait_for_audit(&env.keys, |r| {
+        r["product"] == "mcp" && r["tool"] == "SALESFORCE_SEARCH_RECORDS"
+    })
+    .await;
+    assert_eq!(rec["decision"], "allowed");
+    assert_eq!(rec["credential"], DEMO_SALESFORCE_BOB);
+    assert_eq!(rec["principal"], "bob");
+    assert_eq!(rec["reason"], "owner_label");
+    bob.client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn naming_another_members_account_is_a_tool_error_and_nothing_reaches_paragon() {
+    let env = gateway("").await;
+    let bob = connect(&env, env.member("bob"), false).await;
+    let before = tool_runs(&env).len();
+    let r = bob
+        .call(
+            "SALESFORCE_CREATE_RECORD",
+            json!({"credential": DEMO_SALESFORCE_ALICE}),
+        )
+        .await
+        .expect("a tool error, not a protocol error");
+    assert_eq!(r.is_error, Some(true));
+    let text = text_of(&r);
+    assert!(text.contains("credential_forbidden"), "{text}");
+    assert!(
+        !text.contains("alice"),
+        "nothing about the other member: {text}"
+    );
+    assert_eq!(tool_runs(&env).len(), before, "nothing reached Paragon");
+    let rec = wait_for_audit(&env.keys, |r| {
+        r["product"] == "mcp" && r["decision"] == "refused" && r["principal"] == "bob"
+    })
+    .await;
+    let transport: Vec<Value> = audit_records(&env.keys)
+        .into_iter()
+        .filter(|r| r["tool"].is_null())
+        .collect();
+    assert!(
+        transport
+            .iter()
+            .all(|r| r["decision"] == "allowed" && r["reason"] == "mcp"),
+        "the session's own requests are no refusals: {transport:#?}"
+    );
+    assert_eq!(rec["tool"], "SALESFORCE_CREATE_RECORD");
+    assert_eq!(rec["reason"], "no_grant");
+    assert_eq!(rec["requested"], DEMO_SALESFORCE_ALICE);
+
+    // A credential of another integration, even one's own, is refused too.
+    let r = bob
+        .call(
+            "SALESFORCE_CREATE_RECORD",
+            json!({"credential": DEMO_SLACK_BOB}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
+    assert_eq!(tool_runs(&env).len(), before, "nothing reached Paragon");
+    bob.client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn several_accounts_and_none_chosen_is_a_tool_error_listing_the_candidates() {
+    let env = gateway("").await;
+    let alice = connect(&env, env.member("alice"), false).await;
+    let before = tool_runs(&env).len();
+    let r = alice
+        .call("SLACK_SEND_MESSAGE", json!({"input": "hi"}))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    let text = text_of(&r);
+    assert!(text.contains("credential_required"), "{text}");
+    assert!(
+        text.contains(DEMO_SLACK_ALICE_1) && text.contains(DEMO_SLACK_ALICE_2),
+        "{text}"
+    );
+    assert!(!text.contains(DEMO_SLACK_BOB), "{text}");
+    assert_eq!(tool_runs(&env).len(), before, "nothing reached Paragon");
+    let rec = wait_for_audit(&env.keys, |r| {
+        r["product"] == "mcp" && r["code"] == "credential_required"
+    })
+    .await;
+    assert_eq!(rec["reason"], "ambiguous");
+    assert_eq!(rec["tool"], "SLACK_SEND_MESSAGE");
+
+    // Choosing one of them runs it with that one.
+    let r = alice
+        .call(
+            "SLACK_SEND_MESSAGE",
+            json!({"input": "hi", "credential": DEMO_SLACK_ALICE_2}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    let run = tool_runs(&env).pop().unwrap();
+    assert_eq!(
+        credential_headers(&run),
+        vec![DEMO_SLACK_ALICE_2.to_string()]
+    );
+    alice.client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refreshed_token_continues_the_session_and_another_principal_gets_404() {
+    let env = gateway("").await;
+    let alice = connect(&env, env.member("alice"), false).await;
+    let tools = alice.client.list_all_tools().await.unwrap();
+    assert!(!tools.is_empty());
+    // A refreshed token: same principal, another token.
+    let refreshed = env.keys.caller_token(json!({
+        "sub": "acme", "principal": "alice", "exp": credgate::auth::unix_now() + 7200,
+    }));
+    assert_ne!(refreshed, *alice.token.lock().unwrap());
+    alice.set_token(refreshed);
+    let r = alice
+        .call("SALESFORCE_SEARCH_RECORDS", json!({}))
+        .await
+        .expect("the session continues with the refreshed token");
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+
+    // Bob's token on alice's session: 404, as for an unknown session.
+    let before = env.traffic().len();
+    alice.set_token(env.member("bob"));
+    let hijack = alice.call("SALESFORCE_SEARCH_RECORDS", json!({})).await;
+    let err = hijack.expect_err("another principal cannot use the session");
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("404") || text.to_lowercase().contains("session"),
+        "{text}"
+    );
+    assert_eq!(env.traffic().len(), before, "nothing reached Paragon");
+    let rec = wait_for_audit(&env.keys, |r| {
+        r["product"] == "mcp" && r["code"] == "session_not_found"
+    })
+    .await;
+    assert_eq!(rec["principal"], "bob");
+    assert_eq!(rec["decision"], "refused");
+}
+
+#[tokio::test]
+async fn an_idle_session_expires_and_the_client_opens_a_new_one() {
+    let env = gateway("session_idle = \"1s\"").await;
+    let alice = connect(&env, env.member("alice"), false).await;
+    alice.client.list_all_tools().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let expired = alice.call("SALESFORCE_SEARCH_RECORDS", json!({})).await;
+    assert!(expired.is_err(), "an idle session is gone: {expired:?}");
+
+    // A client that re-initializes on 404 carries on in a new session.
+    let again = connect(&env, env.member("alice"), true).await;
+    again.client.list_all_tools().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let r = again
+        .call("SALESFORCE_SEARCH_RECORDS", json!({}))
+        .await
+        .expect("re-initialized transparently");
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+}
+
+// ---- the protocol over raw HTTP -------------------------------------
+
+async fn rpc(env: &Env, token: Option<&str>, session: Option<&str>, body: Value) -> Got {
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ];
+    if let Some(s) = session {
+        headers.push(("mcp-session-id", s));
+    }
+    send(
+        &env.cl,
+        req("POST", &env.gw, "/mcp", token, &headers, body.to_string()),
+    )
+    .await
+}
+
+fn initialize(version: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": version,
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"},
+    }})
+}
+
+fn session_of(got: &Got) -> String {
+    got.headers
+        .get("mcp-session-id")
+        .expect("initialize answers a session id")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_protocol_version_is_negotiated_as_mcp_says() {
+    let env = gateway("").await;
+    let token = env.member("alice");
+    for (asked, answered) in [
+        ("2025-06-18", "2025-06-18"),
+        ("2025-03-26", "2025-03-26"),
+        ("2025-11-25", "2025-11-25"),
+        // Unknown or newer (no initialize there): the newest spoken here.
+        ("2099-01-01", "2025-11-25"),
+        ("2026-07-28", "2025-11-25"),
+    ] {
+        let got = rpc(&env, Some(&token), None, initialize(asked)).await;
+        assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+        let v = got.json();
+        assert_eq!(v["result"]["protocolVersion"], answered, "{asked}");
+        assert_eq!(v["id"], 1);
+        assert!(v["result"]["capabilities"]["tools"].is_object());
+        let id = session_of(&got);
+        assert!(
+            id.bytes().all(|b| (0x21..=0x7e).contains(&b)),
+            "visible ASCII: {id}"
+        );
+    }
+    // A version header credgate does not speak is 400.
+    let got = rpc(&env, Some(&token), None, initialize("2025-06-18")).await;
+    let session = session_of(&got);
+    let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+    let bad = send(
+        &env.cl,
+        req(
+            "POST",
+            &env.gw,
+            "/mcp",
+            Some(&token),
+            &[
+                ("content-type", "application/json"),
+                ("mcp-session-id", &session),
+                ("mcp-protocol-version", "1999-01-01"),
+            ],
+            ping.to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    let ok = rpc(&env, Some(&token), Some(&session), ping).await;
+    assert_eq!(ok.json()["result"], json!({}));
+}
+
+#[tokio::test]
+async fn unknown_methods_notifications_and_framing_are_answered_as_the_spec_says() {
+    let env = gateway("").await;
+    let token = env.member("alice");
+    let session = session_of(&rpc(&env, Some(&token), None, initialize("2025-11-25")).await);
+    let s = Some(session.as_str());
+    // Unknown method: JSON-RPC -32601, same id.
+    let got = rpc(
+        &env,
+        Some(&token),
+        s,
+        json!({"jsonrpc": "2.0", "id": "x7", "method": "resources/list"}),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    let v = got.json();
+    assert_eq!(v["id"], "x7");
+    assert_eq!(v["error"]["code"], -32601);
+    // A notification: 202, no body.
+    let got = rpc(
+        &env,
+        Some(&token),
+        s,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(got.status, 202);
+    assert!(got.body.is_empty());
+    // An unknown tool: -32602.
+    let got = rpc(&env, Some(&token), s, json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "NO_SUCH_TOOL", "arguments": {}}})).await;
+    assert_eq!(got.json()["error"]["code"], -32602);
+    // Not JSON: 400 with a parse error; a batch: 400 invalid request.
+    let got = send(
+        &env.cl,
+        req(
+            "POST",
+            &env.gw,
+            "/mcp",
+            Some(&token),
+            &[
+                ("content-type", "application/json"),
+                ("mcp-session-id", &session),
+            ],
+            "{nope",
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 400);
+    assert_eq!(got.json()["error"]["code"], -32700);
+    let got = rpc(
+        &env,
+        Some(&token),
+        s,
+        json!([{"jsonrpc": "2.0", "id": 1, "method": "ping"}]),
+    )
+    .await;
+    assert_eq!(got.status, 400);
+    assert_eq!(got.json()["error"]["code"], -32600);
+    // No session on a request other than initialize: 400; an unknown one: 404.
+    let got = rpc(
+        &env,
+        Some(&token),
+        None,
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!(got.status, 400);
+    let got = rpc(
+        &env,
+        Some(&token),
+        Some("bm90LWEtc2Vzc2lvbg"),
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!(got.status, 404);
+    // GET offers no event stream: 405 with Allow.
+    let got = send(
+        &env.cl,
+        req(
+            "GET",
+            &env.gw,
+            "/mcp",
+            Some(&token),
+            &[
+                ("accept", "text/event-stream"),
+                ("mcp-session-id", &session),
+            ],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 405);
+    assert_eq!(got.headers["allow"], "POST, DELETE");
+    // DELETE ends the session: 204, then 404.
+    let got = send(
+        &env.cl,
+        req(
+            "DELETE",
+            &env.gw,
+            "/mcp",
+            Some(&token),
+            &[("mcp-session-id", &session)],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 204);
+    let got = rpc(
+        &env,
+        Some(&token),
+        s,
+        json!({"jsonrpc": "2.0", "id": 5, "method": "ping"}),
+    )
+    .await;
+    assert_eq!(got.status, 404);
+}
+
+#[tokio::test]
+async fn an_unauthenticated_client_is_pointed_at_the_identity_provider() {
+    let env = Env::with(fixtures(), |mut b| {
+        b.extra_top.push_str("[mcp]\nenabled = true\n");
+        b.auth("issuer = \"https://idp.example.com/\"")
+    })
+    .await;
+    let got = rpc(&env, None, None, initialize("2025-11-25")).await;
+    assert_eq!(got.status, 401);
+    let challenge = got.headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let at = format!(
+        "http://{}/.well-known/oauth-protected-resource/mcp",
+        env.gw.addr
+    );
+    assert_eq!(challenge, format!("Bearer resource_metadata=\"{at}\""));
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+    ] {
+        let got = send(&env.cl, req("GET", &env.gw, path, None, &[], "")).await;
+        assert_eq!(got.status, 200, "{path}");
+        let doc = got.json();
+        assert_eq!(doc["resource"], mcp_url(&env));
+        assert_eq!(
+            doc["authorization_servers"],
+            json!(["https://idp.example.com/"])
+        );
+        assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+    }
+    // With a bad token, the challenge also says why.
+    let got = rpc(&env, Some("not.a.token"), None, initialize("2025-11-25")).await;
+    assert_eq!(got.status, 401);
+    assert!(got.headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("error=\"invalid_token\""));
+}
+
+#[tokio::test]
+async fn mcp_is_off_unless_enabled_and_members_need_the_product() {
+    let env = Env::start().await;
+    let token = env.member("alice");
+    let got = rpc(&env, Some(&token), None, initialize("2025-11-25")).await;
+    assert_eq!(got.status, 404);
+    assert_eq!(got.code(), "route_not_found");
+    let got = send(
+        &env.cl,
+        req(
+            "GET",
+            &env.gw,
+            "/.well-known/oauth-protected-resource",
+            Some(&token),
+            &[],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 404);
+    assert_eq!(got.code(), "route_not_found");
+
+    let env = Env::with(fixtures(), |mut b| {
+        b.extra_top.push_str("[mcp]\nenabled = true\n");
+        b.policy("member_products = [\"proxy\"]")
+    })
+    .await;
+    let got = rpc(
+        &env,
+        Some(&env.member("alice")),
+        None,
+        initialize("2025-11-25"),
+    )
+    .await;
+    assert_eq!(got.status, 403);
+    assert_eq!(got.code(), "operation_forbidden");
+}
+
+#[tokio::test]
+async fn a_rule_sees_the_tool_and_its_side_effect() {
+    let dir = TempDir::new("mcp-rules");
+    let rules = dir.write(
+        "rules.toml",
+        r#"
+[[rule]]
+name = "agents-never-delete"
+effect = "deny"
+when = 'request.product == "mcp" && request.side_effect == "delete"'
+"#,
+    );
+    let env = Env::with(fixtures(), move |mut b| {
+        b.extra_top.push_str("[mcp]\nenabled = true\n");
+        b.policy(&format!("rules_file = \"{}\"", rules.display()))
+    })
+    .await;
+    let bob = connect(&env, env.member("bob"), false).await;
+    let before = tool_runs(&env).len();
+    let r = bob
+        .call("SALESFORCE_DELETE_RECORD", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
+    assert_eq!(tool_runs(&env).len(), before, "nothing reached Paragon");
+    let rec = wait_for_audit(&env.keys, |r| r["rule"] == "agents-never-delete").await;
+    assert_eq!(rec["tool"], "SALESFORCE_DELETE_RECORD");
+    assert_eq!(rec["reason"], "rule");
+    let r = bob
+        .call("SALESFORCE_SEARCH_RECORDS", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    bob.client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_proxy_tool_keeps_the_host_guard_and_the_callers_own_account() {
+    let env = gateway("proxy_tool = true").await;
+    let bob = connect(&env, env.member("bob"), false).await;
+    let tools = bob.client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "paragon_proxy_request"));
+    let r = bob
+        .call(
+            "paragon_proxy_request",
+            json!({"integration": "salesforce", "method": "GET", "path": "/services/data/v60.0/query?q=x"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    let run = env.traffic().pop().unwrap();
+    assert_eq!(run.host, "proxy");
+    assert_eq!(
+        credential_headers(&run),
+        vec![DEMO_SALESFORCE_BOB.to_string()]
+    );
+    let before = env.traffic().len();
+    // A full URL on a host not allowed: refused, nothing sent.
+    let r = bob
+        .call(
+            "paragon_proxy_request",
+            json!({"integration": "salesforce", "method": "GET", "path": "https://evil.example/steal"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    assert!(
+        text_of(&r).contains("upstream_host_forbidden"),
+        "{}",
+        text_of(&r)
+    );
+    // Another member's account: refused, nothing sent.
+    let r = bob
+        .call(
+            "paragon_proxy_request",
+            json!({"integration": "salesforce", "method": "GET", "path": "/x", "credential": DEMO_SALESFORCE_ALICE}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    // The agent cannot set who is calling.
+    let r = bob
+        .call(
+            "paragon_proxy_request",
+            json!({"integration": "salesforce", "method": "GET", "path": "/x", "headers": {"Authorization": "Bearer mine"}}),
+        )
+        .await;
+    assert!(r.is_err(), "a protocol error: {r:?}");
+    assert_eq!(env.traffic().len(), before, "nothing reached Paragon");
+    bob.client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn paragons_errors_come_back_as_tool_errors_with_paragons_message() {
+    let env = gateway("").await;
+    let bob = connect(&env, env.member("bob"), false).await;
+    env.state().set_behaviour(credgate::emulator::Behaviour {
+        tool_run_error: Some("the record is missing a Name".into()),
+        ..Default::default()
+    });
+    let r = bob
+        .call("SALESFORCE_CREATE_RECORD", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    let text = text_of(&r);
+    assert!(
+        text.contains("422") && text.contains("the record is missing a Name"),
+        "{text}"
+    );
+    bob.client.cancel().await.unwrap();
+}
