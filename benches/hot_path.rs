@@ -485,6 +485,7 @@ fn bench_rules(c: &mut Criterion) {
         path: &path,
         proxy_host: "".into(),
         tool: "",
+        side_effect: "",
         integration: std::sync::OnceLock::from(Box::<str>::from("salesforce")),
     };
     // A member's warm decision on a named credential, as the pipeline makes

@@ -354,6 +354,8 @@ mod tests {
                 (403, "upstream_host_forbidden"),
                 (404, "route_not_found"),
                 (404, "unknown_project"),
+                (404, "session_not_found"),
+                (405, "method_not_allowed"),
                 (408, "body_timeout"),
                 (413, "body_too_large"),
                 (429, "rate_limited"),

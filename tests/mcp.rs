@@ -882,3 +882,122 @@ async fn paragons_errors_come_back_as_tool_errors_with_paragons_message() {
     );
     bob.client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_session_opened_on_one_replica_continues_on_another() {
+    let env = gateway("").await;
+    // A second replica: same config (and so the same signing key), its
+    // own process state.
+    let mut b = ConfigBuilder::new(&env.keys, Hosts::all(&env.emu.url()));
+    b.extra_top.push_str("[mcp]\nenabled = true\n");
+    b.audit_file = "audit-second.jsonl".into();
+    let second = b.start().await;
+    let token = env.member("bob");
+    let session = session_of(&rpc(&env, Some(&token), None, initialize("2025-06-18")).await);
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let got = send(
+        &env.cl,
+        req(
+            "POST",
+            &second,
+            "/mcp",
+            Some(&token),
+            &[
+                ("content-type", "application/json"),
+                ("mcp-session-id", &session),
+                ("mcp-protocol-version", "2025-06-18"),
+            ],
+            list.to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    assert!(!got.json()["result"]["tools"].as_array().unwrap().is_empty());
+    // Bound to bob there too.
+    let got = send(
+        &env.cl,
+        req(
+            "POST",
+            &second,
+            "/mcp",
+            Some(&env.member("alice")),
+            &[
+                ("content-type", "application/json"),
+                ("mcp-session-id", &session),
+            ],
+            list.to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 404);
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn sessions_are_capped_per_replica_until_one_ends() {
+    let env = gateway("max_sessions = 2").await;
+    let token = env.member("alice");
+    let first = session_of(&rpc(&env, Some(&token), None, initialize("2025-11-25")).await);
+    rpc(&env, Some(&token), None, initialize("2025-11-25")).await;
+    let full = rpc(&env, Some(&token), None, initialize("2025-11-25")).await;
+    assert_eq!(full.status, 503, "{}", String::from_utf8_lossy(&full.body));
+    let got = send(
+        &env.cl,
+        req(
+            "DELETE",
+            &env.gw,
+            "/mcp",
+            Some(&token),
+            &[("mcp-session-id", &first)],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 204);
+    let again = rpc(&env, Some(&token), None, initialize("2025-11-25")).await;
+    assert_eq!(again.status, 200);
+}
+
+#[tokio::test]
+async fn shadow_mode_and_rate_limits_apply_to_tool_calls() {
+    let env = Env::with(fixtures(), |mut b| {
+        b.extra_top
+            .push_str("[mcp]\nenabled = true\n[limits]\nprincipal_rps = 1\nprincipal_burst = 6\n");
+        b.policy("shadow_products = [\"mcp\"]")
+    })
+    .await;
+    let bob = connect(&env, env.member("bob"), false).await;
+    // Shadowed: another member's account goes as named, and is recorded.
+    let r = bob
+        .call(
+            "SALESFORCE_CREATE_RECORD",
+            json!({"credential": DEMO_SALESFORCE_ALICE}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    let rec = wait_for_audit(&env.keys, |r| r["decision"] == "shadow_refused").await;
+    assert_eq!(rec["product"], "mcp");
+    assert_eq!(rec["code"], "credential_forbidden");
+    assert_eq!(rec["tool"], "SALESFORCE_CREATE_RECORD");
+    // The burst runs out: a tool call over the limit is a tool error.
+    let mut limited = None;
+    for _ in 0..8 {
+        match bob.call("SALESFORCE_SEARCH_RECORDS", json!({})).await {
+            Ok(r) if r.is_error == Some(true) => {
+                limited = Some(text_of(&r));
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                limited = Some(format!("{e:?}"));
+                break;
+            }
+        }
+    }
+    let limited = limited.expect("the rate limit applies");
+    assert!(
+        limited.contains("rate_limited") || limited.contains("429"),
+        "{limited}"
+    );
+}

@@ -130,10 +130,13 @@ where
 /// sync body's `credentialId`, given once; `X-Paragon-Configuration-Id`;
 /// the body's `integration`, `action` or `tool`. 400 `bad_request` for
 /// inputs given twice or malformed, and for a sync body that is not JSON.
+/// `listed`: an MCP tool call's integration, as Paragon listed the tool
+/// (contract §12), which is then the route's integration.
 pub(super) fn parse_inputs<'b>(
     headers: &HeaderMap,
     route: &Route<'_>,
     body: Option<&'b [u8]>,
+    listed: Option<&str>,
 ) -> Result<Inputs<'b>, GatewayError> {
     let header_credential = headers::single_value(headers, X_PARAGON_CREDENTIAL);
     let repeated = GatewayError::BadRequest("the credential is given more than once");
@@ -220,6 +223,9 @@ pub(super) fn parse_inputs<'b>(
             }
         }
         None => {}
+    }
+    if let (Some(t), Operation::ActionKit) = (listed, route.op) {
+        body_integration = Some(t.to_string());
     }
     Ok(Inputs {
         requested,

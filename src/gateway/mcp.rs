@@ -50,14 +50,21 @@ const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 
+/// Who is calling `/mcp`, and where (authenticated by the pipeline).
+pub(super) struct Caller<'r> {
+    pub state: &'r State,
+    pub generation: &'r Generation,
+    pub conn: &'r ConnInfo,
+    pub request_id: &'r str,
+    pub identity: &'r Arc<Identity>,
+}
+
+/// A JSON-RPC answer: the result, or an error code and message.
+type Answer = Result<Value, (i64, String)>;
+
 /// One `/mcp` request of an authenticated caller.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn serve<B>(
-    state: &State,
-    generation: &Generation,
-    conn: &ConnInfo,
-    request_id: &str,
-    identity: &Arc<Identity>,
+    caller: Caller<'_>,
     parts: Parts,
     body: B,
     audit: &mut Audit,
@@ -66,8 +73,8 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let cfg: &Config = &generation.config;
-    let sessions = &state.sessions;
+    let cfg: &Config = &caller.generation.config;
+    let sessions = &caller.state.sessions;
     // The transport's own records (a tool call writes its own).
     audit.reason = "mcp";
     let session_id = parts
@@ -77,13 +84,15 @@ where
         .map(str::to_string);
     match parts.method {
         Method::GET => {
-            // Unused sessions still answer 404, so a client learns its
-            // session ended even here.
+            // An ended session still answers 404, so a client learns it
+            // here too.
             if let Some(id) = &session_id {
-                sessions.resume(cfg, identity, id).map_err(rejected)?;
+                sessions
+                    .resume(cfg, caller.identity, id)
+                    .map_err(rejected)?;
             }
             // What MCP asks of a server without a stream; not a refusal.
-            let mut resp = GatewayError::MethodNotAllowed.into_response(request_id);
+            let mut resp = GatewayError::MethodNotAllowed.into_response(caller.request_id);
             resp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("POST, DELETE"));
             return Ok(resp);
@@ -92,10 +101,10 @@ where
             let id = session_id.ok_or(GatewayError::BadRequest(
                 "DELETE /mcp needs the Mcp-Session-Id of the session to end",
             ))?;
-            sessions.close(cfg, identity, &id).map_err(rejected)?;
-            let mut resp = Response::new(empty());
-            *resp.status_mut() = StatusCode::NO_CONTENT;
-            return Ok(resp);
+            sessions
+                .close(cfg, caller.identity, &id)
+                .map_err(rejected)?;
+            return Ok(status_only(StatusCode::NO_CONTENT));
         }
         _ => {}
     }
@@ -105,33 +114,21 @@ where
         ));
     }
     let raw = read_body(cfg, body).await?;
-    let message: Value = match serde_json::from_slice(&raw) {
-        Ok(v) => v,
-        Err(_) => return Ok(rpc_http_error(PARSE_ERROR, "the body is not JSON")),
-    };
-    let Some(message) = message.as_object() else {
-        return Ok(rpc_http_error(
-            INVALID_REQUEST,
-            "a POST carries one JSON-RPC message (batches are not part of this protocol version)",
-        ));
+    let message = match parse_message(&raw) {
+        Ok(m) => m,
+        Err((code, why)) => return Ok(rpc_http_error(code, why)),
     };
     let method = message.get("method").and_then(Value::as_str);
     let id = message.get("id").cloned();
-    if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Ok(rpc_http_error(
-            INVALID_REQUEST,
-            "not a JSON-RPC 2.0 message",
-        ));
-    }
     if method == Some("initialize") {
         let id = id.ok_or(GatewayError::BadRequest("initialize must be a request"))?;
-        return initialize(state, cfg, identity, message, id);
+        return initialize(caller.state, cfg, caller.identity, &message, id);
     }
-    let id_header = session_id.ok_or(GatewayError::BadRequest(
+    let session = session_id.ok_or(GatewayError::BadRequest(
         "this MCP request needs the Mcp-Session-Id that initialize gave",
     ))?;
-    let session = sessions
-        .resume(cfg, identity, &id_header)
+    sessions
+        .resume(cfg, caller.identity, &session)
         .map_err(rejected)?;
     if let Some(v) = parts.headers.get(MCP_PROTOCOL_VERSION) {
         if !v.to_str().is_ok_and(mcp_session::speaks) {
@@ -140,69 +137,101 @@ where
             ));
         }
     }
-    let (Some(method), Some(id)) = (method, id) else {
+    let (Some(method), Some(id)) = (method.map(str::to_string), id) else {
         // A notification or a response to us: accepted, nothing to say.
-        let mut resp = Response::new(empty());
-        *resp.status_mut() = StatusCode::ACCEPTED;
-        return Ok(resp);
+        return Ok(status_only(StatusCode::ACCEPTED));
     };
     let params = message.get("params").and_then(Value::as_object);
-    let method = method.to_string();
-    let answer = match method.as_str() {
-        "ping" => Ok(json!({})),
-        "tools/list" => {
-            let mut ex = exchange(
-                state,
-                generation,
-                conn,
-                request_id,
-                identity,
-                &parts.headers,
-            );
-            let (permitted, offered) = mcp_tools::catalog(&mut ex).await?;
-            Ok(json!({"tools": mcp_tools::listed(&permitted, &offered, cfg.mcp.proxy_tool)}))
-        }
-        "tools/call" => {
-            let mut ex = exchange(
-                state,
-                generation,
-                conn,
-                request_id,
-                identity,
-                &parts.headers,
-            );
-            let (permitted, offered) = mcp_tools::catalog(&mut ex).await?;
-            match call_params(params) {
-                Err(m) => Err((INVALID_PARAMS, m)),
-                Ok((name, arguments)) => {
-                    // The call's own record is the audit of this request.
-                    audit.delegated = true;
-                    let authorization = parts.headers.get(AUTHORIZATION).cloned();
-                    let called = mcp_tools::call(
-                        state,
-                        conn,
-                        authorization,
-                        &permitted,
-                        &offered,
-                        &name,
-                        arguments,
-                    )
-                    .await;
-                    match called {
-                        Called::Result(v) => Ok(v),
-                        Called::Invalid(m) => {
-                            audit.delegated = false;
-                            audit.tool = Some(name.into());
-                            Err((INVALID_PARAMS, m))
-                        }
-                    }
-                }
-            }
-        }
-        other => Err((METHOD_NOT_FOUND, format!("method not found: {other}"))),
-    };
-    let _ = session;
+    let answer = dispatch(&caller, &parts.headers, &method, params, audit).await?;
     Ok(rpc_response(id, answer, None))
+}
+
+/// The body as one JSON-RPC 2.0 message, or the JSON-RPC error of its 400.
+fn parse_message(raw: &[u8]) -> Result<Map<String, Value>, (i64, &'static str)> {
+    let message: Value =
+        serde_json::from_slice(raw).map_err(|_| (PARSE_ERROR, "the body is not JSON"))?;
+    let Value::Object(message) = message else {
+        return Err((
+            INVALID_REQUEST,
+            "a POST carries one JSON-RPC message (batches are not part of this protocol version)",
+        ));
+    };
+    if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err((INVALID_REQUEST, "not a JSON-RPC 2.0 message"));
+    }
+    Ok(message)
+}
+
+/// A request of an open session, by method.
+async fn dispatch(
+    caller: &Caller<'_>,
+    headers: &HeaderMap,
+    method: &str,
+    params: Option<&Map<String, Value>>,
+    audit: &mut Audit,
+) -> Result<Answer, GatewayError> {
+    let cfg = &caller.generation.config;
+    if !matches!(method, "ping" | "tools/list" | "tools/call") {
+        return Ok(Err((
+            METHOD_NOT_FOUND,
+            format!("method not found: {method}"),
+        )));
+    }
+    if method == "ping" {
+        return Ok(Ok(json!({})));
+    }
+    let mut ex = Exchange::new(
+        caller.state,
+        caller.generation,
+        caller.conn,
+        caller.request_id,
+        caller.identity,
+        TRANSPORT,
+        headers,
+    );
+    let (permitted, offered) = mcp_tools::catalog(&mut ex).await?;
+    if method == "tools/list" {
+        let tools = mcp_tools::listed(&permitted, &offered, cfg.mcp.proxy_tool);
+        return Ok(Ok(json!({ "tools": tools })));
+    }
+    let (name, arguments) = match call_params(params) {
+        Ok(p) => p,
+        Err(m) => return Ok(Err((INVALID_PARAMS, m))),
+    };
+    // The call's own record is the audit of this request.
+    audit.delegated = true;
+    let authorization = headers.get(AUTHORIZATION).cloned();
+    let call = mcp_tools::Call {
+        authorization,
+        permitted: &permitted,
+        offered: &offered,
+        name: &name,
+        arguments,
+    };
+    Ok(
+        match mcp_tools::call(caller.state, caller.conn, call).await {
+            Called::Result(v) => Ok(v),
+            Called::Invalid(m) => {
+                // Nothing was decided: this request's record says so.
+                audit.delegated = false;
+                audit.tool = Some(name.into());
+                Err((INVALID_PARAMS, m))
+            }
+        },
+    )
+}
+
+/// The route the transport's own work (listing, loading the list) runs on.
+const TRANSPORT: Route<'static> = Route {
+    product: Product::Mcp,
+    upstream: Upstream::ActionKit,
+    op: Operation::Mcp,
+};
+
+fn status_only(status: StatusCode) -> Response<Body> {
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = status;
+    resp
 }
 
 /// `tools/call`'s tool name and arguments (an object, or none).
@@ -250,24 +279,6 @@ fn initialize(
         "instructions": "Each tool acts in one of your own connected accounts. When a tool's `credential` argument lists several, choose one; accounts of other people are refused.",
     });
     Ok(rpc_response(id, Ok(result), Some(&session)))
-}
-
-fn exchange<'r>(
-    state: &'r State,
-    generation: &'r Generation,
-    conn: &'r ConnInfo,
-    request_id: &'r str,
-    identity: &'r Identity,
-    headers: &HeaderMap,
-) -> Exchange<'r> {
-    let route = Route {
-        product: Product::Mcp,
-        upstream: Upstream::ActionKit,
-        op: Operation::Mcp,
-    };
-    Exchange::new(
-        state, generation, conn, request_id, identity, route, headers,
-    )
 }
 
 fn rejected(r: Rejected) -> GatewayError {
@@ -323,11 +334,7 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     resp
 }
 
-fn rpc_response(
-    id: Value,
-    answer: Result<Value, (i64, String)>,
-    session: Option<&str>,
-) -> Response<Body> {
+fn rpc_response(id: Value, answer: Answer, session: Option<&str>) -> Response<Body> {
     let v = match answer {
         Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
         Err((code, message)) => {

@@ -349,17 +349,26 @@ pub(super) enum Called {
     Invalid(String),
 }
 
-/// One tool call. `authorization` is the caller's own; the call goes
-/// through the whole pipeline as an ActionKit (or Proxy API) request.
-pub(super) async fn call(
-    state: &State,
-    conn: &ConnInfo,
-    authorization: Option<HeaderValue>,
-    permitted: &[Credential],
-    offered: &[Offered],
-    name: &str,
-    mut arguments: Map<String, Value>,
-) -> Called {
+/// One `tools/call`: the caller's own `Authorization`, what it may use
+/// and was offered, the tool and its arguments.
+pub(super) struct Call<'a> {
+    pub authorization: Option<HeaderValue>,
+    pub permitted: &'a [Credential],
+    pub offered: &'a [Offered],
+    pub name: &'a str,
+    pub arguments: Map<String, Value>,
+}
+
+/// One tool call, through the whole pipeline as an ActionKit (or Proxy
+/// API) request.
+pub(super) async fn call(state: &State, conn: &ConnInfo, call: Call<'_>) -> Called {
+    let Call {
+        authorization,
+        permitted,
+        offered,
+        name,
+        mut arguments,
+    } = call;
     let credential = match arguments.remove("credential") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),

@@ -62,52 +62,102 @@ where
     if let Some(resp) = super::mcp::metadata(cfg, conn, &parts) {
         return Ok(resp);
     }
-    let identity = authenticate(state, generation, &parts.headers, audit).await?;
-    let uri = parts.uri.clone();
     let tool = parts.extensions.get::<ToolCall>().cloned();
+    // A tool call's `/mcp` request took its caller's token already.
+    let identity = authenticate(state, generation, &parts.headers, tool.is_none(), audit).await?;
+    let uri = parts.uri.clone();
     let route = classify(cfg, &parts.method, &uri, tool.as_ref(), audit)?;
     if route.op == Operation::Mcp {
         // The transport: never shadowed; each tool call in it is decided
         // as a request of its own.
         check_operation(cfg, &identity, &route, uri.query())?;
-        return super::mcp::serve(
-            state, generation, conn, request_id, &identity, parts, incoming, audit,
-        )
-        .await;
+        let caller = super::mcp::Caller {
+            state,
+            generation,
+            conn,
+            request_id,
+            identity: &identity,
+        };
+        return super::mcp::serve(caller, parts, incoming, audit).await;
     }
+    let front = Front {
+        state,
+        generation,
+        conn,
+        request_id,
+        identity: &identity,
+        tool: tool.as_ref(),
+    };
+    process_route(front, route, &uri, parts, incoming, audit).await
+}
+
+/// What the front of the pipeline (hygiene, authenticate, classify) hands
+/// to the rest.
+struct Front<'r> {
+    state: &'r State,
+    generation: &'r Generation,
+    conn: &'r ConnInfo,
+    request_id: &'r str,
+    identity: &'r Arc<Identity>,
+    tool: Option<&'r ToolCall>,
+}
+
+/// Every phase after classify, for a route that goes to Paragon.
+async fn process_route<B>(
+    front: Front<'_>,
+    route: crate::paragon::routes::Route<'_>,
+    uri: &http::Uri,
+    parts: http::request::Parts,
+    incoming: B,
+    audit: &mut Audit,
+) -> Result<Response<Body>, GatewayError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::net::body::BoxError>,
+{
+    let Front {
+        state,
+        generation,
+        conn,
+        request_id,
+        identity,
+        tool,
+    } = front;
+    let cfg: &Config = &generation.config;
     let mut shadow = Shadow::new(cfg.policy.shadows(route.product));
-    check_operation(cfg, &identity, &route, uri.query()).or_else(|e| shadow.absorb(e))?;
+    check_operation(cfg, identity, &route, uri.query()).or_else(|e| shadow.absorb(e))?;
     let proxy_url = proxy_target(cfg, &route, &parts.headers, &mut shadow)?;
     // What policy rules see of the request (contract §5b), if there are any.
     let method = parts.method.clone();
     let facts = (!cfg.policy.rules.is_empty())
-        .then(|| request_facts(&route, &method, &uri, proxy_url.as_ref(), tool.as_ref()));
-    let view = facts.as_ref().map(|f| rule_view(cfg, &identity, f));
+        .then(|| request_facts(&route, &method, uri, proxy_url.as_ref(), tool));
+    let view = facts.as_ref().map(|f| rule_view(cfg, identity, f));
     let mut ex = Exchange::new(
         state,
         generation,
         conn,
         request_id,
-        &identity,
+        identity,
         route,
         &parts.headers,
     );
     ex.ctx.with_rules(view.as_ref());
     ex.ctx.dry_run = audit.dry_run.is_some();
     let mut body = read_inputs(&ex.ctx, &parts, incoming).await?;
-    let mut inputs = parse_inputs(&parts.headers, &ex.ctx.route, body.buffered.as_deref());
-    if let (Ok(i), Some(t)) = (inputs.as_mut(), &tool) {
-        if ex.ctx.route.op == Operation::ActionKit {
-            i.body_integration = t.integration.as_deref().map(str::to_string);
-        }
-    }
+    let listed = tool.and_then(|t| t.integration.as_deref());
+    let inputs = parse_inputs(
+        &parts.headers,
+        &ex.ctx.route,
+        body.buffered.as_deref(),
+        listed,
+    );
     load_list(&mut ex, inputs.as_ref().ok()).await?;
     let inputs = inputs?;
     let decision = authorize(&mut ex, &inputs, shadow, audit).await?;
-    let reads_answer = reads_answer(&ex.ctx, &method, &uri);
+    let reads_answer = reads_answer(&ex.ctx, &method, uri);
     let rewritten = Rewrite {
         parts,
-        uri: &uri,
+        uri,
         buffered: body.buffered.clone(),
         streamed: body.streamed.take(),
         inputs: &inputs,
@@ -120,7 +170,7 @@ where
         return Ok(Response::new(crate::net::body::empty()));
     };
     let resp = forward(&ex, upstream_req).await?;
-    respond(&ex, &method, &uri, &inputs, &decision, resp).await
+    respond(&ex, &method, uri, &inputs, &decision, resp).await
 }
 
 /// Decides (contract §5) and records the decision; in shadow mode a
@@ -337,11 +387,13 @@ fn to_forward(audit: &mut Audit, mut upstream_req: Request<Body>) -> Option<Requ
 }
 
 /// Authenticates the caller (contract §4) and records who it is (401),
-/// then takes a token of its rate limits (§5c, 429; a dry run takes none).
+/// then takes a token of its rate limits (§5c, 429; a dry run takes none,
+/// nor does an MCP tool call, whose `/mcp` request took one).
 async fn authenticate(
     state: &State,
     generation: &Generation,
     headers: &HeaderMap,
+    limited: bool,
     audit: &mut Audit,
 ) -> Result<Arc<Identity>, GatewayError> {
     let given = audit.dry_run.as_ref().and_then(|d| d.identity.clone());
@@ -366,6 +418,7 @@ async fn authenticate(
     audit.principal = Some(identity.principal.clone());
     match audit.dry_run.as_mut() {
         Some(dry) => dry.identity = Some(identity.clone()),
+        None if !limited => {}
         None => {
             let held = &identity.memo.get::<super::exchange::CallerMemo>().limits;
             generation
