@@ -101,6 +101,10 @@ pem_file = "idp-public.pem"
 [policy]
 # In the demo a credential's externalId is the member who connected it.
 owner_external_id = "{{principal}}"
+
+[mcp]
+# AI agents: MCP at /mcp, ActionKit's tools with each member's own accounts.
+enabled = true
 "#
     );
     write(&dir, "credgate.toml", &config_text)?;
@@ -162,7 +166,7 @@ impl Demo {
             alice = self.alice_token,
             bob = self.bob_token,
         ));
-        let cmds: [(&str, &str, String); 6] = [
+        let cmds: [(&str, &str, String); 7] = [
             (
                 "alice uses her own Salesforce account: allowed",
                 "200",
@@ -203,6 +207,13 @@ impl Demo {
                     "curl -s -H \"Authorization: Bearer $ADMIN\" -H \"X-Paragon-Credential: {DEMO_SALESFORCE_BOB}\" {gw}/projects/{p}/sdk/proxy/salesforce/services/data/v59.0/query"
                 ),
             ),
+            (
+                "alice's AI agent opens an MCP session (the Mcp-Session-Id header names it)",
+                "200",
+                format!(
+                    "curl -s -X POST -H \"Authorization: Bearer $ALICE\" -H \"Content-Type: application/json\" -H \"Accept: application/json, text/event-stream\" -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"0\"}}}}}}' {gw}/mcp"
+                ),
+            ),
         ];
         for (i, (what, expect, cmd)) in cmds.iter().enumerate() {
             s.push_str(&format!(
@@ -210,6 +221,12 @@ impl Demo {
                 i + 1
             ));
         }
+        s.push_str(&format!(
+            "An MCP client (Streamable HTTP) acting for alice: its server entry. It lists the tools of\n\
+             alice's integrations with her own accounts in each tool's `credential` argument:\n\n\
+             {{\"mcpServers\": {{\"credgate-demo\": {{\"type\": \"http\", \"url\": \"{gw}/mcp\", \"headers\": {{\"Authorization\": \"Bearer {alice}\"}}}}}}}}\n\n",
+            alice = self.alice_token,
+        ));
         s.push_str("Every response carries an X-Request-Id; the audit log (credgate::audit) records each decision.\nCtrl-C stops the demo and deletes its keys.\n");
         s
     }

@@ -3,7 +3,9 @@
 //!
 //! * `upstream --listen ADDR` — the minimal upstream every proxy forwards
 //!   to: a canned 45-byte JSON answer; `GET /__stats` reports the
-//!   connections and requests it has seen (for connection reuse).
+//!   connections and requests it has seen (for connection reuse), and
+//!   `GET /projects/{p}/tools` lists one Salesforce tool in ActionKit's
+//!   shape (for `/mcp`'s `tools/call` figure).
 //! * `prepare --dir DIR ...` — keys, emulator fixtures (users × members,
 //!   one credential each), a credgate config, and token files for wrk.
 //! * `coldstart --gateway URL --emulator URL --tokens FILE` — the first
@@ -35,6 +37,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
 static BODY: &[u8] = br#"{"status":"ok","service":"upstream","n":42}"#;
+/// ActionKit's tools listing, as the upstream answers `GET .../tools`.
+static TOOLS: &[u8] = br#"{"tools":{"salesforce":[{"type":"function","function":{"name":"SALESFORCE_SEARCH_RECORDS","description":"Search records","sideEffect":"read","parameters":{"type":"object","properties":{"query":{"type":"string"}}}}}]},"errors":[]}"#;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -102,6 +106,10 @@ async fn upstream(addr: SocketAddr) {
                             json!({"connections": conns.load(Ordering::Relaxed), "requests": n})
                                 .to_string(),
                         )
+                    } else if req.method() == http::Method::GET
+                        && req.uri().path().ends_with("/tools")
+                    {
+                        Bytes::from_static(TOOLS)
                     } else {
                         Bytes::from_static(BODY)
                     };

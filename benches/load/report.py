@@ -209,6 +209,22 @@ if scale:
             n = ng.get(c, ["?", "0"])
             w(f"| {c} | {float(rps):,.0f} | {float(p99) / 1000:.2f} ms | {float(n[0]) if n[0] != '?' else 0:,.0f} | {float(n[1]) / 1000:.2f} ms |")
         w("")
+    if "mcp_call" in scale:
+        def median_of(lines, i):
+            v = sorted(float(l.split()[i]) for l in lines)
+            return v[len(v) // 2]
+        m, p = scale["mcp_call"], scale.get("proxy16", [])
+        non2xx = sum(int(l.split()[2]) for l in m if len(l.split()) > 2)
+        w("Agents: an MCP `tools/call` (one POST to `/mcp` in an open session, decided and forwarded as an "
+          "ActionKit request, its answer made a tool result) at 16 sessions, beside the Proxy API at 16 "
+          f"connections on the same gateway (median of {len(m)} rounds):\n")
+        w("| request | req/s | p99 |")
+        w("|---|---|---|")
+        w(f"| MCP `tools/call`, 16 sessions | {median_of(m, 0):,.0f} | {median_of(m, 1) / 1000:.2f} ms |")
+        if p:
+            w(f"| Proxy API GET, 16 connections | {median_of(p, 0):,.0f} | {median_of(p, 1) / 1000:.2f} ms |")
+        refused = scale.get("mcp_refused", ["?"])[0]
+        w(f"\nNon-2xx answers to `tools/call`: {non2xx}; refused requests in the MCP instance's audit: {refused}.\n")
     if "audit" in scale:
         f = scale["audit"][0].split()
         if len(f) == 4:

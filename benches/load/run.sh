@@ -107,8 +107,9 @@ start_all() {
     printf '\n[limits]\nprincipal_rps = 1000000\nuser_rps = 1000000\n[audit]\nfile = "%s"\n' "$RUN/audit-rules.jsonl"; } \
     >"$RUN/credgate/rules-limits.toml"
   cg_variant 18092 19907 | sed 's/^worker_threads = 1$/worker_threads = 2/' >"$RUN/credgate/two-workers.toml"
+  { cg_variant 18096 19909; printf '\n[mcp]\nenabled = true\n'; } >"$RUN/credgate/mcp.toml"
   rm -f "$RUN"/audit-*.jsonl
-  for v in audit-file rules-limits two-workers; do
+  for v in audit-file rules-limits two-workers mcp; do
     RUST_LOG=warn nohup "$CREDGATE" serve --config "$RUN/credgate/$v.toml" --log-format json \
         >"$RUN/credgate-$v.log" 2>&1 &
     PIDS+=($!); eval "CREDGATE_${v//-/_}_PID=$!"
@@ -229,7 +230,7 @@ EOF
     eval "ENVOY_${variant^^}_PID=$!"
   done
 
-  for p in 18080 18081 18082 18083 18084 18085 18086 18087 18088 18090 18091 18092 18093 18094 18095; do
+  for p in 18080 18081 18082 18083 18084 18085 18086 18087 18088 18090 18091 18092 18093 18094 18095 18096; do
     wait_port "$p"
   done
   HAPROXY_PLAIN_PID=$(cat "$RUN/haproxy-plain.pid"); HAPROXY_JWT_PID=$(cat "$RUN/haproxy-jwt.pid")
@@ -257,6 +258,40 @@ request = function()
   return reqs[i]
 end
 EOF
+
+cat >"$RUN/mcp.lua" <<'EOF'
+-- Each connection is one agent session: its member's token, its session,
+-- a tools/call naming the member's own account.
+local reqs = {}
+init = function(args)
+  for line in io.lines(os.getenv("SESSIONS")) do
+    local token, session, cred = line:match("(%S+) (%S+) (%S+)")
+    local body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"SALESFORCE_SEARCH_RECORDS","arguments":{"credential":"' .. cred .. '","query":"x"}}}'
+    reqs[#reqs + 1] = wrk.format("POST", "/mcp", {["Authorization"] = "Bearer " .. token, ["Mcp-Session-Id"] = session,
+      ["Content-Type"] = "application/json", ["Accept"] = "application/json, text/event-stream"}, body)
+  end
+  i = 0
+end
+request = function()
+  i = (i % #reqs) + 1
+  return reqs[i]
+end
+EOF
+
+# Opens one MCP session per member token (the first N of tokens.txt) on
+# PORT; writes "token session credential" lines.
+mcp_sessions() {
+  local port=$1 n=$2 out=$3 token cred sid
+  : >"$out"
+  head -n "$n" "$RUN/credgate/tokens.txt" | while read -r token cred; do
+    sid=$(curl -s -D - -o /dev/null -X POST "http://127.0.0.1:$port/mcp" -H "Authorization: Bearer $token" \
+      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+      -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"wrk","version":"0"}}}' \
+      | awk -F': ' 'tolower($1) == "mcp-session-id" {print $2}' | tr -d '\r')
+    [ -n "$sid" ] || { log "initialize on :$port gave no session"; return 1; }
+    echo "$token $sid $cred" >>"$out"
+  done
+}
 
 # CPU ticks (user + system) of one process, or of a comma-separated list.
 cpu_ticks() {
@@ -287,7 +322,7 @@ to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~
 
 warm_credgate() {
   log "warming credgate's caches (every member once, on every instance)"
-  for port in 18084 18090 18091 18092; do
+  for port in 18084 18090 18091 18092 18096; do
     TOKENS="$RUN/credgate/tokens.txt" BENCH_PATH="$PROXY_PATH" \
       wrk -t1 -c8 -d5s -s "$RUN/pool.lua" "http://127.0.0.1:$port" >/dev/null
   done
@@ -326,6 +361,22 @@ log "audit lines vs requests (file, rules+limits): $AUDIT_LINES"
 
 SCALE="$RUN/scale.txt"; : >"$SCALE"
 echo "audit $AUDIT_LINES" >>"$SCALE"
+# Agents: tools/call through /mcp at 16 sessions beside the Proxy API at 16
+# connections on the same gateway (the MCP config adds [mcp] only),
+# interleaved rounds.
+log "agents: tools/call at 16 MCP sessions vs the Proxy API at 16 connections"
+mcp_sessions 18096 16 "$RUN/mcp-sessions.txt"
+SESSIONS="$RUN/mcp-sessions.txt" wrk -t1 -c16 -d2s -s "$RUN/mcp.lua" http://127.0.0.1:18096 >/dev/null
+for r in $(seq 1 "$ROUNDS"); do
+  out=$(SESSIONS="$RUN/mcp-sessions.txt" wrk -t1 -c16 -d"${DURATION}s" --latency -s "$RUN/mcp.lua" http://127.0.0.1:18096)
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  echo "mcp_call $(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")") ${non2xx:-0}" >>"$SCALE"
+  out=$(TOKENS="$RUN/credgate/tokens.txt" BENCH_PATH="$PROXY_PATH" wrk -t1 -c16 -d"${DURATION}s" --latency -s "$RUN/pool.lua" http://127.0.0.1:18096)
+  echo "proxy16 $(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")")" >>"$SCALE"
+done
+# Every call came back a tool result, not a refusal: the MCP instance's
+# audit (its log, standard output) holds no refused tool call.
+echo "mcp_refused $(grep -c '"decision":"refused"' "$RUN/credgate-mcp.log" || true)" >>"$SCALE"
 if [ "$SKIP_SCALE" != 1 ]; then
   log "scale: connections sweep, token churn, cold start, memory, connection reuse"
   for c in 1 16 64 256 1024; do
