@@ -278,6 +278,23 @@ async fn a_member_lists_only_integrations_they_hold_an_account_in_with_their_own
     let perms = claims[PERMS].to_string();
     assert!(perms.contains(DEMO_SLACK_ALICE_1) && perms.contains(DEMO_SALESFORCE_ALICE));
     assert!(!perms.contains(DEMO_SLACK_BOB), "{perms}");
+    // Listings are cached per (user, permitted set): alice's second
+    // session lists without asking Paragon again.
+    let listings = |env: &Env| {
+        env.state()
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with("/tools"))
+            .count()
+    };
+    assert_eq!(listings(&env), 2, "bob's and alice's");
+    let again = connect(&env, env.member("alice"), false).await;
+    assert_eq!(
+        again.client.list_all_tools().await.unwrap().len(),
+        tools.len()
+    );
+    assert_eq!(listings(&env), 2);
+    again.client.cancel().await.unwrap();
     alice.client.cancel().await.unwrap();
     bob.client.cancel().await.unwrap();
 }

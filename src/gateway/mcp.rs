@@ -75,6 +75,7 @@ where
 {
     let cfg: &Config = &caller.generation.config;
     let sessions = &caller.state.sessions;
+    let rules = mcp_session::Rules::of(cfg);
     // The transport's own records (a tool call writes its own).
     audit.reason = "mcp";
     let session_id = parts
@@ -88,7 +89,7 @@ where
             // here too.
             if let Some(id) = &session_id {
                 sessions
-                    .resume(cfg, caller.identity, id)
+                    .resume(rules, caller.identity, id)
                     .map_err(rejected)?;
             }
             // What MCP asks of a server without a stream; not a refusal.
@@ -102,7 +103,7 @@ where
                 "DELETE /mcp needs the Mcp-Session-Id of the session to end",
             ))?;
             sessions
-                .close(cfg, caller.identity, &id)
+                .close(rules, caller.identity, &id)
                 .map_err(rejected)?;
             return Ok(status_only(StatusCode::NO_CONTENT));
         }
@@ -128,7 +129,7 @@ where
         "this MCP request needs the Mcp-Session-Id that initialize gave",
     ))?;
     sessions
-        .resume(cfg, caller.identity, &session)
+        .resume(rules, caller.identity, &session)
         .map_err(rejected)?;
     if let Some(v) = parts.headers.get(MCP_PROTOCOL_VERSION) {
         if !v.to_str().is_ok_and(mcp_session::speaks) {
@@ -266,7 +267,7 @@ fn initialize(
     let protocol = mcp_session::negotiate(requested);
     let session = state
         .sessions
-        .open(cfg, identity, protocol)
+        .open(mcp_session::Rules::of(cfg), identity, protocol)
         .map_err(rejected)?;
     let result = json!({
         "protocolVersion": protocol,

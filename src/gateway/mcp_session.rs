@@ -47,6 +47,26 @@ const VERSION: u8 = 1;
 const PAYLOAD: usize = 1 + 8 + 1 + 8;
 const MAC: usize = 16;
 
+/// What the sessions of one config obey: `mcp.session_idle`,
+/// `mcp.max_sessions`, and the Paragon signing key the session key is
+/// derived from.
+#[derive(Clone, Copy)]
+pub(super) struct Rules<'c> {
+    pub idle: Duration,
+    pub max: usize,
+    pub signing_key: Option<&'c Arc<[u8]>>,
+}
+
+impl<'c> Rules<'c> {
+    pub(super) fn of(cfg: &'c Config) -> Rules<'c> {
+        Rules {
+            idle: cfg.mcp.session_idle,
+            max: cfg.mcp.max_sessions,
+            signing_key: cfg.paragon.signing_key.as_ref().map(|k| &k.pem),
+        }
+    }
+}
+
 /// A checked session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Session {
@@ -83,7 +103,7 @@ impl Sessions {
     /// [`PROTOCOL_VERSIONS`]); its id.
     pub(super) fn open(
         &self,
-        cfg: &Config,
+        rules: Rules<'_>,
         identity: &Identity,
         protocol: &'static str,
     ) -> Result<String, Rejected> {
@@ -98,12 +118,12 @@ impl Sessions {
         payload[9] = index as u8;
         payload[10..].copy_from_slice(&crate::keygen::random_bytes::<8>());
         let mut inner = self.lock();
-        let key = inner.key(cfg);
+        let key = inner.key(rules);
         let mac = sign(&key, &payload, identity);
         let mut raw = payload.to_vec();
         raw.extend_from_slice(&mac);
         let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-        inner.admit(cfg, &id, opened)?;
+        inner.admit(rules, &id, opened)?;
         Ok(id)
     }
 
@@ -111,7 +131,7 @@ impl Sessions {
     /// (adopted here if another replica opened it); marks it used.
     pub(super) fn resume(
         &self,
-        cfg: &Config,
+        rules: Rules<'_>,
         identity: &Identity,
         id: &str,
     ) -> Result<Session, Rejected> {
@@ -123,7 +143,7 @@ impl Sessions {
         }
         let (payload, mac) = raw.split_at(PAYLOAD);
         let mut inner = self.lock();
-        let key = inner.key(cfg);
+        let key = inner.key(rules);
         let expected = sign(&key, payload, identity);
         if !constant_time_eq(&expected, mac) {
             return Err(Rejected::NotFound);
@@ -137,7 +157,7 @@ impl Sessions {
         if inner.ended.contains_key(id) {
             return Err(Rejected::NotFound);
         }
-        let idle = cfg.mcp.session_idle;
+        let idle = rules.idle;
         match inner.live.get_mut(id) {
             Some((last, _)) if last.elapsed() <= idle => *last = Instant::now(),
             Some(_) => {
@@ -149,7 +169,7 @@ impl Sessions {
                 if age > MAX_LIFETIME.as_secs() {
                     return Err(Rejected::NotFound);
                 }
-                inner.admit(cfg, id, opened)?;
+                inner.admit(rules, id, opened)?;
             }
         }
         Ok(Session { protocol })
@@ -158,11 +178,11 @@ impl Sessions {
     /// Ends a session of this caller (`DELETE /mcp`).
     pub(super) fn close(
         &self,
-        cfg: &Config,
+        rules: Rules<'_>,
         identity: &Identity,
         id: &str,
     ) -> Result<(), Rejected> {
-        self.resume(cfg, identity, id)?;
+        self.resume(rules, identity, id)?;
         let mut inner = self.lock();
         if let Some((_, opened)) = inner.live.get(id).copied() {
             inner.end(id, opened);
@@ -179,8 +199,8 @@ impl Sessions {
 
 impl Inner {
     /// The session key for `cfg`'s signing key, derived once per key.
-    fn key(&mut self, cfg: &Config) -> hmac::Key {
-        let pem = cfg.paragon.signing_key.as_ref().map(|k| k.pem.clone());
+    fn key(&mut self, rules: Rules<'_>) -> hmac::Key {
+        let pem = rules.signing_key.cloned();
         let same = match (&self.key, &pem) {
             (Some((Some(a), _)), Some(b)) => Arc::ptr_eq(a, b),
             (Some((None, _)), None) => true,
@@ -204,10 +224,10 @@ impl Inner {
 
     /// Takes a live session in, within `mcp.max_sessions` (idle ones are
     /// swept first when full).
-    fn admit(&mut self, cfg: &Config, id: &str, opened: u64) -> Result<(), Rejected> {
-        if self.live.len() >= cfg.mcp.max_sessions {
-            self.sweep(cfg.mcp.session_idle);
-            if self.live.len() >= cfg.mcp.max_sessions {
+    fn admit(&mut self, rules: Rules<'_>, id: &str, opened: u64) -> Result<(), Rejected> {
+        if self.live.len() >= rules.max {
+            self.sweep(rules.idle);
+            if self.live.len() >= rules.max {
                 return Err(Rejected::Full);
             }
         }
@@ -270,4 +290,130 @@ pub(super) fn negotiate(requested: Option<&str>) -> &'static str {
 /// Whether an `MCP-Protocol-Version` header names a version spoken here.
 pub(super) fn speaks(version: &str) -> bool {
     PROTOCOL_VERSIONS.contains(&version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Role;
+
+    fn who(user: &str, principal: &str) -> Identity {
+        Identity::new(
+            user.into(),
+            principal.into(),
+            Role::Member {
+                claimed: Box::default(),
+            },
+            u64::MAX,
+            None,
+        )
+    }
+
+    fn rules(key: &Arc<[u8]>) -> Rules<'_> {
+        Rules {
+            idle: Duration::from_secs(60),
+            max: 3,
+            signing_key: Some(key),
+        }
+    }
+
+    #[test]
+    fn an_id_opens_only_for_the_principal_it_was_made_for() {
+        let key: Arc<[u8]> = Arc::from(&b"paragon signing key"[..]);
+        let s = Sessions::default();
+        let alice = who("acme", "alice");
+        let id = s.open(rules(&key), &alice, "2025-06-18").unwrap();
+        assert_eq!(
+            s.resume(rules(&key), &alice, &id),
+            Ok(Session {
+                protocol: "2025-06-18"
+            })
+        );
+        for other in [
+            who("acme", "bob"),
+            who("other-org", "alice"),
+            who("acmea", "lice"),
+        ] {
+            assert_eq!(s.resume(rules(&key), &other, &id), Err(Rejected::NotFound));
+        }
+        // One flipped bit anywhere, or another length: unknown.
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&id)
+            .unwrap();
+        for at in 0..raw.len() {
+            let mut bad = raw.clone();
+            bad[at] ^= 1;
+            let bad = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bad);
+            assert_eq!(
+                s.resume(rules(&key), &alice, &bad),
+                Err(Rejected::NotFound),
+                "byte {at}"
+            );
+        }
+        assert_eq!(
+            s.resume(rules(&key), &alice, &id[1..]),
+            Err(Rejected::NotFound)
+        );
+        assert_eq!(
+            s.resume(rules(&key), &alice, "not base64!"),
+            Err(Rejected::NotFound)
+        );
+    }
+
+    #[test]
+    fn another_replica_with_the_same_key_adopts_a_session_and_another_key_does_not() {
+        let key: Arc<[u8]> = Arc::from(&b"paragon signing key"[..]);
+        let other_key: Arc<[u8]> = Arc::from(&b"another project's key"[..]);
+        let alice = who("acme", "alice");
+        let id = Sessions::default()
+            .open(rules(&key), &alice, "2025-11-25")
+            .unwrap();
+        let replica = Sessions::default();
+        assert!(replica.resume(rules(&key), &alice, &id).is_ok());
+        let stranger = Sessions::default();
+        assert_eq!(
+            stranger.resume(rules(&other_key), &alice, &id),
+            Err(Rejected::NotFound)
+        );
+    }
+
+    #[test]
+    fn a_closed_or_idle_session_stays_ended_here_and_the_cap_counts_live_ones() {
+        let key: Arc<[u8]> = Arc::from(&b"k"[..]);
+        let s = Sessions::default();
+        let alice = who("acme", "alice");
+        let ids: Vec<String> = (0..3)
+            .map(|_| s.open(rules(&key), &alice, "2025-11-25").unwrap())
+            .collect();
+        assert_eq!(
+            s.open(rules(&key), &alice, "2025-11-25"),
+            Err(Rejected::Full)
+        );
+        s.close(rules(&key), &alice, &ids[0]).unwrap();
+        assert_eq!(
+            s.resume(rules(&key), &alice, &ids[0]),
+            Err(Rejected::NotFound)
+        );
+        assert!(s.open(rules(&key), &alice, "2025-11-25").is_ok());
+        // Idle past the limit: ended, and not adopted again.
+        let quick = Rules {
+            idle: Duration::ZERO,
+            ..rules(&key)
+        };
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(s.resume(quick, &alice, &ids[1]), Err(Rejected::NotFound));
+        assert_eq!(
+            s.resume(rules(&key), &alice, &ids[1]),
+            Err(Rejected::NotFound)
+        );
+        assert!(s.resume(rules(&key), &alice, &ids[2]).is_ok());
+    }
+
+    #[test]
+    fn versions_are_negotiated_newest_first() {
+        assert_eq!(negotiate(Some("2025-03-26")), "2025-03-26");
+        assert_eq!(negotiate(Some("2026-07-28")), "2025-11-25");
+        assert_eq!(negotiate(None), "2025-11-25");
+        assert!(speaks("2024-11-05") && !speaks("2024-11-06"));
+    }
 }
