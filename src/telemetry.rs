@@ -256,6 +256,8 @@ pub struct Metrics {
     pub credential_cache_load_errors: Counter,
     pub credential_cache_stale_served: Counter,
     pub credential_cache_users: Gauge,
+    /// Open MCP sessions on this replica (set when scraped).
+    pub mcp_sessions: Gauge,
     pub credential_cache_refreshes: Counter,
     pub verified_token_cache_hits: Counter,
     pub verified_token_cache_misses: Counter,
@@ -353,6 +355,7 @@ impl Metrics {
             credential_cache_load_errors: Counter::default(),
             credential_cache_stale_served: Counter::default(),
             credential_cache_users: Gauge::default(),
+            mcp_sessions: Gauge::default(),
             credential_cache_refreshes: Counter::default(),
             verified_token_cache_hits: Counter::default(),
             verified_token_cache_misses: Counter::default(),
@@ -437,6 +440,11 @@ impl Metrics {
             "credential_cache_users",
             "Users with a cached credential list",
             m.credential_cache_users.clone(),
+        );
+        r.register(
+            "mcp_sessions",
+            "MCP sessions held on this replica (idle ones count until swept at the cap)",
+            m.mcp_sessions.clone(),
         );
         r.register(
             "verified_token_cache_hits",

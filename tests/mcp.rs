@@ -958,6 +958,8 @@ async fn sessions_are_capped_per_replica_until_one_ends() {
     rpc(&env, Some(&token), None, initialize("2025-11-25")).await;
     let full = rpc(&env, Some(&token), None, initialize("2025-11-25")).await;
     assert_eq!(full.status, 503, "{}", String::from_utf8_lossy(&full.body));
+    let metrics = scrape_metrics(&env.gw).await;
+    assert_eq!(metric(&metrics, "credgate_mcp_sessions"), 2.0);
     let got = send(
         &env.cl,
         req(

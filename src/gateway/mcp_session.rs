@@ -84,7 +84,7 @@ pub(super) enum Rejected {
 
 /// This replica's sessions (process-wide: they outlive reloads).
 #[derive(Default)]
-pub(crate) struct Sessions {
+pub struct Sessions {
     inner: Mutex<Inner>,
 }
 
@@ -188,6 +188,12 @@ impl Sessions {
             inner.end(id, opened);
         }
         Ok(())
+    }
+
+    /// Sessions this replica holds (idle ones count until swept, which
+    /// happens when the cap is reached).
+    pub fn open_count(&self) -> usize {
+        self.lock().live.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

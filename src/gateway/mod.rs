@@ -16,7 +16,7 @@ mod hygiene;
 mod inputs;
 mod list;
 mod mcp;
-mod mcp_session;
+pub mod mcp_session;
 mod mcp_tools;
 pub mod path;
 mod pipeline;
@@ -84,7 +84,7 @@ pub struct State {
     /// What the admin dashboard shows: refusals, traffic, the last reload.
     pub recent: recent::Recent,
     /// `/mcp`: this replica's sessions, and the tools listed per caller.
-    pub(crate) sessions: mcp_session::Sessions,
+    pub sessions: mcp_session::Sessions,
     pub(crate) tools: mcp_tools::Tools,
     ids: RequestIds,
 }

@@ -120,6 +120,10 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
                 .metrics
                 .credential_cache_users
                 .set(directory.user_count() as i64);
+            state
+                .metrics
+                .mcp_sessions
+                .set(state.sessions.open_count() as i64);
             text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
