@@ -16,6 +16,11 @@
 //! (`gateway::upstream`) → respond (narrowed by `paragon::filter`) → one
 //! audit record and metrics (`telemetry`).
 //!
+//! Agents (`gateway::mcp`, contract §12): `/mcp` is authenticated and
+//! classified like any route, then speaks MCP; each tool call is made as
+//! an ActionKit request of its own through the same pipeline, so it is
+//! decided, shadowed, limited and audited exactly as a direct call.
+//!
 //! # Layers
 //!
 //! Each module may use only modules of a lower rank; modules of one rank do

@@ -415,7 +415,11 @@ pub(super) async fn call(state: &State, conn: &ConnInfo, call: Call<'_>) -> Call
         run(state, conn, tr.request(&tr.path, tr.body.clone())).await
     };
     Called::Result(match answer {
-        Ok((resp, outcome)) => tool_result(resp, outcome, permitted).await,
+        Ok((resp, outcome)) => {
+            // The answer's body too is bounded by `server.upstream_timeout`.
+            let within = cfg.server.upstream_timeout;
+            tool_result(resp, outcome, permitted, within).await
+        }
         Err(message) => tool_error(message),
     })
 }
@@ -615,11 +619,18 @@ fn tool_error(text: String) -> Value {
 /// (nothing reached Paragon) or Paragon's error as a tool error with its
 /// message; a success as text, and as structured content when a JSON
 /// object.
-async fn tool_result(resp: Response<Body>, outcome: Outcome, permitted: &[Credential]) -> Value {
+async fn tool_result(
+    resp: Response<Body>,
+    outcome: Outcome,
+    permitted: &[Credential],
+    within: std::time::Duration,
+) -> Value {
     let status = resp.status();
-    let raw = match read_answer(resp.into_body()).await {
-        Ok(b) => b,
-        Err(e) => return tool_error(format!("Paragon's answer could not be read: {e}")),
+    let read = tokio::time::timeout(within, read_answer(resp.into_body())).await;
+    let raw = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return tool_error(format!("Paragon's answer could not be read: {e}")),
+        Err(_) => return tool_error("Paragon's answer did not arrive in time".into()),
     };
     let parsed: Option<Value> = serde_json::from_slice(&raw).ok();
     if !outcome.forwarded {
