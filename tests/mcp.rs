@@ -510,6 +510,18 @@ async fn an_idle_session_expires_and_the_client_opens_a_new_one() {
 
 // ---- the protocol over raw HTTP -------------------------------------
 
+/// One raw request to `gw`'s `/mcp`.
+async fn mcp_http(
+    env: &Env,
+    gw: &credgate::app::Running,
+    method: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: impl Into<bytes::Bytes>,
+) -> Got {
+    send(&env.cl, req(method, gw, "/mcp", token, headers, body)).await
+}
+
 async fn rpc(env: &Env, token: Option<&str>, session: Option<&str>, body: Value) -> Got {
     let mut headers = vec![
         ("content-type", "application/json"),
@@ -518,11 +530,7 @@ async fn rpc(env: &Env, token: Option<&str>, session: Option<&str>, body: Value)
     if let Some(s) = session {
         headers.push(("mcp-session-id", s));
     }
-    send(
-        &env.cl,
-        req("POST", &env.gw, "/mcp", token, &headers, body.to_string()),
-    )
-    .await
+    mcp_http(&env, &env.gw, "POST", token, &headers, body.to_string()).await
 }
 
 fn initialize(version: &str) -> Value {
@@ -570,20 +578,17 @@ async fn the_protocol_version_is_negotiated_as_mcp_says() {
     let got = rpc(&env, Some(&token), None, initialize("2025-06-18")).await;
     let session = session_of(&got);
     let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
-    let bad = send(
-        &env.cl,
-        req(
-            "POST",
-            &env.gw,
-            "/mcp",
-            Some(&token),
-            &[
-                ("content-type", "application/json"),
-                ("mcp-session-id", &session),
-                ("mcp-protocol-version", "1999-01-01"),
-            ],
-            ping.to_string(),
-        ),
+    let bad = mcp_http(
+        &env,
+        &env.gw,
+        "POST",
+        Some(&token),
+        &[
+            ("content-type", "application/json"),
+            ("mcp-session-id", &session),
+            ("mcp-protocol-version", "1999-01-01"),
+        ],
+        ping.to_string(),
     )
     .await;
     assert_eq!(bad.status, 400);
@@ -623,19 +628,16 @@ async fn unknown_methods_notifications_and_framing_are_answered_as_the_spec_says
     let got = rpc(&env, Some(&token), s, json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "NO_SUCH_TOOL", "arguments": {}}})).await;
     assert_eq!(got.json()["error"]["code"], -32602);
     // Not JSON: 400 with a parse error; a batch: 400 invalid request.
-    let got = send(
-        &env.cl,
-        req(
-            "POST",
-            &env.gw,
-            "/mcp",
-            Some(&token),
-            &[
-                ("content-type", "application/json"),
-                ("mcp-session-id", &session),
-            ],
-            "{nope",
-        ),
+    let got = mcp_http(
+        &env,
+        &env.gw,
+        "POST",
+        Some(&token),
+        &[
+            ("content-type", "application/json"),
+            ("mcp-session-id", &session),
+        ],
+        "{nope",
     )
     .await;
     assert_eq!(got.status, 400);
@@ -667,34 +669,28 @@ async fn unknown_methods_notifications_and_framing_are_answered_as_the_spec_says
     .await;
     assert_eq!(got.status, 404);
     // GET offers no event stream: 405 with Allow.
-    let got = send(
-        &env.cl,
-        req(
-            "GET",
-            &env.gw,
-            "/mcp",
-            Some(&token),
-            &[
-                ("accept", "text/event-stream"),
-                ("mcp-session-id", &session),
-            ],
-            "",
-        ),
+    let got = mcp_http(
+        &env,
+        &env.gw,
+        "GET",
+        Some(&token),
+        &[
+            ("accept", "text/event-stream"),
+            ("mcp-session-id", &session),
+        ],
+        "",
     )
     .await;
     assert_eq!(got.status, 405);
     assert_eq!(got.headers["allow"], "POST, DELETE");
     // DELETE ends the session: 204, then 404.
-    let got = send(
-        &env.cl,
-        req(
-            "DELETE",
-            &env.gw,
-            "/mcp",
-            Some(&token),
-            &[("mcp-session-id", &session)],
-            "",
-        ),
+    let got = mcp_http(
+        &env,
+        &env.gw,
+        "DELETE",
+        Some(&token),
+        &[("mcp-session-id", &session)],
+        "",
     )
     .await;
     assert_eq!(got.status, 204);
@@ -912,38 +908,32 @@ async fn a_session_opened_on_one_replica_continues_on_another() {
     let token = env.member("bob");
     let session = session_of(&rpc(&env, Some(&token), None, initialize("2025-06-18")).await);
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
-    let got = send(
-        &env.cl,
-        req(
-            "POST",
-            &second,
-            "/mcp",
-            Some(&token),
-            &[
-                ("content-type", "application/json"),
-                ("mcp-session-id", &session),
-                ("mcp-protocol-version", "2025-06-18"),
-            ],
-            list.to_string(),
-        ),
+    let got = mcp_http(
+        &env,
+        &second,
+        "POST",
+        Some(&token),
+        &[
+            ("content-type", "application/json"),
+            ("mcp-session-id", &session),
+            ("mcp-protocol-version", "2025-06-18"),
+        ],
+        list.to_string(),
     )
     .await;
     assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
     assert!(!got.json()["result"]["tools"].as_array().unwrap().is_empty());
     // Bound to bob there too.
-    let got = send(
-        &env.cl,
-        req(
-            "POST",
-            &second,
-            "/mcp",
-            Some(&env.member("alice")),
-            &[
-                ("content-type", "application/json"),
-                ("mcp-session-id", &session),
-            ],
-            list.to_string(),
-        ),
+    let got = mcp_http(
+        &env,
+        &second,
+        "POST",
+        Some(&env.member("alice")),
+        &[
+            ("content-type", "application/json"),
+            ("mcp-session-id", &session),
+        ],
+        list.to_string(),
     )
     .await;
     assert_eq!(got.status, 404);
@@ -960,16 +950,13 @@ async fn sessions_are_capped_per_replica_until_one_ends() {
     assert_eq!(full.status, 503, "{}", String::from_utf8_lossy(&full.body));
     let metrics = scrape_metrics(&env.gw).await;
     assert_eq!(metric(&metrics, "credgate_mcp_sessions"), 2.0);
-    let got = send(
-        &env.cl,
-        req(
-            "DELETE",
-            &env.gw,
-            "/mcp",
-            Some(&token),
-            &[("mcp-session-id", &first)],
-            "",
-        ),
+    let got = mcp_http(
+        &env,
+        &env.gw,
+        "DELETE",
+        Some(&token),
+        &[("mcp-session-id", &first)],
+        "",
     )
     .await;
     assert_eq!(got.status, 204);
