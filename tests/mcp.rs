@@ -123,6 +123,23 @@ impl Agent {
         *self.token.lock().unwrap() = token;
     }
 
+    /// A call that must succeed as a tool result.
+    async fn ok(&self, name: &str, arguments: Value) -> CallToolResult {
+        let r = self.call(name, arguments).await.expect("a tool result");
+        assert_eq!(r.is_error, Some(false), "{name}: {}", text_of(&r));
+        r
+    }
+
+    /// A call that must come back a tool error; its text.
+    async fn refused(&self, name: &str, arguments: Value) -> String {
+        let r = self
+            .call(name, arguments)
+            .await
+            .expect("a tool error, not a protocol error");
+        assert_eq!(r.is_error, Some(true), "{name}: {}", text_of(&r));
+        text_of(&r)
+    }
+
     async fn call(
         &self,
         name: &str,
@@ -305,13 +322,11 @@ async fn a_call_with_their_own_account_reaches_paragon_with_that_credential_and_
     let bob = connect(&env, env.member("bob"), false).await;
     let before = tool_runs(&env).len();
     let r = bob
-        .call(
+        .ok(
             "SALESFORCE_CREATE_RECORD",
             json!({"credential": DEMO_SALESFORCE_BOB, "input": "a lead"}),
         )
-        .await
-        .unwrap();
-    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+        .await;
     let runs = tool_runs(&env);
     assert_eq!(runs.len(), before + 1);
     let run = runs.last().unwrap();
@@ -335,11 +350,7 @@ async fn a_call_with_their_own_account_reaches_paragon_with_that_credential_and_
     assert_eq!(answer["tool"], "SALESFORCE_CREATE_RECORD");
 
     // One account: the credential may be left out.
-    let r = bob
-        .call("SALESFORCE_SEARCH_RECORDS", json!({}))
-        .await
-        .unwrap();
-    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    bob.ok("SALESFORCE_SEARCH_RECORDS", json!({})).await;
     let run = tool_runs(&env).pop().unwrap();
     assert_eq!(
         credential_headers(&run),
@@ -363,15 +374,12 @@ async fn naming_another_members_account_is_a_tool_error_and_nothing_reaches_para
     let env = gateway("").await;
     let bob = connect(&env, env.member("bob"), false).await;
     let before = tool_runs(&env).len();
-    let r = bob
-        .call(
+    let text = bob
+        .refused(
             "SALESFORCE_CREATE_RECORD",
             json!({"credential": DEMO_SALESFORCE_ALICE}),
         )
-        .await
-        .expect("a tool error, not a protocol error");
-    assert_eq!(r.is_error, Some(true));
-    let text = text_of(&r);
+        .await;
     assert!(text.contains("credential_forbidden"), "{text}");
     assert!(
         !text.contains("alice"),
@@ -397,14 +405,11 @@ async fn naming_another_members_account_is_a_tool_error_and_nothing_reaches_para
     assert_eq!(rec["requested"], DEMO_SALESFORCE_ALICE);
 
     // A credential of another integration, even one's own, is refused too.
-    let r = bob
-        .call(
-            "SALESFORCE_CREATE_RECORD",
-            json!({"credential": DEMO_SLACK_BOB}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
+    bob.refused(
+        "SALESFORCE_CREATE_RECORD",
+        json!({"credential": DEMO_SLACK_BOB}),
+    )
+    .await;
     assert_eq!(tool_runs(&env).len(), before, "nothing reached Paragon");
     bob.client.cancel().await.unwrap();
 }
@@ -414,12 +419,9 @@ async fn several_accounts_and_none_chosen_is_a_tool_error_listing_the_candidates
     let env = gateway("").await;
     let alice = connect(&env, env.member("alice"), false).await;
     let before = tool_runs(&env).len();
-    let r = alice
-        .call("SLACK_SEND_MESSAGE", json!({"input": "hi"}))
-        .await
-        .unwrap();
-    assert_eq!(r.is_error, Some(true));
-    let text = text_of(&r);
+    let text = alice
+        .refused("SLACK_SEND_MESSAGE", json!({"input": "hi"}))
+        .await;
     assert!(text.contains("credential_required"), "{text}");
     assert!(
         text.contains(DEMO_SLACK_ALICE_1) && text.contains(DEMO_SLACK_ALICE_2),
@@ -435,14 +437,12 @@ async fn several_accounts_and_none_chosen_is_a_tool_error_listing_the_candidates
     assert_eq!(rec["tool"], "SLACK_SEND_MESSAGE");
 
     // Choosing one of them runs it with that one.
-    let r = alice
-        .call(
+    alice
+        .ok(
             "SLACK_SEND_MESSAGE",
             json!({"input": "hi", "credential": DEMO_SLACK_ALICE_2}),
         )
-        .await
-        .unwrap();
-    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+        .await;
     let run = tool_runs(&env).pop().unwrap();
     assert_eq!(
         credential_headers(&run),
@@ -463,11 +463,7 @@ async fn a_refreshed_token_continues_the_session_and_another_principal_gets_404(
     }));
     assert_ne!(refreshed, *alice.token.lock().unwrap());
     alice.set_token(refreshed);
-    let r = alice
-        .call("SALESFORCE_SEARCH_RECORDS", json!({}))
-        .await
-        .expect("the session continues with the refreshed token");
-    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    alice.ok("SALESFORCE_SEARCH_RECORDS", json!({})).await;
 
     // Bob's token on alice's session: 404, as for an unknown session.
     let before = env.traffic().len();
@@ -501,11 +497,7 @@ async fn an_idle_session_expires_and_the_client_opens_a_new_one() {
     let again = connect(&env, env.member("alice"), true).await;
     again.client.list_all_tools().await.unwrap();
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    let r = again
-        .call("SALESFORCE_SEARCH_RECORDS", json!({}))
-        .await
-        .expect("re-initialized transparently");
-    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    again.ok("SALESFORCE_SEARCH_RECORDS", json!({})).await;
 }
 
 // ---- the protocol over raw HTTP -------------------------------------
@@ -802,20 +794,12 @@ when = 'request.product == "mcp" && request.side_effect == "delete"'
     .await;
     let bob = connect(&env, env.member("bob"), false).await;
     let before = tool_runs(&env).len();
-    let r = bob
-        .call("SALESFORCE_DELETE_RECORD", json!({}))
-        .await
-        .unwrap();
-    assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
+    bob.refused("SALESFORCE_DELETE_RECORD", json!({})).await;
     assert_eq!(tool_runs(&env).len(), before, "nothing reached Paragon");
     let rec = wait_for_audit(&env.keys, |r| r["rule"] == "agents-never-delete").await;
     assert_eq!(rec["tool"], "SALESFORCE_DELETE_RECORD");
     assert_eq!(rec["reason"], "rule");
-    let r = bob
-        .call("SALESFORCE_SEARCH_RECORDS", json!({}))
-        .await
-        .unwrap();
-    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    bob.ok("SALESFORCE_SEARCH_RECORDS", json!({})).await;
     bob.client.cancel().await.unwrap();
 }
 
@@ -825,14 +809,12 @@ async fn the_proxy_tool_keeps_the_host_guard_and_the_callers_own_account() {
     let bob = connect(&env, env.member("bob"), false).await;
     let tools = bob.client.list_all_tools().await.unwrap();
     assert!(tools.iter().any(|t| t.name == "paragon_proxy_request"));
-    let r = bob
-        .call(
+    bob
+        .ok(
             "paragon_proxy_request",
             json!({"integration": "salesforce", "method": "GET", "path": "/services/data/v60.0/query?q=x"}),
         )
-        .await
-        .unwrap();
-    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+        .await;
     let run = env.traffic().pop().unwrap();
     assert_eq!(run.host, "proxy");
     assert_eq!(
@@ -841,28 +823,20 @@ async fn the_proxy_tool_keeps_the_host_guard_and_the_callers_own_account() {
     );
     let before = env.traffic().len();
     // A full URL on a host not allowed: refused, nothing sent.
-    let r = bob
-        .call(
+    let text = bob
+        .refused(
             "paragon_proxy_request",
             json!({"integration": "salesforce", "method": "GET", "path": "https://evil.example/steal"}),
         )
-        .await
-        .unwrap();
-    assert_eq!(r.is_error, Some(true));
-    assert!(
-        text_of(&r).contains("upstream_host_forbidden"),
-        "{}",
-        text_of(&r)
-    );
+        .await;
+    assert!(text.contains("upstream_host_forbidden"), "{text}");
     // Another member's account: refused, nothing sent.
-    let r = bob
-        .call(
+    bob
+        .refused(
             "paragon_proxy_request",
             json!({"integration": "salesforce", "method": "GET", "path": "/x", "credential": DEMO_SALESFORCE_ALICE}),
         )
-        .await
-        .unwrap();
-    assert_eq!(r.is_error, Some(true));
+        .await;
     // The agent cannot set who is calling.
     let r = bob
         .call(
@@ -883,12 +857,7 @@ async fn paragons_errors_come_back_as_tool_errors_with_paragons_message() {
         tool_run_error: Some("the record is missing a Name".into()),
         ..Default::default()
     });
-    let r = bob
-        .call("SALESFORCE_CREATE_RECORD", json!({}))
-        .await
-        .unwrap();
-    assert_eq!(r.is_error, Some(true));
-    let text = text_of(&r);
+    let text = bob.refused("SALESFORCE_CREATE_RECORD", json!({})).await;
     assert!(
         text.contains("422") && text.contains("the record is missing a Name"),
         "{text}"
@@ -974,14 +943,11 @@ async fn shadow_mode_and_rate_limits_apply_to_tool_calls() {
     .await;
     let bob = connect(&env, env.member("bob"), false).await;
     // Shadowed: another member's account goes as named, and is recorded.
-    let r = bob
-        .call(
-            "SALESFORCE_CREATE_RECORD",
-            json!({"credential": DEMO_SALESFORCE_ALICE}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
+    bob.ok(
+        "SALESFORCE_CREATE_RECORD",
+        json!({"credential": DEMO_SALESFORCE_ALICE}),
+    )
+    .await;
     let rec = wait_for_audit(&env.keys, |r| r["decision"] == "shadow_refused").await;
     assert_eq!(rec["product"], "mcp");
     assert_eq!(rec["code"], "credential_forbidden");
