@@ -522,7 +522,7 @@ async fn rpc(env: &Env, token: Option<&str>, session: Option<&str>, body: Value)
     if let Some(s) = session {
         headers.push(("mcp-session-id", s));
     }
-    mcp_http(&env, &env.gw, "POST", token, &headers, body.to_string()).await
+    mcp_http(env, &env.gw, "POST", token, &headers, body.to_string()).await
 }
 
 fn initialize(version: &str) -> Value {
