@@ -973,3 +973,58 @@ async fn shadow_mode_and_rate_limits_apply_to_tool_calls() {
         "{limited}"
     );
 }
+
+#[tokio::test]
+async fn an_allow_rule_grants_accounts_to_list_and_call_with() {
+    let dir = TempDir::new("mcp-allow");
+    let rules = dir.write(
+        "rules.toml",
+        r#"
+[[rule]]
+name = "erin-runs-the-sales-desk"
+effect = "allow"
+when = 'caller.principal == "erin" && credential.integration == "salesforce" && credential.externalId == "bob"'
+"#,
+    );
+    let env = Env::with(fixtures(), move |mut b| {
+        b.extra_top.push_str("[mcp]\nenabled = true\n");
+        b.policy(&format!("rules_file = \"{}\"", rules.display()))
+    })
+    .await;
+    // Erin owns no account; the rule grants her bob's Salesforce one.
+    let erin = connect(&env, env.member("erin"), false).await;
+    let tools = erin.client.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| &*t.name).collect();
+    assert!(
+        names.iter().all(|n| n.starts_with("SALESFORCE_")),
+        "{names:?}"
+    );
+    let sf = tools
+        .iter()
+        .find(|t| t.name == "SALESFORCE_SEARCH_RECORDS")
+        .expect("the granted integration's tools");
+    assert_eq!(credential_enum(sf), vec![DEMO_SALESFORCE_BOB.to_string()]);
+    erin.ok("SALESFORCE_SEARCH_RECORDS", json!({})).await;
+    let run = tool_runs(&env).pop().unwrap();
+    assert_eq!(
+        credential_headers(&run),
+        vec![DEMO_SALESFORCE_BOB.to_string()]
+    );
+    let rec = wait_for_audit(&env.keys, |r| {
+        r["principal"] == "erin" && r["tool"] == "SALESFORCE_SEARCH_RECORDS"
+    })
+    .await;
+    assert_eq!(rec["reason"], "rule");
+    assert_eq!(rec["rule"], "erin-runs-the-sales-desk");
+    // Alice's account is not granted: refused, nothing sent.
+    let before = tool_runs(&env).len();
+    let text = erin
+        .refused(
+            "SALESFORCE_SEARCH_RECORDS",
+            json!({"credential": DEMO_SALESFORCE_ALICE}),
+        )
+        .await;
+    assert!(text.contains("credential_forbidden"), "{text}");
+    assert_eq!(tool_runs(&env).len(), before);
+    erin.client.cancel().await.unwrap();
+}

@@ -24,7 +24,7 @@ use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::exchange::Exchange;
+use super::exchange::{CallerMemo, Exchange};
 use super::mcp_session::{self, Rejected};
 use super::mcp_tools::{self, Called};
 use super::{Audit, ConnInfo, Generation, State};
@@ -33,6 +33,7 @@ use crate::config::Config;
 use crate::error::GatewayError;
 use crate::net::body::{empty, full, read_limited, Body, BoxError};
 use crate::paragon::routes::{Operation, Product, Route, Upstream};
+use crate::policy::rules::{RequestFacts, RuleView};
 
 /// The session header (any case on the wire).
 pub(super) const MCP_SESSION_ID: &str = "mcp-session-id";
@@ -190,6 +191,24 @@ async fn dispatch(
         TRANSPORT,
         headers,
     );
+    // Allow rules (contract §5b) count as grants here as at the call, as
+    // far as they can be judged without the tool: they see a tool call's
+    // request with `tool` and `side_effect` empty.
+    let path = format!("/projects/{}/tools", cfg.paragon.project_id);
+    let facts = RequestFacts {
+        product: Product::Mcp.as_str(),
+        operation: Operation::ActionKit.name(),
+        method: Method::POST.as_str(),
+        path: &path,
+        proxy_host: Box::default(),
+        tool: "",
+        side_effect: "",
+        integration: std::sync::OnceLock::new(),
+    };
+    let memo = &caller.identity.memo.get::<CallerMemo>().rules;
+    let view = (!cfg.policy.rules.is_empty())
+        .then(|| RuleView::new(&cfg.policy.rules, caller.identity, &facts, memo));
+    ex.ctx.with_rules(view.as_ref());
     let (permitted, offered) = mcp_tools::catalog(&mut ex).await?;
     if method == "tools/list" {
         let tools = mcp_tools::listed(&permitted, &offered, cfg.mcp.proxy_tool);
