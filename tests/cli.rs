@@ -515,3 +515,38 @@ fn risky_settings_are_warned_about() {
         assert!(!r.stderr.contains(warning), "{warning}: {}", r.stderr);
     }
 }
+
+/// `[mcp]` (contract §10, §12): its defaults are printed, bad values name
+/// their key (exit 64), and turning it on without `auth.issuer` warns.
+#[test]
+fn the_mcp_section_is_validated_and_its_defaults_printed() {
+    let keys = Keys::new();
+    let r = run(&keys, &builder(&keys).toml());
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let t: toml::Table = toml::from_str(&r.stdout).unwrap();
+    assert_eq!(get(&t, "mcp.enabled").as_bool(), Some(false));
+    assert_eq!(get(&t, "mcp.proxy_tool").as_bool(), Some(false));
+    assert_eq!(get(&t, "mcp.session_idle").as_str(), Some("30m"));
+    assert_eq!(get(&t, "mcp.max_sessions").as_integer(), Some(10_000));
+    for (section, key) in [
+        (
+            "[mcp]\nenabled = true\nsession_idle = \"0s\"\n",
+            "mcp.session_idle",
+        ),
+        (
+            "[mcp]\nenabled = true\nmax_sessions = 0\n",
+            "mcp.max_sessions",
+        ),
+        ("[mcp]\nproxy_tool = true\n", "mcp.proxy_tool"),
+        ("[mcp]\nenabled = true\nsessions = 5\n", "mcp.sessions"),
+    ] {
+        let mut b = builder(&keys);
+        b.extra_top = section.into();
+        assert_config_error(&run(&keys, &b.toml()), key);
+    }
+    let mut b = builder(&keys);
+    b.extra_top = "[mcp]\nenabled = true\n".into();
+    let r = run(&keys, &b.toml());
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stderr.contains("auth.issuer"), "{}", r.stderr);
+}

@@ -156,12 +156,29 @@ impl Agent {
 
 /// The suite's gateway with `/mcp` on (and `extra` in `[mcp]`).
 async fn gateway(extra: &str) -> Env {
+    gateway_with(extra, |b| b).await
+}
+
+/// [`gateway`], with `cfg` on top of the config.
+async fn gateway_with(
+    extra: &str,
+    cfg: impl for<'k> FnOnce(ConfigBuilder<'k>) -> ConfigBuilder<'k>,
+) -> Env {
     let top = format!("[mcp]\nenabled = true\n{extra}\n");
     Env::with(fixtures(), move |mut b| {
         b.extra_top.push_str(&top);
-        b
+        cfg(b)
     })
     .await
+}
+
+/// [`gateway`] with `rules` as its rules file (kept in the returned
+/// directory).
+async fn gateway_with_rules(rules: &str) -> (Env, TempDir) {
+    let dir = TempDir::new("mcp-rules");
+    let file = dir.write("rules.toml", rules);
+    let policy = format!("rules_file = \"{}\"", file.display());
+    (gateway_with("", move |b| b.policy(&policy)).await, dir)
 }
 
 fn mcp_url(env: &Env) -> String {
@@ -566,24 +583,32 @@ async fn the_protocol_version_is_negotiated_as_mcp_says() {
             "visible ASCII: {id}"
         );
     }
-    // A version header credgate does not speak is 400.
+    // Later requests name the negotiated version: an unknown one, or a
+    // spoken one that this session did not negotiate, is 400; the same
+    // one, or none, is served.
     let got = rpc(&env, Some(&token), None, initialize("2025-06-18")).await;
     let session = session_of(&got);
     let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
-    let bad = mcp_http(
-        &env,
-        &env.gw,
-        "POST",
-        Some(&token),
-        &[
-            ("content-type", "application/json"),
-            ("mcp-session-id", &session),
-            ("mcp-protocol-version", "1999-01-01"),
-        ],
-        ping.to_string(),
-    )
-    .await;
-    assert_eq!(bad.status, 400);
+    for (version, status) in [
+        ("1999-01-01", 400),
+        ("2025-11-25", 400),
+        ("2025-06-18", 200),
+    ] {
+        let got = mcp_http(
+            &env,
+            &env.gw,
+            "POST",
+            Some(&token),
+            &[
+                ("content-type", "application/json"),
+                ("mcp-session-id", &session),
+                ("mcp-protocol-version", version),
+            ],
+            ping.to_string(),
+        )
+        .await;
+        assert_eq!(got.status, status, "{version}");
+    }
     let ok = rpc(&env, Some(&token), Some(&session), ping).await;
     assert_eq!(ok.json()["result"], json!({}));
 }
@@ -698,11 +723,7 @@ async fn unknown_methods_notifications_and_framing_are_answered_as_the_spec_says
 
 #[tokio::test]
 async fn an_unauthenticated_client_is_pointed_at_the_identity_provider() {
-    let env = Env::with(fixtures(), |mut b| {
-        b.extra_top.push_str("[mcp]\nenabled = true\n");
-        b.auth("issuer = \"https://idp.example.com/\"")
-    })
-    .await;
+    let env = gateway_with("", |b| b.auth("issuer = \"https://idp.example.com/\"")).await;
     let got = rpc(&env, None, None, initialize("2025-11-25")).await;
     assert_eq!(got.status, 401);
     let challenge = got.headers["www-authenticate"]
@@ -759,11 +780,13 @@ async fn mcp_is_off_unless_enabled_and_members_need_the_product() {
     assert_eq!(got.status, 404);
     assert_eq!(got.code(), "route_not_found");
 
-    let env = Env::with(fixtures(), |mut b| {
-        b.extra_top.push_str("[mcp]\nenabled = true\n");
-        b.policy("member_products = [\"proxy\"]")
-    })
-    .await;
+    // Methods other than the route's are no route.
+    let env = gateway("").await;
+    let got = mcp_http(&env, &env.gw, "PUT", Some(&env.member("alice")), &[], "{}").await;
+    assert_eq!(got.status, 404);
+    assert_eq!(got.code(), "route_not_found");
+
+    let env = gateway_with("", |b| b.policy("member_products = [\"proxy\"]")).await;
     let got = rpc(
         &env,
         Some(&env.member("alice")),
@@ -777,20 +800,14 @@ async fn mcp_is_off_unless_enabled_and_members_need_the_product() {
 
 #[tokio::test]
 async fn a_rule_sees_the_tool_and_its_side_effect() {
-    let dir = TempDir::new("mcp-rules");
-    let rules = dir.write(
-        "rules.toml",
+    let (env, _rules) = gateway_with_rules(
         r#"
 [[rule]]
 name = "agents-never-delete"
 effect = "deny"
 when = 'request.product == "mcp" && request.side_effect == "delete"'
 "#,
-    );
-    let env = Env::with(fixtures(), move |mut b| {
-        b.extra_top.push_str("[mcp]\nenabled = true\n");
-        b.policy(&format!("rules_file = \"{}\"", rules.display()))
-    })
+    )
     .await;
     let bob = connect(&env, env.member("bob"), false).await;
     let before = tool_runs(&env).len();
@@ -805,22 +822,40 @@ when = 'request.product == "mcp" && request.side_effect == "delete"'
 
 #[tokio::test]
 async fn the_proxy_tool_keeps_the_host_guard_and_the_callers_own_account() {
-    let env = gateway("proxy_tool = true").await;
+    // The agent's client is a trusted proxy: its own forwarding headers
+    // would be kept, the agent's must not be.
+    let env = gateway_with("proxy_tool = true", |b| {
+        b.server("trusted_proxies = [\"127.0.0.1/32\"]")
+    })
+    .await;
     let bob = connect(&env, env.member("bob"), false).await;
     let tools = bob.client.list_all_tools().await.unwrap();
     assert!(tools.iter().any(|t| t.name == "paragon_proxy_request"));
-    bob
-        .ok(
-            "paragon_proxy_request",
-            json!({"integration": "salesforce", "method": "GET", "path": "/services/data/v60.0/query?q=x"}),
-        )
-        .await;
+    bob.ok(
+        "paragon_proxy_request",
+        json!({"integration": "salesforce", "method": "GET", "path": "/services/data/v60.0/query?q=x",
+               "headers": {"Accept": "application/json", "X-Forwarded-For": "6.6.6.6",
+                           "X-Real-IP": "6.6.6.6", "X-Paragon-Unknown": "1", "X-Request-Id": "forged-by-agent"}}),
+    )
+    .await;
     let run = env.traffic().pop().unwrap();
     assert_eq!(run.host, "proxy");
     assert_eq!(
         credential_headers(&run),
         vec![DEMO_SALESFORCE_BOB.to_string()]
     );
+    // The agent's headers meet the rules of any member request.
+    assert_eq!(run.header("accept"), Some("application/json"));
+    assert!(
+        !run.header_all("x-forwarded-for")
+            .iter()
+            .any(|v| v.contains("6.6.6.6")),
+        "{:?}",
+        run.headers
+    );
+    assert_eq!(run.header("x-real-ip"), None);
+    assert_eq!(run.header("x-paragon-unknown"), None);
+    assert_ne!(run.header("x-request-id"), Some("forged-by-agent"));
     let before = env.traffic().len();
     // A full URL on a host not allowed: refused, nothing sent.
     let text = bob
@@ -935,9 +970,7 @@ async fn sessions_are_capped_per_replica_until_one_ends() {
 
 #[tokio::test]
 async fn shadow_mode_and_rate_limits_apply_to_tool_calls() {
-    let env = Env::with(fixtures(), |mut b| {
-        b.extra_top
-            .push_str("[mcp]\nenabled = true\n[limits]\nprincipal_rps = 1\nprincipal_burst = 6\n");
+    let env = gateway_with("[limits]\nprincipal_rps = 1\nprincipal_burst = 6", |b| {
         b.policy("shadow_products = [\"mcp\"]")
     })
     .await;
@@ -976,20 +1009,14 @@ async fn shadow_mode_and_rate_limits_apply_to_tool_calls() {
 
 #[tokio::test]
 async fn an_allow_rule_grants_accounts_to_list_and_call_with() {
-    let dir = TempDir::new("mcp-allow");
-    let rules = dir.write(
-        "rules.toml",
+    let (env, _rules) = gateway_with_rules(
         r#"
 [[rule]]
 name = "erin-runs-the-sales-desk"
 effect = "allow"
 when = 'caller.principal == "erin" && credential.integration == "salesforce" && credential.externalId == "bob"'
 "#,
-    );
-    let env = Env::with(fixtures(), move |mut b| {
-        b.extra_top.push_str("[mcp]\nenabled = true\n");
-        b.policy(&format!("rules_file = \"{}\"", rules.display()))
-    })
+    )
     .await;
     // Erin owns no account; the rule grants her bob's Salesforce one.
     let erin = connect(&env, env.member("erin"), false).await;
@@ -1027,4 +1054,38 @@ when = 'caller.principal == "erin" && credential.integration == "salesforce" && 
     assert!(text.contains("credential_forbidden"), "{text}");
     assert_eq!(tool_runs(&env).len(), before);
     erin.client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn each_tool_call_is_one_audit_record_and_the_request_carrying_it_writes_none() {
+    let env = gateway("").await;
+    let token = env.member("bob");
+    let session = session_of(&rpc(&env, Some(&token), None, initialize("2025-11-25")).await);
+    let s = Some(session.as_str());
+    let call = |credential: &str| {
+        json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+            "name": "SALESFORCE_SEARCH_RECORDS", "arguments": {"credential": credential}}})
+    };
+    let ok = rpc(&env, Some(&token), s, call(DEMO_SALESFORCE_BOB)).await;
+    assert_eq!(ok.json()["result"]["isError"], false, "{:?}", ok.json());
+    let refused = rpc(&env, Some(&token), s, call(DEMO_SALESFORCE_ALICE)).await;
+    assert_eq!(refused.json()["result"]["isError"], true);
+    wait_for_audit(&env.keys, |r| r["decision"] == "refused").await;
+    let records = audit_records(&env.keys);
+    // initialize, then one record per call (with its tool), nothing else.
+    assert_eq!(records.len(), 3, "{records:#?}");
+    assert!(records[0]["tool"].is_null() && records[0]["reason"] == "mcp");
+    assert!(records[1..]
+        .iter()
+        .all(|r| r["tool"] == "SALESFORCE_SEARCH_RECORDS" && r["product"] == "mcp"));
+    assert_eq!(records[1]["decision"], "allowed");
+    assert_eq!(records[2]["decision"], "refused");
+    assert_eq!(records[2]["requested"], DEMO_SALESFORCE_ALICE);
+    let metrics = scrape_metrics(&env.gw).await;
+    let counted: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("credgate_requests_total{") && l.contains("product=\"mcp\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(counted, 3.0, "counted as audited: {metrics}");
 }

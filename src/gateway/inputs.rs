@@ -92,6 +92,9 @@ pub(super) struct Inputs<'b> {
     pub body_integration: Option<String>,
     /// The ActionKit body's `action` / `tool` name.
     pub action: Option<String>,
+    /// An MCP tool call's integration, as Paragon listed the tool
+    /// (contract §12): the route's integration on ActionKit.
+    pub listed: Option<String>,
 }
 
 /// Buffers a body credgate must read: at most `max` bytes, and all of it
@@ -224,9 +227,6 @@ pub(super) fn parse_inputs<'b>(
         }
         None => {}
     }
-    if let (Some(t), Operation::ActionKit) = (listed, route.op) {
-        body_integration = Some(t.to_string());
-    }
     Ok(Inputs {
         requested,
         from_body,
@@ -234,6 +234,7 @@ pub(super) fn parse_inputs<'b>(
         body: doc,
         body_integration,
         action,
+        listed: listed.map(str::to_string),
     })
 }
 
@@ -280,7 +281,7 @@ pub(super) fn integration_of<'a>(route: &Route<'a>, inputs: &'a Inputs<'_>) -> I
             None => IntegrationHint::None,
         },
         // An MCP tool's integration (as listed), else the action's name.
-        Operation::ActionKit => match (&inputs.body_integration, &inputs.action) {
+        Operation::ActionKit => match (&inputs.listed, &inputs.action) {
             (Some(t), _) => IntegrationHint::Type(t),
             (None, Some(a)) => IntegrationHint::Action(a),
             (None, None) => IntegrationHint::None,

@@ -144,10 +144,16 @@ impl Ctx<'_> {
     /// An unrestricted token for this user: minted (mint mode), or the
     /// caller's own (passthrough, where Paragon narrows by its claim).
     fn upstream_admin_authorization(&self) -> Result<HeaderValue, String> {
+        self.own_authorization(Scope::Admin)
+    }
+
+    /// The token of a call credgate makes itself for this caller: minted
+    /// with `scope` (mint mode), or the caller's own (passthrough).
+    pub(super) fn own_authorization(&self, scope: Scope<'_>) -> Result<HeaderValue, String> {
         let g = self.generation;
         match (&g.minter, g.config.auth.mode) {
             (Some(m), AuthMode::Mint) => m
-                .authorization(&self.identity.user, Scope::Admin)
+                .authorization(&self.identity.user, scope)
                 .map_err(|e| e.to_string()),
             _ => self
                 .caller_authorization

@@ -36,7 +36,7 @@ use crate::paragon::routes::{Operation, Product, Route, Upstream};
 use crate::policy::rules::{RequestFacts, RuleView};
 
 /// The session header (any case on the wire).
-pub(super) const MCP_SESSION_ID: &str = "mcp-session-id";
+const MCP_SESSION_ID: &str = "mcp-session-id";
 const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
 
 /// RFC 9728's well-known path, and its form for the `/mcp` resource.
@@ -126,16 +126,18 @@ where
         let id = id.ok_or(GatewayError::BadRequest("initialize must be a request"))?;
         return initialize(caller.state, cfg, caller.identity, &message, id);
     }
-    let session = session_id.ok_or(GatewayError::BadRequest(
+    let id_header = session_id.ok_or(GatewayError::BadRequest(
         "this MCP request needs the Mcp-Session-Id that initialize gave",
     ))?;
-    sessions
-        .resume(rules, caller.identity, &session)
+    let session = sessions
+        .resume(rules, caller.identity, &id_header)
         .map_err(rejected)?;
+    // MCP: later requests name the version negotiated (none: 2025-03-26's
+    // clients, which send no header); any other is 400.
     if let Some(v) = parts.headers.get(MCP_PROTOCOL_VERSION) {
-        if !v.to_str().is_ok_and(mcp_session::speaks) {
+        if v.to_str().ok() != Some(session.protocol) {
             return Err(GatewayError::BadRequest(
-                "MCP-Protocol-Version names a version credgate does not speak",
+                "MCP-Protocol-Version is not the version this session negotiated",
             ));
         }
     }
@@ -229,7 +231,7 @@ async fn dispatch(
         arguments,
     };
     Ok(
-        match mcp_tools::call(caller.state, caller.conn, call).await {
+        match mcp_tools::call(caller.state, cfg, caller.conn, call).await {
             Called::Result(v) => Ok(v),
             Called::Invalid(m) => {
                 // Nothing was decided: this request's record says so.
@@ -402,13 +404,6 @@ fn resource_url(conn: &ConnInfo, trusted: bool, headers: &HeaderMap) -> Option<S
     Some(format!("{scheme}://{host}/mcp"))
 }
 
-fn trusted(cfg: &Config, conn: &ConnInfo) -> bool {
-    cfg.server
-        .trusted_proxies
-        .iter()
-        .any(|c| c.contains(conn.remote.ip()))
-}
-
 /// RFC 9728's Protected Resource Metadata at its well-known path, for
 /// anyone (it names where to sign in, nothing else): `None` for every
 /// other request, or while `/mcp` is off.
@@ -422,7 +417,7 @@ pub(super) fn metadata(cfg: &Config, conn: &ConnInfo, parts: &Parts) -> Option<R
             .insert(ALLOW, HeaderValue::from_static("GET"));
         return Some(resp);
     }
-    let resource = resource_url(conn, trusted(cfg, conn), &parts.headers);
+    let resource = resource_url(conn, conn.trusted_proxy(cfg), &parts.headers);
     let mut doc = json!({
         "resource": resource,
         "authorization_servers": cfg.auth.issuer.iter().collect::<Vec<_>>(),
@@ -443,7 +438,7 @@ pub(super) fn challenge(
     headers: &HeaderMap,
     resp: &mut Response<Body>,
 ) {
-    let Some(resource) = resource_url(conn, trusted(cfg, conn), headers) else {
+    let Some(resource) = resource_url(conn, conn.trusted_proxy(cfg), headers) else {
         return;
     };
     let at = resource.trim_end_matches("/mcp");

@@ -35,12 +35,11 @@ use crate::config::Config;
 /// the client's when it is one of these, else the newest (MCP's version
 /// negotiation). Versions after 2025-11-25 drop the `initialize` handshake
 /// and sessions, which contract §12 is built on.
-pub(super) const PROTOCOL_VERSIONS: [&str; 4] =
-    ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+const PROTOCOL_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
 /// How long after it opened a replica that never saw a session still
 /// adopts it.
-pub(super) const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 const VERSION: u8 = 1;
 /// version, opened (unix seconds, big-endian), protocol index, nonce.
@@ -293,11 +292,6 @@ pub(super) fn negotiate(requested: Option<&str>) -> &'static str {
         .unwrap_or(PROTOCOL_VERSIONS[0])
 }
 
-/// Whether an `MCP-Protocol-Version` header names a version spoken here.
-pub(super) fn speaks(version: &str) -> bool {
-    PROTOCOL_VERSIONS.contains(&version)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,6 +414,5 @@ mod tests {
         assert_eq!(negotiate(Some("2025-03-26")), "2025-03-26");
         assert_eq!(negotiate(Some("2026-07-28")), "2025-11-25");
         assert_eq!(negotiate(None), "2025-11-25");
-        assert!(speaks("2024-11-05") && !speaks("2024-11-06"));
     }
 }

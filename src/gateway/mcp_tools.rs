@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use super::exchange::{Exchange, ToolCall};
 use super::list::load_now;
 use super::{ConnInfo, Outcome, State};
-use crate::config::{AuthMode, Upstream};
+use crate::config::{Config, Upstream};
 use crate::error::GatewayError;
 use crate::net::body::{full, read_limited, Body};
 use crate::paragon::credentials::Credential;
@@ -25,7 +25,7 @@ use crate::paragon::mint::Scope;
 const MAX_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The name of the Proxy API tool (`mcp.proxy_tool`).
-pub(super) const PROXY_TOOL: &str = "paragon_proxy_request";
+const PROXY_TOOL: &str = "paragon_proxy_request";
 
 /// One ActionKit tool as Paragon listed it.
 #[derive(Debug)]
@@ -106,30 +106,20 @@ async fn fetch(
 ) -> Result<Arc<Vec<Offered>>, GatewayError> {
     let ctx = &ex.ctx;
     let g = ctx.generation;
-    let authorization = match (&g.minter, g.config.auth.mode) {
-        (Some(m), AuthMode::Mint) => {
-            let mut pairs: Vec<(&str, &str)> = permitted
-                .iter()
-                .map(|c| (&*c.integration, &*c.id))
-                .collect();
-            pairs.sort_unstable();
-            let scope = if ctx.admin {
-                Scope::Admin
-            } else {
-                Scope::Many(&pairs)
-            };
-            m.authorization(&ctx.identity.user, scope).map_err(|e| {
-                tracing::error!(error = %e, "minting an upstream token failed");
-                GatewayError::Unavailable("an upstream token could not be signed")
-            })?
-        }
-        _ => ctx
-            .caller_authorization
-            .clone()
-            .ok_or(GatewayError::Unauthenticated(
-                crate::auth::AuthError::Missing,
-            ))?,
+    let mut pairs: Vec<(&str, &str)> = permitted
+        .iter()
+        .map(|c| (&*c.integration, &*c.id))
+        .collect();
+    pairs.sort_unstable();
+    let scope = if ctx.admin {
+        Scope::Admin
+    } else {
+        Scope::Many(&pairs)
     };
+    let authorization = ctx.own_authorization(scope).map_err(|e| {
+        tracing::error!(error = %e, "no upstream token for listing tools");
+        GatewayError::Unavailable("an upstream token could not be signed")
+    })?;
     let project = &g.config.paragon.project_id;
     let answer = async {
         for key in ["tools", "actions"] {
@@ -360,8 +350,9 @@ pub(super) struct Call<'a> {
 }
 
 /// One tool call, through the whole pipeline as an ActionKit (or Proxy
-/// API) request.
-pub(super) async fn call(state: &State, conn: &ConnInfo, call: Call<'_>) -> Called {
+/// API) request, on `cfg` (the generation of the `/mcp` request).
+pub(super) async fn call(state: &State, cfg: &Config, conn: &ConnInfo, call: Call<'_>) -> Called {
+    let conn = &conn.for_tool_calls();
     let Call {
         authorization,
         permitted,
@@ -374,7 +365,6 @@ pub(super) async fn call(state: &State, conn: &ConnInfo, call: Call<'_>) -> Call
         Some(Value::String(s)) => Some(s),
         Some(_) => return Called::Invalid("`credential` must be a string".into()),
     };
-    let cfg = state.current.load_full().config.clone();
     let project = &cfg.paragon.project_id;
     let built = if name == PROXY_TOOL && cfg.mcp.proxy_tool {
         proxy_request(project, &mut arguments)
@@ -491,25 +481,19 @@ impl ToolRequest {
     }
 }
 
-/// Headers an agent may not set on the Proxy API tool: who is calling and
-/// how the message is framed are credgate's.
+/// Headers an agent may not set on the Proxy API tool: who is calling,
+/// the length of the body, and the credential and target, which are the
+/// tool's own arguments. Everything else it sets meets the rules of any
+/// member request (contract §7: hop-by-hop and forwarding headers removed,
+/// since a tool call is never from a trusted proxy; unknown `X-Paragon-*`
+/// removed for members).
 fn reserved(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     matches!(
         n.as_str(),
-        "authorization"
-            | "host"
-            | "content-length"
-            | "transfer-encoding"
-            | "connection"
-            | "te"
-            | "upgrade"
-            | "cookie"
-            | "forwarded"
-            | "x-paragon-credential"
-            | "x-paragon-proxy-url"
-    ) || n.starts_with("x-forwarded-")
-        || n.starts_with("proxy-")
+        "authorization" | "host" | "content-length" | "cookie"
+    ) || super::headers::spelled_as(&n, super::headers::X_PARAGON_CREDENTIAL)
+        || super::headers::spelled_as(&n, super::headers::X_PARAGON_PROXY_URL)
 }
 
 /// The Proxy API tool's request: `{method} /projects/{p}/sdk/proxy/{integration}{path}`,

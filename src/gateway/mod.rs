@@ -148,6 +148,10 @@ pub struct ConnInfo {
     /// HTTP/1.1 clients keep their upstream connections (`forward.rs`);
     /// HTTP/2 clients multiplex and use the shared client.
     affinity: Option<forward::Affinity>,
+    /// A tool call credgate makes for this connection's client (contract
+    /// §12): whatever the client's address, its headers are the agent's,
+    /// so it is never a trusted proxy.
+    internal: bool,
 }
 
 impl ConnInfo {
@@ -160,11 +164,36 @@ impl ConnInfo {
             tls,
             served: AtomicU64::new(0),
             affinity: (!http2).then(|| forward::Affinity::new(worker)),
+            internal: false,
+        }
+    }
+
+    /// The connection of the tool calls an `/mcp` request makes: the same
+    /// client, never trusted as a proxy, on the shared upstream client.
+    pub(crate) fn for_tool_calls(&self) -> ConnInfo {
+        ConnInfo {
+            remote: self.remote,
+            client_ip: self.client_ip.clone(),
+            tls: self.tls,
+            served: AtomicU64::new(0),
+            affinity: None,
+            internal: true,
         }
     }
 
     pub fn affinity(&self) -> Option<&forward::Affinity> {
         self.affinity.as_ref()
+    }
+
+    /// Whether the client is one of `server.trusted_proxies`, whose
+    /// forwarding headers and request id are kept (contract §7).
+    pub fn trusted_proxy(&self, cfg: &Config) -> bool {
+        !self.internal
+            && cfg
+                .server
+                .trusted_proxies
+                .iter()
+                .any(|c| c.contains(self.remote.ip()))
     }
 }
 
@@ -294,12 +323,7 @@ where
     // A caller's request id is kept only from a trusted proxy: anyone else
     // could give every record one id. It is recorded beside credgate's.
     let caller_id = headers::safe_request_id(req.headers());
-    let trusted = generation
-        .config
-        .server
-        .trusted_proxies
-        .iter()
-        .any(|c| c.contains(conn.remote.ip()));
+    let trusted = conn.trusted_proxy(&generation.config);
     let (request_id, client_request_id) = match caller_id {
         Some(id) if trusted => (id.to_string(), None),
         other => (state.ids.next(), other.map(Box::<str>::from)),

@@ -248,8 +248,7 @@ fn rewrite_headers(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    let ip = conn.remote.ip();
-    let trusted = cfg.server.trusted_proxies.iter().any(|c| c.contains(ip));
+    let trusted = conn.trusted_proxy(cfg);
     let removed = headers::scrub_request(
         h,
         headers::Sender {
