@@ -477,15 +477,15 @@ fn bench_rules(c: &mut Criterion) {
     let rules = Arc::new(Rules::parse(&twenty_rules()).unwrap());
     assert_eq!(rules.rules.len(), 20);
     let memo = RuleMemo::default();
-    let path = format!("/projects/{PROJECT}/sdk/proxy/salesforce/x");
     let facts = || RequestFacts {
         product: "proxy",
         operation: "proxy",
         method: "GET",
-        path: &path,
+        path: "/x".into(),
         proxy_host: "".into(),
         tool: "",
         side_effect: "",
+        via: "",
         integration: std::sync::OnceLock::from(Box::<str>::from("salesforce")),
     };
     // A member's warm decision on a named credential, as the pipeline makes

@@ -79,9 +79,18 @@ pub struct Record<'a> {
     /// Why a token was refused (401 only): `expired`, `bad_signature`, ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<&'a str>,
-    /// `mcp`: the tool an agent called (contract §12).
+    /// An MCP tool call: the tool an agent called (contract §12).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<&'a str>,
+    /// `mcp` for a tool call (whose `product` is what reached Paragon).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<&'a str>,
+    /// Whether the request reached Paragon.
+    pub forwarded: bool,
+    /// `client_closed`: the client went away before its answer (then
+    /// `status` is 499); absent when the answer was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'a str>,
     pub status: u16,
     pub latency_ms: f64,
     /// The request's trace (`[telemetry]` on), as 32 hex digits.
@@ -282,6 +291,7 @@ impl Record<'_> {
             match value {
                 Value::Str(v) => json_str(out, v),
                 Value::Num(n) => out.extend_from_slice(n.to_string().as_bytes()),
+                Value::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
                 Value::Float(f) => {
                     // serde_json's own float form (finite; `null` otherwise).
                     let _ = serde_json::to_writer(&mut *out, &f);
@@ -319,10 +329,15 @@ impl Record<'_> {
             ("shadow_rules", self.shadow_rules),
             ("cause", self.cause),
             ("tool", self.tool),
+            ("via", self.via),
         ] {
             if let Some(v) = v {
                 put(name, Str(v));
             }
+        }
+        put("forwarded", Value::Bool(self.forwarded));
+        if let Some(v) = self.outcome {
+            put("outcome", Str(v));
         }
         put("status", Num(u64::from(self.status)));
         put("latency_ms", Value::Float(self.latency_ms));
@@ -335,6 +350,7 @@ impl Record<'_> {
 enum Value<'a> {
     Str(&'a str),
     Num(u64),
+    Bool(bool),
     Float(f64),
 }
 
@@ -420,6 +436,10 @@ mod fields_tests {
                 r.rule = Some(text);
                 r.shadow_rules = Some("a,b");
                 r.cause = Some("expired");
+                r.tool = Some(text);
+                r.via = Some("mcp");
+                r.forwarded = true;
+                r.outcome = Some("client_closed");
             }
             // Byte for byte what serde_json writes for the record.
             let mut hand = Vec::new();

@@ -29,9 +29,11 @@ pub enum Refused {
     /// Several credentials match: `ext:` naming several, or several
     /// permitted and none named.
     Ambiguous,
-    /// The product is not one of `policy.member_products`, or the operation
-    /// is admin-only (`PATCH /sdk/me`).
+    /// The product is not one of `policy.member_products`.
     ProductNotAllowed,
+    /// The operation is admin-only for every member (`PATCH /sdk/me`);
+    /// recorded as `product_not_allowed`, and never shadowed.
+    AdminOnly,
     /// A Proxy API target names a host outside `policy.proxy_url_hosts`.
     HostNotAllowed,
     /// A member asks for `includeAccountAuth`.
@@ -52,7 +54,7 @@ impl Refused {
             Refused::OtherIntegration => "other_integration",
             Refused::NoGrant => "no_grant",
             Refused::Ambiguous => "ambiguous",
-            Refused::ProductNotAllowed => "product_not_allowed",
+            Refused::ProductNotAllowed | Refused::AdminOnly => "product_not_allowed",
             Refused::HostNotAllowed => "host_not_allowed",
             Refused::AccountAuth => "account_auth",
             Refused::SyncNotOwned => "sync_not_owned",
@@ -214,6 +216,19 @@ impl GatewayError {
             GatewayError::UpstreamHostForbidden => Some(Refused::HostNotAllowed),
             GatewayError::CredentialRequired { .. } => Some(Refused::Ambiguous),
             _ => None,
+        }
+    }
+
+    /// Whether shadow mode may record this refusal instead of answering it
+    /// (contract §5a): refusals about who may use which account, never the
+    /// guards that keep a token or a secret from leaving (the host guard,
+    /// `includeAccountAuth`, operations admin-only for every member).
+    pub fn shadowable(&self) -> bool {
+        match self.refused() {
+            None | Some(Refused::HostNotAllowed | Refused::AccountAuth | Refused::AdminOnly) => {
+                false
+            }
+            Some(_) => true,
         }
     }
 

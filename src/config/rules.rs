@@ -17,7 +17,7 @@
 //! The checker knows the variables' shape: `caller.{user, principal,
 //! admin, claims}`, `credential.{id, integration, externalId, status}`,
 //! `request.{product, operation, method, path, integration, proxy_host,
-//! tool, side_effect}`. An unknown variable or field, an operator applied to operands it
+//! tool, side_effect, via}`. An unknown variable or field, an operator applied to operands it
 //! cannot take (`request.method > 1`, `'a' in request.path`), and a result
 //! that is not a boolean are errors at load, with the position in the
 //! expression. Claims are the token's: their types are known only when a
@@ -368,6 +368,7 @@ const REQUEST: &[(&str, Ty)] = &[
     ("proxy_host", Ty::Str),
     ("tool", Ty::Str),
     ("side_effect", Ty::Str),
+    ("via", Ty::Str),
 ];
 /// Type names an expression may use (`type(x) == string`).
 const TYPE_NAMES: &[&str] = &[
@@ -463,9 +464,10 @@ impl Check {
                             };
                             match (root.as_str(), s.field.as_str()) {
                                 ("caller", "claims") => self.reads.claims = true,
-                                ("request", "path" | "proxy_host" | "tool" | "side_effect") => {
-                                    self.reads.per_request = true
-                                }
+                                (
+                                    "request",
+                                    "path" | "proxy_host" | "tool" | "side_effect" | "via",
+                                ) => self.reads.per_request = true,
                                 _ => {}
                             }
                             return if s.test { Ty::Bool } else { ty };

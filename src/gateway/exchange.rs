@@ -148,9 +148,10 @@ impl Shadow {
     /// A refusal by policy is kept (and `Ok` returned) when shadowing is
     /// on; every other error, and every refusal when it is off, is
     /// returned. Authentication, input, limit and fail-closed errors carry
-    /// no policy reason, so they are never shadowed.
+    /// no policy reason, and the guards that keep a token or a secret from
+    /// leaving are not about who may use an account: never shadowed.
     pub fn absorb(&mut self, e: GatewayError) -> Result<(), GatewayError> {
-        if !self.on || e.refused().is_none() {
+        if !self.on || !e.shadowable() {
             return Err(e);
         }
         self.refused.get_or_insert(e);

@@ -198,13 +198,14 @@ async fn dispatch(
     // request with `tool` and `side_effect` empty.
     let path = format!("/projects/{}/tools", cfg.paragon.project_id);
     let facts = RequestFacts {
-        product: Product::Mcp.as_str(),
+        product: Product::ActionKit.as_str(),
         operation: Operation::ActionKit.name(),
         method: Method::POST.as_str(),
-        path: &path,
+        path: path.as_str().into(),
         proxy_host: Box::default(),
         tool: "",
         side_effect: "",
+        via: "mcp",
         integration: std::sync::OnceLock::new(),
     };
     let memo = &caller.identity.memo.get::<CallerMemo>().rules;

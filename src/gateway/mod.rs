@@ -277,8 +277,9 @@ pub(crate) struct Audit {
     pub request_id: Option<HeaderValue>,
     /// The request's spans, when `[telemetry]` exports traces.
     pub trace: Option<Box<trace::Trace>>,
-    /// `mcp`: the tool called (contract §12).
+    /// An MCP tool call: the tool called (contract §12), and `mcp`.
     pub tool: Option<Arc<str>>,
+    pub via: Option<&'static str>,
     /// An `/mcp` request whose tool call wrote the record (and counted the
     /// metrics) as a request of its own: this one writes none.
     pub delegated: bool,
@@ -330,27 +331,57 @@ where
     };
     let http1 = req.version() < Version::HTTP_2;
     let has_body = !http_body::Body::is_end_stream(req.body());
-    let method = req.method().clone();
-    // For the access log and the dashboard's refusals (a shared clone).
-    let uri = req.uri().clone();
     // `/mcp`'s 401 names the metadata URL, made from these (contract §12).
-    let mcp_headers =
-        (generation.config.mcp.enabled && uri.path() == "/mcp").then(|| req.headers().clone());
+    let mcp_headers = (generation.config.mcp.enabled && req.uri().path() == "/mcp")
+        .then(|| req.headers().clone());
     let served = conn.served.fetch_add(1, Ordering::Relaxed) + 1;
 
-    let mut audit = Audit {
+    let audit = Audit {
         enabled: generation.audit.is_enabled(),
         reason: "forwarded",
         request_id: HeaderValue::from_str(&request_id).ok(),
         trace: generation.tracing.as_ref().map(|t| {
             let trust = trusted || generation.config.telemetry.trust_incoming_trace;
-            trace::Trace::start(&t.tracer, req.headers(), trust, &method, uri.path())
+            trace::Trace::start(
+                &t.tracer,
+                req.headers(),
+                trust,
+                req.method(),
+                req.uri().path(),
+            )
         }),
         ..Audit::default()
     };
-    let outcome = pipeline::process(state, &generation, conn, req, &request_id, &mut audit).await;
+    // Owns what the record needs, so that it is written also when the
+    // client hangs up and hyper drops this future (contract §1 step 9).
+    let mut pending = Pending {
+        state,
+        conn,
+        generation: &generation,
+        started,
+        request_id,
+        client_request_id,
+        // For the access log and the dashboard's refusals (shared clones).
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        audit,
+        done: false,
+    };
+    let outcome = pipeline::process(
+        state,
+        &generation,
+        conn,
+        req,
+        &pending.request_id,
+        &mut pending.audit,
+    )
+    .await;
+    // From here on nothing awaits: the record below is written whatever
+    // the client does.
+    pending.done = true;
+    let audit = &mut pending.audit;
     audit.mark("filter");
-    let (mut resp, decision) = audit.conclude(outcome, &request_id);
+    let (mut resp, decision) = audit.conclude(outcome, &pending.request_id);
     if let Some(h) = mcp_headers.as_ref().filter(|_| resp.status() == 401) {
         mcp::challenge(&generation.config, conn, h, &mut resp);
     }
@@ -365,55 +396,104 @@ where
     if let Some(v) = audit.request_id.take() {
         resp.headers_mut().insert(headers::X_REQUEST_ID, v);
     }
-
-    let status = resp.status().as_u16();
-    let elapsed = started.elapsed();
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
-    let trace = audit.trace.take();
-    let trace_id = trace.as_deref().map(trace::Trace::trace_id);
     let outcome = Outcome {
         forwarded: audit.forwarded,
     };
-    if !audit.delegated {
-        let product = audit.product.unwrap_or("none");
-        state.metrics.count_request(product, decision, status);
-        state.metrics.request_histogram(product).observe(elapsed);
-        let refused = matches!(decision, "refused" | "shadow_refused");
-        if audit.enabled || refused || trace.is_some() {
-            let record = audit.record(&request_id, client_request_id.as_deref(), decision);
-            let removed = removed_headers(&audit.removed_headers);
-            let record = crate::audit::Record {
-                product,
-                removed_headers: &removed,
-                status,
-                latency_ms,
-                trace_id,
-                ..record
-            };
-            generation.audit.write(&record);
-            if refused {
-                let r = recent::Refusal::from_record(&record, &method, uri.path());
-                state.recent.push(r);
-            }
-            if let Some(t) = &trace {
-                t.finish(&record);
+    pending.write(decision, resp.status().as_u16(), None);
+    (resp, outcome)
+}
+
+/// A request on its way through the pipeline, and what its audit record,
+/// metrics and access-log line are made of. Dropped before the pipeline
+/// answered (the client closed its connection or reset its stream, and
+/// hyper dropped the request's future), it writes them itself: status
+/// 499, `outcome = "client_closed"`, with whether the request had reached
+/// Paragon. So a request is audited once, whatever its client does.
+struct Pending<'a> {
+    state: &'a State,
+    conn: &'a ConnInfo,
+    generation: &'a Generation,
+    started: Instant,
+    request_id: String,
+    client_request_id: Option<Box<str>>,
+    method: http::Method,
+    uri: http::Uri,
+    audit: Audit,
+    /// The pipeline answered: the record is written by [`run`].
+    done: bool,
+}
+
+/// The status recorded for a request whose client went away before its
+/// answer (nginx's convention).
+pub const CLIENT_CLOSED: u16 = 499;
+
+impl Pending<'_> {
+    /// Counts the request and writes its audit record (unless a tool call
+    /// it carried wrote its own), its refusal for the dashboard, its trace
+    /// and its access-log line.
+    fn write(&mut self, decision: &'static str, status: u16, outcome: Option<&'static str>) {
+        let (state, generation, audit) = (self.state, self.generation, &mut self.audit);
+        let elapsed = self.started.elapsed();
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        let trace = audit.trace.take();
+        let trace_id = trace.as_deref().map(trace::Trace::trace_id);
+        if !audit.delegated {
+            let product = audit.product.unwrap_or("none");
+            state.metrics.count_request(product, decision, status);
+            state.metrics.request_histogram(product).observe(elapsed);
+            let refused = matches!(decision, "refused" | "shadow_refused");
+            if audit.enabled || refused || trace.is_some() || outcome.is_some() {
+                let record = audit.record(
+                    &self.request_id,
+                    self.client_request_id.as_deref(),
+                    decision,
+                );
+                let removed = removed_headers(&audit.removed_headers);
+                let record = crate::audit::Record {
+                    product,
+                    removed_headers: &removed,
+                    status,
+                    latency_ms,
+                    trace_id,
+                    outcome,
+                    ..record
+                };
+                generation.audit.write(&record);
+                if refused {
+                    let r = recent::Refusal::from_record(&record, &self.method, self.uri.path());
+                    state.recent.push(r);
+                }
+                if let Some(t) = &trace {
+                    t.finish(&record);
+                }
             }
         }
+        // Caller-controlled values are recorded as strings (`&str`), which
+        // the text format prints quoted: a principal `x decision=allowed`
+        // cannot add a field to the line, as a Display value (`%`) printed
+        // bare could.
+        tracing::info!(
+            target: ACCESS_TARGET,
+            request_id = %self.request_id,
+            remote = %self.conn.remote,
+            method = %self.method,
+            path = &*clean(self.uri.path()),
+            status,
+            latency_ms,
+            trace_id,
+            outcome,
+        );
     }
-    // Caller-controlled values are recorded as strings (`&str`), which the
-    // text format prints quoted: a principal `x decision=allowed` cannot
-    // add a field to the line, as a Display value (`%`) printed bare could.
-    tracing::info!(
-        target: ACCESS_TARGET,
-        request_id = %request_id,
-        remote = %conn.remote,
-        method = %method,
-        path = &*clean(uri.path()),
-        status,
-        latency_ms,
-        trace_id,
-    );
-    (resp, outcome)
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let decision = self.audit.conclude_closed();
+        self.write(decision, CLIENT_CLOSED, Some("client_closed"));
+    }
 }
 
 impl Audit {
@@ -463,6 +543,32 @@ impl Audit {
                 (resp, "shadow_refused")
             }
             _ => (resp, decision),
+        }
+    }
+
+    /// What a request whose client went away before its answer had come
+    /// to: a forwarded one is `allowed` (or `shadow_refused`) as decided,
+    /// one that had not reached Paragon is `failed`, `client_closed`.
+    fn conclude_closed(&mut self) -> &'static str {
+        match (self.forwarded, self.shadowed) {
+            (true, Some((code, reason))) => {
+                self.code = Some(code);
+                self.reason = reason;
+                self.permitted = None;
+                "shadow_refused"
+            }
+            (true, None) => {
+                if let Some(p) = &self.permitted {
+                    self.reason = p.as_str();
+                }
+                "allowed"
+            }
+            (false, _) => {
+                self.reason = "client_closed";
+                self.code = Some("client_closed");
+                self.permitted = None;
+                "failed"
+            }
         }
     }
 
@@ -518,6 +624,9 @@ impl Audit {
             shadow_rules: self.shadow_rules.as_deref(),
             cause: self.cause,
             tool: self.tool.as_deref(),
+            via: self.via,
+            forwarded: self.forwarded,
+            outcome: None,
             status: 0,
             latency_ms: 0.0,
             trace_id: None,

@@ -441,19 +441,23 @@ pub fn full_url_host(rest: &str) -> FullUrl {
     }
 }
 
-/// The host `text` names when parsed as a URL, if it names one. A
+/// `text` parsed as a URL, as Paragon's WHATWG parser would: a
 /// scheme-relative `//host` (or `\\host`) resolves against an https base.
-fn url_host(text: &str) -> Option<FullUrl> {
+fn parse_url(text: &str) -> Option<url::Url> {
     // The parser strips leading C0 controls and spaces itself; the scheme
     // test that picks absolute or relative parsing must see the same text.
     let text = text.trim_start_matches(|c: char| c <= ' ');
     let base = url::Url::parse("https://base.invalid/").expect("static URL");
-    let parsed = if scheme_len(text.as_bytes()).is_some() {
-        url::Url::parse(text)
+    if scheme_len(text.as_bytes()).is_some() {
+        url::Url::parse(text).ok()
     } else {
-        url::Url::options().base_url(Some(&base)).parse(text)
-    };
-    let u = parsed.ok()?;
+        url::Url::options().base_url(Some(&base)).parse(text).ok()
+    }
+}
+
+/// The host `text` names when parsed as a URL, if it names one.
+fn url_host(text: &str) -> Option<FullUrl> {
+    let u = parse_url(text)?;
     match u.host_str() {
         Some(h) if !h.is_empty() && h != "base.invalid" => Some(FullUrl::Host {
             host: h.trim_end_matches('.').to_ascii_lowercase(),
@@ -461,6 +465,42 @@ fn url_host(text: &str) -> Option<FullUrl> {
         }),
         _ => None,
     }
+}
+
+/// `path` percent-decoded once (contract §5b: what rules read as
+/// `request.path`), as UTF-8 with invalid bytes replaced; as sent when an
+/// escape is malformed (hygiene has refused such paths by then).
+pub fn decoded_once(path: &str) -> Cow<'_, str> {
+    match percent_decode(path.as_bytes()) {
+        Some(Cow::Owned(b)) => Cow::Owned(String::from_utf8_lossy(&b).into_owned()),
+        _ => Cow::Borrowed(path),
+    }
+}
+
+/// The provider path a Proxy API target names (`{rest}` or an
+/// `X-Paragon-Proxy-Url` value), percent-decoded once: a full URL's path
+/// as the WHATWG parser reads it (so `https:/host/x`, `//host/x` and
+/// `https:\\host\x` all give `/x`), a relative target with a leading `/`;
+/// never its query or fragment. So a rule on `/sobjects/User` sees the
+/// same path whether the target was given in the path, in the header, as
+/// a full URL, or with letters percent-encoded.
+pub fn provider_path(target: &str) -> String {
+    let path: Cow<'_, str> = if url_form(target).is_some() {
+        match parse_url(target) {
+            Some(u) => Cow::Owned(u.path().to_string()),
+            // No host either: the host guard refuses it.
+            None => Cow::Borrowed(""),
+        }
+    } else {
+        let end = target.find(['?', '#']).unwrap_or(target.len());
+        let p = &target[..end];
+        if p.starts_with('/') {
+            Cow::Borrowed(p)
+        } else {
+            Cow::Owned(format!("/{p}"))
+        }
+    };
+    decoded_once(&path).into_owned()
 }
 
 /// Why a Proxy API target was refused.
@@ -526,6 +566,38 @@ pub fn host_allowed(allowed: &[String], host: &str, port: Option<u16>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// contract §5b: `request.path` of a Proxy API request is the provider
+    /// path, however the target was written.
+    #[test]
+    fn provider_paths_are_read_as_paragon_reads_the_target() {
+        for (target, path) in [
+            ("sobjects/User", "/sobjects/User"),
+            ("/sobjects/User", "/sobjects/User"),
+            ("sobjects/%55ser", "/sobjects/User"),
+            ("sobjects/%2555ser", "/sobjects/%55ser"),
+            ("/sobjects/User?fields=Id", "/sobjects/User"),
+            (
+                "https://x.my.salesforce.com/sobjects/User",
+                "/sobjects/User",
+            ),
+            (
+                "https:/x.my.salesforce.com/sobjects/%55ser",
+                "/sobjects/User",
+            ),
+            (
+                "https:\\\\x.my.salesforce.com\\sobjects\\User",
+                "/sobjects/User",
+            ),
+            ("//x.my.salesforce.com/sobjects/User?q=1", "/sobjects/User"),
+            ("HTTPS://X.EXAMPLE/a/b", "/a/b"),
+            ("", "/"),
+        ] {
+            assert_eq!(provider_path(target), path, "{target}");
+        }
+        assert_eq!(decoded_once("/api/syncs/%41"), "/api/syncs/A");
+        assert_eq!(decoded_once("/api/syncs/a"), "/api/syncs/a");
+    }
 
     #[test]
     fn proxy_rest_starts_after_the_integration_or_the_custom_id() {

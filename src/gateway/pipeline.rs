@@ -126,7 +126,7 @@ where
     let cfg: &Config = &generation.config;
     let mut shadow = Shadow::new(cfg.policy.shadows(route.product));
     check_operation(cfg, identity, &route, uri.query()).or_else(|e| shadow.absorb(e))?;
-    let proxy_url = proxy_target(cfg, &route, &parts.headers, &mut shadow)?;
+    let proxy_url = proxy_target(cfg, &route, &parts.headers)?;
     // What policy rules see of the request (contract §5b), if there are any.
     let method = parts.method.clone();
     let facts = (!cfg.policy.rules.is_empty())
@@ -210,8 +210,14 @@ async fn authorize(
     Ok(decision)
 }
 
-/// What rules read as `request.*` (contract §5b): the product, the
-/// operation, the method, the path, and a full-URL Proxy API target's host.
+/// What rules read as `request.*` (contract §5b): the operation Paragon
+/// will be asked to perform, not the request line as sent. The product is
+/// the route's (a tool call's too: the proxy tool is `proxy`), `via` says
+/// `mcp` for a tool call; the path is the one Paragon receives,
+/// percent-decoded once, and on the Proxy API the provider's path, from
+/// `{rest}` or `X-Paragon-Proxy-Url` (whichever names the target), with
+/// the provider host of a full URL. The integration is filled in once the
+/// inputs are read (and, unknown there, is the routed credential's).
 fn request_facts<'r>(
     route: &crate::paragon::routes::Route<'_>,
     method: &'r http::Method,
@@ -219,25 +225,26 @@ fn request_facts<'r>(
     proxy_url: Option<&http::HeaderValue>,
     tool: Option<&'r ToolCall>,
 ) -> RequestFacts<'r> {
-    let target = match route.op {
-        Operation::Proxy { rest, .. } => match proxy_url.and_then(|v| v.to_str().ok()) {
-            Some(header) => header,
-            None => rest,
-        },
-        _ => "",
-    };
-    let proxy_host = match super::path::full_url_host(target) {
-        super::path::FullUrl::Host { host, .. } => host.into(),
-        _ => "".into(),
+    let (path, proxy_host) = match route.op {
+        Operation::Proxy { rest, .. } => {
+            let target = proxy_url.and_then(|v| v.to_str().ok()).unwrap_or(rest);
+            let host = match super::path::full_url_host(target) {
+                super::path::FullUrl::Host { host, .. } => host.into(),
+                _ => Box::default(),
+            };
+            (super::path::provider_path(target).into(), host)
+        }
+        _ => (super::path::decoded_once(uri.path()), Box::default()),
     };
     RequestFacts {
         product: route.product.as_str(),
         operation: route.op.name(),
         method: method.as_str(),
-        path: uri.path(),
+        path,
         proxy_host,
         tool: tool.map_or("", |t| &*t.name),
         side_effect: tool.and_then(|t| t.side_effect.as_deref()).unwrap_or(""),
+        via: if tool.is_some() { "mcp" } else { "" },
         integration: std::sync::OnceLock::new(),
     }
 }

@@ -73,7 +73,12 @@ pub struct Recent {
     /// When this process started serving (wall clock, ms).
     pub started_ms: i64,
     pub started: std::time::Instant,
+    /// Refusals of authenticated callers (policy, input, limits).
     refusals: Mutex<VecDeque<Refusal>>,
+    /// Refusals of callers that did not authenticate, in a ring of their
+    /// own: a flood of tokenless requests must not push the refusals a
+    /// security team looks for off the page.
+    unauthenticated: Mutex<VecDeque<Refusal>>,
     samples: Mutex<VecDeque<(i64, Counts)>>,
     reload: Mutex<Option<Reload>>,
 }
@@ -87,6 +92,7 @@ impl Default for Recent {
             started_ms,
             started: std::time::Instant::now(),
             refusals: Mutex::default(),
+            unauthenticated: Mutex::default(),
             samples: Mutex::new(VecDeque::from([(started_ms, Counts::new())])),
             reload: Mutex::default(),
         }
@@ -109,7 +115,12 @@ impl Recent {
     }
 
     pub fn push(&self, r: Refusal) {
-        let mut ring = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let ring = if r.principal.is_empty() {
+            &self.unauthenticated
+        } else {
+            &self.refusals
+        };
+        let mut ring = ring.lock().unwrap_or_else(|p| p.into_inner());
         if ring.len() == RECENT_REFUSALS {
             ring.pop_front();
         }
@@ -119,13 +130,22 @@ impl Recent {
     /// Newest first; `user` and `principal`, when given, must match exactly
     /// (the principal also matches a refused token's claimed one).
     pub fn refusals(&self, user: Option<&str>, principal: Option<&str>) -> Vec<Refusal> {
-        let ring = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
-        ring.iter()
-            .rev()
-            .filter(|r| user.is_none_or(|u| r.user == u))
-            .filter(|r| principal.is_none_or(|p| r.principal == p || r.claimed_principal == p))
-            .cloned()
-            .collect()
+        let mut out: Vec<Refusal> = [&self.refusals, &self.unauthenticated]
+            .into_iter()
+            .flat_map(|ring| {
+                let ring = ring.lock().unwrap_or_else(|p| p.into_inner());
+                ring.iter()
+                    .filter(|r| user.is_none_or(|u| r.user == u))
+                    .filter(|r| {
+                        principal.is_none_or(|p| r.principal == p || r.claimed_principal == p)
+                    })
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        // Newest first; one ring's order breaks ties (a stable sort).
+        out.sort_by_key(|r| std::cmp::Reverse(r.at_ms));
+        out
     }
 
     /// Keeps a sample of the counters taken at `at_ms`.
@@ -237,6 +257,24 @@ mod tests {
         assert!(!bob.is_empty() && bob.iter().all(|r| r.principal == "bob"));
         assert_eq!(recent.refusals(Some("globex"), None).len(), 1);
         assert!(recent.refusals(Some("acme"), Some("carol")).is_empty());
+    }
+
+    /// A flood of tokenless requests (contract §9's dashboard: the latest
+    /// refusals) leaves the refusals of authenticated callers on the page.
+    #[test]
+    fn tokenless_refusals_do_not_push_policy_refusals_out() {
+        let recent = Recent::default();
+        recent.push(refusal("acme", "alice", 1));
+        for i in 0..RECENT_REFUSALS * 2 {
+            let mut r = refusal("", "", 10 + i);
+            r.claimed_principal = "mallory".into();
+            recent.push(r);
+        }
+        let all = recent.refusals(None, None);
+        assert_eq!(all.len(), RECENT_REFUSALS + 1);
+        assert!(all.iter().any(|r| r.request_id == "r1"), "kept");
+        assert_eq!(all[0].request_id, format!("r{}", 9 + RECENT_REFUSALS * 2));
+        assert_eq!(recent.refusals(None, Some("alice")).len(), 1);
     }
 
     #[test]

@@ -9,18 +9,18 @@ use std::sync::Arc;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Uri};
 
-use super::exchange::{Shadow, ToolCall};
+use super::exchange::ToolCall;
 use super::headers::{self, Single, X_PARAGON_PROXY_URL};
 use super::path;
 use super::Audit;
 use crate::auth::Identity;
-use crate::config::{Config, Product};
+use crate::config::Config;
 use crate::error::{GatewayError, Refused};
 use crate::paragon::routes::{self, IntegrationRef, Operation, Route, RouteError};
 
 /// The route (contract §3): product, host, operation and path parameters.
 /// Recorded in the audit as soon as it is known. `/mcp` is a route only
-/// with `mcp.enabled`; an MCP tool call (`tool`) is product `mcp`.
+/// with `mcp.enabled`.
 pub(super) fn classify<'u>(
     cfg: &Config,
     method: &Method,
@@ -28,7 +28,7 @@ pub(super) fn classify<'u>(
     tool: Option<&ToolCall>,
     audit: &mut Audit,
 ) -> Result<Route<'u>, GatewayError> {
-    let mut route =
+    let route =
         routes::classify(method, uri.path(), &cfg.paragon.project_id).map_err(|e| match e {
             RouteError::NotFound => GatewayError::RouteNotFound,
             RouteError::UnknownProject => GatewayError::UnknownProject,
@@ -36,9 +36,13 @@ pub(super) fn classify<'u>(
     if route.op == Operation::Mcp && !cfg.mcp.enabled {
         return Err(GatewayError::RouteNotFound);
     }
+    // A tool call is the product it reaches Paragon as (the proxy tool is
+    // `proxy`, an ActionKit tool `actionkit`: contract §5b), so
+    // `member_products`, shadow mode, rules and limits judge the operation,
+    // not the transport; the record names the tool and `via = "mcp"`.
     if let Some(t) = tool {
-        route.product = Product::Mcp;
         audit.tool = Some(t.name.clone());
+        audit.via = Some("mcp");
     }
     audit.product = Some(route.product.as_str());
     if let Operation::Proxy {
@@ -65,12 +69,11 @@ pub(super) fn check_operation(
     query: Option<&str>,
 ) -> Result<(), GatewayError> {
     let admin = identity.is_admin();
-    if !admin && !cfg.policy.member_products.contains(&route.product) {
-        return Err(GatewayError::OperationForbidden(Refused::ProductNotAllowed));
-    }
+    // The guards that are never shadowed come first, so that a shadowed
+    // product refusal cannot hide them (contract §5a).
     if route.op == Operation::PatchUser && !admin {
-        // Admin-only: counted as a product members may not use.
-        return Err(GatewayError::OperationForbidden(Refused::ProductNotAllowed));
+        // Admin-only for every member.
+        return Err(GatewayError::OperationForbidden(Refused::AdminOnly));
     }
     if route.product.is_connect()
         && !admin
@@ -78,6 +81,9 @@ pub(super) fn check_operation(
         && asks_account_auth(query)
     {
         return Err(GatewayError::OperationForbidden(Refused::AccountAuth));
+    }
+    if !admin && !cfg.policy.member_products.contains(&route.product) {
+        return Err(GatewayError::OperationForbidden(Refused::ProductNotAllowed));
     }
     Ok(())
 }
@@ -88,13 +94,12 @@ pub(super) fn check_operation(
 /// form (400). Admins too. The checked header value is returned: it is the
 /// one credgate forwards, in the canonical spelling.
 ///
-/// In shadow mode a host outside the list is recorded in `shadow` and the
-/// target kept (contract §5a).
+/// Never shadowed (contract §5a): a real credential is never sent to a
+/// host outside the list.
 pub(super) fn proxy_target(
     cfg: &Config,
     route: &Route<'_>,
     headers: &HeaderMap,
-    shadow: &mut Shadow,
 ) -> Result<Option<HeaderValue>, GatewayError> {
     let Operation::Proxy { rest, .. } = route.op else {
         return Ok(None);
@@ -116,9 +121,7 @@ pub(super) fn proxy_target(
     match path::check_proxy_target(rest, value, &cfg.policy.proxy_url_hosts) {
         Ok(()) => {}
         Err(path::TargetError::BadRequest(m)) => return Err(GatewayError::BadRequest(m)),
-        Err(path::TargetError::HostForbidden) => {
-            shadow.absorb(GatewayError::UpstreamHostForbidden)?;
-        }
+        Err(path::TargetError::HostForbidden) => return Err(GatewayError::UpstreamHostForbidden),
     }
     let Some(value) = value else {
         return Ok(None);

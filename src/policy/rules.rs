@@ -36,12 +36,19 @@ pub struct RequestFacts<'r> {
     pub product: &'static str,
     pub operation: &'static str,
     pub method: &'r str,
-    pub path: &'r str,
+    /// The path Paragon receives, percent-decoded once (the provider path
+    /// on the Proxy API).
+    pub path: std::borrow::Cow<'r, str>,
     pub proxy_host: Box<str>,
     /// `mcp`: the tool called, and its `sideEffect` when Paragon gives one
     /// (`read`, `write`, `delete`, `send`, ...); empty otherwise.
     pub tool: &'r str,
     pub side_effect: &'r str,
+    /// `mcp` for an MCP tool call, else empty.
+    pub via: &'static str,
+    /// The integration the route, the body or an ActionKit name names,
+    /// once the inputs are read; where that is empty, a rule judging a
+    /// credential sees that credential's integration.
     pub integration: OnceLock<Box<str>>,
 }
 
@@ -143,6 +150,10 @@ struct MemoEntry {
     method: Box<str>,
     integration: Box<str>,
     credential: Box<str>,
+    /// What a rule reads of the credential besides its id and integration:
+    /// a label or status that changed is a new entry (contract §5b).
+    external_id: Box<str>,
+    status: &'static str,
     slots: Vec<u8>,
 }
 
@@ -253,13 +264,9 @@ impl<'a> RuleView<'a> {
         if self.rules.is_empty() {
             return;
         }
-        let credential: Option<&str> = match subject {
-            Subject::Credential(c) => Some(&c.id),
-            Subject::Nothing => Some(""),
-            Subject::Unknown => None,
-        };
+        let memoized = !matches!(subject, Subject::Unknown);
         let mut inner = self.memo.0.lock().unwrap_or_else(|p| p.into_inner());
-        let mut slots = credential.map(|c| self.slots(&mut inner, c));
+        let mut slots = memoized.then(|| self.slots(&mut inner, subject));
         for (i, rule) in self.rules.rules.iter().enumerate() {
             if !pick(rule) {
                 continue;
@@ -284,10 +291,12 @@ impl<'a> RuleView<'a> {
         }
     }
 
-    /// The memo slots of `credential` on this kind of route, made (all
-    /// unknown) when there are none; the memo starts over when it holds
-    /// other rules or is full.
-    fn slots<'m>(&self, inner: &'m mut MemoInner, credential: &str) -> &'m mut Vec<u8> {
+    /// The memo slots of `subject` (a credential, or none) on this kind of
+    /// route, made (all unknown) when there are none; the memo starts over
+    /// when it holds other rules or is full. An entry is keyed by all that
+    /// memoized rules read: the route kind, the method, the integration and
+    /// the credential's id, label and status.
+    fn slots<'m>(&self, inner: &'m mut MemoInner, subject: Subject<'_>) -> &'m mut Vec<u8> {
         if !inner
             .rules
             .as_ref()
@@ -296,13 +305,24 @@ impl<'a> RuleView<'a> {
             inner.entries.clear();
             inner.rules = Some(self.rules.clone());
         }
+        let (credential, external_id, status) = match subject {
+            Subject::Credential(c) => (
+                &*c.id,
+                c.external_id.as_deref().unwrap_or(""),
+                c.status.as_str(),
+            ),
+            _ => ("", "", ""),
+        };
         let r = self.request;
+        let integration = self.integration_for(subject);
         let found = inner.entries.iter().position(|e| {
             e.product == r.product
                 && e.operation == r.operation
                 && *e.method == *r.method
                 && *e.credential == *credential
-                && *e.integration == *r.integration()
+                && *e.integration == *integration
+                && *e.external_id == *external_id
+                && e.status == status
         });
         let at = match found {
             Some(at) => at,
@@ -314,14 +334,26 @@ impl<'a> RuleView<'a> {
                     product: r.product,
                     operation: r.operation,
                     method: r.method.into(),
-                    integration: r.integration().into(),
+                    integration: integration.into(),
                     credential: credential.into(),
+                    external_id: external_id.into(),
+                    status,
                     slots: vec![UNKNOWN; self.rules.rules.len()],
                 });
                 inner.entries.len() - 1
             }
         };
         &mut inner.entries[at].slots
+    }
+
+    /// `request.integration` for a rule judging `subject`: the one the
+    /// request names, else the credential's (contract §5b: known whenever
+    /// credgate knows it).
+    fn integration_for<'s>(&'s self, subject: Subject<'s>) -> &'s str {
+        match (self.request.integration(), subject) {
+            ("", Subject::Credential(c)) => &c.integration,
+            (named, _) => named,
+        }
     }
 
     /// Evaluates one rule for `subject`.
@@ -336,9 +368,18 @@ impl<'a> RuleView<'a> {
             }
             _ => None,
         };
+        // The request as the credential's integration completes it, built
+        // for this evaluation only when the request named none.
+        let request = match credential {
+            Some(c) if self.request.integration().is_empty() => {
+                Some(to_val(self.request_map(&c.integration)).unwrap_or_else(|| Box::new(CelNull)))
+            }
+            _ => None,
+        };
         let vars = Vars {
             view: self,
             credential: credential.and_then(|c| to_val(credential_value(c))),
+            request,
         };
         let mut ctx = cel::Context::with_env(self.rules.env.clone());
         ctx.set_variable_resolver(&vars);
@@ -365,19 +406,26 @@ impl<'a> RuleView<'a> {
 
     fn request_value(&self) -> Option<&dyn Val> {
         let v = self.request_value.get_or_init(|| {
-            let r = self.request;
-            let mut m = HashMap::with_capacity(8);
-            m.insert(key("product"), Value::from(r.product));
-            m.insert(key("operation"), Value::from(r.operation));
-            m.insert(key("method"), Value::from(r.method));
-            m.insert(key("path"), Value::from(r.path));
-            m.insert(key("integration"), Value::from(r.integration()));
-            m.insert(key("proxy_host"), Value::from(&*r.proxy_host));
-            m.insert(key("tool"), Value::from(r.tool));
-            m.insert(key("side_effect"), Value::from(r.side_effect));
-            to_val(Value::Map(Map::from(m))).unwrap_or_else(|| Box::new(CelNull))
+            to_val(self.request_map(self.request.integration()))
+                .unwrap_or_else(|| Box::new(CelNull))
         });
         Some(&**v)
+    }
+
+    /// `request` with `integration` as given.
+    fn request_map(&self, integration: &str) -> Value {
+        let r = self.request;
+        let mut m = HashMap::with_capacity(9);
+        m.insert(key("product"), Value::from(r.product));
+        m.insert(key("operation"), Value::from(r.operation));
+        m.insert(key("method"), Value::from(r.method));
+        m.insert(key("path"), Value::from(&*r.path));
+        m.insert(key("integration"), Value::from(integration));
+        m.insert(key("proxy_host"), Value::from(&*r.proxy_host));
+        m.insert(key("tool"), Value::from(r.tool));
+        m.insert(key("side_effect"), Value::from(r.side_effect));
+        m.insert(key("via"), Value::from(r.via));
+        Value::Map(Map::from(m))
     }
 }
 
@@ -466,13 +514,18 @@ fn json_map(o: &serde_json::Map<String, serde_json::Value>) -> Value {
 struct Vars<'v> {
     view: &'v RuleView<'v>,
     credential: Option<Box<dyn Val>>,
+    /// `request` for this evaluation, when it differs from the view's.
+    request: Option<Box<dyn Val>>,
 }
 
 impl VariableResolver for Vars<'_> {
     fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
         let v: &dyn Val = match variable {
             "caller" => self.view.caller_value()?,
-            "request" => self.view.request_value()?,
+            "request" => match &self.request {
+                Some(r) => &**r,
+                None => self.view.request_value()?,
+            },
             "credential" => self.credential.as_deref()?,
             _ => return None,
         };
