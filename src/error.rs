@@ -38,8 +38,9 @@ pub enum Refused {
     HostNotAllowed,
     /// A member asks for `includeAccountAuth`.
     AccountAuth,
-    /// The sync's credential is not known (a sync credgate did not see
-    /// created or updated).
+    /// The sync's credential is not permitted to the caller (another
+    /// member's), or not known (a sync credgate did not see created or
+    /// updated).
     SyncNotOwned,
     /// A deny rule of `policy.rules_file` (contract §5b); the audit
     /// record names it.

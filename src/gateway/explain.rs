@@ -78,7 +78,10 @@ pub async fn decide(state: &State, q: DecideRequest) -> Result<Value, String> {
         )?)),
         (_, None) => None,
     };
-    let req = request(&q.method, &q.path, &q.headers, q.token.as_deref(), q.body)?;
+    let mut req = request(&q.method, &q.path, &q.headers, q.token.as_deref(), q.body)?;
+    if generation.config.mcp.enabled && req.uri().path() == "/mcp" {
+        req = tool_call(&generation.config, req).await?;
+    }
     let request_id = state.ids.next();
     // A caller on loopback over plain HTTP/2 (no per-connection upstream).
     let conn = ConnInfo::new(SocketAddr::from(([127, 0, 0, 1], 0)), false, true, 0);
@@ -157,6 +160,34 @@ pub async fn decide(state: &State, q: DecideRequest) -> Result<Value, String> {
     }
     tracing::info!(decision_id = %request_id, decision, reason = audit.reason, "admin decide");
     Ok(out)
+}
+
+/// A question about `/mcp` (contract §9): the `tools/call` in its body,
+/// as the request the call would make, judged by the pipeline and never
+/// run: no tool list is fetched, no session opened (so a tool not offered
+/// to the caller is judged on its name, by the credential it would use).
+async fn tool_call(
+    cfg: &crate::config::Config,
+    req: Request<body::Body>,
+) -> Result<Request<body::Body>, String> {
+    const ONLY: &str = "on /mcp, /admin/decide judges one `tools/call` message (POST)";
+    if req.method() != Method::POST {
+        return Err(ONLY.into());
+    }
+    let authorization = req.headers().get(AUTHORIZATION).cloned();
+    let raw = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(|_| "the body could not be read")?
+        .to_bytes();
+    let message: Map<String, Value> =
+        serde_json::from_slice(&raw).map_err(|_| format!("{ONLY}: the body is not one"))?;
+    if message.get("method").and_then(Value::as_str) != Some("tools/call") {
+        return Err(ONLY.into());
+    }
+    let params = message.get("params").and_then(Value::as_object);
+    super::mcp_tools::dry_run_request(cfg, params, authorization)
 }
 
 /// The request the question describes.

@@ -38,6 +38,9 @@ pub(super) async fn load_list(
     let needs_list = !ctx.admin
         || matches!(ctx.route.op, Operation::Uninstall { .. })
         || location == CredentialLocation::Path
+        // Rules judge the credential of an admin's sync too (contract §5b).
+        || (ctx.rules.is_some() && location == CredentialLocation::SyncOwner)
+        || (ctx.rules.is_some() && matches!(ctx.route.op, Operation::SyncPatch { .. }))
         || inputs.is_some_and(|i| {
             i.requested.is_some()
                 || i.configuration.is_some()

@@ -219,7 +219,11 @@ async fn dispatch(
     }
     let (name, arguments) = match call_params(params) {
         Ok(p) => p,
-        Err(m) => return Ok(Err((INVALID_PARAMS, m))),
+        Err(m) => {
+            // Nothing was decided: refused as malformed (contract §12).
+            audit.invalid_call = true;
+            return Ok(Err((INVALID_PARAMS, m)));
+        }
     };
     // The call's own record is the audit of this request.
     audit.delegated = true;
@@ -235,8 +239,11 @@ async fn dispatch(
         match mcp_tools::call(caller.state, cfg, caller.conn, call).await {
             Called::Result(v) => Ok(v),
             Called::Invalid(m) => {
-                // Nothing was decided: this request's record says so.
+                // A tool never offered, or bad arguments: nothing was
+                // decided or sent, and this request's record says it was
+                // refused as malformed (contract §12), never allowed.
                 audit.delegated = false;
+                audit.invalid_call = true;
                 audit.tool = Some(name.into());
                 Err((INVALID_PARAMS, m))
             }
@@ -258,7 +265,7 @@ fn status_only(status: StatusCode) -> Response<Body> {
 }
 
 /// `tools/call`'s tool name and arguments (an object, or none).
-fn call_params(
+pub(super) fn call_params(
     params: Option<&Map<String, Value>>,
 ) -> Result<(String, Map<String, Value>), String> {
     let name = params

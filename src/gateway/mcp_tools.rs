@@ -353,52 +353,17 @@ pub(super) struct Call<'a> {
 /// API) request, on `cfg` (the generation of the `/mcp` request).
 pub(super) async fn call(state: &State, cfg: &Config, conn: &ConnInfo, call: Call<'_>) -> Called {
     let conn = &conn.for_tool_calls();
-    let Call {
-        authorization,
-        permitted,
-        offered,
-        name,
-        mut arguments,
-    } = call;
-    let credential = match arguments.remove("credential") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s),
-        Some(_) => return Called::Invalid("`credential` must be a string".into()),
-    };
-    let project = &cfg.paragon.project_id;
-    let built = if name == PROXY_TOOL && cfg.mcp.proxy_tool {
-        proxy_request(project, &mut arguments)
-    } else {
-        let Some(tool) = offered.iter().find(|t| &*t.name == name) else {
-            return Called::Invalid(format!("unknown tool: {name}"));
-        };
-        Ok(ToolRequest {
-            method: Method::POST,
-            path: String::new(),
-            proxy_url: None,
-            body: Bytes::new(),
-            headers: Vec::new(),
-            call: ToolCall {
-                name: tool.name.clone(),
-                side_effect: tool.side_effect.clone(),
-                integration: Some(tool.integration.clone()),
-            },
-            parameters: Some(Value::Object(arguments)),
-        })
-    };
-    let mut tr = match built {
-        Ok(r) => r,
+    let tr = match build(
+        cfg,
+        call.name,
+        call.arguments,
+        call.authorization,
+        Some(call.offered),
+    ) {
+        Ok(tr) => tr,
         Err(message) => return Called::Invalid(message),
     };
-    if let Some(a) = authorization {
-        tr.headers.push((AUTHORIZATION.as_str().to_string(), a));
-    }
-    if let Some(c) = &credential {
-        match HeaderValue::from_str(c) {
-            Ok(v) => tr.headers.push(("x-paragon-credential".into(), v)),
-            Err(_) => return Called::Invalid("`credential` is not a credential id".into()),
-        }
-    }
+    let project = &cfg.paragon.project_id;
     let answer = if tr.parameters.is_some() {
         run_actionkit(state, conn, project, &tr).await
     } else {
@@ -408,10 +373,84 @@ pub(super) async fn call(state: &State, cfg: &Config, conn: &ConnInfo, call: Cal
         Ok((resp, outcome)) => {
             // The answer's body too is bounded by `server.upstream_timeout`.
             let within = cfg.server.upstream_timeout;
-            tool_result(resp, outcome, permitted, within).await
+            tool_result(resp, outcome, call.permitted, within).await
         }
         Err(message) => tool_error(message),
     })
+}
+
+/// The request a `tools/call` would make, for `/admin/decide` (contract
+/// §9): judged by the pipeline without running it, so without the tool
+/// list either (an ActionKit tool's integration is read from its name, as
+/// for any ActionKit request, and its `sideEffect` is not known).
+pub(crate) fn dry_run_request(
+    cfg: &Config,
+    params: Option<&Map<String, Value>>,
+    authorization: Option<HeaderValue>,
+) -> Result<Request<Body>, String> {
+    let (name, arguments) = super::mcp::call_params(params)?;
+    let tr = build(cfg, &name, arguments, authorization, None)?;
+    match tr.parameters {
+        Some(_) => tr.actionkit(&cfg.paragon.project_id, false),
+        None => tr.request(&tr.path, tr.body.clone()),
+    }
+}
+
+/// A tool call's internal request, before its path is fixed: the proxy
+/// tool's, or an ActionKit tool's (one of `offered`, when the list is
+/// known). `Err` is an invalid call (an unknown tool, bad arguments).
+fn build(
+    cfg: &Config,
+    name: &str,
+    mut arguments: Map<String, Value>,
+    authorization: Option<HeaderValue>,
+    offered: Option<&[Offered]>,
+) -> Result<ToolRequest, String> {
+    let credential = match arguments.remove("credential") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err("`credential` must be a string".into()),
+    };
+    let mut tr = if name == PROXY_TOOL && cfg.mcp.proxy_tool {
+        proxy_request(&cfg.paragon.project_id, &mut arguments)?
+    } else {
+        let call = match offered {
+            Some(offered) => {
+                let Some(tool) = offered.iter().find(|t| &*t.name == name) else {
+                    return Err(format!("unknown tool: {name}"));
+                };
+                ToolCall {
+                    name: tool.name.clone(),
+                    side_effect: tool.side_effect.clone(),
+                    integration: Some(tool.integration.clone()),
+                }
+            }
+            None => ToolCall {
+                name: name.into(),
+                side_effect: None,
+                integration: None,
+            },
+        };
+        ToolRequest {
+            method: Method::POST,
+            path: String::new(),
+            proxy_url: None,
+            body: Bytes::new(),
+            headers: Vec::new(),
+            call,
+            parameters: Some(Value::Object(arguments)),
+        }
+    };
+    if let Some(a) = authorization {
+        tr.headers.push((AUTHORIZATION.as_str().to_string(), a));
+    }
+    if let Some(c) = &credential {
+        match HeaderValue::from_str(c) {
+            Ok(v) => tr.headers.push(("x-paragon-credential".into(), v)),
+            Err(_) => return Err("`credential` is not a credential id".into()),
+        }
+    }
+    Ok(tr)
 }
 
 /// Runs an ActionKit tool: `POST /tools {tool, parameters}`, and where

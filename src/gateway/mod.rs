@@ -283,6 +283,10 @@ pub(crate) struct Audit {
     /// An `/mcp` request whose tool call wrote the record (and counted the
     /// metrics) as a request of its own: this one writes none.
     pub delegated: bool,
+    /// An `/mcp` `tools/call` that was not a valid call (a tool never
+    /// offered, bad arguments): answered with a JSON-RPC error, recorded
+    /// as refused (`bad_request`).
+    pub invalid_call: bool,
 }
 
 /// What became of a request, for a caller inside credgate (an MCP tool
@@ -514,6 +518,12 @@ impl Audit {
         request_id: &str,
     ) -> (Response<Body>, &'static str) {
         let (resp, decision) = match outcome {
+            Ok(resp) if self.invalid_call => {
+                self.reason = "bad_request";
+                self.code = Some("bad_request");
+                self.permitted = None;
+                (resp, "refused")
+            }
             Ok(resp) => {
                 if let Some(p) = &self.permitted {
                     self.reason = p.as_str();

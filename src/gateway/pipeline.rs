@@ -200,10 +200,12 @@ async fn authorize(
             shadow_decision(ex, inputs)
         }
     };
+    // Recorded first: a rule or limit that refuses leaves the credential
+    // named and routed in the record (contract §5a).
+    record_decision(audit, &ex.ctx, &decision, inputs);
     if let Some(view) = ex.ctx.rules {
         apply_rules(&ex.ctx, view, &decision, &mut shadow, audit)?;
     }
-    record_decision(audit, &ex.ctx, &decision, inputs);
     if let Some(e) = &shadow.refused {
         audit.shadowed = Some((e.code(), e.reason()));
     }
