@@ -446,7 +446,13 @@ async fn resolve_with_hint(
     )
     .await;
     let absent = |l: &CredentialList| {
-        GatewayError::CredentialForbidden(why_absent(l, hint.resolve(l).as_route(), requested))
+        let why = match why_absent(l, hint.resolve(l).as_route(), requested) {
+            // An id another Connected User's list holds: a cross-tenant
+            // attempt, which is what a security team alerts on (§5a).
+            Refused::NotInList if other_tenants(ctx, requested) => Refused::OtherUser,
+            why => why,
+        };
+        GatewayError::CredentialForbidden(why)
     };
     let fresh = match refreshed {
         None => return Err(absent(&current.list)),
@@ -471,6 +477,17 @@ async fn resolve_with_hint(
         }
     }
     attempt(&new_list)?.ok_or_else(|| absent(&new_list))
+}
+
+/// Whether a credential named by id is in another Connected User's list
+/// that this replica loaded lately.
+fn other_tenants(ctx: &Ctx<'_>, requested: &Requested) -> bool {
+    let Requested::Id(id) = requested else {
+        return false;
+    };
+    ctx.directory
+        .cached_owner(&id.to_ascii_lowercase())
+        .is_some_and(|u| *u != *ctx.identity.user)
 }
 
 /// The credential a sync belongs to, as far as this caller may know it: a

@@ -33,6 +33,9 @@ use crate::telemetry::Metrics;
 /// longer than any load can take (loads are bounded by the upstream timeout).
 const GENERATION_MEMORY: Duration = Duration::from_secs(15 * 60);
 
+/// How many credential owners are remembered per cached user, at most.
+const OWNERS_PER_USER: u64 = 64;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DirKey {
     pub user: Arc<str>,
@@ -145,6 +148,11 @@ pub struct Directory {
     load_wait: Duration,
     /// Per-user invalidation generations and a global one for "all".
     generations: moka::sync::Cache<Arc<str>, u64>,
+    /// Which Connected User's loaded list held a credential id, so that a
+    /// refusal of another tenant's id is told apart from an unknown one
+    /// (contract §5a `other_user`) by one lookup, never a request to
+    /// Paragon. Bounded, and forgotten as the lists themselves are.
+    owners: moka::sync::Cache<Box<str>, Arc<str>>,
     epoch: AtomicU64,
     all_generation: AtomicU64,
     metrics: Arc<Metrics>,
@@ -185,6 +193,10 @@ impl Directory {
             load_wait,
             generations: moka::sync::Cache::builder()
                 .time_to_live(GENERATION_MEMORY)
+                .build(),
+            owners: moka::sync::Cache::builder()
+                .max_capacity(cfg.max_users.saturating_mul(OWNERS_PER_USER))
+                .time_to_live(cfg.credentials_ttl + cfg.stale_if_error)
                 .build(),
             epoch: AtomicU64::new(1),
             all_generation: AtomicU64::new(0),
@@ -344,6 +356,9 @@ impl Directory {
                     }
                 }
                 let (list, load_started) = self.load_bounded(load).await?;
+                for c in &list.credentials {
+                    self.owners.insert(c.id.clone(), key.user.clone());
+                }
                 let entry = Arc::new(Entry {
                     list: Arc::new(list),
                     fetched_at: Instant::now(),
@@ -403,6 +418,12 @@ impl Directory {
             self.metrics.credential_cache_load_errors.inc();
         }
         result.map(|list| (list, started))
+    }
+
+    /// The Connected User whose list, loaded here lately, held credential
+    /// `id` (lowercase), if any.
+    pub fn cached_owner(&self, id: &str) -> Option<Arc<str>> {
+        self.owners.get(id)
     }
 
     /// Drops every cached list of `user` (all permission scopes) and makes
