@@ -120,6 +120,9 @@ pub async fn decide(state: &State, q: DecideRequest) -> Result<Value, String> {
         "removed_headers",
         "status",
         "latency_ms",
+        // Nothing was forwarded, nor could the client go away.
+        "forwarded",
+        "outcome",
     ] {
         o.remove(k);
     }
