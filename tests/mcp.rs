@@ -376,7 +376,7 @@ async fn a_call_with_their_own_account_reaches_paragon_with_that_credential_and_
 
     // One audit record per call, naming the tool.
     let rec = wait_for_audit(&env.keys, |r| {
-        r["product"] == "mcp" && r["tool"] == "SALESFORCE_SEARCH_RECORDS"
+        r["product"] == "actionkit" && r["via"] == "mcp" && r["tool"] == "SALESFORCE_SEARCH_RECORDS"
     })
     .await;
     assert_eq!(rec["decision"], "allowed");
@@ -404,7 +404,7 @@ async fn naming_another_members_account_is_a_tool_error_and_nothing_reaches_para
     );
     assert_eq!(tool_runs(&env).len(), before, "nothing reached Paragon");
     let rec = wait_for_audit(&env.keys, |r| {
-        r["product"] == "mcp" && r["decision"] == "refused" && r["principal"] == "bob"
+        r["via"] == "mcp" && r["decision"] == "refused" && r["principal"] == "bob"
     })
     .await;
     let transport: Vec<Value> = audit_records(&env.keys)
@@ -447,7 +447,7 @@ async fn several_accounts_and_none_chosen_is_a_tool_error_listing_the_candidates
     assert!(!text.contains(DEMO_SLACK_BOB), "{text}");
     assert_eq!(tool_runs(&env).len(), before, "nothing reached Paragon");
     let rec = wait_for_audit(&env.keys, |r| {
-        r["product"] == "mcp" && r["code"] == "credential_required"
+        r["via"] == "mcp" && r["code"] == "credential_required"
     })
     .await;
     assert_eq!(rec["reason"], "ambiguous");
@@ -805,7 +805,7 @@ async fn a_rule_sees_the_tool_and_its_side_effect() {
 [[rule]]
 name = "agents-never-delete"
 effect = "deny"
-when = 'request.product == "mcp" && request.side_effect == "delete"'
+when = 'request.via == "mcp" && request.side_effect == "delete"'
 "#,
     )
     .await;
@@ -982,7 +982,8 @@ async fn shadow_mode_and_rate_limits_apply_to_tool_calls() {
     )
     .await;
     let rec = wait_for_audit(&env.keys, |r| r["decision"] == "shadow_refused").await;
-    assert_eq!(rec["product"], "mcp");
+    assert_eq!(rec["product"], "actionkit");
+    assert_eq!(rec["via"], "mcp");
     assert_eq!(rec["code"], "credential_forbidden");
     assert_eq!(rec["tool"], "SALESFORCE_CREATE_RECORD");
     // The burst runs out: a tool call over the limit is a tool error.
@@ -1077,15 +1078,25 @@ async fn each_tool_call_is_one_audit_record_and_the_request_carrying_it_writes_n
     assert!(records[0]["tool"].is_null() && records[0]["reason"] == "mcp");
     assert!(records[1..]
         .iter()
-        .all(|r| r["tool"] == "SALESFORCE_SEARCH_RECORDS" && r["product"] == "mcp"));
+        .all(|r| r["tool"] == "SALESFORCE_SEARCH_RECORDS"
+            && r["product"] == "actionkit"
+            && r["via"] == "mcp"));
     assert_eq!(records[1]["decision"], "allowed");
     assert_eq!(records[2]["decision"], "refused");
     assert_eq!(records[2]["requested"], DEMO_SALESFORCE_ALICE);
     let metrics = scrape_metrics(&env.gw).await;
-    let counted: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("credgate_requests_total{") && l.contains("product=\"mcp\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert_eq!(counted, 3.0, "counted as audited: {metrics}");
+    // The transport's request counts as `mcp`, each call as the product
+    // it reached (contract §5b).
+    let counted = |product: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("credgate_requests_total{")
+                    && l.contains(&format!("product=\"{product}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(counted("mcp"), 1.0, "counted as audited: {metrics}");
+    assert_eq!(counted("actionkit"), 2.0, "counted as audited: {metrics}");
 }

@@ -745,3 +745,278 @@ async fn decide_with_an_identity_needs_no_token_claims() {
     assert_eq!(v["decision"], "allowed", "{v}");
     assert_eq!(v["reason"], "owner_label");
 }
+
+// ---- rules judge the forwarded target: a property ------------------------
+
+const TARGET_RULES: &str = r#"
+[[rule]]
+name = "no-secret"
+effect = "deny"
+when = "request.product == 'proxy' && request.path.startsWith('/secret')"
+
+[[rule]]
+name = "no-slack"
+effect = "deny"
+when = "request.integration == 'slack'"
+"#;
+
+/// One generated Proxy API request: a method spelling, an integration
+/// (alice's account of it named), the provider path as segments, which of
+/// its letters are percent-encoded, and where the target is written.
+#[derive(Debug, Clone)]
+struct TargetCase {
+    method: &'static str,
+    slack: bool,
+    segments: Vec<&'static str>,
+    encode: u64,
+    lower_hex: bool,
+    form: u8,
+}
+
+impl TargetCase {
+    /// The provider path Paragon is asked for.
+    fn logical(&self) -> String {
+        format!("/{}", self.segments.join("/"))
+    }
+
+    /// The path with the chosen letters percent-encoded.
+    fn encoded(&self) -> String {
+        let mut out = String::new();
+        for (i, c) in self.logical().chars().enumerate() {
+            if c.is_ascii_alphanumeric() && self.encode & (1 << (i % 64)) != 0 {
+                if self.lower_hex {
+                    out.push_str(&format!("%{:02x}", c as u8));
+                } else {
+                    out.push_str(&format!("%{:02X}", c as u8));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// The gateway path and the `X-Paragon-Proxy-Url` value, if any.
+    fn request(&self) -> (String, Option<String>) {
+        let integration = if self.slack { "slack" } else { "salesforce" };
+        let base = p(&format!("/sdk/proxy/{integration}/"));
+        let encoded = self.encoded();
+        let full = format!("https://x.my.salesforce.com{encoded}");
+        match self.form {
+            0 => (format!("{base}{}", &encoded[1..]), None),
+            1 => (base, Some(encoded)),
+            2 => (base, Some(full)),
+            3 => (format!("{base}{full}"), None),
+            _ => (base, Some(encoded[1..].to_string())),
+        }
+    }
+
+    /// What the rules must do: refuse exactly the targets they name.
+    fn refused(&self) -> bool {
+        self.slack || self.logical().starts_with("/secret")
+    }
+}
+
+fn target_case() -> impl proptest::strategy::Strategy<Value = TargetCase> {
+    use proptest::prelude::*;
+    let method = prop::sample::select(vec![
+        "GET", "get", "POST", "post", "DELETE", "delete", "PATCH", "Patch", "PUT",
+    ]);
+    let segment = prop::sample::select(vec!["secret", "Secret", "secrets", "public", "data", "x1"]);
+    (
+        method,
+        any::<bool>(),
+        prop::collection::vec(segment, 1..4),
+        any::<u64>(),
+        any::<bool>(),
+        0u8..5,
+    )
+        .prop_map(|(method, slack, segments, encode, lower_hex, form)| TargetCase {
+            method,
+            slack,
+            segments,
+            encode,
+            lower_hex,
+            form,
+        })
+}
+
+/// For generated Proxy API requests (methods in every spelling, `{rest}`
+/// and `X-Paragon-Proxy-Url`, paths and full URLs, percent-encoded
+/// letters), a deny rule on a provider path or an integration refuses
+/// exactly the requests whose target it names: a refused one reaches
+/// nothing, any other reaches Paragon once, naming the account.
+#[test]
+fn deny_rules_refuse_exactly_the_targets_they_name() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (env, _dir) = rt.block_on(env_with_rules(
+        TARGET_RULES,
+        "proxy_url_hosts = [\"x.my.salesforce.com\"]\n",
+    ));
+    let alice = env.member("alice");
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 96,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    });
+    runner
+        .run(&target_case(), |case| {
+            let (path, header) = case.request();
+            let credential = if case.slack { SLACK_ALICE_1 } else { SF_ALICE };
+            let mut headers = vec![("x-paragon-credential", credential)];
+            if let Some(h) = &header {
+                headers.push(("x-paragon-proxy-url", h.as_str()));
+            }
+            let got = rt.block_on(env.send(case.method, &path, &alice, &headers, ""));
+            let reached = env.forwarded(&got);
+            if case.refused() {
+                proptest::prop_assert_eq!(got.status.as_u16(), 403, "{:?} {:?}", case, got.body);
+                proptest::prop_assert_eq!(got.code(), "credential_forbidden");
+                proptest::prop_assert!(reached.is_empty(), "{:?} reached Paragon", case);
+            } else {
+                proptest::prop_assert_eq!(reached.len(), 1, "{:?} {:?}", case, got.body);
+                proptest::prop_assert_eq!(&reached[0].method, case.method);
+                proptest::prop_assert_eq!(reached[0].credential.as_deref(), Some(credential));
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+// ---- listing and calling: one decision -----------------------------------
+
+/// A shared HubSpot account nobody's label names; carol gets it by rule.
+const SHARED_HUBSPOT: &str = "5a5a0000-0000-4000-8000-000000000001";
+
+const LISTING_RULES: &str = r#"
+[[rule]]
+name = "freeze-alice-second-slack"
+effect = "deny"
+when = "credential.id == 'a11ce000-51ac-4000-8000-000000000002'"
+
+[[rule]]
+name = "carol-uses-the-shared-hubspot"
+effect = "allow"
+when = "caller.principal == 'carol' && credential.externalId == 'shared'"
+"#;
+
+/// Every credential id (lowercased) a text mentions, among `ids`.
+fn mentioned(text: &str, ids: &[String]) -> std::collections::BTreeSet<String> {
+    let lower = text.to_ascii_lowercase();
+    ids.iter().filter(|id| lower.contains(id.as_str())).cloned().collect()
+}
+
+/// The credential ids the `credential` enums of a `tools/list` offer.
+fn offered(list: &Value) -> std::collections::BTreeSet<String> {
+    list["result"]["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|t| {
+            t["inputSchema"]["properties"]["credential"]["enum"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|v| v.as_str().map(str::to_ascii_lowercase))
+        .collect()
+}
+
+/// What `/sdk/me`, `/sdk/credentials`, the trigger-subscription list and
+/// `tools/list` show a member is exactly what that member can use (an
+/// allow rule's grant shown and usable, a frozen account neither), by
+/// each member of the world.
+#[tokio::test]
+async fn what_a_member_is_shown_is_exactly_what_it_can_use() {
+    let dir = TempDir::new("listing-rules");
+    let file = dir.write("rules.toml", LISTING_RULES);
+    let policy = format!("rules_file = \"{}\"\n", file.display());
+    let mut world = world();
+    world.users[0]
+        .credentials
+        .push(owned(SHARED_HUBSPOT, "hubspot", "shared"));
+    let env = Env::with(world, move |mut b| {
+        b.extra_top = "[mcp]\nenabled = true\n".into();
+        b.policy(&policy)
+    })
+    .await;
+    let acme: Vec<(String, String)> = env
+        .known
+        .iter()
+        .filter(|k| k.id != GLOBEX_SF)
+        .map(|k| (k.id.clone(), k.integration.clone()))
+        .collect();
+    let ids: Vec<String> = acme.iter().map(|(id, _)| id.clone()).collect();
+    // One trigger subscription per account, made by an admin.
+    let admin = env.admin();
+    for (id, integration) in &acme {
+        let got = env
+            .send_as(
+                "POST",
+                &p("/trigger-subscriptions"),
+                &admin,
+                id,
+                json!({"integration": integration, "type": "RECORD_CREATED"}).to_string(),
+            )
+            .await;
+        assert_eq!(got.status, 200, "{:?}", got.body);
+    }
+    // Which integrations have tools at all (an admin sees every account).
+    let session = mcp_session(&env, &admin).await;
+    let all_tools = offered(
+        &rpc(&env, &admin, Some(&session), json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+            .await
+            .json(),
+    );
+    for principal in ["alice", "bob", "carol", "dave"] {
+        let token = env.member(principal);
+        let mut usable = std::collections::BTreeSet::new();
+        for (id, integration) in &acme {
+            let path = p(&format!("/sdk/proxy/{integration}/x"));
+            let got = env.send_as("GET", &path, &token, id, "").await;
+            match got.status.as_u16() {
+                200 => {
+                    usable.insert(id.clone());
+                }
+                403 => assert!(env.forwarded(&got).is_empty()),
+                s => panic!("{principal} {id}: {s}"),
+            }
+        }
+        assert!(!usable.is_empty(), "{principal} uses something");
+        let me = env.send("GET", &p("/sdk/me"), &token, &[], "").await;
+        assert_eq!(
+            mentioned(std::str::from_utf8(&me.body).unwrap(), &ids),
+            usable,
+            "{principal}: /sdk/me"
+        );
+        let creds = env
+            .send("GET", &p("/sdk/credentials"), &token, &[], "")
+            .await;
+        assert_eq!(
+            mentioned(std::str::from_utf8(&creds.body).unwrap(), &ids),
+            usable,
+            "{principal}: /sdk/credentials"
+        );
+        let subs = env
+            .send("GET", &p("/trigger-subscriptions"), &token, &[], "")
+            .await;
+        let listed: std::collections::BTreeSet<String> = subs.json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["credentialId"].as_str().unwrap().to_ascii_lowercase())
+            .collect();
+        assert_eq!(listed, usable, "{principal}: trigger subscriptions");
+        let session = mcp_session(&env, &token).await;
+        let tools = rpc(
+            &env,
+            &token,
+            Some(&session),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+        )
+        .await;
+        let expected: std::collections::BTreeSet<String> =
+            usable.intersection(&all_tools).cloned().collect();
+        assert_eq!(offered(&tools.json()), expected, "{principal}: tools/list");
+    }
+}

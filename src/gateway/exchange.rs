@@ -121,6 +121,20 @@ impl<'r> Exchange<'r> {
 }
 
 impl<'r> Ctx<'r> {
+    /// Whether this caller may use `c` on this request: the permit, and no
+    /// enforced deny rule refusing it. The one test for listing and for
+    /// calling (contract §5, §5b): a member's listings (`/sdk/me`,
+    /// `/sdk/credentials`, trigger subscriptions, MCP tools, the token of
+    /// a request that routes none) show exactly what it could use.
+    pub(super) fn usable(&self, c: &Credential) -> bool {
+        self.permit.allows(c)
+            && self.rules.is_none_or(|v| {
+                v.judge(crate::policy::rules::Subject::Credential(c))
+                    .denied
+                    .is_none()
+            })
+    }
+
     /// Puts the policy rules in force for this request: deny and limit
     /// rules for every caller, allow rules in a member's permit.
     pub(super) fn with_rules(&mut self, rules: Option<&'r RuleView<'r>>) {

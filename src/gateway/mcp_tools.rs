@@ -66,7 +66,12 @@ pub(super) async fn catalog(
 ) -> Result<(Vec<Credential>, Arc<Vec<Offered>>), GatewayError> {
     load_now(ex).await?;
     let list = ex.list.as_ref().map(|s| s.list.clone()).unwrap_or_default();
-    let mut permitted: Vec<Credential> = ex.ctx.permit.permitted(&list).cloned().collect();
+    let mut permitted: Vec<Credential> = list
+        .credentials
+        .iter()
+        .filter(|c| ex.ctx.usable(c))
+        .cloned()
+        .collect();
     permitted.sort_by(|a, b| (&a.integration, &a.id).cmp(&(&b.integration, &b.id)));
     let ctx = &ex.ctx;
     let mut key = String::new();

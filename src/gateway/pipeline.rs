@@ -124,7 +124,11 @@ where
         tool,
     } = front;
     let cfg: &Config = &generation.config;
-    let mut shadow = Shadow::new(cfg.policy.shadows(route.product));
+    // A tool call is shadowed with its product, and with `mcp` (the
+    // agents' door as a whole).
+    let shadowed = cfg.policy.shadows(route.product)
+        || (tool.is_some() && cfg.policy.shadows(crate::config::Product::Mcp));
+    let mut shadow = Shadow::new(shadowed);
     check_operation(cfg, identity, &route, uri.query()).or_else(|e| shadow.absorb(e))?;
     let proxy_url = proxy_target(cfg, &route, &parts.headers)?;
     // What policy rules see of the request (contract §5b), if there are any.

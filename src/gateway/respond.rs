@@ -190,7 +190,7 @@ async fn narrow(ex: &Exchange<'_>, value: &mut Value) -> Result<(), GatewayError
     let allow_account_auth = ctx.cfg.policy.allow_account_auth;
     let permitted = |id: &str| -> Option<&Credential> {
         let lower = id.to_ascii_lowercase();
-        list.find(&lower).filter(|c| ctx.permit.allows(c))
+        list.find(&lower).filter(|c| ctx.usable(c))
     };
     let filtered = match ctx.route.op {
         Operation::GetUser => filter::filter_me(
@@ -221,7 +221,7 @@ async fn reachable_syncs(ctx: &Ctx<'_>, list: &CredentialList, value: &Value) ->
     let (state, identity) = (ctx.state, ctx.identity);
     let permitted = |id: &str| {
         list.find(&id.to_ascii_lowercase())
-            .is_some_and(|c| ctx.permit.allows(c))
+            .is_some_and(|c| ctx.usable(c))
     };
     let ids: Vec<&str> = value
         .get("data")

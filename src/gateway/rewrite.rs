@@ -27,7 +27,7 @@ use crate::net::body::{self, Body};
 use crate::paragon::directory::Snapshot;
 use crate::paragon::mint::Scope;
 use crate::paragon::routes::{CredentialLocation, Route};
-use crate::policy::Permit;
+use crate::paragon::credentials::Credential;
 
 /// What the rewrite needs beside the exchange.
 pub(super) struct Rewrite<'a> {
@@ -66,7 +66,7 @@ pub(super) fn rewrite(
     let authorization = upstream_authorization(
         ctx.generation,
         ctx.identity,
-        &ctx.permit,
+        &|c| ctx.usable(c),
         ex.list.as_ref(),
         &decision.routed,
         decision.also.as_ref(),
@@ -145,7 +145,7 @@ fn upstream_body(
 fn upstream_authorization(
     generation: &Generation,
     identity: &Identity,
-    permit: &Permit<'_>,
+    usable: &dyn Fn(&Credential) -> bool,
     snapshot: Option<&Snapshot>,
     routed: &Routed,
     also: Option<&Chosen>,
@@ -206,8 +206,10 @@ fn upstream_authorization(
             }
             _ => {
                 let list = snapshot.map(|s| s.list.clone()).unwrap_or_default();
-                let mut pairs: Vec<(&str, &str)> = permit
-                    .permitted(&list)
+                let mut pairs: Vec<(&str, &str)> = list
+                    .credentials
+                    .iter()
+                    .filter(|c| usable(c))
                     .map(|c| (&*c.integration, &*c.id))
                     .collect();
                 pairs.sort_unstable();
