@@ -154,10 +154,19 @@ async fn hosts_naming_the_listener_are_served() {
         let got = admin(&env, "GET", "/metrics", &[("host", host)], "").await;
         assert_eq!(got.status, 200, "Host: {host}: {:?}", got.body);
         assert!(String::from_utf8_lossy(&got.body).contains("credgate_credential_cache_users"));
-        let got = admin(&env, "GET", "/admin/access?user=acme", &[("host", host)], "").await;
+        let got = admin(
+            &env,
+            "GET",
+            "/admin/access?user=acme",
+            &[("host", host)],
+            "",
+        )
+        .await;
         assert_eq!(got.status, 200, "Host: {host}: {:?}", got.body);
         assert!(
-            got.body.windows(DEMO_SALESFORCE_ALICE.len()).any(|w| w == DEMO_SALESFORCE_ALICE.as_bytes()),
+            got.body
+                .windows(DEMO_SALESFORCE_ALICE.len())
+                .any(|w| w == DEMO_SALESFORCE_ALICE.as_bytes()),
             "the review lists the accounts"
         );
         let got = admin(&env, "GET", "/?user=acme", &[("host", host)], "").await;
@@ -184,15 +193,39 @@ async fn invalidation_needs_json_from_a_local_origin() {
     let json = ("content-type", "application/json");
     let refusals: &[(&[(&str, &str)], &str)] = &[
         (&[("content-type", "text/plain")], "forbidden_content_type"),
-        (&[("content-type", "text/plain;charset=UTF-8"), ("origin", "https://evil.example")], "forbidden_origin"),
-        (&[("content-type", "application/x-www-form-urlencoded")], "forbidden_content_type"),
-        (&[("content-type", "multipart/form-data; boundary=x")], "forbidden_content_type"),
-        (&[("content-type", "application/json;,text/plain")], "forbidden_content_type"),
+        (
+            &[
+                ("content-type", "text/plain;charset=UTF-8"),
+                ("origin", "https://evil.example"),
+            ],
+            "forbidden_origin",
+        ),
+        (
+            &[("content-type", "application/x-www-form-urlencoded")],
+            "forbidden_content_type",
+        ),
+        (
+            &[("content-type", "multipart/form-data; boundary=x")],
+            "forbidden_content_type",
+        ),
+        (
+            &[("content-type", "application/json;,text/plain")],
+            "forbidden_content_type",
+        ),
         (&[], "forbidden_content_type"),
-        (&[json, ("origin", "https://evil.example")], "forbidden_origin"),
-        (&[json, ("origin", "http://localhost.evil.example:9901")], "forbidden_origin"),
+        (
+            &[json, ("origin", "https://evil.example")],
+            "forbidden_origin",
+        ),
+        (
+            &[json, ("origin", "http://localhost.evil.example:9901")],
+            "forbidden_origin",
+        ),
         (&[json, ("origin", "null")], "forbidden_origin"),
-        (&[json, ("sec-fetch-site", "cross-site")], "forbidden_origin"),
+        (
+            &[json, ("sec-fetch-site", "cross-site")],
+            "forbidden_origin",
+        ),
         (&[json, ("host", "evil.example")], "forbidden_host"),
     ];
     for (headers, code) in refusals {
@@ -212,14 +245,29 @@ async fn invalidation_needs_json_from_a_local_origin() {
         vec![json],
         vec![("content-type", "Application/JSON; charset=utf-8")],
         vec![json, ("origin", "http://localhost:9901")],
-        vec![json, ("origin", "http://127.0.0.1:9901"), ("sec-fetch-site", "same-origin")],
+        vec![
+            json,
+            ("origin", "http://127.0.0.1:9901"),
+            ("sec-fetch-site", "same-origin"),
+        ],
     ] {
-        let got = admin(&env, "POST", "/admin/cache/invalidate", &headers, r#"{"user": "acme"}"#).await;
+        let got = admin(
+            &env,
+            "POST",
+            "/admin/cache/invalidate",
+            &headers,
+            r#"{"user": "acme"}"#,
+        )
+        .await;
         assert_eq!(got.status, 200, "{headers:?}: {:?}", got.body);
         assert_eq!(got.json()["invalidated"], json!({"user": "acme"}));
         assert_eq!(use_alice().await.status, 200);
         loads += 1;
-        assert_eq!(me_loads(&env), loads, "{headers:?}: the list was loaded again");
+        assert_eq!(
+            me_loads(&env),
+            loads,
+            "{headers:?}: the list was loaded again"
+        );
     }
     env.gw.shutdown().await;
 }
@@ -239,8 +287,14 @@ async fn decide_needs_json_from_a_local_origin() {
     env.state().clear_requests();
     let json = ("content-type", "application/json");
     for (headers, code) in [
-        (vec![("content-type", "text/plain")], "forbidden_content_type"),
-        (vec![json, ("origin", "https://evil.example")], "forbidden_origin"),
+        (
+            vec![("content-type", "text/plain")],
+            "forbidden_content_type",
+        ),
+        (
+            vec![json, ("origin", "https://evil.example")],
+            "forbidden_origin",
+        ),
         (vec![json, ("origin", "null")], "forbidden_origin"),
         (vec![json, ("host", "evil.example")], "forbidden_host"),
     ] {
@@ -254,7 +308,11 @@ async fn decide_needs_json_from_a_local_origin() {
     for headers in [vec![json], vec![json, ("origin", "http://localhost:9901")]] {
         let got = admin(&env, "POST", "/admin/decide", &headers, &question).await;
         assert_eq!(got.status, 200, "{headers:?}: {:?}", got.body);
-        assert_eq!(got.json()["decision"], "refused", "bob's account is not alice's");
+        assert_eq!(
+            got.json()["decision"],
+            "refused",
+            "bob's account is not alice's"
+        );
     }
     env.gw.shutdown().await;
 }
@@ -277,13 +335,26 @@ async fn credgates_own_admin_commands_pass() {
     for args in [
         vec!["invalidate", "--admin", &admin, "--user", "acme"],
         vec!["invalidate", "--admin", &admin],
-        vec!["access", "--admin", &admin, "--user", "acme", "--format", "json"],
         vec![
-            "explain", "--admin", &admin, "--user", "acme", "--principal", "alice", "--path",
-            &path, "--header", &format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}"),
+            "access", "--admin", &admin, "--user", "acme", "--format", "json",
+        ],
+        vec![
+            "explain",
+            "--admin",
+            &admin,
+            "--user",
+            "acme",
+            "--principal",
+            "alice",
+            "--path",
+            &path,
+            "--header",
+            &format!("X-Paragon-Credential: {DEMO_SALESFORCE_ALICE}"),
         ],
     ] {
-        let out = run(args.iter().map(ToString::to_string).collect()).await.unwrap();
+        let out = run(args.iter().map(ToString::to_string).collect())
+            .await
+            .unwrap();
         assert!(
             out.status.success(),
             "{args:?}: {} {}",
@@ -305,4 +376,42 @@ async fn credgates_own_admin_commands_pass() {
         "nothing was refused: {metrics}"
     );
     env.gw.shutdown().await;
+}
+
+/// A refusal is logged once at warn, with the path but not its query (a
+/// Connected User's name) and the foreign Host escaped.
+#[tokio::test]
+async fn a_refusal_is_logged_without_the_query() {
+    let keys = Keys::new();
+    let builder = ConfigBuilder::new(&keys, Hosts::all("http://127.0.0.1:9"));
+    let path = keys.dir.write("credgate.toml", &builder.toml());
+    let bin = Binary::serve(&path, &[]);
+    let got = send(
+        &client(),
+        http::Request::get(format!(
+            "http://{}/admin/access?user=secret-user-name",
+            bin.admin_addr
+        ))
+        .header("host", "evil.example")
+        .body(credgate::net::body::empty())
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(got.status, 403);
+    bin.wait_for_log("admin request refused").await;
+    let line = bin
+        .log_text()
+        .lines()
+        .find(|l| l.contains("admin request refused"))
+        .unwrap()
+        .to_string();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["level"], "WARN", "{line}");
+    assert_eq!(v["path"], "/admin/access", "{line}");
+    assert_eq!(v["code"], "forbidden_host", "{line}");
+    assert!(
+        v["host"].as_str().unwrap().contains("evil.example"),
+        "{line}"
+    );
+    assert!(!bin.log_text().contains("secret-user-name"), "{line}");
 }

@@ -88,7 +88,9 @@ impl FromStr for HostName {
     /// `admin.example`, `Admin.Example.` (read as `admin.example`),
     /// `10.0.0.7`, `fd00::7` or `[fd00::7]`.
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("`{s}` is not a host name or IP address (no scheme, port, path or wildcard)");
+        let bad = || {
+            format!("`{s}` is not a host name or IP address (no scheme, port, path or wildcard)")
+        };
         if let Some(inner) = s.strip_prefix('[') {
             let v6 = inner.strip_suffix(']').ok_or_else(bad)?;
             return v6

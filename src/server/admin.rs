@@ -145,8 +145,11 @@ fn refused(
     // the naming headers escaped and cut short: they are the caller's.
     let shown = |name: http::header::HeaderName| {
         req.headers().get(name).map(|v| {
-            let text = String::from_utf8_lossy(v.as_bytes());
-            format!("{:?}", text.chars().take(100).collect::<String>())
+            String::from_utf8_lossy(v.as_bytes())
+                .chars()
+                .take(100)
+                .flat_map(char::escape_debug)
+                .collect::<String>()
         })
     };
     tracing::warn!(

@@ -325,7 +325,11 @@ mod tests {
             ("application/merge-patch+json", false),
             ("", false),
         ] {
-            assert_eq!(is_json(&head(&[("content-type", value)])), want, "{value:?}");
+            assert_eq!(
+                is_json(&head(&[("content-type", value)])),
+                want,
+                "{value:?}"
+            );
         }
         assert!(!is_json(&HeaderMap::new()), "absent");
         assert!(
@@ -366,7 +370,10 @@ mod tests {
         }
         assert!(origin_allowed(&HeaderMap::new(), &a), "no Origin");
         assert!(!origin_allowed(
-            &head(&[("origin", "http://localhost"), ("origin", "http://localhost")]),
+            &head(&[
+                ("origin", "http://localhost"),
+                ("origin", "http://localhost")
+            ]),
             &a
         ));
         for (site, want) in [
@@ -392,24 +399,49 @@ mod tests {
         let json = ("content-type", "application/json");
         let host = ("host", "127.0.0.1:9901");
         let evil_origin = ("origin", "https://evil.example");
-        let cases: &[(Method, &[(&str, &str)], Result<(), Refusal>)] = &[
+        type Case<'a> = (Method, &'a [(&'a str, &'a str)], Result<(), Refusal>);
+        let cases: &[Case] = &[
             (Method::GET, &[host], Ok(())),
             (Method::HEAD, &[host], Ok(())),
             (Method::GET, &[host, evil_origin], Ok(())),
             (Method::GET, &[], Err(Refusal::Host)),
             (Method::GET, &[host, host], Err(Refusal::Host)),
             (Method::GET, &[("host", "evil.example")], Err(Refusal::Host)),
-            (Method::POST, &[("host", "evil.example"), json], Err(Refusal::Host)),
+            (
+                Method::POST,
+                &[("host", "evil.example"), json],
+                Err(Refusal::Host),
+            ),
             (Method::POST, &[host, json], Ok(())),
             (Method::POST, &[host], Err(Refusal::ContentType)),
-            (Method::POST, &[host, ("content-type", "text/plain")], Err(Refusal::ContentType)),
+            (
+                Method::POST,
+                &[host, ("content-type", "text/plain")],
+                Err(Refusal::ContentType),
+            ),
             (Method::DELETE, &[host], Err(Refusal::ContentType)),
             (Method::OPTIONS, &[host], Err(Refusal::ContentType)),
             (Method::PUT, &[host, json], Ok(())),
-            (Method::POST, &[host, json, evil_origin], Err(Refusal::Origin)),
-            (Method::POST, &[host, json, ("origin", "null")], Err(Refusal::Origin)),
-            (Method::POST, &[host, json, ("origin", "http://localhost:9901")], Ok(())),
-            (Method::POST, &[host, json, ("sec-fetch-site", "cross-site")], Err(Refusal::Origin)),
+            (
+                Method::POST,
+                &[host, json, evil_origin],
+                Err(Refusal::Origin),
+            ),
+            (
+                Method::POST,
+                &[host, json, ("origin", "null")],
+                Err(Refusal::Origin),
+            ),
+            (
+                Method::POST,
+                &[host, json, ("origin", "http://localhost:9901")],
+                Ok(()),
+            ),
+            (
+                Method::POST,
+                &[host, json, ("sec-fetch-site", "cross-site")],
+                Err(Refusal::Origin),
+            ),
         ];
         for (method, pairs, want) in cases {
             assert_eq!(
