@@ -225,6 +225,11 @@ pub struct UpstreamLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: &'static str,
 }
@@ -282,6 +287,9 @@ pub struct Metrics {
     pub connections_accepted: Family<WorkerLabel, Counter>,
     pub connections_refused: Family<KindLabel, Counter>,
     pub connection_errors: Family<KindLabel, Counter>,
+    /// Admin-listener requests refused before routing (contract §9), by
+    /// code: `forbidden_host`, `forbidden_origin`, `forbidden_content_type`.
+    pub admin_refused: Family<ReasonLabel, Counter>,
     pub config_reloads: Family<KindLabel, Counter>,
     /// One series at 1: the config (and ACL) this replica runs, and since when.
     pub config_info: Family<ConfigInfoLabels, Gauge>,
@@ -373,6 +381,7 @@ impl Metrics {
             connections_accepted: Family::default(),
             connections_refused: Family::default(),
             connection_errors: Family::default(),
+            admin_refused: Family::default(),
             config_reloads: Family::default(),
             config_info: Family::default(),
             policy_shadow: Family::default(),
@@ -521,6 +530,11 @@ impl Metrics {
             "connection_errors",
             "Client connections ended by an HTTP error hyper answered itself (framing, header size or timeout)",
             m.connection_errors.clone(),
+        );
+        r.register(
+            "admin_refused",
+            "Admin-listener requests refused: a Host not naming it, a cross-site Origin, a state change that is not JSON",
+            m.admin_refused.clone(),
         );
         r.register(
             "config_reloads",

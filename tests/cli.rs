@@ -143,6 +143,10 @@ fn valid_config_prints_effective_toml_with_defaults_and_no_secrets() {
     assert_eq!(get(&t, "server.max_connections").as_integer(), Some(10_000));
     assert_eq!(get(&t, "server.scheduler").as_str(), Some("workers"));
     assert_eq!(get(&t, "server.worker_threads").as_integer(), Some(0));
+    assert_eq!(
+        get(&t, "server.admin_hosts").as_array().map(Vec::len),
+        Some(0)
+    );
     assert_eq!(get(&t, "auth.mode").as_str(), Some("mint"));
     assert_eq!(get(&t, "auth.jwks_refresh").as_str(), Some("5m"));
     assert_eq!(get(&t, "auth.leeway").as_str(), Some("1m"));
@@ -255,6 +259,46 @@ fn a_bad_value_of_the_right_type_names_the_key() {
             .toml(),
     );
     assert_config_error(&r, "cache.credentials_ttl");
+}
+
+/// `server.admin_hosts` (contract §9) takes plain host names and IP
+/// literals: a scheme, port, path, wildcard or junk exits 64 naming the
+/// key; good names are printed lower-cased, without a trailing dot.
+#[test]
+fn admin_hosts_are_plain_names_or_addresses() {
+    let keys = Keys::new();
+    for bad in [
+        "https://admin.example",
+        "admin.example:9901",
+        "admin.example/",
+        "*.example",
+        "*",
+        "",
+        "user@admin.example",
+        "127.1",
+        "[fd00::1]:9901",
+        "two words",
+    ] {
+        let toml = builder(&keys)
+            .server(&format!("admin_hosts = [\"ok.example\", {bad:?}]"))
+            .toml();
+        let r = run(&keys, &toml);
+        assert_config_error(&r, "server.admin_hosts");
+    }
+    let toml = builder(&keys)
+        .server(r#"admin_hosts = ["Admin.Example.", "10.0.0.7", "[FD00::1]", "credgate-admin"]"#)
+        .toml();
+    let r = run(&keys, &toml);
+    assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
+    let t: toml::Table = r.stdout.parse().unwrap();
+    assert_eq!(
+        get(&t, "server.admin_hosts"),
+        &toml::Value::Array(
+            ["admin.example", "10.0.0.7", "fd00::1", "credgate-admin"]
+                .map(|s| toml::Value::String(s.into()))
+                .to_vec()
+        )
+    );
 }
 
 #[test]

@@ -76,6 +76,7 @@ async fn status_with(gw: &Running, token: &str, credential: &str) -> u16 {
 
 async fn invalidate(gw: &Running, body_text: &'static str) -> u16 {
     let req = Request::post(format!("http://{}/admin/cache/invalidate", gw.admin_addr))
+        .header("content-type", "application/json")
         .body(body::full(body_text))
         .unwrap();
     send(&client(), req).await.status.as_u16()

@@ -142,6 +142,7 @@ async fn the_dashboard_shows_refusals_escaped_under_a_strict_policy() {
     let post = send(
         &client(),
         http::Request::post(format!("http://{}/", env.gw.admin_addr))
+            .header("content-type", "application/json")
             .body(credgate::net::body::empty())
             .unwrap(),
     )

@@ -43,6 +43,7 @@ async fn admin_endpoints_answer() {
 
     let post = |b: &'static str| {
         Request::post(admin("/admin/cache/invalidate"))
+            .header("content-type", "application/json")
             .body(body::full(b))
             .unwrap()
     };

@@ -17,6 +17,7 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
         server: RawServer {
             listen: Some(s.listen.to_string()),
             admin_listen: Some(s.admin_listen.to_string()),
+            admin_hosts: Some(s.admin_hosts.iter().map(ToString::to_string).collect()),
             max_body_bytes: Some(s.max_body_bytes),
             upstream_timeout: Some(d(s.upstream_timeout)),
             upstream_connect_timeout: Some(d(s.upstream_connect_timeout)),

@@ -22,7 +22,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 
 use acl::Acl;
-pub use net::{Cidr, UpstreamBase};
+pub use net::{Cidr, HostName, UpstreamBase};
 pub use products::{Product, Upstream};
 use raw::{OneOrMany, RawConfig};
 
@@ -193,6 +193,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// Names (or addresses) besides loopback and its own address by which
+    /// the admin listener may be addressed in `Host` and `Origin`
+    /// (contract §9).
+    pub admin_hosts: Vec<HostName>,
     pub max_body_bytes: u64,
     pub upstream_timeout: Duration,
     pub upstream_connect_timeout: Duration,
@@ -872,6 +876,15 @@ fn validate_server(raw: raw::RawServer, base: &Path) -> Result<ServerConfig, Con
             "must differ from server.listen: the admin listener is separate from traffic",
         ));
     }
+    let admin_hosts = raw
+        .admin_hosts
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            s.parse::<HostName>()
+                .map_err(|m| ConfigError::new("server.admin_hosts", m))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
     if max_body_bytes == 0 {
         return Err(ConfigError::new(
@@ -999,6 +1012,7 @@ fn validate_server(raw: raw::RawServer, base: &Path) -> Result<ServerConfig, Con
     Ok(ServerConfig {
         listen,
         admin_listen,
+        admin_hosts,
         max_body_bytes,
         upstream_timeout,
         upstream_connect_timeout,

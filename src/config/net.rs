@@ -1,8 +1,9 @@
-//! Network values in the config: CIDR blocks (`server.trusted_proxies`) and
-//! Paragon base URLs (`paragon.*_url`).
+//! Network values in the config: CIDR blocks (`server.trusted_proxies`),
+//! host names (`server.admin_hosts`) and Paragon base URLs
+//! (`paragon.*_url`).
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use http::uri::{Authority, Scheme};
@@ -68,6 +69,69 @@ impl FromStr for Cidr {
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// A host as the admin listener compares it (`server.admin_hosts`, and the
+/// host part of a request's `Host` or `Origin`): an IP address, or a DNS
+/// name in lower case without its trailing dot. Never a wildcard, a port,
+/// a scheme or a path: a name matches exactly that name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostName {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl FromStr for HostName {
+    type Err = String;
+
+    /// `admin.example`, `Admin.Example.` (read as `admin.example`),
+    /// `10.0.0.7`, `fd00::7` or `[fd00::7]`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("`{s}` is not a host name or IP address (no scheme, port, path or wildcard)")
+        };
+        if let Some(inner) = s.strip_prefix('[') {
+            let v6 = inner.strip_suffix(']').ok_or_else(bad)?;
+            return v6
+                .parse::<Ipv6Addr>()
+                .map(|ip| HostName::Ip(IpAddr::V6(ip)))
+                .map_err(|_| bad());
+        }
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(HostName::Ip(ip));
+        }
+        // One trailing dot names the same host (a fully qualified name).
+        let name = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
+        let label_ok = |l: &str| {
+            (1..=63).contains(&l.len())
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        let labels: Vec<&str> = name.split('.').collect();
+        let last = labels.last().copied().unwrap_or_default();
+        // A last label that is a number makes the WHATWG URL parser read the
+        // whole host as an IPv4 address (`127.1`, `0x7f.1`): such a "name"
+        // never reaches a server as written, so it is refused, not guessed.
+        let numeric = !last.is_empty()
+            && (last.bytes().all(|b| b.is_ascii_digit())
+                || last.starts_with("0x")
+                || last.parse::<Ipv4Addr>().is_ok());
+        if name.is_empty() || name.len() > 253 || numeric || !labels.iter().all(|l| label_ok(l)) {
+            return Err(bad());
+        }
+        Ok(HostName::Name(name))
+    }
+}
+
+impl fmt::Display for HostName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostName::Ip(ip) => write!(f, "{ip}"),
+            HostName::Name(n) => f.write_str(n),
+        }
     }
 }
 
@@ -154,6 +218,50 @@ mod tests {
             "10.0.0.0/x",
         ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_names_are_plain_names_or_ip_literals() {
+        let name = |s: &str| s.parse::<HostName>();
+        for (text, want) in [
+            ("admin.example", "admin.example"),
+            ("Admin.EXAMPLE.", "admin.example"),
+            ("credgate-admin", "credgate-admin"),
+            ("credgate_admin.ns.svc", "credgate_admin.ns.svc"),
+            ("10.0.0.7", "10.0.0.7"),
+            ("fd00::7", "fd00::7"),
+            ("[FD00::7]", "fd00::7"),
+        ] {
+            assert_eq!(name(text).map(|h| h.to_string()), Ok(want.into()), "{text}");
+        }
+        assert_eq!(
+            name("10.0.0.7"),
+            Ok(HostName::Ip("10.0.0.7".parse().unwrap()))
+        );
+        for bad in [
+            "",
+            ".",
+            "*.example",
+            "admin.example:9901",
+            "http://admin.example",
+            "admin.example/",
+            "user@admin.example",
+            "a..example",
+            "-a.example",
+            "a-.example",
+            "a b",
+            "127.1",
+            "0x7f.0.0.1",
+            "1.2.3.4.5",
+            "fd00::7]",
+            "[10.0.0.7]",
+            "[fd00::7]:9901",
+            "admin.example..",
+            &"a".repeat(64),
+            &format!("{}.example", "a.".repeat(130)),
+        ] {
+            assert!(name(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -88,6 +88,8 @@ pub struct RawServer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_hosts: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_timeout: Option<String>,

@@ -5,10 +5,13 @@
 //! which account), `GET /` (the dashboard, `dashboard.rs`). It has no
 //! authentication of its own: bind it where only
 //! operators and Prometheus can reach it. None of these is ever served on
-//! the traffic listener.
+//! the traffic listener. Before any of them, `admin_guard.rs` refuses what
+//! a web page could make a browser send here (DNS rebinding, cross-site
+//! requests).
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +24,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use super::admin_guard;
 use crate::gateway::State;
 use crate::net::body::{full, read_limited, Body};
 
@@ -43,9 +47,15 @@ pub async fn serve(state: Arc<State>, listener: TcpListener, shutdown: impl Futu
             state.recent.sample(crate::clock::now_ms(), counts);
         }
     });
+    // Where the listener is bound, for the Host rule (not the configured
+    // address: a reload cannot move the listener).
+    let Ok(bound) = listener.local_addr() else {
+        tracing::error!("the admin listener has no local address; it serves nothing");
+        return;
+    };
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, remote) = tokio::select! {
             a = listener.accept() => match a {
                 Ok(x) => x,
                 Err(_) => {
@@ -55,10 +65,18 @@ pub async fn serve(state: Arc<State>, listener: TcpListener, shutdown: impl Futu
             },
             _ = &mut shutdown => break,
         };
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
         let state = state.clone();
+        let conn = Conn {
+            bound,
+            local,
+            remote,
+        };
         let service = service_fn(move |req| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(route(&state, req).await) }
+            async move { Ok::<_, Infallible>(guarded(&state, conn, req).await) }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
@@ -83,6 +101,70 @@ fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
 
 fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
     text(status, "application/json", v.to_string())
+}
+
+/// The addresses of one admin connection.
+#[derive(Clone, Copy)]
+struct Conn {
+    bound: SocketAddr,
+    local: SocketAddr,
+    remote: SocketAddr,
+}
+
+/// Every request passes `admin_guard` (contract §9) before it is routed;
+/// a refusal is a 403 with a code of its own, counted and logged.
+async fn guarded(state: &State, conn: Conn, req: Request<Incoming>) -> Response<Body> {
+    let generation = state.current.load();
+    let allowed = admin_guard::Allowed {
+        hosts: &generation.config.server.admin_hosts,
+        bound: conn.bound,
+        local: conn.local,
+    };
+    let verdict = admin_guard::check(req.method(), req.uri(), req.headers(), &allowed);
+    drop(generation);
+    match verdict {
+        Ok(()) => route(state, req).await,
+        Err(refusal) => refused(state, conn, &req, refusal),
+    }
+}
+
+fn refused(
+    state: &State,
+    conn: Conn,
+    req: &Request<Incoming>,
+    refusal: admin_guard::Refusal,
+) -> Response<Body> {
+    state
+        .metrics
+        .admin_refused
+        .get_or_create(&crate::telemetry::ReasonLabel {
+            reason: refusal.code(),
+        })
+        .inc();
+    // The path without its query (`?user=` names a Connected User), and
+    // the naming headers escaped and cut short: they are the caller's.
+    let shown = |name: http::header::HeaderName| {
+        req.headers().get(name).map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .chars()
+                .take(100)
+                .flat_map(char::escape_debug)
+                .collect::<String>()
+        })
+    };
+    tracing::warn!(
+        remote = %conn.remote,
+        method = %req.method(),
+        path = req.uri().path(),
+        host = shown(http::header::HOST).as_deref().unwrap_or("(none)"),
+        origin = shown(http::header::ORIGIN).as_deref().unwrap_or("(none)"),
+        code = refusal.code(),
+        "admin request refused"
+    );
+    json(
+        StatusCode::FORBIDDEN,
+        serde_json::json!({"message": refusal.message(), "code": refusal.code()}),
+    )
 }
 
 async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {

@@ -22,6 +22,7 @@
 //! connection holds until it has finished.
 
 pub mod admin;
+pub mod admin_guard;
 pub mod dashboard;
 pub mod tls;
 pub mod workers;
