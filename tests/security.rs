@@ -831,14 +831,16 @@ fn target_case() -> impl proptest::strategy::Strategy<Value = TargetCase> {
         any::<bool>(),
         0u8..5,
     )
-        .prop_map(|(method, slack, segments, encode, lower_hex, form)| TargetCase {
-            method,
-            slack,
-            segments,
-            encode,
-            lower_hex,
-            form,
-        })
+        .prop_map(
+            |(method, slack, segments, encode, lower_hex, form)| TargetCase {
+                method,
+                slack,
+                segments,
+                encode,
+                lower_hex,
+                form,
+            },
+        )
 }
 
 /// For generated Proxy API requests (methods in every spelling, `{rest}`
@@ -903,7 +905,10 @@ when = "caller.principal == 'carol' && credential.externalId == 'shared'"
 /// Every credential id (lowercased) a text mentions, among `ids`.
 fn mentioned(text: &str, ids: &[String]) -> std::collections::BTreeSet<String> {
     let lower = text.to_ascii_lowercase();
-    ids.iter().filter(|id| lower.contains(id.as_str())).cloned().collect()
+    ids.iter()
+        .filter(|id| lower.contains(id.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// The credential ids the `credential` enums of a `tools/list` offer.
@@ -929,17 +934,23 @@ fn offered(list: &Value) -> std::collections::BTreeSet<String> {
 #[tokio::test]
 async fn what_a_member_is_shown_is_exactly_what_it_can_use() {
     let dir = TempDir::new("listing-rules");
-    let file = dir.write("rules.toml", LISTING_RULES);
+    // The freeze comes after the subscriptions are made (an admin may not
+    // make one on a frozen account either).
+    let file = dir.write(
+        "rules.toml",
+        &LISTING_RULES.replace("effect = \"deny\"", "effect = \"deny\"\nmode = \"shadow\""),
+    );
     let policy = format!("rules_file = \"{}\"\n", file.display());
     let mut world = world();
     world.users[0]
         .credentials
         .push(owned(SHARED_HUBSPOT, "hubspot", "shared"));
-    let env = Env::with(world, move |mut b| {
+    fn config<'k>(mut b: ConfigBuilder<'k>, policy: &str) -> ConfigBuilder<'k> {
         b.extra_top = "[mcp]\nenabled = true\n".into();
-        b.policy(&policy)
-    })
-    .await;
+        b.policy(policy)
+    }
+    let first = policy.clone();
+    let env = Env::with(world, move |b| config(b, &first)).await;
     let acme: Vec<(String, String)> = env
         .known
         .iter()
@@ -961,12 +972,24 @@ async fn what_a_member_is_shown_is_exactly_what_it_can_use() {
             .await;
         assert_eq!(got.status, 200, "{:?}", got.body);
     }
+    dir.write("rules.toml", LISTING_RULES);
+    let reloaded = config(
+        ConfigBuilder::new(&env.keys, Hosts::all(&env.emu.url())),
+        &policy,
+    )
+    .build();
+    env.gw.reload(reloaded).expect("the reload applies");
     // Which integrations have tools at all (an admin sees every account).
     let session = mcp_session(&env, &admin).await;
     let all_tools = offered(
-        &rpc(&env, &admin, Some(&session), json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
-            .await
-            .json(),
+        &rpc(
+            &env,
+            &admin,
+            Some(&session),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+        )
+        .await
+        .json(),
     );
     for principal in ["alice", "bob", "carol", "dave"] {
         let token = env.member(principal);

@@ -217,7 +217,7 @@ async fn dispatch(
         let tools = mcp_tools::listed(&permitted, &offered, cfg.mcp.proxy_tool);
         return Ok(Ok(json!({ "tools": tools })));
     }
-    let (name, arguments) = match call_params(params) {
+    let (name, arguments) = match mcp_tools::call_params(params) {
         Ok(p) => p,
         Err(m) => {
             // Nothing was decided: refused as malformed (contract §12).
@@ -262,22 +262,6 @@ fn status_only(status: StatusCode) -> Response<Body> {
     let mut resp = Response::new(empty());
     *resp.status_mut() = status;
     resp
-}
-
-/// `tools/call`'s tool name and arguments (an object, or none).
-pub(super) fn call_params(
-    params: Option<&Map<String, Value>>,
-) -> Result<(String, Map<String, Value>), String> {
-    let name = params
-        .and_then(|p| p.get("name"))
-        .and_then(Value::as_str)
-        .ok_or("tools/call needs a tool `name`")?;
-    let arguments = match params.and_then(|p| p.get("arguments")) {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(o)) => o.clone(),
-        Some(_) => return Err("`arguments` must be an object".into()),
-    };
-    Ok((name.to_string(), arguments))
 }
 
 /// `initialize`: the protocol version negotiated, a new session bound to

@@ -393,12 +393,28 @@ pub(crate) fn dry_run_request(
     params: Option<&Map<String, Value>>,
     authorization: Option<HeaderValue>,
 ) -> Result<Request<Body>, String> {
-    let (name, arguments) = super::mcp::call_params(params)?;
+    let (name, arguments) = call_params(params)?;
     let tr = build(cfg, &name, arguments, authorization, None)?;
     match tr.parameters {
         Some(_) => tr.actionkit(&cfg.paragon.project_id, false),
         None => tr.request(&tr.path, tr.body.clone()),
     }
+}
+
+/// `tools/call`'s tool name and arguments (an object, or none).
+pub(super) fn call_params(
+    params: Option<&Map<String, Value>>,
+) -> Result<(String, Map<String, Value>), String> {
+    let name = params
+        .and_then(|p| p.get("name"))
+        .and_then(Value::as_str)
+        .ok_or("tools/call needs a tool `name`")?;
+    let arguments = match params.and_then(|p| p.get("arguments")) {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(o)) => o.clone(),
+        Some(_) => return Err("`arguments` must be an object".into()),
+    };
+    Ok((name.to_string(), arguments))
 }
 
 /// A tool call's internal request, before its path is fixed: the proxy

@@ -24,10 +24,10 @@ use crate::auth::Identity;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::net::body::{self, Body};
+use crate::paragon::credentials::Credential;
 use crate::paragon::directory::Snapshot;
 use crate::paragon::mint::Scope;
 use crate::paragon::routes::{CredentialLocation, Route};
-use crate::paragon::credentials::Credential;
 
 /// What the rewrite needs beside the exchange.
 pub(super) struct Rewrite<'a> {
