@@ -3,7 +3,10 @@
 //! and by which grant: admins, the principal an `owner_external_id` label
 //! names, the principals of each ACL grant that covers it (`*`: every
 //! member). A grant that cannot be enumerated (a token's
-//! `credentials_claim`) is named as such instead of guessed.
+//! `credentials_claim`) is named as such instead of guessed. Each
+//! credential also lists the trigger subscriptions this replica knows of
+//! it, with the principal that created each through credgate (contract
+//! §3; `null` when learned otherwise).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -90,6 +93,7 @@ pub async fn review(state: &State, user: &str) -> Result<Value, AccessError> {
         })
     });
     let acl = policy.acl.grants();
+    let subscriptions = state.subscriptions.of_user(user);
     let mut by_principal: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut credentials = Vec::new();
     for c in snapshot.list.credentials.iter() {
@@ -124,12 +128,20 @@ pub async fn review(state: &State, user: &str) -> Result<Value, AccessError> {
             }));
         }
         access.extend(rule_entries(&policy.rules, c));
+        // Trigger subscriptions keep delivering this account's events
+        // wherever their creator chose, also after it loses access (§3).
+        let subs: Vec<Value> = subscriptions
+            .iter()
+            .filter(|s| s.credential.eq_ignore_ascii_case(&c.id))
+            .map(|s| json!({"id": &*s.id, "created_by": s.created_by.as_deref()}))
+            .collect();
         credentials.push(json!({
             "id": &*c.id,
             "integration": &*c.integration,
             "externalId": c.external_id.as_deref(),
             "status": c.status.as_str(),
             "access": access,
+            "subscriptions": subs,
         }));
     }
     for ids in by_principal.values_mut() {
