@@ -40,7 +40,10 @@ fn create_body(webhook: Option<&str>) -> String {
 }
 
 fn override_to(url: &str) -> String {
-    format!(r#"{{"url":{},"headers":{{"Authorization":"hook-secret"}}}}"#, json!(url))
+    format!(
+        r#"{{"url":{},"headers":{{"Authorization":"hook-secret"}}}}"#,
+        json!(url)
+    )
 }
 
 /// `POST .../trigger-subscriptions` naming `cred`.
@@ -77,7 +80,11 @@ fn assert_forwarded_unchanged(env: &Env, got: &Got, sent: &str) {
     );
     let fwd = env.forwarded(got);
     assert_eq!(fwd.len(), 1, "{fwd:#?}");
-    assert_eq!(String::from_utf8_lossy(&fwd[0].body), sent, "the body as sent");
+    assert_eq!(
+        String::from_utf8_lossy(&fwd[0].body),
+        sent,
+        "the body as sent"
+    );
 }
 
 /// The audit record of the request that answered `got`.
@@ -126,7 +133,13 @@ async fn a_members_webhook_override_must_name_a_listed_host() {
     let env = env_with("").await;
     let alice = env.member("alice");
     for (url, status, code) in REFUSED {
-        let got = create(&env, &alice, SLACK_ALICE_1, &create_body(Some(&override_to(url)))).await;
+        let got = create(
+            &env,
+            &alice,
+            SLACK_ALICE_1,
+            &create_body(Some(&override_to(url))),
+        )
+        .await;
         env.assert_refused(&got, *status, code);
         if *status == 403 {
             let record = audit_of(&env, &got).await;
@@ -249,7 +262,8 @@ async fn patching_a_subscription_obeys_the_same_rule() {
         let got = patch(&env, &alice, &id, SLACK_ALICE_1, &body).await;
         env.assert_refused(&got, *status, code);
     }
-    let body = r#"{"webhookOverride":{"url":"https://hooks.example/a","url":"https://evil.example/"}}"#;
+    let body =
+        r#"{"webhookOverride":{"url":"https://hooks.example/a","url":"https://evil.example/"}}"#;
     let got = patch(&env, &alice, &id, SLACK_ALICE_1, body).await;
     env.assert_refused(&got, 400, "bad_request");
     // Also on a path below the subscription, and with another method.
@@ -264,7 +278,10 @@ async fn patching_a_subscription_obeys_the_same_rule() {
                 &p(&path),
                 &alice,
                 &[("x-paragon-credential", SLACK_ALICE_1), JSON],
-                format!(r#"{{"webhookOverride":{}}}"#, override_to("https://evil.example/")),
+                format!(
+                    r#"{{"webhookOverride":{}}}"#,
+                    override_to("https://evil.example/")
+                ),
             )
             .await;
         env.assert_refused(&got, 403, "upstream_host_forbidden");
@@ -380,7 +397,10 @@ async fn the_access_review_lists_subscriptions_with_their_creator() {
         subs(&a, SLACK_ALICE_1),
         json!([{"id": alices, "created_by": "alice"}])
     );
-    assert_eq!(subs(&a, SLACK_BOB), json!([{"id": bobs, "created_by": null}]));
+    assert_eq!(
+        subs(&a, SLACK_BOB),
+        json!([{"id": bobs, "created_by": null}])
+    );
     assert_eq!(subs(&a, SF_ALICE), json!([]));
 
     // The command line shows them (JSON as the endpoint; a table row).

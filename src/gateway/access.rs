@@ -23,6 +23,7 @@ use crate::config::rules::{Effect, Rules};
 use crate::config::AuthMode;
 use crate::paragon::credentials::Credential;
 use crate::paragon::routes;
+use crate::paragon::subscriptions::Seen;
 use crate::policy::principal_of_label;
 use crate::policy::rules::{probe, Outcome};
 
@@ -128,20 +129,13 @@ pub async fn review(state: &State, user: &str) -> Result<Value, AccessError> {
             }));
         }
         access.extend(rule_entries(&policy.rules, c));
-        // Trigger subscriptions keep delivering this account's events
-        // wherever their creator chose, also after it loses access (§3).
-        let subs: Vec<Value> = subscriptions
-            .iter()
-            .filter(|s| s.credential.eq_ignore_ascii_case(&c.id))
-            .map(|s| json!({"id": &*s.id, "created_by": s.created_by.as_deref()}))
-            .collect();
         credentials.push(json!({
             "id": &*c.id,
             "integration": &*c.integration,
             "externalId": c.external_id.as_deref(),
             "status": c.status.as_str(),
             "access": access,
-            "subscriptions": subs,
+            "subscriptions": subscriptions_of(&subscriptions, &c.id),
         }));
     }
     for ids in by_principal.values_mut() {
@@ -161,6 +155,16 @@ pub async fn review(state: &State, user: &str) -> Result<Value, AccessError> {
             "when": r.when,
         })).collect::<Vec<_>>(),
     }))
+}
+
+/// The trigger subscriptions of credential `id`, with who created each
+/// through credgate: they keep delivering the account's events wherever
+/// their creator chose, also after it loses access (contract §3).
+fn subscriptions_of(all: &[Seen], id: &str) -> Vec<Value> {
+    all.iter()
+        .filter(|s| s.credential.eq_ignore_ascii_case(id))
+        .map(|s| json!({"id": &*s.id, "created_by": s.created_by.as_deref()}))
+        .collect()
 }
 
 /// What the enforced allow and deny rules that read `credential` say of

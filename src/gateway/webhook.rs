@@ -32,7 +32,9 @@ pub(super) fn check(
 ) -> Result<(), GatewayError> {
     let judged = matches!(
         ctx.route.op,
-        Operation::SubscriptionCreate | Operation::SubscriptionList | Operation::Subscription { .. }
+        Operation::SubscriptionCreate
+            | Operation::SubscriptionList
+            | Operation::Subscription { .. }
     );
     if ctx.admin || !judged {
         return Ok(());
@@ -317,11 +319,20 @@ mod tests {
                 r#"{"webhookOverride":{"url":["https://hooks.example/"]}}"#,
                 "bad_request",
             ),
-            (r#"{"webhookOverride":"https://evil.example"}"#, "bad_request"),
+            (
+                r#"{"webhookOverride":"https://evil.example"}"#,
+                "bad_request",
+            ),
             (r#"{"webhookOverride":[]}"#, "bad_request"),
-            (r#"{"webhookOverride":{"url":"//evil.example"}}"#, "bad_request"),
+            (
+                r#"{"webhookOverride":{"url":"//evil.example"}}"#,
+                "bad_request",
+            ),
             (r#"{"webhookOverride":{"url":"https://x"#, "bad_request"),
-            (r#"[{"webhookOverride":{"url":"https://evil"}}]"#, "bad_request"),
+            (
+                r#"[{"webhookOverride":{"url":"https://evil"}}]"#,
+                "bad_request",
+            ),
             ("not json", "bad_request"),
         ];
         for (body, want) in cases {

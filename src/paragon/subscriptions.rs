@@ -197,10 +197,7 @@ impl Record {
         let Some(ids) = self.users.get_mut(user) else {
             return;
         };
-        if ids
-            .get(id)
-            .is_some_and(|e| seq.is_none_or(|s| s == e.seq))
-        {
+        if ids.get(id).is_some_and(|e| seq.is_none_or(|s| s == e.seq)) {
             ids.remove(id);
             self.len -= 1;
             if ids.is_empty() {
@@ -282,7 +279,13 @@ impl Subscriptions {
 
     /// Records a subscription that `principal` created through credgate
     /// (Paragon's answer to its create call).
-    pub async fn learn_created(&self, user: &str, id: &str, credential: &str, principal: &Arc<str>) {
+    pub async fn learn_created(
+        &self,
+        user: &str,
+        id: &str,
+        credential: &str,
+        principal: &Arc<str>,
+    ) {
         self.record().note(user, id, credential, Some(principal));
         self.known
             .insert(
