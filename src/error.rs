@@ -34,7 +34,9 @@ pub enum Refused {
     /// The operation is admin-only for every member (`PATCH /sdk/me`);
     /// recorded as `product_not_allowed`, and never shadowed.
     AdminOnly,
-    /// A Proxy API target names a host outside `policy.proxy_url_hosts`.
+    /// A Proxy API target names a host outside `policy.proxy_url_hosts`,
+    /// or a member's trigger-subscription `webhookOverride.url` one outside
+    /// `policy.webhook_hosts`.
     HostNotAllowed,
     /// A member asks for `includeAccountAuth`.
     AccountAuth,
@@ -88,8 +90,9 @@ pub enum GatewayError {
     /// whatever the reason).
     #[error("this operation is not allowed for this caller")]
     OperationForbidden(Refused),
-    /// 403: full URL in a Proxy API path to a host not allowed.
-    #[error("the Proxy API path names a host that is not allowed")]
+    /// 403: full URL in a Proxy API path to a host not allowed, or a
+    /// member's trigger-subscription `webhookOverride.url` (contract §3).
+    #[error("the request names a host that is not allowed")]
     UpstreamHostForbidden,
     /// 429 with `Retry-After` (whole seconds): over a rate limit
     /// (contract §5c); `scope` is `principal`, `user` or `rule`.

@@ -592,8 +592,10 @@ fn access(admin: &str, user: &str, format: AccessFormat) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// One row per (credential, grant): credential, integration, externalId,
-/// status, grant, index, principals, who.
+/// One row per (credential, grant), then one per trigger subscription of
+/// the credential (grant `trigger_subscription`, principals: its creator):
+/// credential, integration, externalId, status, grant, index, principals,
+/// who.
 fn access_rows(a: &serde_json::Value) -> Vec<[String; 8]> {
     let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
     let mut rows = Vec::new();
@@ -634,6 +636,31 @@ fn access_rows(a: &serde_json::Value) -> Vec<[String; 8]> {
                     .unwrap_or_default(),
                 principals,
                 s(&g["who"]),
+            ]);
+        }
+        // Trigger subscriptions: who made each one that keeps sending this
+        // account's events (contract §3).
+        for sub in c["subscriptions"].as_array().into_iter().flatten() {
+            let id = s(&sub["id"]);
+            let (by, who) = match sub["created_by"].as_str() {
+                Some(p) => (
+                    p.to_string(),
+                    format!("trigger subscription {id}, created through credgate by {p:?}: it sends this account's events until deleted"),
+                ),
+                None => (
+                    "(not known)".to_string(),
+                    format!("trigger subscription {id}, not created through credgate (creator not known): it sends this account's events until deleted"),
+                ),
+            };
+            rows.push([
+                base[0].clone(),
+                base[1].clone(),
+                base[2].clone(),
+                base[3].clone(),
+                "trigger_subscription".into(),
+                String::new(),
+                by,
+                who,
             ]);
         }
     }

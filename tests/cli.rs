@@ -160,6 +160,11 @@ fn valid_config_prints_effective_toml_with_defaults_and_no_secrets() {
         Some("passthrough")
     );
     assert_eq!(get(&t, "policy.allow_account_auth").as_bool(), Some(false));
+    assert_eq!(
+        get(&t, "policy.webhook_hosts").as_array().map(Vec::len),
+        Some(0),
+        "no webhook host by default (contract §3)"
+    );
     // What the file did set is kept.
     assert_eq!(get(&t, "server.upstream_timeout").as_str(), Some("5s"));
     assert_eq!(get(&t, "auth.principal_claim").as_str(), Some("principal"));
@@ -416,6 +421,18 @@ fn settings_that_would_fail_at_run_time_are_refused() {
             "policy.rules_file",
             builder(&keys)
                 .policy("rules_file = \"no-such-rules.toml\"")
+                .toml(),
+        ),
+        (
+            "policy.webhook_hosts",
+            builder(&keys)
+                .policy("webhook_hosts = [\"https://hooks.example/x\"]")
+                .toml(),
+        ),
+        (
+            "policy.webhook_hosts",
+            builder(&keys)
+                .policy("webhook_hosts = [\"*.example.com\"]")
                 .toml(),
         ),
         (

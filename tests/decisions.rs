@@ -495,9 +495,9 @@ async fn shadow_products_shadow_only_what_they_name() {
     env.gw.shutdown().await;
 }
 
-/// A refusal before the credential decision (a host outside
-/// `proxy_url_hosts`, a product members may not use) is shadowed too: the
-/// request goes on, to the credential decision and to Paragon.
+/// A refusal before the credential decision (a product members may not
+/// use) is shadowed too: the request goes on, to the credential decision
+/// and to Paragon. (A host outside `proxy_url_hosts` never is: §5a.)
 #[tokio::test]
 async fn early_refusals_by_policy_are_shadowed_too() {
     let (env, _acl) = env_with("enforce = \"shadow\"").await;

@@ -111,6 +111,7 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             ),
             allow_account_auth: Some(pol.allow_account_auth),
             proxy_url_hosts: Some(pol.proxy_url_hosts.clone()),
+            webhook_hosts: Some(pol.webhook_hosts.clone()),
             member_paragon_headers: Some(pol.member_paragon_headers.clone()),
             enforce: Some(
                 match pol.enforce {

@@ -363,6 +363,9 @@ pub struct PolicyConfig {
     pub allow_account_auth: bool,
     /// Lowercased `host` or `host:port` entries.
     pub proxy_url_hosts: Vec<String>,
+    /// Hosts a member's trigger-subscription `webhookOverride.url` may
+    /// name (contract §3): lowercased `host` or `host:port` entries.
+    pub webhook_hosts: Vec<String>,
     /// Extra `X-Paragon-*` request headers members may send (lowercase).
     pub member_paragon_headers: Vec<String>,
     /// `policy.enforce`.
@@ -1616,22 +1619,8 @@ fn validate_policy(
             "shadow mode is on for {which}: refusals by policy are recorded (decision = \"shadow_refused\") and the request is forwarded anyway; members can use each other's accounts there until it enforces"
         ));
     }
-    let proxy_url_hosts = raw
-        .proxy_url_hosts
-        .unwrap_or_default()
-        .into_iter()
-        .map(|h| {
-            let h = h.trim().to_ascii_lowercase();
-            if h.is_empty() || h.contains('/') || h.contains('@') || h.contains('*') {
-                Err(ConfigError::new(
-                    "policy.proxy_url_hosts",
-                    format!("`{h}` is not a host name (optionally with :port); wildcards are not supported"),
-                ))
-            } else {
-                Ok(h)
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let proxy_url_hosts = host_list("policy.proxy_url_hosts", raw.proxy_url_hosts)?;
+    let webhook_hosts = host_list("policy.webhook_hosts", raw.webhook_hosts)?;
     let member_paragon_headers = raw
         .member_paragon_headers
         .unwrap_or_default()
@@ -1672,10 +1661,31 @@ fn validate_policy(
         member_products,
         allow_account_auth: raw.allow_account_auth.unwrap_or(false),
         proxy_url_hosts,
+        webhook_hosts,
         member_paragon_headers,
         enforce,
         shadow,
     })
+}
+
+/// A list of hosts a full URL may name (`policy.proxy_url_hosts`,
+/// `policy.webhook_hosts`): `host` or `host:port`, lowercased; no scheme,
+/// path, userinfo or wildcard.
+fn host_list(key: &str, list: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+    list.unwrap_or_default()
+        .into_iter()
+        .map(|h| {
+            let h = h.trim().to_ascii_lowercase();
+            if h.is_empty() || h.contains('/') || h.contains('@') || h.contains('*') {
+                Err(ConfigError::new(
+                    key,
+                    format!("`{h}` is not a host name (optionally with :port); wildcards are not supported"),
+                ))
+            } else {
+                Ok(h)
+            }
+        })
+        .collect()
 }
 
 /// A list of product names (`policy.member_products`, `shadow_products`).

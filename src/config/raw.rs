@@ -246,6 +246,8 @@ pub struct RawPolicy {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_url_hosts: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_hosts: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub member_paragon_headers: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enforce: Option<String>,

@@ -3,7 +3,10 @@
 //! and by which grant: admins, the principal an `owner_external_id` label
 //! names, the principals of each ACL grant that covers it (`*`: every
 //! member). A grant that cannot be enumerated (a token's
-//! `credentials_claim`) is named as such instead of guessed.
+//! `credentials_claim`) is named as such instead of guessed. Each
+//! credential also lists the trigger subscriptions this replica knows of
+//! it, with the principal that created each through credgate (contract
+//! §3; `null` when learned otherwise).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,6 +23,7 @@ use crate::config::rules::{Effect, Rules};
 use crate::config::AuthMode;
 use crate::paragon::credentials::Credential;
 use crate::paragon::routes;
+use crate::paragon::subscriptions::Seen;
 use crate::policy::principal_of_label;
 use crate::policy::rules::{probe, Outcome};
 
@@ -90,6 +94,7 @@ pub async fn review(state: &State, user: &str) -> Result<Value, AccessError> {
         })
     });
     let acl = policy.acl.grants();
+    let subscriptions = state.subscriptions.of_user(user);
     let mut by_principal: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut credentials = Vec::new();
     for c in snapshot.list.credentials.iter() {
@@ -130,6 +135,7 @@ pub async fn review(state: &State, user: &str) -> Result<Value, AccessError> {
             "externalId": c.external_id.as_deref(),
             "status": c.status.as_str(),
             "access": access,
+            "subscriptions": subscriptions_of(&subscriptions, &c.id),
         }));
     }
     for ids in by_principal.values_mut() {
@@ -149,6 +155,16 @@ pub async fn review(state: &State, user: &str) -> Result<Value, AccessError> {
             "when": r.when,
         })).collect::<Vec<_>>(),
     }))
+}
+
+/// The trigger subscriptions of credential `id`, with who created each
+/// through credgate: they keep delivering the account's events wherever
+/// their creator chose, also after it loses access (contract §3).
+fn subscriptions_of(all: &[Seen], id: &str) -> Vec<Value> {
+    all.iter()
+        .filter(|s| s.credential.eq_ignore_ascii_case(id))
+        .map(|s| json!({"id": &*s.id, "created_by": s.created_by.as_deref()}))
+        .collect()
 }
 
 /// What the enforced allow and deny rules that read `credential` say of

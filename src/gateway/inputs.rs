@@ -1,6 +1,7 @@
 //! Phase 5, read the inputs (contract §5, §7 bodies): the bodies credgate
 //! must read (sync bodies on every method, ActionKit bodies that name an
-//! action or an integration when no credential is named), capped, and the
+//! action or an integration when no credential is named, a member's
+//! trigger-subscription bodies for `webhook.rs`), capped, and the
 //! credential inputs of a request parsed before the credential list is
 //! loaded. Errors: 413 `body_too_large`, 408 `body_timeout`, 400
 //! `bad_request` (the parse errors are reported after the list is loaded,
@@ -46,6 +47,15 @@ where
         // `credentialId` Paragon would act on, so it is read and judged
         // (contract §3).
         _ if route.is_sync() => !http_body::Body::is_end_stream(&incoming),
+        // A member's body on a trigger-subscription route, whatever the
+        // method: its `webhookOverride` is judged (contract §3, `webhook.rs`).
+        Operation::SubscriptionCreate
+        | Operation::SubscriptionList
+        | Operation::Subscription { .. }
+            if !ctx.admin =>
+        {
+            !http_body::Body::is_end_stream(&incoming)
+        }
         // ActionKit bodies are read only to find the integration of an
         // action or subscription when no credential is named (contract §5).
         Operation::ActionKit | Operation::SubscriptionCreate => {
@@ -206,7 +216,10 @@ pub(super) fn parse_inputs<'b>(
             drop(integ);
             doc = Some(t);
         }
-        Some(raw) => {
+        // Read for the integration only when no credential is named
+        // (contract §5); a member's subscription body is also read for its
+        // `webhookOverride`, which names nothing.
+        Some(raw) if requested.is_none() => {
             if let Ok(t) = TopObject::parse(raw) {
                 match route.op {
                     // A new trigger subscription names its integration.
@@ -225,7 +238,7 @@ pub(super) fn parse_inputs<'b>(
                 }
             }
         }
-        None => {}
+        Some(_) | None => {}
     }
     Ok(Inputs {
         requested,
@@ -241,7 +254,7 @@ pub(super) fn parse_inputs<'b>(
 /// Whether a request's body is plain JSON: no `Content-Type` or a JSON one
 /// (`application/json`, `application/*+json`, parameters allowed), and no
 /// `Content-Encoding` other than `identity`.
-fn json_content(headers: &HeaderMap) -> bool {
+pub(super) fn json_content(headers: &HeaderMap) -> bool {
     let encoded = headers
         .get_all(CONTENT_ENCODING)
         .iter()

@@ -26,6 +26,7 @@ mod rewrite;
 mod route;
 mod trace;
 pub mod upstream;
+mod webhook;
 
 pub use route::asks_account_auth;
 

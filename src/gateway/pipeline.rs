@@ -8,6 +8,7 @@
 //! | classify | `route.rs` | §3 | 404 |
 //! | check_operation, proxy_target | `route.rs` | §3, §7 | 403, 400 |
 //! | read_inputs, parse_inputs | `inputs.rs` | §5, §7 | 413, 408, 400 (reported after the list) |
+//! | webhook check | `webhook.rs` | §3 | 400, 403 (never shadowed) |
 //! | load_list | `list.rs` | §6 | 503 |
 //! | decide | `decide.rs` | §5 | 400, 403, 503 |
 //! | rewrite | `rewrite.rs` | §7 | 503 (signing), 400 |
@@ -148,6 +149,7 @@ where
     ex.ctx.with_rules(view.as_ref());
     ex.ctx.dry_run = audit.dry_run.is_some();
     let mut body = read_inputs(&ex.ctx, &parts, incoming).await?;
+    super::webhook::check(&ex.ctx, &parts.headers, &body)?;
     let listed = tool.and_then(|t| t.integration.as_deref());
     let inputs = parse_inputs(
         &parts.headers,

@@ -99,7 +99,7 @@ pub(super) async fn respond(
     let raw = Box::pin(read_answer(&rparts, rbody)).await?;
     let parsed: Option<Value> = serde_json::from_slice(&raw).ok();
     if learns {
-        Box::pin(learn_owners(ctx, &decision.routed, parsed.as_ref())).await;
+        Box::pin(learn_owners(ctx, method, &decision.routed, parsed.as_ref())).await;
     }
     if !filters {
         rparts
@@ -274,8 +274,10 @@ fn learns_from_answer(route: &Route<'_>, method: &Method, path: &str) -> bool {
     }
 }
 
-/// Learns sync or subscription → credential from a successful answer.
-async fn learn_owners(ctx: &Ctx<'_>, routed: &Routed, body: Option<&Value>) {
+/// Learns sync or subscription → credential from a successful answer, and
+/// who created a subscription: the caller of a `POST` that Paragon
+/// answered with one subscription (contract §3, for the access review).
+async fn learn_owners(ctx: &Ctx<'_>, method: &Method, routed: &Routed, body: Option<&Value>) {
     let Some(body) = body else { return };
     let (state, request_id, route, identity) =
         (ctx.state, ctx.request_id, &ctx.route, ctx.identity);
@@ -283,11 +285,17 @@ async fn learn_owners(ctx: &Ctx<'_>, routed: &Routed, body: Option<&Value>) {
         route.op,
         Operation::SubscriptionCreate | Operation::SubscriptionList
     ) {
+        let created = route.op == Operation::SubscriptionCreate
+            && *method == Method::POST
+            && body.get("id").is_some();
         for (id, credential) in crate::paragon::subscriptions::stated_owners(body) {
-            state
-                .subscriptions
-                .learn(&identity.user, id, credential)
-                .await;
+            let subs = &state.subscriptions;
+            if created {
+                subs.learn_created(&identity.user, id, credential, &identity.principal)
+                    .await;
+            } else {
+                subs.learn(&identity.user, id, credential).await;
+            }
         }
         return;
     }

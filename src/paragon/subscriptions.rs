@@ -16,9 +16,19 @@
 //!
 //! A subscription's credential never changes (Paragon's API has no call
 //! that moves one), so a known owner is kept for [`KNOWN_TTL`].
+//!
+//! Beside that cache, a bounded record of every subscription this replica
+//! has seen, with the principal that created it through credgate (contract
+//! §3, §9): a subscription keeps sending an account's events after its
+//! creator loses access, so the access review lists each credential's
+//! subscriptions and who made them. A creator cannot be looked up again,
+//! so the record does not expire with the cache: it holds the most recent
+//! [`MAX_RECORDS`] subscriptions until they are deleted through credgate,
+//! in memory, per replica (lost on restart).
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
@@ -30,6 +40,8 @@ pub const KNOWN_TTL: Duration = Duration::from_secs(30 * 60);
 pub const UNKNOWN_TTL: Duration = Duration::from_secs(10);
 /// Most subscriptions remembered.
 const CAPACITY: u64 = 500_000;
+/// Most subscriptions in the access review's record (the oldest go first).
+pub const MAX_RECORDS: usize = 500_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
@@ -83,6 +95,134 @@ pub struct Subscriptions {
     known: Cache<Key, Known>,
     lookups: Semaphore,
     lookup_wait: Duration,
+    record: Mutex<Record>,
+}
+
+/// One subscription as the access review lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// As Paragon wrote it.
+    pub id: Box<str>,
+    /// Lowercased.
+    pub credential: Arc<str>,
+    /// The principal whose create call through credgate made it; `None`
+    /// when credgate learned it otherwise (a list, a lookup).
+    pub created_by: Option<Arc<str>>,
+}
+
+/// Every subscription seen, per Connected User, in a bounded set: when
+/// full, the one recorded first goes.
+#[derive(Debug)]
+struct Record {
+    users: HashMap<Arc<str>, HashMap<Box<str>, Entry>>,
+    /// Insertion order, for eviction: (user, id, seq). An entry whose
+    /// subscription was forgot or recorded again is stale and skipped.
+    order: VecDeque<(Arc<str>, Box<str>, u64)>,
+    len: usize,
+    next: u64,
+    max: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    credential: Arc<str>,
+    created_by: Option<Arc<str>>,
+    seq: u64,
+}
+
+impl Record {
+    fn new(max: usize) -> Self {
+        Record {
+            users: HashMap::new(),
+            order: VecDeque::new(),
+            len: 0,
+            next: 0,
+            max: max.max(1),
+        }
+    }
+
+    /// Notes a subscription. A creator, once known, is kept: a later list
+    /// answer (which names none) does not erase it.
+    fn note(&mut self, user: &str, id: &str, credential: &str, created_by: Option<&Arc<str>>) {
+        let credential: Arc<str> = Arc::from(credential.to_ascii_lowercase());
+        let ids = match self.users.get_mut(user) {
+            Some(ids) => ids,
+            None => self.users.entry(Arc::from(user)).or_default(),
+        };
+        if let Some(e) = ids.get_mut(id) {
+            e.credential = credential;
+            if created_by.is_some() {
+                e.created_by = created_by.cloned();
+            }
+            return;
+        }
+        let seq = self.next;
+        self.next += 1;
+        ids.insert(
+            id.into(),
+            Entry {
+                credential,
+                created_by: created_by.cloned(),
+                seq,
+            },
+        );
+        let user = self
+            .users
+            .get_key_value(user)
+            .map(|(k, _)| k.clone())
+            .unwrap_or_else(|| Arc::from(user));
+        self.order.push_back((user, id.into(), seq));
+        self.len += 1;
+        while self.len > self.max {
+            let Some((u, i, seq)) = self.order.pop_front() else {
+                break;
+            };
+            self.remove_if(&u, &i, Some(seq));
+        }
+        // Stale order entries (forgotten subscriptions) are dropped now and
+        // then, so the queue stays within twice the record.
+        if self.order.len() > 2 * self.len + 1024 {
+            let users = &self.users;
+            self.order.retain(|(u, i, seq)| {
+                users
+                    .get(u)
+                    .and_then(|ids| ids.get(i))
+                    .is_some_and(|e| e.seq == *seq)
+            });
+        }
+    }
+
+    /// Removes `(user, id)`; with `seq`, only the entry recorded then.
+    fn remove_if(&mut self, user: &str, id: &str, seq: Option<u64>) {
+        let Some(ids) = self.users.get_mut(user) else {
+            return;
+        };
+        if ids.get(id).is_some_and(|e| seq.is_none_or(|s| s == e.seq)) {
+            ids.remove(id);
+            self.len -= 1;
+            if ids.is_empty() {
+                self.users.remove(user);
+            }
+        }
+    }
+
+    fn of_user(&self, user: &str) -> Vec<Seen> {
+        let mut out: Vec<Seen> = self
+            .users
+            .get(user)
+            .map(|ids| {
+                ids.iter()
+                    .map(|(id, e)| Seen {
+                        id: id.clone(),
+                        credential: e.credential.clone(),
+                        created_by: e.created_by.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
 }
 
 impl std::fmt::Debug for Subscriptions {
@@ -97,6 +237,11 @@ impl Subscriptions {
     /// `max_lookups` concurrent lookups; a lookup waits at most
     /// `lookup_wait` for a slot (then 503).
     pub fn new(max_lookups: usize, lookup_wait: Duration) -> Self {
+        Self::with_max_records(max_lookups, lookup_wait, MAX_RECORDS)
+    }
+
+    /// [`Subscriptions::new`] with a record of at most `max_records`.
+    pub fn with_max_records(max_lookups: usize, lookup_wait: Duration, max_records: usize) -> Self {
         Subscriptions {
             known: Cache::builder()
                 .max_capacity(CAPACITY)
@@ -104,7 +249,14 @@ impl Subscriptions {
                 .build(),
             lookups: Semaphore::new(max_lookups.max(1)),
             lookup_wait,
+            record: Mutex::new(Record::new(max_records)),
         }
+    }
+
+    fn record(&self) -> std::sync::MutexGuard<'_, Record> {
+        // The record holds no invariant a panicking writer could break
+        // halfway that matters more than serving the review.
+        self.record.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn key(user: &str, id: &str) -> Key {
@@ -116,6 +268,25 @@ impl Subscriptions {
 
     /// Records what a Paragon answer said of a subscription.
     pub async fn learn(&self, user: &str, id: &str, credential: &str) {
+        self.record().note(user, id, credential, None);
+        self.known
+            .insert(
+                Self::key(user, id),
+                Some(Arc::from(credential.to_ascii_lowercase())),
+            )
+            .await;
+    }
+
+    /// Records a subscription that `principal` created through credgate
+    /// (Paragon's answer to its create call).
+    pub async fn learn_created(
+        &self,
+        user: &str,
+        id: &str,
+        credential: &str,
+        principal: &Arc<str>,
+    ) {
+        self.record().note(user, id, credential, Some(principal));
         self.known
             .insert(
                 Self::key(user, id),
@@ -126,7 +297,13 @@ impl Subscriptions {
 
     /// Forgets a deleted subscription.
     pub async fn forget(&self, user: &str, id: &str) {
+        self.record().remove_if(user, id, None);
         self.known.invalidate(&Self::key(user, id)).await;
+    }
+
+    /// Every subscription of `user` this replica has seen, by id.
+    pub fn of_user(&self, user: &str) -> Vec<Seen> {
+        self.record().of_user(user)
     }
 
     /// The credential of subscription `id` of `user`: known, or looked up
@@ -148,7 +325,11 @@ impl Subscriptions {
                 .await
                 .map_err(|_| LookupError::Busy)?
                 .map_err(|_| LookupError::Busy)?;
-            Ok(lookup().await?.map(|c| Arc::from(c.to_ascii_lowercase())))
+            let found = lookup().await?;
+            if let Some(c) = &found {
+                self.record().note(user, id, c, None);
+            }
+            Ok(found.map(|c| Arc::from(c.to_ascii_lowercase())))
         };
         self.known
             .try_get_with(key, init)
@@ -249,6 +430,68 @@ mod tests {
         assert_eq!(busy, Err(LookupError::Busy));
         gate.notify_one();
         assert_eq!(held.await.unwrap(), Ok(None));
+    }
+
+    /// The access review's record (contract §3): the creator of a
+    /// subscription made through credgate is kept when a list names it
+    /// again; one learned from a list or a lookup has none; a deleted one
+    /// goes; users are apart; lowercased credentials.
+    #[tokio::test]
+    async fn the_record_keeps_who_created_each_subscription() {
+        let s = Subscriptions::new(4, Duration::from_secs(1));
+        let alice: Arc<str> = Arc::from("alice");
+        s.learn_created("acme", "S-1", "AAA", &alice).await;
+        s.learn("acme", "S-1", "aaa").await;
+        s.learn("acme", "s-2", "BBB").await;
+        s.owner("acme", "s-3", || async { Ok(Some("CCC".to_string())) })
+            .await
+            .unwrap();
+        s.owner("acme", "s-4", || async { Ok(None) }).await.unwrap();
+        s.learn("globex", "g-1", "ddd").await;
+        let seen = |id: &str, credential: &str, by: Option<&str>| Seen {
+            id: id.into(),
+            credential: Arc::from(credential),
+            created_by: by.map(Arc::from),
+        };
+        assert_eq!(
+            s.of_user("acme"),
+            vec![
+                seen("S-1", "aaa", Some("alice")),
+                seen("s-2", "bbb", None),
+                seen("s-3", "ccc", None),
+            ]
+        );
+        s.forget("acme", "S-1").await;
+        assert_eq!(s.of_user("acme").len(), 2);
+        assert_eq!(s.of_user("globex"), vec![seen("g-1", "ddd", None)]);
+        assert!(s.of_user("nobody").is_empty());
+    }
+
+    /// The record is bounded: beyond its size the oldest subscription
+    /// goes, whatever was forgotten in between.
+    #[tokio::test]
+    async fn the_record_is_bounded_oldest_first() {
+        let s = Subscriptions::with_max_records(4, Duration::from_secs(1), 3);
+        let p: Arc<str> = Arc::from("p");
+        for i in 0..3 {
+            s.learn_created("u", &format!("s{i}"), "c", &p).await;
+        }
+        s.forget("u", "s1").await;
+        s.learn("u", "s3", "c").await;
+        s.learn("u", "s4", "c").await;
+        let ids: Vec<Box<str>> = s.of_user("u").into_iter().map(|x| x.id).collect();
+        assert_eq!(ids, vec!["s2".into(), "s3".into(), "s4".into()]);
+        // Churn: each new one at the bound pushes the oldest (s2) out once;
+        // the forgotten ones leave no trace in the queue for long.
+        for i in 5..5000 {
+            s.learn("u", &format!("s{i}"), "c").await;
+            s.forget("u", &format!("s{i}")).await;
+        }
+        let ids: Vec<Box<str>> = s.of_user("u").into_iter().map(|x| x.id).collect();
+        assert_eq!(ids, vec!["s3".into(), "s4".into()]);
+        let r = s.record();
+        assert_eq!(r.len, 2);
+        assert!(r.order.len() <= 2 * r.len + 1024, "{}", r.order.len());
     }
 
     #[test]

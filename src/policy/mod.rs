@@ -134,7 +134,7 @@ pub fn explain_reason(reason: &str) -> Option<&'static str> {
         "no_grant" => "the credential is the Connected User's, but no grant (owner label, token claim, ACL) permits it to this member",
         "ambiguous" => "several credentials match (an ext: label of several, or several permitted and none named): name one",
         "product_not_allowed" => "members may not use this product (policy.member_products) or operation (admin-only)",
-        "host_not_allowed" => "the Proxy API target names a host outside policy.proxy_url_hosts",
+        "host_not_allowed" => "the Proxy API target names a host outside policy.proxy_url_hosts, or a member's trigger-subscription webhookOverride.url one outside policy.webhook_hosts",
         "account_auth" => "members may not ask for includeAccountAuth (policy.allow_account_auth)",
         "sync_not_owned" => "credgate does not know the sync's credential (a sync it did not see created or updated): admins only",
         _ => return None,

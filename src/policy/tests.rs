@@ -44,6 +44,7 @@ fn policy(owner: Option<&str>) -> PolicyConfig {
         member_products: Product::ALL.iter().copied().collect::<BTreeSet<_>>(),
         allow_account_auth: false,
         proxy_url_hosts: vec![],
+        webhook_hosts: vec![],
         member_paragon_headers: vec![],
         enforce: crate::config::Enforce::Enforce,
         shadow: BTreeSet::new(),
