@@ -435,7 +435,13 @@ async fn a_principals_tokens_share_one_bucket() {
     let (env, _d) = env_with("", "", top).await;
     let now = credgate::auth::unix_now();
     let tokens: Vec<String> = (0..3u64)
-        .map(|i| token(&env, "alice", json!({"jti": format!("alice-{i}"), "iat": now - i})))
+        .map(|i| {
+            token(
+                &env,
+                "alice",
+                json!({"jti": format!("alice-{i}"), "iat": now - i}),
+            )
+        })
         .collect();
     assert!(tokens[0] != tokens[1] && tokens[1] != tokens[2]);
     let got = env.send_as("GET", &sf(), &tokens[0], SF_ALICE, "").await;
