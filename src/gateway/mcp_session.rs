@@ -18,8 +18,8 @@
 //! used (for `mcp.session_idle`, `mcp.max_sessions` and
 //! `mcp.max_sessions_per_principal`, per replica like the rate limits of
 //! §5c) and the ids that ended here (`DELETE`, idle), which this replica
-//! answers 404 from then on. A replica that has not seen a validly signed
-//! id adopts it, up to [`MAX_LIFETIME`] after it opened.
+//! answers 404 while it remembers them. A replica that has not seen a
+//! validly signed id adopts it, up to [`MAX_LIFETIME`] after it opened.
 //!
 //! Live sessions are kept by their principal (the user and principal the
 //! id is signed for), so one principal's sessions are counted and swept
