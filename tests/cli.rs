@@ -589,6 +589,10 @@ fn the_mcp_section_is_validated_and_its_defaults_printed() {
     assert_eq!(get(&t, "mcp.proxy_tool").as_bool(), Some(false));
     assert_eq!(get(&t, "mcp.session_idle").as_str(), Some("30m"));
     assert_eq!(get(&t, "mcp.max_sessions").as_integer(), Some(10_000));
+    assert_eq!(
+        get(&t, "mcp.max_sessions_per_principal").as_integer(),
+        Some(16)
+    );
     for (section, key) in [
         (
             "[mcp]\nenabled = true\nsession_idle = \"0s\"\n",
@@ -600,11 +604,29 @@ fn the_mcp_section_is_validated_and_its_defaults_printed() {
         ),
         ("[mcp]\nproxy_tool = true\n", "mcp.proxy_tool"),
         ("[mcp]\nenabled = true\nsessions = 5\n", "mcp.sessions"),
+        (
+            "[mcp]\nenabled = true\nmax_sessions_per_principal = 0\n",
+            "mcp.max_sessions_per_principal",
+        ),
+        (
+            "[mcp]\nenabled = true\nmax_sessions = 4\nmax_sessions_per_principal = 5\n",
+            "mcp.max_sessions_per_principal",
+        ),
     ] {
         let mut b = builder(&keys);
         b.extra_top = section.into();
         assert_config_error(&run(&keys, &b.toml()), key);
     }
+    // Unset under a lower max_sessions: that.
+    let mut b = builder(&keys);
+    b.extra_top = "[mcp]\nmax_sessions = 4\n".into();
+    let r = run(&keys, &b.toml());
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let t: toml::Table = toml::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        get(&t, "mcp.max_sessions_per_principal").as_integer(),
+        Some(4)
+    );
     let mut b = builder(&keys);
     b.extra_top = "[mcp]\nenabled = true\n".into();
     let r = run(&keys, &b.toml());

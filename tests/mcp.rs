@@ -968,6 +968,47 @@ async fn sessions_are_capped_per_replica_until_one_ends() {
     assert_eq!(again.status, 200);
 }
 
+/// contract §12: one principal filling its `max_sessions_per_principal`
+/// gets 503 on `initialize` (whichever of its tokens it uses), as for the
+/// replica's cap, while another member and an admin of the same user still
+/// open sessions; ending one of its sessions frees its slot.
+#[tokio::test]
+async fn one_principal_is_capped_and_others_still_get_sessions() {
+    let env = gateway("max_sessions = 10\nmax_sessions_per_principal = 2").await;
+    let alice = env.member("alice");
+    let first = session_of(&rpc(&env, Some(&alice), None, initialize("2025-11-25")).await);
+    rpc(&env, Some(&alice), None, initialize("2025-11-25")).await;
+    let another_token = env.keys.caller_token(json!({
+        "sub": "acme", "principal": "alice", "jti": "alice-2",
+        "iat": credgate::auth::unix_now() - 1,
+    }));
+    assert_ne!(another_token, alice);
+    for token in [&alice, &another_token] {
+        let full = rpc(&env, Some(token), None, initialize("2025-11-25")).await;
+        assert_eq!(full.status, 503, "{}", String::from_utf8_lossy(&full.body));
+        assert_eq!(full.code(), "unavailable");
+    }
+    for other in [env.member("bob"), env.admin()] {
+        let got = rpc(&env, Some(&other), None, initialize("2025-11-25")).await;
+        assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+        session_of(&got);
+    }
+    let metrics = scrape_metrics(&env.gw).await;
+    assert_eq!(metric(&metrics, "credgate_mcp_sessions"), 4.0);
+    let got = mcp_http(
+        &env,
+        &env.gw,
+        "DELETE",
+        Some(&another_token),
+        &[("mcp-session-id", &first)],
+        "",
+    )
+    .await;
+    assert_eq!(got.status, 204);
+    let again = rpc(&env, Some(&alice), None, initialize("2025-11-25")).await;
+    assert_eq!(again.status, 200);
+}
+
 #[tokio::test]
 async fn shadow_mode_and_rate_limits_apply_to_tool_calls() {
     let env = gateway_with("[limits]\nprincipal_rps = 1\nprincipal_burst = 6", |b| {

@@ -423,6 +423,47 @@ async fn principal_and_user_limits_answer_429_with_retry_after() {
     assert_eq!(got.status, 401);
 }
 
+/// contract §5c: buckets are keyed by principal, never by token. alice's
+/// first token is used, then left idle past the limiter's own idle window
+/// (a whole refill and a second) while it still holds her bucket; two
+/// fresh tokens of hers (another `jti` and `iat`, so other tokens) then
+/// drain that one bucket with it: the burst is spent in total, and every
+/// token of hers is refused.
+#[tokio::test]
+async fn a_principals_tokens_share_one_bucket() {
+    let top = "[limits]\nprincipal_rps = 1\nprincipal_burst = 2\n";
+    let (env, _d) = env_with("", "", top).await;
+    let now = credgate::auth::unix_now();
+    let tokens: Vec<String> = (0..3u64)
+        .map(|i| {
+            token(
+                &env,
+                "alice",
+                json!({"jti": format!("alice-{i}"), "iat": now - i}),
+            )
+        })
+        .collect();
+    assert!(tokens[0] != tokens[1] && tokens[1] != tokens[2]);
+    let got = env.send_as("GET", &sf(), &tokens[0], SF_ALICE, "").await;
+    env.assert_routed(&got, SF_ALICE, Place::Header);
+    // Past the limiter's idle window (burst / rps + 1 s): the first
+    // token's bucket is full again, and still its.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    for t in &tokens[..2] {
+        let got = env.send_as("GET", &sf(), t, SF_ALICE, "").await;
+        env.assert_routed(&got, SF_ALICE, Place::Header);
+    }
+    for t in [&tokens[2], &tokens[0], &tokens[1]] {
+        let got = env.send_as("GET", &sf(), t, SF_ALICE, "").await;
+        env.assert_refused(&got, 429, "rate_limited");
+    }
+    // bob's bucket is his own.
+    let got = env
+        .send_as("GET", &sf(), &env.member("bob"), SF_BOB, "")
+        .await;
+    env.assert_routed(&got, SF_BOB, Place::Header);
+}
+
 #[tokio::test]
 async fn a_reload_with_a_broken_rule_keeps_the_old_rules() {
     let keys = Keys::new();

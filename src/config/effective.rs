@@ -146,6 +146,7 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             proxy_tool: Some(c.mcp.proxy_tool),
             session_idle: Some(d(c.mcp.session_idle)),
             max_sessions: Some(c.mcp.max_sessions),
+            max_sessions_per_principal: Some(c.mcp.max_sessions_per_principal),
         },
         limits: RawLimits {
             principal_rps: c.limits.principal.map(|r| r.rps),

@@ -701,12 +701,19 @@ pub struct McpConfig {
     /// Open sessions at most; one more `initialize` is refused until one
     /// ends or idles out.
     pub max_sessions: usize,
+    /// Open sessions of one principal at most (its user and principal), so
+    /// one caller cannot take every session from the others; one more of
+    /// its `initialize` is refused. At most `max_sessions`.
+    pub max_sessions_per_principal: usize,
 }
 
 /// `mcp.session_idle` [default: 30m].
 pub const DEFAULT_MCP_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 /// `mcp.max_sessions` [default: 10000].
 pub const DEFAULT_MCP_MAX_SESSIONS: usize = 10_000;
+/// `mcp.max_sessions_per_principal` [default: 16, or `mcp.max_sessions`
+/// when that is lower].
+pub const DEFAULT_MCP_MAX_SESSIONS_PER_PRINCIPAL: usize = 16;
 
 fn validate_mcp(
     raw: raw::RawMcp,
@@ -726,11 +733,28 @@ fn validate_mcp(
     if max_sessions == 0 {
         return Err(ConfigError::new("mcp.max_sessions", "must be at least 1"));
     }
+    let max_sessions_per_principal = match raw.max_sessions_per_principal {
+        None => DEFAULT_MCP_MAX_SESSIONS_PER_PRINCIPAL.min(max_sessions),
+        Some(0) => {
+            return Err(ConfigError::new(
+                "mcp.max_sessions_per_principal",
+                "must be at least 1",
+            ))
+        }
+        Some(n) if n > max_sessions => {
+            return Err(ConfigError::new(
+                "mcp.max_sessions_per_principal",
+                format!("must be at most mcp.max_sessions ({max_sessions})"),
+            ))
+        }
+        Some(n) => n,
+    };
     let cfg = McpConfig {
         enabled: raw.enabled.unwrap_or(false),
         proxy_tool: raw.proxy_tool.unwrap_or(false),
         session_idle,
         max_sessions,
+        max_sessions_per_principal,
     };
     if cfg.proxy_tool && !cfg.enabled {
         return Err(ConfigError::new(

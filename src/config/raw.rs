@@ -41,6 +41,8 @@ pub struct RawMcp {
     pub session_idle: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_sessions: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sessions_per_principal: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

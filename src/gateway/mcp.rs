@@ -299,6 +299,9 @@ fn rejected(r: Rejected) -> GatewayError {
     match r {
         Rejected::NotFound => GatewayError::SessionNotFound,
         Rejected::Full => GatewayError::Unavailable("too many open MCP sessions; retry later"),
+        Rejected::PrincipalFull => GatewayError::Unavailable(
+            "too many open MCP sessions of this caller; end one (DELETE /mcp) or retry later",
+        ),
     }
 }
 
