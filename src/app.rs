@@ -140,6 +140,9 @@ pub struct Running {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub state: Arc<State>,
+    /// What the admin room keeps for its dashboard (refusals, traffic,
+    /// the last reload).
+    pub recent: Arc<crate::admin::recent::Recent>,
     tls: Option<TlsAcceptorHandle>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -198,6 +201,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
         config.cache.max_concurrent_loads,
         config.server.upstream_timeout,
     );
+    let recent = Arc::new(crate::admin::recent::Recent::default());
     let state = Arc::new(State::new(
         generation,
         directory,
@@ -205,6 +209,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
         subscriptions,
         metrics,
         replicas,
+        recent.clone(),
     ));
     if let Some(c) = &cluster {
         c.start(Arc::downgrade(&state.directory));
@@ -257,8 +262,9 @@ pub async fn start(config: Config) -> Result<Running, String> {
         (counter, 0),
         stopped(rx.clone()),
     )));
-    tasks.push(tokio::spawn(crate::server::admin::serve(
+    tasks.push(tokio::spawn(crate::admin::serve(
         state.clone(),
+        recent.clone(),
         admin,
         stopped(rx),
     )));
@@ -267,6 +273,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
         addr,
         admin_addr,
         state,
+        recent,
         tls,
         shutdown: tx,
         tasks,
@@ -279,7 +286,7 @@ impl Running {
     pub fn reload(&self, new: Config) -> Result<Vec<String>, String> {
         let metrics = &self.state.metrics;
         let result = self.try_reload(new);
-        self.state.recent.note_reload(result.clone());
+        self.recent.note_reload(result.clone());
         let kind = if result.is_ok() { "ok" } else { "rejected" };
         metrics
             .config_reloads
@@ -385,7 +392,7 @@ pub async fn run_until_signal(
             _ = hup.recv() => {
                 match Config::load(&config_path, env) {
                     Err(e) => {
-                        running.state.recent.note_reload(Err(e.to_string()));
+                        running.recent.note_reload(Err(e.to_string()));
                         running.state.metrics.config_reloads.get_or_create(&KindLabel { kind: "invalid" }).inc();
                         tracing::error!(error = %e, "reload: the new config is invalid; still serving the old one");
                     }

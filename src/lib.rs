@@ -38,9 +38,10 @@
 //!  5    error                      the one per-request error and its response
 //!  6    policy                     who may use which credential, and which one a request names
 //!  7    gateway                    the pipeline that composes them, and its state
-//!  8    server cluster emulator    adapters: listeners; PostgreSQL replicas; the Paragon stand-in
-//!  9    app                        wiring: building state, starting listeners, reload, shutdown
-//! 10    demo                       the `credgate demo` command
+//!  8    admin                      questions about decisions: the admin listener, decide, access review, dashboard
+//!  9    server cluster emulator    adapters: listeners; PostgreSQL replicas; the Paragon stand-in
+//! 10    app                        wiring: building state, starting listeners, reload, shutdown
+//! 11    demo                       the `credgate demo` command
 //! ```
 //!
 //! # Invariants
@@ -62,6 +63,7 @@
 //!   is written per request (`gateway::handle`).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod auth;

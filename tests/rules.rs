@@ -208,7 +208,7 @@ async fn contractors_may_not_use_managed_sync() {
 }
 
 #[tokio::test]
-async fn a_frozen_credential_is_refused_to_everyone_and_lists_still_work() {
+async fn a_frozen_credential_is_refused_to_everyone_and_left_out_of_member_lists() {
     let (env, _d) = env_with(EXAMPLES, "", "").await;
     let alice = env.member("alice");
     let hubspot = p("/sdk/proxy/hubspot/contacts");
@@ -219,9 +219,14 @@ async fn a_frozen_credential_is_refused_to_everyone_and_lists_still_work() {
     // alice naming none: her one HubSpot account is the default, and frozen.
     let got = env.send("GET", &hubspot, &alice, &[], "").await;
     refused_by(&env, &got, 403, "credential_forbidden", "frozen-credential").await;
-    // A listing uses no credential: the rule is not evaluated there.
+    // A listing uses no credential: it is not refused, and a member is
+    // shown only what it can use, so not the frozen account (an admin's
+    // answer is untouched).
     let got = env.send("GET", &p("/sdk/me"), &alice, &[], "").await;
     assert_eq!(got.status, 200, "{:?}", got.body);
+    assert!(!String::from_utf8_lossy(&got.body).contains(FROZEN));
+    assert!(String::from_utf8_lossy(&got.body).contains(SF_ALICE));
+    let got = env.send("GET", &p("/sdk/me"), &env.admin(), &[], "").await;
     assert!(String::from_utf8_lossy(&got.body).contains(FROZEN));
     // An admin naming none leaves the pick to Paragon: a rule about the
     // credential cannot be judged, so it refuses (fail closed).

@@ -20,6 +20,45 @@ use crate::paragon::directory::LoadError;
 use crate::paragon::mint::Scope;
 use crate::paragon::routes::{CredentialLocation, Operation};
 
+/// The credential list of `user` as credgate loads it for any caller of
+/// that user (an unrestricted token, the shared cache), outside any
+/// request: for the access review (contract §9). Mint mode only (in
+/// passthrough mode lists are per caller's claim).
+pub async fn list_of(
+    state: &super::State,
+    generation: &super::Generation,
+    user: &str,
+) -> Result<crate::paragon::directory::Snapshot, LoadError> {
+    use std::sync::Arc;
+    let reviewer = crate::auth::Identity::new(
+        Arc::from(user),
+        Arc::from("credgate-access-review"),
+        crate::auth::Role::Admin,
+        crate::clock::unix_now() + 60,
+        None,
+    );
+    // `GET /sdk/me`: the route the list is loaded for.
+    let route = crate::paragon::routes::Route {
+        product: crate::config::Product::User,
+        upstream: Upstream::Connect,
+        op: Operation::GetUser,
+    };
+    let request_id = state.ids.next();
+    let conn = super::ConnInfo::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), false, true, 0);
+    let mut ex = Exchange::new(
+        state,
+        generation,
+        &conn,
+        &request_id,
+        &reviewer,
+        route,
+        &http::HeaderMap::new(),
+    );
+    ex.ctx.dry_run = true;
+    let ctx = &ex.ctx;
+    Box::pin(ctx.directory.get(&ctx.dir_key, || ctx.load())).await
+}
+
 /// Largest `/sdk/me` (or lookup) body credgate reads.
 const MAX_ME_BYTES: u64 = 8 * 1024 * 1024;
 

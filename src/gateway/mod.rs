@@ -6,21 +6,19 @@
 //! on reload, so a request finishes on the generation it started with; the
 //! caches and stores in [`State`] outlive reloads.
 
-pub mod access;
 mod decide;
 mod exchange;
-pub mod explain;
 pub mod forward;
 pub mod headers;
 mod hygiene;
 mod inputs;
+pub mod judge;
 mod list;
 mod mcp;
 pub mod mcp_session;
-mod mcp_tools;
+pub mod mcp_tools;
 pub mod path;
 mod pipeline;
-pub mod recent;
 mod respond;
 mod rewrite;
 mod route;
@@ -28,6 +26,7 @@ mod trace;
 pub mod upstream;
 mod webhook;
 
+pub use list::list_of;
 pub use route::asks_account_auth;
 
 use std::net::SocketAddr;
@@ -82,8 +81,9 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// `[cluster]`: where invalidations are recorded for other replicas.
     pub replicas: Option<Arc<dyn Replicas>>,
-    /// What the admin dashboard shows: refusals, traffic, the last reload.
-    pub recent: recent::Recent,
+    /// Where refusals go besides the audit log (the admin dashboard's
+    /// ring, contract §9): a port the room above fills.
+    pub refusals: Arc<dyn Refusals>,
     /// `/mcp`: this replica's sessions, and the tools listed per caller.
     pub sessions: mcp_session::Sessions,
     pub(crate) tools: mcp_tools::Tools,
@@ -98,6 +98,7 @@ impl State {
         subscriptions: Subscriptions,
         metrics: Arc<Metrics>,
         replicas: Option<Arc<dyn Replicas>>,
+        refusals: Arc<dyn Refusals>,
     ) -> State {
         let cache = &generation.config.cache;
         let tools = mcp_tools::Tools::new(cache.credentials_ttl, cache.max_users);
@@ -110,7 +111,7 @@ impl State {
             subscriptions,
             metrics,
             replicas,
-            recent: recent::Recent::default(),
+            refusals,
             ids: RequestIds::new(),
         }
     }
@@ -136,6 +137,18 @@ impl State {
             None => Ok(()),
         }
     }
+}
+
+/// Where a refused (or shadow-refused) request is told, besides the audit
+/// log: the port through which the admin room keeps the latest refusals
+/// for its dashboard without the pipeline knowing of it.
+pub trait Refusals: Send + Sync {
+    fn refused(&self, record: &crate::audit::Record<'_>, method: &http::Method, path: &str);
+}
+
+/// No one keeps refusals (tests, tools).
+impl Refusals for () {
+    fn refused(&self, _: &crate::audit::Record<'_>, _: &http::Method, _: &str) {}
 }
 
 /// One client connection.
@@ -465,8 +478,7 @@ impl Pending<'_> {
                 };
                 generation.audit.write(&record);
                 if refused {
-                    let r = recent::Refusal::from_record(&record, &self.method, self.uri.path());
-                    state.recent.push(r);
+                    state.refusals.refused(&record, &self.method, self.uri.path());
                 }
                 if let Some(t) = &trace {
                     t.finish(&record);

@@ -21,9 +21,6 @@
 //! is the same few lines here: a watch channel whose receivers each
 //! connection holds until it has finished.
 
-pub mod admin;
-pub mod admin_guard;
-pub mod dashboard;
 pub mod tls;
 pub mod workers;
 

@@ -99,6 +99,12 @@ impl Default for Recent {
     }
 }
 
+impl crate::gateway::Refusals for Recent {
+    fn refused(&self, record: &crate::audit::Record<'_>, method: &http::Method, path: &str) {
+        self.push(Refusal::from_record(record, method, path));
+    }
+}
+
 impl Recent {
     pub fn note_reload(&self, result: Result<Vec<String>, String>) {
         *self.reload.lock().unwrap_or_else(|p| p.into_inner()) = Some(Reload {

@@ -9,20 +9,13 @@
 //! §3; `null` when learned otherwise).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
 
-use http::header::HeaderMap;
-use http::{Method, Uri};
 use serde_json::{json, Value};
 
-use super::exchange::Exchange;
-use super::{ConnInfo, State};
-use crate::auth::{Identity, Role};
 use crate::config::rules::{Effect, Rules};
+use crate::gateway::State;
 use crate::config::AuthMode;
 use crate::paragon::credentials::Credential;
-use crate::paragon::routes;
 use crate::paragon::subscriptions::Seen;
 use crate::policy::principal_of_label;
 use crate::policy::rules::{probe, Outcome};
@@ -55,33 +48,7 @@ pub async fn review(state: &State, user: &str) -> Result<Value, AccessError> {
     }
     // The list is loaded as credgate loads it for any caller of `user`
     // (an unrestricted token, the shared cache).
-    let reviewer = Identity::new(
-        Arc::from(user),
-        Arc::from("credgate-access-review"),
-        Role::Admin,
-        crate::clock::unix_now() + 60,
-        None,
-    );
-    let path = format!("/projects/{}/sdk/me", cfg.paragon.project_id);
-    let uri: Uri = path
-        .parse()
-        .map_err(|_| AccessError::BadRequest("the project id makes no path"))?;
-    let route = routes::classify(&Method::GET, uri.path(), &cfg.paragon.project_id)
-        .map_err(|_| AccessError::BadRequest("the project id makes no route"))?;
-    let request_id = state.ids.next();
-    let conn = ConnInfo::new(SocketAddr::from(([127, 0, 0, 1], 0)), false, true, 0);
-    let mut ex = Exchange::new(
-        state,
-        &generation,
-        &conn,
-        &request_id,
-        &reviewer,
-        route,
-        &HeaderMap::new(),
-    );
-    ex.ctx.dry_run = true;
-    let ctx = &ex.ctx;
-    let snapshot = Box::pin(ctx.directory.get(&ctx.dir_key, || ctx.load()))
+    let snapshot = crate::gateway::list_of(state, &generation, user)
         .await
         .map_err(|e| AccessError::Unavailable(e.to_string()))?;
 

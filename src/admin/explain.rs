@@ -9,7 +9,6 @@
 //! looked up. No audit record and no request metric is written.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -19,8 +18,7 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::exchange::DryRun;
-use super::{pipeline, Audit, ConnInfo, State};
+use crate::gateway::State;
 use crate::net::body;
 
 /// The question: a request as a caller would send it.
@@ -82,37 +80,15 @@ pub async fn decide(state: &State, q: DecideRequest) -> Result<Value, String> {
     if generation.config.mcp.enabled && req.uri().path() == "/mcp" {
         req = tool_call(&generation.config, req).await?;
     }
-    let request_id = state.ids.next();
-    // A caller on loopback over plain HTTP/2 (no per-connection upstream).
-    let conn = ConnInfo::new(SocketAddr::from(([127, 0, 0, 1], 0)), false, true, 0);
-    let mut audit = Audit {
-        enabled: true,
-        reason: "forwarded",
-        request_id: HeaderValue::from_str(&request_id).ok(),
-        dry_run: Some(Box::new(DryRun {
-            identity,
-            ..DryRun::default()
-        })),
-        ..Audit::default()
-    };
-    // Boxed as a `Send` future: without the explicit type the compiler
-    // cannot prove the generic pipeline's future `Send` for every lifetime
-    // (the higher-ranked `Send` limitation), which the admin server needs.
-    let run: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> = Box::pin(
-        pipeline::process(state, &generation, &conn, req, &request_id, &mut audit),
+    let judged = crate::gateway::judge::judge(state, req, identity).await;
+    let (request_id, decision, refused, status) = (
+        &judged.decision_id,
+        judged.decision,
+        judged.refused,
+        judged.status,
     );
-    let outcome = run.await;
-    let refused = outcome.is_err();
-    let (resp, decision) = audit.conclude(outcome, &request_id);
-    let status = resp.status().as_u16();
-    let answer_body = resp
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let record = audit.record(&request_id, None, decision);
-    let mut out = serde_json::to_value(&record).unwrap_or_default();
+    let answer_body = &judged.body;
+    let mut out = judged.record.clone();
     let o = out.as_object_mut().expect("a record is an object");
     for k in [
         "request_id",
@@ -126,11 +102,10 @@ pub async fn decide(state: &State, q: DecideRequest) -> Result<Value, String> {
     ] {
         o.remove(k);
     }
-    if let Some(text) = crate::policy::explain_reason(audit.reason) {
+    if let Some(text) = crate::policy::explain_reason(judged.reason) {
         o.insert("explanation".into(), Value::from(text));
     }
-    let dry = audit.dry_run.take().unwrap_or_default();
-    if let Some(i) = &dry.identity {
+    if let Some(i) = &judged.caller {
         o.insert(
             "caller".into(),
             json!({"user": &*i.user, "principal": &*i.principal, "admin": i.is_admin()}),
@@ -138,7 +113,7 @@ pub async fn decide(state: &State, q: DecideRequest) -> Result<Value, String> {
     }
     o.insert(
         "credential".into(),
-        match &dry.credential {
+        match &judged.credential {
             Some(c) => json!({
                 "id": &*c.id,
                 "integration": &*c.integration,
@@ -148,8 +123,8 @@ pub async fn decide(state: &State, q: DecideRequest) -> Result<Value, String> {
             None => Value::Null,
         },
     );
-    if !dry.rules.is_empty() {
-        o.insert("rules".into(), Value::from(dry.rules.clone()));
+    if !judged.rules.is_empty() {
+        o.insert("rules".into(), Value::from(judged.rules.clone()));
     }
     if refused {
         // credgate's own answer, as the caller would get it.
@@ -158,10 +133,10 @@ pub async fn decide(state: &State, q: DecideRequest) -> Result<Value, String> {
             json!({"status": status, "body": serde_json::from_slice::<Value>(&answer_body).unwrap_or(Value::Null)}),
         );
     }
-    if let Some(up) = &dry.upstream {
+    if let Some(up) = &judged.upstream {
         o.insert("upstream".into(), describe(up));
     }
-    tracing::info!(decision_id = %request_id, decision, reason = audit.reason, "admin decide");
+    tracing::info!(decision_id = %request_id, decision, reason = judged.reason, "admin decide");
     Ok(out)
 }
 
@@ -190,7 +165,7 @@ async fn tool_call(
         return Err(ONLY.into());
     }
     let params = message.get("params").and_then(Value::as_object);
-    super::mcp_tools::dry_run_request(cfg, params, authorization)
+    crate::gateway::mcp_tools::dry_run_request(cfg, params, authorization)
 }
 
 /// The request the question describes.

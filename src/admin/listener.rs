@@ -24,7 +24,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use super::admin_guard;
+use super::guard as admin_guard;
+use super::recent::Recent;
 use crate::gateway::State;
 use crate::net::body::{full, read_limited, Body};
 
@@ -33,18 +34,24 @@ const MAX_ADMIN_BODY: u64 = 64 * 1024;
 /// Largest `/admin/decide` question (it may carry a request body).
 const MAX_DECIDE_BODY: u64 = 4 * 1024 * 1024;
 
-pub async fn serve(state: Arc<State>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    state: Arc<State>,
+    recent: Arc<Recent>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
     // The dashboard's traffic figures: the request counters sampled every
     // few seconds (nothing on the request path). Ends with the state.
     let weak = Arc::downgrade(&state);
+    let sampled = recent.clone();
     tokio::spawn(async move {
-        let every = Duration::from_secs(crate::gateway::recent::SAMPLE_EVERY_SECS);
+        let every = Duration::from_secs(super::recent::SAMPLE_EVERY_SECS);
         loop {
             tokio::time::sleep(every).await;
             let Some(state) = weak.upgrade() else { return };
-            let counts = crate::gateway::recent::request_counts(&state.metrics.encode());
-            state.recent.sample(crate::clock::now_ms(), counts);
+            let counts = super::recent::request_counts(&state.metrics.encode());
+            sampled.sample(crate::clock::now_ms(), counts);
         }
     });
     // Where the listener is bound, for the Host rule (not the configured
@@ -68,15 +75,15 @@ pub async fn serve(state: Arc<State>, listener: TcpListener, shutdown: impl Futu
         let Ok(local) = stream.local_addr() else {
             continue;
         };
-        let state = state.clone();
+        let (state, recent) = (state.clone(), recent.clone());
         let conn = Conn {
             bound,
             local,
             remote,
         };
         let service = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(guarded(&state, conn, req).await) }
+            let (state, recent) = (state.clone(), recent.clone());
+            async move { Ok::<_, Infallible>(guarded(&state, &recent, conn, req).await) }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
@@ -113,7 +120,12 @@ struct Conn {
 
 /// Every request passes `admin_guard` (contract §9) before it is routed;
 /// a refusal is a 403 with a code of its own, counted and logged.
-async fn guarded(state: &State, conn: Conn, req: Request<Incoming>) -> Response<Body> {
+async fn guarded(
+    state: &State,
+    recent: &Recent,
+    conn: Conn,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let generation = state.current.load();
     let allowed = admin_guard::Allowed {
         hosts: &generation.config.server.admin_hosts,
@@ -123,7 +135,7 @@ async fn guarded(state: &State, conn: Conn, req: Request<Incoming>) -> Response<
     let verdict = admin_guard::check(req.method(), req.uri(), req.headers(), &allowed);
     drop(generation);
     match verdict {
-        Ok(()) => route(state, req).await,
+        Ok(()) => route(state, recent, req).await,
         Err(refusal) => refused(state, conn, &req, refusal),
     }
 }
@@ -167,9 +179,9 @@ fn refused(
     )
 }
 
-async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
+async fn route(state: &State, recent: &Recent, req: Request<Incoming>) -> Response<Body> {
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/") => super::dashboard::page(state, req.uri().query()).await,
+        (&Method::GET, "/") => super::dashboard::page(state, recent, req.uri().query()).await,
         (&Method::GET, "/healthz") => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
         (&Method::GET, "/readyz") => {
             let generation = state.current.load();
@@ -276,18 +288,18 @@ async fn decide(state: &State, req: Request<Incoming>) -> Response<Body> {
     let Ok(raw) = read_limited(req.into_body(), MAX_DECIDE_BODY).await else {
         return bad("the body could not be read or is too large".into());
     };
-    let question: crate::gateway::explain::DecideRequest = match serde_json::from_slice(&raw) {
+    let question: super::explain::DecideRequest = match serde_json::from_slice(&raw) {
         Ok(q) => q,
         Err(e) => return bad(format!("the body must be a decide question: {e}")),
     };
-    match crate::gateway::explain::decide(state, question).await {
+    match super::explain::decide(state, question).await {
         Ok(answer) => json(StatusCode::OK, answer),
         Err(m) => bad(m),
     }
 }
 
 async fn access(state: &State, query: Option<&str>) -> Response<Body> {
-    use crate::gateway::access::{review, AccessError};
+    use super::access::{review, AccessError};
     let Some(user) = super::dashboard::param(query, "user") else {
         return json(
             StatusCode::BAD_REQUEST,

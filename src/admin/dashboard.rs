@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
 
-use crate::gateway::recent::{Counts, Refusal};
+use super::recent::{Counts, Recent, Refusal};
 use crate::gateway::State;
 use crate::net::body::{full, Body};
 
@@ -75,17 +75,17 @@ pub fn param(query: Option<&str>, name: &str) -> Option<String> {
 }
 
 /// The page, with its security headers.
-pub async fn page(state: &State, query: Option<&str>) -> Response<Body> {
+pub async fn page(state: &State, recent: &Recent, query: Option<&str>) -> Response<Body> {
     let q = Query::parse(query);
     let nonce: String = crate::keygen::random_bytes::<16>()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     let access = match &q.user {
-        Some(u) => Some(crate::gateway::access::review(state, u).await),
+        Some(u) => Some(super::access::review(state, u).await),
         None => None,
     };
-    let html = render(state, &q, &nonce, access);
+    let html = render(state, recent, &q, &nonce, access);
     let mut r = Response::new(full(html));
     *r.status_mut() = StatusCode::OK;
     let h = r.headers_mut();
@@ -110,9 +110,9 @@ pub async fn page(state: &State, query: Option<&str>) -> Response<Body> {
     r
 }
 
-type Review = Result<serde_json::Value, crate::gateway::access::AccessError>;
+type Review = Result<serde_json::Value, super::access::AccessError>;
 
-fn render(state: &State, q: &Query, nonce: &str, access: Option<Review>) -> String {
+fn render(state: &State, recent: &Recent, q: &Query, nonce: &str, access: Option<Review>) -> String {
     let mut o = String::with_capacity(32 * 1024);
     let _ = write!(
         o,
@@ -120,9 +120,9 @@ fn render(state: &State, q: &Query, nonce: &str, access: Option<Review>) -> Stri
          <meta http-equiv=\"refresh\" content=\"5\"><title>credgate</title>\
          <style nonce=\"{nonce}\">{STYLE}</style></head><body><h1>credgate</h1>"
     );
-    status(&mut o, state);
-    traffic(&mut o, state);
-    refusals(&mut o, state, q);
+    status(&mut o, state, recent);
+    traffic(&mut o, state, recent);
+    refusals(&mut o, recent, q);
     access_review(&mut o, q, access);
     caches(&mut o, state);
     keys(&mut o, state);
@@ -140,17 +140,17 @@ fn when(ms: i64) -> String {
     esc(&crate::clock::format_iso(ms))
 }
 
-fn status(o: &mut String, state: &State) {
+fn status(o: &mut String, state: &State, recent: &Recent) {
     let g = state.current.load();
     let c = &g.config;
-    let uptime = state.recent.started.elapsed().as_secs();
+    let uptime = recent.started.elapsed().as_secs();
     let enforce = if c.policy.shadow.is_empty() {
         "enforce".to_string()
     } else {
         let products: Vec<&str> = c.policy.shadow.iter().map(|p| p.as_str()).collect();
         format!("shadow: {}", products.join(", "))
     };
-    let reload = match state.recent.last_reload() {
+    let reload = match recent.last_reload() {
         None => "none since start".to_string(),
         Some(r) => match r.result {
             Ok(notes) if notes.is_empty() => format!("{}: applied", when(r.at_ms)),
@@ -181,7 +181,7 @@ fn status(o: &mut String, state: &State) {
          <tr><th>workers</th><td>{} ({})</td></tr>\
          <tr><th>cluster</th><td>{cluster}</td></tr></table>",
         esc(env!("CARGO_PKG_VERSION")),
-        when(state.recent.started_ms),
+        when(recent.started_ms),
         esc(c.auth.mode.as_str()),
         esc(&enforce),
         when(g.loaded_ms),
@@ -191,13 +191,13 @@ fn status(o: &mut String, state: &State) {
     );
 }
 
-fn traffic(o: &mut String, state: &State) {
+fn traffic(o: &mut String, state: &State, recent: &Recent) {
     let now_ms = crate::clock::now_ms();
-    let now = crate::gateway::recent::request_counts(&state.metrics.encode());
+    let now = super::recent::request_counts(&state.metrics.encode());
     let windows = [60_000i64, 300_000];
     let deltas: Vec<Option<(i64, Counts)>> = windows
         .iter()
-        .map(|&w| state.recent.since(now_ms, &now, w))
+        .map(|&w| recent.since(now_ms, &now, w))
         .collect();
     o.push_str("<h2>Traffic</h2>");
     let Some(Some((span_1, _))) = deltas.first() else {
@@ -233,9 +233,8 @@ fn traffic(o: &mut String, state: &State) {
     o.push_str("</table>");
 }
 
-fn refusals(o: &mut String, state: &State, q: &Query) {
-    let list = state
-        .recent
+fn refusals(o: &mut String, recent: &Recent, q: &Query) {
+    let list = recent
         .refusals(q.user.as_deref(), q.principal.as_deref());
     let _ = write!(
         o,
