@@ -525,3 +525,53 @@ fn gateway_functions_stay_short() {
         .iter()
         .any(|(n, _)| n == "process"));
 }
+
+/// The longest a source file of `src/` may be: past it, a file holds more
+/// than one job (issue 26: rooms that match the product).
+const MAX_FILE_LINES: usize = 1000;
+
+/// The files of `src/` over `limit` lines, with their lengths.
+fn long_files(root: &Path, limit: usize) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(root, &mut files);
+    files.sort();
+    files
+        .iter()
+        .filter_map(|f| {
+            let n = std::fs::read_to_string(f).unwrap().lines().count();
+            (n > limit).then(|| {
+                let rel = f.strip_prefix(root).unwrap().display();
+                format!("src/{rel}: {n} lines (limit {limit})")
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn no_source_file_is_over_a_thousand_lines() {
+    let long = long_files(&src(), MAX_FILE_LINES);
+    assert!(long.is_empty(), "{}", long.join("\n"));
+}
+
+/// The room checks find what they must: a file over the limit, and the
+/// admin room's code named from the pipeline (an arrow pointing up).
+#[test]
+fn the_room_checks_find_a_long_file_and_an_upward_use() {
+    let root = std::env::temp_dir().join(format!("credgate-arch-rooms-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("gateway")).unwrap();
+    std::fs::create_dir_all(root.join("admin")).unwrap();
+    std::fs::write(root.join("gateway/mod.rs"), "use crate::admin::recent::Recent;\n").unwrap();
+    std::fs::write(root.join("admin/mod.rs"), "fn f() {}\n".repeat(12)).unwrap();
+    let long = long_files(&root, 10);
+    let map: BTreeMap<String, u32> = [("gateway".to_string(), 7), ("admin".to_string(), 8)]
+        .into_iter()
+        .collect();
+    let up = violations(&map, &root);
+    std::fs::remove_dir_all(&root).unwrap();
+    assert_eq!(long, vec!["src/admin/mod.rs: 12 lines (limit 10)".to_string()]);
+    assert_eq!(
+        up,
+        vec!["src/gateway/mod.rs: `gateway` (rank 7) uses `crate::admin` (rank 8)".to_string()]
+    );
+}
