@@ -48,8 +48,10 @@
 //!
 //! * `config` imports nothing of credgate's: it is validated data, and
 //!   everything else may read it.
-//! * Nothing below `gateway` names `gateway`, `server`, `cluster`,
-//!   `emulator`, `app` or `demo`. Where a lower layer needs something of a
+//! * Nothing below `gateway` names `gateway`, `admin`, `server`,
+//!   `cluster`, `emulator`, `app` or `demo`; `gateway` names none of the
+//!   rooms above it (`admin` reaches it through `gateway::judge`,
+//!   `gateway::list_of` and the `gateway::Refusals` port). Where a lower layer needs something of a
 //!   higher one it defines the port: `paragon::replicas::{Replicas,
 //!   SyncRecords}` (implemented by `cluster`), `auth::Slot` (filled by
 //!   `gateway` with its per-caller memos).
