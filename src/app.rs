@@ -210,6 +210,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
         metrics,
         replicas,
         recent.clone(),
+        Some(Arc::new(crate::mcp::Agents::new(&config)) as Arc<dyn crate::gateway::Endpoint>),
     ));
     if let Some(c) = &cluster {
         c.start(Arc::downgrade(&state.directory));

@@ -37,11 +37,12 @@
 //!  4    auth                       who is calling: caller JWTs, key sources, the verified-token cache
 //!  5    error                      the one per-request error and its response
 //!  6    policy                     who may use which credential, and which one a request names
-//!  7    gateway                    the pipeline that composes them, and its state
-//!  8    admin                      questions about decisions: the admin listener, decide, access review, dashboard
-//!  9    server cluster emulator    adapters: listeners; PostgreSQL replicas; the Paragon stand-in
-//! 10    app                        wiring: building state, starting listeners, reload, shutdown
-//! 11    demo                       the `credgate demo` command
+//!  7    gateway                    the pipeline that composes them, its state, and its entries for the rooms above
+//!  8    mcp                        agents: MCP's transport, sessions and tool catalogue; each tool call made through the gateway
+//!  9    admin                      questions about decisions: the admin listener, decide, access review, dashboard
+//! 10    server cluster emulator    adapters: listeners; PostgreSQL replicas; the Paragon stand-in
+//! 11    app                        wiring: building state, starting listeners, reload, shutdown
+//! 12    demo                       the `credgate demo` command
 //! ```
 //!
 //! # Invariants
@@ -77,6 +78,7 @@ pub mod emulator;
 pub mod error;
 pub mod gateway;
 pub mod keygen;
+pub mod mcp;
 pub mod net;
 pub mod paragon;
 pub mod policy;

@@ -561,7 +561,11 @@ fn the_room_checks_find_a_long_file_and_an_upward_use() {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(root.join("gateway")).unwrap();
     std::fs::create_dir_all(root.join("admin")).unwrap();
-    std::fs::write(root.join("gateway/mod.rs"), "use crate::admin::recent::Recent;\n").unwrap();
+    std::fs::write(
+        root.join("gateway/mod.rs"),
+        "use crate::admin::recent::Recent;\n",
+    )
+    .unwrap();
     std::fs::write(root.join("admin/mod.rs"), "fn f() {}\n".repeat(12)).unwrap();
     let long = long_files(&root, 10);
     let map: BTreeMap<String, u32> = [("gateway".to_string(), 7), ("admin".to_string(), 8)]
@@ -569,7 +573,10 @@ fn the_room_checks_find_a_long_file_and_an_upward_use() {
         .collect();
     let up = violations(&map, &root);
     std::fs::remove_dir_all(&root).unwrap();
-    assert_eq!(long, vec!["src/admin/mod.rs: 12 lines (limit 10)".to_string()]);
+    assert_eq!(
+        long,
+        vec!["src/admin/mod.rs: 12 lines (limit 10)".to_string()]
+    );
     assert_eq!(
         up,
         vec!["src/gateway/mod.rs: `gateway` (rank 7) uses `crate::admin` (rank 8)".to_string()]

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::config::rules::{Effect, Rules};
-use crate::gateway::State;
 use crate::config::AuthMode;
+use crate::gateway::State;
 use crate::paragon::credentials::Credential;
 use crate::paragon::subscriptions::Seen;
 use crate::policy::principal_of_label;

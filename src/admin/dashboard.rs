@@ -112,7 +112,13 @@ pub async fn page(state: &State, recent: &Recent, query: Option<&str>) -> Respon
 
 type Review = Result<serde_json::Value, super::access::AccessError>;
 
-fn render(state: &State, recent: &Recent, q: &Query, nonce: &str, access: Option<Review>) -> String {
+fn render(
+    state: &State,
+    recent: &Recent,
+    q: &Query,
+    nonce: &str,
+    access: Option<Review>,
+) -> String {
     let mut o = String::with_capacity(32 * 1024);
     let _ = write!(
         o,
@@ -234,8 +240,7 @@ fn traffic(o: &mut String, state: &State, recent: &Recent) {
 }
 
 fn refusals(o: &mut String, recent: &Recent, q: &Query) {
-    let list = recent
-        .refusals(q.user.as_deref(), q.principal.as_deref());
+    let list = recent.refusals(q.user.as_deref(), q.principal.as_deref());
     let _ = write!(
         o,
         "<h2>Recent refusals and shadow refusals</h2>\

@@ -165,7 +165,7 @@ async fn tool_call(
         return Err(ONLY.into());
     }
     let params = message.get("params").and_then(Value::as_object);
-    crate::gateway::mcp_tools::dry_run_request(cfg, params, authorization)
+    crate::mcp::dry_run_request(cfg, params, authorization)
 }
 
 /// The request the question describes.

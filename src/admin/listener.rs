@@ -214,10 +214,9 @@ async fn route(state: &State, recent: &Recent, req: Request<Incoming>) -> Respon
                 .metrics
                 .credential_cache_users
                 .set(directory.user_count() as i64);
-            state
-                .metrics
-                .mcp_sessions
-                .set(state.sessions.open_count() as i64);
+            if let Some(local) = &state.local {
+                local.before_scrape(&state.metrics);
+            }
             text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",

@@ -28,18 +28,22 @@ pub(crate) struct CallerMemo {
     pub limits: crate::policy::limits::CallerBuckets,
 }
 
-/// An MCP tool call (contract §12), made as an internal ActionKit (or
-/// Proxy API) request that carries this in its extensions, which no
-/// client's request can: it is classified as product `mcp`, its audit
-/// record names the tool, and rules see `request.tool` and
-/// `request.side_effect`.
+/// A call a room above makes for its client as a request of its own (an
+/// agent's tool call, contract §12), marked by this in its extensions,
+/// which no client's request can carry: its audit record names the tool
+/// and `via`, and rules see `request.tool`, `request.side_effect` and
+/// `request.via`.
 #[derive(Debug, Clone)]
-pub(crate) struct ToolCall {
+pub struct Delegated {
+    /// The tool the call runs.
     pub name: Arc<str>,
+    /// What the tool does, as Paragon lists it (`read`, `delete`, ...).
     pub side_effect: Option<Arc<str>>,
-    /// The integration Paragon listed the tool under: the route's
+    /// The integration the tool was listed under: the route's
     /// integration, so a credential of another one is refused.
     pub integration: Option<Arc<str>>,
+    /// Which door the call came through (`mcp`).
+    pub via: &'static str,
 }
 
 /// The fixed context of one request, known once it is authenticated and

@@ -64,9 +64,16 @@ pub async fn judge(state: &State, req: Request<Body>, identity: Option<Arc<Ident
     // Boxed as a `Send` future: without the explicit type the compiler
     // cannot prove the generic pipeline's future `Send` for every lifetime
     // (the higher-ranked `Send` limitation), which the admin server needs.
-    let run: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> = Box::pin(
-        pipeline::process(state, &generation, &conn, req, &request_id, &mut audit),
-    );
+    let run: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
+        Box::pin(pipeline::process(
+            state,
+            &generation,
+            &conn,
+            req,
+            &request_id,
+            &mut audit,
+            None,
+        ));
     let outcome = run.await;
     let refused = outcome.is_err();
     let (resp, decision) = audit.conclude(outcome, &request_id);

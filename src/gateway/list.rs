@@ -44,7 +44,12 @@ pub async fn list_of(
         op: Operation::GetUser,
     };
     let request_id = state.ids.next();
-    let conn = super::ConnInfo::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), false, true, 0);
+    let conn = super::ConnInfo::new(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        false,
+        true,
+        0,
+    );
     let mut ex = Exchange::new(
         state,
         generation,

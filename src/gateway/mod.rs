@@ -14,9 +14,7 @@ mod hygiene;
 mod inputs;
 pub mod judge;
 mod list;
-mod mcp;
-pub mod mcp_session;
-pub mod mcp_tools;
+pub mod local;
 pub mod path;
 mod pipeline;
 mod respond;
@@ -26,7 +24,9 @@ mod trace;
 pub mod upstream;
 mod webhook;
 
+pub use exchange::Delegated;
 pub use list::list_of;
+pub use local::{Answer, Caller, Endpoint, Note};
 pub use route::asks_account_auth;
 
 use std::net::SocketAddr;
@@ -84,9 +84,9 @@ pub struct State {
     /// Where refusals go besides the audit log (the admin dashboard's
     /// ring, contract §9): a port the room above fills.
     pub refusals: Arc<dyn Refusals>,
-    /// `/mcp`: this replica's sessions, and the tools listed per caller.
-    pub sessions: mcp_session::Sessions,
-    pub(crate) tools: mcp_tools::Tools,
+    /// The room that answers routes of its own (`/mcp`), which the
+    /// listener hands its requests to (`handle_local`).
+    pub local: Option<Arc<dyn Endpoint>>,
     ids: RequestIds,
 }
 
@@ -99,12 +99,10 @@ impl State {
         metrics: Arc<Metrics>,
         replicas: Option<Arc<dyn Replicas>>,
         refusals: Arc<dyn Refusals>,
+        local: Option<Arc<dyn Endpoint>>,
     ) -> State {
-        let cache = &generation.config.cache;
-        let tools = mcp_tools::Tools::new(cache.credentials_ttl, cache.max_users);
         State {
-            sessions: mcp_session::Sessions::default(),
-            tools,
+            local,
             current: ArcSwap::from_pointee(generation),
             directory: Arc::new(ArcSwap::from_pointee(directory)),
             syncs,
@@ -162,9 +160,9 @@ pub struct ConnInfo {
     /// HTTP/1.1 clients keep their upstream connections (`forward.rs`);
     /// HTTP/2 clients multiplex and use the shared client.
     affinity: Option<forward::Affinity>,
-    /// A tool call credgate makes for this connection's client (contract
-    /// §12): whatever the client's address, its headers are the agent's,
-    /// so it is never a trusted proxy.
+    /// A call credgate makes for this connection's client (a delegated
+    /// call, contract §12): whatever the client's address, its headers are
+    /// the client's (an agent's), so it is never a trusted proxy.
     internal: bool,
 }
 
@@ -182,9 +180,10 @@ impl ConnInfo {
         }
     }
 
-    /// The connection of the tool calls an `/mcp` request makes: the same
-    /// client, never trusted as a proxy, on the shared upstream client.
-    pub(crate) fn for_tool_calls(&self) -> ConnInfo {
+    /// The connection of the delegated calls a request makes for its
+    /// client: the same client, never trusted as a proxy, on the shared
+    /// upstream client.
+    pub fn for_delegated_calls(&self) -> ConnInfo {
         ConnInfo {
             remote: self.remote,
             client_ip: self.client_ip.clone(),
@@ -303,35 +302,48 @@ pub(crate) struct Audit {
     pub invalid_call: bool,
 }
 
-/// What became of a request, for a caller inside credgate (an MCP tool
+/// What became of a request, for a caller inside credgate (a delegated
 /// call reads whether Paragon was asked).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Outcome {
+pub struct Outcome {
     pub forwarded: bool,
 }
 
 /// Handles one request end to end. Never fails: every outcome is a response.
 pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
-    run(state, conn, req).await.0
+    run(state, conn, req, None).await.0
 }
 
-/// [`run`] of an internal request (an MCP tool call), type-erased: the
-/// pipeline that runs it is what called `/mcp`, and a named future type
-/// here is what ends that recursion for the compiler.
-pub(crate) fn run_internal<'a>(
+/// [`handle`] for a request the listener hands to a room that answers its
+/// own routes (`local`): the pipeline's front and audit, then the room.
+pub async fn handle_local(
+    state: &State,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    endpoint: &dyn Endpoint,
+) -> Response<Body> {
+    run(state, conn, req, Some(endpoint)).await.0
+}
+
+/// A request a room makes for its client (a [`Delegated`] call), through
+/// the whole pipeline with its own decision and audit record. Type-erased:
+/// the pipeline that runs it is what called the room in the first place,
+/// and a named future type here is what ends that recursion for the
+/// compiler.
+pub fn run_internal<'a>(
     state: &'a State,
     conn: &'a ConnInfo,
     req: Request<Body>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = (Response<Body>, Outcome)> + Send + 'a>> {
-    Box::pin(run(state, conn, req))
+    Box::pin(run(state, conn, req, None))
 }
 
-/// [`handle`] for any body, with what became of the request: how `/mcp`
-/// runs a tool call as a request of its own.
-pub(crate) async fn run<B>(
+/// [`handle`] for any body, with what became of the request.
+async fn run<B>(
     state: &State,
     conn: &ConnInfo,
     req: Request<B>,
+    endpoint: Option<&dyn Endpoint>,
 ) -> (Response<Body>, Outcome)
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -349,9 +361,8 @@ where
     };
     let http1 = req.version() < Version::HTTP_2;
     let has_body = !http_body::Body::is_end_stream(req.body());
-    // `/mcp`'s 401 names the metadata URL, made from these (contract §12).
-    let mcp_headers = (generation.config.mcp.enabled && req.uri().path() == "/mcp")
-        .then(|| req.headers().clone());
+    // A room's 401 may name where to sign in, from these (contract §12).
+    let local_headers = endpoint.map(|_| req.headers().clone());
     let served = conn.served.fetch_add(1, Ordering::Relaxed) + 1;
 
     let audit = Audit {
@@ -392,6 +403,7 @@ where
         req,
         &pending.request_id,
         &mut pending.audit,
+        endpoint,
     )
     .await;
     // From here on nothing awaits: the record below is written whatever
@@ -400,8 +412,10 @@ where
     let audit = &mut pending.audit;
     audit.mark("filter");
     let (mut resp, decision) = audit.conclude(outcome, &pending.request_id);
-    if let Some(h) = mcp_headers.as_ref().filter(|_| resp.status() == 401) {
-        mcp::challenge(&generation.config, conn, h, &mut resp);
+    if let (Some(e), Some(h)) = (endpoint, &local_headers) {
+        if resp.status() == 401 {
+            e.unauthenticated(&generation.config, conn, h, &mut resp);
+        }
     }
     let limit = generation.config.server.max_requests_per_connection;
     // A refused request whose body was never read must not leave that body
@@ -478,7 +492,9 @@ impl Pending<'_> {
                 };
                 generation.audit.write(&record);
                 if refused {
-                    state.refusals.refused(&record, &self.method, self.uri.path());
+                    state
+                        .refusals
+                        .refused(&record, &self.method, self.uri.path());
                 }
                 if let Some(t) = &trace {
                     t.finish(&record);

@@ -27,7 +27,7 @@ use http::header::HeaderMap;
 use http::{Request, Response};
 
 use super::decide::{decide, shadow_decision, Decision, Routed};
-use super::exchange::{Ctx, Exchange, Shadow, ToolCall};
+use super::exchange::{Ctx, Delegated, Exchange, Shadow};
 use super::hygiene::hygiene;
 use super::inputs::{parse_inputs, read_inputs, Inputs};
 use super::list::load_list;
@@ -52,6 +52,7 @@ pub(super) async fn process<B>(
     req: Request<B>,
     request_id: &str,
     audit: &mut Audit,
+    endpoint: Option<&dyn super::local::Endpoint>,
 ) -> Result<Response<Body>, GatewayError>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -60,26 +61,36 @@ where
     let cfg: &Config = &generation.config;
     let (parts, incoming) = req.into_parts();
     hygiene(state, &parts)?;
-    if let Some(resp) = super::mcp::metadata(cfg, conn, &parts) {
+    if let Some(resp) = endpoint.and_then(|e| e.public(cfg, conn, &parts)) {
         return Ok(resp);
     }
-    let tool = parts.extensions.get::<ToolCall>().cloned();
-    // A tool call's `/mcp` request took its caller's token already.
+    let tool = parts.extensions.get::<Delegated>().cloned();
+    // A delegated call's carrier took its caller's rate-limit token already.
     let identity = authenticate(state, generation, &parts.headers, tool.is_none(), audit).await?;
     let uri = parts.uri.clone();
     let route = classify(cfg, &parts.method, &uri, tool.as_ref(), audit)?;
-    if route.op == Operation::Mcp {
-        // The transport: never shadowed; each tool call in it is decided
-        // as a request of its own.
-        check_operation(cfg, &identity, &route, uri.query())?;
-        let caller = super::mcp::Caller {
-            state,
-            generation,
-            conn,
-            request_id,
-            identity: &identity,
-        };
-        return super::mcp::serve(caller, parts, incoming, audit).await;
+    match (route.is_local(), endpoint) {
+        (false, None) => {}
+        (true, Some(e)) if e.enabled(cfg) => {
+            // Served by the room above, never shadowed; what it sends on
+            // to Paragon goes through this pipeline as requests of their
+            // own.
+            check_operation(cfg, &identity, &route, uri.query())?;
+            let caller = super::local::Caller::new(
+                state,
+                generation,
+                conn,
+                request_id,
+                &identity,
+                route,
+                &parts.headers,
+            );
+            let body = crate::net::body::stream(incoming);
+            return e
+                .serve(caller, parts, body, super::local::Note(audit))
+                .await;
+        }
+        _ => return Err(GatewayError::RouteNotFound),
     }
     let front = Front {
         state,
@@ -100,7 +111,7 @@ struct Front<'r> {
     conn: &'r ConnInfo,
     request_id: &'r str,
     identity: &'r Arc<Identity>,
-    tool: Option<&'r ToolCall>,
+    tool: Option<&'r Delegated>,
 }
 
 /// Every phase after classify, for a route that goes to Paragon.
@@ -125,10 +136,14 @@ where
         tool,
     } = front;
     let cfg: &Config = &generation.config;
-    // A tool call is shadowed with its product, and with `mcp` (the
-    // agents' door as a whole).
+    // A delegated call is shadowed with its product, and with the product
+    // of the door it came through (`shadow_products = ["mcp"]`: agents).
     let shadowed = cfg.policy.shadows(route.product)
-        || (tool.is_some() && cfg.policy.shadows(crate::config::Product::Mcp));
+        || tool.is_some_and(|t| {
+            t.via
+                .parse::<crate::config::Product>()
+                .is_ok_and(|p| cfg.policy.shadows(p))
+        });
     let mut shadow = Shadow::new(shadowed);
     check_operation(cfg, identity, &route, uri.query()).or_else(|e| shadow.absorb(e))?;
     let proxy_url = proxy_target(cfg, &route, &parts.headers)?;
@@ -231,7 +246,7 @@ fn request_facts<'r>(
     method: &'r http::Method,
     uri: &'r http::Uri,
     proxy_url: Option<&http::HeaderValue>,
-    tool: Option<&'r ToolCall>,
+    tool: Option<&'r Delegated>,
 ) -> RequestFacts<'r> {
     let (path, proxy_host) = match route.op {
         Operation::Proxy { rest, .. } => {
@@ -252,7 +267,7 @@ fn request_facts<'r>(
         proxy_host,
         tool: tool.map_or("", |t| &*t.name),
         side_effect: tool.and_then(|t| t.side_effect.as_deref()).unwrap_or(""),
-        via: if tool.is_some() { "mcp" } else { "" },
+        via: tool.map_or("", |t| t.via),
         integration: std::sync::OnceLock::new(),
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Uri};
 
-use super::exchange::ToolCall;
+use super::exchange::Delegated;
 use super::headers::{self, Single, X_PARAGON_PROXY_URL};
 use super::path;
 use super::Audit;
@@ -25,7 +25,7 @@ pub(super) fn classify<'u>(
     cfg: &Config,
     method: &Method,
     uri: &'u Uri,
-    tool: Option<&ToolCall>,
+    tool: Option<&Delegated>,
     audit: &mut Audit,
 ) -> Result<Route<'u>, GatewayError> {
     let route =
@@ -33,16 +33,14 @@ pub(super) fn classify<'u>(
             RouteError::NotFound => GatewayError::RouteNotFound,
             RouteError::UnknownProject => GatewayError::UnknownProject,
         })?;
-    if route.op == Operation::Mcp && !cfg.mcp.enabled {
-        return Err(GatewayError::RouteNotFound);
-    }
-    // A tool call is the product it reaches Paragon as (the proxy tool is
-    // `proxy`, an ActionKit tool `actionkit`: contract §5b), so
-    // `member_products`, shadow mode, rules and limits judge the operation,
-    // not the transport; the record names the tool and `via = "mcp"`.
+    // A delegated call is the product it reaches Paragon as (an agent's
+    // proxy tool is `proxy`, an ActionKit tool `actionkit`: contract §5b),
+    // so `member_products`, shadow mode, rules and limits judge the
+    // operation, not the door it came through; the record names the tool
+    // and the door (`via`).
     if let Some(t) = tool {
         audit.tool = Some(t.name.clone());
-        audit.via = Some("mcp");
+        audit.via = Some(t.via);
     }
     audit.product = Some(route.product.as_str());
     if let Operation::Proxy {

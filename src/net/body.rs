@@ -124,6 +124,25 @@ where
     }
 }
 
+/// [`read_limited`] for the one body type, read frame by frame: no
+/// generic error bound, which trips the compiler's higher-ranked `Send`
+/// check in a boxed future that reaches the pipeline again (the rooms
+/// above the gateway).
+pub async fn read_body(mut body: Body, limit: u64) -> Result<Bytes, ReadError> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(ReadError::Io)?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(ReadError::TooLarge);
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

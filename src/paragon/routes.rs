@@ -149,6 +149,12 @@ impl Route<'_> {
     pub fn is_sync(&self) -> bool {
         self.product == Product::Sync
     }
+
+    /// Whether credgate answers this route itself rather than forwarding
+    /// it (`/mcp`, contract §12): nothing goes to Paragon as sent.
+    pub fn is_local(&self) -> bool {
+        self.op == Operation::Mcp
+    }
 }
 
 impl Operation<'_> {

@@ -262,7 +262,15 @@ where
         let conn = conn.clone();
         let open = tracked.open();
         async move {
-            let resp = gateway::handle(&state, &conn, req).await;
+            // `/mcp` and its metadata go to the agents' room (contract §12).
+            let local = state
+                .local
+                .as_deref()
+                .filter(|_| crate::mcp::Agents::claims(req.uri().path()));
+            let resp = match local {
+                Some(endpoint) => gateway::handle_local(&state, &conn, req, endpoint).await,
+                None => gateway::handle(&state, &conn, req).await,
+            };
             drop(open);
             Ok::<_, Infallible>(resp)
         }

@@ -13,10 +13,8 @@
 //! | `DELETE` with a session | 204, the session ends |
 //!
 //! The caller was authenticated and its product checked before this
-//! (`pipeline`); each tool call is a request of its own
-//! (`mcp_tools::call`), with its own decision and audit record.
-
-use std::sync::Arc;
+//! (the gateway's front, `gateway::handle_local`); each tool call is a request of its own
+//! (`tools::call`), with its own decision and audit record.
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, HOST};
@@ -24,23 +22,23 @@ use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::exchange::{CallerMemo, Exchange};
-use super::mcp_session::{self, Rejected};
-use super::mcp_tools::{self, Called};
-use super::{Audit, ConnInfo, Generation, State};
+use super::session::{self, Rejected};
+use super::tools::{self, Called};
+use super::Agents;
 use crate::auth::Identity;
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::net::body::{empty, full, read_limited, Body, BoxError};
-use crate::paragon::routes::{Operation, Product, Route, Upstream};
-use crate::policy::rules::{RequestFacts, RuleView};
+use crate::gateway::{Caller, ConnInfo, Note};
+use crate::net::body::{empty, full, read_body as read_body_limited, Body};
+use crate::paragon::routes::{Operation, Product};
+use crate::policy::rules::RequestFacts;
 
 /// The session header (any case on the wire).
 const MCP_SESSION_ID: &str = "mcp-session-id";
 const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
 
 /// RFC 9728's well-known path, and its form for the `/mcp` resource.
-const METADATA_PATHS: [&str; 2] = [
+pub(super) const METADATA_PATHS: [&str; 2] = [
     "/.well-known/oauth-protected-resource",
     "/.well-known/oauth-protected-resource/mcp",
 ];
@@ -51,34 +49,22 @@ const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 
-/// Who is calling `/mcp`, and where (authenticated by the pipeline).
-pub(super) struct Caller<'r> {
-    pub state: &'r State,
-    pub generation: &'r Generation,
-    pub conn: &'r ConnInfo,
-    pub request_id: &'r str,
-    pub identity: &'r Arc<Identity>,
-}
-
 /// A JSON-RPC answer: the result, or an error code and message.
 type Answer = Result<Value, (i64, String)>;
 
 /// One `/mcp` request of an authenticated caller.
-pub(super) async fn serve<B>(
+pub(super) async fn serve(
+    agents: &Agents,
     caller: Caller<'_>,
     parts: Parts,
-    body: B,
-    audit: &mut Audit,
-) -> Result<Response<Body>, GatewayError>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+    body: Body,
+    mut note: Note<'_>,
+) -> Result<Response<Body>, GatewayError> {
     let cfg: &Config = &caller.generation.config;
-    let sessions = &caller.state.sessions;
-    let rules = mcp_session::Rules::of(cfg);
+    let sessions = &agents.sessions;
+    let rules = session::Rules::of(cfg);
     // The transport's own records (a tool call writes its own).
-    audit.reason = "mcp";
+    note.reason("mcp");
     let session_id = parts
         .headers
         .get(MCP_SESSION_ID)
@@ -124,7 +110,7 @@ where
     let id = message.get("id").cloned();
     if method == Some("initialize") {
         let id = id.ok_or(GatewayError::BadRequest("initialize must be a request"))?;
-        return initialize(caller.state, cfg, caller.identity, &message, id);
+        return initialize(agents, cfg, caller.identity, &message, id);
     }
     let id_header = session_id.ok_or(GatewayError::BadRequest(
         "this MCP request needs the Mcp-Session-Id that initialize gave",
@@ -146,7 +132,7 @@ where
         return Ok(status_only(StatusCode::ACCEPTED));
     };
     let params = message.get("params").and_then(Value::as_object);
-    let answer = dispatch(&caller, &parts.headers, &method, params, audit).await?;
+    let answer = dispatch(agents, &caller, &parts.headers, &method, params, &mut note).await?;
     Ok(rpc_response(id, answer, None))
 }
 
@@ -168,11 +154,12 @@ fn parse_message(raw: &[u8]) -> Result<Map<String, Value>, (i64, &'static str)> 
 
 /// A request of an open session, by method.
 async fn dispatch(
+    agents: &Agents,
     caller: &Caller<'_>,
     headers: &HeaderMap,
     method: &str,
     params: Option<&Map<String, Value>>,
-    audit: &mut Audit,
+    note: &mut Note<'_>,
 ) -> Result<Answer, GatewayError> {
     let cfg = &caller.generation.config;
     if !matches!(method, "ping" | "tools/list" | "tools/call") {
@@ -184,15 +171,6 @@ async fn dispatch(
     if method == "ping" {
         return Ok(Ok(json!({})));
     }
-    let mut ex = Exchange::new(
-        caller.state,
-        caller.generation,
-        caller.conn,
-        caller.request_id,
-        caller.identity,
-        TRANSPORT,
-        headers,
-    );
     // Allow rules (contract §5b) count as grants here as at the call, as
     // far as they can be judged without the tool: they see a tool call's
     // request with `tool` and `side_effect` empty.
@@ -208,27 +186,23 @@ async fn dispatch(
         via: "mcp",
         integration: std::sync::OnceLock::new(),
     };
-    let memo = &caller.identity.memo.get::<CallerMemo>().rules;
-    let view = (!cfg.policy.rules.is_empty())
-        .then(|| RuleView::new(&cfg.policy.rules, caller.identity, &facts, memo));
-    ex.ctx.with_rules(view.as_ref());
-    let (permitted, offered) = mcp_tools::catalog(&mut ex).await?;
+    let (permitted, offered) = tools::catalog(&agents.tools, caller, &facts).await?;
     if method == "tools/list" {
-        let tools = mcp_tools::listed(&permitted, &offered, cfg.mcp.proxy_tool);
+        let tools = tools::listed(&permitted, &offered, cfg.mcp.proxy_tool);
         return Ok(Ok(json!({ "tools": tools })));
     }
-    let (name, arguments) = match mcp_tools::call_params(params) {
+    let (name, arguments) = match tools::call_params(params) {
         Ok(p) => p,
         Err(m) => {
             // Nothing was decided: refused as malformed (contract §12).
-            audit.invalid_call = true;
+            note.invalid_call(None);
             return Ok(Err((INVALID_PARAMS, m)));
         }
     };
     // The call's own record is the audit of this request.
-    audit.delegated = true;
+    note.delegated(true);
     let authorization = headers.get(AUTHORIZATION).cloned();
-    let call = mcp_tools::Call {
+    let call = tools::Call {
         authorization,
         permitted: &permitted,
         offered: &offered,
@@ -236,27 +210,19 @@ async fn dispatch(
         arguments,
     };
     Ok(
-        match mcp_tools::call(caller.state, cfg, caller.conn, call).await {
+        match tools::call(&agents.tools, caller.state, cfg, caller.conn, call).await {
             Called::Result(v) => Ok(v),
             Called::Invalid(m) => {
                 // A tool never offered, or bad arguments: nothing was
                 // decided or sent, and this request's record says it was
                 // refused as malformed (contract §12), never allowed.
-                audit.delegated = false;
-                audit.invalid_call = true;
-                audit.tool = Some(name.into());
+                note.delegated(false);
+                note.invalid_call(Some(name.into()));
                 Err((INVALID_PARAMS, m))
             }
         },
     )
 }
-
-/// The route the transport's own work (listing, loading the list) runs on.
-const TRANSPORT: Route<'static> = Route {
-    product: Product::Mcp,
-    upstream: Upstream::ActionKit,
-    op: Operation::Mcp,
-};
 
 fn status_only(status: StatusCode) -> Response<Body> {
     let mut resp = Response::new(empty());
@@ -267,7 +233,7 @@ fn status_only(status: StatusCode) -> Response<Body> {
 /// `initialize`: the protocol version negotiated, a new session bound to
 /// this caller, and what credgate offers (tools only).
 fn initialize(
-    state: &State,
+    agents: &Agents,
     cfg: &Config,
     identity: &Identity,
     message: &Map<String, Value>,
@@ -277,10 +243,10 @@ fn initialize(
         .get("params")
         .and_then(|p| p.get("protocolVersion"))
         .and_then(Value::as_str);
-    let protocol = mcp_session::negotiate(requested);
-    let session = state
+    let protocol = session::negotiate(requested);
+    let session = agents
         .sessions
-        .open(mcp_session::Rules::of(cfg), identity, protocol)
+        .open(session::Rules::of(cfg), identity, protocol)
         .map_err(rejected)?;
     let result = json!({
         "protocolVersion": protocol,
@@ -327,13 +293,14 @@ fn accepts_json(headers: &HeaderMap) -> bool {
     !any
 }
 
-async fn read_body<B>(cfg: &Config, body: B) -> Result<Bytes, GatewayError>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+async fn read_body(cfg: &Config, body: Body) -> Result<Bytes, GatewayError> {
     let limit = cfg.server.max_body_bytes;
-    match tokio::time::timeout(cfg.server.header_read_timeout, read_limited(body, limit)).await {
+    match tokio::time::timeout(
+        cfg.server.header_read_timeout,
+        read_body_limited(body, limit),
+    )
+    .await
+    {
         Err(_) => Err(GatewayError::BodyTimeout),
         Ok(Err(crate::net::body::ReadError::TooLarge)) => Err(GatewayError::BodyTooLarge),
         Ok(Err(_)) => Err(GatewayError::BadRequest(

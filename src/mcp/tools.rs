@@ -12,17 +12,21 @@ use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::exchange::{Exchange, ToolCall};
-use super::list::load_now;
-use super::{ConnInfo, Outcome, State};
 use crate::config::{Config, Upstream};
 use crate::error::GatewayError;
+use crate::gateway::headers;
+use crate::gateway::{Caller, ConnInfo, Delegated, Outcome, State};
 use crate::net::body::{full, read_limited, Body};
 use crate::paragon::credentials::Credential;
 use crate::paragon::mint::Scope;
+use crate::policy::rules::RequestFacts;
 
 /// Largest tools listing or tool answer credgate reads.
 const MAX_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The door a tool call comes through (`request.via`, the audit's `via`):
+/// also the product `policy.shadow_products` names to shadow agents.
+const VIA: &str = "mcp";
 
 /// The name of the Proxy API tool (`mcp.proxy_tool`).
 const PROXY_TOOL: &str = "paragon_proxy_request";
@@ -42,13 +46,13 @@ pub(crate) struct Offered {
 /// What `/mcp` keeps across requests: the tools listed per (user, scope,
 /// permitted set), like credential lists (`cache.credentials_ttl`), and
 /// whether Paragon runs tools on `/actions` only.
-pub(crate) struct Tools {
+pub(super) struct Tools {
     listed: moka::future::Cache<Box<str>, Arc<Vec<Offered>>>,
     runs_on_actions: AtomicBool,
 }
 
 impl Tools {
-    pub(crate) fn new(ttl: std::time::Duration, max: u64) -> Tools {
+    pub(super) fn new(ttl: std::time::Duration, max: u64) -> Tools {
         Tools {
             listed: moka::future::Cache::builder()
                 .time_to_live(ttl)
@@ -62,23 +66,14 @@ impl Tools {
 /// The caller's permitted credentials (the list loaded whatever the
 /// caller's role), and the tools of their integrations.
 pub(super) async fn catalog(
-    ex: &mut Exchange<'_>,
+    tools: &Tools,
+    caller: &Caller<'_>,
+    facts: &RequestFacts<'_>,
 ) -> Result<(Vec<Credential>, Arc<Vec<Offered>>), GatewayError> {
-    load_now(ex).await?;
-    let list = ex.list.as_ref().map(|s| s.list.clone()).unwrap_or_default();
-    let mut permitted: Vec<Credential> = list
-        .credentials
-        .iter()
-        .filter(|c| ex.ctx.usable(c))
-        .cloned()
-        .collect();
+    let (mut permitted, scope) = caller.usable(facts).await?;
     permitted.sort_by(|a, b| (&a.integration, &a.id).cmp(&(&b.integration, &b.id)));
-    let ctx = &ex.ctx;
     let mut key = String::new();
-    for part in [
-        &*ctx.identity.user,
-        ctx.dir_key.scope.as_deref().unwrap_or(""),
-    ] {
+    for part in [&*caller.identity.user, scope.as_deref().unwrap_or("")] {
         key.push_str(&part.len().to_string());
         key.push(':');
         key.push_str(part);
@@ -90,10 +85,9 @@ pub(super) async fn catalog(
     if permitted.is_empty() {
         return Ok((permitted, Arc::default()));
     }
-    let tools = &ctx.state.tools;
     let fetched = tools
         .listed
-        .try_get_with(key.into_boxed_str(), fetch(ex, &permitted))
+        .try_get_with(key.into_boxed_str(), fetch(caller, &permitted))
         .await
         .map_err(|e: Arc<GatewayError>| match &*e {
             GatewayError::UpstreamTimeout => GatewayError::UpstreamTimeout,
@@ -106,22 +100,21 @@ pub(super) async fn catalog(
 /// token narrowed to `permitted` (an admin's: unrestricted; passthrough:
 /// the caller's own); the tools of their integrations.
 async fn fetch(
-    ex: &Exchange<'_>,
+    caller: &Caller<'_>,
     permitted: &[Credential],
 ) -> Result<Arc<Vec<Offered>>, GatewayError> {
-    let ctx = &ex.ctx;
-    let g = ctx.generation;
+    let g = caller.generation;
     let mut pairs: Vec<(&str, &str)> = permitted
         .iter()
         .map(|c| (&*c.integration, &*c.id))
         .collect();
     pairs.sort_unstable();
-    let scope = if ctx.admin {
+    let scope = if caller.identity.is_admin() {
         Scope::Admin
     } else {
         Scope::Many(&pairs)
     };
-    let authorization = ctx.own_authorization(scope).map_err(|e| {
+    let authorization = caller.own_authorization(scope).map_err(|e| {
         tracing::error!(error = %e, "no upstream token for listing tools");
         GatewayError::Unavailable("an upstream token could not be signed")
     })?;
@@ -129,7 +122,7 @@ async fn fetch(
     let answer = async {
         for key in ["tools", "actions"] {
             let path = format!("/projects/{project}/{key}");
-            let resp = ctx
+            let resp = caller
                 .own_get(Upstream::ActionKit, &path, authorization.clone())
                 .await
                 .map_err(upstream_failure)?;
@@ -356,8 +349,14 @@ pub(super) struct Call<'a> {
 
 /// One tool call, through the whole pipeline as an ActionKit (or Proxy
 /// API) request, on `cfg` (the generation of the `/mcp` request).
-pub(super) async fn call(state: &State, cfg: &Config, conn: &ConnInfo, call: Call<'_>) -> Called {
-    let conn = &conn.for_tool_calls();
+pub(super) async fn call(
+    tools: &Tools,
+    state: &State,
+    cfg: &Config,
+    conn: &ConnInfo,
+    call: Call<'_>,
+) -> Called {
+    let conn = &conn.for_delegated_calls();
     let tr = match build(
         cfg,
         call.name,
@@ -370,7 +369,7 @@ pub(super) async fn call(state: &State, cfg: &Config, conn: &ConnInfo, call: Cal
     };
     let project = &cfg.paragon.project_id;
     let answer = if tr.parameters.is_some() {
-        run_actionkit(state, conn, project, &tr).await
+        run_actionkit(tools, state, conn, project, &tr).await
     } else {
         run(state, conn, tr.request(&tr.path, tr.body.clone())).await
     };
@@ -388,7 +387,7 @@ pub(super) async fn call(state: &State, cfg: &Config, conn: &ConnInfo, call: Cal
 /// §9): judged by the pipeline without running it, so without the tool
 /// list either (an ActionKit tool's integration is read from its name, as
 /// for any ActionKit request, and its `sideEffect` is not known).
-pub(crate) fn dry_run_request(
+pub fn dry_run_request(
     cfg: &Config,
     params: Option<&Map<String, Value>>,
     authorization: Option<HeaderValue>,
@@ -440,16 +439,18 @@ fn build(
                 let Some(tool) = offered.iter().find(|t| &*t.name == name) else {
                     return Err(format!("unknown tool: {name}"));
                 };
-                ToolCall {
+                Delegated {
                     name: tool.name.clone(),
                     side_effect: tool.side_effect.clone(),
                     integration: Some(tool.integration.clone()),
+                    via: VIA,
                 }
             }
-            None => ToolCall {
+            None => Delegated {
                 name: name.into(),
                 side_effect: None,
                 integration: None,
+                via: VIA,
             },
         };
         ToolRequest {
@@ -478,12 +479,13 @@ fn build(
 /// Paragon has no `/tools` (404) `POST /actions {action, parameters}`, which
 /// is then used from the start.
 async fn run_actionkit(
+    tools: &Tools,
     state: &State,
     conn: &ConnInfo,
     project: &str,
     tr: &ToolRequest,
 ) -> Result<(Response<Body>, Outcome), String> {
-    let on_actions = &state.tools.runs_on_actions;
+    let on_actions = &tools.runs_on_actions;
     let tools = !on_actions.load(Ordering::Relaxed);
     let first = run(state, conn, tr.actionkit(project, !tools)).await?;
     if tools && first.1.forwarded && first.0.status() == StatusCode::NOT_FOUND {
@@ -503,7 +505,7 @@ struct ToolRequest {
     proxy_url: Option<HeaderValue>,
     body: Bytes,
     headers: Vec<(String, HeaderValue)>,
-    call: ToolCall,
+    call: Delegated,
     /// An ActionKit tool's parameters (`None`: the Proxy API tool).
     parameters: Option<Value>,
 }
@@ -534,7 +536,7 @@ impl ToolRequest {
             b = b.header(name.as_str(), value.clone());
         }
         if let Some(u) = &self.proxy_url {
-            b = b.header(super::headers::X_PARAGON_PROXY_URL, u.clone());
+            b = b.header(headers::X_PARAGON_PROXY_URL, u.clone());
         }
         b.body(full(body))
             .map_err(|e| format!("the call could not be made: {e}"))
@@ -552,8 +554,8 @@ fn reserved(name: &str) -> bool {
     matches!(
         n.as_str(),
         "authorization" | "host" | "content-length" | "cookie"
-    ) || super::headers::spelled_as(&n, super::headers::X_PARAGON_CREDENTIAL)
-        || super::headers::spelled_as(&n, super::headers::X_PARAGON_PROXY_URL)
+    ) || headers::spelled_as(&n, headers::X_PARAGON_CREDENTIAL)
+        || headers::spelled_as(&n, headers::X_PARAGON_PROXY_URL)
 }
 
 /// The Proxy API tool's request: `{method} /projects/{p}/sdk/proxy/{integration}{path}`,
@@ -617,10 +619,11 @@ fn proxy_request(project: &str, args: &mut Map<String, Value>) -> Result<ToolReq
         proxy_url,
         body,
         headers,
-        call: ToolCall {
+        call: Delegated {
             name: PROXY_TOOL.into(),
             side_effect: None,
             integration: Some(integration.into()),
+            via: VIA,
         },
         parameters: None,
     })
@@ -633,7 +636,7 @@ async fn run(
     conn: &ConnInfo,
     req: Result<Request<Body>, String>,
 ) -> Result<(Response<Body>, Outcome), String> {
-    Ok(super::run_internal(state, conn, req?).await)
+    Ok(crate::gateway::run_internal(state, conn, req?).await)
 }
 
 /// An internal request's answer, at most [`MAX_ANSWER_BYTES`] (not
