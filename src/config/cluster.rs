@@ -1,0 +1,156 @@
+//! `[cluster]`: replicas sharing invalidations and limits through
+//! PostgreSQL (`postgres_url` or `postgres_url_env`, `poll_interval`,
+//! `event_retention`, `degraded_ttl`, `strict`). It owns the section's file
+//! form (`RawCluster`), its defaults, the validated [`ClusterConfig`] and
+//! its checks, and [`redact_url_password`], so the database password is
+//! never printed (`Debug`, `check-config`, errors).
+//!
+//! It must not know the other sections, nor anything of credgate outside
+//! `config` (`config` imports nothing of credgate's: see `src/lib.rs`).
+//! Talking to PostgreSQL is the `cluster` module's.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::common::{dur, ConfigError, Env};
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_url_env: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll_interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_retention: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded_ttl: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+/// `cluster.poll_interval` [default: 1s].
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// `cluster.event_retention` [default: 1h].
+pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(3600);
+/// `cluster.degraded_ttl` [default: 10s].
+pub const DEFAULT_DEGRADED_TTL: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct ClusterConfig {
+    pub postgres_url: String,
+    pub postgres_url_env: Option<String>,
+    pub poll_interval: Duration,
+    pub event_retention: Duration,
+    pub degraded_ttl: Duration,
+    pub strict: bool,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("postgres_url", &redact_url_password(&self.postgres_url))
+            .field("poll_interval", &self.poll_interval)
+            .field("event_retention", &self.event_retention)
+            .field("degraded_ttl", &self.degraded_ttl)
+            .field("strict", &self.strict)
+            .finish()
+    }
+}
+
+pub(super) fn validate_cluster(
+    raw: RawCluster,
+    env: &dyn Env,
+) -> Result<ClusterConfig, ConfigError> {
+    let postgres_url = match (raw.postgres_url, &raw.postgres_url_env) {
+        (Some(u), None) => u,
+        (None, Some(var)) => env.var(var).ok_or_else(|| {
+            ConfigError::new(
+                "cluster.postgres_url_env",
+                format!("environment variable {var} is not set"),
+            )
+        })?,
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "cluster.postgres_url",
+                "set either postgres_url or postgres_url_env, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                "cluster.postgres_url",
+                "is required with [cluster] (or postgres_url_env)",
+            ))
+        }
+    };
+    if !(postgres_url.starts_with("postgres://") || postgres_url.starts_with("postgresql://")) {
+        return Err(ConfigError::new(
+            "cluster.postgres_url",
+            "must be a postgres:// or postgresql:// URL",
+        ));
+    }
+    let poll_interval = dur(
+        "cluster.poll_interval",
+        raw.poll_interval.as_deref(),
+        DEFAULT_POLL_INTERVAL,
+    )?;
+    if poll_interval < Duration::from_millis(50) {
+        return Err(ConfigError::new(
+            "cluster.poll_interval",
+            "must be at least 50ms",
+        ));
+    }
+    Ok(ClusterConfig {
+        postgres_url,
+        postgres_url_env: raw.postgres_url_env,
+        poll_interval,
+        event_retention: dur(
+            "cluster.event_retention",
+            raw.event_retention.as_deref(),
+            DEFAULT_EVENT_RETENTION,
+        )?,
+        degraded_ttl: dur(
+            "cluster.degraded_ttl",
+            raw.degraded_ttl.as_deref(),
+            DEFAULT_DEGRADED_TTL,
+        )?,
+        strict: raw.strict.unwrap_or(false),
+    })
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, and
+/// `?password=secret` (which tokio-postgres also reads) → `?password=***`.
+pub fn redact_url_password(u: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(u) else {
+        return "(unparseable URL)".to_string();
+    };
+    let mut redacted = false;
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+        redacted = true;
+    }
+    let is_password = |k: &str| k.eq_ignore_ascii_case("password");
+    if parsed.query_pairs().any(|(k, _)| is_password(&k)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_password(&k) {
+                    "***".to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        redacted = true;
+    }
+    if redacted {
+        parsed.to_string()
+    } else {
+        u.to_string()
+    }
+}
