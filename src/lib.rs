@@ -16,10 +16,28 @@
 //! (`gateway::upstream`) → respond (narrowed by `paragon::filter`) → one
 //! audit record and metrics (`telemetry`).
 //!
-//! Agents (`gateway::mcp`, contract §12): `/mcp` is authenticated and
-//! classified like any route, then speaks MCP; each tool call is made as
-//! an ActionKit request of its own through the same pipeline, so it is
-//! decided, shadowed, limited and audited exactly as a direct call.
+//! Agents (`mcp`, contract §12): the listener hands `/mcp` to the agents'
+//! room (`gateway::handle_local`), which the pipeline's front has
+//! authenticated and classified like any route; each tool call is made as
+//! an ActionKit or Proxy API request of its own through the same pipeline
+//! (`gateway::run_internal`), so it is decided, shadowed, limited and
+//! audited exactly as a direct call.
+//!
+//! Questions about decisions (`admin`, contract §9): the admin listener's
+//! decision API, access review and dashboard ask the gateway
+//! (`gateway::judge`, `gateway::list_of`) instead of deciding themselves.
+//!
+//! # Where is ...
+//!
+//! | what | where |
+//! | --- | --- |
+//! | the phases of one request | `gateway::pipeline` and one file per phase |
+//! | who may use which credential | `policy` (grants, rules, limits) |
+//! | the route table | `paragon::routes` |
+//! | a config key, its default and its checks | `config::<section>` |
+//! | MCP | `mcp` (transport, sessions, tools) |
+//! | `/admin/*`, the dashboard | `admin` |
+//! | listeners, TLS, workers | `server` |
 //!
 //! # Layers
 //!
@@ -49,13 +67,16 @@
 //!
 //! * `config` imports nothing of credgate's: it is validated data, and
 //!   everything else may read it.
-//! * Nothing below `gateway` names `gateway`, `admin`, `server`,
-//!   `cluster`, `emulator`, `app` or `demo`; `gateway` names none of the
-//!   rooms above it (`admin` reaches it through `gateway::judge`,
-//!   `gateway::list_of` and the `gateway::Refusals` port). Where a lower layer needs something of a
-//!   higher one it defines the port: `paragon::replicas::{Replicas,
-//!   SyncRecords}` (implemented by `cluster`), `auth::Slot` (filled by
-//!   `gateway` with its per-caller memos).
+//! * Nothing below `gateway` names `gateway` or anything above it, and
+//!   `gateway` names none of the rooms above it: `mcp` reaches it through
+//!   `gateway::{handle_local, Endpoint, Caller, run_internal, Delegated}`,
+//!   `admin` through `gateway::{judge, list_of}`. Where a lower layer
+//!   needs something of a higher one it defines the port:
+//!   `paragon::replicas::{Replicas, SyncRecords}` (implemented by
+//!   `cluster`), `auth::Slot` (filled by `gateway` with its per-caller
+//!   memos), `gateway::Endpoint` (implemented by `mcp`),
+//!   `gateway::Refusals` (implemented by `admin`).
+//! * No source file is over 1,000 lines.
 //! * The files of a module directory do not import each other in a
 //!   circle (its `mod.rs` aside); the emulator's product files and the
 //!   gateway's phase files are leaves under their router.
@@ -63,7 +84,8 @@
 //!   `net`'s body type and the data formats of `paragon` (credential ids,
 //!   the permissions claim), so it stays credgate's test oracle.
 //! * Errors become responses in one place (`error`), and one audit record
-//!   is written per request (`gateway::handle`).
+//!   is written per request whatever the client does (`gateway::run`'s
+//!   guard writes it when a client that hung up drops the request).
 #![forbid(unsafe_code)]
 
 pub mod admin;

@@ -1,6 +1,16 @@
 //! The request pipeline (contract §1) and the one place a request's outcome
 //! becomes a response, a metric and an audit record.
 //!
+//! It owns the phases of one request, what travels between them, and
+//! forwarding; and the entries the rooms above call: [`handle`] (traffic),
+//! [`handle_local`] with an [`Endpoint`] (a route a room answers itself,
+//! the agents' `/mcp`), [`run_internal`] (a [`Delegated`] call a room makes
+//! for its client), [`judge`](judge::judge) (a request decided without
+//! being forwarded) and [`list_of`] (a user's list). It must not know the
+//! rooms above it (`mcp`, `admin`, `server`): no MCP, dashboard or
+//! decision-API code lives here, and they reach it only through these
+//! entries and the [`Endpoint`] and [`Refusals`] ports.
+//!
 //! State comes in two lifetimes: a [`Generation`] is everything built from
 //! one config (keys, policy, minter, upstream client) and is swapped whole
 //! on reload, so a request finishes on the generation it started with; the
