@@ -90,6 +90,10 @@ pub enum GatewayError {
     /// whatever the reason).
     #[error("this operation is not allowed for this caller")]
     OperationForbidden(Refused),
+    /// 403: a CORS preflight from an origin not in `cors.allowed_origins`
+    /// (contract §13).
+    #[error("this origin may not call credgate from a browser")]
+    CorsOriginForbidden,
     /// 403: full URL in a Proxy API path to a host not allowed, or a
     /// member's trigger-subscription `webhookOverride.url` (contract §3).
     #[error("the request names a host that is not allowed")]
@@ -165,7 +169,8 @@ impl GatewayError {
             GatewayError::CredentialForbidden(_)
             | GatewayError::NoPermittedCredential(_)
             | GatewayError::OperationForbidden(_)
-            | GatewayError::UpstreamHostForbidden => StatusCode::FORBIDDEN,
+            | GatewayError::UpstreamHostForbidden
+            | GatewayError::CorsOriginForbidden => StatusCode::FORBIDDEN,
             GatewayError::RouteNotFound
             | GatewayError::UnknownProject
             | GatewayError::SessionNotFound => StatusCode::NOT_FOUND,
@@ -191,6 +196,7 @@ impl GatewayError {
             GatewayError::NoPermittedCredential(_) => "no_permitted_credential",
             GatewayError::OperationForbidden(_) => "operation_forbidden",
             GatewayError::UpstreamHostForbidden => "upstream_host_forbidden",
+            GatewayError::CorsOriginForbidden => "cors_origin_forbidden",
             GatewayError::RouteNotFound => "route_not_found",
             GatewayError::UnknownProject => "unknown_project",
             GatewayError::SessionNotFound => "session_not_found",
@@ -308,6 +314,7 @@ mod tests {
             GatewayError::NoPermittedCredential(Refused::NoGrant),
             GatewayError::OperationForbidden(Refused::ProductNotAllowed),
             GatewayError::UpstreamHostForbidden,
+            GatewayError::CorsOriginForbidden,
             GatewayError::RouteNotFound,
             GatewayError::UnknownProject,
             GatewayError::SessionNotFound,
@@ -371,6 +378,7 @@ mod tests {
                 (403, "no_permitted_credential"),
                 (403, "operation_forbidden"),
                 (403, "upstream_host_forbidden"),
+                (403, "cors_origin_forbidden"),
                 (404, "route_not_found"),
                 (404, "unknown_project"),
                 (404, "session_not_found"),

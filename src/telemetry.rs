@@ -208,6 +208,11 @@ pub struct ProductLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ScopeLabel {
     pub scope: &'static str,
 }
@@ -290,6 +295,8 @@ pub struct Metrics {
     /// Admin-listener requests refused before routing (contract §9), by
     /// code: `forbidden_host`, `forbidden_origin`, `forbidden_content_type`.
     pub admin_refused: Family<ReasonLabel, Counter>,
+    /// CORS preflights answered (contract §13), `allowed` or `forbidden`.
+    pub cors_preflights: Family<ResultLabel, Counter>,
     pub config_reloads: Family<KindLabel, Counter>,
     /// One series at 1: the config (and ACL) this replica runs, and since when.
     pub config_info: Family<ConfigInfoLabels, Gauge>,
@@ -382,6 +389,7 @@ impl Metrics {
             connections_refused: Family::default(),
             connection_errors: Family::default(),
             admin_refused: Family::default(),
+            cors_preflights: Family::default(),
             config_reloads: Family::default(),
             config_info: Family::default(),
             policy_shadow: Family::default(),
@@ -535,6 +543,11 @@ impl Metrics {
             "admin_refused",
             "Admin-listener requests refused: a Host not naming it, a cross-site Origin, a state change that is not JSON",
             m.admin_refused.clone(),
+        );
+        r.register(
+            "cors_preflights",
+            "CORS preflights credgate answered itself, by result (allowed, forbidden)",
+            m.cors_preflights.clone(),
         );
         r.register(
             "config_reloads",

@@ -148,6 +148,11 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             max_sessions: Some(c.mcp.max_sessions),
             max_sessions_per_principal: Some(c.mcp.max_sessions_per_principal),
         },
+        cors: RawCors {
+            allowed_origins: Some(c.cors.allowed_origins.clone()),
+            allowed_headers: Some(c.cors.allowed_headers.clone()),
+            max_age: Some(d(c.cors.max_age)),
+        },
         limits: RawLimits {
             principal_rps: c.limits.principal.map(|r| r.rps),
             principal_burst: c.limits.principal.map(|r| r.burst),

@@ -1,6 +1,6 @@
 //! Configuration: the TOML file validated into a typed [`Config`], one file
 //! per section. Each section's file (`server`, `paragon`, `auth`, `policy`,
-//! `limits`, `audit`, `telemetry`, `mcp`, `cache`, `cluster`) holds its
+//! `limits`, `audit`, `telemetry`, `mcp`, `cors`, `cache`, `cluster`) holds its
 //! file form, its defaults (named constants), its validated type and its
 //! checks; `common` what they share; this root only composes them: the
 //! top-level [`Config`], reading and parsing the file (`load`,
@@ -22,6 +22,7 @@ mod auth;
 mod cache;
 mod cluster;
 mod common;
+mod cors;
 pub mod duration;
 mod limits;
 mod mcp;
@@ -53,6 +54,7 @@ pub use cluster::{
     DEFAULT_POLL_INTERVAL,
 };
 pub use common::{is_uuid, sha256_hex, ConfigError, Env, PemFile, ProcessEnv};
+pub use cors::{CorsConfig, DEFAULT_CORS_MAX_AGE, MAX_CORS_MAX_AGE};
 pub use limits::LimitsConfig;
 pub use mcp::{
     McpConfig, DEFAULT_MCP_MAX_SESSIONS, DEFAULT_MCP_MAX_SESSIONS_PER_PRINCIPAL,
@@ -83,6 +85,7 @@ use audit::validate_audit;
 use auth::{parse_auth_mode, validate_auth};
 use cache::validate_cache;
 use cluster::validate_cluster;
+use cors::validate_cors;
 use limits::validate_limits;
 use mcp::validate_mcp;
 use paragon::validate_paragon;
@@ -102,6 +105,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub telemetry: TelemetryConfig,
     pub mcp: McpConfig,
+    /// `[cors]` (contract §13): browsers' origins; empty, off.
+    pub cors: CorsConfig,
     pub cluster: Option<ClusterConfig>,
     /// Things that are legal but deserve a word (printed by `check-config`
     /// and logged at start).
@@ -218,6 +223,7 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
     let telemetry = validate_telemetry(raw.telemetry)?;
     let mcp = validate_mcp(raw.mcp, &policy, &auth, &mut warnings)?;
     let limits = validate_limits(raw.limits)?;
+    let cors = validate_cors(raw.cors, &mut warnings)?;
     let cluster = raw.cluster.map(|c| validate_cluster(c, env)).transpose()?;
     Ok(Config {
         server,
@@ -229,6 +235,7 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
         limits,
         telemetry,
         mcp,
+        cors,
         cluster,
         warnings,
         sha256: String::new(),

@@ -12,6 +12,7 @@ pub use super::audit::RawAudit;
 pub use super::auth::{OneOrMany, RawAuth, RawKey};
 pub use super::cache::RawCache;
 pub use super::cluster::RawCluster;
+pub use super::cors::RawCors;
 pub use super::limits::RawLimits;
 pub use super::mcp::RawMcp;
 pub use super::paragon::RawParagon;
@@ -39,6 +40,8 @@ pub struct RawConfig {
     pub telemetry: RawTelemetry,
     #[serde(default)]
     pub mcp: RawMcp,
+    #[serde(default)]
+    pub cors: RawCors,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<RawCluster>,
 }

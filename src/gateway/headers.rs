@@ -25,6 +25,8 @@ pub const X_PARAGON_PROXY_URL: &str = "x-paragon-proxy-url";
 pub const MEMBER_PARAGON_HEADERS: &[&str] = &[
     "x-paragon-use-raw-response",
     "x-paragon-use-slack-token-type",
+    // Paragon's Connect SDK sends it on every call (contract §13).
+    "x-paragon-sdk-version",
 ];
 pub use crate::net::X_REQUEST_ID;
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -149,10 +151,12 @@ fn single<'a>(
 }
 
 /// Drops hop-by-hop fields and every field the `Connection` header lists
-/// (RFC 9110 §7.6.1), in any `_` spelling. Used on Paragon's responses;
+/// (RFC 9110 §7.6.1), in any `_` spelling, and Paragon's own
+/// `Access-Control-*` fields (contract §13: credgate alone says which
+/// browser origins may read its answers). Used on Paragon's responses;
 /// requests go through [`scrub_request`], which does this and more.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    scrub(headers, |_| false);
+    scrub(headers, |n| n.starts_with("access-control-"));
 }
 
 /// Other client-address headers that CDNs and load balancers set; from an
@@ -569,6 +573,7 @@ mod tests {
             vec![
                 "accept",
                 "x-paragon-custom",
+                "x-paragon-sdk-version",
                 "x-paragon-use-raw-response",
                 "x-paragon-use-slack-token-type"
             ]
@@ -577,11 +582,7 @@ mod tests {
         removed.sort_unstable();
         assert_eq!(
             removed,
-            vec![
-                "x-paragon-route-to",
-                "x-paragon-sdk-version",
-                "x_paragon_use_raw_response"
-            ]
+            vec!["x-paragon-route-to", "x_paragon_use_raw_response"]
         );
 
         let mut h = map(&all);

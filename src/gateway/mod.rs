@@ -16,6 +16,7 @@
 //! on reload, so a request finishes on the generation it started with; the
 //! caches and stores in [`State`] outlive reloads.
 
+mod cors;
 mod decide;
 mod exchange;
 pub mod forward;
@@ -306,6 +307,9 @@ pub(crate) struct Audit {
     /// An `/mcp` request whose tool call wrote the record (and counted the
     /// metrics) as a request of its own: this one writes none.
     pub delegated: bool,
+    /// A CORS preflight credgate answered (contract §13): no audit record
+    /// and no request metric (it has its own).
+    pub preflight: bool,
     /// An `/mcp` `tools/call` that was not a valid call (a tool never
     /// offered, bad arguments): answered with a JSON-RPC error, recorded
     /// as refused (`bad_request`).
@@ -371,6 +375,12 @@ where
     };
     let http1 = req.version() < Version::HTTP_2;
     let has_body = !http_body::Body::is_end_stream(req.body());
+    // A page on an allowed origin may read the answer (contract §13).
+    let origin = if generation.config.cors.enabled() {
+        cors::allowed_origin(&generation.config, req.headers()).cloned()
+    } else {
+        None
+    };
     // A room's 401 may name where to sign in, from these (contract §12).
     let local_headers = endpoint.map(|_| req.headers().clone());
     let served = conn.served.fetch_add(1, Ordering::Relaxed) + 1;
@@ -438,6 +448,9 @@ where
     if let Some(v) = audit.request_id.take() {
         resp.headers_mut().insert(headers::X_REQUEST_ID, v);
     }
+    if let Some(o) = origin.filter(|_| !audit.preflight) {
+        cors::mark(o, &mut resp);
+    }
     let outcome = Outcome {
         forwarded: audit.forwarded,
     };
@@ -479,7 +492,7 @@ impl Pending<'_> {
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
         let trace = audit.trace.take();
         let trace_id = trace.as_deref().map(trace::Trace::trace_id);
-        if !audit.delegated {
+        if !audit.delegated && !audit.preflight {
             let product = audit.product.unwrap_or("none");
             state.metrics.count_request(product, decision, status);
             state.metrics.request_histogram(product).observe(elapsed);

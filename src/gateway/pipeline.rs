@@ -4,6 +4,7 @@
 //! | phase | file | contract | refuses with |
 //! | --- | --- | --- | --- |
 //! | hygiene | `hygiene.rs` | §8, §11 | 400, 503 (strict cluster) |
+//! | CORS preflight | `cors.rs` | §13 | 204, 403 |
 //! | authenticate | here | §4 | 401 |
 //! | classify | `route.rs` | §3 | 404 |
 //! | check_operation, proxy_target | `route.rs` | §3, §7 | 403, 400 |
@@ -61,6 +62,10 @@ where
     let cfg: &Config = &generation.config;
     let (parts, incoming) = req.into_parts();
     hygiene(state, &parts)?;
+    if let Some(answer) = super::cors::preflight(cfg, &parts, &state.metrics) {
+        audit.preflight = true;
+        return answer;
+    }
     if let Some(resp) = endpoint.and_then(|e| e.public(cfg, conn, &parts)) {
         return Ok(resp);
     }
