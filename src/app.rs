@@ -209,8 +209,10 @@ pub async fn start(config: Config) -> Result<Running, String> {
         subscriptions,
         metrics,
         replicas,
-        recent.clone(),
-        Some(Arc::new(crate::mcp::Agents::new(&config)) as Arc<dyn crate::gateway::Endpoint>),
+        crate::gateway::Rooms {
+            refusals: recent.clone(),
+            local: Some(Arc::new(crate::mcp::Agents::new(&config))),
+        },
     ));
     if let Some(c) = &cluster {
         c.start(Arc::downgrade(&state.directory));

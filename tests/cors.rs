@@ -155,6 +155,15 @@ async fn a_preflight_from_another_origin_gets_nothing() {
     assert!(access_control(&got).is_empty());
 }
 
+/// One request of the table: method, path, token, headers, the status.
+type Case<'a> = (
+    &'a str,
+    String,
+    Option<String>,
+    Vec<(&'a str, &'a str)>,
+    u16,
+);
+
 /// Every answer to an allowed origin is readable by it, credgate's own
 /// refusals included; answers to other origins carry no `Access-Control-*`.
 #[tokio::test]
@@ -162,7 +171,7 @@ async fn every_answer_to_an_allowed_origin_names_it_and_no_other() {
     let env = env_cors("").await;
     let alice = env.member("alice");
     let sf = p("/sdk/proxy/salesforce/x");
-    let cases: Vec<(&str, String, Option<String>, Vec<(&str, &str)>, u16)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "GET",
             sf.clone(),

@@ -130,7 +130,7 @@ pub async fn decide(state: &State, q: DecideRequest) -> Result<Value, String> {
         // credgate's own answer, as the caller would get it.
         o.insert(
             "response".into(),
-            json!({"status": status, "body": serde_json::from_slice::<Value>(&answer_body).unwrap_or(Value::Null)}),
+            json!({"status": status, "body": serde_json::from_slice::<Value>(answer_body).unwrap_or(Value::Null)}),
         );
     }
     if let Some(up) = &judged.upstream {

@@ -135,7 +135,7 @@ impl<'r> Caller<'r> {
             self.conn,
             self.request_id,
             self.identity,
-            self.route.clone(),
+            self.route,
             &self.authorization,
         )
     }

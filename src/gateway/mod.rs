@@ -109,9 +109,9 @@ impl State {
         subscriptions: Subscriptions,
         metrics: Arc<Metrics>,
         replicas: Option<Arc<dyn Replicas>>,
-        refusals: Arc<dyn Refusals>,
-        local: Option<Arc<dyn Endpoint>>,
+        rooms: Rooms,
     ) -> State {
+        let Rooms { refusals, local } = rooms;
         State {
             local,
             current: ArcSwap::from_pointee(generation),
@@ -146,6 +146,14 @@ impl State {
             None => Ok(()),
         }
     }
+}
+
+/// What the rooms above the gateway plug into it (its ports).
+pub struct Rooms {
+    /// Where refusals go besides the audit log.
+    pub refusals: Arc<dyn Refusals>,
+    /// The room that answers routes of its own.
+    pub local: Option<Arc<dyn Endpoint>>,
 }
 
 /// Where a refused (or shadow-refused) request is told, besides the audit
