@@ -66,6 +66,10 @@ impl Refused {
     }
 }
 
+/// Paragon's code for "insufficient permission", which its Connect SDK
+/// does not sign its user out on (contract §13).
+pub const PARAGON_INSUFFICIENT_PERMISSION: &str = "7210";
+
 /// Why a request was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -248,6 +252,40 @@ impl GatewayError {
         self.refused().map_or_else(|| self.code(), Refused::as_str)
     }
 
+    /// Renders the error for a caller that is Paragon's Connect SDK
+    /// (contract §13): the SDK signs its user out on a 401 or 403 unless
+    /// the body's `code` is Paragon's "insufficient permission" (`"7210"`),
+    /// so every 403, and 400 `credential_required`, takes Paragon's shape
+    /// with credgate's own code inside; every other error (a 401 must sign
+    /// out) keeps [`into_response`](Self::into_response)'s.
+    pub fn into_sdk_response(self, request_id: &str) -> Response<Body> {
+        let status = self.status();
+        let sdk_shaped = status == StatusCode::FORBIDDEN
+            || matches!(self, GatewayError::CredentialRequired { .. });
+        if !sdk_shaped {
+            return self.into_response(request_id);
+        }
+        let mut inner = serde_json::json!({"code": self.code(), "requestId": request_id});
+        if let GatewayError::CredentialRequired { candidates } = &self {
+            inner["candidates"] = serde_json::json!(candidates);
+        }
+        let body = serde_json::json!({
+            "message": self.to_string(),
+            "code": PARAGON_INSUFFICIENT_PERMISSION,
+            "status": status.as_u16(),
+            "credgate": inner,
+        });
+        let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+        let mut resp = Response::new(full(bytes));
+        *resp.status_mut() = status;
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            resp.headers_mut().insert(crate::net::X_REQUEST_ID, v);
+        }
+        resp
+    }
+
     /// Renders the JSON error response. `request_id` is a value credgate
     /// generated or validated as a safe token.
     pub fn into_response(self, request_id: &str) -> Response<Body> {
@@ -359,6 +397,37 @@ mod tests {
         assert!(answered.contains("could not be passed on"), "{answered}");
         assert!(!answered.contains("secret detail"), "{answered}");
         assert!(answered.contains("\"upstream_unavailable\""), "{answered}");
+    }
+
+    /// contract §13: for Paragon's SDK, every 403 and
+    /// `credential_required` in Paragon's shape (code 7210, credgate's code
+    /// inside); a 401 and every other error unchanged.
+    #[tokio::test]
+    async fn the_sdk_gets_refusals_it_does_not_sign_out_on() {
+        let json = |r: Response<Body>| async move {
+            let status = r.status().as_u16();
+            let body = r.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            )
+        };
+        for (e, same) in all().into_iter().zip(all()) {
+            let plain = json(same.into_response("r")).await;
+            let sdk = json(e.into_sdk_response("r")).await;
+            assert_eq!(plain.0, sdk.0, "status kept");
+            let shaped = sdk.0 == 403 || plain.1["code"] == "credential_required";
+            if shaped {
+                assert_eq!(sdk.1["code"], "7210", "{sdk:?}");
+                assert_eq!(sdk.1["status"], sdk.0);
+                assert_eq!(sdk.1["credgate"]["code"], plain.1["code"]);
+                assert_eq!(sdk.1["credgate"]["requestId"], "r");
+                assert_eq!(sdk.1["message"], plain.1["message"]);
+                assert_eq!(sdk.1["credgate"]["candidates"], plain.1["candidates"]);
+            } else {
+                assert_eq!(sdk.1, plain.1, "unchanged");
+            }
+        }
     }
 
     /// The table of contract §8, row by row.

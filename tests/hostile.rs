@@ -2976,7 +2976,7 @@ async fn members_never_get_account_auth() {
     for q in [
         "includeAccountAuth=true",
         "includeAccountAuth=TRUE",
-        "includeAccountAuth",
+        "includeAccountAuth=null",
         "includeAccountAuth=1",
         "include%41ccountAuth=true",
         "includeAccountAuth%5B%5D=true",
@@ -3008,8 +3008,12 @@ async fn members_never_get_account_auth() {
     }
     // Spellings credgate lets through are not ones Paragon reads as the
     // parameter; either way the member's answer carries no accountAuth.
+    // `false`, `undefined` (Paragon's SDK) and empty do not ask (contract
+    // §13): forwarded as one `includeAccountAuth=false`.
     for q in [
         "includeAccountAuth=false",
+        "includeAccountAuth=undefined",
+        "includeAccountAuth",
         "%20includeAccountAuth=true",
         "x=includeAccountAuth%3Dtrue",
     ] {

@@ -315,6 +315,9 @@ pub(crate) struct Audit {
     /// An `/mcp` request whose tool call wrote the record (and counted the
     /// metrics) as a request of its own: this one writes none.
     pub delegated: bool,
+    /// The caller is Paragon's Connect SDK (`X-Paragon-SDK-Version`): its
+    /// refusals take Paragon's shape (contract §13).
+    pub sdk: bool,
     /// A CORS preflight credgate answered (contract §13): no audit record
     /// and no request metric (it has its own).
     pub preflight: bool,
@@ -395,6 +398,7 @@ where
 
     let audit = Audit {
         enabled: generation.audit.is_enabled(),
+        sdk: req.headers().contains_key(SDK_VERSION),
         reason: "forwarded",
         request_id: HeaderValue::from_str(&request_id).ok(),
         trace: generation.tracing.as_ref().map(|t| {
@@ -485,6 +489,9 @@ struct Pending<'a> {
     /// The pipeline answered: the record is written by [`run`].
     done: bool,
 }
+
+/// What Paragon's Connect SDK sends on every call (contract §13).
+const SDK_VERSION: &str = "x-paragon-sdk-version";
 
 /// The status recorded for a request whose client went away before its
 /// answer (nginx's convention).
@@ -602,7 +609,12 @@ impl Audit {
                     let source = std::error::Error::source(&e).map(ToString::to_string);
                     tracing::warn!(request_id = %request_id, code = e.code(), error = %e, source = source.as_deref().unwrap_or(""), "request failed");
                 }
-                (e.into_response(request_id), decision)
+                let resp = if self.sdk {
+                    e.into_sdk_response(request_id)
+                } else {
+                    e.into_response(request_id)
+                };
+                (resp, decision)
             }
         };
         match self.shadowed {

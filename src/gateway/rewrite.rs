@@ -101,6 +101,13 @@ pub(super) fn rewrite(
     );
     let mut upstream_req = Request::new(upstream_body);
     *upstream_req.method_mut() = parts.method;
+    // A member's `includeAccountAuth` that does not ask (contract §13)
+    // goes as exactly one `includeAccountAuth=false`.
+    let normalized = (!ctx.admin && ctx.route.product.is_connect())
+        .then(|| uri.query().and_then(super::route::account_auth_not_asked))
+        .flatten()
+        .and_then(|q| format!("{}?{q}", uri.path()).parse::<Uri>().ok());
+    let uri = normalized.as_ref().unwrap_or(uri);
     *upstream_req.uri_mut() = ctx.generation.upstreams.uri_for(ctx.route.upstream, uri)?;
     *upstream_req.version_mut() = Version::HTTP_11;
     *upstream_req.headers_mut() = parts.headers;

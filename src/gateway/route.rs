@@ -131,22 +131,59 @@ pub(super) fn proxy_target(
 
 /// Whether a query asks for `accountAuth` (raw provider tokens): any
 /// `includeAccountAuth` parameter (any case, percent-encoded or not, also
-/// `includeAccountAuth[]`) whose value is not `false` in any case.
+/// `includeAccountAuth[]`) whose value is not `false`, `undefined` (what
+/// Paragon's SDK sends when the app sets nothing) or empty, in any case
+/// (contract §3, §13).
 pub fn asks_account_auth(query: Option<&str>) -> bool {
     let Some(q) = query else { return false };
-    q.split('&').any(|pair| {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| -> String {
-            let s = s.replace('+', " ");
-            match path::percent_decode(s.as_bytes()) {
-                Some(b) => String::from_utf8_lossy(&b).into_owned(),
-                None => s,
-            }
-        };
-        let name = decode(name).to_ascii_lowercase();
-        name.starts_with("includeaccountauth")
-            && !decode(value).trim().eq_ignore_ascii_case("false")
-    })
+    q.split('&').filter_map(account_auth_param).any(|asks| asks)
+}
+
+/// The query a member's request on a connect route is forwarded with
+/// (contract §13): every `includeAccountAuth` parameter, none of which
+/// asks (checked before), replaced by exactly one
+/// `includeAccountAuth=false`, so Paragon never reads a spelling credgate
+/// read otherwise. `None` when the query has no such parameter.
+pub(super) fn account_auth_not_asked(query: &str) -> Option<String> {
+    let mut found = false;
+    let mut kept: Vec<&str> = Vec::new();
+    for pair in query.split('&') {
+        match account_auth_param(pair) {
+            Some(_) => found = true,
+            None => kept.push(pair),
+        }
+    }
+    if !found {
+        return None;
+    }
+    kept.retain(|p| !p.is_empty());
+    kept.push("includeAccountAuth=false");
+    Some(kept.join("&"))
+}
+
+/// `Some(asks)` when `pair` is an `includeAccountAuth` parameter.
+fn account_auth_param(pair: &str) -> Option<bool> {
+    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+    let decode = |s: &str| -> String {
+        let s = s.replace('+', " ");
+        match path::percent_decode(s.as_bytes()) {
+            Some(b) => String::from_utf8_lossy(&b).into_owned(),
+            None => s,
+        }
+    };
+    if !decode(name)
+        .to_ascii_lowercase()
+        .starts_with("includeaccountauth")
+    {
+        return None;
+    }
+    let value = decode(value);
+    let value = value.trim();
+    Some(
+        !(value.is_empty()
+            || value.eq_ignore_ascii_case("false")
+            || value.eq_ignore_ascii_case("undefined")),
+    )
 }
 
 #[cfg(test)]
@@ -158,8 +195,7 @@ mod tests {
         for q in [
             "includeAccountAuth=true",
             "includeAccountAuth=1",
-            "includeAccountAuth",
-            "includeAccountAuth=",
+            "includeAccountAuth=null",
             "INCLUDEACCOUNTAUTH=TRUE",
             "x=1&includeAccountAuth=false&includeAccountAuth=true",
             "include%41ccountAuth=true",
@@ -172,11 +208,36 @@ mod tests {
             "",
             "includeAccountAuth=false",
             "includeAccountAuth=FALSE",
+            "includeAccountAuth=undefined",
+            "includeAccountAuth",
+            "includeAccountAuth=",
+            "includeAccountAuth=%20",
             "x=includeAccountAuth",
             "includeAccount=true",
         ] {
             assert!(!asks_account_auth(Some(q)), "{q}");
         }
         assert!(!asks_account_auth(None));
+    }
+
+    /// contract §13: what a member sent that does not ask is forwarded as
+    /// exactly one `includeAccountAuth=false`, the rest of the query kept.
+    #[test]
+    fn a_member_query_that_does_not_ask_is_forwarded_with_one_false() {
+        for (q, want) in [
+            (
+                "includeAccountAuth=undefined",
+                Some("includeAccountAuth=false"),
+            ),
+            (
+                "a=1&includeAccountAuth=&b=2&INCLUDEACCOUNTAUTH=false",
+                Some("a=1&b=2&includeAccountAuth=false"),
+            ),
+            ("include%41ccountAuth", Some("includeAccountAuth=false")),
+            ("a=1&b=2", None),
+            ("", None),
+        ] {
+            assert_eq!(account_auth_not_asked(q).as_deref(), want, "{q}");
+        }
     }
 }
