@@ -1409,7 +1409,7 @@ async fn members_asking_for_account_auth_are_refused_unless_allowed() {
             "includeAccountAuth=true",
             "INCLUDEACCOUNTAUTH=TRUE",
             "includeAccountAuth=1",
-            "includeAccountAuth",
+            "includeAccountAuth=null",
             "includeAccountAuth=false&includeAccountAuth=true",
             "x=1&include%41ccountAuth=true",
         ] {

@@ -74,29 +74,6 @@ where
     let identity = authenticate(state, generation, &parts.headers, tool.is_none(), audit).await?;
     let uri = parts.uri.clone();
     let route = classify(cfg, &parts.method, &uri, tool.as_ref(), audit)?;
-    match (route.is_local(), endpoint) {
-        (false, None) => {}
-        (true, Some(e)) if e.enabled(cfg) => {
-            // Served by the room above, never shadowed; what it sends on
-            // to Paragon goes through this pipeline as requests of their
-            // own.
-            check_operation(cfg, &identity, &route, uri.query())?;
-            let caller = super::local::Caller::new(
-                state,
-                generation,
-                conn,
-                request_id,
-                &identity,
-                route,
-                &parts.headers,
-            );
-            let body = crate::net::body::stream(incoming);
-            return e
-                .serve(caller, parts, body, super::local::Note(audit))
-                .await;
-        }
-        _ => return Err(GatewayError::RouteNotFound),
-    }
     let front = Front {
         state,
         generation,
@@ -105,7 +82,46 @@ where
         identity: &identity,
         tool: tool.as_ref(),
     };
-    process_route(front, route, &uri, parts, incoming, audit).await
+    match (route.is_local(), endpoint) {
+        (false, None) => process_route(front, route, &uri, parts, incoming, audit).await,
+        (true, Some(e)) if e.enabled(cfg) => {
+            serve_local(e, front, route, &uri, parts, incoming, audit).await
+        }
+        _ => Err(GatewayError::RouteNotFound),
+    }
+}
+
+/// A route the room above answers itself (`handle_local`): never
+/// shadowed; what it sends on to Paragon goes through this pipeline as
+/// requests of their own.
+async fn serve_local<B>(
+    endpoint: &dyn super::local::Endpoint,
+    front: Front<'_>,
+    route: crate::paragon::routes::Route<'_>,
+    uri: &http::Uri,
+    parts: http::request::Parts,
+    incoming: B,
+    audit: &mut Audit,
+) -> Result<Response<Body>, GatewayError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::net::body::BoxError>,
+{
+    let cfg: &Config = &front.generation.config;
+    check_operation(cfg, front.identity, &route, uri.query())?;
+    let caller = super::local::Caller::new(
+        front.state,
+        front.generation,
+        front.conn,
+        front.request_id,
+        front.identity,
+        route,
+        &parts.headers,
+    );
+    let body = crate::net::body::stream(incoming);
+    endpoint
+        .serve(caller, parts, body, super::local::Note(audit))
+        .await
 }
 
 /// What the front of the pipeline (hygiene, authenticate, classify) hands

@@ -140,16 +140,18 @@ pub fn asks_account_auth(query: Option<&str>) -> bool {
 }
 
 /// The query a member's request on a connect route is forwarded with
-/// (contract §13): every `includeAccountAuth` parameter, none of which
-/// asks (checked before), replaced by exactly one
-/// `includeAccountAuth=false`, so Paragon never reads a spelling credgate
-/// read otherwise. `None` when the query has no such parameter.
+/// (contract §13): when it has `includeAccountAuth` parameters and none of
+/// them asks, every one replaced by exactly one `includeAccountAuth=false`,
+/// so Paragon never reads a spelling credgate read otherwise. `None` when
+/// the query has no such parameter, or one asks (refused before, unless
+/// `policy.allow_account_auth`: then it goes as sent).
 pub(super) fn account_auth_not_asked(query: &str) -> Option<String> {
     let mut found = false;
     let mut kept: Vec<&str> = Vec::new();
     for pair in query.split('&') {
         match account_auth_param(pair) {
-            Some(_) => found = true,
+            Some(true) => return None,
+            Some(false) => found = true,
             None => kept.push(pair),
         }
     }
@@ -236,6 +238,8 @@ mod tests {
             ("include%41ccountAuth", Some("includeAccountAuth=false")),
             ("a=1&b=2", None),
             ("", None),
+            ("includeAccountAuth=true", None),
+            ("includeAccountAuth=false&includeAccountAuth=1", None),
         ] {
             assert_eq!(account_auth_not_asked(q).as_deref(), want, "{q}");
         }
