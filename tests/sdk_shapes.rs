@@ -165,3 +165,50 @@ async fn the_sdks_include_account_auth_default_is_not_asking() {
         "an admin's query goes as sent"
     );
 }
+
+/// `policy.member_metadata = "ignore"`: a member's `PATCH /sdk/me` (the
+/// SDK's `authenticate(..., {metadata})`) is answered with its own filtered
+/// `GET /sdk/me` and writes nothing; admins' metadata is written.
+#[tokio::test]
+async fn a_members_metadata_is_ignored_when_the_policy_says_so() {
+    let env = Env::with(fixtures(), |b| b.policy("member_metadata = \"ignore\"")).await;
+    let alice = env.member("alice");
+    let got = env
+        .send(
+            "PATCH",
+            &p("/sdk/me"),
+            &alice,
+            &[SDK, ("content-type", "application/json")],
+            r#"{"meta":{"Name":"Mallory"}}"#,
+        )
+        .await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    let text = String::from_utf8_lossy(&got.body).to_string();
+    assert!(text.contains(SF_ALICE) && !text.contains(SF_BOB), "{text}");
+    assert!(
+        env.state().requests().iter().all(|r| r.method != "PATCH"),
+        "nothing was written"
+    );
+    let fwd = env.forwarded(&got);
+    assert_eq!(fwd.len(), 1);
+    assert_eq!((fwd[0].method.as_str(), fwd[0].body_len), ("GET", 0));
+    let id = rid(&got);
+    let r = common::wait_for_audit(&env.keys, |r| r["request_id"] == id.as_str()).await;
+    assert_eq!(
+        (r["decision"].as_str(), r["reason"].as_str()),
+        (Some("allowed"), Some("metadata_ignored")),
+        "{r}"
+    );
+    // An admin's metadata is written.
+    let got = env
+        .send(
+            "PATCH",
+            &p("/sdk/me"),
+            &env.admin(),
+            &[("content-type", "application/json")],
+            r#"{"meta":{"Name":"Acme"}}"#,
+        )
+        .await;
+    assert_eq!(got.status, 200);
+    assert!(env.state().requests().iter().any(|r| r.method == "PATCH"));
+}

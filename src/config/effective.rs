@@ -122,6 +122,7 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             ),
             shadow_products: (pol.enforce == Enforce::Enforce)
                 .then(|| pol.shadow.iter().map(|p| p.as_str().to_string()).collect()),
+            member_metadata: Some(pol.member_metadata.as_str().to_string()),
         },
         cache: RawCache {
             credentials_ttl: Some(d(c.cache.credentials_ttl)),

@@ -67,8 +67,8 @@ pub use paragon::{
     MINT_REUSE_MARGIN, MIN_TOKEN_TTL,
 };
 pub use policy::{
-    validate_owner_template, AdminDefault, Enforce, PolicyConfig, MANAGED_PARAGON_HEADERS,
-    PRINCIPAL_PLACEHOLDER,
+    validate_owner_template, AdminDefault, Enforce, MemberMetadata, PolicyConfig,
+    MANAGED_PARAGON_HEADERS, PRINCIPAL_PLACEHOLDER,
 };
 pub use products::{Product, Upstream};
 pub use server::{

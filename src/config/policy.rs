@@ -51,6 +51,8 @@ pub struct RawPolicy {
     pub enforce: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow_products: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member_metadata: Option<String>,
 }
 
 /// `X-Paragon-*` request headers credgate reads and sets itself (contract §7):
@@ -87,6 +89,25 @@ pub enum AdminDefault {
     Resolve,
 }
 
+/// `policy.member_metadata` (contract §13): what a member's `PATCH
+/// /sdk/me` (user metadata, which Paragon's SDK sends at sign-in) gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberMetadata {
+    /// 403: admin-only, as every other member write to the user.
+    Refuse,
+    /// 200 with the member's own `GET /sdk/me`; nothing is written.
+    Ignore,
+}
+
+impl MemberMetadata {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberMetadata::Refuse => "refuse",
+            MemberMetadata::Ignore => "ignore",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PolicyConfig {
     pub owner_external_id: Option<String>,
@@ -106,6 +127,8 @@ pub struct PolicyConfig {
     pub webhook_hosts: Vec<String>,
     /// Extra `X-Paragon-*` request headers members may send (lowercase).
     pub member_paragon_headers: Vec<String>,
+    /// `policy.member_metadata` [default: `refuse`].
+    pub member_metadata: MemberMetadata,
     /// `policy.enforce`.
     pub enforce: Enforce,
     /// The products whose authorization refusals are recorded, not answered
@@ -209,6 +232,16 @@ pub(super) fn validate_policy(
             ))
         }
     };
+    let member_metadata = match raw.member_metadata.as_deref() {
+        None | Some("refuse") => MemberMetadata::Refuse,
+        Some("ignore") => MemberMetadata::Ignore,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "policy.member_metadata",
+                format!("`{other}` is not \"refuse\" or \"ignore\""),
+            ))
+        }
+    };
     let member_products = match raw.member_products {
         None => Product::ALL
             .iter()
@@ -295,6 +328,7 @@ pub(super) fn validate_policy(
         proxy_url_hosts,
         webhook_hosts,
         member_paragon_headers,
+        member_metadata,
         enforce,
         shadow,
     })

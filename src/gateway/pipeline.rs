@@ -83,11 +83,72 @@ where
         tool: tool.as_ref(),
     };
     match (route.is_local(), endpoint) {
+        (false, None)
+            if route.op == Operation::PatchUser
+                && !identity.is_admin()
+                && cfg.policy.member_metadata == crate::config::MemberMetadata::Ignore =>
+        {
+            drop(incoming);
+            metadata_ignored::<B>(front, route, &uri, parts, audit).await
+        }
         (false, None) => process_route(front, route, &uri, parts, incoming, audit).await,
         (true, Some(e)) if e.enabled(cfg) => {
             serve_local(e, front, route, &uri, parts, incoming, audit).await
         }
         _ => Err(GatewayError::RouteNotFound),
+    }
+}
+
+/// A member's `PATCH /sdk/me` where `policy.member_metadata = "ignore"`
+/// (contract §13; with `refuse` it was refused before): the metadata is
+/// not written, and the member gets its own filtered `GET /sdk/me`.
+async fn metadata_ignored<B>(
+    front: Front<'_>,
+    route: crate::paragon::routes::Route<'_>,
+    uri: &http::Uri,
+    mut parts: http::request::Parts,
+    audit: &mut Audit,
+) -> Result<Response<Body>, GatewayError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::net::body::BoxError>,
+{
+    let route = crate::paragon::routes::Route {
+        op: Operation::GetUser,
+        ..route
+    };
+    parts.method = http::Method::GET;
+    for h in [
+        http::header::CONTENT_LENGTH,
+        http::header::CONTENT_TYPE,
+        http::header::TRANSFER_ENCODING,
+    ] {
+        parts.headers.remove(h);
+    }
+    // No body: of the caller's body's type, so that this is the pipeline
+    // the caller's request runs in.
+    let none = NoBody::<B::Error>(std::marker::PhantomData);
+    let resp = process_route(front, route, uri, parts, none, audit).await?;
+    audit.permitted = Some(Permitted::MetadataIgnored);
+    Ok(resp)
+}
+
+/// An empty body with the error type `E`.
+struct NoBody<E>(std::marker::PhantomData<fn() -> E>);
+
+impl<E> http_body::Body for NoBody<E> {
+    type Data = bytes::Bytes;
+    type Error = E;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, E>>> {
+        std::task::Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        true
     }
 }
 

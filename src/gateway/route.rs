@@ -14,7 +14,7 @@ use super::headers::{self, Single, X_PARAGON_PROXY_URL};
 use super::path;
 use super::Audit;
 use crate::auth::Identity;
-use crate::config::Config;
+use crate::config::{Config, MemberMetadata};
 use crate::error::{GatewayError, Refused};
 use crate::paragon::routes::{self, IntegrationRef, Operation, Route, RouteError};
 
@@ -69,8 +69,12 @@ pub(super) fn check_operation(
     let admin = identity.is_admin();
     // The guards that are never shadowed come first, so that a shadowed
     // product refusal cannot hide them (contract §5a).
-    if route.op == Operation::PatchUser && !admin {
-        // Admin-only for every member.
+    if route.op == Operation::PatchUser
+        && !admin
+        && cfg.policy.member_metadata == MemberMetadata::Refuse
+    {
+        // Admin-only for every member (unless members' metadata is
+        // ignored: answered, never written, contract §13).
         return Err(GatewayError::OperationForbidden(Refused::AdminOnly));
     }
     if route.product.is_connect()

@@ -99,6 +99,9 @@ pub enum Permitted {
     /// to permit; a member's answer is filtered to its own (credgate's
     /// value where the contract names none).
     NoCredential,
+    /// A member's `PATCH /sdk/me` answered with its own `GET /sdk/me` and
+    /// not written (`policy.member_metadata = "ignore"`, contract §13).
+    MetadataIgnored,
 }
 
 impl Permitted {
@@ -111,6 +114,7 @@ impl Permitted {
             Permitted::PassthroughClaim { .. } => "passthrough_claim",
             Permitted::Rule { .. } => "rule",
             Permitted::NoCredential => "no_credential",
+            Permitted::MetadataIgnored => "metadata_ignored",
         }
     }
 }
