@@ -46,6 +46,7 @@ fn policy(owner: Option<&str>) -> PolicyConfig {
         proxy_url_hosts: vec![],
         webhook_hosts: vec![],
         member_paragon_headers: vec![],
+        member_metadata: crate::config::MemberMetadata::Refuse,
         enforce: crate::config::Enforce::Enforce,
         shadow: BTreeSet::new(),
     }
