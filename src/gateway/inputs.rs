@@ -102,7 +102,7 @@ pub(super) struct Inputs<'b> {
     pub body_integration: Option<String>,
     /// The ActionKit body's `action` / `tool` name.
     pub action: Option<String>,
-    /// An MCP tool call's integration, as Paragon listed the tool
+    /// A delegated call's integration (an agent's tool), as Paragon listed the tool
     /// (contract §12): the route's integration on ActionKit.
     pub listed: Option<String>,
 }
@@ -143,7 +143,7 @@ where
 /// sync body's `credentialId`, given once; `X-Paragon-Configuration-Id`;
 /// the body's `integration`, `action` or `tool`. 400 `bad_request` for
 /// inputs given twice or malformed, and for a sync body that is not JSON.
-/// `listed`: an MCP tool call's integration, as Paragon listed the tool
+/// `listed`: a delegated call's integration (an agent's tool), as Paragon listed the tool
 /// (contract §12), which is then the route's integration.
 pub(super) fn parse_inputs<'b>(
     headers: &HeaderMap,
@@ -293,7 +293,7 @@ pub(super) fn integration_of<'a>(route: &Route<'a>, inputs: &'a Inputs<'_>) -> I
             Some(t) => IntegrationHint::Type(t),
             None => IntegrationHint::None,
         },
-        // An MCP tool's integration (as listed), else the action's name.
+        // A delegated tool's integration (as listed), else the action's name.
         Operation::ActionKit => match (&inputs.listed, &inputs.action) {
             (Some(t), _) => IntegrationHint::Type(t),
             (None, Some(a)) => IntegrationHint::Action(a),

@@ -19,8 +19,8 @@ use crate::error::{GatewayError, Refused};
 use crate::paragon::routes::{self, IntegrationRef, Operation, Route, RouteError};
 
 /// The route (contract §3): product, host, operation and path parameters.
-/// Recorded in the audit as soon as it is known. `/mcp` is a route only
-/// with `mcp.enabled`.
+/// Recorded in the audit as soon as it is known. A route credgate answers
+/// itself is served only through `handle_local` (else 404, `pipeline`).
 pub(super) fn classify<'u>(
     cfg: &Config,
     method: &Method,
