@@ -43,11 +43,12 @@ const PREFLIGHT_VARY: &str =
     "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
 
 /// Request headers a page may send whatever the config: the token, the
-/// body's type, the request id and trace context, and the SDK's version.
+/// body's type, the request id and trace context, and the Paragon headers
+/// credgate judges itself (the members' known ones, the SDK's version
+/// among them, are `headers::MEMBER_PARAGON_HEADERS`).
 const ALWAYS_ALLOWED: &[&str] = &[
     "authorization",
     "content-type",
-    "x-paragon-sdk-version",
     "x-request-id",
     "traceparent",
     "tracestate",

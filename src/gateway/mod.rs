@@ -163,11 +163,6 @@ pub trait Refusals: Send + Sync {
     fn refused(&self, record: &crate::audit::Record<'_>, method: &http::Method, path: &str);
 }
 
-/// No one keeps refusals (tests, tools).
-impl Refusals for () {
-    fn refused(&self, _: &crate::audit::Record<'_>, _: &http::Method, _: &str) {}
-}
-
 /// One client connection.
 #[derive(Debug)]
 pub struct ConnInfo {

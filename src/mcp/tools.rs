@@ -639,23 +639,18 @@ async fn run(
     Ok(crate::gateway::run_internal(state, conn, req?).await)
 }
 
-/// An internal request's answer, at most [`MAX_ANSWER_BYTES`] (not
-/// `read_limited`: its generic error bound trips the compiler's `Send`
-/// check on this recursive path).
-async fn read_answer(mut body: Body) -> Result<Bytes, String> {
-    use http_body_util::BodyExt;
-    let limit = usize::try_from(MAX_ANSWER_BYTES).unwrap_or(usize::MAX);
-    let mut out = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| e.to_string())?;
-        if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > limit {
-                return Err(format!("it is larger than {limit} bytes"));
+/// An internal request's answer, at most [`MAX_ANSWER_BYTES`]
+/// (`net::body::read_body`, not `read_limited`: the latter's generic error
+/// bound trips the compiler's `Send` check on this recursive path).
+async fn read_answer(body: Body) -> Result<Bytes, String> {
+    crate::net::body::read_body(body, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| match e {
+            crate::net::body::ReadError::TooLarge => {
+                format!("it is larger than {MAX_ANSWER_BYTES} bytes")
             }
-            out.extend_from_slice(&data);
-        }
-    }
-    Ok(out.freeze())
+            crate::net::body::ReadError::Io(e) => e.to_string(),
+        })
 }
 
 fn tool_error(text: String) -> Value {
