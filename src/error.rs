@@ -47,6 +47,9 @@ pub enum Refused {
     /// A deny rule of `policy.rules_file` (contract §5b); the audit
     /// record names it.
     Rule,
+    /// A member's new account labelled with another `externalId` than its
+    /// own `owner_external_id` label (contract §13).
+    OwnerLabelMismatch,
 }
 
 impl Refused {
@@ -62,6 +65,7 @@ impl Refused {
             Refused::AccountAuth => "account_auth",
             Refused::SyncNotOwned => "sync_not_owned",
             Refused::Rule => "rule",
+            Refused::OwnerLabelMismatch => "owner_label_mismatch",
         }
     }
 }
@@ -509,6 +513,7 @@ mod tests {
             Refused::HostNotAllowed,
             Refused::AccountAuth,
             Refused::SyncNotOwned,
+            Refused::OwnerLabelMismatch,
         ];
         let kinds: [fn(Refused) -> GatewayError; 3] = [
             GatewayError::CredentialForbidden,

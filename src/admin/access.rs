@@ -17,7 +17,7 @@ use crate::config::AuthMode;
 use crate::gateway::State;
 use crate::paragon::credentials::Credential;
 use crate::paragon::subscriptions::Seen;
-use crate::policy::principal_of_label;
+use crate::policy::owner_of_label;
 use crate::policy::rules::{probe, Outcome};
 
 /// Why the review cannot be given.
@@ -67,7 +67,7 @@ pub async fn review(state: &State, user: &str) -> Result<Value, AccessError> {
     for c in snapshot.list.credentials.iter() {
         let mut access: Vec<Value> = admins.iter().cloned().collect();
         let label = match (&policy.owner_external_id, c.external_id.as_deref()) {
-            (Some(t), Some(ext)) => principal_of_label(t, ext),
+            (Some(t), Some(ext)) => owner_of_label(t, ext),
             _ => None,
         };
         if let Some(p) = label {

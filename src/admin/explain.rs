@@ -234,10 +234,32 @@ fn describe(up: &Request<body::Body>) -> Value {
     }
     json!({
         "method": up.method().as_str(),
-        "url": up.uri().to_string(),
+        "url": redacted_url(up.uri()),
         "headers": headers,
         "token_claims": token_claims,
     })
+}
+
+/// The upstream URL with the install flow's `userToken` (a token, contract
+/// §13) redacted like `Authorization`.
+fn redacted_url(uri: &http::Uri) -> String {
+    let Some(q) = uri.query() else {
+        return uri.to_string();
+    };
+    let query: Vec<&str> = q
+        .split('&')
+        .map(|pair| {
+            let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+            if name.eq_ignore_ascii_case("userToken") {
+                "userToken=<redacted>"
+            } else {
+                pair
+            }
+        })
+        .collect();
+    let base = uri.to_string();
+    let base = base.split_once('?').map_or(&*base, |(b, _)| b);
+    format!("{base}?{}", query.join("&"))
 }
 
 /// The claims of a `Bearer` JWT, decoded without verification: credgate

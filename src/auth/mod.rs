@@ -83,6 +83,10 @@ pub enum AuthError {
     BadPermissions,
     #[error("signing keys are not loaded yet")]
     KeysUnavailable,
+    /// The install flow's `userToken` query parameter (contract §13) is
+    /// given twice or is another token than `Authorization`'s.
+    #[error("the userToken query parameter {0}")]
+    UserToken(&'static str),
 }
 
 impl AuthError {
@@ -108,6 +112,7 @@ impl AuthError {
             AuthError::MissingIdentity(_) => "missing_identity",
             AuthError::BadPermissions => "bad_permissions",
             AuthError::KeysUnavailable => "keys_unavailable",
+            AuthError::UserToken(_) => "user_token",
         }
     }
 }

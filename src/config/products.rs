@@ -23,10 +23,12 @@ pub enum Product {
     AgentOs,
     /// `/mcp`: the agents' front (contract §12).
     Mcp,
+    /// Connecting accounts from the Connect SDK (contract §13).
+    Install,
 }
 
 impl Product {
-    pub const ALL: [Product; 12] = [
+    pub const ALL: [Product; 13] = [
         Product::Proxy,
         Product::Workflow,
         Product::AppEvent,
@@ -39,6 +41,7 @@ impl Product {
         Product::Sync,
         Product::AgentOs,
         Product::Mcp,
+        Product::Install,
     ];
 
     /// Members' products when `policy.member_products` is not set: every
@@ -62,6 +65,7 @@ impl Product {
             Product::Sync => "sync",
             Product::AgentOs => "agentos",
             Product::Mcp => "mcp",
+            Product::Install => "install",
         }
     }
 

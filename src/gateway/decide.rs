@@ -95,6 +95,9 @@ pub(super) struct Decision {
     pub body: Option<Box<str>>,
     /// `X-Paragon-Configuration-Id`, checked against the routed credential.
     pub configuration: Option<String>,
+    /// The `externalId` credgate gives a member's new account (contract
+    /// §13), written into its `installOptions`.
+    pub label: Option<String>,
 }
 
 impl Decision {
@@ -104,6 +107,7 @@ impl Decision {
             also: None,
             body: None,
             configuration: None,
+            label: None,
         }
     }
 }
@@ -138,6 +142,7 @@ pub(super) async fn decide(
                 ..Decision::routed(Routed::None)
             }
         }
+        CredentialLocation::InstallOptions => Box::pin(install_route(ctx, list, inputs)).await?,
         CredentialLocation::None => Decision::routed(Routed::None),
     };
     decision.configuration = match (&inputs.configuration, &decision.routed) {
@@ -200,6 +205,7 @@ pub(super) fn shadow_decision(ex: &Exchange<'_>, inputs: &Inputs<'_>) -> Decisio
         routed: Routed::AsSent { named, known },
         also: None,
         configuration: inputs.configuration.clone(),
+        label: None,
     }
 }
 
@@ -263,21 +269,64 @@ async fn header_route(
     Ok(Decision::routed(routed))
 }
 
+/// The install routes (contract §13): a credential named in the header
+/// (the SDK's current account) is judged and not forwarded; for a member,
+/// `installOptions.selectedCredentialId` is the routed credential, decided
+/// as a named one (of the install's integration, its configuration one of
+/// its own), and a new account gets its owner label.
+async fn install_route(
+    ctx: &Ctx<'_>,
+    list: &mut Option<Snapshot>,
+    inputs: &Inputs<'_>,
+) -> Result<Decision, GatewayError> {
+    if let Some(r) = &inputs.requested {
+        resolve_with_hint(ctx, list, &IntegrationHint::None, r).await?;
+    }
+    let Some(install) = &inputs.install else {
+        return Ok(Decision::routed(Routed::None));
+    };
+    let routed = match &install.selected {
+        Some(r) => {
+            let chosen = resolve_with_hint(ctx, list, &IntegrationHint::None, r).await?;
+            if !super::install::same_integration(install, chosen.get().integration_id) {
+                return Err(GatewayError::CredentialForbidden(Refused::OtherIntegration));
+            }
+            super::install::check_configuration(install, Some(&chosen.get().configurations))?;
+            Routed::Credential(chosen)
+        }
+        None => {
+            super::install::check_configuration(install, None)?;
+            Routed::None
+        }
+    };
+    let label = super::install::label(ctx, list.as_ref().map(|s| &*s.list), install)?;
+    Ok(Decision {
+        label,
+        ..Decision::routed(routed)
+    })
+}
+
 /// `/sdk/credentials/{id}[/...]` (contract §3): the path's id must be
-/// permitted (for admins too, in the list); a header naming another is 400.
+/// permitted (for admins too, in the list); a header naming another is 400,
+/// except on `GET /sdk/credentials/{id}`, which the SDK polls mid-install
+/// with its current account in the header (§13): that one is judged and
+/// not forwarded.
 async fn path_route(
     ctx: &Ctx<'_>,
     list: &mut Option<Snapshot>,
     inputs: &Inputs<'_>,
 ) -> Result<Decision, GatewayError> {
-    let Operation::Credential { id } = ctx.route.op else {
+    let Operation::Credential { id, polled } = ctx.route.op else {
         return Ok(Decision::routed(Routed::None));
     };
-    if let Some(Requested::Id(h)) | Some(Requested::External(h)) = &inputs.requested {
+    if let Some(r @ (Requested::Id(h) | Requested::External(h))) = &inputs.requested {
         if !h.eq_ignore_ascii_case(id) {
-            return Err(GatewayError::BadRequest(
-                "X-Paragon-Credential names another credential than the path",
-            ));
+            if !polled {
+                return Err(GatewayError::BadRequest(
+                    "X-Paragon-Credential names another credential than the path",
+                ));
+            }
+            resolve_with_hint(ctx, list, &IntegrationHint::None, r).await?;
         }
     }
     let not_listed = GatewayError::CredentialForbidden(Refused::NotInList);
@@ -315,6 +364,7 @@ async fn sync_route(
                     routed: Routed::Credential(to),
                     also: owner.into_chosen(),
                     configuration: None,
+                    label: None,
                 },
                 None => Decision::routed(owner),
             })
@@ -329,6 +379,7 @@ async fn sync_route(
                     body: Some(c.get().id.clone()),
                     also: Some(c),
                     configuration: None,
+                    label: None,
                 },
                 None => Decision::routed(owner),
             })
@@ -345,6 +396,7 @@ async fn sync_route(
                 routed: Routed::Credential(chosen),
                 also: None,
                 configuration: None,
+                label: None,
             })
         }
     }

@@ -56,6 +56,9 @@ where
         {
             !http_body::Body::is_end_stream(&incoming)
         }
+        // A member's new account: its `installOptions` are judged
+        // (contract §13).
+        Operation::CredentialCreate if !ctx.admin => true,
         // ActionKit bodies are read only to find the integration of an
         // action or subscription when no credential is named (contract §5).
         Operation::ActionKit | Operation::SubscriptionCreate => {
@@ -105,6 +108,8 @@ pub(super) struct Inputs<'b> {
     /// A delegated call's integration (an agent's tool), as Paragon listed the tool
     /// (contract §12): the route's integration on ActionKit.
     pub listed: Option<String>,
+    /// A member's `installOptions` on the install routes (contract §13).
+    pub install: Option<super::install::InstallInput>,
 }
 
 /// Buffers a body credgate must read: at most `max` bytes, and all of it
@@ -144,12 +149,14 @@ where
 /// the body's `integration`, `action` or `tool`. 400 `bad_request` for
 /// inputs given twice or malformed, and for a sync body that is not JSON.
 /// `listed`: a delegated call's integration (an agent's tool), as Paragon listed the tool
-/// (contract §12), which is then the route's integration.
+/// (contract §12), which is then the route's integration. `member_query`:
+/// a member's query (admins: `None`), read on the install routes.
 pub(super) fn parse_inputs<'b>(
     headers: &HeaderMap,
     route: &Route<'_>,
     body: Option<&'b [u8]>,
     listed: Option<&str>,
+    member_query: Option<&str>,
 ) -> Result<Inputs<'b>, GatewayError> {
     let header_credential = headers::single_value(headers, X_PARAGON_CREDENTIAL);
     let repeated = GatewayError::BadRequest("the credential is given more than once");
@@ -216,6 +223,10 @@ pub(super) fn parse_inputs<'b>(
             drop(integ);
             doc = Some(t);
         }
+        // A member's new account (contract §13).
+        Some(raw) if route.op == Operation::CredentialCreate => {
+            doc = Some(json_object(headers, raw)?)
+        }
         // Read for the integration only when no credential is named
         // (contract §5); a member's subscription body is also read for its
         // `webhookOverride`, which names nothing.
@@ -240,6 +251,10 @@ pub(super) fn parse_inputs<'b>(
         }
         Some(_) | None => {}
     }
+    let install = match member_query {
+        Some(q) => super::install::parse(route.op, q, doc.as_ref())?,
+        None => None,
+    };
     Ok(Inputs {
         requested,
         from_body,
@@ -248,7 +263,20 @@ pub(super) fn parse_inputs<'b>(
         body_integration,
         action,
         listed: listed.map(str::to_string),
+        install,
     })
+}
+
+/// A body that must be one JSON object, sent as JSON (400 otherwise).
+fn json_object<'b>(headers: &HeaderMap, raw: &'b [u8]) -> Result<TopObject<'b>, GatewayError> {
+    let t = TopObject::parse(raw)
+        .map_err(|_| GatewayError::BadRequest("the body must be a JSON object"))?;
+    if !json_content(headers) {
+        return Err(GatewayError::BadRequest(
+            "the body must be JSON (Content-Type application/json, no Content-Encoding)",
+        ));
+    }
+    Ok(t)
 }
 
 /// Whether a request's body is plain JSON: no `Content-Type` or a JSON one

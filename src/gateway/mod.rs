@@ -23,6 +23,7 @@ pub mod forward;
 pub mod headers;
 mod hygiene;
 mod inputs;
+mod install;
 pub mod judge;
 mod list;
 pub mod local;

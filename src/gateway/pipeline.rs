@@ -60,7 +60,7 @@ where
     B::Error: Into<crate::net::body::BoxError>,
 {
     let cfg: &Config = &generation.config;
-    let (parts, incoming) = req.into_parts();
+    let (mut parts, incoming) = req.into_parts();
     hygiene(state, &parts)?;
     if let Some(answer) = super::cors::preflight(cfg, &parts, &state.metrics) {
         audit.preflight = true;
@@ -70,6 +70,8 @@ where
         return Ok(resp);
     }
     let tool = parts.extensions.get::<Delegated>().cloned();
+    // The install popup authenticates with its query (contract §13).
+    super::install::adopt_user_token(&mut parts)?;
     // A delegated call's carrier took its caller's rate-limit token already.
     let identity = authenticate(state, generation, &parts.headers, tool.is_none(), audit).await?;
     let uri = parts.uri.clone();
@@ -253,6 +255,7 @@ where
         &ex.ctx.route,
         body.buffered.as_deref(),
         listed,
+        (!ex.ctx.admin).then(|| uri.query().unwrap_or("")),
     );
     load_list(&mut ex, inputs.as_ref().ok()).await?;
     let inputs = inputs?;

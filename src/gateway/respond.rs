@@ -128,9 +128,11 @@ pub(super) async fn respond(
 async fn after_success(ctx: &Ctx<'_>, inputs: &Inputs<'_>, routed: &Routed) {
     let (state, request_id, identity) = (ctx.state, ctx.request_id, ctx.identity);
     match (&ctx.route.op, routed) {
-        (Operation::Uninstall { .. }, _) => {
+        // An account gone, or one created (contract §13): the next request
+        // naming it finds the list as Paragon has it, cooldown or not.
+        (Operation::Uninstall { .. } | Operation::CredentialCreate, _) => {
             if let Err(e) = Box::pin(state.invalidate(Some(&identity.user))).await {
-                tracing::warn!(request_id, error = %e, "could not record the invalidation after an uninstall");
+                tracing::warn!(request_id, error = %e, "could not record the invalidation after an account was removed or created");
             }
         }
         (
@@ -270,6 +272,8 @@ fn learns_from_answer(route: &Route<'_>, method: &Method, path: &str) -> bool {
         Operation::SyncItem { sync_id, .. } => {
             *method == Method::GET && path.strip_prefix("/api/syncs/") == Some(sync_id)
         }
+        // Whether the install session names its new account.
+        Operation::InstallSession { deletes: false } => true,
         _ => false,
     }
 }
@@ -281,6 +285,20 @@ async fn learn_owners(ctx: &Ctx<'_>, method: &Method, routed: &Routed, body: Opt
     let Some(body) = body else { return };
     let (state, request_id, route, identity) =
         (ctx.state, ctx.request_id, &ctx.route, ctx.identity);
+    if let Operation::InstallSession { .. } = route.op {
+        // The install popup finished: Paragon names the account it made
+        // (contract §13), so the user's list is dropped for it.
+        let created = body
+            .get("connectCredentialId")
+            .and_then(Value::as_str)
+            .is_some_and(|id| !id.is_empty());
+        if created {
+            if let Err(e) = Box::pin(state.invalidate(Some(&identity.user))).await {
+                tracing::warn!(request_id, error = %e, "could not record the invalidation after an install");
+            }
+        }
+        return;
+    }
     if matches!(
         route.op,
         Operation::SubscriptionCreate | Operation::SubscriptionList

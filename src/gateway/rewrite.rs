@@ -27,7 +27,7 @@ use crate::net::body::{self, Body};
 use crate::paragon::credentials::Credential;
 use crate::paragon::directory::Snapshot;
 use crate::paragon::mint::Scope;
-use crate::paragon::routes::{CredentialLocation, Route};
+use crate::paragon::routes::{CredentialLocation, Operation, Route};
 
 /// What the rewrite needs beside the exchange.
 pub(super) struct Rewrite<'a> {
@@ -72,6 +72,27 @@ pub(super) fn rewrite(
         decision.also.as_ref(),
         ctx.caller_authorization.clone(),
     )?;
+    // The install flow's query (contract §13): the caller's `userToken`
+    // replaced by the upstream token, a member's new account labelled.
+    let install_query = match ctx.route.op {
+        Operation::InstallStart | Operation::InstallNonce => match uri.query() {
+            Some(q) => {
+                let token = authorization
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.split_once(' '))
+                    .map_or("", |(_, t)| t.trim());
+                Some(super::install::upstream_query(
+                    q,
+                    token,
+                    inputs.install.as_ref(),
+                    decision.label.as_deref(),
+                )?)
+            }
+            None => None,
+        },
+        _ => None,
+    };
     let removed = rewrite_headers(
         &mut parts,
         ctx.conn,
@@ -92,6 +113,15 @@ pub(super) fn rewrite(
             .inc_by(removed.len() as u64);
         audit.removed_headers = removed;
     }
+    // A member's new account created by `POST /sdk/credentials` carries
+    // the label credgate gave it (contract §13).
+    let buffered = match (&decision.label, buffered) {
+        (Some(label), Some(raw)) if ctx.route.op == Operation::CredentialCreate => Some(
+            super::install::upstream_body(&raw, inputs.install.as_ref(), label)
+                .ok_or(GatewayError::BadRequest("the body must be a JSON object"))?,
+        ),
+        (_, b) => b,
+    };
     let upstream_body = upstream_body(
         &mut parts,
         buffered,
@@ -103,11 +133,21 @@ pub(super) fn rewrite(
     *upstream_req.method_mut() = parts.method;
     // A member's `includeAccountAuth` that does not ask (contract §13)
     // goes as exactly one `includeAccountAuth=false`.
-    let normalized = (!ctx.admin && ctx.route.product.is_connect())
-        .then(|| uri.query().and_then(super::route::account_auth_not_asked))
-        .flatten()
-        .and_then(|q| format!("{}?{q}", uri.path()).parse::<Uri>().ok());
-    let uri = normalized.as_ref().unwrap_or(uri);
+    let query = install_query.or_else(|| {
+        (!ctx.admin && ctx.route.product.is_connect())
+            .then(|| uri.query().and_then(super::route::account_auth_not_asked))
+            .flatten()
+    });
+    let rebuilt = match query {
+        // Never the caller's query instead: it may carry its token.
+        Some(q) => Some(
+            format!("{}?{q}", uri.path())
+                .parse::<Uri>()
+                .map_err(|_| GatewayError::BadRequest("the query string does not parse"))?,
+        ),
+        None => None,
+    };
+    let uri = rebuilt.as_ref().unwrap_or(uri);
     *upstream_req.uri_mut() = ctx.generation.upstreams.uri_for(ctx.route.upstream, uri)?;
     *upstream_req.version_mut() = Version::HTTP_11;
     *upstream_req.headers_mut() = parts.headers;

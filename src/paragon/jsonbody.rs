@@ -100,11 +100,18 @@ impl<'a> TopObject<'a> {
     /// `key` may exist (callers refuse duplicates before).
     pub fn with_string(&self, key: &str, value: &str) -> Vec<u8> {
         let quoted = serde_json::to_string(value).expect("strings serialize");
-        let mut out = Vec::with_capacity(self.doc.len() + quoted.len() + key.len() + 4);
+        self.with_raw(key, quoted.as_bytes())
+    }
+
+    /// The document with `key`'s value replaced by `raw`, a JSON value the
+    /// caller made (or, when absent, the member added first). Exactly one
+    /// member named `key` may exist (callers refuse duplicates before).
+    pub fn with_raw(&self, key: &str, raw: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.doc.len() + raw.len() + key.len() + 4);
         match self.members.iter().find(|m| m.key == key) {
             Some(m) => {
                 out.extend_from_slice(&self.doc[..m.value.start]);
-                out.extend_from_slice(quoted.as_bytes());
+                out.extend_from_slice(raw);
                 out.extend_from_slice(&self.doc[m.value.end..]);
             }
             None => {
@@ -115,7 +122,7 @@ impl<'a> TopObject<'a> {
                         .as_bytes(),
                 );
                 out.push(b':');
-                out.extend_from_slice(quoted.as_bytes());
+                out.extend_from_slice(raw);
                 if !self.members.is_empty() {
                     out.push(b',');
                 }
@@ -123,6 +130,11 @@ impl<'a> TopObject<'a> {
             }
         }
         out
+    }
+
+    /// The raw bytes of a member's value.
+    pub fn raw_value(&self, m: &Member<'_>) -> &'a [u8] {
+        &self.doc[m.value.clone()]
     }
 }
 

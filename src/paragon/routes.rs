@@ -38,6 +38,9 @@ pub enum Operation<'a> {
     ListCredentials,
     Credential {
         id: &'a str,
+        /// `GET /sdk/credentials/{id}` itself, which the SDK polls
+        /// mid-install (contract §13).
+        polled: bool,
     },
     WorkflowSettings,
     /// `/actions`, `/tools`, `/triggers`: run or list.
@@ -61,6 +64,21 @@ pub enum Operation<'a> {
     /// `/mcp` (contract §12): the MCP transport itself. Each tool call in
     /// it is decided as its own ActionKit request.
     Mcp,
+    /// `GET /v2/projects/{p}/sdk/actions/build-oauth` (contract §13): the
+    /// start of connecting an account; its query carries `userToken` and
+    /// `installOptions`.
+    InstallStart,
+    /// `GET /projects/{p}/sdk/actions/oauth-nonce`: the install popup's
+    /// first page, a navigation authenticated by its `userToken` query.
+    InstallNonce,
+    /// `GET`/`DELETE /projects/{p}/sdk/actions/session-id/{id}`: the SDK
+    /// polls an install session for the account it created.
+    InstallSession {
+        deletes: bool,
+    },
+    /// `POST /projects/{p}/sdk/credentials`: the SDK's other way to create
+    /// an account (`installOptions` in the JSON body).
+    CredentialCreate,
     SyncCreate,
     SyncList,
     SyncPatch {
@@ -92,6 +110,9 @@ pub enum CredentialLocation {
     Body,
     /// The sync named in the path must belong to a permitted credential.
     SyncOwner,
+    /// `installOptions` (query or body, contract §13): its
+    /// `selectedCredentialId`, and a new account's `externalId`.
+    InstallOptions,
     /// The trigger subscription named in the path must belong to a
     /// permitted credential.
     SubscriptionOwner,
@@ -122,7 +143,11 @@ impl Route<'_> {
             Operation::SyncCreate => CredentialLocation::Body,
             Operation::SyncPatch { .. } => CredentialLocation::Body,
             Operation::SyncItem { .. } => CredentialLocation::SyncOwner,
+            Operation::InstallStart | Operation::InstallNonce | Operation::CredentialCreate => {
+                CredentialLocation::InstallOptions
+            }
             Operation::GetUser
+            | Operation::InstallSession { .. }
             | Operation::PatchUser
             | Operation::Catalog
             | Operation::SyncList
@@ -178,6 +203,10 @@ impl Operation<'_> {
             Operation::Subscription { .. } => "subscription",
             Operation::AgentOs => "agentos",
             Operation::Mcp => "mcp",
+            Operation::InstallStart => "install_start",
+            Operation::InstallNonce => "install_nonce",
+            Operation::InstallSession { .. } => "install_session",
+            Operation::CredentialCreate => "credential_create",
             Operation::SyncCreate => "sync_create",
             Operation::SyncList => "sync_list",
             Operation::SyncPatch { .. } => "sync_patch",
@@ -200,6 +229,33 @@ pub enum RouteError {
     UnknownProject,
 }
 
+/// What follows `/v2/projects/{p}/` on the install flow's first call.
+const INSTALL_START: &str = "sdk/actions/build-oauth";
+
+/// Whether a request's `userToken` query parameter may authenticate it
+/// (contract §13): `GET` on `build-oauth` and `oauth-nonce`, this project
+/// or not (the route decides that after authentication). A suffix test
+/// first: this runs before every authentication.
+pub fn takes_user_token(method: &Method, path: &str) -> bool {
+    *method == Method::GET
+        && (path.ends_with("/sdk/actions/build-oauth")
+            || path.ends_with("/sdk/actions/oauth-nonce"))
+        && matches!(
+            classify_any_project(method, path),
+            Some(Operation::InstallStart | Operation::InstallNonce)
+        )
+}
+
+/// The operation of a path whatever project it names.
+fn classify_any_project<'a>(method: &Method, path: &'a str) -> Option<Operation<'a>> {
+    let mut pieces = path.split('/');
+    let project = match pieces.nth(1)? {
+        "v2" => pieces.nth(1)?,
+        _ => pieces.next()?,
+    };
+    classify(method, path, project).ok().map(|r| r.op)
+}
+
 /// Classifies a request. `path` is the raw, already-normalized path (no
 /// query); `project` is `paragon.project_id`.
 pub fn classify<'a>(
@@ -214,23 +270,26 @@ pub fn classify<'a>(
     match first {
         "projects" => classify_project(method, tail.ok_or(RouteError::NotFound)?, project),
         "v2" => {
-            // `/v2/projects/{p}/sdk/events/trigger`, what SDK 2.4 sends.
+            // `/v2/projects/{p}/sdk/events/trigger`, what SDK 2.4 sends, and
+            // `/v2/projects/{p}/sdk/actions/build-oauth` (contract §13).
             let tail = tail.ok_or(RouteError::NotFound)?;
             let (projects, tail) = split_first(tail);
             let tail = tail.ok_or(RouteError::NotFound)?;
             let (p, after) = split_first(tail);
-            if projects != "projects" || after != Some("sdk/events/trigger") || p.is_empty() {
+            if projects != "projects" || p.is_empty() {
                 return Err(RouteError::NotFound);
             }
-            if method != Method::POST {
-                return Err(RouteError::NotFound);
-            }
+            let r = match (after, method) {
+                (Some("sdk/events/trigger"), &Method::POST) => {
+                    route(Product::AppEvent, Upstream::Workflows, Operation::AppEvent)
+                }
+                (Some(INSTALL_START), &Method::GET) => {
+                    route(Product::Install, Upstream::Connect, Operation::InstallStart)
+                }
+                _ => return Err(RouteError::NotFound),
+            };
             check_project(p, project)?;
-            Ok(route(
-                Product::AppEvent,
-                Upstream::Workflows,
-                Operation::AppEvent,
-            ))
+            Ok(r)
         }
         "api" => classify_api(method, tail.ok_or(RouteError::NotFound)?, project),
         "mcp"
@@ -396,6 +455,32 @@ fn classify_sdk<'a>(method: &Method, tail: &'a str) -> Result<Route<'a>, RouteEr
             Upstream::Connect,
             Operation::ListCredentials,
         )),
+        ("credentials", None) if *m == Method::POST => Ok(route(
+            Product::Install,
+            Upstream::Connect,
+            Operation::CredentialCreate,
+        )),
+        ("actions", Some("oauth-nonce")) if *m == Method::GET => Ok(route(
+            Product::Install,
+            Upstream::Connect,
+            Operation::InstallNonce,
+        )),
+        ("actions", Some(rest)) if *m == Method::GET || *m == Method::DELETE => {
+            let id = rest
+                .strip_prefix("session-id/")
+                .ok_or(RouteError::NotFound)?;
+            if id.contains('/') {
+                return Err(RouteError::NotFound);
+            }
+            nonempty(id)?;
+            Ok(route(
+                Product::Install,
+                Upstream::Connect,
+                Operation::InstallSession {
+                    deletes: *m == Method::DELETE,
+                },
+            ))
+        }
         ("credentials", Some(rest)) => {
             let (id, more) = split_first(rest);
             nonempty(id)?;
@@ -407,7 +492,10 @@ fn classify_sdk<'a>(method: &Method, tail: &'a str) -> Result<Route<'a>, RouteEr
             Ok(route(
                 Product::Credentials,
                 Upstream::Connect,
-                Operation::Credential { id },
+                Operation::Credential {
+                    id,
+                    polled: more.is_none() && *m == Method::GET,
+                },
             ))
         }
         ("workflows", Some(id))
@@ -507,476 +595,5 @@ fn classify_sync<'a>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const P: &str = "proj-1";
-
-    fn ok(method: &str, path: &str) -> (Product, Upstream, CredentialLocation) {
-        let m: Method = method.parse().unwrap();
-        let r = classify(&m, path, P).unwrap_or_else(|e| panic!("{method} {path}: {e:?}"));
-        (r.product, r.upstream, r.credential_location())
-    }
-
-    fn err(method: &str, path: &str) -> RouteError {
-        let m: Method = method.parse().unwrap();
-        classify(&m, path, P).expect_err(path)
-    }
-
-    use CredentialLocation as L;
-    use Product as Pr;
-    use Upstream as U;
-
-    /// Every row of contract §3, in order.
-    #[test]
-    fn every_spec_route_classifies() {
-        let table: &[(&str, &str, Pr, U, L)] = &[
-            (
-                "GET",
-                "/projects/proj-1/sdk/proxy/salesforce/services/data/v59.0/query",
-                Pr::Proxy,
-                U::Proxy,
-                L::Header,
-            ),
-            (
-                "DELETE",
-                "/projects/proj-1/sdk/proxy/slack/chat.delete",
-                Pr::Proxy,
-                U::Proxy,
-                L::Header,
-            ),
-            (
-                "PATCH",
-                "/projects/proj-1/sdk/proxy/googledrive",
-                Pr::Proxy,
-                U::Proxy,
-                L::Header,
-            ),
-            (
-                "POST",
-                "/projects/proj-1/sdk/proxy/custom/1b2c/items",
-                Pr::Proxy,
-                U::Proxy,
-                L::Header,
-            ),
-            (
-                "POST",
-                "/projects/proj-1/sdk/triggers/wf-123",
-                Pr::Workflow,
-                U::Workflows,
-                L::Header,
-            ),
-            (
-                "POST",
-                "/projects/proj-1/sdk/events/trigger",
-                Pr::AppEvent,
-                U::Workflows,
-                L::Header,
-            ),
-            (
-                "POST",
-                "/v2/projects/proj-1/sdk/events/trigger",
-                Pr::AppEvent,
-                U::Workflows,
-                L::Header,
-            ),
-            (
-                "GET",
-                "/projects/proj-1/sdk/me",
-                Pr::User,
-                U::Connect,
-                L::None,
-            ),
-            (
-                "PATCH",
-                "/projects/proj-1/sdk/me",
-                Pr::User,
-                U::Connect,
-                L::None,
-            ),
-            (
-                "GET",
-                "/projects/proj-1/sdk/integrations",
-                Pr::Catalog,
-                U::Connect,
-                L::None,
-            ),
-            (
-                "GET",
-                "/projects/proj-1/sdk/metadata",
-                Pr::Catalog,
-                U::Connect,
-                L::None,
-            ),
-            (
-                "DELETE",
-                "/projects/proj-1/sdk/integrations/int-9",
-                Pr::Uninstall,
-                U::Connect,
-                L::HeaderRequired,
-            ),
-            (
-                "GET",
-                "/projects/proj-1/sdk/credentials",
-                Pr::Credentials,
-                U::Connect,
-                L::HeaderOptional,
-            ),
-            (
-                "GET",
-                "/projects/proj-1/sdk/credentials/c-1",
-                Pr::Credentials,
-                U::Connect,
-                L::Path,
-            ),
-            (
-                "PATCH",
-                "/projects/proj-1/sdk/credentials/c-1",
-                Pr::Credentials,
-                U::Connect,
-                L::Path,
-            ),
-            (
-                "POST",
-                "/projects/proj-1/sdk/credentials/c-1/configurations",
-                Pr::Credentials,
-                U::Connect,
-                L::Path,
-            ),
-            (
-                "POST",
-                "/projects/proj-1/sdk/workflows/wf-1",
-                Pr::WorkflowSettings,
-                U::Connect,
-                L::Header,
-            ),
-            (
-                "DELETE",
-                "/projects/proj-1/sdk/workflows/wf-1",
-                Pr::WorkflowSettings,
-                U::Connect,
-                L::Header,
-            ),
-            (
-                "GET",
-                "/projects/proj-1/actions",
-                Pr::ActionKit,
-                U::ActionKit,
-                L::Header,
-            ),
-            (
-                "POST",
-                "/projects/proj-1/actions",
-                Pr::ActionKit,
-                U::ActionKit,
-                L::Header,
-            ),
-            (
-                "POST",
-                "/projects/proj-1/tools",
-                Pr::ActionKit,
-                U::ActionKit,
-                L::Header,
-            ),
-            (
-                "GET",
-                "/projects/proj-1/triggers",
-                Pr::ActionKit,
-                U::ActionKit,
-                L::Header,
-            ),
-            (
-                "POST",
-                "/projects/proj-1/trigger-subscriptions",
-                Pr::ActionKit,
-                U::ActionKit,
-                L::Header,
-            ),
-            (
-                "GET",
-                "/projects/proj-1/trigger-subscriptions",
-                Pr::ActionKit,
-                U::ActionKit,
-                L::HeaderOptional,
-            ),
-            (
-                "DELETE",
-                "/projects/proj-1/trigger-subscriptions/ts-1",
-                Pr::ActionKit,
-                U::ActionKit,
-                L::SubscriptionOwner,
-            ),
-            (
-                "GET",
-                "/projects/proj-1/trigger-subscriptions/ts-1/events",
-                Pr::ActionKit,
-                U::ActionKit,
-                L::SubscriptionOwner,
-            ),
-            (
-                "POST",
-                "/api/tools/projects/proj-1/search",
-                Pr::AgentOs,
-                U::AgentOs,
-                L::None,
-            ),
-            (
-                "GET",
-                "/api/context/projects/proj-1",
-                Pr::AgentOs,
-                U::AgentOs,
-                L::None,
-            ),
-            ("POST", "/api/syncs", Pr::Sync, U::Sync, L::Body),
-            ("GET", "/api/syncs", Pr::Sync, U::Sync, L::None),
-            ("PATCH", "/api/syncs/s-1", Pr::Sync, U::Sync, L::Body),
-            ("GET", "/api/syncs/s-1", Pr::Sync, U::Sync, L::SyncOwner),
-            ("DELETE", "/api/syncs/s-1", Pr::Sync, U::Sync, L::SyncOwner),
-            (
-                "POST",
-                "/api/syncs/s-1/disable",
-                Pr::Sync,
-                U::Sync,
-                L::SyncOwner,
-            ),
-            (
-                "GET",
-                "/api/syncs/s-1/records/r-1/content",
-                Pr::Sync,
-                U::Sync,
-                L::SyncOwner,
-            ),
-            (
-                "POST",
-                "/api/permissions/s-1/batch-check",
-                Pr::Sync,
-                U::Sync,
-                L::SyncOwner,
-            ),
-        ];
-        for (method, path, product, upstream, loc) in table {
-            assert_eq!(
-                ok(method, path),
-                (*product, *upstream, *loc),
-                "{method} {path}"
-            );
-        }
-    }
-
-    #[test]
-    fn path_parameters_are_extracted() {
-        let r = classify(
-            &Method::GET,
-            "/projects/proj-1/sdk/proxy/salesforce/a/b?x",
-            P,
-        )
-        .unwrap();
-        assert_eq!(
-            r.op,
-            Operation::Proxy {
-                integration: IntegrationRef::Type("salesforce"),
-                rest: "a/b?x"
-            }
-        );
-        let r = classify(&Method::GET, "/projects/proj-1/sdk/proxy/custom/abc/x", P).unwrap();
-        assert_eq!(
-            r.op,
-            Operation::Proxy {
-                integration: IntegrationRef::CustomId("abc"),
-                rest: "x"
-            }
-        );
-        let r = classify(
-            &Method::DELETE,
-            "/projects/proj-1/sdk/integrations/int-9",
-            P,
-        )
-        .unwrap();
-        assert_eq!(
-            r.op,
-            Operation::Uninstall {
-                integration_id: "int-9"
-            }
-        );
-        let r = classify(&Method::DELETE, "/api/syncs/s-9", P).unwrap();
-        assert_eq!(
-            r.op,
-            Operation::SyncItem {
-                sync_id: "s-9",
-                deletes_sync: true
-            }
-        );
-        let r = classify(&Method::GET, "/projects/proj-1/sdk/credentials/c-7/x", P).unwrap();
-        assert_eq!(r.op, Operation::Credential { id: "c-7" });
-    }
-
-    #[test]
-    fn wrong_project_is_unknown_project() {
-        for (m, p) in [
-            ("GET", "/projects/other/sdk/me"),
-            ("POST", "/v2/projects/other/sdk/events/trigger"),
-            ("GET", "/projects/other/sdk/proxy/slack/x"),
-            ("POST", "/projects/other/actions"),
-            ("GET", "/projects/PROJ-1/sdk/me"),
-        ] {
-            assert_eq!(err(m, p), RouteError::UnknownProject, "{m} {p}");
-        }
-    }
-
-    #[test]
-    fn unlisted_paths_and_methods_are_not_found() {
-        for (m, p) in [
-            ("GET", "/"),
-            ("GET", "/projects"),
-            ("GET", "/projects/proj-1"),
-            ("GET", "/projects/proj-1/sdk"),
-            ("DELETE", "/projects/proj-1/sdk/me"),
-            ("POST", "/projects/proj-1/sdk/me"),
-            ("GET", "/projects/proj-1/sdk/me/"),
-            ("GET", "/Projects/proj-1/sdk/me"),
-            ("GET", "/projects/proj-1/SDK/me"),
-            ("GET", "/projects/proj-1/sdk/triggers/wf-1"),
-            ("POST", "/projects/proj-1/sdk/triggers/wf-1/x"),
-            ("POST", "/projects/proj-1/sdk/triggers"),
-            ("GET", "/projects/proj-1/sdk/events/trigger"),
-            ("POST", "/projects/proj-1/sdk/credentials"),
-            ("GET", "/projects/proj-1/sdk/workflows/wf-1"),
-            ("POST", "/projects/proj-1/sdk/actions"),
-            ("GET", "/projects/proj-1/sdk/proxy"),
-            ("GET", "/projects/proj-1/sdk/proxy/custom"),
-            ("GET", "/projects/proj-1/actions/x"),
-            ("PUT", "/api/syncs"),
-            ("PUT", "/api/syncs/s-1"),
-            ("POST", "/api/syncs/s-1"),
-            ("patch", "/api/syncs/s-1"),
-            ("Patch", "/api/syncs/s-1"),
-            ("GET", "/api/tools"),
-            ("GET", "/api/tools/projects"),
-            ("GET", "/api/tools/proj-1"),
-            ("GET", "/api/tools/projects/proj-1//x"),
-            ("GET", "/api/other/projects/proj-1"),
-            ("GET", "/api/syncs/"),
-            ("GET", "/api/permissions/s-1"),
-            ("GET", "/api/other"),
-            ("GET", "/v2/projects/proj-1/sdk/me"),
-            ("GET", "/v2/projects/proj-1/sdk/events/trigger"),
-            ("GET", "/sdk/me"),
-            ("GET", "projects/proj-1/sdk/me"),
-            ("DELETE", "/projects/proj-1/sdk/integrations/a/b"),
-            ("GET", "/projects/other/nothing"),
-        ] {
-            assert_eq!(err(m, p), RouteError::NotFound, "{m} {p}");
-        }
-    }
-
-    /// contract §3: methods are part of a route. Every route row against every
-    /// method, standard and extension tokens (methods are case-sensitive):
-    /// the listed ones classify, every other one is `route_not_found`.
-    #[test]
-    fn every_route_takes_exactly_its_methods() {
-        const METHODS: &[&str] = &[
-            "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "get", "post", "patch",
-            "Patch", "delete", "PROPFIND", "PURGE", "FOO",
-        ];
-        // (path, methods that classify; `None`: any method).
-        let table: &[(&str, Option<&[&str]>)] = &[
-            ("/projects/proj-1/sdk/proxy/slack/x", None),
-            ("/projects/proj-1/sdk/triggers/wf-1", Some(&["POST"])),
-            ("/projects/proj-1/sdk/events/trigger", Some(&["POST"])),
-            ("/v2/projects/proj-1/sdk/events/trigger", Some(&["POST"])),
-            ("/projects/proj-1/sdk/me", Some(&["GET", "PATCH"])),
-            ("/projects/proj-1/sdk/integrations", Some(&["GET"])),
-            ("/projects/proj-1/sdk/metadata", Some(&["GET"])),
-            ("/projects/proj-1/sdk/integrations/int-1", Some(&["DELETE"])),
-            ("/projects/proj-1/sdk/credentials", Some(&["GET"])),
-            ("/projects/proj-1/sdk/credentials/c-1", None),
-            ("/projects/proj-1/sdk/credentials/c-1/configurations", None),
-            (
-                "/projects/proj-1/sdk/workflows/wf-1",
-                Some(&["POST", "DELETE"]),
-            ),
-            ("/projects/proj-1/actions", None),
-            ("/projects/proj-1/tools", None),
-            ("/projects/proj-1/triggers", None),
-            ("/projects/proj-1/trigger-subscriptions", None),
-            ("/projects/proj-1/trigger-subscriptions/ts-1", None),
-            ("/api/syncs", Some(&["GET", "POST"])),
-            ("/api/syncs/s-1", Some(&["GET", "PATCH", "DELETE"])),
-            ("/api/syncs/s-1/disable", None),
-            ("/api/permissions/s-1/check", None),
-            ("/api/tools/projects/proj-1", None),
-            ("/api/context/projects/proj-1/x", None),
-        ];
-        for (path, listed) in table {
-            for method in METHODS {
-                let m: Method = method.parse().unwrap();
-                let got = classify(&m, path, P);
-                let expected = listed.is_none_or(|l| l.contains(method));
-                assert_eq!(got.is_ok(), expected, "{method} {path}: {got:?}");
-                if !expected {
-                    assert_eq!(got, Err(RouteError::NotFound), "{method} {path}");
-                }
-            }
-        }
-        // The method decides the operation where it matters.
-        fn op<'a>(m: &str, p: &'a str) -> Operation<'a> {
-            classify(&m.parse().unwrap(), p, P).unwrap().op
-        }
-        assert_eq!(
-            op("PATCH", "/api/syncs/s-1"),
-            Operation::SyncPatch { sync_id: "s-1" }
-        );
-        assert_eq!(
-            op("DELETE", "/api/syncs/s-1"),
-            Operation::SyncItem {
-                sync_id: "s-1",
-                deletes_sync: true
-            }
-        );
-        assert_eq!(
-            op("DELETE", "/api/syncs/s-1/records"),
-            Operation::SyncItem {
-                sync_id: "s-1",
-                deletes_sync: false
-            }
-        );
-        assert_eq!(
-            op("GET", "/projects/proj-1/trigger-subscriptions"),
-            Operation::SubscriptionList
-        );
-        assert_eq!(
-            op("POST", "/projects/proj-1/trigger-subscriptions"),
-            Operation::SubscriptionCreate
-        );
-        assert_eq!(
-            op("DELETE", "/projects/proj-1/trigger-subscriptions/Ts-1"),
-            Operation::Subscription {
-                id: "Ts-1",
-                deletes: true
-            }
-        );
-        assert_eq!(
-            op("DELETE", "/projects/proj-1/trigger-subscriptions/ts-1/x"),
-            Operation::Subscription {
-                id: "ts-1",
-                deletes: false
-            }
-        );
-    }
-
-    #[test]
-    fn agent_os_checks_its_project() {
-        assert_eq!(
-            err("GET", "/api/tools/projects/other/search"),
-            RouteError::UnknownProject
-        );
-    }
-
-    #[test]
-    fn products_round_trip_through_names() {
-        for p in Product::ALL {
-            assert_eq!(p.as_str().parse::<Product>(), Ok(p));
-        }
-        assert!("Proxy".parse::<Product>().is_err());
-    }
-}
+#[path = "routes_tests.rs"]
+mod tests;

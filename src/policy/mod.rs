@@ -45,6 +45,37 @@ pub fn template_matches(template: &str, principal: &str, ext: &str) -> bool {
     rest.is_empty()
 }
 
+/// Whether the label `ext` makes a credential `principal`'s under
+/// `policy.owner_external_id = template` (contract §5): the filled
+/// template L itself, or L followed by `/` (a member's further account of
+/// one integration, `member:alice/2`, §13). A principal containing `/`
+/// owns no label, so no member's label is a prefix of another's.
+pub fn owns_label(template: &str, principal: &str, ext: &str) -> bool {
+    if principal.contains('/') {
+        return false;
+    }
+    template_matches(template, principal, ext)
+        || ext
+            .match_indices('/')
+            .any(|(at, _)| template_matches(template, principal, &ext[..at]))
+}
+
+/// The member label L of `principal` (`template` filled), when it has one.
+pub fn member_label(template: &str, principal: &str) -> Option<String> {
+    (!principal.contains('/')).then(|| template.replace(PRINCIPAL_PLACEHOLDER, principal))
+}
+
+/// The principal that owns the label `ext` under [`owns_label`], if one
+/// does (the access review).
+pub fn owner_of_label<'e>(template: &str, ext: &'e str) -> Option<&'e str> {
+    let whole = std::iter::once(ext.len());
+    let prefixes = ext.match_indices('/').map(|(at, _)| at);
+    whole
+        .chain(prefixes)
+        .filter_map(|end| principal_of_label(template, &ext[..end]))
+        .find(|p| !p.contains('/'))
+}
+
 /// The principal whose filled `template` is `ext`, if one is (the access
 /// review's inverse of [`template_matches`]): with `n` placeholders, its
 /// length follows from the label's, and the candidate is checked whole.
@@ -256,7 +287,7 @@ impl<'a> Permit<'a> {
                 let labelled = owner.is_some_and(|(template, principal)| {
                     c.external_id
                         .as_deref()
-                        .is_some_and(|ext| template_matches(template, principal, ext))
+                        .is_some_and(|ext| owns_label(template, principal, ext))
                 });
                 if labelled {
                     return Some(Found::OwnerLabel);
@@ -495,6 +526,33 @@ mod template_tests {
                 assert_eq!(of(t, &filled), Some(p), "{t} {p}");
             }
         }
+    }
+
+    /// contract §5, §13: `L` and `L/...` are the member's; a principal with
+    /// `/` owns nothing; the access review finds the owner back.
+    #[test]
+    fn a_label_and_its_slash_suffixes_belong_to_the_member() {
+        use super::{owner_of_label, owns_label};
+        let t = "member:{principal}";
+        for ext in ["member:alice", "member:alice/2", "member:alice/work/x"] {
+            assert!(owns_label(t, "alice", ext), "{ext}");
+            assert_eq!(owner_of_label(t, ext), Some("alice"), "{ext}");
+        }
+        for ext in [
+            "member:alice2",
+            "member:alic",
+            "member:alicex/2",
+            "alice/2",
+            "member:bob/alice",
+        ] {
+            assert!(!owns_label(t, "alice", ext), "{ext}");
+        }
+        assert_eq!(owner_of_label(t, "member:bob/alice"), Some("bob"));
+        assert_eq!(owner_of_label(t, "member:"), None);
+        // A principal with `/` owns no label, not even its own exact one.
+        assert!(!owns_label(t, "alice/2", "member:alice/2"));
+        assert!(!owns_label("{principal}", "a/b", "a/b"));
+        assert_eq!(owner_of_label("{principal}", "a/b"), Some("a"));
     }
 
     /// The hand-written split agrees with `str::split` on every short
