@@ -2512,10 +2512,21 @@ async fn credential_paths_and_headers_must_agree() {
     let path = p(&format!("/sdk/credentials/{SF_ALICE}"));
     let got = env.send_as("GET", &path, &alice, SF_ALICE, "").await;
     env.assert_routed(&got, SF_ALICE, Place::Token);
+    // Another id beside the path is 400, except on `GET` of the credential
+    // itself, which the SDK polls mid-install with its current account in
+    // the header (contract §13): judged, and not forwarded.
+    let sub = p(&format!("/sdk/credentials/{SF_ALICE}/configurations"));
     for other in [SLACK_ALICE_1, SF_BOB] {
-        let got = env.send_as("GET", &path, &alice, other, "").await;
+        let got = env.send_as("GET", &sub, &alice, other, "").await;
+        env.assert_refused(&got, 400, "bad_request");
+        let got = env.send_as("DELETE", &path, &alice, other, "").await;
         env.assert_refused(&got, 400, "bad_request");
     }
+    let got = env.send_as("GET", &path, &alice, SLACK_ALICE_1, "").await;
+    let r = env.assert_routed(&got, SF_ALICE, Place::Token);
+    assert!(credential_headers(&r).is_empty(), "{r:?}");
+    let got = env.send_as("GET", &path, &alice, SF_BOB, "").await;
+    env.assert_refused(&got, 403, "credential_forbidden");
     let before = env.traffic().len();
     for bad in [
         format!("/sdk/credentials/{SF_BOB}/configurations"),
