@@ -416,6 +416,8 @@ fn every_path() -> Vec<(&'static str, String)> {
         ("agentos", format!("/api/tools/projects/{PROJECT}/search")),
         ("agentos", format!("/api/context/projects/{PROJECT}")),
         ("mcp", "/mcp".into()),
+        ("mcp", "/.well-known/oauth-protected-resource".into()),
+        ("mcp", "/.well-known/oauth-protected-resource/mcp".into()),
         ("unknown", p("/no/such/route")),
         ("unknown", "/projects/other-project/sdk/me".into()),
         ("unknown", "/nothing".into()),
@@ -424,6 +426,24 @@ fn every_path() -> Vec<(&'static str, String)> {
         ("unknown", "/admin/access".into()),
     ]
 }
+
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+/// What, path, token, headers, status, whether forwarded, whether
+/// readable by `APP`.
+type NotPreflight<'a> = (
+    &'a str,
+    String,
+    Option<&'a str>,
+    Headers<'a>,
+    u16,
+    bool,
+    bool,
+);
+/// Route family, method, path, headers, body, status for a member and for
+/// an admin.
+type Upstreamed<'a> = (&'a str, &'a str, String, Headers<'a>, &'a str, (u16, u16));
+/// What, method, path, headers, status.
+type Ordinary<'a> = (&'a str, &'a str, String, Headers<'a>, u16);
 
 /// An allowed origin as configured, and as a browser might spell it
 /// (origins' scheme and host are case-insensitive, RFC 6454 §4).
@@ -618,7 +638,8 @@ async fn assert_no_audit_since(env: &Env, before: usize, what: &str) {
 /// nothing audited, every one counted.
 #[tokio::test]
 async fn preflight_table_every_route_family_method_and_origin() {
-    let env = env_cors("max_age = \"5m\"").await;
+    // MCP on: `/mcp` and its metadata documents are served routes too.
+    let env = env_cors("max_age = \"5m\"\n[mcp]\nenabled = true").await;
     // `x-app-trace` is not configured here, `x-evil` never allowed.
     let asked = "authorization, content-type, x-paragon-sdk-version, x-paragon-credential, x-app-trace, x-evil";
     let echoed = [
@@ -630,6 +651,8 @@ async fn preflight_table_every_route_family_method_and_origin() {
     let paths = every_path();
     let mut first: std::collections::HashMap<&str, (_, String)> = Default::default();
     let mut cases = 0;
+    // Preflights sent from an allowed origin, and from any other.
+    let (mut allowed, mut forbidden) = (0, 0);
     for (family, path) in &paths {
         for method in METHODS {
             for origin in ALLOWED_ORIGINS.iter().chain(OTHER_ORIGINS.iter()) {
@@ -639,8 +662,10 @@ async fn preflight_table_every_route_family_method_and_origin() {
                 let got = preflight(&env, path, origin, method, asked).await;
                 assert_no_wildcard_nor_credentials(&got, &case);
                 if ALLOWED_ORIGINS.contains(origin) {
+                    allowed += 1;
                     assert_preflight_allowed(&got, origin, &echoed, "300", &case);
                 } else {
+                    forbidden += 1;
                     assert_eq!(got.status, StatusCode::FORBIDDEN, "{case}: {:?}", got.body);
                     assert_refusal_body(&got, "cors_origin_forbidden", &case);
                     assert!(access_control(&got).is_empty(), "{case}: {:?}", got.headers);
@@ -654,6 +679,37 @@ async fn preflight_table_every_route_family_method_and_origin() {
                 }
                 cases += 1;
             }
+        }
+    }
+    // Over HTTP/2 (h2c), the same answers.
+    let h2 = h2_client();
+    for (family, path) in paths.iter().step_by(5) {
+        for origin in [APP, EVIL, "null"] {
+            let case = format!("HTTP/2 [{family}] OPTIONS {path} Origin: {origin:?}");
+            let got = send(
+                &h2,
+                req(
+                    "OPTIONS",
+                    &env.gw,
+                    path,
+                    None,
+                    &[
+                        ("origin", origin),
+                        ("access-control-request-method", "POST"),
+                        ("access-control-request-headers", asked),
+                    ],
+                    "",
+                ),
+            )
+            .await;
+            let (s, c) = &first[origin];
+            if origin == APP {
+                allowed += 1;
+            } else {
+                forbidden += 1;
+            }
+            assert_eq!(s, &signature(&got), "{case}\nanswered unlike\n{c}");
+            cases += 1;
         }
     }
     // Two `Origin` fields, even both allowed, are no allowed origin.
@@ -674,6 +730,7 @@ async fn preflight_table_every_route_family_method_and_origin() {
     )
     .await;
     assert_eq!(two.status, StatusCode::FORBIDDEN);
+    forbidden += 1;
     assert!(access_control(&two).is_empty(), "{:?}", two.headers);
     cases += 1;
 
@@ -683,21 +740,21 @@ async fn preflight_table_every_route_family_method_and_origin() {
         env.state().requests()
     );
     assert_no_audit_since(&env, 0, "preflights").await;
-    let per_origin = paths.len() * METHODS.len();
+    assert_eq!(allowed + forbidden, cases);
     let metrics = env.metrics_text().await;
     assert_eq!(
         metric(
             &metrics,
             "credgate_cors_preflights_total{result=\"allowed\"}"
         ),
-        (per_origin * ALLOWED_ORIGINS.len()) as f64
+        allowed as f64
     );
     assert_eq!(
         metric(
             &metrics,
             "credgate_cors_preflights_total{result=\"forbidden\"}"
         ),
-        (per_origin * OTHER_ORIGINS.len() + 1) as f64
+        forbidden as f64
     );
     println!("preflight table: {cases} cases");
 }
@@ -712,16 +769,7 @@ async fn options_that_are_no_preflight_are_ordinary_requests() {
     let env = env_cors("").await;
     let alice = env.member("alice");
     let sf = p("/sdk/proxy/salesforce/x");
-    // (case, path, token, headers, status, forwarded, readable by APP)
-    let cases: Vec<(
-        &str,
-        String,
-        Option<&str>,
-        Vec<(&str, &str)>,
-        u16,
-        bool,
-        bool,
-    )> = vec![
+    let cases: Vec<NotPreflight> = vec![
         (
             "Origin, no request method, no token",
             p("/sdk/me"),
@@ -1197,7 +1245,7 @@ async fn check_refusal(env: &Env, case: &Refusal) -> usize {
 #[tokio::test]
 async fn refusal_table_to_allowed_and_other_origins() {
     let env = Env::with(fixtures(), |mut b| {
-        b.extra_top = format!("[cors]\nallowed_origins = [\"{APP}\"]\n");
+        b.extra_top = format!("[cors]\nallowed_origins = [\"{APP}\"]\n[mcp]\nenabled = true\n");
         b.server("max_body_bytes = 1024\nupstream_timeout = \"1s\"")
     })
     .await;
@@ -1283,10 +1331,40 @@ async fn refusal_table_to_allowed_and_other_origins() {
         )
         .header("x-paragon-credential", SF_ALICE)
         .is(504, "upstream_timeout"),
+        Refusal::new("MCP without a token", "POST", "/mcp".into(), None)
+            .header("content-type", "application/json")
+            .body("{}".into())
+            .is(401, "unauthenticated"),
+        Refusal::new(
+            "MCP metadata, wrong method",
+            "POST",
+            "/.well-known/oauth-protected-resource".into(),
+            None,
+        )
+        .passes(405),
+        Refusal::new(
+            "MCP metadata",
+            "GET",
+            "/.well-known/oauth-protected-resource/mcp".into(),
+            None,
+        )
+        .passes(200),
         Refusal::new("allowed", "GET", sf.clone(), a)
             .header("x-paragon-credential", SF_ALICE)
             .passes(200),
         Refusal::new("allowed, filtered", "GET", p("/sdk/me"), a).passes(200),
+        Refusal::new("allowed HEAD", "HEAD", sf.clone(), a)
+            .header("x-paragon-credential", SF_ALICE)
+            .passes(200),
+        Refusal::new("HEAD on no route", "HEAD", p("/no/such/route"), a).passes(404),
+        Refusal::new(
+            "streamed answer",
+            "GET",
+            p("/sdk/proxy/salesforce/__download/100000"),
+            a,
+        )
+        .header("x-paragon-credential", SF_ALICE)
+        .passes(200),
         Refusal::new(
             "Paragon's own 404",
             "GET",
@@ -1362,6 +1440,11 @@ async fn paragons_access_control_headers_are_removed_on_every_route() {
                         ],
                     ),
                 )
+            } else if r.path.ends_with("/sdk/credentials") {
+                let mut resp = http::Response::new(credgate::net::body::full("not JSON"));
+                resp.headers_mut()
+                    .insert("content-type", "text/plain".parse().unwrap());
+                resp
             } else if r.path.contains("/fail") {
                 json_response(StatusCode::INTERNAL_SERVER_ERROR, json!({"message": "x"}))
             } else if r.path.contains("/denied") {
@@ -1399,88 +1482,115 @@ async fn paragons_access_control_headers_are_removed_on_every_route() {
     let json_ct = ("content-type", "application/json");
     let cred = ("x-paragon-credential", ACME_SF_ALICE);
     let sync_body = format!("{{\"credentialId\": \"{ACME_SF_ALICE}\"}}");
-    // (route family, method, path, headers, body, status)
-    let routes: Vec<(&str, &str, String, Vec<(&str, &str)>, String, u16)> = vec![
+    let routes: Vec<Upstreamed> = vec![
         (
             "proxy",
             "GET",
             p("/sdk/proxy/salesforce/x"),
             vec![cred],
-            String::new(),
-            200,
+            "",
+            (200, 200),
+        ),
+        (
+            "proxy",
+            "HEAD",
+            p("/sdk/proxy/salesforce/x"),
+            vec![cred],
+            "",
+            (200, 200),
         ),
         (
             "proxy",
             "OPTIONS",
             p("/sdk/proxy/salesforce/x"),
             vec![cred],
-            String::new(),
-            200,
+            "",
+            (200, 200),
         ),
         (
             "proxy",
             "POST",
             p("/sdk/proxy/salesforce/fail"),
             vec![cred],
-            "{}".into(),
-            500,
+            "{}",
+            (500, 500),
         ),
         (
             "proxy",
             "GET",
             p("/sdk/proxy/salesforce/denied"),
             vec![cred],
-            String::new(),
-            403,
+            "",
+            (403, 403),
         ),
-        ("connect", "GET", p("/sdk/me"), vec![], String::new(), 200),
+        ("connect", "GET", p("/sdk/me"), vec![], "", (200, 200)),
         (
             "connect",
             "GET",
             p("/sdk/integrations"),
             vec![],
-            String::new(),
-            200,
+            "",
+            (200, 200),
+        ),
+        // Paragon's list is not JSON: a member's filter refuses it (502),
+        // an admin's answer passes untouched.
+        (
+            "connect",
+            "GET",
+            p("/sdk/credentials"),
+            vec![],
+            "",
+            (502, 200),
         ),
         (
             "workflows",
             "POST",
             p("/sdk/triggers/wf-1"),
             vec![cred, json_ct],
-            "{}".into(),
-            200,
+            "{}",
+            (200, 200),
         ),
         (
             "events",
             "POST",
             p("/sdk/events/trigger"),
             vec![json_ct],
-            "{}".into(),
-            200,
+            "{}",
+            (200, 200),
         ),
         (
             "actionkit",
             "GET",
             p("/actions"),
             vec![cred],
-            String::new(),
-            200,
+            "",
+            (200, 200),
         ),
         (
             "actionkit",
             "POST",
             p("/tools"),
             vec![cred, json_ct],
-            "{}".into(),
-            200,
+            "{}",
+            (200, 200),
         ),
         (
             "sync",
             "POST",
             "/api/syncs".into(),
             vec![json_ct],
-            sync_body.clone(),
-            200,
+            &sync_body,
+            (200, 200),
+        ),
+        // Agent OS is down (connection refused): 502 for an admin; not a
+        // member product (403).
+        (
+            "agentos",
+            "GET",
+            format!("/api/tools/projects/{PROJECT}/search"),
+            vec![],
+            "",
+            (403, 502),
         ),
     ];
     let mut cases = 0;
@@ -1488,12 +1598,17 @@ async fn paragons_access_control_headers_are_removed_on_every_route() {
         format!("[cors]\nallowed_origins = [\"{APP}\"]\n"),
         String::new(),
     ] {
-        let mut b = ConfigBuilder::new(&keys, Hosts::all(&upstream.url()));
+        let mut hosts = Hosts::all(&upstream.url());
+        // Nothing listens there.
+        hosts.agentos = "http://127.0.0.1:1".into();
+        let mut b = ConfigBuilder::new(&keys, hosts);
         b.extra_top = cors.clone();
         let gw = b.start().await;
         let cl = client();
-        for (family, method, path, headers, body, status) in &routes {
-            for (who, token) in [("member", &member), ("admin", &admin)] {
+        for (family, method, path, headers, body, (as_member, as_admin)) in &routes {
+            for (who, token, status) in
+                [("member", &member, as_member), ("admin", &admin, as_admin)]
+            {
                 for origin in [APP, EVIL, ""] {
                     let case = format!(
                         "[{family}] {who} {method} {path} Origin: {origin:?} cors: {}",
@@ -1503,8 +1618,11 @@ async fn paragons_access_control_headers_are_removed_on_every_route() {
                     if !origin.is_empty() {
                         h.push(("origin", origin));
                     }
-                    let got =
-                        send(&cl, req(method, &gw, path, Some(token), &h, body.clone())).await;
+                    let got = send(
+                        &cl,
+                        req(method, &gw, path, Some(token), &h, body.to_string()),
+                    )
+                    .await;
                     assert_eq!(got.status.as_u16(), *status, "{case}: {:?}", got.body);
                     assert_no_wildcard_nor_credentials(&got, &case);
                     let mut seen = access_control(&got);
@@ -1548,7 +1666,11 @@ async fn paragons_access_control_headers_are_removed_on_every_route() {
 /// carries `Access-Control-*`, whatever its `Origin`.
 #[tokio::test]
 async fn with_cors_off_a_preflight_is_an_ordinary_request_everywhere() {
-    let env = Env::start().await;
+    let env = Env::with(fixtures(), |mut b| {
+        b.extra_top = "[mcp]\nenabled = true\n".into();
+        b
+    })
+    .await;
     let mut cases = 0;
     for (family, path) in every_path() {
         for method in METHODS {
@@ -1557,15 +1679,17 @@ async fn with_cors_off_a_preflight_is_an_ordinary_request_everywhere() {
                     "[{family}] OPTIONS {path} Access-Control-Request-Method: {method} Origin: {origin}"
                 );
                 let got = preflight(&env, &path, origin, method, "authorization").await;
-                // Path hygiene answers first on a full-URL proxy path only
-                // when it is not one; every path here is well formed.
-                assert_eq!(
-                    got.status,
-                    StatusCode::UNAUTHORIZED,
-                    "{case}: {:?}",
-                    got.body
-                );
-                assert_refusal_body(&got, "unauthenticated", &case);
+                // MCP's metadata documents answer anyone, GET only.
+                let (status, code) = if path.starts_with("/.well-known/") {
+                    (405, "method_not_allowed")
+                } else {
+                    (401, "unauthenticated")
+                };
+                assert_eq!(got.status.as_u16(), status, "{case}: {:?}", got.body);
+                assert_eq!(got.code(), code, "{case}");
+                if status == 401 {
+                    assert_refusal_body(&got, code, &case);
+                }
                 assert!(access_control(&got).is_empty(), "{case}: {:?}", got.headers);
                 cases += 1;
             }
@@ -1573,7 +1697,7 @@ async fn with_cors_off_a_preflight_is_an_ordinary_request_everywhere() {
     }
     let alice = env.member("alice");
     let sf = p("/sdk/proxy/salesforce/x");
-    let others: Vec<(&str, &str, String, Vec<(&str, &str)>, u16)> = vec![
+    let others: Vec<Ordinary> = vec![
         (
             "preflight-shaped Proxy API OPTIONS",
             "OPTIONS",
