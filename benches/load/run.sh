@@ -6,6 +6,7 @@
 #
 #   benches/load/run.sh                 # 3 rounds of 10 s per target
 #   ROUNDS=5 DURATION=15 benches/load/run.sh
+#   CREDGATE=bin BENCHKIT=bin REPORT=out.md benches/load/run.sh   # given binaries, report elsewhere
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -48,6 +49,12 @@ install_tools() {
 }
 
 build() {
+  # CREDGATE=path BENCHKIT=path: measure those binaries (another commit's
+  # release build, for a before/after) instead of building this tree.
+  if [ -n "${CREDGATE:-}" ] && [ -n "${BENCHKIT:-}" ]; then
+    log "measuring $CREDGATE"
+    return
+  fi
   log "building credgate and benchkit (release)"
   (cd "$ROOT" && cargo build --release --locked --bin credgate --example benchkit 2>&1 | tail -2 >&2)
   CREDGATE="$ROOT/target/release/credgate"
@@ -400,5 +407,6 @@ if [ "$SKIP_SCALE" != 1 ]; then
   echo "upstream $before $after" >>"$SCALE"
 fi
 
-python3 "$HERE/report.py" "$RESULTS" "$SCALE" "$ROOT/BENCHMARKS.md" "$ROUNDS" "$DURATION" "$CONNS"
-log "wrote $ROOT/BENCHMARKS.md"
+REPORT=${REPORT:-$ROOT/BENCHMARKS.md}
+python3 "$HERE/report.py" "$RESULTS" "$SCALE" "$REPORT" "$ROUNDS" "$DURATION" "$CONNS"
+log "wrote $REPORT"
