@@ -50,7 +50,10 @@ pub(crate) fn preflight(headers: &HeaderMap) -> Response<Body> {
     if let Some(asked) = headers.get(ACCESS_CONTROL_REQUEST_HEADERS) {
         h.insert(ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
     }
-    h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static(MAX_AGE_SECS));
+    h.insert(
+        ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static(MAX_AGE_SECS),
+    );
     h.insert(
         VARY,
         HeaderValue::from_static(
@@ -108,7 +111,10 @@ mod tests {
         let r = preflight(&headers(&[
             ("origin", "http://127.0.0.1:9"),
             ("access-control-request-method", "GET"),
-            ("access-control-request-headers", "authorization,x-paragon-sdk-version"),
+            (
+                "access-control-request-headers",
+                "authorization,x-paragon-sdk-version",
+            ),
         ]));
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
         let h = r.headers();

@@ -85,7 +85,9 @@ fn options_object(v: Option<&Value>) -> Result<Map<String, Value>, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(m)) => Ok(m.clone()),
-        Some(_) => Err(ApiError::bad_request("installOptions must be a JSON object")),
+        Some(_) => Err(ApiError::bad_request(
+            "installOptions must be a JSON object",
+        )),
     }
 }
 
@@ -212,8 +214,13 @@ pub(crate) fn build_oauth(call: &Call<'_>) -> Handled {
     // build-oauth's `message`.
     target(&w, call.user(), &integration, &options, Some(call.caller))?;
     let nonce = random_hex();
-    w.installs
-        .start(call.user(), &session_id, &integration, options, nonce.clone());
+    w.installs.start(
+        call.user(),
+        &session_id,
+        &integration,
+        options,
+        nonce.clone(),
+    );
     Ok(Outcome::ok(
         json!({"redirectUrl": format!("http://{addr}{CONSENT_PATH}{nonce}")}),
         None,
@@ -244,11 +251,10 @@ pub(crate) fn oauth_nonce(call: &Call<'_>) -> Handled {
 /// `GET|POST /emulator/consent/{nonce}`: the provider's consent screen.
 pub(crate) fn consent(state: &EmulatorState, method: &Method, nonce: &str) -> Handled {
     let mut w = lock(&state.world);
-    let session = w
-        .installs
-        .by_nonce(nonce)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("consent_not_found", "no consent is pending here"))?;
+    let session =
+        w.installs.by_nonce(nonce).cloned().ok_or_else(|| {
+            ApiError::not_found("consent_not_found", "no consent is pending here")
+        })?;
     let name = html_escape(&catalog::name(&session.integration));
     if *method == Method::GET {
         let body = format!(
@@ -328,7 +334,12 @@ pub(crate) fn create_credential(call: &Call<'_>) -> Handled {
 
 /// A small HTML page whose one script runs under a nonce-based CSP.
 /// `form_to_self`: the page may post a form to its own origin.
-fn html_page(title: &str, body: &str, script: &str, form_to_self: bool) -> Response<crate::net::body::Body> {
+fn html_page(
+    title: &str,
+    body: &str,
+    script: &str,
+    form_to_self: bool,
+) -> Response<crate::net::body::Body> {
     let nonce = random_hex();
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\

@@ -145,14 +145,13 @@ pub(crate) fn match_route<'a>(method: &Method, path: &'a str) -> Option<Matched<
         return None;
     }
     if let Some(nonce) = path.strip_prefix(install::CONSENT_PATH) {
-        return (*m == Method::GET || *m == Method::POST)
-            .then_some(Matched {
-                host: Host::Connect,
-                project: None,
-                route: Route::Consent {
-                    nonce: one_segment(nonce)?,
-                },
-            });
+        return (*m == Method::GET || *m == Method::POST).then_some(Matched {
+            host: Host::Connect,
+            project: None,
+            route: Route::Consent {
+                nonce: one_segment(nonce)?,
+            },
+        });
     }
     if let Some(rest) = path.strip_prefix("/v2/projects/") {
         let (p, after) = rest.split_once('/')?;
@@ -705,22 +704,37 @@ mod tests {
             r(Method::GET, "/v2/projects/p/sdk/actions/build-oauth"),
             Some((Host::Connect, Some("p"), Route::BuildOAuth))
         );
-        assert_eq!(r(Method::POST, "/v2/projects/p/sdk/actions/build-oauth"), None);
-        assert_eq!(r(Method::GET, "/v2/projects//sdk/actions/build-oauth"), None);
+        assert_eq!(
+            r(Method::POST, "/v2/projects/p/sdk/actions/build-oauth"),
+            None
+        );
+        assert_eq!(
+            r(Method::GET, "/v2/projects//sdk/actions/build-oauth"),
+            None
+        );
         assert_eq!(
             r(Method::GET, "/projects/p/sdk/actions/oauth-nonce"),
             Some((Host::Connect, Some("p"), Route::OAuthNonce))
         );
-        assert_eq!(r(Method::DELETE, "/projects/p/sdk/actions/oauth-nonce"), None);
+        assert_eq!(
+            r(Method::DELETE, "/projects/p/sdk/actions/oauth-nonce"),
+            None
+        );
         for m in [Method::GET, Method::DELETE] {
             assert_eq!(
                 r(m, "/projects/p/sdk/actions/session-id/k3j4").map(|x| x.2),
                 Some(Route::InstallSession { id: "k3j4" })
             );
         }
-        assert_eq!(r(Method::POST, "/projects/p/sdk/actions/session-id/k3j4"), None);
+        assert_eq!(
+            r(Method::POST, "/projects/p/sdk/actions/session-id/k3j4"),
+            None
+        );
         assert_eq!(r(Method::GET, "/projects/p/sdk/actions/session-id/"), None);
-        assert_eq!(r(Method::GET, "/projects/p/sdk/actions/session-id/a/b"), None);
+        assert_eq!(
+            r(Method::GET, "/projects/p/sdk/actions/session-id/a/b"),
+            None
+        );
         assert_eq!(r(Method::GET, "/projects/p/sdk/actions/other"), None);
         for m in [Method::GET, Method::POST] {
             assert_eq!(
