@@ -692,6 +692,39 @@ mod tests {
     }
 
     #[test]
+    fn install_sessions_are_per_user_single_use_and_bounded() {
+        let mut s = InstallSessions::default();
+        let opts = serde_json::Map::new;
+        s.start("acme", "k1", "slack", opts(), "n1".into());
+        s.start("globex", "k1", "slack", opts(), "n2".into());
+        assert_eq!(s.get("acme", "k1").unwrap().nonce, "n1");
+        assert_eq!(s.by_nonce("n2").unwrap().user, "globex");
+        // Consent uses the nonce up and names the credential.
+        s.complete("n1", "c1");
+        assert!(s.by_nonce("n1").is_none());
+        assert_eq!(
+            s.get("acme", "k1").unwrap().credential.as_deref(),
+            Some("c1")
+        );
+        // Starting the same session again replaces it and its nonce.
+        s.start("globex", "k1", "gmail", opts(), "n3".into());
+        assert!(s.by_nonce("n2").is_none());
+        assert_eq!(s.get("globex", "k1").unwrap().integration, "gmail");
+        assert!(s.remove("globex", "k1") && !s.remove("globex", "k1"));
+        assert!(s.by_nonce("n3").is_none());
+        s.forget_user("acme");
+        assert!(s.get("acme", "k1").is_none());
+        // The oldest goes first past the cap.
+        for i in 0..=MAX_INSTALL_SESSIONS {
+            s.start("u", &i.to_string(), "slack", opts(), format!("n{i}"));
+        }
+        assert_eq!(s.by_key.len(), MAX_INSTALL_SESSIONS);
+        assert!(s.get("u", "0").is_none() && s.by_nonce("n0").is_none());
+        assert!(s.get("u", "1").is_some());
+        assert_eq!(s.nonces.len(), MAX_INSTALL_SESSIONS);
+    }
+
+    #[test]
     fn the_request_log_drops_the_oldest_past_its_limits() {
         let mut log = RequestLog::new(5, 100);
         let big = RecordedRequest {
