@@ -2529,3 +2529,691 @@ fn the_emulator_command_writes_generated_keys_privately() {
     assert_eq!(modes, (0o700, 0o600), "directory and private key modes");
     assert_eq!(status, StatusCode::OK);
 }
+
+// ------------------------------------------- the Connect SDK's needs
+
+/// The query string of `pairs`, form-encoded as the SDK's
+/// `URLSearchParams` writes it.
+fn query(pairs: &[(&str, &str)]) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+/// `build-oauth` as the SDK sends it (`Authorization` and `userToken`
+/// both), for Salesforce, with session id `session` and `options`.
+async fn build_oauth(env: &Env, token: &str, session: &str, options: Value) -> Resp {
+    let q = query(&[
+        ("action", "salesforce"),
+        ("endUserSuppliedValues", "{}"),
+        ("parameters", "{}"),
+        ("userToken", token),
+        ("integrationId", DEMO_INTEGRATION_SALESFORCE),
+        ("originForPostMessage", "http://127.0.0.1:1"),
+        ("isPreviewMode", "false"),
+        ("installOptions", &options.to_string()),
+        ("oauthMetaKeyId", session),
+    ]);
+    env.get(&format!(
+        "/v2/projects/{PROJECT}/sdk/actions/build-oauth?{q}"
+    ))
+    .token(token)
+    .send()
+    .await
+}
+
+/// The consent path (`/emulator/consent/{nonce}`) of a build-oauth answer.
+fn consent_path(env: &Env, r: &Resp) -> String {
+    let url = r.json()["redirectUrl"].as_str().unwrap().to_string();
+    let path = url
+        .strip_prefix(&env.emu.url())
+        .unwrap_or_else(|| panic!("the consent page is the emulator's own: {url}"));
+    assert!(path.starts_with("/emulator/consent/"), "{path}");
+    path.to_string()
+}
+
+fn session_path(id: &str) -> String {
+    p(&format!("/sdk/actions/session-id/{id}"))
+}
+
+fn text(r: &Resp) -> String {
+    String::from_utf8(r.body.to_vec()).unwrap()
+}
+
+/// The salesforce credentials of acme in `/sdk/me`, as (id, externalId,
+/// status).
+async fn salesforce_accounts(env: &Env) -> Vec<(String, Value, Value)> {
+    let me = env.get(&p("/sdk/me")).token(&admin()).send().await.json();
+    me["integrations"]["salesforce"]["allCredentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_string(),
+                c["externalId"].clone(),
+                c["status"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_catalog_and_the_user_carry_what_the_sdk_reads() {
+    let env = env().await;
+    env.state()
+        .add_credential(
+            "acme",
+            CredentialFixture::new("c0570000-0000-4000-8000-000000000001", "custom.billing"),
+        )
+        .unwrap();
+    let list = env
+        .get(&p("/sdk/integrations"))
+        .token(&admin())
+        .send()
+        .await
+        .json();
+    for i in list.as_array().unwrap() {
+        // The SDK loads only integrations with a configs[0].values.
+        let values = &i["configs"][0]["values"];
+        assert!(values["workflowMeta"].is_object(), "{i}");
+        assert!(values["sharedMeta"]["inputs"].is_array(), "{i}");
+        assert!(i["workflows"].is_array(), "{i}");
+        assert_eq!(i["needPreOauthInputs"], false, "{i}");
+        assert!(i["sdkIntegrationConfig"]["accountTypes"].is_array(), "{i}");
+        assert_eq!(i["isActive"], true);
+    }
+    let custom = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "custom.billing")
+        .unwrap();
+    assert_eq!(custom["customIntegration"]["slug"], "custom.billing");
+
+    let me = env.get(&p("/sdk/me")).token(&admin()).send().await.json();
+    let features = me["project"]["accessibleFeatures"].as_array().unwrap();
+    assert!(features.contains(&json!("headless-cp")), "{features:?}");
+    assert_eq!(me["project"]["id"], PROJECT);
+    assert_eq!(me["resources"], json!([]));
+    for (_, entry) in me["integrations"].as_object().unwrap() {
+        for c in entry["allCredentials"].as_array().unwrap() {
+            for cfg in c["configurations"].as_array().unwrap() {
+                assert!(cfg["workflowSettings"].is_object(), "{cfg}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn preflights_are_answered_for_any_origin_and_every_answer_names_it() {
+    let env = env().await;
+    let origin = "http://127.0.0.1:4321";
+    let r = env
+        .req(Method::OPTIONS, &p("/sdk/me"))
+        .header("origin", origin)
+        .header("access-control-request-method", "GET")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,x-paragon-sdk-version",
+        )
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(r.header("access-control-allow-origin"), Some(origin));
+    assert_eq!(
+        r.header("access-control-allow-headers"),
+        Some("authorization,content-type,x-paragon-sdk-version")
+    );
+    let methods = r.header("access-control-allow-methods").unwrap();
+    for m in ["GET", "POST", "PATCH", "DELETE"] {
+        assert!(methods.contains(m), "{methods}");
+    }
+    assert!(r.header("access-control-allow-credentials").is_none());
+    // Recorded, with no user, classified by the method it asks for.
+    let rec = env.state().requests().pop().unwrap();
+    assert_eq!(
+        (rec.method.as_str(), rec.status, rec.user, rec.host.as_str()),
+        ("OPTIONS", 204, None, "connect")
+    );
+    // The same on a path that is no route.
+    let r = env
+        .req(Method::OPTIONS, "/nowhere")
+        .header("origin", origin)
+        .header("access-control-request-method", "DELETE")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(env.state().requests().pop().unwrap().host, "unknown");
+    // OPTIONS without the two headers is an ordinary request.
+    let r = env
+        .req(Method::OPTIONS, &p("/sdk/me"))
+        .header("origin", origin)
+        .send()
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "route_not_found".into())
+    );
+    assert_eq!(r.header("access-control-allow-origin"), Some(origin));
+
+    // Answers, refusals included, name the request's origin; none without.
+    let ok = env
+        .get(&p("/sdk/me"))
+        .token(&admin())
+        .header("origin", origin)
+        .send()
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.header("access-control-allow-origin"), Some(origin));
+    assert!(ok.headers.get_all("vary").iter().any(|v| v == "Origin"));
+    let refused = env.get(&p("/sdk/me")).header("origin", origin).send().await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.header("access-control-allow-origin"), Some(origin));
+    let plain = env.get(&p("/sdk/me")).token(&admin()).send().await;
+    assert!(plain
+        .headers
+        .keys()
+        .all(|k| !k.as_str().starts_with("access-control-")));
+}
+
+#[tokio::test]
+async fn build_oauth_authenticates_from_its_query_and_refuses_bad_options() {
+    let env = env().await;
+    let globex = add_globex(&env);
+    let t = admin();
+    let path = |pairs: &[(&str, &str)]| {
+        format!(
+            "/v2/projects/{PROJECT}/sdk/actions/build-oauth?{}",
+            query(pairs)
+        )
+    };
+    let base = [
+        ("integrationId", DEMO_INTEGRATION_SALESFORCE),
+        ("oauthMetaKeyId", "s1"),
+    ];
+    // The query's token is required, with or without Authorization.
+    let r = env.get(&path(&base)).token(&t).send().await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "missing_token".into())
+    );
+    let with = |tok: &str| {
+        let mut v = base.to_vec();
+        v.push(("userToken", tok));
+        path(&v)
+    };
+    let r = env.get(&with("not-a-jwt")).send().await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "invalid_token".into())
+    );
+    // Alone it is enough; beside Authorization both must be the same user.
+    assert_eq!(env.get(&with(&t)).send().await.status, StatusCode::OK);
+    let other = token_for("globex", json!({}));
+    let r = env.get(&with(&t)).token(&other).send().await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "invalid_token".into())
+    );
+    let r = env.get(&with(&t)).token("garbage").send().await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let mut twice = base.to_vec();
+    twice.extend([("userToken", t.as_str()), ("userToken", t.as_str())]);
+    let r = env.get(&path(&twice)).send().await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "invalid_token".into())
+    );
+
+    // Parameters and installOptions.
+    let r = env
+        .get(&path(&[("userToken", &t), ("oauthMetaKeyId", "s")]))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "no integrationId");
+    let r = env
+        .get(&path(&[
+            ("userToken", &t),
+            ("integrationId", DEMO_INTEGRATION_SALESFORCE),
+        ]))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "no oauthMetaKeyId");
+    let r = env
+        .get(&path(&[
+            ("userToken", &t),
+            ("integrationId", "99999999-9999-4999-8999-999999999999"),
+            ("oauthMetaKeyId", "s"),
+        ]))
+        .send()
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "integration_not_found".into())
+    );
+    let mut bad_json = base.to_vec();
+    bad_json.extend([("userToken", t.as_str()), ("installOptions", "{nope")]);
+    assert_eq!(
+        env.get(&path(&bad_json)).send().await.status,
+        StatusCode::BAD_REQUEST
+    );
+    for (options, status, code) in [
+        (json!([1]), StatusCode::BAD_REQUEST, "bad_request"),
+        (
+            json!({"externalId": "x", "selectedCredentialId": DEMO_SALESFORCE_ALICE}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        // The SDK requires an externalId unique per integration.
+        (
+            json!({"externalId": "alice"}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        // Another user's credential, or one of another integration.
+        (
+            json!({"selectedCredentialId": globex}),
+            StatusCode::NOT_FOUND,
+            "credential_not_found",
+        ),
+        (
+            json!({"selectedCredentialId": DEMO_SLACK_BOB}),
+            StatusCode::NOT_FOUND,
+            "credential_not_found",
+        ),
+        (
+            json!({"selectedCredentialId": "ext:nobody"}),
+            StatusCode::NOT_FOUND,
+            "credential_not_found",
+        ),
+    ] {
+        let r = build_oauth(&env, &t, "s2", options.clone()).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (status, code.to_string()),
+            "{options}"
+        );
+    }
+    // Re-connecting a credential the token's claim does not allow: 7210.
+    let narrowed = member(&[("salesforce", DEMO_SALESFORCE_BOB)]);
+    let r = build_oauth(
+        &env,
+        &narrowed,
+        "s3",
+        json!({"selectedCredentialId": DEMO_SALESFORCE_ALICE}),
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "7210".into()));
+    // Refused sessions were not recorded.
+    let r = env.get(&session_path("s2")).token(&t).send().await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // Accepted: the consent page on the emulator's own address; the
+    // request recorded with its query, as Connect traffic.
+    let r = build_oauth(&env, &t, "s4", json!({"externalId": "carol"})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    consent_path(&env, &r);
+    let rec = env.state().requests().pop().unwrap();
+    assert_eq!(
+        rec.path,
+        format!("/v2/projects/{PROJECT}/sdk/actions/build-oauth")
+    );
+    assert!(rec.query.as_deref().unwrap().contains("oauthMetaKeyId=s4"));
+    assert_eq!(
+        (rec.user.as_deref(), rec.host.as_str(), rec.status),
+        (Some("acme"), "connect", 200)
+    );
+}
+
+#[tokio::test]
+async fn the_consent_page_connects_the_account_and_the_session_names_it() {
+    let env = env().await;
+    let t = admin();
+    let before = salesforce_accounts(&env).await;
+    let r = build_oauth(
+        &env,
+        &t,
+        "k3j4h5g6f7d8",
+        json!({"allowMultipleCredentials": true, "externalId": "carol"}),
+    )
+    .await;
+    let consent = consent_path(&env, &r);
+    // Pending: the SDK keeps polling on an answer without connectCredentialId.
+    let pending = env
+        .get(&session_path("k3j4h5g6f7d8"))
+        .token(&t)
+        .send()
+        .await;
+    assert_eq!(pending.status, StatusCode::OK);
+    assert!(
+        pending.json().get("connectCredentialId").is_none(),
+        "{}",
+        pending.json()
+    );
+
+    // The consent page: a form posting back, submitted by its own script
+    // under a nonce CSP.
+    let page = env.get(&consent).send().await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let html = text(&page);
+    assert!(
+        html.contains(&format!("<form method=\"post\" action=\"{consent}\">")),
+        "{html}"
+    );
+    assert!(html.contains("document.forms[0].submit()"), "{html}");
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("script-src 'nonce-") && csp.contains("form-action 'self'"),
+        "{csp}"
+    );
+    assert!(
+        salesforce_accounts(&env).await == before,
+        "a GET changes nothing"
+    );
+
+    // The form post creates the account and closes the popup.
+    let done = env
+        .post(&consent)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(full("decision=allow"))
+        .send()
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert!(text(&done).contains("window.close()"));
+    let created = done.header("x-emulator-credential");
+    assert!(created.is_none(), "no token, no x-emulator headers");
+    let rec = env.state().requests().pop().unwrap();
+    let id = rec
+        .credential
+        .clone()
+        .expect("the record names the new credential");
+    assert_eq!(
+        (rec.method.as_str(), rec.user.as_deref(), rec.status),
+        ("POST", None, 200)
+    );
+    assert_eq!(env.state().credential_owner(&id).as_deref(), Some("acme"));
+    let after = salesforce_accounts(&env).await;
+    assert_eq!(after.len(), before.len() + 1);
+    assert!(
+        after.contains(&(id.clone(), json!("carol"), json!("VALID"))),
+        "{after:?}"
+    );
+    // The nonce is used up.
+    let again = env.post(&consent).send().await;
+    assert_eq!(
+        (again.status, again.code()),
+        (StatusCode::NOT_FOUND, "consent_not_found".into())
+    );
+    assert_eq!(salesforce_accounts(&env).await.len(), after.len());
+
+    // The session names it, for its own user only.
+    let s = env
+        .get(&session_path("k3j4h5g6f7d8"))
+        .token(&t)
+        .send()
+        .await;
+    assert_eq!(s.json()["connectCredentialId"], json!(id));
+    add_globex(&env);
+    let other = token_for("globex", json!({}));
+    let s = env
+        .get(&session_path("k3j4h5g6f7d8"))
+        .token(&other)
+        .send()
+        .await;
+    assert_eq!(
+        (s.status, s.code()),
+        (StatusCode::NOT_FOUND, "session_not_found".into())
+    );
+    let s = env
+        .req(Method::DELETE, &session_path("k3j4h5g6f7d8"))
+        .token(&other)
+        .send()
+        .await;
+    assert_eq!(s.status, StatusCode::NOT_FOUND);
+    let s = env.get(&session_path("unknown")).token(&t).send().await;
+    assert_eq!(s.status, StatusCode::NOT_FOUND);
+    let gone = env
+        .req(Method::DELETE, &session_path("k3j4h5g6f7d8"))
+        .token(&t)
+        .send()
+        .await;
+    assert_eq!(gone.status, StatusCode::OK);
+    for r in [
+        env.get(&session_path("k3j4h5g6f7d8"))
+            .token(&t)
+            .send()
+            .await,
+        env.req(Method::DELETE, &session_path("k3j4h5g6f7d8"))
+            .token(&t)
+            .send()
+            .await,
+    ] {
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+    // Session routes want the header token.
+    let r = env.get(&session_path("k3j4h5g6f7d8")).send().await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        env.get("/emulator/consent/00").send().await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn consent_reconnects_a_selected_credential_and_refuses_a_taken_external_id() {
+    let env = env().await;
+    let t = admin();
+    let mut stale = CredentialFixture::new("57a1e000-5a1e-4000-8000-000000000001", "salesforce");
+    stale.status = "INVALID".into();
+    stale.external_id = Some("dave".into());
+    env.state().add_credential("acme", stale).unwrap();
+    let count = salesforce_accounts(&env).await.len();
+    // `ext:<externalId>`, as the SDK accepts it.
+    let r = build_oauth(&env, &t, "re", json!({"selectedCredentialId": "ext:dave"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
+    let done = env.post(&consent_path(&env, &r)).send().await;
+    assert_eq!(done.status, StatusCode::OK);
+    let accounts = salesforce_accounts(&env).await;
+    assert_eq!(accounts.len(), count, "re-connected, not created");
+    assert!(accounts.contains(&(
+        "57a1e000-5a1e-4000-8000-000000000001".into(),
+        json!("dave"),
+        json!("VALID")
+    )));
+    let s = env.get(&session_path("re")).token(&t).send().await.json();
+    assert_eq!(
+        s["connectCredentialId"],
+        "57a1e000-5a1e-4000-8000-000000000001"
+    );
+
+    // Two installs with one new label: the second consent is refused.
+    let a = build_oauth(&env, &t, "a", json!({"externalId": "erin"})).await;
+    let b = build_oauth(&env, &t, "b", json!({"externalId": "erin"})).await;
+    assert_eq!(
+        env.post(&consent_path(&env, &a)).send().await.status,
+        StatusCode::OK
+    );
+    let refused = env.post(&consent_path(&env, &b)).send().await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(salesforce_accounts(&env).await.len(), count + 1);
+    let s = env.get(&session_path("b")).token(&t).send().await.json();
+    assert!(s.get("connectCredentialId").is_none());
+}
+
+#[tokio::test]
+async fn the_oauth_nonce_page_posts_to_its_opener_with_the_origin_escaped() {
+    let env = env().await;
+    let t = admin();
+    let hostile = "http://x\"</script><script>alert(1)</script><!--";
+    // The SDK writes this URL unencoded; a test must encode the hostile part.
+    let path =
+        |pairs: &[(&str, &str)]| format!("{}?{}", p("/sdk/actions/oauth-nonce"), query(pairs));
+    let r = env
+        .get(&path(&[
+            ("action", "salesforce"),
+            ("integrationId", DEMO_INTEGRATION_SALESFORCE),
+            ("originForPostMessage", hostile),
+            ("userToken", &t),
+        ]))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(r.header("x-emulator-user"), Some("acme"));
+    let html = text(&r);
+    assert!(
+        html.contains("window.opener.postMessage({type: \"oauth-nonce-loaded\"}"),
+        "{html}"
+    );
+    assert_eq!(html.matches("<script").count(), 1, "{html}");
+    assert_eq!(html.matches("</script>").count(), 1, "{html}");
+    assert!(!html.contains("alert(1)</"), "{html}");
+    assert!(
+        html.contains("\\u003c/script\\u003e\\u003cscript\\u003ealert(1)"),
+        "{html}"
+    );
+    let csp = r.header("content-security-policy").unwrap();
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    assert!(
+        html.contains(&format!("<script nonce=\"{nonce}\">")),
+        "{html}"
+    );
+
+    // As the SDK builds it: unencoded, token in the query only.
+    let raw = format!(
+        "{}?action=salesforce&integrationId={DEMO_INTEGRATION_SALESFORCE}&originForPostMessage=http://127.0.0.1:5173&userToken={t}",
+        p("/sdk/actions/oauth-nonce")
+    );
+    let r = env.get(&raw).send().await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(text(&r).contains("\"http://127.0.0.1:5173\""));
+    let rec = env.state().requests().pop().unwrap();
+    assert!(
+        rec.query.unwrap().contains("userToken="),
+        "recorded with its query"
+    );
+    // No token in the query: 401 even with the header; no origin: 400.
+    let r = env
+        .get(&path(&[("originForPostMessage", "http://127.0.0.1:1")]))
+        .token(&t)
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = env.get(&path(&[("userToken", &t)])).send().await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    add_globex(&env);
+    let r = env
+        .get(&path(&[
+            ("originForPostMessage", "http://127.0.0.1:1"),
+            ("userToken", &t),
+        ]))
+        .token(&token_for("globex", json!({})))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn post_sdk_credentials_creates_the_callers_account() {
+    let env = env().await;
+    let t = admin();
+    let count = salesforce_accounts(&env).await.len();
+    let r = env
+        .post(&p("/sdk/credentials"))
+        .token(&t)
+        .json(json!({
+            "integrationId": DEMO_INTEGRATION_SALESFORCE,
+            "config": {},
+            "payload": {"code": "x"},
+            "installOptions": {"isApiInstallation": true, "externalId": "frank"},
+        }))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let mut created = r.json();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        (
+            created["externalId"].clone(),
+            created["status"].clone(),
+            created["integrationId"].clone()
+        ),
+        (
+            json!("frank"),
+            json!("VALID"),
+            json!(DEMO_INTEGRATION_SALESFORCE)
+        )
+    );
+    assert_eq!(r.header("x-emulator-credential"), Some(id.as_str()));
+    assert_eq!(
+        env.state().requests().pop().unwrap().credential.as_deref(),
+        Some(id.as_str())
+    );
+    // The same shape as GET /sdk/credentials/{id}.
+    let mut read = env
+        .get(&p(&format!("/sdk/credentials/{id}")))
+        .token(&t)
+        .send()
+        .await
+        .json();
+    created.as_object_mut().unwrap().remove("paragonEmulator");
+    read.as_object_mut().unwrap().remove("paragonEmulator");
+    assert_eq!(created, read);
+    assert_eq!(salesforce_accounts(&env).await.len(), count + 1);
+
+    // `completeInstall`'s shape (a code, no installOptions): no label.
+    let r = env
+        .post(&p("/sdk/credentials"))
+        .token(&t)
+        .json(json!({"code": "abc", "integrationId": DEMO_INTEGRATION_SALESFORCE, "integrationOptions": {}}))
+        .send()
+        .await;
+    assert_eq!(
+        (r.status, r.json()["externalId"].clone()),
+        (StatusCode::OK, Value::Null)
+    );
+
+    for (body, status) in [
+        (json!({"installOptions": {}}), StatusCode::BAD_REQUEST),
+        (
+            json!({"integrationId": "99999999-9999-4999-8999-999999999999"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            json!({"integrationId": DEMO_INTEGRATION_SALESFORCE, "installOptions": "x"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"integrationId": DEMO_INTEGRATION_SALESFORCE, "installOptions": {"externalId": "frank"}}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let r = env
+            .post(&p("/sdk/credentials"))
+            .token(&t)
+            .json(body.clone())
+            .send()
+            .await;
+        assert_eq!(r.status, status, "{body}");
+    }
+    assert_eq!(salesforce_accounts(&env).await.len(), count + 2);
+    let r = env
+        .post(&p("/sdk/credentials"))
+        .json(json!({"integrationId": DEMO_INTEGRATION_SALESFORCE}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}

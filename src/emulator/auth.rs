@@ -8,6 +8,9 @@
 //! `iat` and `nbf` are not checked: Paragon documents no check of either,
 //! and credgate's tests should see Paragon's leniency, not credgate's rules.
 //!
+//! The install flow's popup routes take the token from the `userToken`
+//! query parameter instead ([`verify_query_token`]).
+//!
 //! Refusals are 401 with a `code` saying which check failed (Paragon's own
 //! codes for these are undocumented; ours are listed on [`AuthError`]).
 //! The order: signature and `exp`, then `aud`, then the permissions claim,
@@ -21,6 +24,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
 use super::state::{lock, Cred, EmulatorState};
+use super::util::query_values;
 use crate::paragon::permissions::{Permissions, CLAIM};
 
 /// Tokens whose `exp` has passed are refused with no grace: the emulator
@@ -99,7 +103,35 @@ pub(crate) fn verify(
     headers: &HeaderMap,
     sync: bool,
 ) -> Result<Caller, AuthError> {
-    let token = bearer(headers)?;
+    verify_token(state, bearer(headers)?, sync)
+}
+
+/// The install flow's popup routes (`build-oauth`, `oauth-nonce`): the
+/// token is the one `userToken` query parameter (a popup navigation sends
+/// no header; absent: `missing_token`, given twice: `invalid_token`). With
+/// an `Authorization` header too, both must verify and name the same user
+/// (else `invalid_token`).
+pub(crate) fn verify_query_token(
+    state: &EmulatorState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Caller, AuthError> {
+    let tokens = query_values(query, "userToken");
+    let caller = match tokens.as_slice() {
+        [] => return Err(AuthError::Missing),
+        [t] if !t.is_empty() && t.len() <= MAX_TOKEN_BYTES => verify_token(state, t, false)?,
+        _ => return Err(AuthError::Invalid),
+    };
+    if headers.contains_key(AUTHORIZATION) {
+        let other = verify(state, headers, false)?;
+        if other.user != caller.user {
+            return Err(AuthError::Invalid);
+        }
+    }
+    Ok(caller)
+}
+
+fn verify_token(state: &EmulatorState, token: &str, sync: bool) -> Result<Caller, AuthError> {
     let mut validation = Validation::new(Algorithm::RS256);
     validation.algorithms = vec![Algorithm::RS256];
     validation.leeway = LEEWAY_SECS;

@@ -155,6 +155,9 @@ pub(crate) struct Call<'a> {
     pub query: Option<&'a str>,
     pub body: &'a Bytes,
     pub caller: &'a Caller,
+    /// Where the client reached the emulator (the connection's local
+    /// address), when known.
+    pub local_addr: Option<std::net::SocketAddr>,
 }
 
 impl Call<'_> {

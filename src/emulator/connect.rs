@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use super::call::{ApiError, Call, Handled, Outcome};
 use super::catalog;
 use super::state::{lock, Cred, World};
-use super::util::query_value;
+use super::util::{derived_uuid, query_value};
 use crate::net::body::full;
 use crate::paragon::credentials::is_uuid;
 
@@ -96,8 +96,29 @@ fn me_json(call: &Call<'_>, w: &World) -> Value {
         "userId": call.user(),
         "meta": meta,
         "integrations": integrations,
+        "resources": [],
+        "project": {
+            "id": call.state.project_id,
+            "accessibleFeatures": ACCESSIBLE_FEATURES,
+        },
     })
 }
+
+/// `project.accessibleFeatures` of `GET /sdk/me`: every add-on of
+/// Paragon's Enterprise plan, as the SDK names them. The SDK refuses
+/// `installIntegration` and `uninstallIntegration` without `headless-cp`
+/// (the Headless Connect Portal) and dynamic field mapping without `dfm`.
+const ACCESSIBLE_FEATURES: &[&str] = &[
+    "byo",
+    "dfm",
+    "headless-cp",
+    "th-api",
+    "monitoring",
+    "rbac",
+    "user-metadata",
+    "whitelabel",
+    "workflow-permissions",
+];
 
 /// `GET /sdk/me`, subject to the `me_*` behaviour switches.
 pub(crate) fn get_me(call: &Call<'_>) -> Handled {
@@ -152,7 +173,12 @@ pub(crate) fn patch_me(call: &Call<'_>) -> Handled {
 }
 
 /// `GET /sdk/integrations`: the project's integrations (every type in the
-/// fixtures), with `hasCredential` for the caller.
+/// fixtures), with `hasCredential` for the caller, in the shape the SDK's
+/// bootstrap reads: it loads only integrations with a `configs[0].values`
+/// (the Connect Portal's settings: `workflowMeta` by workflow id,
+/// `sharedMeta.inputs`), and its install flow reads `needPreOauthInputs`
+/// and `sdkIntegrationConfig.accountTypes`. The emulated project has no
+/// workflows and no settings to ask for.
 pub(crate) fn integrations(call: &Call<'_>) -> Handled {
     let w = lock(&call.state.world);
     let visible = call.visible(&w);
@@ -160,7 +186,15 @@ pub(crate) fn integrations(call: &Call<'_>) -> Handled {
         .integrations
         .iter()
         .map(|(t, id)| {
-            let custom = catalog::is_custom(t).then(|| json!({"id": id, "name": catalog::name(t)}));
+            // The SDK names a custom integration by its `slug`.
+            let custom = catalog::is_custom(t).then(|| {
+                json!({
+                    "id": id,
+                    "name": catalog::name(t),
+                    "slug": t,
+                    "icon": catalog::icon(t),
+                })
+            });
             json!({
                 "id": id,
                 "type": t,
@@ -171,7 +205,12 @@ pub(crate) fn integrations(call: &Call<'_>) -> Handled {
                 "providerType": t,
                 "authenticationType": "oauth",
                 "customIntegration": custom,
-                "configs": [],
+                "needPreOauthInputs": false,
+                "sdkIntegrationConfig": {"accountTypes": []},
+                "configs": [{
+                    "id": derived_uuid("integration-config", id),
+                    "values": {"workflowMeta": {}, "sharedMeta": {"inputs": []}},
+                }],
                 "workflows": [],
             })
         })

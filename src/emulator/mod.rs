@@ -7,7 +7,10 @@
 //!
 //! One listener serves all six Paragon APIs (their paths do not collide),
 //! over HTTP/1.1 and cleartext HTTP/2 (prior knowledge):
-//! * Connect (`/projects/{p}/sdk/me|integrations|metadata|credentials|workflows`) — `connect`;
+//! * Connect (`/projects/{p}/sdk/me|integrations|metadata|credentials|workflows`) — `connect`,
+//!   and its install flow (`[/v2]/projects/{p}/sdk/actions/...`, `POST
+//!   /sdk/credentials`, and the provider's stand-in consent page under
+//!   `/emulator/consent/`) — `install`;
 //! * Workflows (`/projects/{p}/sdk/triggers/{id}`, `[/v2]/projects/{p}/sdk/events/trigger`) — `workflows`;
 //! * Proxy (`/projects/{p}/sdk/proxy/...`) — `proxy`;
 //! * ActionKit (`/projects/{p}/actions|tools|triggers|trigger-subscriptions`) — `actionkit`;
@@ -15,9 +18,11 @@
 //! * Agent OS (`/api/tools/projects/{p}/...`, `/api/context/projects/{p}/...`) — `agentos`;
 //!
 //! plus the unauthenticated, unrecorded control API under `/_emulator/`
-//! (`control`). `router` is the order every request goes through;
-//! `call` how credentials are chosen and which status each refusal gets;
-//! `auth` the token rules; `fixtures` the data format.
+//! (`control`). Browsers may call every Paragon route from any origin
+//! (`cors`; preflights are recorded too, with no user). `router` is the
+//! order every request goes through; `call` how credentials are chosen
+//! and which status each refusal gets; `auth` the token rules; `fixtures`
+//! the data format.
 //!
 //! Answers the real Paragon does not document are our choice, listed where
 //! they are made. Every JSON object answering an authenticated call carries
@@ -32,7 +37,7 @@
 //! | --- | --- | --- |
 //! | 404 | `route_not_found` | no Paragon route has this method and path (no token needed) |
 //! | 413 / 408 | `body_too_large` / `body_timeout` | a body over 16 MiB (except `__upload`), or one that stalls |
-//! | 401 | `missing_token`, `invalid_token`, `token_expired`, `invalid_audience`, `invalid_permissions`, `unknown_user` | the token (see `auth`); `aud` is required on `/api/...` |
+//! | 401 | `missing_token`, `invalid_token`, `token_expired`, `invalid_audience`, `invalid_permissions`, `unknown_user` | the token (see `auth`); `aud` is required on `/api/...`; none on the consent page |
 //! | 404 | `unknown_project` | the path names another project |
 //! | 400 | `bad_request` | malformed body or parameter; `X-Paragon-Credential` twice or not a UUID; uninstall without it |
 //! | 404 | `credential_not_found` | the named credential is not the user's, or of another integration (one answer for both) |
@@ -51,7 +56,9 @@ mod call;
 mod catalog;
 mod connect;
 mod control;
+mod cors;
 pub mod fixtures;
+mod install;
 mod proxy;
 mod router;
 mod state;
@@ -174,9 +181,13 @@ async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
+                    let local = stream.local_addr().ok().map(router::LocalAddr);
                     let state = state.clone();
-                    let service = service_fn(move |req| {
+                    let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                         let state = state.clone();
+                        if let Some(local) = local {
+                            req.extensions_mut().insert(local);
+                        }
                         async move { Ok::<_, Infallible>(router::handle(state, req).await) }
                     });
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();

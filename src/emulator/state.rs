@@ -238,6 +238,113 @@ pub(crate) struct SubscriptionRec {
     pub date_created: String,
 }
 
+/// At most this many install sessions are kept (the oldest is dropped
+/// first), so an emulator under a long benchmark cannot grow without bound.
+pub(crate) const MAX_INSTALL_SESSIONS: usize = 10_000;
+
+/// One `installIntegration` in progress (contract §13): what `build-oauth`
+/// recorded for one user under the SDK's `oauthMetaKeyId` (its own random
+/// string, not a UUID; the key in [`InstallSessions`]).
+#[derive(Debug, Clone)]
+pub(crate) struct InstallSession {
+    pub user: String,
+    /// The integration type.
+    pub integration: String,
+    /// `installOptions` as sent (a JSON object).
+    pub options: serde_json::Map<String, Value>,
+    /// The consent page's capability: its path names the session.
+    pub nonce: String,
+    /// The credential its consent created or re-connected.
+    pub credential: Option<String>,
+    seq: u64,
+}
+
+/// Install sessions by (user, session id): two users who pick the same id
+/// never see or replace each other's session.
+#[derive(Debug, Default)]
+pub(crate) struct InstallSessions {
+    by_key: BTreeMap<(String, String), InstallSession>,
+    /// Nonce → key, while the consent is still to be given.
+    nonces: BTreeMap<String, (String, String)>,
+    next_seq: u64,
+}
+
+impl InstallSessions {
+    /// Starts a session; one of the same user and id is replaced (its
+    /// consent page stops working).
+    pub fn start(
+        &mut self,
+        user: &str,
+        id: &str,
+        integration: &str,
+        options: serde_json::Map<String, Value>,
+        nonce: String,
+    ) {
+        self.remove(user, id);
+        while self.by_key.len() >= MAX_INSTALL_SESSIONS {
+            let oldest = self
+                .by_key
+                .iter()
+                .min_by_key(|(_, s)| s.seq)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some((u, i)) => {
+                    self.remove(&u, &i);
+                }
+                None => break,
+            }
+        }
+        let key = (user.to_string(), id.to_string());
+        self.nonces.insert(nonce.clone(), key.clone());
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_key.insert(
+            key,
+            InstallSession {
+                user: user.to_string(),
+                integration: integration.to_string(),
+                options,
+                nonce,
+                credential: None,
+                seq,
+            },
+        );
+    }
+
+    pub fn get(&self, user: &str, id: &str) -> Option<&InstallSession> {
+        self.by_key.get(&(user.to_string(), id.to_string()))
+    }
+
+    /// The session whose consent is still to be given under `nonce`.
+    pub fn by_nonce(&self, nonce: &str) -> Option<&InstallSession> {
+        self.nonces.get(nonce).and_then(|k| self.by_key.get(k))
+    }
+
+    /// Records the consent's credential; the nonce is used up.
+    pub fn complete(&mut self, nonce: &str, credential: &str) {
+        if let Some(key) = self.nonces.remove(nonce) {
+            if let Some(s) = self.by_key.get_mut(&key) {
+                s.credential = Some(credential.to_string());
+            }
+        }
+    }
+
+    pub fn remove(&mut self, user: &str, id: &str) -> bool {
+        match self.by_key.remove(&(user.to_string(), id.to_string())) {
+            Some(s) => {
+                self.nonces.remove(&s.nonce);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn forget_user(&mut self, user: &str) {
+        self.by_key.retain(|(u, _), _| u != user);
+        self.nonces.retain(|_, (u, _)| u != user);
+    }
+}
+
 /// The project's data.
 #[derive(Debug, Default)]
 pub(crate) struct World {
@@ -251,6 +358,8 @@ pub(crate) struct World {
     pub subscriptions: BTreeMap<String, SubscriptionRec>,
     /// Agent OS tool executions by id: (user, execution object).
     pub executions: BTreeMap<String, (String, serde_json::Value)>,
+    /// The install flow's sessions (`install`).
+    pub installs: InstallSessions,
     next_seq: u64,
 }
 
@@ -305,7 +414,11 @@ impl World {
             .map(|(t, _)| t.as_str())
     }
 
-    fn add_credential(&mut self, user: &str, c: &CredentialFixture) -> Result<(), String> {
+    pub(crate) fn add_credential(
+        &mut self,
+        user: &str,
+        c: &CredentialFixture,
+    ) -> Result<(), String> {
         if !self.users.contains_key(user) {
             return Err(format!("unknown user {user:?}"));
         }
@@ -465,6 +578,7 @@ impl EmulatorState {
             return false;
         }
         w.creds.retain(|_, c| c.user != id);
+        w.installs.forget_user(id);
         w.syncs.retain(|_, s| s.user != id);
         w.subscriptions.retain(|_, s| s.user != id);
         true
@@ -575,6 +689,39 @@ mod tests {
         assert_eq!(s.credential_owner(id), None);
         assert!(s.remove_credential(super::super::fixtures::DEMO_SLACK_BOB));
         assert!(!s.remove_credential(super::super::fixtures::DEMO_SLACK_BOB));
+    }
+
+    #[test]
+    fn install_sessions_are_per_user_single_use_and_bounded() {
+        let mut s = InstallSessions::default();
+        let opts = serde_json::Map::new;
+        s.start("acme", "k1", "slack", opts(), "n1".into());
+        s.start("globex", "k1", "slack", opts(), "n2".into());
+        assert_eq!(s.get("acme", "k1").unwrap().nonce, "n1");
+        assert_eq!(s.by_nonce("n2").unwrap().user, "globex");
+        // Consent uses the nonce up and names the credential.
+        s.complete("n1", "c1");
+        assert!(s.by_nonce("n1").is_none());
+        assert_eq!(
+            s.get("acme", "k1").unwrap().credential.as_deref(),
+            Some("c1")
+        );
+        // Starting the same session again replaces it and its nonce.
+        s.start("globex", "k1", "gmail", opts(), "n3".into());
+        assert!(s.by_nonce("n2").is_none());
+        assert_eq!(s.get("globex", "k1").unwrap().integration, "gmail");
+        assert!(s.remove("globex", "k1") && !s.remove("globex", "k1"));
+        assert!(s.by_nonce("n3").is_none());
+        s.forget_user("acme");
+        assert!(s.get("acme", "k1").is_none());
+        // The oldest goes first past the cap.
+        for i in 0..=MAX_INSTALL_SESSIONS {
+            s.start("u", &i.to_string(), "slack", opts(), format!("n{i}"));
+        }
+        assert_eq!(s.by_key.len(), MAX_INSTALL_SESSIONS);
+        assert!(s.get("u", "0").is_none() && s.by_nonce("n0").is_none());
+        assert!(s.get("u", "1").is_some());
+        assert_eq!(s.nonces.len(), MAX_INSTALL_SESSIONS);
     }
 
     #[test]

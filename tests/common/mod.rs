@@ -27,6 +27,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod browser;
+
 pub const PROJECT: &str = "11111111-2222-3333-4444-555555555555";
 
 /// A temp dir removed on drop.
