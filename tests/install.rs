@@ -342,7 +342,7 @@ async fn an_admins_options_pass_unchanged_and_its_token_is_replaced() {
 
 #[tokio::test]
 async fn a_created_account_is_labelled_and_usable_at_once_whatever_the_cooldown() {
-    let env = Env::with(fixtures(), |b| b.cache("refresh_cooldown = \"1h\"")).await;
+    let mut env = Env::with(fixtures(), |b| b.cache("refresh_cooldown = \"1h\"")).await;
     let alice = env.member("alice");
     // The one reload of the cooldown is spent on an unknown account.
     let got = env.salesforce_get("alice", "x", UNKNOWN, &[]).await;
@@ -378,6 +378,7 @@ async fn a_created_account_is_labelled_and_usable_at_once_whatever_the_cooldown(
     let sent: Value = serde_json::from_slice(&fwd[0].body).unwrap();
     assert_eq!(sent["installOptions"], json!({"externalId": "alice/2"}));
     let created = got.json()["id"].as_str().unwrap().to_string();
+    env.learn(&created, "salesforce", "alice/2");
     // Usable by her at once (the list was dropped), not by Bob.
     let got = env.salesforce_get("alice", "x", &created, &[]).await;
     env.assert_routed(&got, &created, Place::Header);
@@ -387,7 +388,7 @@ async fn a_created_account_is_labelled_and_usable_at_once_whatever_the_cooldown(
 
 #[tokio::test]
 async fn the_install_popup_flow_ends_with_an_account_that_is_hers_at_once() {
-    let env = Env::with(fixtures(), |b| b.cache("refresh_cooldown = \"1h\"")).await;
+    let mut env = Env::with(fixtures(), |b| b.cache("refresh_cooldown = \"1h\"")).await;
     let alice = env.member("alice");
     let got = env.salesforce_get("alice", "x", UNKNOWN, &[]).await;
     assert_eq!(got.status, 403);
@@ -430,6 +431,7 @@ async fn the_install_popup_flow_ends_with_an_account_that_is_hers_at_once() {
         .as_str()
         .unwrap()
         .to_string();
+    env.learn(&created, "salesforce", "alice/2");
     // The SDK reads the new account with its current one in the header:
     // judged, not forwarded.
     let got = env

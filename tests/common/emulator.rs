@@ -174,6 +174,15 @@ impl Env {
             .expect("the emulator accepts the credential");
     }
 
+    /// Registers a credential Paragon created through the API (an install).
+    pub fn learn(&mut self, id: &str, integration: &str, owner: &str) {
+        self.known.push(Known {
+            id: id.to_ascii_lowercase(),
+            integration: integration.to_string(),
+            owner: owner.to_string(),
+        });
+    }
+
     pub fn cred(&self, id: &str) -> &Known {
         let id = id.to_ascii_lowercase();
         self.known
