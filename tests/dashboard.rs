@@ -8,9 +8,10 @@ mod common;
 #[path = "common/emulator.rs"]
 mod harness;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use common::browser::loopback_chromium;
 use common::*;
 use credgate::emulator::fixtures::{DEMO_SALESFORCE_ALICE, DEMO_SALESFORCE_BOB};
 use harness::*;
@@ -150,38 +151,12 @@ async fn the_dashboard_shows_refusals_escaped_under_a_strict_policy() {
     assert_eq!(post.status, 405);
 }
 
-fn chromium() -> PathBuf {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("Debian's chromium (scripts/test installs it: apt-get install chromium)")
-}
-
-/// Headless Chromium that can reach loopback only: every other name fails
-/// to resolve, any proxied connection goes to a closed local port, and the
-/// background services that phone home are off.
+/// Headless Chromium that can reach loopback only (`common::browser`).
 fn browse(url: &str, profile: &Path, extra: &[&str]) -> String {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_port = closed.local_addr().unwrap().port();
-    drop(closed);
     let out = std::process::Command::new("timeout")
         .arg("90")
-        .arg(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            &format!("--proxy-server=127.0.0.1:{closed_port}"),
-            &format!("--user-data-dir={}", profile.display()),
-        ])
+        .arg(common::browser::chromium())
+        .args(loopback_chromium(profile).get_args())
         .args(extra)
         .arg(url)
         .output()

@@ -15,6 +15,9 @@
 
 pub mod access;
 mod dashboard;
+/// HTML text escaping (element content, quoted attributes), the one the
+/// dashboard uses; the emulator's pages use it too.
+pub use dashboard::esc as html_escape;
 pub mod explain;
 mod guard;
 mod listener;

@@ -255,7 +255,7 @@ pub(crate) fn consent(state: &EmulatorState, method: &Method, nonce: &str) -> Ha
         w.installs.by_nonce(nonce).cloned().ok_or_else(|| {
             ApiError::not_found("consent_not_found", "no consent is pending here")
         })?;
-    let name = html_escape(&catalog::name(&session.integration));
+    let name = crate::admin::html_escape(&catalog::name(&session.integration));
     if *method == Method::GET {
         let body = format!(
             "<h1>Connect {name}</h1>\
@@ -263,7 +263,7 @@ pub(crate) fn consent(state: &EmulatorState, method: &Method, nonce: &str) -> Ha
              <form method=\"post\" action=\"{CONSENT_PATH}{nonce}\">\
              <input type=\"hidden\" name=\"decision\" value=\"allow\">\
              <button type=\"submit\">Allow</button></form>",
-            nonce = html_escape(&session.nonce),
+            nonce = crate::admin::html_escape(&session.nonce),
         );
         // No human clicks in tests: the page consents as soon as it loads.
         let page = html_page("Consent", &body, "document.forms[0].submit();", true);
@@ -383,21 +383,6 @@ fn js_string(s: &str) -> String {
     out
 }
 
-/// Text for HTML element content or a quoted attribute.
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 #[cfg(test)]
 mod tests {
@@ -416,7 +401,7 @@ mod tests {
     #[test]
     fn html_text_is_escaped() {
         assert_eq!(
-            html_escape("<a href=\"x\">O'Neil & co</a>"),
+            crate::admin::html_escape("<a href=\"x\">O'Neil & co</a>"),
             "&lt;a href=&quot;x&quot;&gt;O&#39;Neil &amp; co&lt;/a&gt;"
         );
     }

@@ -58,12 +58,38 @@ pub fn sdk_path() -> PathBuf {
     p
 }
 
-fn chromium() -> PathBuf {
+pub fn chromium() -> PathBuf {
     ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
         .expect("Debian's chromium (scripts/test installs it: apt-get install chromium)")
+}
+
+/// Headless Chromium that can reach loopback only: every other name fails
+/// to resolve, any proxied connection goes to a closed local port, and the
+/// background services that phone home are off; `profile` is its own
+/// user-data directory.
+pub fn loopback_chromium(profile: &std::path::Path) -> std::process::Command {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut cmd = std::process::Command::new(chromium());
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        &format!("--proxy-server=127.0.0.1:{closed_port}"),
+        &format!("--user-data-dir={}", profile.display()),
+    ]);
+    cmd
 }
 
 struct Shared {
@@ -216,26 +242,9 @@ struct Browser {
 impl Browser {
     fn open(url: &str, profile: &TempDir) -> Browser {
         use std::os::unix::process::CommandExt;
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let closed_port = closed.local_addr().unwrap().port();
-        drop(closed);
         let log = std::fs::File::create(profile.0.join("chromium.log")).unwrap();
-        let child = std::process::Command::new(chromium())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                &format!("--proxy-server=127.0.0.1:{closed_port}"),
-                &format!("--user-data-dir={}", profile.0.join("profile").display()),
-                "--disable-popup-blocking",
-            ])
+        let child = loopback_chromium(&profile.0.join("profile"))
+            .arg("--disable-popup-blocking")
             .arg(url)
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().unwrap())
