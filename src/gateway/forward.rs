@@ -297,7 +297,7 @@ impl ConnPool {
                     };
                     retried = true;
                     retries.inc();
-                    tracing::debug!(error = %error, "reused upstream connection closed; retrying on a new one");
+                    tracing::debug!(error = %error, "upstream connection closed under the request; sending it again on a new one");
                     held = Box::pin(self.connect(upstream, worker)).await?;
                     reused = false;
                 }
