@@ -260,6 +260,9 @@ pub struct Metrics {
     /// that no series is exported before it has counted anything.
     allowed_counters: Vec<(&'static str, [OnceLock<Counter>; COMMON_STATUSES.len()])>,
     pub upstream_errors: Family<KindLabel, Counter>,
+    /// Requests sent to Paragon a second time, on a new connection, after
+    /// a reused connection closed under them (contract §1 step 7).
+    pub upstream_retries: Counter,
     pub credential_cache_hits: Counter,
     pub credential_cache_misses: Counter,
     pub credential_cache_loads: Counter,
@@ -364,6 +367,7 @@ impl Metrics {
             upstream_histograms: Vec::new(),
             allowed_counters: Vec::new(),
             upstream_errors: Family::default(),
+            upstream_retries: Counter::default(),
             credential_cache_hits: Counter::default(),
             credential_cache_misses: Counter::default(),
             credential_cache_loads: Counter::default(),
@@ -422,6 +426,11 @@ impl Metrics {
             "upstream_errors",
             "Requests to Paragon that failed (connect, timeout, other)",
             m.upstream_errors.clone(),
+        );
+        r.register(
+            "upstream_retries",
+            "Requests retried once on a new connection after a reused connection to Paragon closed before answering",
+            m.upstream_retries.clone(),
         );
         r.register(
             "credential_cache_hits",

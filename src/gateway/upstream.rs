@@ -242,7 +242,7 @@ impl Upstreams {
             match affinity {
                 Some(a) => self
                     .affine
-                    .send(a, upstream.index(), req)
+                    .send(a, upstream.index(), req, &self.metrics.upstream_retries)
                     .await
                     .map_err(|e| (e.is_connect(), Box::new(e) as BoxError)),
                 None => Box::pin(self.client.request(req))
