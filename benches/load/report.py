@@ -16,7 +16,7 @@ import sys
 results_path, scale_path, out_path, rounds, duration, conns = sys.argv[1:7]
 here = os.path.dirname(os.path.abspath(__file__))
 
-ORDER = ["direct", "credgate", "credgate_audit_file", "credgate_rules_limits", "nginx", "haproxy", "envoy",
+ORDER = ["direct", "credgate", "credgate_baseline", "credgate_audit_file", "credgate_rules_limits", "nginx", "haproxy", "envoy",
          "haproxy_jwt", "envoy_jwt", "hyper_floor"]
 # The same at two workers each (and the one-worker row each is compared with).
 ORDER_2W = ["credgate_2w", "nginx_2w", "haproxy_2w", "haproxy_jwt_2w"]
@@ -30,6 +30,7 @@ LABEL = {
     "haproxy_jwt": "HAProxy 2.6 + `jwt_verify` (HS256)",
     "envoy_jwt": "Envoy 1.40 + `jwt_authn` (HS256)",
     "hyper_floor": "hyper 1 minimal proxy, no auth (`benchkit floor`: the forwarding floor)",
+    "credgate_baseline": "credgate, the baseline build (`BASELINE`), same config",
     "credgate_audit_file": "**credgate**, audit trail to its own file (`[audit] file`)",
     "credgate_rules_limits": "**credgate**, audit to a file + 20 CEL rules + `[limits]`",
     "credgate_2w": "**credgate**, 2 workers (`worker_threads = 2`)",

@@ -7,6 +7,7 @@
 #   benches/load/run.sh                 # 3 rounds of 10 s per target
 #   ROUNDS=5 DURATION=15 benches/load/run.sh
 #   CREDGATE=bin BENCHKIT=bin REPORT=out.md benches/load/run.sh   # given binaries, report elsewhere
+#   BASELINE=old/credgate benches/load/run.sh   # adds a row for another build, interleaved
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -116,6 +117,14 @@ start_all() {
   cg_variant 18092 19907 | sed 's/^worker_threads = 1$/worker_threads = 2/' >"$RUN/credgate/two-workers.toml"
   { cg_variant 18096 19909; printf '\n[mcp]\nenabled = true\n'; } >"$RUN/credgate/mcp.toml"
   rm -f "$RUN"/audit-*.jsonl
+  if [ -n "${BASELINE:-}" ]; then
+    # Another build of credgate (BASELINE=path), same config, port and
+    # workload: a before/after in one interleaved run.
+    cg_variant 18097 19910 >"$RUN/credgate/baseline.toml"
+    RUST_LOG=warn nohup "$BASELINE" serve --config "$RUN/credgate/baseline.toml" --log-format json \
+        >"$RUN/credgate-baseline.log" 2>&1 &
+    BASELINE_PID=$!; PIDS+=("$BASELINE_PID")
+  fi
   for v in audit-file rules-limits two-workers mcp; do
     RUST_LOG=warn nohup "$CREDGATE" serve --config "$RUN/credgate/$v.toml" --log-format json \
         >"$RUN/credgate-$v.log" 2>&1 &
@@ -237,7 +246,7 @@ EOF
     eval "ENVOY_${variant^^}_PID=$!"
   done
 
-  for p in 18080 18081 18082 18083 18084 18085 18086 18087 18088 18090 18091 18092 18093 18094 18095 18096; do
+  for p in 18080 18081 18082 18083 18084 18085 18086 18087 18088 18090 18091 18092 18093 18094 18095 18096 ${BASELINE:+18097}; do
     wait_port "$p"
   done
   HAPROXY_PLAIN_PID=$(cat "$RUN/haproxy-plain.pid"); HAPROXY_JWT_PID=$(cat "$RUN/haproxy-jwt.pid")
@@ -329,7 +338,7 @@ to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~
 
 warm_credgate() {
   log "warming credgate's caches (every member once, on every instance)"
-  for port in 18084 18090 18091 18092 18096; do
+  for port in 18084 18090 18091 18092 18096 ${BASELINE:+18097}; do
     TOKENS="$RUN/credgate/tokens.txt" BENCH_PATH="$PROXY_PATH" \
       wrk -t1 -c8 -d5s -s "$RUN/pool.lua" "http://127.0.0.1:$port" >/dev/null
   done
@@ -346,6 +355,9 @@ for round in $(seq 1 "$ROUNDS"); do
   log "round $round of $ROUNDS"
   run_wrk direct "$UPSTREAM_PID" http://127.0.0.1:18080/
   TOKENS="$RUN/credgate/tokens.txt" run_wrk credgate "$CREDGATE_PID" http://127.0.0.1:18084 -s "$RUN/pool.lua"
+  if [ -n "${BASELINE:-}" ]; then
+    TOKENS="$RUN/credgate/tokens.txt" run_wrk credgate_baseline "$BASELINE_PID" http://127.0.0.1:18097 -s "$RUN/pool.lua"
+  fi
   run_wrk nginx "$NGINX_PID" http://127.0.0.1:18081/
   run_wrk hyper_floor "$FLOOR_PID" http://127.0.0.1:18088/
   run_wrk haproxy "$HAPROXY_PLAIN_PID" http://127.0.0.1:18082/
