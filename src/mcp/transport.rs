@@ -189,7 +189,7 @@ async fn dispatch(
     let (permitted, offered) = tools::catalog(&agents.tools, caller, &facts).await?;
     if method == "tools/list" {
         let tools = tools::listed(&permitted, &offered, cfg.mcp.proxy_tool);
-        return Ok(Ok(json!({ "tools": tools })));
+        return Ok(Ok(list_result(cfg, tools)));
     }
     let (name, arguments) = match tools::call_params(params) {
         Ok(p) => p,
@@ -222,6 +222,24 @@ async fn dispatch(
             }
         },
     )
+}
+
+/// `tools/list`'s result (contract §12, MCP's SEP-2549 caching in every
+/// revision): the list differs per member, so only this caller's context
+/// may reuse it (`cacheScope: private`), and for no longer than credgate
+/// itself keeps the credential list it was made from
+/// (`cache.credentials_ttl`).
+fn list_result(cfg: &Config, tools: Vec<Value>) -> Value {
+    json!({
+        "tools": tools,
+        "ttlMs": ttl_ms(cfg),
+        "cacheScope": "private",
+    })
+}
+
+/// `cache.credentials_ttl` in milliseconds.
+pub(super) fn ttl_ms(cfg: &Config) -> u64 {
+    u64::try_from(cfg.cache.credentials_ttl.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn status_only(status: StatusCode) -> Response<Body> {
