@@ -130,3 +130,266 @@ async fn an_agent_acting_for_a_member_is_the_actor_of_its_tool_calls() {
     assert_eq!(transport["actor"], "agent-7");
     assert!(tool_runs(&env) > 0);
 }
+
+// ---- 2026-07-28 over raw HTTP ---------------------------------------
+
+const V: &str = "2026-07-28";
+
+/// A 2026-07-28 request body: `method` with `params` and the per-request
+/// `_meta`.
+fn modern(id: u32, method: &str, mut params: Value) -> Value {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": V,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"},
+    });
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+/// A 2026-07-28 `tools/call` of `name`, with the headers a client sends.
+async fn call(env: &Env, token: &str, name: &str, arguments: Value) -> Got {
+    let body = modern(
+        9,
+        "tools/call",
+        json!({"name": name, "arguments": arguments}),
+    );
+    let headers = [
+        ("mcp-protocol-version", V),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", name),
+    ];
+    post(env, token, &headers, &body).await
+}
+
+#[tokio::test]
+async fn server_discover_advertises_the_versions_without_a_session() {
+    let env = gateway().await;
+    let token = env.member("alice");
+    let got = post(
+        &env,
+        &token,
+        &[
+            ("mcp-protocol-version", V),
+            ("mcp-method", "server/discover"),
+        ],
+        &modern(1, "server/discover", json!({})),
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    assert!(got.headers.get("mcp-session-id").is_none());
+    let v = got.json();
+    let r = &v["result"];
+    assert_eq!(v["id"], 1);
+    assert_eq!(r["supportedVersions"][0], V, "{r}");
+    assert!(r["supportedVersions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("2025-11-25")));
+    assert!(r["capabilities"]["tools"].is_object());
+    assert_eq!(r["resultType"], "complete");
+    assert!(r["ttlMs"].is_u64() && r["cacheScope"].is_string(), "{r}");
+    assert_eq!(
+        r["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "credgate"
+    );
+}
+
+#[tokio::test]
+async fn tools_list_and_call_need_no_session_and_keep_each_member_to_their_own() {
+    let env = gateway().await;
+    let token = env.member("bob");
+    let list = modern(1, "tools/list", json!({}));
+    // A session id sent anyway is ignored, and none is given.
+    let headers = [
+        ("mcp-protocol-version", V),
+        ("mcp-method", "tools/list"),
+        ("mcp-session-id", "bm90LWEtc2Vzc2lvbg"),
+    ];
+    let first = post(&env, &token, &headers, &list).await;
+    assert_eq!(
+        first.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    assert!(first.headers.get("mcp-session-id").is_none());
+    let second = post(&env, &token, &headers[..2], &list).await;
+    let (first, second) = (first.json(), second.json());
+    let r = &first["result"];
+    assert_eq!(r["cacheScope"], "private");
+    assert!(r["ttlMs"].as_u64().unwrap() <= 60_000, "{r}");
+    assert_eq!(r["resultType"], "complete");
+    assert_eq!(r["tools"], second["result"]["tools"], "a stable order");
+    let names: Vec<&str> = r["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"SALESFORCE_CREATE_RECORD"), "{names:?}");
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted);
+
+    // Bob's own account: run at Paragon with it.
+    let before = tool_runs(&env);
+    let got = call(
+        &env,
+        &token,
+        "SALESFORCE_CREATE_RECORD",
+        json!({"credential": DEMO_SALESFORCE_BOB}),
+    )
+    .await;
+    let v = got.json();
+    assert_eq!(v["result"]["isError"], false, "{v}");
+    assert_eq!(v["result"]["resultType"], "complete");
+    assert_eq!(tool_runs(&env), before + 1);
+    let run = env.traffic().pop().unwrap();
+    assert_eq!(
+        credential_headers(&run),
+        vec![DEMO_SALESFORCE_BOB.to_string()]
+    );
+    // Alice's account: a tool error, and nothing reaches Paragon.
+    let got = call(
+        &env,
+        &token,
+        "SALESFORCE_CREATE_RECORD",
+        json!({"credential": DEMO_SALESFORCE_ALICE}),
+    )
+    .await;
+    let v = got.json();
+    assert_eq!(v["result"]["isError"], true, "{v}");
+    assert!(v["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("credential_forbidden"));
+    assert_eq!(tool_runs(&env), before + 1, "nothing reached Paragon");
+    let rec = wait_for_audit(&env.keys, |r| {
+        r["via"] == "mcp" && r["decision"] == "refused" && r["requested"] == DEMO_SALESFORCE_ALICE
+    })
+    .await;
+    assert_eq!(rec["principal"], "bob");
+}
+
+#[tokio::test]
+async fn get_and_delete_are_405_for_a_2026_request() {
+    let env = gateway().await;
+    let token = env.member("alice");
+    for method in ["GET", "DELETE"] {
+        let got = send(
+            &env.cl,
+            req(
+                method,
+                &env.gw,
+                "/mcp",
+                Some(&token),
+                &[
+                    ("mcp-protocol-version", V),
+                    ("mcp-session-id", "bm90LWEtc2Vzc2lvbg"),
+                ],
+                "",
+            ),
+        )
+        .await;
+        assert_eq!(got.status, 405, "{method}");
+        assert_eq!(got.headers["allow"], "POST");
+    }
+}
+
+#[tokio::test]
+async fn headers_missing_or_disagreeing_with_the_body_are_400_header_mismatch() {
+    let env = gateway().await;
+    let token = env.member("bob");
+    let before = tool_runs(&env);
+    // The header names a tool bob may use with his account; the body
+    // names another.
+    let body = modern(
+        3,
+        "tools/call",
+        json!({"name": "SALESFORCE_DELETE_RECORD", "arguments": {"credential": DEMO_SALESFORCE_BOB}}),
+    );
+    let cases: [&[(&str, &str)]; 6] = [
+        &[
+            ("mcp-protocol-version", V),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "SALESFORCE_SEARCH_RECORDS"),
+        ],
+        &[("mcp-protocol-version", V), ("mcp-method", "tools/call")],
+        &[
+            ("mcp-protocol-version", V),
+            ("mcp-name", "SALESFORCE_DELETE_RECORD"),
+        ],
+        &[
+            ("mcp-protocol-version", V),
+            ("mcp-method", "tools/list"),
+            ("mcp-name", "SALESFORCE_DELETE_RECORD"),
+        ],
+        &[
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "SALESFORCE_DELETE_RECORD"),
+        ],
+        &[
+            ("mcp-protocol-version", V),
+            ("mcp-method", "tools/call"),
+            (
+                "mcp-name",
+                "=?base64?U0FMRVNGT1JDRV9TRUFSQ0hfUkVDT1JEUw==?=",
+            ),
+        ],
+    ];
+    for (i, headers) in cases.iter().enumerate() {
+        let got = post(&env, &token, headers, &body).await;
+        assert_eq!(
+            got.status,
+            400,
+            "case {i}: {}",
+            String::from_utf8_lossy(&got.body)
+        );
+        let v = got.json();
+        assert_eq!(v["error"]["code"], -32020, "case {i}: {v}");
+        assert_eq!(v["id"], 3);
+    }
+    assert_eq!(tool_runs(&env), before, "nothing reached Paragon");
+    let rec = wait_for_audit(&env.keys, |r| {
+        r["product"] == "mcp" && r["decision"] == "refused"
+    })
+    .await;
+    assert_eq!(rec["reason"], "bad_request", "{rec}");
+    // The same name Base64-encoded agrees, and runs.
+    let got = post(
+        &env,
+        &token,
+        &[
+            ("mcp-protocol-version", V),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "=?base64?U0FMRVNGT1JDRV9ERUxFVEVfUkVDT1JE?="),
+        ],
+        &body,
+    )
+    .await;
+    assert_eq!(got.json()["result"]["isError"], false, "{}", got.json());
+    assert_eq!(tool_runs(&env), before + 1);
+}
+
+#[tokio::test]
+async fn an_unknown_protocol_version_is_unsupported_with_the_supported_list() {
+    let env = gateway().await;
+    let token = env.member("alice");
+    let mut body = modern(4, "tools/list", json!({}));
+    body["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!("2099-01-01");
+    for headers in [
+        &[
+            ("mcp-protocol-version", "2099-01-01"),
+            ("mcp-method", "tools/list"),
+        ][..],
+        &[("mcp-method", "tools/list")][..],
+    ] {
+        let got = post(&env, &token, headers, &body).await;
+        assert_eq!(got.status, 400);
+        let v = got.json();
+        assert_eq!(v["error"]["code"], -32022, "{v}");
+        assert_eq!(v["error"]["data"]["requested"], "2099-01-01");
+        let supported = v["error"]["data"]["supported"].as_array().unwrap();
+        assert!(supported.contains(&json!(V)) && supported.contains(&json!("2025-11-25")));
+    }
+}
