@@ -393,3 +393,76 @@ async fn an_unknown_protocol_version_is_unsupported_with_the_supported_list() {
         assert!(supported.contains(&json!(V)) && supported.contains(&json!("2025-11-25")));
     }
 }
+
+// ---- 2026-07-28 with the official Rust SDK (rmcp 3.11) --------------
+
+/// rmcp's client in its `server/discover` lifecycle (2026-07-28 only, no
+/// fallback to `initialize`), as `token`.
+async fn modern_client(
+    env: &Env,
+    token: String,
+) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+    use rmcp::model::ProtocolVersion;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    use rmcp::{ClientLifecycleMode, ClientServiceExt};
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(format!("http://{}/mcp", env.gw.addr))
+            .auth_header(token);
+    let transport =
+        rmcp::transport::StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
+    ().serve_with_lifecycle(
+        transport,
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+    )
+    .await
+    .expect("rmcp discovers credgate as a 2026-07-28 server")
+}
+
+#[tokio::test]
+async fn the_rust_sdk_speaks_2026_07_28_without_a_session() {
+    use rmcp::model::CallToolRequestParams;
+    let env = gateway().await;
+    let bob = modern_client(&env, delegated(&env, "bob", "agent-7")).await;
+    let info = bob.peer_info().expect("discovered").clone();
+    assert_eq!(info.protocol_version.as_str(), V);
+    let tools = bob.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| &*t.name).collect();
+    assert!(names.contains(&"SALESFORCE_CREATE_RECORD"), "{names:?}");
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted, "a stable order");
+    let args = |cred: &str| {
+        let Value::Object(m) = json!({"credential": cred}) else {
+            unreachable!()
+        };
+        m
+    };
+    let before = tool_runs(&env);
+    let ok = bob
+        .call_tool(
+            CallToolRequestParams::new("SALESFORCE_CREATE_RECORD")
+                .with_arguments(args(DEMO_SALESFORCE_BOB)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.is_error, Some(false));
+    assert_eq!(tool_runs(&env), before + 1);
+    let refused = bob
+        .call_tool(
+            CallToolRequestParams::new("SALESFORCE_CREATE_RECORD")
+                .with_arguments(args(DEMO_SALESFORCE_ALICE)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.is_error, Some(true));
+    assert_eq!(tool_runs(&env), before + 1, "nothing reached Paragon");
+    let rec = wait_for_audit(&env.keys, |r| {
+        r["via"] == "mcp" && r["decision"] == "allowed" && r["tool"] == "SALESFORCE_CREATE_RECORD"
+    })
+    .await;
+    assert_eq!(rec["actor"], "agent-7");
+    assert_eq!(rec["principal"], "bob");
+    bob.cancel().await.unwrap();
+}
