@@ -36,6 +36,10 @@ pub struct Record<'a> {
     pub client_request_id: Option<&'a str>,
     pub principal: &'a str,
     pub user: &'a str,
+    /// The agent acting for the principal (the caller token's `act.sub`,
+    /// RFC 8693 delegation; contract §12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<&'a str>,
     /// A refused token's claimed principal, not verified: who the caller
     /// says it is, for "who tried"; never a basis for anything.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -306,6 +310,9 @@ impl Record<'_> {
         }
         put("principal", Str(self.principal));
         put("user", Str(self.user));
+        if let Some(v) = self.actor {
+            put("actor", Str(v));
+        }
         if let Some(v) = self.claimed_principal {
             put("claimed_principal", Str(v));
         }
@@ -429,6 +436,7 @@ mod fields_tests {
             if i % 2 == 1 {
                 r.client_request_id = Some(text);
                 r.claimed_principal = Some(text);
+                r.actor = Some(text);
                 r.code = Some("no_grant");
                 r.grant = Some(i * 7);
                 r.grant_principal = Some(text);

@@ -1141,3 +1141,35 @@ async fn each_tool_call_is_one_audit_record_and_the_request_carrying_it_writes_n
     assert_eq!(counted("mcp"), 1.0, "counted as audited: {metrics}");
     assert_eq!(counted("actionkit"), 2.0, "counted as audited: {metrics}");
 }
+
+/// contract §12: every `tools/list` result says it is private to this
+/// caller, cacheable no longer than `cache.credentials_ttl`, and lists the
+/// tools in a stable order (here: the 2025 session revision).
+#[tokio::test]
+async fn tools_list_is_private_short_lived_and_in_a_stable_order() {
+    let env = gateway_with("proxy_tool = true", |b| b.cache("credentials_ttl = \"7s\"")).await;
+    let token = env.member("alice");
+    let session = session_of(&rpc(&env, Some(&token), None, initialize("2025-11-25")).await);
+    let list = |id: u32| json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"});
+    let first = rpc(&env, Some(&token), Some(&session), list(1))
+        .await
+        .json();
+    let second = rpc(&env, Some(&token), Some(&session), list(2))
+        .await
+        .json();
+    let result = &first["result"];
+    assert_eq!(result["cacheScope"], "private", "{result}");
+    let ttl = result["ttlMs"].as_u64().expect("ttlMs is a number");
+    assert!(ttl <= 7_000, "ttlMs {ttl} is longer than credentials_ttl");
+    assert_eq!(result["tools"], second["result"]["tools"]);
+    let names: Vec<&str> = result["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.last(), Some(&"paragon_proxy_request"), "{names:?}");
+    let mut sorted = names[..names.len() - 1].to_vec();
+    sorted.sort_unstable();
+    assert_eq!(names[..names.len() - 1], sorted[..], "by name");
+}

@@ -256,7 +256,7 @@ fn refusals(o: &mut String, recent: &Recent, q: &Query) {
     }
     o.push_str(
         "<table><tr><th>time</th><th>decision</th><th>status</th><th>code</th><th>reason</th>\
-         <th>principal</th><th>user</th><th>product</th><th>integration</th><th>credential named</th>\
+         <th>principal</th><th>actor</th><th>user</th><th>product</th><th>integration</th><th>credential named</th>\
          <th>request</th><th>request id</th></tr>",
     );
     for r in list.iter().take(SHOWN_REFUSALS) {
@@ -282,12 +282,13 @@ fn refusal_row(o: &mut String, r: &Refusal) {
     let _ = write!(
         o,
         "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{reason}</td>\
-         <td>{principal}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td></tr>",
+         <td>{principal}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td></tr>",
         when(r.at_ms),
         esc(&r.decision),
         esc(&r.decision),
         r.status,
         esc(&r.code),
+        esc(&r.actor),
         esc(&r.user),
         esc(&r.product),
         esc(&r.integration),
@@ -400,6 +401,29 @@ mod tests {
         );
         assert_eq!(esc("a\"b'c&d"), "a&quot;b&#39;c&amp;d");
         assert_eq!(esc("line\nbreak"), "line\\u{a}break");
+    }
+
+    /// contract §12: a refusal made by an agent acting for a principal
+    /// shows the agent (`act.sub`) beside the principal.
+    #[test]
+    fn a_refusal_shows_the_acting_agent() {
+        let record = crate::audit::Record {
+            request_id: "r1",
+            principal: "alice",
+            actor: Some("agent-<7>"),
+            user: "acme",
+            decision: "refused",
+            reason: "no_grant",
+            status: 403,
+            ..crate::audit::Record::default()
+        };
+        let r = Refusal::from_record(&record, &http::Method::GET, "/p");
+        let mut o = String::new();
+        refusal_row(&mut o, &r);
+        assert!(
+            o.contains("<td>alice</td><td>agent-&lt;7&gt;</td><td>acme</td>"),
+            "{o}"
+        );
     }
 
     #[test]

@@ -108,7 +108,12 @@ pub async fn decide(state: &State, q: DecideRequest) -> Result<Value, String> {
     if let Some(i) = &judged.caller {
         o.insert(
             "caller".into(),
-            json!({"user": &*i.user, "principal": &*i.principal, "admin": i.is_admin()}),
+            json!({
+                "user": &*i.user,
+                "principal": &*i.principal,
+                "actor": i.actor.as_deref(),
+                "admin": i.is_admin(),
+            }),
         );
     }
     o.insert(

@@ -26,6 +26,8 @@ pub struct Refusal {
     /// A refused token's claimed principal (unverified), when there was no
     /// verified one.
     pub claimed_principal: String,
+    /// The agent acting for the principal (`act.sub`), empty when none.
+    pub actor: String,
     pub user: String,
     pub product: String,
     pub integration: String,
@@ -46,6 +48,7 @@ impl Refusal {
             status: r.status,
             principal: r.principal.into(),
             claimed_principal: r.claimed_principal.unwrap_or_default().into(),
+            actor: r.actor.unwrap_or_default().into(),
             user: r.user.into(),
             product: r.product.into(),
             integration: r.integration.into(),
@@ -229,6 +232,7 @@ mod tests {
             status: 403,
             principal: principal.into(),
             claimed_principal: String::new(),
+            actor: String::new(),
             user: user.into(),
             product: "proxy".into(),
             integration: "salesforce".into(),

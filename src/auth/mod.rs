@@ -162,6 +162,10 @@ pub struct Identity {
     /// The verified token's claims, kept only when a policy rule reads
     /// `caller.claims` (contract §5b).
     pub claims: Option<Arc<Map<String, Value>>>,
+    /// The agent acting for the principal: the `sub` of the token's `act`
+    /// claim (RFC 8693 §4.1, delegation), recorded in the audit as `actor`
+    /// (contract §12). Never a basis for a decision.
+    pub actor: Option<Arc<str>>,
     /// What the layers above remember of this caller (the gateway keeps
     /// its last minted token and credential list there). The identity lives
     /// as long as its token in the verified-token cache, so a caller that
@@ -215,6 +219,7 @@ impl Identity {
             exp,
             permissions_key,
             claims: None,
+            actor: None,
             memo: Slot::default(),
         }
     }
@@ -530,6 +535,15 @@ impl Authenticator {
 
     /// Who the claims say the caller is, by this config's claim rules.
     fn identify(&self, claims: Map<String, Value>, exp: u64) -> Result<Identity, AuthError> {
+        let actor = actor(&claims)?;
+        let mut identity = self.identify_caller(claims, exp)?;
+        identity.actor = actor;
+        Ok(identity)
+    }
+
+    /// The user, principal and role the claims give, by this config's
+    /// claim rules.
+    fn identify_caller(&self, claims: Map<String, Value>, exp: u64) -> Result<Identity, AuthError> {
         match self.mode {
             AuthMode::Mint => {
                 let user = string_claim(&claims, &self.rules.user_claim)
@@ -665,6 +679,21 @@ fn numeric_date(v: &Value) -> Option<u64> {
     }
     let f = n.as_f64()?;
     (f.is_finite() && (0.0..9.2e18).contains(&f)).then_some(f as u64)
+}
+
+/// The acting party of a delegation token (RFC 8693 §4.1): `act.sub`, the
+/// current actor (an `act` nested inside it names earlier ones). A token
+/// that says it is delegated but whose actor cannot be read fails (fail
+/// closed: its calls would be audited as the principal's own).
+fn actor(claims: &Map<String, Value>) -> Result<Option<Arc<str>>, AuthError> {
+    match claims.get("act") {
+        None => Ok(None),
+        Some(Value::Object(act)) => match act.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(Arc::from(s.as_str()))),
+            _ => Err(AuthError::ClaimType("act")),
+        },
+        Some(_) => Err(AuthError::ClaimType("act")),
+    }
 }
 
 fn string_claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a str> {

@@ -272,6 +272,8 @@ pub(crate) struct Audit {
     pub enabled: bool,
     pub principal: Option<Arc<str>>,
     pub user: Option<Arc<str>>,
+    /// The agent acting for the principal (`act.sub`, contract §12).
+    pub actor: Option<Arc<str>>,
     pub product: Option<&'static str>,
     pub integration: Option<Arc<str>>,
     pub credential: Option<Box<str>>,
@@ -682,6 +684,7 @@ impl Audit {
             client_request_id,
             principal: self.principal.as_deref().unwrap_or(""),
             user: self.user.as_deref().unwrap_or(""),
+            actor: self.actor.as_deref(),
             claimed_principal: self.claimed_principal.as_deref(),
             product: self.product.unwrap_or("none"),
             integration: self.integration.as_deref().unwrap_or(""),

@@ -531,6 +531,7 @@ async fn authenticate(
     };
     audit.user = Some(identity.user.clone());
     audit.principal = Some(identity.principal.clone());
+    audit.actor = identity.actor.clone();
     match audit.dry_run.as_mut() {
         Some(dry) => dry.identity = Some(identity.clone()),
         None if !limited => {}

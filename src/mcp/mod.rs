@@ -1,5 +1,6 @@
 //! Agents (contract §12): MCP's Streamable HTTP transport at `/mcp`
-//! (`transport`), the sessions bound to a principal (`session`), and the
+//! (`transport`, the session revisions; `stateless`, 2026-07-28; `rpc`,
+//! what both answer alike), the sessions bound to a principal (`session`), and the
 //! tool catalogue and tool calls (`tools`).
 //!
 //! It owns speaking MCP, never deciding: the listener hands `/mcp` and its
@@ -13,7 +14,9 @@
 //! accounts it lists come from `gateway::Caller::usable`, the same test
 //! every call meets. The gateway does not know it.
 
+mod rpc;
 mod session;
+mod stateless;
 mod tools;
 mod transport;
 

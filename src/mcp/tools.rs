@@ -265,13 +265,18 @@ fn with_credential(parameters: &Value, creds: &[&Credential]) -> Value {
 
 /// `tools/list`'s `tools`: each offered tool with the caller's accounts of
 /// its integration, and the Proxy API tool when `mcp.proxy_tool` is on.
+/// In a stable order (contract §12): by name (names are unique), the Proxy
+/// API tool last, whatever order Paragon listed them in; each
+/// `credential` enum in `permitted`'s order (by integration, then id).
 pub(super) fn listed(
     permitted: &[Credential],
     offered: &[Offered],
     proxy_tool: bool,
 ) -> Vec<Value> {
     let mut out = Vec::with_capacity(offered.len() + 1);
-    for tool in offered {
+    let mut by_name: Vec<&Offered> = offered.iter().collect();
+    by_name.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    for tool in by_name {
         let creds: Vec<&Credential> = permitted
             .iter()
             .filter(|c| c.integration == tool.integration)
@@ -727,4 +732,43 @@ async fn tool_result(
         result["structuredContent"] = v;
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tool(name: &str) -> Offered {
+        Offered {
+            name: name.into(),
+            integration: "slack".into(),
+            description: String::new(),
+            parameters: json!({"type": "object"}),
+            side_effect: None,
+        }
+    }
+
+    /// contract §12: `tools/list` is in a stable order whatever order
+    /// Paragon listed the tools in.
+    #[test]
+    fn tools_are_listed_by_name_whatever_paragons_order() {
+        let names = |offered: &[Offered]| -> Vec<String> {
+            listed(&[], offered, false)
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let one = [
+            tool("SLACK_SEND"),
+            tool("SLACK_LIST"),
+            tool("SLACK_ARCHIVE"),
+        ];
+        let other = [
+            tool("SLACK_LIST"),
+            tool("SLACK_ARCHIVE"),
+            tool("SLACK_SEND"),
+        ];
+        assert_eq!(names(&one), ["SLACK_ARCHIVE", "SLACK_LIST", "SLACK_SEND"]);
+        assert_eq!(names(&one), names(&other));
+    }
 }

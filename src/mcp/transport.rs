@@ -1,6 +1,10 @@
 //! `/mcp` (contract §12): MCP's Streamable HTTP transport, answered with
 //! JSON (no server-sent events: credgate sends no requests or
 //! notifications of its own, so every answer is one JSON-RPC response).
+//! A request naming 2026-07-28 (`MCP-Protocol-Version`, or `_meta`'s
+//! `io.modelcontextprotocol/protocolVersion`) is `stateless`'s; the table
+//! is the session revisions' (2024-11-05 to 2025-11-25), and a version
+//! spoken by neither is 400 with `-32022`.
 //!
 //! | request | answer |
 //! | --- | --- |
@@ -17,24 +21,20 @@
 //! (`tools::call`), with its own decision and audit record.
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::header::{HeaderMap, HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, HOST};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::session::{self, Rejected};
-use super::tools::{self, Called};
+use super::stateless;
 use super::Agents;
 use crate::auth::Identity;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::gateway::{Caller, ConnInfo, Note};
-use crate::net::body::{empty, full, read_body as read_body_limited, Body};
-use crate::paragon::routes::{Operation, Product};
-use crate::policy::rules::RequestFacts;
+use crate::net::body::{read_body as read_body_limited, Body};
 
-/// The session header (any case on the wire).
-const MCP_SESSION_ID: &str = "mcp-session-id";
 const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
 
 /// RFC 9728's well-known path, and its form for the `/mcp` resource.
@@ -43,14 +43,10 @@ pub(super) const METADATA_PATHS: [&str; 2] = [
     "/.well-known/oauth-protected-resource/mcp",
 ];
 
-// JSON-RPC error codes.
-const PARSE_ERROR: i64 = -32700;
-const INVALID_REQUEST: i64 = -32600;
-const METHOD_NOT_FOUND: i64 = -32601;
-const INVALID_PARAMS: i64 = -32602;
-
-/// A JSON-RPC answer: the result, or an error code and message.
-type Answer = Result<Value, (i64, String)>;
+use super::rpc::{
+    dispatch, json_response, rpc_http_error, rpc_response, server_info, status_only, INSTRUCTIONS,
+    INVALID_REQUEST, MCP_SESSION_ID, PARSE_ERROR,
+};
 
 /// One `/mcp` request of an authenticated caller.
 pub(super) async fn serve(
@@ -70,6 +66,19 @@ pub(super) async fn serve(
         .get(MCP_SESSION_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let version = parts
+        .headers
+        .get(MCP_PROTOCOL_VERSION)
+        .and_then(|v| v.to_str().ok());
+    let stateless = version == Some(stateless::VERSION);
+    if stateless && matches!(parts.method, Method::GET | Method::DELETE) {
+        // 2026-07-28 has no stream and no session to end (its session id,
+        // if sent, is ignored).
+        let mut resp = GatewayError::MethodNotAllowed.into_response(caller.request_id);
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
+        return Ok(resp);
+    }
     match parts.method {
         Method::GET => {
             // An ended session still answers 404, so a client learns it
@@ -106,8 +115,23 @@ pub(super) async fn serve(
         Ok(m) => m,
         Err((code, why)) => return Ok(rpc_http_error(code, why)),
     };
+    if stateless || stateless::meta_version(&message) == Some(stateless::VERSION) {
+        return stateless::serve(agents, &caller, &parts.headers, message, &mut note).await;
+    }
     let method = message.get("method").and_then(Value::as_str);
     let id = message.get("id").cloned();
+    if method != Some("initialize") {
+        // A version spoken nowhere here (header or `_meta`): -32022.
+        let named = [version, stateless::meta_version(&message)];
+        if let Some(v) = named
+            .into_iter()
+            .flatten()
+            .find(|v| !stateless::SUPPORTED.contains(v))
+        {
+            note.invalid_call(None);
+            return Ok(stateless::unsupported(id, v));
+        }
+    }
     if method == Some("initialize") {
         let id = id.ok_or(GatewayError::BadRequest("initialize must be a request"))?;
         return initialize(agents, cfg, caller.identity, &message, id);
@@ -152,84 +176,6 @@ fn parse_message(raw: &[u8]) -> Result<Map<String, Value>, (i64, &'static str)> 
     Ok(message)
 }
 
-/// A request of an open session, by method.
-async fn dispatch(
-    agents: &Agents,
-    caller: &Caller<'_>,
-    headers: &HeaderMap,
-    method: &str,
-    params: Option<&Map<String, Value>>,
-    note: &mut Note<'_>,
-) -> Result<Answer, GatewayError> {
-    let cfg = &caller.generation.config;
-    if !matches!(method, "ping" | "tools/list" | "tools/call") {
-        return Ok(Err((
-            METHOD_NOT_FOUND,
-            format!("method not found: {method}"),
-        )));
-    }
-    if method == "ping" {
-        return Ok(Ok(json!({})));
-    }
-    // Allow rules (contract §5b) count as grants here as at the call, as
-    // far as they can be judged without the tool: they see a tool call's
-    // request with `tool` and `side_effect` empty.
-    let path = format!("/projects/{}/tools", cfg.paragon.project_id);
-    let facts = RequestFacts {
-        product: Product::ActionKit.as_str(),
-        operation: Operation::ActionKit.name(),
-        method: Method::POST.as_str(),
-        path: path.as_str().into(),
-        proxy_host: Box::default(),
-        tool: "",
-        side_effect: "",
-        via: "mcp",
-        integration: std::sync::OnceLock::new(),
-    };
-    let (permitted, offered) = tools::catalog(&agents.tools, caller, &facts).await?;
-    if method == "tools/list" {
-        let tools = tools::listed(&permitted, &offered, cfg.mcp.proxy_tool);
-        return Ok(Ok(json!({ "tools": tools })));
-    }
-    let (name, arguments) = match tools::call_params(params) {
-        Ok(p) => p,
-        Err(m) => {
-            // Nothing was decided: refused as malformed (contract §12).
-            note.invalid_call(None);
-            return Ok(Err((INVALID_PARAMS, m)));
-        }
-    };
-    // The call's own record is the audit of this request.
-    note.delegated(true);
-    let authorization = headers.get(AUTHORIZATION).cloned();
-    let call = tools::Call {
-        authorization,
-        permitted: &permitted,
-        offered: &offered,
-        name: &name,
-        arguments,
-    };
-    Ok(
-        match tools::call(&agents.tools, caller.state, cfg, caller.conn, call).await {
-            Called::Result(v) => Ok(v),
-            Called::Invalid(m) => {
-                // A tool never offered, or bad arguments: nothing was
-                // decided or sent, and this request's record says it was
-                // refused as malformed (contract §12), never allowed.
-                note.delegated(false);
-                note.invalid_call(Some(name.into()));
-                Err((INVALID_PARAMS, m))
-            }
-        },
-    )
-}
-
-fn status_only(status: StatusCode) -> Response<Body> {
-    let mut resp = Response::new(empty());
-    *resp.status_mut() = status;
-    resp
-}
-
 /// `initialize`: the protocol version negotiated, a new session bound to
 /// this caller, and what credgate offers (tools only).
 fn initialize(
@@ -251,12 +197,8 @@ fn initialize(
     let result = json!({
         "protocolVersion": protocol,
         "capabilities": {"tools": {"listChanged": false}},
-        "serverInfo": {
-            "name": "credgate",
-            "title": "credgate: Paragon's tools with your own accounts",
-            "version": env!("CARGO_PKG_VERSION"),
-        },
-        "instructions": "Each tool acts in one of your own connected accounts. When a tool's `credential` argument lists several, choose one; accounts of other people are refused.",
+        "serverInfo": server_info(),
+        "instructions": INSTRUCTIONS,
     });
     Ok(rpc_response(id, Ok(result), Some(&session)))
 }
@@ -308,37 +250,6 @@ async fn read_body(cfg: &Config, body: Body) -> Result<Bytes, GatewayError> {
         )),
         Ok(Ok(b)) => Ok(b),
     }
-}
-
-fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::from(serde_json::to_vec(v).unwrap_or_default())));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
-}
-
-fn rpc_response(id: Value, answer: Answer, session: Option<&str>) -> Response<Body> {
-    let v = match answer {
-        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
-        Err((code, message)) => {
-            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
-        }
-    };
-    let mut resp = json_response(StatusCode::OK, &v);
-    if let Some(s) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
-        resp.headers_mut().insert(MCP_SESSION_ID, s);
-    }
-    resp
-}
-
-/// A message that is not one JSON-RPC request: 400 with a JSON-RPC error
-/// without an id.
-fn rpc_http_error(code: i64, message: &str) -> Response<Body> {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        &json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}),
-    )
 }
 
 /// The URL of this gateway's `/mcp` as the caller reached it: its `Host`
