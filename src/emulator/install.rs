@@ -383,7 +383,6 @@ fn js_string(s: &str) -> String {
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
