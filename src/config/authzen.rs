@@ -139,3 +139,65 @@ pub(super) fn validate_authzen(
         token,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn raw(text: &str) -> RawAuthzen {
+        toml::from_str(text).expect("a raw [authzen]")
+    }
+
+    #[test]
+    fn serve_reads_the_token_from_its_env_var() {
+        let e = env(&[("AZ", "0123456789abcdef-token")]);
+        let c = validate_authzen(raw("serve = true\ntoken_env = \"AZ\""), AuthMode::Mint, &e)
+            .expect("valid");
+        assert!(c.serve);
+        assert_eq!(
+            c.token.as_ref().unwrap().as_bytes(),
+            b"0123456789abcdef-token"
+        );
+        // Never printed.
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        // Off by default, no token needed.
+        let off = validate_authzen(raw(""), AuthMode::Mint, &env(&[])).unwrap();
+        assert_eq!(off, AuthzenConfig::default());
+    }
+
+    #[test]
+    fn serve_without_a_usable_token_or_in_passthrough_is_refused() {
+        let none = validate_authzen(raw("serve = true"), AuthMode::Mint, &env(&[]));
+        assert_eq!(none.unwrap_err().key, "authzen.token_env");
+        let short = env(&[(DEFAULT_AUTHZEN_TOKEN_ENV, "short")]);
+        let e = validate_authzen(raw("serve = true"), AuthMode::Mint, &short);
+        assert_eq!(e.unwrap_err().key, "authzen.token_env");
+        let ok = env(&[(DEFAULT_AUTHZEN_TOKEN_ENV, "0123456789abcdef")]);
+        let e = validate_authzen(raw("serve = true"), AuthMode::Passthrough, &ok);
+        assert_eq!(e.unwrap_err().key, "authzen.serve");
+    }
+
+    #[test]
+    fn the_unimplemented_keys_are_refused_not_ignored() {
+        for (text, key) in [
+            ("listen = \"127.0.0.1:9902\"", "authzen.listen"),
+            ("pdp_url = \"http://127.0.0.1:1\"", "authzen.pdp_url"),
+            ("pdp_token_env = \"X\"", "authzen.pdp_token_env"),
+            ("pdp_timeout = \"1s\"", "authzen.pdp_timeout"),
+            ("pdp_cache_ttl = \"1s\"", "authzen.pdp_cache_ttl"),
+        ] {
+            let e = validate_authzen(raw(text), AuthMode::Mint, &env(&[])).unwrap_err();
+            assert_eq!(e.key, key);
+            assert!(e.to_string().contains("not implemented yet"), "{e}");
+        }
+    }
+}
