@@ -56,7 +56,7 @@
 //!  5    error                      the one per-request error and its response
 //!  6    policy                     who may use which credential, and which one a request names
 //!  7    gateway                    the pipeline that composes them, its state, and its entries for the rooms above
-//!  8    mcp                        agents: MCP's transport, sessions and tool catalogue; each tool call made through the gateway
+//!  8    mcp authzen                agents: MCP's transport, sessions and tool catalogue; each tool call made through the gateway; AuthZEN questions, each decided by the gateway's dry run
 //!  9    admin                      questions about decisions: the admin listener, decide, access review, dashboard
 //! 10    server cluster emulator    adapters: listeners; PostgreSQL replicas; the Paragon stand-in
 //! 11    app                        wiring: building state, starting listeners, reload, shutdown
@@ -92,6 +92,7 @@ pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod authzen;
 pub mod clock;
 pub mod cluster;
 pub mod config;

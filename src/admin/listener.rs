@@ -180,6 +180,10 @@ fn refused(
 }
 
 async fn route(state: &State, recent: &Recent, req: Request<Incoming>) -> Response<Body> {
+    // `[authzen] serve = true`: the decision point's routes (contract §14).
+    if crate::authzen::serves(state, req.uri().path()) {
+        return crate::authzen::handle(state, req).await;
+    }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/") => super::dashboard::page(state, recent, req.uri().query()).await,
         (&Method::GET, "/healthz") => json(StatusCode::OK, serde_json::json!({"status": "ok"})),

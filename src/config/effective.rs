@@ -154,6 +154,12 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             allowed_headers: Some(c.cors.allowed_headers.clone()),
             max_age: Some(d(c.cors.max_age)),
         },
+        // The token is named by its env var only.
+        authzen: RawAuthzen {
+            serve: Some(c.authzen.serve),
+            token_env: Some(c.authzen.token_env.clone()),
+            ..RawAuthzen::default()
+        },
         limits: RawLimits {
             principal_rps: c.limits.principal.map(|r| r.rps),
             principal_burst: c.limits.principal.map(|r| r.burst),

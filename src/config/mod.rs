@@ -19,6 +19,7 @@
 pub mod acl;
 mod audit;
 mod auth;
+mod authzen;
 mod cache;
 mod cluster;
 mod common;
@@ -45,6 +46,7 @@ pub use auth::{
     DEFAULT_IDENTITY_CLAIM, DEFAULT_JWKS_MIN_REFETCH, DEFAULT_JWKS_REFRESH, DEFAULT_JWKS_TIMEOUT,
     DEFAULT_LEEWAY, DEFAULT_TOKEN_CACHE_SIZE,
 };
+pub use authzen::{AuthzenConfig, AuthzenToken, DEFAULT_AUTHZEN_TOKEN_ENV};
 pub use cache::{
     CacheConfig, DEFAULT_CREDENTIALS_TTL, DEFAULT_MAX_CONCURRENT_LOADS, DEFAULT_MAX_USERS,
     DEFAULT_REFRESH_COOLDOWN, DEFAULT_STALE_IF_ERROR,
@@ -83,6 +85,7 @@ pub use telemetry::{TelemetryConfig, DEFAULT_MAX_QUEUED_SPANS};
 
 use audit::validate_audit;
 use auth::{parse_auth_mode, validate_auth};
+use authzen::validate_authzen;
 use cache::validate_cache;
 use cluster::validate_cluster;
 use cors::validate_cors;
@@ -107,6 +110,8 @@ pub struct Config {
     pub mcp: McpConfig,
     /// `[cors]` (contract §13): browsers' origins; empty, off.
     pub cors: CorsConfig,
+    /// `[authzen]` (contract §14): credgate as a decision point.
+    pub authzen: AuthzenConfig,
     pub cluster: Option<ClusterConfig>,
     /// Things that are legal but deserve a word (printed by `check-config`
     /// and logged at start).
@@ -224,6 +229,7 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
     let mcp = validate_mcp(raw.mcp, &policy, &auth, &mut warnings)?;
     let limits = validate_limits(raw.limits)?;
     let cors = validate_cors(raw.cors, &mut warnings)?;
+    let authzen = validate_authzen(raw.authzen, auth_mode, env)?;
     let cluster = raw.cluster.map(|c| validate_cluster(c, env)).transpose()?;
     Ok(Config {
         server,
@@ -236,6 +242,7 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
         telemetry,
         mcp,
         cors,
+        authzen,
         cluster,
         warnings,
         sha256: String::new(),

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::audit::RawAudit;
 pub use super::auth::{OneOrMany, RawAuth, RawKey};
+pub use super::authzen::RawAuthzen;
 pub use super::cache::RawCache;
 pub use super::cluster::RawCluster;
 pub use super::cors::RawCors;
@@ -42,6 +43,8 @@ pub struct RawConfig {
     pub mcp: RawMcp,
     #[serde(default)]
     pub cors: RawCors,
+    #[serde(default)]
+    pub authzen: RawAuthzen,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<RawCluster>,
 }
