@@ -495,7 +495,8 @@ async fn unknown_routes_and_projects_are_404_after_authentication() {
     let got = send(
         &cl,
         req(
-            "POST",
+            // (`POST` creates an account: contract §13.)
+            "PUT",
             &gw,
             &format!("/projects/{PROJECT}/sdk/credentials"),
             Some(&admin),

@@ -84,6 +84,10 @@ where
         identity: &identity,
         tool: tool.as_ref(),
     };
+    // The rare arms are boxed: an async fn's state holds every arm's
+    // future, and hyper moves the request's whole future once per request
+    // (`metadata_ignored` holds a second pipeline; unboxed, it doubled what
+    // every Proxy API request copies).
     match (route.is_local(), endpoint) {
         (false, None)
             if route.op == Operation::PatchUser
@@ -91,11 +95,11 @@ where
                 && cfg.policy.member_metadata == crate::config::MemberMetadata::Ignore =>
         {
             drop(incoming);
-            metadata_ignored::<B>(front, route, &uri, parts, audit).await
+            Box::pin(metadata_ignored::<B>(front, route, &uri, parts, audit)).await
         }
         (false, None) => process_route(front, route, &uri, parts, incoming, audit).await,
         (true, Some(e)) if e.enabled(cfg) => {
-            serve_local(e, front, route, &uri, parts, incoming, audit).await
+            Box::pin(serve_local(e, front, route, &uri, parts, incoming, audit)).await
         }
         _ => Err(GatewayError::RouteNotFound),
     }
