@@ -84,7 +84,9 @@ enum Command {
     /// Explain the decision a running instance makes for a request (its
     /// admin listener's POST /admin/decide): the decision, the reason, the
     /// credential routed and the request Paragon would get. Nothing is
-    /// forwarded. Exit 0 when it answered, else 1.
+    /// forwarded. Exit 0 when the request would be allowed, 3 when the
+    /// policy refuses it (refused, or shadow-refused: a policy assertion
+    /// for CI), 1 when it could not be asked, 64 for bad arguments.
     Explain {
         /// The admin listener, e.g. http://127.0.0.1:9901.
         #[arg(long)]
@@ -102,6 +104,10 @@ enum Command {
         /// ...and whether it is an admin.
         #[arg(long = "as-admin", requires = "user")]
         as_admin: bool,
+        /// ...and other claims of its token, `name=value` (the value as
+        /// JSON when it parses, else a string); repeat for more.
+        #[arg(long = "claim", requires = "user")]
+        claims: Vec<String>,
         #[arg(long, default_value = "GET")]
         method: String,
         /// Path and query, e.g. /projects/P/sdk/proxy/salesforce/x.
@@ -153,6 +159,7 @@ fn main() -> ExitCode {
             user,
             principal,
             as_admin,
+            claims,
             method,
             path,
             headers,
@@ -165,6 +172,7 @@ fn main() -> ExitCode {
                     user,
                     principal,
                     admin: as_admin,
+                    claims,
                 },
                 (None, None) => Caller::Anonymous,
             };
@@ -352,9 +360,14 @@ enum Caller {
         user: String,
         principal: Option<String>,
         admin: bool,
+        /// `name=value` pairs.
+        claims: Vec<String>,
     },
     Anonymous,
 }
+
+/// `credgate explain`'s exit status when the policy refuses the request.
+const EXIT_REFUSED: u8 = 3;
 
 /// An admin answer as JSON, or exit 1 with what went wrong.
 fn admin_json(
@@ -407,7 +420,21 @@ fn explain(
             user,
             principal,
             admin,
-        } => question["identity"] = json!({"user": user, "principal": principal, "admin": admin}),
+            claims,
+        } => {
+            let mut extra = serde_json::Map::new();
+            for c in &claims {
+                let Some((name, value)) = c.split_once('=').filter(|(n, _)| !n.trim().is_empty())
+                else {
+                    eprintln!("explain: --claim `{c}` is not `name=value`");
+                    return ExitCode::from(EXIT_CONFIG);
+                };
+                let value = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
+                extra.insert(name.trim().to_string(), value);
+            }
+            question["identity"] =
+                json!({"user": user, "principal": principal, "admin": admin, "claims": extra});
+        }
         Caller::Anonymous => {}
     }
     let mut h = serde_json::Map::new();
@@ -445,7 +472,12 @@ fn explain(
     } else {
         print!("{}", explanation_text(&answer));
     }
-    ExitCode::SUCCESS
+    match answer["decision"].as_str() {
+        Some("allowed") => ExitCode::SUCCESS,
+        Some("refused" | "shadow_refused") => ExitCode::from(EXIT_REFUSED),
+        // Not decided (a list that could not be loaded, a failed signing).
+        _ => ExitCode::FAILURE,
+    }
 }
 
 /// `/admin/decide`'s answer for a person.

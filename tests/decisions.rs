@@ -771,6 +771,41 @@ async fn explain_command_prints_the_decision() {
     env.gw.shutdown().await;
 }
 
+/// `credgate explain` as a policy assertion (issue 29): exit 0 when the
+/// request would be allowed, 3 when the policy refuses it, 64 for a bad
+/// `--claim`, 1 when the admin listener cannot be asked; a what-if caller
+/// takes token claims with `--claim name=value`.
+#[tokio::test]
+async fn explain_exits_by_decision_and_takes_claims() {
+    let (env, _acl) = env_with("").await;
+    let own = format!("X-Paragon-Credential: {SF_ALICE}");
+    let bobs = format!("X-Paragon-Credential: {SF_BOB}");
+    let what_if = ["--user", "acme", "--principal", "alice"];
+    let (code, text) = env.explain_status(&what_if, "", &sf(), &own).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("decision     allowed"), "{text}");
+    let (code, text) = env.explain_status(&what_if, "", &sf(), &bobs).await;
+    assert_eq!(code, Some(3), "{text}");
+    // A claim the policy reads: the token claim that grants bob's account.
+    let mut with_claim = what_if.to_vec();
+    let claim = format!("creds=[\"{SF_BOB}\"]");
+    with_claim.extend(["--claim", &claim]);
+    let (code, text) = env.explain_status(&with_claim, "", &sf(), &bobs).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("credentials_claim"), "{text}");
+    let mut bad = what_if.to_vec();
+    bad.extend(["--claim", "no-equals-sign"]);
+    let (code, text) = env.explain_status(&bad, "", &sf(), &own).await;
+    assert_eq!(code, Some(64), "{text}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_credgate"))
+        .args(["explain", "--admin", "http://127.0.0.1:1", "--path", "/x"])
+        .args(what_if)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    env.gw.shutdown().await;
+}
+
 // -------------------------------------------------------- /admin/access
 
 /// The row of `id` in an access review.

@@ -411,17 +411,48 @@ impl Env {
     }
 
     /// `credgate explain` against this gateway's admin listener for `path`
-    /// with one `header`, the token given on standard input; asserts it
-    /// succeeds and returns what it printed.
+    /// with one `header`, the token given on standard input; returns what
+    /// it printed, asserting its exit status: 0 when allowed, 3 when the
+    /// policy refuses.
     pub async fn explain(&self, token: &str, path: &str, header: &str) -> String {
+        self.explain_with(&["--token", "-"], token, path, header)
+            .await
+    }
+
+    /// `credgate explain` with `args` (a caller), `stdin` on standard input.
+    pub async fn explain_with(
+        &self,
+        args: &[&str],
+        stdin: &str,
+        path: &str,
+        header: &str,
+    ) -> String {
+        let (code, text) = self.explain_status(args, stdin, path, header).await;
+        let decided = text
+            .lines()
+            .find(|l| l.starts_with("decision"))
+            .unwrap_or("");
+        let want = if decided.contains("allowed") { 0 } else { 3 };
+        assert_eq!(code, Some(want), "{text}");
+        text
+    }
+
+    /// `credgate explain`'s exit status and output.
+    pub async fn explain_status(
+        &self,
+        args: &[&str],
+        stdin: &str,
+        path: &str,
+        header: &str,
+    ) -> (Option<i32>, String) {
         let admin = format!("http://{}", self.gw.admin_addr);
-        let (token, path, header) = (token.to_string(), path.to_string(), header.to_string());
+        let (token, path, header) = (stdin.to_string(), path.to_string(), header.to_string());
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let out = tokio::task::spawn_blocking(move || {
             use std::io::Write as _;
             let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_credgate"))
-                .args([
-                    "explain", "--admin", &admin, "--token", "-", "--path", &path,
-                ])
+                .args(["explain", "--admin", &admin, "--path", &path])
+                .args(&args)
                 .args(["--header", &header])
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
@@ -438,13 +469,12 @@ impl Env {
         })
         .await
         .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{text} {}",
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        text
+        (out.status.code(), text)
     }
 
     /// The admin listener's `/metrics` text.
