@@ -43,6 +43,27 @@ fn check_config(config: &Path) -> Run {
     }
 }
 
+/// Issue 29: `--config credgate.toml` (no directory part) resolves every
+/// relative path, `[audit] file` included, against the current directory.
+#[test]
+fn a_config_named_without_a_directory_resolves_relative_paths_from_here() {
+    let keys = Keys::new();
+    let path = keys.dir.write("credgate.toml", &builder(&keys).toml());
+    let out = Command::new(env!("CARGO_BIN_EXE_credgate"))
+        .args(["check-config", "--config", "credgate.toml"])
+        .current_dir(path.parent().unwrap())
+        .env(HS_ENV, HS_SECRET)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run credgate check-config");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn builder(keys: &Keys) -> ConfigBuilder<'_> {
     ConfigBuilder::new(keys, Hosts::all("http://127.0.0.1:9"))
 }

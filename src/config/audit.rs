@@ -42,7 +42,10 @@ pub(super) fn validate_audit(
         Some("") => return Err(ConfigError::new("audit.file", "must not be empty")),
         Some(p) => {
             let path = resolve_path(base, p);
-            let dir = path.parent().unwrap_or(Path::new("."));
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             if !dir.is_dir() {
                 return Err(ConfigError::new(
                     "audit.file",

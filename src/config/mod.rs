@@ -128,7 +128,12 @@ impl Config {
         let text = std::fmt::format(format_args!("{}", path.display()));
         let body = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new("--config", format!("cannot read {text}: {e}")))?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // `--config credgate.toml` has the empty path as its parent: the
+        // current directory, as the shell meant it.
+        let base = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
         Self::from_toml(&body, &base, env)
     }
 
