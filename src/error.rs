@@ -317,7 +317,12 @@ impl GatewayError {
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         match &self {
-            GatewayError::KeysUnavailable => {
+            // Transient: keys loading, a credential list Paragon did not
+            // give (failed loads are not cached, so the next try loads
+            // again), a store or signer briefly down.
+            GatewayError::KeysUnavailable
+            | GatewayError::CredentialsUnavailable(_)
+            | GatewayError::Unavailable(_) => {
                 resp.headers_mut()
                     .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
@@ -477,6 +482,22 @@ mod tests {
         let resp = e.into_response("r");
         assert_eq!(resp.status(), 429);
         assert_eq!(resp.headers()[http::header::RETRY_AFTER], "7");
+    }
+
+    /// Issue 29: every transient 503 says when to try again.
+    #[test]
+    fn a_transient_503_says_when_to_retry() {
+        for e in [
+            GatewayError::KeysUnavailable,
+            GatewayError::CredentialsUnavailable(
+                crate::paragon::directory::LoadError::NotAuthenticated,
+            ),
+            GatewayError::Unavailable("the sync ownership store is unavailable"),
+        ] {
+            let resp = e.into_response("r");
+            assert_eq!(resp.status(), 503);
+            assert_eq!(resp.headers()[http::header::RETRY_AFTER], "1");
+        }
     }
 
     #[tokio::test]
