@@ -331,6 +331,12 @@ impl Default for AtomicHistogram {
     }
 }
 
+/// `upstream_errors_total{kind}`'s kinds.
+pub const UPSTREAM_ERROR_KINDS: [&str; 3] = ["connect", "timeout", "other"];
+/// `connections_refused_total{kind}`'s kinds.
+pub const REFUSED_CONNECTION_KINDS: [&str; 3] =
+    ["max_connections", "tls_handshake", "tls_handshake_timeout"];
+
 impl Metrics {
     /// Marks `info` as the config in force: its series is 1, the one it
     /// replaces is removed.
@@ -632,6 +638,14 @@ impl Metrics {
             .iter()
             .map(|(product, _)| (*product, Default::default()))
             .collect();
+        // Error counters exist at 0 from the start, so an alert on their
+        // rate has a series before the first error.
+        for kind in UPSTREAM_ERROR_KINDS {
+            drop(m.upstream_errors.get_or_create(&KindLabel { kind }));
+        }
+        for kind in REFUSED_CONNECTION_KINDS {
+            drop(m.connections_refused.get_or_create(&KindLabel { kind }));
+        }
         Arc::new(Metrics {
             registry,
             allowed_counters,

@@ -102,6 +102,27 @@ fn closed_port() -> u16 {
     port
 }
 
+/// Issue 29: the error counters exist at 0 before the first error, so an
+/// alert on their rate has a series to read.
+#[tokio::test]
+async fn error_counters_exist_before_the_first_error() {
+    let env = Env::start().await;
+    let text = scrape_metrics(&env.gw).await;
+    for series in [
+        r#"credgate_upstream_errors_total{kind="connect"}"#,
+        r#"credgate_upstream_errors_total{kind="timeout"}"#,
+        r#"credgate_upstream_errors_total{kind="other"}"#,
+        r#"credgate_connections_refused_total{kind="max_connections"}"#,
+        r#"credgate_connections_refused_total{kind="tls_handshake"}"#,
+        r#"credgate_connections_refused_total{kind="tls_handshake_timeout"}"#,
+        "credgate_upstream_retries_total",
+    ] {
+        assert_eq!(metric(&text, series), 0.0, "{series} in\n{text}");
+        assert!(text.contains(&format!("{series} 0")), "{series}");
+    }
+    env.gw.shutdown().await;
+}
+
 /// A member's first request for a user the cache has never seen is one miss
 /// and one `/sdk/me` load; the same user's second request is one hit, with
 /// no miss and no load.
