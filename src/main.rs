@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use credgate::config::{Config, ProcessEnv};
 use credgate::telemetry::{self, LogFormat};
 
@@ -145,6 +145,11 @@ enum AccessFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.is_none() && cli.config.is_none() {
+        // Nothing asked: the commands, not a config error.
+        eprintln!("{}", Cli::command().render_help());
+        return ExitCode::from(2);
+    }
     let format = cli.log_format.map(|f| match f {
         Format::Json => LogFormat::Json,
         Format::Pretty => LogFormat::Pretty,
@@ -251,6 +256,11 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %path.display(),
+        "credgate starting"
+    );
     match runtime.block_on(credgate::app::run_until_signal(config, path, &ProcessEnv)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

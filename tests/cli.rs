@@ -64,6 +64,22 @@ fn a_config_named_without_a_directory_resolves_relative_paths_from_here() {
     );
 }
 
+/// Issue 29: `credgate` alone prints its commands (exit 2), not a config
+/// error.
+#[test]
+fn credgate_alone_prints_its_commands() {
+    let out = Command::new(env!("CARGO_BIN_EXE_credgate"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run credgate");
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    for command in ["serve", "check-config", "explain", "access", "emulator"] {
+        assert!(text.contains(command), "{command} in {text}");
+    }
+    assert!(!text.contains("config error"), "{text}");
+}
+
 fn builder(keys: &Keys) -> ConfigBuilder<'_> {
     ConfigBuilder::new(keys, Hosts::all("http://127.0.0.1:9"))
 }

@@ -502,7 +502,8 @@ impl Pending<'_> {
     fn write(&mut self, decision: &'static str, status: u16, outcome: Option<&'static str>) {
         let (state, generation, audit) = (self.state, self.generation, &mut self.audit);
         let elapsed = self.started.elapsed();
-        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        // Whole microseconds: no float noise in the record.
+        let latency_ms = elapsed.as_micros() as f64 / 1000.0;
         let trace = audit.trace.take();
         let trace_id = trace.as_deref().map(trace::Trace::trace_id);
         if !audit.delegated && !audit.preflight {
