@@ -538,9 +538,14 @@ fn explanation_text(a: &serde_json::Value) -> String {
         } else {
             "member"
         };
+        // An agent acting for the member (the token's `act`, contract §12).
+        let through = c["actor"]
+            .as_str()
+            .map(|a| format!(", through agent {a}"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "caller       {} of Connected User {} ({role})",
+            "caller       {} of Connected User {} ({role}){through}",
             s(&c["principal"]),
             s(&c["user"])
         );

@@ -765,7 +765,18 @@ async fn explain_command_prints_the_decision() {
     assert!(text.contains("reason       no_grant"), "{text}");
     assert!(text.contains(&format!("requested    {SF_BOB}")), "{text}");
     assert!(
-        text.contains("caller       alice of Connected User acme (member)"),
+        text.contains("caller       alice of Connected User acme (member)\n"),
+        "{text}"
+    );
+    // An agent acting for alice (the token's `act`) is named.
+    let agent = env.keys.caller_token(json!({
+        "sub": "acme", "principal": "alice", "act": {"sub": "agent-7"}
+    }));
+    let text = env
+        .explain(&agent, &sf(), &format!("X-Paragon-Credential: {SF_ALICE}"))
+        .await;
+    assert!(
+        text.contains("caller       alice of Connected User acme (member), through agent agent-7"),
         "{text}"
     );
     env.gw.shutdown().await;
