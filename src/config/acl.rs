@@ -95,6 +95,25 @@ pub struct Acl {
     pub sha256: String,
 }
 
+/// Whether two grants name the same principals, users and accounts (in
+/// any order).
+fn same_grant(a: &RawGrant, b: &RawGrant) -> bool {
+    fn set<'a>(v: impl IntoIterator<Item = &'a String>) -> std::collections::BTreeSet<&'a str> {
+        v.into_iter().map(String::as_str).collect()
+    }
+    fn principals(g: &RawGrant) -> std::collections::BTreeSet<&str> {
+        let mut p: std::collections::BTreeSet<&str> =
+            g.principals.iter().flatten().map(String::as_str).collect();
+        p.extend(g.principal.as_deref());
+        p
+    }
+    principals(a) == principals(b)
+        && a.users.as_ref().map(|u| set(u)) == b.users.as_ref().map(|u| set(u))
+        && set(&a.credentials) == set(&b.credentials)
+        && set(&a.external_ids) == set(&b.external_ids)
+        && set(&a.integrations) == set(&b.integrations)
+}
+
 impl Acl {
     pub fn load(path: &Path) -> Result<Acl, String> {
         let text = std::fs::read_to_string(path)
@@ -106,14 +125,23 @@ impl Acl {
 
     pub fn parse(text: &str) -> Result<Acl, String> {
         let raw: RawAcl = toml::from_str(text).map_err(|e| {
-            e.message()
-                .lines()
-                .next()
-                .unwrap_or("invalid TOML")
-                .to_string()
+            let message = e.message().lines().next().unwrap_or("invalid TOML");
+            match e.span() {
+                // Where it is, as a person counts lines.
+                Some(at) => {
+                    let line = text[..at.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}: {message}")
+                }
+                None => message.to_string(),
+            }
         })?;
         let mut acl = Acl::default();
         for (i, g) in raw.grant.iter().enumerate() {
+            if g.principal.is_some() && g.principals.is_some() {
+                return Err(format!(
+                    "grant {i}: give `principal` or `principals`, not both"
+                ));
+            }
             let mut principals: Vec<&str> = Vec::new();
             principals.extend(g.principal.as_deref());
             principals.extend(g.principals.iter().flatten().map(String::as_str));
@@ -121,6 +149,34 @@ impl Acl {
                 return Err(format!(
                     "grant {i}: needs `principal` or `principals` (non-empty)"
                 ));
+            }
+            if principals.len() > 1 && principals.contains(&"*") {
+                return Err(format!(
+                    "grant {i}: `*` (every member) stands alone in `principals`"
+                ));
+            }
+            if let Some(p) = principals
+                .iter()
+                .enumerate()
+                .find_map(|(k, p)| principals[..k].contains(p).then_some(*p))
+            {
+                return Err(format!("grant {i}: principal `{p}` is listed twice"));
+            }
+            let named = g
+                .credentials
+                .iter()
+                .chain(&g.external_ids)
+                .chain(&g.integrations);
+            if let Some(w) = named.into_iter().find(|v| v.contains('*')) {
+                return Err(format!(
+                    "grant {i}: `{w}` is no wildcard here: name credentials, labels or integration types"
+                ));
+            }
+            if let Some(j) = raw.grant[..i]
+                .iter()
+                .position(|earlier| same_grant(earlier, g))
+            {
+                return Err(format!("grant {i} repeats grant {j}"));
             }
             if g.credentials.is_empty() && g.external_ids.is_empty() && g.integrations.is_empty() {
                 return Err(format!(
@@ -284,9 +340,24 @@ mod tests {
             "[[grant]]\nprincipal = \"a\"\ncredentials = [\"not-a-uuid\"]",
             "[[grant]]\nprincipal = \"a\"\nintegration = [\"typo\"]",
             "nonsense",
+            // Issue 29: what was accepted without a word.
+            "[[grant]]\nprincipal = \"a\"\nprincipals = [\"b\"]\nintegrations = [\"x\"]",
+            "[[grant]]\nprincipals = [\"*\", \"bob\"]\nintegrations = [\"x\"]",
+            "[[grant]]\nprincipals = [\"bob\", \"bob\"]\nintegrations = [\"x\"]",
+            "[[grant]]\nprincipal = \"a\"\nintegrations = [\"*\"]",
+            "[[grant]]\nprincipal = \"a\"\nexternal_ids = [\"alice-*\"]",
+            "[[grant]]\nprincipal = \"a\"\nintegrations = [\"x\", \"y\"]\n[[grant]]\nprincipals = [\"a\"]\nintegrations = [\"y\", \"x\"]",
         ] {
             assert!(Acl::parse(bad).is_err(), "{bad}");
         }
+        // The same principal with other accounts is no repeat.
+        assert!(Acl::parse(
+            "[[grant]]\nprincipal = \"a\"\nintegrations = [\"x\"]\n[[grant]]\nprincipal = \"a\"\nintegrations = [\"y\"]"
+        )
+        .is_ok());
+        // A TOML error names its line.
+        let e = Acl::parse("[[grant]]\nprincipal = \"a\"\nintegrations = [\"x\"\n").unwrap_err();
+        assert!(e.starts_with("line "), "{e}");
         assert!(Acl::parse("").unwrap().is_empty());
     }
 }
