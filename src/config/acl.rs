@@ -108,7 +108,7 @@ fn same_grant(a: &RawGrant, b: &RawGrant) -> bool {
         p
     }
     principals(a) == principals(b)
-        && a.users.as_ref().map(|u| set(u)) == b.users.as_ref().map(|u| set(u))
+        && a.users.as_ref().map(set) == b.users.as_ref().map(set)
         && set(&a.credentials) == set(&b.credentials)
         && set(&a.external_ids) == set(&b.external_ids)
         && set(&a.integrations) == set(&b.integrations)
