@@ -47,6 +47,18 @@ const MEMBER_QUERY: &[&str] = &[
     "oauthMetaKeyId",
 ];
 
+/// What a member's `POST /sdk/credentials` body may carry: what SDK 2.x
+/// sends.
+const MEMBER_BODY: &[&str] = &[
+    "integrationId",
+    "config",
+    "payload",
+    INSTALL_OPTIONS,
+    "code",
+    "redirectUrl",
+    "integrationOptions",
+];
+
 const UNPARSABLE: GatewayError = GatewayError::BadRequest("the query string does not parse");
 
 /// One `name=value` pair of a query, its name decoded.
@@ -186,6 +198,15 @@ fn from_body(body: Option<&TopObject<'_>>) -> Result<InstallInput, GatewayError>
     let Some(doc) = body else {
         return Err(GatewayError::BadRequest("the body must be a JSON object"));
     };
+    // Only the fields the SDK sends (`_oauthCallback`, `completeInstall`),
+    // each once: another top-level field is a door credgate does not judge.
+    for (i, m) in doc.members.iter().enumerate() {
+        if !MEMBER_BODY.contains(&&*m.key) || doc.members[..i].iter().any(|e| e.key == m.key) {
+            return Err(GatewayError::BadRequest(
+                "the account's body carries a field credgate does not know, or one twice",
+            ));
+        }
+    }
     let mut input = InstallInput::default();
     for (key, into_options) in [(INSTALL_OPTIONS, true), ("integrationId", false)] {
         let found: Vec<_> = doc.all(key).collect();
@@ -461,7 +482,12 @@ mod tests {
             v["installOptions"],
             serde_json::json!({"externalId": "alice"})
         );
-        let twice = br#"{"installOptions":{},"installOptions":{}}"#;
-        assert!(from_body(Some(&TopObject::parse(twice).unwrap())).is_err());
+        for bad in [
+            &br#"{"installOptions":{},"installOptions":{}}"#[..],
+            br#"{"integrationId":"i","externalId":"bob"}"#,
+            br#"{"integrationId":"i","integrationId":"j"}"#,
+        ] {
+            assert!(from_body(Some(&TopObject::parse(bad).unwrap())).is_err());
+        }
     }
 }
