@@ -257,6 +257,7 @@ where
 {
     let activity = Arc::new(Activity::new());
     let tracked = activity.clone();
+    let info = conn.clone();
     let service = service_fn(move |req| {
         let state = state.clone();
         let conn = conn.clone();
@@ -312,11 +313,23 @@ where
             .max_buf_size(cfg.max_header_bytes.max(8192) + 8192);
         let conn = b.serve_connection(io, service);
         tokio::pin!(conn);
-        tokio::select! {
-            done = conn.as_mut() => return done,
-            _ = stop.changed() => conn.as_mut().graceful_shutdown(),
-        }
-        conn.await
+        let stopped = stop.changed();
+        tokio::pin!(stopped);
+        let mut stopping = false;
+        // One task: the client connection, and the upstream connection
+        // this client connection holds (gateway::forward), polled first so
+        // that what it read (an answer's body) is there for the client side.
+        std::future::poll_fn(|cx| {
+            if !stopping && stopped.as_mut().poll(cx).is_ready() {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            if let Some(affinity) = info.affinity() {
+                affinity.drive(cx);
+            }
+            conn.as_mut().poll(cx)
+        })
+        .await
     }
 }
 
