@@ -210,3 +210,41 @@ fn the_test_command_is_the_one_ci_runs() {
         "`.ci/run` must run `{command}`:\n{ci}"
     );
 }
+
+/// Every reason credgate records (contract §5a) has a row in the README's
+/// reasons table, and every variable a policy rule can read is described
+/// in the README and in `config/rules.example.toml`.
+#[test]
+fn every_reason_and_rule_variable_is_documented() {
+    let text = readme();
+    let table = &text[text.find("| reason |").expect("the reasons table")..];
+    let table: String = table
+        .lines()
+        .take_while(|l| l.starts_with('|'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for reason in credgate::policy::REASONS {
+        assert!(
+            table.contains(&format!("| `{reason}` |")),
+            "the README's reasons table has no row for `{reason}`"
+        );
+    }
+    let variables = &text[text.find("**Variables.**").expect("the rule variables")..];
+    let variables = &variables[..variables.find("\n\n").unwrap()];
+    let example = std::fs::read_to_string(root().join("config/rules.example.toml")).unwrap();
+    for variable in credgate::config::rules::variables() {
+        let (root_name, field) = variable.split_once('.').unwrap();
+        // Written out (`request.tool`), or after its root's first field as
+        // `.tool` in a list of that root's fields.
+        let listed = |doc: &str| {
+            doc.contains(&format!("`{variable}`"))
+                || doc.contains(&variable)
+                || (doc.contains(&format!("{root_name}.")) && doc.contains(&format!(".{field}")))
+        };
+        assert!(listed(variables), "the README does not describe `{variable}`");
+        assert!(
+            listed(&example),
+            "config/rules.example.toml does not mention `{variable}`"
+        );
+    }
+}

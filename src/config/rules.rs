@@ -370,6 +370,14 @@ const REQUEST: &[(&str, Ty)] = &[
     ("side_effect", Ty::Str),
     ("via", Ty::Str),
 ];
+/// Every variable a rule can read, as `root.field` (the README lists
+/// each: a test).
+pub fn variables() -> impl Iterator<Item = String> {
+    [("caller", CALLER), ("credential", CREDENTIAL), ("request", REQUEST)]
+        .into_iter()
+        .flat_map(|(root, fields)| fields.iter().map(move |(f, _)| format!("{root}.{f}")))
+}
+
 /// Type names an expression may use (`type(x) == string`).
 const TYPE_NAMES: &[&str] = &[
     "bool",

@@ -150,6 +150,33 @@ impl Permitted {
     }
 }
 
+/// Every `reason` value that is not an error code (contract §5a): what
+/// permitted ([`Permitted`]), what refused ([`crate::error::Refused`]),
+/// a rate limit, and a client gone before the forward. Each has a sentence
+/// in [`explain_reason`] and a row in the README's reasons table (tests).
+pub const REASONS: &[&str] = &[
+    "admin",
+    "owner_label",
+    "credentials_claim",
+    "acl",
+    "passthrough_claim",
+    "rule",
+    "no_credential",
+    "metadata_ignored",
+    "not_in_list",
+    "other_user",
+    "other_integration",
+    "no_grant",
+    "ambiguous",
+    "product_not_allowed",
+    "host_not_allowed",
+    "account_auth",
+    "sync_not_owned",
+    "owner_label_mismatch",
+    "rate_limited",
+    "client_closed",
+];
+
 /// One sentence for a person about a `reason` value (contract §5a), for
 /// `/admin/decide` and `credgate explain`; `None` for a value that is an
 /// error code (those are explained by the code's message).
@@ -172,6 +199,9 @@ pub fn explain_reason(reason: &str) -> Option<&'static str> {
         "host_not_allowed" => "the Proxy API target names a host outside policy.proxy_url_hosts, or a member's trigger-subscription webhookOverride.url one outside policy.webhook_hosts",
         "account_auth" => "members may not ask for includeAccountAuth (policy.allow_account_auth)",
         "sync_not_owned" => "credgate does not know the sync's credential (a sync it did not see created or updated): admins only",
+        "owner_label_mismatch" => "a member's new account would be labelled with another externalId than the member's own (policy.owner_external_id)",
+        "metadata_ignored" => "a member's PATCH /sdk/me was answered with its own GET /sdk/me and not written (policy.member_metadata = \"ignore\")",
+        "client_closed" => "the client went away before its request reached Paragon",
         _ => return None,
     })
 }

@@ -280,3 +280,85 @@ fn owner_template_validation() {
     assert!(validate_owner_template("static").is_err());
     assert!(validate_owner_template("{principal}:{user}").is_err());
 }
+
+/// Every reason the code can record is in [`REASONS`] and explained: the
+/// permits and refusals listed here are checked to be all of them by the
+/// exhaustive matches below (a new variant does not compile until it is
+/// added here).
+#[test]
+fn every_reason_is_listed_and_explained() {
+    use crate::error::Refused;
+    let permits = [
+        Permitted::Admin,
+        Permitted::OwnerLabel,
+        Permitted::CredentialsClaim,
+        Permitted::Acl {
+            grant: 0,
+            everyone: false,
+        },
+        Permitted::PassthroughClaim { scope: "s".into() },
+        Permitted::Rule { name: "r".into() },
+        Permitted::NoCredential,
+        Permitted::MetadataIgnored,
+    ];
+    for p in &permits {
+        match p {
+            Permitted::Admin
+            | Permitted::OwnerLabel
+            | Permitted::CredentialsClaim
+            | Permitted::Acl { .. }
+            | Permitted::PassthroughClaim { .. }
+            | Permitted::Rule { .. }
+            | Permitted::NoCredential
+            | Permitted::MetadataIgnored => {}
+        }
+    }
+    let refusals = [
+        Refused::NotInList,
+        Refused::OtherUser,
+        Refused::OtherIntegration,
+        Refused::NoGrant,
+        Refused::Ambiguous,
+        Refused::ProductNotAllowed,
+        Refused::AdminOnly,
+        Refused::HostNotAllowed,
+        Refused::AccountAuth,
+        Refused::SyncNotOwned,
+        Refused::Rule,
+        Refused::OwnerLabelMismatch,
+    ];
+    for r in refusals {
+        match r {
+            Refused::NotInList
+            | Refused::OtherUser
+            | Refused::OtherIntegration
+            | Refused::NoGrant
+            | Refused::Ambiguous
+            | Refused::ProductNotAllowed
+            | Refused::AdminOnly
+            | Refused::HostNotAllowed
+            | Refused::AccountAuth
+            | Refused::SyncNotOwned
+            | Refused::Rule
+            | Refused::OwnerLabelMismatch => {}
+        }
+    }
+    let limited = crate::error::GatewayError::RateLimited {
+        retry_after: 1,
+        scope: "principal",
+    };
+    let recorded = permits
+        .iter()
+        .map(Permitted::as_str)
+        .chain(refusals.iter().map(|r| r.as_str()))
+        .chain([limited.reason(), "client_closed"]);
+    for reason in recorded {
+        assert!(REASONS.contains(&reason), "{reason} is not in REASONS");
+    }
+    for reason in REASONS {
+        assert!(
+            explain_reason(reason).is_some(),
+            "{reason} has no sentence in explain_reason"
+        );
+    }
+}
