@@ -153,7 +153,7 @@ impl<'r> Caller<'r> {
         if self.charged.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        super::pipeline::take_limits(self.state, self.generation, self.identity)
+        super::exchange::take_limits(self.state, self.generation, self.identity)
     }
 
     fn exchange(&self) -> Exchange<'r> {

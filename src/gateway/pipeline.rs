@@ -30,7 +30,7 @@ use http::header::HeaderMap;
 use http::{Request, Response};
 
 use super::decide::{decide, shadow_decision, Decision, Routed};
-use super::exchange::{Ctx, Delegated, Exchange, Shadow};
+use super::exchange::{take_limits, Ctx, Delegated, Exchange, Shadow};
 use super::hygiene::hygiene;
 use super::inputs::{parse_inputs, read_inputs, Inputs};
 use super::list::load_list;
@@ -76,18 +76,6 @@ where
     super::install::adopt_user_token(&mut parts)?;
     let identity = authenticate(generation, &parts.headers, audit).await?;
     let uri = parts.uri.clone();
-    // Classified before the rate limits are checked, so that a 429 names
-    // its product (contract §5c); a route that does not classify is
-    // limited all the same.
-    let route = classify(cfg, &parts.method, &uri, tool.as_ref(), audit);
-    // A delegated call's carrier took its caller's rate-limit token
-    // already; a request a room answers takes it in the room, which knows
-    // which of its requests are its protocol's housekeeping (contract §12).
-    let room = route.as_ref().is_ok_and(|r| r.is_local()) && endpoint.is_some_and(|e| e.enabled(cfg));
-    if tool.is_none() && !room && audit.dry_run.is_none() {
-        take_limits(state, generation, &identity)?;
-    }
-    let route = route?;
     let front = Front {
         state,
         generation,
@@ -96,6 +84,7 @@ where
         identity: &identity,
         tool: tool.as_ref(),
     };
+    let route = classify_limited(&front, &parts.method, &uri, endpoint, audit)?;
     // The rare arms are boxed: an async fn's state holds every arm's
     // future, and hyper moves the request's whole future once per request
     // (`metadata_ignored` holds a second pipeline; unboxed, it doubled what
@@ -115,6 +104,28 @@ where
         }
         _ => Err(GatewayError::RouteNotFound),
     }
+}
+
+/// Classifies the request (contract §3), then takes a token of the
+/// caller's rate limits (§5c, 429): classified first, so that a 429 names
+/// its product; a route that does not classify is limited all the same.
+/// A delegated call's carrier took its caller's token already; a request
+/// a room answers takes it in the room, which knows which of its requests
+/// are its protocol's housekeeping (§12); a dry run takes none.
+fn classify_limited<'u>(
+    front: &Front<'_>,
+    method: &http::Method,
+    uri: &'u http::Uri,
+    endpoint: Option<&dyn super::local::Endpoint>,
+    audit: &mut Audit,
+) -> Result<crate::paragon::routes::Route<'u>, GatewayError> {
+    let cfg: &Config = &front.generation.config;
+    let route = classify(cfg, method, uri, front.tool, audit);
+    let room = route.as_ref().is_ok_and(|r| r.is_local()) && endpoint.is_some_and(|e| e.enabled(cfg));
+    if front.tool.is_none() && !room && audit.dry_run.is_none() {
+        take_limits(front.state, front.generation, front.identity)?;
+    }
+    route
 }
 
 /// A member's `PATCH /sdk/me` where `policy.member_metadata = "ignore"`
@@ -567,19 +578,6 @@ async fn authenticate(
     Ok(identity)
 }
 
-/// Takes a token of the caller's `[limits]` buckets (contract §5c, 429),
-/// right after authentication and classification. Not for a dry run, nor
-/// for an MCP tool call, whose `/mcp` request took one.
-pub(super) fn take_limits(
-    state: &State,
-    generation: &Generation,
-    identity: &Identity,
-) -> Result<(), GatewayError> {
-    let held = &identity.memo.get::<super::exchange::CallerMemo>().limits;
-    generation
-        .limits
-        .check_caller(identity, held, &state.metrics)
-}
 
 /// The routed credential, the one named (as named) and what permitted it,
 /// for the audit record.
