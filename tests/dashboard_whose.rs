@@ -77,17 +77,35 @@ async fn acl_grants_are_numbered_from_one_and_name_their_principals() {
 
     // The audit: erin by grant 1, gina by grant 2.
     let erin = env
-        .send_as("GET", &proxy("googledrive", "files"), &env.member("erin"), CAROL_DRIVE, "")
+        .send_as(
+            "GET",
+            &proxy("googledrive", "files"),
+            &env.member("erin"),
+            CAROL_DRIVE,
+            "",
+        )
         .await;
     assert_eq!(erin.status, 200);
     let gina = env
-        .send_as("GET", &proxy("salesforce", "q"), &env.member("gina"), CAROL_SF, "")
+        .send_as(
+            "GET",
+            &proxy("salesforce", "q"),
+            &env.member("gina"),
+            CAROL_SF,
+            "",
+        )
         .await;
     assert_eq!(gina.status, 200);
     let rec = wait_for_audit(&env.keys, |r| r["principal"] == "erin").await;
-    assert_eq!((rec["reason"].clone(), rec["grant"].clone()), (json!("acl"), json!(1)));
+    assert_eq!(
+        (rec["reason"].clone(), rec["grant"].clone()),
+        (json!("acl"), json!(1))
+    );
     let rec = wait_for_audit(&env.keys, |r| r["principal"] == "gina").await;
-    assert_eq!((rec["grant"].clone(), rec["grant_principal"].clone()), (json!(2), json!("gina")));
+    assert_eq!(
+        (rec["grant"].clone(), rec["grant_principal"].clone()),
+        (json!(2), json!("gina"))
+    );
 
     // The decision API.
     let (status, a) = env
@@ -98,7 +116,11 @@ async fn acl_grants_are_numbered_from_one_and_name_their_principals() {
         )
         .await;
     assert_eq!(status, 200, "{a}");
-    assert_eq!((a["reason"].clone(), a["grant"].clone()), (json!("acl"), json!(2)), "{a}");
+    assert_eq!(
+        (a["reason"].clone(), a["grant"].clone()),
+        (json!("acl"), json!(2)),
+        "{a}"
+    );
 
     // The access review: numbered from 1, with the principals.
     let (status, review) = env.admin_get("/admin/access?user=acme").await;
@@ -145,13 +167,17 @@ async fn a_refusal_names_the_requested_account_from_the_cached_lists_only() {
         )
         .await;
     assert_eq!(shared.status, 200);
-    let foreign = env.salesforce_get("alice", "mine-not", DEMO_SALESFORCE_BOB, &[]).await;
+    let foreign = env
+        .salesforce_get("alice", "mine-not", DEMO_SALESFORCE_BOB, &[])
+        .await;
     assert_eq!(foreign.status, 403);
     let tenant = env.salesforce_get("alice", "cross", GLOBEX_SF, &[]).await;
     assert_eq!(tenant.status, 403);
     // A long path, cut on the page with the whole of it in a title.
     let long = format!("long-{}", "p".repeat(120));
-    let refused = env.salesforce_get("alice", &long, DEMO_SALESFORCE_BOB, &[]).await;
+    let refused = env
+        .salesforce_get("alice", &long, DEMO_SALESFORCE_BOB, &[])
+        .await;
     assert_eq!(refused.status, 403);
 
     let loads = env.loads().len();
@@ -180,6 +206,8 @@ async fn a_refusal_names_the_requested_account_from_the_cached_lists_only() {
         "{refusals}"
     );
     assert!(!refusals.contains(&format!(">{path}<")), "{refusals}");
+    // A path is cut in the middle: what it asks for shows.
+    assert!(refusals.contains("/salesforce/cross</span>"), "{refusals}");
     assert!(html.contains("table.wide{table-layout:fixed;width:100%}"));
 
     // Once the lists are dropped the page shows the id alone, and still
@@ -216,10 +244,14 @@ burst = 1
     .await;
     // Alice: two, then her principal's limit.
     for i in 0..2 {
-        let ok = env.salesforce_get("alice", &format!("ok-{i}"), DEMO_SALESFORCE_ALICE, &[]).await;
+        let ok = env
+            .salesforce_get("alice", &format!("ok-{i}"), DEMO_SALESFORCE_ALICE, &[])
+            .await;
         assert_eq!(ok.status, 200);
     }
-    let over = env.salesforce_get("alice", "over", DEMO_SALESFORCE_ALICE, &[]).await;
+    let over = env
+        .salesforce_get("alice", "over", DEMO_SALESFORCE_ALICE, &[])
+        .await;
     assert_eq!(over.status, 429);
     // Carol: one on Drive, and a second over the rule's limit (it took
     // acme's fourth token); then bob is over the user's limit.
@@ -229,11 +261,18 @@ burst = 1
     assert_eq!(ok.status, 200);
     let ruled = env.send_as("GET", &d2, &carol, CAROL_DRIVE, "").await;
     assert_eq!(ruled.status, 429);
-    let bob = env.salesforce_get("bob", "b1", DEMO_SALESFORCE_BOB, &[]).await;
-    assert_eq!(bob.status, 429, "acme's fourth token went to carol's ruled call");
+    let bob = env
+        .salesforce_get("bob", "b1", DEMO_SALESFORCE_BOB, &[])
+        .await;
+    assert_eq!(
+        bob.status, 429,
+        "acme's fourth token went to carol's ruled call"
+    );
 
-    let principal =
-        wait_for_audit(&env.keys, |r| r["status"] == 429 && r["principal"] == "alice").await;
+    let principal = wait_for_audit(&env.keys, |r| {
+        r["status"] == 429 && r["principal"] == "alice"
+    })
+    .await;
     assert_eq!(principal["product"], "proxy", "{principal}");
     assert_eq!(principal["scope"], "principal", "{principal}");
     assert_eq!(principal["reason"], "rate_limited");
@@ -252,9 +291,18 @@ burst = 1
         refusals.contains("<td>rate_limited <code>principal</code></td>"),
         "{refusals}"
     );
-    assert!(refusals.contains("<td>rate_limited <code>user</code></td>"), "{refusals}");
-    assert!(refusals.contains("<td>rate_limited <code>slow-drive</code></td>"), "{refusals}");
-    assert!(!refusals.contains("<td>none</td>"), "a 429 has its product: {refusals}");
+    assert!(
+        refusals.contains("<td>rate_limited <code>user</code></td>"),
+        "{refusals}"
+    );
+    assert!(
+        refusals.contains("<td>rate_limited <code>slow-drive</code></td>"),
+        "{refusals}"
+    );
+    assert!(
+        !refusals.contains("<td>none</td>"),
+        "a 429 has its product: {refusals}"
+    );
 }
 
 #[tokio::test]
@@ -263,13 +311,22 @@ async fn the_caches_row_counts_what_is_cached_now() {
     let alice = env.member("alice");
     for rest in ["one", "two"] {
         let ok = env
-            .send_as("GET", &proxy("salesforce", rest), &alice, DEMO_SALESFORCE_ALICE, "")
+            .send_as(
+                "GET",
+                &proxy("salesforce", rest),
+                &alice,
+                DEMO_SALESFORCE_ALICE,
+                "",
+            )
             .await;
         assert_eq!(ok.status, 200);
     }
     let html = page(&env, "").await;
     let caches = section(&html, "Caches");
-    assert!(caches.contains("<th>entries now</th><th>hits since start</th>"), "{caches}");
+    assert!(
+        caches.contains("<th>entries now</th><th>hits since start</th>"),
+        "{caches}"
+    );
     assert!(
         caches.contains("<tr><th>credential lists</th><td>1 list</td>"),
         "{caches}"

@@ -40,7 +40,14 @@ async fn rpc(env: &Env, token: &str, session: Option<&str>, body: Value) -> Got 
     }
     send(
         &env.cl,
-        req("POST", &env.gw, "/mcp", Some(token), &headers, body.to_string()),
+        req(
+            "POST",
+            &env.gw,
+            "/mcp",
+            Some(token),
+            &headers,
+            body.to_string(),
+        ),
     )
     .await
 }
@@ -219,14 +226,11 @@ when = 'request.via == "mcp" && request.side_effect == "delete"'
 /// token each, and what is over the limit is 429.
 #[tokio::test]
 async fn housekeeping_is_free_and_a_small_burst_reaches_the_tools() {
-    let env = gateway(
-        "[limits]\nprincipal_rps = 0.01\nprincipal_burst = 3",
-        "",
-    )
-    .await;
+    let env = gateway("[limits]\nprincipal_rps = 0.01\nprincipal_burst = 3", "").await;
     let token = env.member("bob");
-    let config = StreamableHttpClientTransportConfig::with_uri(format!("http://{}/mcp", env.gw.addr))
-        .auth_header(token.clone());
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(format!("http://{}/mcp", env.gw.addr))
+            .auth_header(token.clone());
     let transport = StreamableHttpClientTransport::from_config(config);
     let client = ().serve(transport).await.expect("the MCP session initializes");
     let tools = client.list_all_tools().await.expect("the tools are listed");
@@ -252,7 +256,13 @@ async fn housekeeping_is_free_and_a_small_burst_reaches_the_tools() {
         )
         .await;
         assert_eq!(n.status, 202, "notification {i}");
-        let p = rpc(&env, &token, s, json!({"jsonrpc": "2.0", "id": i, "method": "ping"})).await;
+        let p = rpc(
+            &env,
+            &token,
+            s,
+            json!({"jsonrpc": "2.0", "id": i, "method": "ping"}),
+        )
+        .await;
         assert_eq!(p.status, 200, "ping {i}");
         let g = send(
             &env.cl,
@@ -261,7 +271,10 @@ async fn housekeeping_is_free_and_a_small_burst_reaches_the_tools() {
                 &env.gw,
                 "/mcp",
                 Some(&token),
-                &[("accept", "text/event-stream"), ("mcp-session-id", &session)],
+                &[
+                    ("accept", "text/event-stream"),
+                    ("mcp-session-id", &session),
+                ],
                 "",
             ),
         )
@@ -273,7 +286,13 @@ async fn housekeeping_is_free_and_a_small_burst_reaches_the_tools() {
     assert_eq!(rpc(&env, &token, s, list.clone()).await.status, 200);
     let over = rpc(&env, &token, s, list).await;
     assert_eq!(over.status, 429, "{}", String::from_utf8_lossy(&over.body));
-    let over = rpc(&env, &token, s, call(91, "SALESFORCE_SEARCH_RECORDS", json!({}))).await;
+    let over = rpc(
+        &env,
+        &token,
+        s,
+        call(91, "SALESFORCE_SEARCH_RECORDS", json!({})),
+    )
+    .await;
     assert_eq!(over.status, 429);
     // A refused request pays too (deny by default): an unknown session.
     let unknown = rpc(
@@ -294,7 +313,11 @@ async fn housekeeping_is_free_and_a_small_burst_reaches_the_tools() {
         .iter()
         .filter(|r| r["product"] == "mcp" && r["decision"] == "allowed")
         .collect();
-    assert_eq!(transport_allowed.len(), 2, "the two tools/list: {records:#?}");
+    assert_eq!(
+        transport_allowed.len(),
+        2,
+        "the two tools/list: {records:#?}"
+    );
     assert_eq!(
         records
             .iter()
@@ -317,15 +340,12 @@ async fn housekeeping_is_free_and_a_small_burst_reaches_the_tools() {
 /// are housekeeping too; `tools/list` takes a token.
 #[tokio::test]
 async fn stateless_discovery_and_notifications_are_free() {
-    let env = gateway(
-        "[limits]\nprincipal_rps = 0.01\nprincipal_burst = 1",
-        "",
-    )
-    .await;
+    let env = gateway("[limits]\nprincipal_rps = 0.01\nprincipal_burst = 1", "").await;
     let token = env.member("bob");
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"});
     let post = |method: &'static str, id: Option<u32>| {
-        let mut body = json!({"jsonrpc": "2.0", "method": method, "params": {"_meta": meta.clone()}});
+        let mut body =
+            json!({"jsonrpc": "2.0", "method": method, "params": {"_meta": meta.clone()}});
         if let Some(id) = id {
             body["id"] = json!(id);
         }
@@ -337,7 +357,14 @@ async fn stateless_discovery_and_notifications_are_free() {
         ];
         send(
             &env.cl,
-            req("POST", &env.gw, "/mcp", Some(&token), &headers, body.to_string()),
+            req(
+                "POST",
+                &env.gw,
+                "/mcp",
+                Some(&token),
+                &headers,
+                body.to_string(),
+            ),
         )
     };
     for i in 0..3 {

@@ -204,7 +204,7 @@ table{border-collapse:collapse;margin:.4em 0}td,th{border:1px solid #ccc;padding
 th{background:#f2f2f2}.refused{color:#a00}.shadow_refused{color:#a60}.ok{color:#070}.muted{color:#777}\
 code{font-size:.95em}form{margin:.4em 0}input{margin-right:.5em}\
 table.wide{table-layout:fixed;width:100%}table.wide td,table.wide th{overflow-wrap:anywhere;overflow:hidden}\
-col.w4{width:4em}col.w6{width:6em}col.w7{width:7.5em}col.w12{width:12em}col.w16{width:16em}";
+col.w6{width:6em}col.w8{width:8.5em}col.w12{width:12em}col.w14{width:14em}col.w22{width:22em}";
 
 /// A value for a table cell: escaped, and over [`CELL_CHARS`] cut, with
 /// the whole value (escaped) in the `title`.
@@ -214,6 +214,23 @@ fn clipped(v: &str) -> String {
     }
     let cut: String = v.chars().take(CELL_CHARS - 1).collect();
     format!("<span title=\"{}\">{}\u{2026}</span>", esc(v), esc(&cut))
+}
+
+/// A path for a table cell: as [`clipped`], but cut in the middle, so
+/// that its end (what it asks for, after the project's prefix) shows.
+fn clipped_path(v: &str) -> String {
+    let n = v.chars().count();
+    if n <= CELL_CHARS {
+        return esc(v);
+    }
+    let head: String = v.chars().take(12).collect();
+    let tail: String = v.chars().skip(n - (CELL_CHARS - 13)).collect();
+    format!(
+        "<span title=\"{}\">{}\u{2026}{}</span>",
+        esc(v),
+        esc(&head),
+        esc(&tail)
+    )
 }
 
 fn when(ms: i64) -> String {
@@ -328,13 +345,15 @@ fn refusals(o: &mut String, q: &Query, list: &[Refusal], names: &Names) {
         return;
     }
     // Fixed layout within the window (issue 29: a 1,400 px window showed
-    // half the table): narrow columns sized, the rest share what is left.
+    // half the table): ten columns, the short ones sized, the rest share
+    // what is left; an agent shows under its principal, the request id
+    // under the request.
     o.push_str(
-        "<table class=\"wide refusals\"><colgroup><col class=\"w7\"><col class=\"w7\"><col class=\"w4\">\
-         <col><col><col><col class=\"w6\"><col><col class=\"w6\"><col><col class=\"w16\"><col class=\"w16\"><col class=\"w12\"></colgroup>\
-         <tr><th>time</th><th>decision</th><th>status</th><th>code</th><th>reason</th>\
-         <th>principal</th><th>actor</th><th>user</th><th>product</th><th>integration</th><th>credential named</th>\
-         <th>request</th><th>request id</th></tr>",
+        "<table class=\"wide refusals\"><colgroup><col class=\"w8\"><col class=\"w8\"><col class=\"w12\">\
+         <col><col><col><col class=\"w6\"><col><col class=\"w14\"><col></colgroup>\
+         <tr><th>time</th><th>decision</th><th>answer</th><th>reason</th>\
+         <th>principal</th><th>user</th><th>product</th><th>integration</th><th>credential named</th>\
+         <th>request</th></tr>",
     );
     for r in list {
         refusal_row(o, r, names);
@@ -343,7 +362,7 @@ fn refusals(o: &mut String, q: &Query, list: &[Refusal], names: &Names) {
 }
 
 fn refusal_row(o: &mut String, r: &Refusal, names: &Names) {
-    let principal = if r.principal.is_empty() && !r.claimed_principal.is_empty() {
+    let mut principal = if r.principal.is_empty() && !r.claimed_principal.is_empty() {
         format!(
             "{} <span class=\"muted\">(claimed)</span>",
             clipped(&r.claimed_principal)
@@ -351,6 +370,13 @@ fn refusal_row(o: &mut String, r: &Refusal, names: &Names) {
     } else {
         clipped(&r.principal)
     };
+    if !r.actor.is_empty() {
+        let _ = write!(
+            principal,
+            "<br><span class=\"muted\">agent {}</span>",
+            clipped(&r.actor)
+        );
+    }
     // What decided beyond the reason: the rule, or the limit of a 429.
     let detail = if r.rule.is_empty() { &r.scope } else { &r.rule };
     let reason = if detail.is_empty() {
@@ -365,31 +391,32 @@ fn refusal_row(o: &mut String, r: &Refusal, names: &Names) {
     };
     // Whose account: the id, and beneath it what the cached list says of it.
     let requested = match named {
-        Some((i, label)) => format!(
-            "<code>{}</code><br><span class=\"muted\">{} {}</span>",
-            clipped(&r.requested),
-            clipped(i),
-            label
-                .as_deref()
-                .map(|l| format!("\u{b7} {}", clipped(l)))
-                .unwrap_or_default()
-        ),
+        Some((i, label)) => {
+            let mut whose = clipped(i);
+            if let Some(l) = label {
+                let _ = write!(whose, " \u{b7} {}", clipped(l));
+            }
+            format!(
+                "<code>{}</code><br><span class=\"muted\">{whose}</span>",
+                clipped(&r.requested)
+            )
+        }
         None => clipped(&r.requested),
     };
     let at = esc(&crate::clock::format_iso(r.at_ms)).replacen('T', "<br>", 1);
     let _ = write!(
         o,
-        "<tr><td>{at}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{reason}</td>\
-         <td>{principal}</td><td>{}</td><td>{}</td><td>{}</td><td>{integration}</td><td>{requested}</td><td>{} {}</td><td>{}</td></tr>",
+        "<tr><td>{at}</td><td class=\"{}\">{}</td><td>{} {}</td><td>{reason}</td>\
+         <td>{principal}</td><td>{}</td><td>{}</td><td>{integration}</td><td>{requested}</td>\
+         <td>{} {}<br><span class=\"muted\">{}</span></td></tr>",
         esc(&r.decision),
         esc(&r.decision),
         r.status,
         esc(&r.code),
-        clipped(&r.actor),
         clipped(&r.user),
         esc(&r.product),
         esc(&r.method),
-        clipped(&r.path),
+        clipped_path(&r.path),
         clipped(&r.request_id),
     );
 }
@@ -412,12 +439,17 @@ fn access_review(o: &mut String, q: &Query, access: Option<Review>) {
     };
     let s = |v: &serde_json::Value| esc(v.as_str().unwrap_or(""));
     o.push_str(
-        "<table class=\"wide\"><colgroup><col class=\"w16\"><col class=\"w7\"><col class=\"w7\"><col class=\"w6\"><col></colgroup>\
+        "<table class=\"wide\"><colgroup><col class=\"w22\"><col class=\"w8\"><col class=\"w8\"><col class=\"w6\"><col></colgroup>\
          <tr><th>credential</th><th>integration</th><th>externalId</th><th>status</th>\
          <th>who may use it</th></tr>",
     );
     for c in review["credentials"].as_array().into_iter().flatten() {
-        let who: Vec<String> = c["access"].as_array().into_iter().flatten().map(grant_line).collect();
+        let who: Vec<String> = c["access"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(grant_line)
+            .collect();
         let _ = write!(
             o,
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -533,7 +565,9 @@ mod tests {
         let mut o = String::new();
         refusal_row(&mut o, &r, &Names::new());
         assert!(
-            o.contains("<td>alice</td><td>agent-&lt;7&gt;</td><td>acme</td>"),
+            o.contains(
+                "<td>alice<br><span class=\"muted\">agent agent-&lt;7&gt;</span></td><td>acme</td>"
+            ),
             "{o}"
         );
     }
@@ -565,7 +599,10 @@ mod tests {
         );
         let mut o = String::new();
         refusals(&mut o, &Query::default(), &[r], &names);
-        assert!(o.contains("<table class=\"wide refusals\"><colgroup>"), "{o}");
+        assert!(
+            o.contains("<table class=\"wide refusals\"><colgroup>"),
+            "{o}"
+        );
         let cut: String = esc(&long).chars().take(10).collect();
         assert!(
             o.contains(&format!("<span title=\"{}\">{cut}", esc(&long))),
@@ -573,10 +610,27 @@ mod tests {
         );
         assert!(!o.contains(&long) && !o.contains("<b>"), "{o}");
         assert!(
-            o.contains("<td>salesforce</td><td><code>B0B00000-5A1E-4000-8000-000000000001</code><br>\
-                        <span class=\"muted\">salesforce \u{b7} bob &lt;&amp;&gt;</span></td>"),
+            o.contains(
+                "<td>salesforce</td><td><code>B0B00000-5A1E-4000-8000-000000000001</code><br>\
+                        <span class=\"muted\">salesforce \u{b7} bob &lt;&amp;&gt;</span></td>"
+            ),
             "{o}"
         );
+    }
+
+    #[test]
+    fn a_long_path_keeps_its_end_in_view() {
+        let path = "/projects/11111111-2222-3333-4444-555555555555/sdk/proxy/salesforce/<x>";
+        let cell = clipped_path(path);
+        assert!(
+            cell.starts_with(&format!("<span title=\"{}\">/projects/11", esc(path))),
+            "{cell}"
+        );
+        assert!(
+            cell.ends_with("/sdk/proxy/salesforce/&lt;x&gt;</span>"),
+            "{cell}"
+        );
+        assert_eq!(clipped_path("/short"), "/short");
     }
 
     /// Issue 29: an ACL grant shows its principals, as `credgate access`

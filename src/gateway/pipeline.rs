@@ -121,7 +121,8 @@ fn classify_limited<'u>(
 ) -> Result<crate::paragon::routes::Route<'u>, GatewayError> {
     let cfg: &Config = &front.generation.config;
     let route = classify(cfg, method, uri, front.tool, audit);
-    let room = route.as_ref().is_ok_and(|r| r.is_local()) && endpoint.is_some_and(|e| e.enabled(cfg));
+    let room =
+        route.as_ref().is_ok_and(|r| r.is_local()) && endpoint.is_some_and(|e| e.enabled(cfg));
     if front.tool.is_none() && !room && audit.dry_run.is_none() {
         take_limits(front.state, front.generation, front.identity)?;
     }
@@ -577,7 +578,6 @@ async fn authenticate(
     audit.mark("authenticate");
     Ok(identity)
 }
-
 
 /// The routed credential, the one named (as named) and what permitted it,
 /// for the audit record.

@@ -812,8 +812,8 @@ mod tests {
         let me = json!({"authenticated": true, "integrations": {"slack": {"allCredentials": [
             {"id": id, "status": "VALID", "externalId": ext}
         ]}}});
-        let list = crate::paragon::credentials::CredentialList::parse(me.to_string().as_bytes())
-            .unwrap();
+        let list =
+            crate::paragon::credentials::CredentialList::parse(me.to_string().as_bytes()).unwrap();
         list.credentials[0].clone()
     }
 
@@ -864,7 +864,10 @@ mod tests {
             "candidates": [&*a.id]});
         let text = refusal_text(Some(&required), "ambiguous", &[a]);
         assert!(text.contains("`credential` argument"), "{text}");
-        assert!(text.contains("a11ce000-51ac-4000-8000-000000000001 (alice)"), "{text}");
+        assert!(
+            text.contains("a11ce000-51ac-4000-8000-000000000001 (alice)"),
+            "{text}"
+        );
         assert!(!text.contains("X-Paragon-Credential"), "{text}");
     }
 
