@@ -221,9 +221,11 @@ fn short_id(id: &str, n: usize) -> &str {
 /// The titles of `creds`, one each and all different, so an agent can
 /// tell the accounts apart (issue 29: two accounts of one member share
 /// the `externalId` its owner label gives them). A title shared by several
-/// gets the account's short id (the first [`SHORT_ID`] characters of its
-/// id), or its whole id where the short ones are the same too. The list
-/// credgate keeps holds no provider account name to add instead.
+/// gets the account's integration where theirs differ, and where several
+/// of one integration share it, the account's short id (the first
+/// [`SHORT_ID`] characters of its id), or its whole id where the short
+/// ones are the same too. The list credgate keeps holds no provider
+/// account name to add instead.
 fn titles(creds: &[&Credential]) -> Vec<String> {
     let plain: Vec<String> = creds.iter().map(|c| title(c)).collect();
     creds
@@ -239,13 +241,23 @@ fn titles(creds: &[&Credential]) -> Vec<String> {
             if twins.len() < 2 {
                 return t.clone();
             }
-            let short = short_id(&c.id, SHORT_ID);
-            let unique = twins
+            let mut tell: Vec<&str> = Vec::new();
+            if twins.iter().any(|d| d.integration != c.integration) {
+                tell.push(&c.integration);
+            }
+            let kin: Vec<&&Credential> = twins
                 .iter()
-                .filter(|d| short_id(&d.id, SHORT_ID) == short)
-                .count()
-                == 1;
-            format!("{t} ({})", if unique { short } else { &c.id })
+                .filter(|d| d.integration == c.integration)
+                .collect();
+            if kin.len() > 1 {
+                let short = short_id(&c.id, SHORT_ID);
+                let alike = kin
+                    .iter()
+                    .filter(|d| short_id(&d.id, SHORT_ID) == short)
+                    .count();
+                tell.push(if alike == 1 { short } else { &c.id });
+            }
+            format!("{t} ({})", tell.join(" "))
         })
         .collect()
 }
@@ -835,6 +847,25 @@ mod tests {
             [
                 "alice (a11ce000-51ac-4000-8000-000000000001)",
                 "alice (a11ce000-51ac-4000-8000-000000000002)"
+            ]
+        );
+        // Of several integrations (the Proxy API tool's enum): the
+        // integration first, the id where it is not enough.
+        let sf = {
+            let me = json!({"authenticated": true, "integrations": {"salesforce": {"allCredentials": [
+                {"id": "a11ce000-5a1e-4000-8000-000000000001", "status": "VALID", "externalId": "alice"}
+            ]}}});
+            crate::paragon::credentials::CredentialList::parse(me.to_string().as_bytes())
+                .unwrap()
+                .credentials[0]
+                .clone()
+        };
+        assert_eq!(
+            titles(&[&sf, &a, &b]),
+            [
+                "alice (salesforce)",
+                "alice (slack a11ce000)",
+                "alice (slack b0b00000)"
             ]
         );
         let schema = credential_schema(&[&a, &b]);
