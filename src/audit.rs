@@ -64,14 +64,16 @@ pub struct Record<'a> {
     /// refusal would have had.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<&'a str>,
-    /// `reason = "acl"`: the grant's index in the ACL file (0-based) and its
-    /// principal (the caller's, or `*`).
+    /// `reason = "acl"`: the grant's number in the ACL file (counted from 1,
+    /// as a person counts) and its principal (the caller's, or `*`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant_principal: Option<&'a str>,
     /// `reason = "passthrough_claim"`: the scope of the permissions claim
-    /// that granted the credential.
+    /// that granted the credential. `reason = "rate_limited"`: which limit
+    /// refused (contract §5c): `principal`, `user`, or the limit rule's
+    /// name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<&'a str>,
     /// `reason = "rule"` (and a 429 of a limit rule): the rule's name.

@@ -7,8 +7,9 @@
 //! Drive; bob: Salesforce, Slack; carol: Salesforce, Google Drive; dave:
 //! Slack), labelled with their owners (`owner_external_id =
 //! "{principal}"`), and Connected User `globex` with one Salesforce
-//! account labelled `shared`. The ACL grants erin carol's Drive (grant 0)
-//! and every member of globex the `shared` account (grant 1); a token's
+//! account labelled `shared`. The ACL grants erin carol's Drive (grant 1)
+//! and every member of globex the `shared` account (grant 2: grants are
+//! numbered as a person counts them); a token's
 //! `creds` claim lists more.
 
 mod common;
@@ -257,11 +258,11 @@ async fn every_decision_records_its_reason() {
     }
     assert_eq!((table.len(), seen.len()), (15, 14), "{seen:?}");
 
-    // The detail of `acl`: the grant's index and principal.
+    // The detail of `acl`: the grant's number (from 1) and principal.
     let erin = wait_for_audit(&env.keys, |r| r["principal"] == "erin").await;
     assert_eq!(
         (erin["grant"].clone(), erin["grant_principal"].clone()),
-        (json!(0), json!("erin"))
+        (json!(1), json!("erin"))
     );
     let gina = wait_for_audit(&env.keys, |r| {
         r["principal"] == "gina" && r["credential"] == GLOBEX_SF && r["product"] == "proxy"
@@ -269,7 +270,7 @@ async fn every_decision_records_its_reason() {
     .await;
     assert_eq!(
         (gina["grant"].clone(), gina["grant_principal"].clone()),
-        (json!(1), json!("*"))
+        (json!(2), json!("*"))
     );
     // Other reasons carry no grant.
     let owner = wait_for_audit(&env.keys, |r| r["reason"] == "owner_label").await;
@@ -861,7 +862,7 @@ async fn the_access_review_names_who_may_use_each_account() {
         vec![
             admin.clone(),
             ("owner_label".into(), Value::Null, json!(["carol"])),
-            ("acl".into(), json!(0), json!(["erin"])),
+            ("acl".into(), json!(1), json!(["erin"])),
             claim.clone(),
         ]
     );
@@ -918,7 +919,7 @@ async fn the_access_review_names_who_may_use_each_account() {
         vec![
             admin,
             ("owner_label".into(), Value::Null, json!(["shared"])),
-            ("acl".into(), json!(1), json!(["*"])),
+            ("acl".into(), json!(2), json!(["*"])),
             claim,
         ]
     );
@@ -959,7 +960,7 @@ async fn access_command_prints_table_json_and_csv() {
     );
     assert!(
         lines.any(|l| l.starts_with(&format!(
-            "{CAROL_DRIVE},googledrive,carol,VALID,acl,0,erin,"
+            "{CAROL_DRIVE},googledrive,carol,VALID,acl,1,erin,ACL grant 1"
         ))),
         "{csv}"
     );

@@ -10,8 +10,17 @@
 //! through [`esc`]; the page's only style sheet is inline and allowed by a
 //! per-response nonce in a Content-Security-Policy that allows nothing else
 //! (no script, no image, no connection, no framing).
+//!
+//! It answers "whose account?" from what credgate holds: a refusal names
+//! the requested account's integration and label from the cached lists
+//! (never by asking Paragon: a page load reaches no upstream), and an ACL
+//! grant its number and principals. Its wide tables keep to the window
+//! (fixed layout, long values wrapped or cut with the whole value in a
+//! `title`).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
@@ -22,6 +31,15 @@ use crate::net::body::{full, Body};
 
 /// Refusals listed on the page (the ring holds more, for the filters).
 const SHOWN_REFUSALS: usize = 50;
+
+/// The longest value a refusal's cell shows whole; a longer one is cut,
+/// its whole value in the cell's `title` (the table fits a 1,400 px
+/// window).
+const CELL_CHARS: usize = 60;
+
+/// What the cached lists say of an account, by its lowercase id: its
+/// integration and its label (`externalId`).
+type Names = HashMap<String, (Arc<str>, Option<Box<str>>)>;
 
 /// Text for HTML element content and quoted attribute values.
 pub fn esc(s: &str) -> String {
@@ -85,7 +103,12 @@ pub async fn page(state: &State, recent: &Recent, query: Option<&str>) -> Respon
         Some(u) => Some(super::access::review(state, u).await),
         None => None,
     };
-    let html = render(state, recent, &q, &nonce, access);
+    let refusals = recent.refusals(q.user.as_deref(), q.principal.as_deref());
+    let shown = &refusals[..refusals.len().min(SHOWN_REFUSALS)];
+    let names = account_names(state, shown).await;
+    // Exact counts for the caches row (moka's trail its pending work).
+    state.directory.load_full().sync().await;
+    let html = render(state, recent, &q, &nonce, access, (shown, &names));
     let mut r = Response::new(full(html));
     *r.status_mut() = StatusCode::OK;
     let h = r.headers_mut();
@@ -112,12 +135,51 @@ pub async fn page(state: &State, recent: &Recent, query: Option<&str>) -> Respon
 
 type Review = Result<serde_json::Value, super::access::AccessError>;
 
+/// The integration and label of each account the `shown` refusals name,
+/// from the lists this replica holds: the refusal's Connected User's, or
+/// the one whose list held the id lately (another tenant's account). Read
+/// without loading anything (mint mode's lists; passthrough keys its lists
+/// by token scope, and then only the id is shown).
+async fn account_names(state: &State, shown: &[Refusal]) -> Names {
+    use crate::paragon::credentials::CredentialList;
+    use crate::paragon::directory::DirKey;
+    let directory = state.directory.load_full();
+    let mut lists: HashMap<Arc<str>, Option<Arc<CredentialList>>> = HashMap::new();
+    let mut names = Names::new();
+    for r in shown {
+        let id = r.requested.to_ascii_lowercase();
+        if id.is_empty() || names.contains_key(&id) {
+            continue;
+        }
+        let mine = (!r.user.is_empty()).then(|| Arc::<str>::from(r.user.as_str()));
+        for user in [mine, directory.cached_owner(&id)].into_iter().flatten() {
+            let list = match lists.get(&user) {
+                Some(l) => l.clone(),
+                None => {
+                    let l = directory.peek(&DirKey::user(user.clone())).await;
+                    lists.insert(user, l.clone());
+                    l
+                }
+            };
+            let found = list
+                .as_ref()
+                .and_then(|l| l.credentials.iter().find(|c| *c.id == *id));
+            if let Some(c) = found {
+                names.insert(id, (c.integration.clone(), c.external_id.clone()));
+                break;
+            }
+        }
+    }
+    names
+}
+
 fn render(
     state: &State,
     recent: &Recent,
     q: &Query,
     nonce: &str,
     access: Option<Review>,
+    refused: (&[Refusal], &Names),
 ) -> String {
     let mut o = String::with_capacity(32 * 1024);
     let _ = write!(
@@ -128,7 +190,7 @@ fn render(
     );
     status(&mut o, state, recent);
     traffic(&mut o, state, recent);
-    refusals(&mut o, recent, q);
+    refusals(&mut o, q, refused.0, refused.1);
     access_review(&mut o, q, access);
     caches(&mut o, state);
     keys(&mut o, state);
@@ -140,7 +202,36 @@ const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#1a1
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}\
 table{border-collapse:collapse;margin:.4em 0}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;vertical-align:top}\
 th{background:#f2f2f2}.refused{color:#a00}.shadow_refused{color:#a60}.ok{color:#070}.muted{color:#777}\
-code{font-size:.95em}form{margin:.4em 0}input{margin-right:.5em}";
+code{font-size:.95em}form{margin:.4em 0}input{margin-right:.5em}\
+table.wide{table-layout:fixed;width:100%}table.wide td,table.wide th{overflow-wrap:anywhere;overflow:hidden}\
+col.w6{width:6em}col.w8{width:8.5em}col.w12{width:12em}col.w14{width:14em}col.w22{width:22em}";
+
+/// A value for a table cell: escaped, and over [`CELL_CHARS`] cut, with
+/// the whole value (escaped) in the `title`.
+fn clipped(v: &str) -> String {
+    if v.chars().count() <= CELL_CHARS {
+        return esc(v);
+    }
+    let cut: String = v.chars().take(CELL_CHARS - 1).collect();
+    format!("<span title=\"{}\">{}\u{2026}</span>", esc(v), esc(&cut))
+}
+
+/// A path for a table cell: as [`clipped`], but cut in the middle, so
+/// that its end (what it asks for, after the project's prefix) shows.
+fn clipped_path(v: &str) -> String {
+    let n = v.chars().count();
+    if n <= CELL_CHARS {
+        return esc(v);
+    }
+    let head: String = v.chars().take(12).collect();
+    let tail: String = v.chars().skip(n - (CELL_CHARS - 13)).collect();
+    format!(
+        "<span title=\"{}\">{}\u{2026}{}</span>",
+        esc(v),
+        esc(&head),
+        esc(&tail)
+    )
+}
 
 fn when(ms: i64) -> String {
     esc(&crate::clock::format_iso(ms))
@@ -239,8 +330,7 @@ fn traffic(o: &mut String, state: &State, recent: &Recent) {
     o.push_str("</table>");
 }
 
-fn refusals(o: &mut String, recent: &Recent, q: &Query) {
-    let list = recent.refusals(q.user.as_deref(), q.principal.as_deref());
+fn refusals(o: &mut String, q: &Query, list: &[Refusal], names: &Names) {
     let _ = write!(
         o,
         "<h2>Recent refusals and shadow refusals</h2>\
@@ -254,48 +344,80 @@ fn refusals(o: &mut String, recent: &Recent, q: &Query) {
         o.push_str("<p class=\"muted\">none</p>");
         return;
     }
+    // Fixed layout within the window (issue 29: a 1,400 px window showed
+    // half the table): ten columns, the short ones sized, the rest share
+    // what is left; an agent shows under its principal, the request id
+    // under the request.
     o.push_str(
-        "<table><tr><th>time</th><th>decision</th><th>status</th><th>code</th><th>reason</th>\
-         <th>principal</th><th>actor</th><th>user</th><th>product</th><th>integration</th><th>credential named</th>\
-         <th>request</th><th>request id</th></tr>",
+        "<table class=\"wide refusals\"><colgroup><col class=\"w8\"><col class=\"w8\"><col class=\"w12\">\
+         <col><col><col><col class=\"w6\"><col><col class=\"w14\"><col></colgroup>\
+         <tr><th>time</th><th>decision</th><th>answer</th><th>reason</th>\
+         <th>principal</th><th>user</th><th>product</th><th>integration</th><th>credential named</th>\
+         <th>request</th></tr>",
     );
-    for r in list.iter().take(SHOWN_REFUSALS) {
-        refusal_row(o, r);
+    for r in list {
+        refusal_row(o, r, names);
     }
     o.push_str("</table>");
 }
 
-fn refusal_row(o: &mut String, r: &Refusal) {
-    let principal = if r.principal.is_empty() && !r.claimed_principal.is_empty() {
+fn refusal_row(o: &mut String, r: &Refusal, names: &Names) {
+    let mut principal = if r.principal.is_empty() && !r.claimed_principal.is_empty() {
         format!(
             "{} <span class=\"muted\">(claimed)</span>",
-            esc(&r.claimed_principal)
+            clipped(&r.claimed_principal)
         )
     } else {
-        esc(&r.principal)
+        clipped(&r.principal)
     };
-    let reason = if r.rule.is_empty() {
+    if !r.actor.is_empty() {
+        let _ = write!(
+            principal,
+            "<br><span class=\"muted\">agent {}</span>",
+            clipped(&r.actor)
+        );
+    }
+    // What decided beyond the reason: the rule, or the limit of a 429.
+    let detail = if r.rule.is_empty() { &r.scope } else { &r.rule };
+    let reason = if detail.is_empty() {
         esc(&r.reason)
     } else {
-        format!("{} <code>{}</code>", esc(&r.reason), esc(&r.rule))
+        format!("{} <code>{}</code>", esc(&r.reason), clipped(detail))
     };
+    let named = names.get(&r.requested.to_ascii_lowercase());
+    let integration = match (r.integration.is_empty(), named) {
+        (true, Some((i, _))) => clipped(i),
+        _ => clipped(&r.integration),
+    };
+    // Whose account: the id, and beneath it what the cached list says of it.
+    let requested = match named {
+        Some((i, label)) => {
+            let mut whose = clipped(i);
+            if let Some(l) = label {
+                let _ = write!(whose, " \u{b7} {}", clipped(l));
+            }
+            format!(
+                "<code>{}</code><br><span class=\"muted\">{whose}</span>",
+                clipped(&r.requested)
+            )
+        }
+        None => clipped(&r.requested),
+    };
+    let at = esc(&crate::clock::format_iso(r.at_ms)).replacen('T', "<br>", 1);
     let _ = write!(
         o,
-        "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{reason}</td>\
-         <td>{principal}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td></tr>",
-        when(r.at_ms),
+        "<tr><td>{at}</td><td class=\"{}\">{}</td><td>{} {}</td><td>{reason}</td>\
+         <td>{principal}</td><td>{}</td><td>{}</td><td>{integration}</td><td>{requested}</td>\
+         <td>{} {}<br><span class=\"muted\">{}</span></td></tr>",
         esc(&r.decision),
         esc(&r.decision),
         r.status,
         esc(&r.code),
-        esc(&r.actor),
-        esc(&r.user),
+        clipped(&r.user),
         esc(&r.product),
-        esc(&r.integration),
-        esc(&r.requested),
         esc(&r.method),
-        esc(&r.path),
-        esc(&r.request_id),
+        clipped_path(&r.path),
+        clipped(&r.request_id),
     );
 }
 
@@ -317,7 +439,8 @@ fn access_review(o: &mut String, q: &Query, access: Option<Review>) {
     };
     let s = |v: &serde_json::Value| esc(v.as_str().unwrap_or(""));
     o.push_str(
-        "<table><tr><th>credential</th><th>integration</th><th>externalId</th><th>status</th>\
+        "<table class=\"wide\"><colgroup><col class=\"w22\"><col class=\"w8\"><col class=\"w8\"><col class=\"w6\"><col></colgroup>\
+         <tr><th>credential</th><th>integration</th><th>externalId</th><th>status</th>\
          <th>who may use it</th></tr>",
     );
     for c in review["credentials"].as_array().into_iter().flatten() {
@@ -325,7 +448,7 @@ fn access_review(o: &mut String, q: &Query, access: Option<Review>) {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|a| format!("<b>{}</b>: {}", s(&a["grant"]), s(&a["who"])))
+            .map(grant_line)
             .collect();
         let _ = write!(
             o,
@@ -344,16 +467,37 @@ fn access_review(o: &mut String, q: &Query, access: Option<Review>) {
     o.push_str("</table>");
 }
 
+/// One grant of the access review: its kind, who it says, and for an ACL
+/// grant the principals it names (as `credgate access` lists them).
+fn grant_line(a: &serde_json::Value) -> String {
+    let s = |v: &serde_json::Value| esc(v.as_str().unwrap_or(""));
+    let mut line = format!("<b>{}</b>: {}", s(&a["grant"]), s(&a["who"]));
+    let principals: Vec<&str> = a["principals"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_str())
+        .collect();
+    if a["grant"] == "acl" && !principals.is_empty() && principals != ["*"] {
+        let _ = write!(line, ": {}", esc(&principals.join(", ")));
+    }
+    line
+}
+
 fn caches(o: &mut String, state: &State) {
     let m = &state.metrics;
     let g = state.current.load();
+    // Entries are what is cached now (a list per Connected User, per
+    // token scope in passthrough mode); hits and misses count lookups since
+    // start. The page ran moka's pending work first, so the count is exact.
+    let lists = state.directory.load().user_count();
     let _ = write!(
         o,
-        "<h2>Caches</h2><table><tr><th></th><th>entries</th><th>hits</th><th>misses</th><th>other</th></tr>\
-         <tr><th>credential lists</th><td>{} users</td><td>{}</td><td>{}</td><td>{} loads, {} load errors, {} stale served</td></tr>\
+        "<h2>Caches</h2><table><tr><th></th><th>entries now</th><th>hits since start</th><th>misses since start</th><th>other</th></tr>\
+         <tr><th>credential lists</th><td>{lists} {}</td><td>{}</td><td>{}</td><td>{} loads, {} load errors, {} stale served</td></tr>\
          <tr><th>verified tokens</th><td>{}</td><td>{}</td><td>{}</td><td></td></tr>\
          <tr><th>minted tokens</th><td></td><td>{}</td><td></td><td>{} signed</td></tr></table>",
-        state.directory.load().user_count(),
+        if lists == 1 { "list" } else { "lists" },
         m.credential_cache_hits.get(),
         m.credential_cache_misses.get(),
         m.credential_cache_loads.get(),
@@ -419,10 +563,90 @@ mod tests {
         };
         let r = Refusal::from_record(&record, &http::Method::GET, "/p");
         let mut o = String::new();
-        refusal_row(&mut o, &r);
+        refusal_row(&mut o, &r, &Names::new());
         assert!(
-            o.contains("<td>alice</td><td>agent-&lt;7&gt;</td><td>acme</td>"),
+            o.contains(
+                "<td>alice<br><span class=\"muted\">agent agent-&lt;7&gt;</span></td><td>acme</td>"
+            ),
             "{o}"
+        );
+    }
+
+    /// Issue 29: the refusals table keeps to the window: a fixed layout
+    /// whose cells wrap, and a long value cut with its whole value in a
+    /// `title`, escaped there too; the requested account shows its
+    /// integration and label when the cached list knows them.
+    #[test]
+    fn the_refusals_table_fits_the_window_and_names_the_account() {
+        assert!(STYLE.contains("table.wide{table-layout:fixed;width:100%}"));
+        assert!(STYLE.contains("overflow-wrap:anywhere"));
+        let long = format!("<b>{}</b>", "x".repeat(100));
+        let record = crate::audit::Record {
+            request_id: "r1",
+            principal: &long,
+            user: "acme",
+            requested: "B0B00000-5A1E-4000-8000-000000000001",
+            decision: "refused",
+            reason: "no_grant",
+            status: 403,
+            ..crate::audit::Record::default()
+        };
+        let r = Refusal::from_record(&record, &http::Method::GET, "/p");
+        let mut names = Names::new();
+        names.insert(
+            "b0b00000-5a1e-4000-8000-000000000001".into(),
+            ("salesforce".into(), Some("bob <&>".into())),
+        );
+        let mut o = String::new();
+        refusals(&mut o, &Query::default(), &[r], &names);
+        assert!(
+            o.contains("<table class=\"wide refusals\"><colgroup>"),
+            "{o}"
+        );
+        let cut: String = esc(&long).chars().take(10).collect();
+        assert!(
+            o.contains(&format!("<span title=\"{}\">{cut}", esc(&long))),
+            "{o}"
+        );
+        assert!(!o.contains(&long) && !o.contains("<b>"), "{o}");
+        assert!(
+            o.contains(
+                "<td>salesforce</td><td><code>B0B00000-5A1E-4000-8000-000000000001</code><br>\
+                        <span class=\"muted\">salesforce \u{b7} bob &lt;&amp;&gt;</span></td>"
+            ),
+            "{o}"
+        );
+    }
+
+    #[test]
+    fn a_long_path_keeps_its_end_in_view() {
+        let path = "/projects/11111111-2222-3333-4444-555555555555/sdk/proxy/salesforce/<x>";
+        let cell = clipped_path(path);
+        assert!(
+            cell.starts_with(&format!("<span title=\"{}\">/projects/11", esc(path))),
+            "{cell}"
+        );
+        assert!(
+            cell.ends_with("/sdk/proxy/salesforce/&lt;x&gt;</span>"),
+            "{cell}"
+        );
+        assert_eq!(clipped_path("/short"), "/short");
+    }
+
+    /// Issue 29: an ACL grant shows its principals, as `credgate access`
+    /// lists them; a grant for every member says so in words.
+    #[test]
+    fn an_acl_grant_shows_its_principals() {
+        let line = grant_line(&serde_json::json!({
+            "grant": "acl", "index": 1, "principals": ["alice", "<carol>"], "who": "ACL grant 1"
+        }));
+        assert_eq!(line, "<b>acl</b>: ACL grant 1: alice, &lt;carol&gt;");
+        let everyone = grant_line(&serde_json::json!({
+            "grant": "acl", "index": 2, "principals": ["*"], "who": "every member (ACL grant for \"*\")"
+        }));
+        assert_eq!(
+            everyone,
+            "<b>acl</b>: every member (ACL grant for &quot;*&quot;)"
         );
     }
 

@@ -33,6 +33,8 @@ pub struct Refusal {
     pub integration: String,
     pub requested: String,
     pub rule: String,
+    /// A 429's limit (`principal`, `user` or the rule's name), empty else.
+    pub scope: String,
     pub method: String,
     pub path: String,
 }
@@ -54,6 +56,11 @@ impl Refusal {
             integration: r.integration.into(),
             requested: r.requested.into(),
             rule: r.rule.unwrap_or_default().into(),
+            scope: if r.reason == "rate_limited" {
+                r.scope.unwrap_or_default().into()
+            } else {
+                String::new()
+            },
             method: method.as_str().into(),
             path: path.into(),
         }
@@ -238,6 +245,7 @@ mod tests {
             integration: "salesforce".into(),
             requested: "c1".into(),
             rule: String::new(),
+            scope: String::new(),
             method: "GET".into(),
             path: "/p".into(),
         }

@@ -43,7 +43,9 @@ struct RawGrant {
 /// One `[[grant]]`: what it grants, and in which Connected Users.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grant {
-    /// Its position in the file (0-based), for the audit's `grant`.
+    /// Its number in the file, counted from 1 as a person counts (the
+    /// first `[[grant]]` is grant 1): the audit's `grant`, the access
+    /// review's `index`, and what the file's errors name.
     pub index: usize,
     /// `None`: in every Connected User.
     users: Option<HashSet<Box<str>>>,
@@ -137,9 +139,11 @@ impl Acl {
         })?;
         let mut acl = Acl::default();
         for (i, g) in raw.grant.iter().enumerate() {
+            // Grants are numbered as a person counts them, from 1.
+            let n = i + 1;
             if g.principal.is_some() && g.principals.is_some() {
                 return Err(format!(
-                    "grant {i}: give `principal` or `principals`, not both"
+                    "grant {n}: give `principal` or `principals`, not both"
                 ));
             }
             let mut principals: Vec<&str> = Vec::new();
@@ -147,12 +151,12 @@ impl Acl {
             principals.extend(g.principals.iter().flatten().map(String::as_str));
             if principals.is_empty() || principals.iter().any(|p| p.is_empty()) {
                 return Err(format!(
-                    "grant {i}: needs `principal` or `principals` (non-empty)"
+                    "grant {n}: needs `principal` or `principals` (non-empty)"
                 ));
             }
             if principals.len() > 1 && principals.contains(&"*") {
                 return Err(format!(
-                    "grant {i}: `*` (every member) stands alone in `principals`"
+                    "grant {n}: `*` (every member) stands alone in `principals`"
                 ));
             }
             if let Some(p) = principals
@@ -160,7 +164,7 @@ impl Acl {
                 .enumerate()
                 .find_map(|(k, p)| principals[..k].contains(p).then_some(*p))
             {
-                return Err(format!("grant {i}: principal `{p}` is listed twice"));
+                return Err(format!("grant {n}: principal `{p}` is listed twice"));
             }
             let named = g
                 .credentials
@@ -169,18 +173,18 @@ impl Acl {
                 .chain(&g.integrations);
             if let Some(w) = named.into_iter().find(|v| v.contains('*')) {
                 return Err(format!(
-                    "grant {i}: `{w}` is no wildcard here: name credentials, labels or integration types"
+                    "grant {n}: `{w}` is no wildcard here: name credentials, labels or integration types"
                 ));
             }
             if let Some(j) = raw.grant[..i]
                 .iter()
                 .position(|earlier| same_grant(earlier, g))
             {
-                return Err(format!("grant {i} repeats grant {j}"));
+                return Err(format!("grant {n} repeats grant {}", j + 1));
             }
             if g.credentials.is_empty() && g.external_ids.is_empty() && g.integrations.is_empty() {
                 return Err(format!(
-                    "grant {i}: grants nothing (credentials, external_ids or integrations)"
+                    "grant {n}: grants nothing (credentials, external_ids or integrations)"
                 ));
             }
             let values = principals
@@ -195,22 +199,22 @@ impl Acl {
                 .find(|v| v.to_ascii_uppercase().contains("REPLACE-WITH-"))
             {
                 return Err(format!(
-                    "grant {i}: `{p}` is a placeholder: replace it with your own value"
+                    "grant {n}: `{p}` is a placeholder: replace it with your own value"
                 ));
             }
             if let Some(bad) = g.credentials.iter().find(|c| !is_uuid(c)) {
-                return Err(format!("grant {i}: `{bad}` is not a credential id (UUID)"));
+                return Err(format!("grant {n}: `{bad}` is not a credential id (UUID)"));
             }
             match &g.users {
                 Some(u) if u.is_empty() || u.iter().any(String::is_empty) => {
                     return Err(format!(
-                        "grant {i}: `users` must list Connected User ids (non-empty)"
+                        "grant {n}: `users` must list Connected User ids (non-empty)"
                     ))
                 }
                 Some(_) => {}
                 None => acl.unscoped += 1,
             }
-            let grant = Grant::from_raw(i, g);
+            let grant = Grant::from_raw(n, g);
             for p in principals {
                 if p == "*" {
                     acl.everyone.push(grant.clone());
@@ -359,5 +363,27 @@ mod tests {
         let e = Acl::parse("[[grant]]\nprincipal = \"a\"\nintegrations = [\"x\"\n").unwrap_err();
         assert!(e.starts_with("line "), "{e}");
         assert!(Acl::parse("").unwrap().is_empty());
+    }
+
+    /// Issue 29: grants are numbered as a person counts them, from 1, in
+    /// the file's errors as in the audit and the access review.
+    #[test]
+    fn grants_are_numbered_from_one() {
+        let acl = Acl::parse(
+            "[[grant]]\nprincipal = \"a\"\nintegrations = [\"x\"]\n\
+             [[grant]]\nprincipal = \"*\"\nintegrations = [\"y\"]",
+        )
+        .unwrap();
+        let numbers: Vec<usize> = acl.grants().iter().map(|(g, _)| g.index).collect();
+        assert_eq!(numbers, [1, 2]);
+        assert_eq!(acl.grants_for("a").0[0].index, 1);
+        let e = Acl::parse("[[grant]]\nprincipal = \"a\"\nintegrations = [\"*\"]").unwrap_err();
+        assert!(e.starts_with("grant 1: "), "{e}");
+        let e = Acl::parse(
+            "[[grant]]\nprincipal = \"a\"\nintegrations = [\"x\"]\n\
+             [[grant]]\nprincipal = \"a\"\nintegrations = [\"x\"]",
+        )
+        .unwrap_err();
+        assert_eq!(e, "grant 2 repeats grant 1");
     }
 }

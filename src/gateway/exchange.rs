@@ -190,3 +190,18 @@ pub(crate) struct DryRun {
     /// Every policy rule and how it came out (contract §5b).
     pub rules: Vec<serde_json::Value>,
 }
+
+/// Takes a token of the caller's `[limits]` buckets (contract §5c, 429),
+/// once per request: the pipeline's right after classification, a room's
+/// in the room. Never for a dry run, nor for an MCP tool call, whose `/mcp`
+/// request took one.
+pub(super) fn take_limits(
+    state: &State,
+    generation: &Generation,
+    identity: &Identity,
+) -> Result<(), GatewayError> {
+    let held = &identity.memo.get::<CallerMemo>().limits;
+    generation
+        .limits
+        .check_caller(identity, held, &state.metrics)
+}

@@ -13,6 +13,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
@@ -82,6 +83,15 @@ impl Note<'_> {
         self.0.delegated = yes;
     }
 
+    /// The request is its protocol's housekeeping (MCP's `initialize`, a
+    /// notification, `GET /mcp`: contract §12): answered, it writes no
+    /// audit record, counts in no request metric and takes no rate-limit
+    /// token. A room marks it only once it answers it; anything it does
+    /// not mark takes a token (contract §5c).
+    pub fn housekeeping(&mut self) {
+        self.0.housekeeping = true;
+    }
+
     /// The request was a malformed call (naming `tool` when it did):
     /// recorded as refused, `bad_request`, whatever it was answered.
     pub fn invalid_call(&mut self, tool: Option<Arc<str>>) {
@@ -101,9 +111,13 @@ pub struct Caller<'r> {
     pub identity: &'r Arc<Identity>,
     route: Route<'r>,
     authorization: HeaderMap,
+    /// Whether the request took its rate-limit token.
+    charged: &'r AtomicBool,
 }
 
 impl<'r> Caller<'r> {
+    // The pipeline's front, field by field: one call site.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         state: &'r State,
         generation: &'r Generation,
@@ -112,6 +126,7 @@ impl<'r> Caller<'r> {
         identity: &'r Arc<Identity>,
         route: Route<'r>,
         headers: &HeaderMap,
+        charged: &'r AtomicBool,
     ) -> Self {
         let mut authorization = HeaderMap::new();
         if let Some(v) = headers.get(AUTHORIZATION) {
@@ -125,7 +140,20 @@ impl<'r> Caller<'r> {
             identity,
             route,
             authorization,
+            charged,
         }
+    }
+
+    /// Takes the request's rate-limit token (contract §5c; 429 over the
+    /// limit), once: a room calls it before any work its request asks for.
+    /// What a room answers without calling it takes its token when
+    /// answered, unless the room marked it as housekeeping
+    /// ([`Note::housekeeping`]).
+    pub fn take_rate_limit(&self) -> Result<(), GatewayError> {
+        if self.charged.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        super::exchange::take_limits(self.state, self.generation, self.identity)
     }
 
     fn exchange(&self) -> Exchange<'r> {

@@ -323,13 +323,23 @@ pub(crate) struct Audit {
     /// offered, bad arguments): answered with a JSON-RPC error, recorded
     /// as refused (`bad_request`).
     pub invalid_call: bool,
+    /// Which rate limit refused the request (contract §5c): `principal`,
+    /// `user` or `rule` (then `rule` names it); the record's `scope`.
+    pub limit: Option<&'static str>,
+    /// A request a room answered as its protocol's housekeeping (MCP's
+    /// `initialize`, a notification, `GET /mcp`; contract §12): allowed,
+    /// it writes no audit record and counts in no request metric, as it
+    /// took no rate-limit token.
+    pub housekeeping: bool,
 }
 
 /// What became of a request, for a caller inside credgate (a delegated
-/// call reads whether Paragon was asked).
+/// call reads whether Paragon was asked, and what refused it).
 #[derive(Debug, Clone, Copy)]
 pub struct Outcome {
     pub forwarded: bool,
+    /// The record's `reason` (contract §5a): `rule` for a deny rule.
+    pub reason: &'static str,
 }
 
 /// Handles one request end to end. Never fails: every outcome is a response.
@@ -463,6 +473,7 @@ where
     }
     let outcome = Outcome {
         forwarded: audit.forwarded,
+        reason: audit.reason,
     };
     pending.write(decision, resp.status().as_u16(), None);
     (resp, outcome)
@@ -506,7 +517,8 @@ impl Pending<'_> {
         let latency_ms = elapsed.as_micros() as f64 / 1000.0;
         let trace = audit.trace.take();
         let trace_id = trace.as_deref().map(trace::Trace::trace_id);
-        if !audit.delegated && !audit.preflight {
+        let housekeeping = audit.housekeeping && decision == "allowed";
+        if !audit.delegated && !audit.preflight && !housekeeping {
             let product = audit.product.unwrap_or("none");
             state.metrics.count_request(product, decision, status);
             state.metrics.request_histogram(product).observe(elapsed);
@@ -604,6 +616,9 @@ impl Audit {
                 if let GatewayError::Unauthenticated(a) = &e {
                     self.cause = Some(a.cause());
                 }
+                if let GatewayError::RateLimited { scope, .. } = &e {
+                    self.limit = Some(scope);
+                }
                 if !e.is_refusal() {
                     let source = std::error::Error::source(&e).map(ToString::to_string);
                     tracing::warn!(request_id = %request_id, code = e.code(), error = %e, source = source.as_deref().unwrap_or(""), "request failed");
@@ -679,6 +694,11 @@ impl Audit {
             Some(Permitted::Rule { name }) => Some(&**name),
             _ => self.rule.as_deref(),
         };
+        // A 429 says which limit refused: a limit rule by its name.
+        let scope = scope.or(match self.limit {
+            Some("rule") => self.rule.as_deref(),
+            other => other,
+        });
         crate::audit::Record {
             request_id,
             decision_id: request_id,

@@ -19,16 +19,18 @@
 //! What a phase needs from the ones before travels in [`Exchange`]: the
 //! fixed context of the request ([`Ctx`]: who calls, what route, which
 //! generation) and the user's credential list once loaded. Rate limits
-//! (§5c) join after `authenticate`; rules (§5b) and shadow mode (§5a) at
-//! `decide`, the one place that authorizes.
+//! (§5c) join after `authenticate` and `classify` (so a 429 names its
+//! product; a room's request takes its token in the room, §12); rules
+//! (§5b) and shadow mode (§5a) at `decide`, the one place that authorizes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use http::header::HeaderMap;
 use http::{Request, Response};
 
 use super::decide::{decide, shadow_decision, Decision, Routed};
-use super::exchange::{Ctx, Delegated, Exchange, Shadow};
+use super::exchange::{take_limits, Ctx, Delegated, Exchange, Shadow};
 use super::hygiene::hygiene;
 use super::inputs::{parse_inputs, read_inputs, Inputs};
 use super::list::load_list;
@@ -72,10 +74,8 @@ where
     let tool = parts.extensions.get::<Delegated>().cloned();
     // The install popup authenticates with its query (contract §13).
     super::install::adopt_user_token(&mut parts)?;
-    // A delegated call's carrier took its caller's rate-limit token already.
-    let identity = authenticate(state, generation, &parts.headers, tool.is_none(), audit).await?;
+    let identity = authenticate(generation, &parts.headers, audit).await?;
     let uri = parts.uri.clone();
-    let route = classify(cfg, &parts.method, &uri, tool.as_ref(), audit)?;
     let front = Front {
         state,
         generation,
@@ -84,6 +84,7 @@ where
         identity: &identity,
         tool: tool.as_ref(),
     };
+    let route = classify_limited(&front, &parts.method, &uri, endpoint, audit)?;
     // The rare arms are boxed: an async fn's state holds every arm's
     // future, and hyper moves the request's whole future once per request
     // (`metadata_ignored` holds a second pipeline; unboxed, it doubled what
@@ -103,6 +104,29 @@ where
         }
         _ => Err(GatewayError::RouteNotFound),
     }
+}
+
+/// Classifies the request (contract §3), then takes a token of the
+/// caller's rate limits (§5c, 429): classified first, so that a 429 names
+/// its product; a route that does not classify is limited all the same.
+/// A delegated call's carrier took its caller's token already; a request
+/// a room answers takes it in the room, which knows which of its requests
+/// are its protocol's housekeeping (§12); a dry run takes none.
+fn classify_limited<'u>(
+    front: &Front<'_>,
+    method: &http::Method,
+    uri: &'u http::Uri,
+    endpoint: Option<&dyn super::local::Endpoint>,
+    audit: &mut Audit,
+) -> Result<crate::paragon::routes::Route<'u>, GatewayError> {
+    let cfg: &Config = &front.generation.config;
+    let route = classify(cfg, method, uri, front.tool, audit);
+    let room =
+        route.as_ref().is_ok_and(|r| r.is_local()) && endpoint.is_some_and(|e| e.enabled(cfg));
+    if front.tool.is_none() && !room && audit.dry_run.is_none() {
+        take_limits(front.state, front.generation, front.identity)?;
+    }
+    route
 }
 
 /// A member's `PATCH /sdk/me` where `policy.member_metadata = "ignore"`
@@ -175,20 +199,36 @@ where
     B::Error: Into<crate::net::body::BoxError>,
 {
     let cfg: &Config = &front.generation.config;
-    check_operation(cfg, front.identity, &route, uri.query())?;
-    let caller = super::local::Caller::new(
-        front.state,
-        front.generation,
-        front.conn,
-        front.request_id,
-        front.identity,
-        route,
-        &parts.headers,
-    );
-    let body = crate::net::body::stream(incoming);
-    endpoint
-        .serve(caller, parts, body, super::local::Note(audit))
-        .await
+    // Whether this request took its rate-limit token (contract §5c).
+    let charged = AtomicBool::new(false);
+    let checked = check_operation(cfg, front.identity, &route, uri.query());
+    let answer = match checked {
+        Ok(()) => {
+            let caller = super::local::Caller::new(
+                front.state,
+                front.generation,
+                front.conn,
+                front.request_id,
+                front.identity,
+                route,
+                &parts.headers,
+                &charged,
+            );
+            let body = crate::net::body::stream(incoming);
+            endpoint
+                .serve(caller, parts, body, super::local::Note(audit))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    // Deny by default: every request but the housekeeping the room
+    // answered takes its token, if the room did not take it before its
+    // work (a refusal or failure included, so none comes for free).
+    let free = answer.is_ok() && audit.housekeeping;
+    if !free && !charged.swap(true, Ordering::AcqRel) {
+        take_limits(front.state, front.generation, front.identity)?;
+    }
+    answer
 }
 
 /// What the front of the pipeline (hygiene, authenticate, classify) hands
@@ -505,14 +545,10 @@ fn to_forward(audit: &mut Audit, mut upstream_req: Request<Body>) -> Option<Requ
     }
 }
 
-/// Authenticates the caller (contract §4) and records who it is (401),
-/// then takes a token of its rate limits (§5c, 429; a dry run takes none,
-/// nor does an MCP tool call, whose `/mcp` request took one).
+/// Authenticates the caller (contract §4) and records who it is (401).
 async fn authenticate(
-    state: &State,
     generation: &Generation,
     headers: &HeaderMap,
-    limited: bool,
     audit: &mut Audit,
 ) -> Result<Arc<Identity>, GatewayError> {
     let given = audit.dry_run.as_ref().and_then(|d| d.identity.clone());
@@ -536,15 +572,8 @@ async fn authenticate(
     audit.user = Some(identity.user.clone());
     audit.principal = Some(identity.principal.clone());
     audit.actor = identity.actor.clone();
-    match audit.dry_run.as_mut() {
-        Some(dry) => dry.identity = Some(identity.clone()),
-        None if !limited => {}
-        None => {
-            let held = &identity.memo.get::<super::exchange::CallerMemo>().limits;
-            generation
-                .limits
-                .check_caller(&identity, held, &state.metrics)?
-        }
+    if let Some(dry) = audit.dry_run.as_mut() {
+        dry.identity = Some(identity.clone());
     }
     audit.mark("authenticate");
     Ok(identity)

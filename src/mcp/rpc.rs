@@ -47,8 +47,11 @@ pub(super) async fn dispatch(
         )));
     }
     if method == "ping" {
+        note.housekeeping();
         return Ok(Ok(json!({})));
     }
+    // Before any work (contract §5c): the list is loaded, Paragon asked.
+    caller.take_rate_limit()?;
     // Allow rules (contract §5b) count as grants here as at the call, as
     // far as they can be judged without the tool: they see a tool call's
     // request with `tool` and `side_effect` empty.

@@ -85,6 +85,7 @@ pub(super) async fn serve(
     let method = message.get("method").and_then(Value::as_str);
     let (Some(method), Some(id)) = (method, id) else {
         // A notification, or a response to us: nothing to say.
+        note.housekeeping();
         return Ok(status_only(StatusCode::ACCEPTED));
     };
     if let Some(requested) = meta_version(&message).filter(|v| !SUPPORTED.contains(v)) {
@@ -104,8 +105,16 @@ pub(super) async fn serve(
     }
     let cfg = &caller.generation.config;
     let answer = match method {
-        "server/discover" => Ok(discover(cfg)),
-        "ping" => Ok(json!({})),
+        // The protocol's housekeeping (contract §12): no allowed request,
+        // no rate-limit token.
+        "server/discover" => {
+            note.housekeeping();
+            Ok(discover(cfg))
+        }
+        "ping" => {
+            note.housekeeping();
+            Ok(json!({}))
+        }
         "tools/list" | "tools/call" => {
             let params = message.get("params").and_then(Value::as_object);
             rpc::dispatch(agents, caller, headers, method, params, note).await?

@@ -202,25 +202,79 @@ fn offered(v: &Value, key: &str, permitted: &[Credential]) -> Vec<Offered> {
     out
 }
 
-/// What an agent sees of a credential: its id and a title (its
-/// `externalId`, else the integration and the id's start).
+/// Characters of a credential id that tell accounts of one title apart.
+const SHORT_ID: usize = 8;
+
+/// What an agent sees of a credential: a title (its `externalId`, else the
+/// integration and the id's start).
 fn title(c: &Credential) -> String {
     match c.external_id.as_deref() {
         Some(ext) if !ext.is_empty() => ext.to_string(),
-        _ => format!("{} account {}", c.integration, &c.id[..c.id.len().min(8)]),
+        _ => format!("{} account {}", c.integration, short_id(&c.id, SHORT_ID)),
     }
+}
+
+fn short_id(id: &str, n: usize) -> &str {
+    id.get(..n).unwrap_or(id)
+}
+
+/// The titles of `creds`, one each and all different, so an agent can
+/// tell the accounts apart (issue 29: two accounts of one member share
+/// the `externalId` its owner label gives them). A title shared by several
+/// gets the account's integration where theirs differ, and where several
+/// of one integration share it, the account's short id (the first
+/// [`SHORT_ID`] characters of its id), or its whole id where the short
+/// ones are the same too. The list credgate keeps holds no provider
+/// account name to add instead.
+fn titles(creds: &[&Credential]) -> Vec<String> {
+    let plain: Vec<String> = creds.iter().map(|c| title(c)).collect();
+    creds
+        .iter()
+        .zip(&plain)
+        .map(|(c, t)| {
+            let twins: Vec<&Credential> = creds
+                .iter()
+                .zip(&plain)
+                .filter(|(_, u)| *u == t)
+                .map(|(d, _)| *d)
+                .collect();
+            if twins.len() < 2 {
+                return t.clone();
+            }
+            let mut tell: Vec<&str> = Vec::new();
+            if twins.iter().any(|d| d.integration != c.integration) {
+                tell.push(&c.integration);
+            }
+            let kin: Vec<&&Credential> = twins
+                .iter()
+                .filter(|d| d.integration == c.integration)
+                .collect();
+            if kin.len() > 1 {
+                let short = short_id(&c.id, SHORT_ID);
+                let alike = kin
+                    .iter()
+                    .filter(|d| short_id(&d.id, SHORT_ID) == short)
+                    .count();
+                tell.push(if alike == 1 { short } else { &c.id });
+            }
+            format!("{t} ({})", tell.join(" "))
+        })
+        .collect()
 }
 
 /// The `credential` argument: an enum of `creds`, each with its title.
 fn credential_schema(creds: &[&Credential]) -> Value {
     let ids: Vec<&str> = creds.iter().map(|c| &*c.id).collect();
+    let titles = titles(creds);
     let titled: Vec<Value> = creds
         .iter()
-        .map(|c| json!({"const": &*c.id, "title": title(c)}))
+        .zip(&titles)
+        .map(|(c, t)| json!({"const": &*c.id, "title": t}))
         .collect();
     let named: Vec<String> = creds
         .iter()
-        .map(|c| format!("{} ({})", c.id, title(c)))
+        .zip(&titles)
+        .map(|(c, t)| format!("{} ({t})", c.id))
         .collect();
     json!({
         "type": "string",
@@ -658,6 +712,55 @@ async fn read_answer(body: Body) -> Result<Bytes, String> {
         })
 }
 
+/// What an agent is told of credgate's refusal of its call: the code, and
+/// what to do about it in the agent's own terms. A deny rule's refusal says
+/// it was a policy rule (not which), so the agent does not try its other
+/// accounts as it would for an account not permitted; `credential_required`
+/// names the tool's `credential` argument and the accounts to choose from
+/// (an agent has no `X-Paragon-Credential` header to set).
+fn refusal_text(answer: Option<&Value>, reason: &str, permitted: &[Credential]) -> String {
+    let field = |k: &str| {
+        answer
+            .and_then(|v| v.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let code = field("code");
+    if reason == "rule" {
+        return format!(
+            "credgate refused this call ({code}): refused by a policy rule of this deployment; \
+             another account or a retry will not change that"
+        );
+    }
+    let candidates = answer
+        .and_then(|v| v.get("candidates"))
+        .and_then(Value::as_array);
+    match candidates {
+        Some(c) if code == "credential_required" => {
+            let ids: Vec<&str> = c.iter().filter_map(Value::as_str).collect();
+            let creds: Vec<&Credential> = ids
+                .iter()
+                .filter_map(|id| permitted.iter().find(|p| &*p.id == *id))
+                .collect();
+            let titles = titles(&creds);
+            let named: Vec<String> = ids
+                .iter()
+                .map(|id| match creds.iter().position(|p| &*p.id == *id) {
+                    Some(i) => format!("{id} ({})", titles[i]),
+                    None => id.to_string(),
+                })
+                .collect();
+            format!(
+                "credgate refused this call ({code}): several of your accounts can make it; \
+                 choose one with the `credential` argument: {}",
+                named.join(", ")
+            )
+        }
+        _ => format!("credgate refused this call ({code}): {}", field("message")),
+    }
+}
+
 fn tool_error(text: String) -> Value {
     json!({"content": [{"type": "text", "text": text}], "isError": true})
 }
@@ -681,38 +784,7 @@ async fn tool_result(
     };
     let parsed: Option<Value> = serde_json::from_slice(&raw).ok();
     if !outcome.forwarded {
-        let field = |k: &str| {
-            parsed
-                .as_ref()
-                .and_then(|v| v.get(k))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let mut text = format!(
-            "credgate refused this call ({}): {}",
-            field("code"),
-            field("message")
-        );
-        if let Some(c) = parsed
-            .as_ref()
-            .and_then(|v| v.get("candidates"))
-            .and_then(Value::as_array)
-        {
-            let named: Vec<String> = c
-                .iter()
-                .filter_map(Value::as_str)
-                .map(|id| match permitted.iter().find(|p| &*p.id == id) {
-                    Some(p) => format!("{id} ({})", title(p)),
-                    None => id.to_string(),
-                })
-                .collect();
-            text.push_str(&format!(
-                ". Choose one with the `credential` argument: {}",
-                named.join(", ")
-            ));
-        }
-        return tool_error(text);
+        return tool_error(refusal_text(parsed.as_ref(), outcome.reason, permitted));
     }
     let body_text = String::from_utf8_lossy(&raw).into_owned();
     if !status.is_success() {
@@ -746,6 +818,88 @@ mod tests {
             parameters: json!({"type": "object"}),
             side_effect: None,
         }
+    }
+
+    fn credential(id: &str, ext: Option<&str>) -> Credential {
+        let me = json!({"authenticated": true, "integrations": {"slack": {"allCredentials": [
+            {"id": id, "status": "VALID", "externalId": ext}
+        ]}}});
+        let list =
+            crate::paragon::credentials::CredentialList::parse(me.to_string().as_bytes()).unwrap();
+        list.credentials[0].clone()
+    }
+
+    /// Issue 29: two accounts with one `externalId` get different titles;
+    /// a title nobody shares is left as it is.
+    #[test]
+    fn accounts_of_one_label_get_titles_of_their_own() {
+        let a = credential("a11ce000-51ac-4000-8000-000000000001", Some("alice"));
+        let b = credential("b0b00000-51ac-4000-8000-000000000002", Some("alice"));
+        let c = credential("c0c00000-51ac-4000-8000-000000000003", Some("carol"));
+        assert_eq!(
+            titles(&[&a, &b, &c]),
+            ["alice (a11ce000)", "alice (b0b00000)", "carol"]
+        );
+        // Short ids alike too: the whole id.
+        let a2 = credential("a11ce000-51ac-4000-8000-000000000002", Some("alice"));
+        assert_eq!(
+            titles(&[&a, &a2]),
+            [
+                "alice (a11ce000-51ac-4000-8000-000000000001)",
+                "alice (a11ce000-51ac-4000-8000-000000000002)"
+            ]
+        );
+        // Of several integrations (the Proxy API tool's enum): the
+        // integration first, the id where it is not enough.
+        let sf = {
+            let me = json!({"authenticated": true, "integrations": {"salesforce": {"allCredentials": [
+                {"id": "a11ce000-5a1e-4000-8000-000000000001", "status": "VALID", "externalId": "alice"}
+            ]}}});
+            crate::paragon::credentials::CredentialList::parse(me.to_string().as_bytes())
+                .unwrap()
+                .credentials[0]
+                .clone()
+        };
+        assert_eq!(
+            titles(&[&sf, &a, &b]),
+            [
+                "alice (salesforce)",
+                "alice (slack a11ce000)",
+                "alice (slack b0b00000)"
+            ]
+        );
+        let schema = credential_schema(&[&a, &b]);
+        let one_of: Vec<&str> = schema["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["title"].as_str().unwrap())
+            .collect();
+        assert_eq!(one_of, ["alice (a11ce000)", "alice (b0b00000)"]);
+    }
+
+    /// Issue 29: a deny rule's refusal reads as a policy refusal, without
+    /// the rule's name; `credential_required` speaks of the `credential`
+    /// argument, never of a header.
+    #[test]
+    fn refusals_are_told_in_an_agents_terms() {
+        let forbidden = json!({"code": "credential_forbidden", "message": "the requested credential is not permitted for this caller"});
+        let text = refusal_text(Some(&forbidden), "rule", &[]);
+        assert!(text.contains("refused by a policy rule"), "{text}");
+        assert!(!text.contains("not permitted"), "{text}");
+        let text = refusal_text(Some(&forbidden), "no_grant", &[]);
+        assert!(text.contains("not permitted"), "{text}");
+        let a = credential("a11ce000-51ac-4000-8000-000000000001", Some("alice"));
+        let required = json!({"code": "credential_required",
+            "message": "several credentials are permitted; name one with X-Paragon-Credential",
+            "candidates": [&*a.id]});
+        let text = refusal_text(Some(&required), "ambiguous", &[a]);
+        assert!(text.contains("`credential` argument"), "{text}");
+        assert!(
+            text.contains("a11ce000-51ac-4000-8000-000000000001 (alice)"),
+            "{text}"
+        );
+        assert!(!text.contains("X-Paragon-Credential"), "{text}");
     }
 
     /// contract §12: `tools/list` is in a stable order whatever order

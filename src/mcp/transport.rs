@@ -19,6 +19,13 @@
 //! The caller was authenticated and its product checked before this
 //! (the gateway's front, `gateway::handle_local`); each tool call is a request of its own
 //! (`tools::call`), with its own decision and audit record.
+//!
+//! The session's housekeeping (`initialize`, notifications, `ping`, `GET`,
+//! `DELETE`) is marked as such (`Note::housekeeping`): answered, it is no
+//! allowed request in the audit or the metrics and takes no rate-limit
+//! token, so a client with a small `principal_burst` still gets to its
+//! tools. `tools/list` and `tools/call` take the caller's token before
+//! any work (`rpc::dispatch`); anything else takes it when answered.
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, HOST};
@@ -88,7 +95,9 @@ pub(super) async fn serve(
                     .resume(rules, caller.identity, id)
                     .map_err(rejected)?;
             }
-            // What MCP asks of a server without a stream; not a refusal.
+            // What MCP asks of a server without a stream; not a refusal,
+            // and not a request of the caller's own (contract §12).
+            note.housekeeping();
             let mut resp = GatewayError::MethodNotAllowed.into_response(caller.request_id);
             resp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("POST, DELETE"));
@@ -101,6 +110,7 @@ pub(super) async fn serve(
             sessions
                 .close(rules, caller.identity, &id)
                 .map_err(rejected)?;
+            note.housekeeping();
             return Ok(status_only(StatusCode::NO_CONTENT));
         }
         _ => {}
@@ -134,7 +144,9 @@ pub(super) async fn serve(
     }
     if method == Some("initialize") {
         let id = id.ok_or(GatewayError::BadRequest("initialize must be a request"))?;
-        return initialize(agents, cfg, caller.identity, &message, id);
+        let opened = initialize(agents, cfg, caller.identity, &message, id)?;
+        note.housekeeping();
+        return Ok(opened);
     }
     let id_header = session_id.ok_or(GatewayError::BadRequest(
         "this MCP request needs the Mcp-Session-Id that initialize gave",
@@ -153,6 +165,7 @@ pub(super) async fn serve(
     }
     let (Some(method), Some(id)) = (method.map(str::to_string), id) else {
         // A notification or a response to us: accepted, nothing to say.
+        note.housekeeping();
         return Ok(status_only(StatusCode::ACCEPTED));
     };
     let params = message.get("params").and_then(Value::as_object);

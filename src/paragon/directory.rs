@@ -420,6 +420,13 @@ impl Directory {
         result.map(|list| (list, started))
     }
 
+    /// The list cached for `key` (fresh or stale), without loading it or
+    /// counting a hit or a miss: what the admin dashboard names accounts
+    /// by, without ever asking Paragon to render a page (contract §9).
+    pub async fn peek(&self, key: &DirKey) -> Option<Arc<CredentialList>> {
+        self.cache.get(key).await.map(|e| e.list.clone())
+    }
+
     /// The Connected User whose list, loaded here lately, held credential
     /// `id` (lowercase), if any.
     pub fn cached_owner(&self, id: &str) -> Option<Arc<str>> {

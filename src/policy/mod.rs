@@ -118,7 +118,7 @@ pub enum Permitted {
     OwnerLabel,
     /// The caller token's `policy.credentials_claim` lists it.
     CredentialsClaim,
-    /// ACL grant number `grant` (0-based, in file order) of the caller's
+    /// ACL grant number `grant` (counted from 1, in file order) of the caller's
     /// principal, or of `"*"` when `everyone`.
     Acl { grant: usize, everyone: bool },
     /// Passthrough mode: the token's permissions claim, by this scope
