@@ -292,10 +292,10 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 /// What to do about a certificate PostgreSQL presented that is refused.
 fn certificate_hint(c: &rustls::CertificateError) -> String {
     use rustls::CertificateError as E;
-    const PRIVATE_CA: &str = "have a private CA issue PostgreSQL's certificate (CA:FALSE, the URL's host in its subjectAltName) and set [cluster] ca_file to that CA's PEM certificate";
+    const WORKS: &str = "what works: a private CA issues PostgreSQL's certificate (CA:FALSE, the URL's host in its subjectAltName) and [cluster] ca_file holds that CA's PEM certificate";
     match c {
         E::UnknownIssuer => format!(
-            "PostgreSQL's certificate is not issued by a CA credgate trusts: with TLS credgate verifies it for every sslmode, require included (unlike libpq); {PRIVATE_CA}; a self-signed server certificate cannot be trusted, not even through ca_file"
+            "PostgreSQL's certificate is not issued by a CA credgate trusts: with TLS credgate verifies it for every sslmode, require included (unlike libpq); set [cluster] ca_file to the CA that issued it; {WORKS}"
         ),
         E::NotValidForName | E::NotValidForNameContext { .. } => "PostgreSQL's certificate does not name the host of cluster.postgres_url: credgate verifies the host name for every sslmode, require included (unlike libpq); connect by a name in the certificate's subjectAltName, or reissue it with that name".into(),
         E::Expired | E::ExpiredContext { .. } => "PostgreSQL's certificate has expired".into(),
@@ -303,8 +303,141 @@ fn certificate_hint(c: &rustls::CertificateError) -> String {
             "PostgreSQL's certificate is not valid yet (check the clocks)".into()
         }
         other if format!("{other:?}").contains("CaUsedAsEndEntity") => format!(
-            "PostgreSQL presents a CA certificate (CA:TRUE, e.g. a self-signed one) as its own: rustls/webpki never accept that, not even through ca_file; {PRIVATE_CA}"
+            "PostgreSQL presents a CA certificate (CA:TRUE) as its own, as a self-signed one made with `openssl req -x509` is: rustls/webpki never accept that, not even through ca_file; {WORKS}"
         ),
-        _ => format!("PostgreSQL's certificate is refused; {PRIVATE_CA}"),
+        _ => format!("PostgreSQL's certificate is refused; {WORKS}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+    use super::*;
+
+    fn pem_file(pem: &str) -> PemFile {
+        PemFile {
+            path: "ca.pem".into(),
+            pem: pem.as_bytes().into(),
+        }
+    }
+
+    fn params(names: &[&str], ca: bool) -> rcgen::CertificateParams {
+        let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+        let mut p = rcgen::CertificateParams::new(names).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "credgate test");
+        if ca {
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        p
+    }
+
+    /// A certificate for `localhost` and its key (DER).
+    struct Leaf {
+        cert: CertificateDer<'static>,
+        key: PrivateKeyDer<'static>,
+        pem: String,
+    }
+
+    fn leaf(cert: rcgen::Certificate, key: &rcgen::KeyPair) -> Leaf {
+        Leaf {
+            pem: cert.pem(),
+            cert: cert.der().clone(),
+            key: PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        }
+    }
+
+    /// A private CA's certificate (PEM) and a `localhost` certificate it issued.
+    fn private_ca() -> (String, Leaf) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca_params = params(&[], true);
+        let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params(&["localhost"], false)
+            .signed_by(&key, &issuer)
+            .unwrap();
+        (ca_pem, leaf(cert, &key))
+    }
+
+    /// A TLS handshake to a server presenting `server`, as PostgreSQL's
+    /// client would make it with `client`: the error as the log shows it.
+    async fn handshake(client: rustls::ClientConfig, server: Leaf) -> Result<(), String> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![server.cert], server.key)
+            .unwrap();
+        let (c, s) = tokio::io::duplex(64 * 1024);
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let accepting = tokio::spawn(async move { acceptor.accept(s).await.map(drop) });
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let name = ServerName::try_from("localhost").unwrap();
+        let result = connector
+            .connect(name, c)
+            .await
+            .map(drop)
+            .map_err(|e| describe(&e));
+        accepting.abort();
+        result
+    }
+
+    /// What works: a private CA issues the server's certificate and
+    /// `cluster.ca_file` holds the CA.
+    #[tokio::test]
+    async fn a_certificate_issued_by_the_ca_in_ca_file_is_trusted() {
+        let (ca, server) = private_ca();
+        let client = private_roots(&pem_file(&ca)).unwrap();
+        handshake(client, server).await.unwrap();
+    }
+
+    /// Without `ca_file` the private CA is unknown: the error names the
+    /// certificate error and says what to set.
+    #[tokio::test]
+    async fn an_unknown_issuer_is_named_with_what_to_do() {
+        let (_, server) = private_ca();
+        let client = crate::net::client::tls_client_config(None).unwrap();
+        let e = handshake(client, server).await.unwrap_err();
+        assert!(e.contains("UnknownIssuer"), "{e}");
+        assert!(e.contains("set [cluster] ca_file"), "{e}");
+        assert!(e.contains("unlike libpq"), "{e}");
+    }
+
+    /// A self-signed server certificate marked CA:TRUE (`openssl req
+    /// -x509`'s default) is refused even from `ca_file`, and the error says
+    /// so and what works instead.
+    #[tokio::test]
+    async fn a_ca_true_self_signed_server_certificate_is_refused_with_what_works() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params(&["localhost"], true).self_signed(&key).unwrap();
+        let server = leaf(cert, &key);
+        let client = private_roots(&pem_file(&server.pem)).unwrap();
+        let e = handshake(client, server).await.unwrap_err();
+        assert!(e.contains("CaUsedAsEndEntity"), "{e}");
+        assert!(e.contains("CA:TRUE"), "{e}");
+        assert!(e.contains("a private CA issues"), "{e}");
+    }
+
+    /// A certificate that does not name the host is refused, also where
+    /// libpq's `require` would not look.
+    #[tokio::test]
+    async fn a_certificate_for_another_host_is_refused() {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca_params = params(&[], true);
+        let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params(&["db.example"], false)
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let client = private_roots(&pem_file(&ca_pem)).unwrap();
+        let e = handshake(client, leaf(cert, &key)).await.unwrap_err();
+        assert!(e.contains("not valid for name \"localhost\""), "{e}");
+        assert!(e.contains("host name"), "{e}");
     }
 }

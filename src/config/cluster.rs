@@ -206,3 +206,73 @@ pub fn redact_url_password(u: &str) -> String {
         u.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `files` written in a directory of its own, and `[cluster]` read
+    /// with `ca_file` relative to it.
+    fn cluster_with_ca(
+        files: &[(&str, &str)],
+        ca_file: &str,
+    ) -> Result<ClusterConfig, ConfigError> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("credgate-cluster-ca-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let raw = RawCluster {
+            postgres_url: Some("postgres://credgate@db/credgate?sslmode=require".into()),
+            ca_file: Some(ca_file.into()),
+            ..RawCluster::default()
+        };
+        let env = std::collections::HashMap::<String, String>::new();
+        let result = validate_cluster(raw, &dir, &env);
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.self_signed(&key).unwrap().pem()
+    }
+
+    /// A CA certificate is read, relative to the config's directory.
+    #[test]
+    fn ca_file_takes_a_pem_certificate() {
+        let ca = ca_pem();
+        let c = cluster_with_ca(&[("pg-ca.pem", &ca)], "pg-ca.pem").unwrap();
+        let file = c.ca_file.expect("ca_file is kept");
+        assert!(file.path.ends_with("pg-ca.pem"));
+        assert_eq!(&*file.pem, ca.as_bytes());
+    }
+
+    /// A missing file, a file without a certificate, a certificate that
+    /// does not parse and a private key are each refused naming the key.
+    #[test]
+    fn ca_file_refuses_what_is_not_a_ca_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        let with_key = format!("{}{key}", ca_pem());
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        for (files, what) in [
+            (vec![], "cannot read"),
+            (vec![("pg-ca.pem", "not pem")], "is not a PEM file"),
+            (vec![("pg-ca.pem", key.as_str())], "holds a private key"),
+            (
+                vec![("pg-ca.pem", with_key.as_str())],
+                "holds a private key",
+            ),
+            (vec![("pg-ca.pem", garbage)], "does not parse"),
+        ] {
+            let e = cluster_with_ca(&files, "pg-ca.pem").unwrap_err();
+            assert_eq!(e.key, "cluster.ca_file", "{what}");
+            assert!(e.message.contains(what), "{what}: {}", e.message);
+        }
+    }
+}
