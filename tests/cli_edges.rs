@@ -5,7 +5,7 @@
 //! `healthcheck --config` probes the admin listener that file names;
 //! `credgate access` prints quotes as they are and says when Paragon does
 //! not know the user; `credgate emulator` removes its key directory when it
-//! stops, however it stops.
+//! stops, however it stops. And the LICENSE file Cargo.toml promises.
 
 mod common;
 
@@ -270,4 +270,29 @@ fn the_emulator_removes_its_key_directory_when_it_stops() {
     let (mut child, dir, _) = emulator_with_keys(&taken.local_addr().unwrap().to_string());
     assert!(!wait_exit(&mut child).success(), "the port is taken");
     assert!(!dir.exists(), "{} is left behind", dir.display());
+}
+
+/// Cargo.toml says Apache-2.0, and the repository carries that license's
+/// text.
+#[test]
+fn the_license_file_is_the_one_cargo_toml_names() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cargo = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(cargo.contains("\nlicense = \"Apache-2.0\"\n"), "{cargo}");
+    let license = std::fs::read_to_string(root.join("LICENSE")).expect("a LICENSE file");
+    let head: Vec<&str> = license
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(3)
+        .collect();
+    assert_eq!(
+        head,
+        [
+            "Apache License",
+            "Version 2.0, January 2004",
+            "http://www.apache.org/licenses/"
+        ]
+    );
+    assert!(license.contains("END OF TERMS AND CONDITIONS"));
 }

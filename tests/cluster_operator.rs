@@ -302,3 +302,31 @@ fn the_harness_finds_postgres_and_chromium_on_path() {
     let empty = std::env::join_paths([scratch.0.join("empty")]).unwrap();
     assert_eq!(postgres::find_bin_dir(&no_debian, &empty), None);
 }
+
+/// The shipped gateway manifest says how to trust PostgreSQL behind a
+/// private CA (`ca_file`, and that `require` verifies here), and, since
+/// its preStop hook is the `sleep` handler, the Kubernetes version it
+/// needs and why.
+#[test]
+fn the_gateway_manifest_says_how_to_trust_a_private_ca_and_what_kubernetes_it_needs() {
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/gateway/credgate.yaml"),
+    )
+    .unwrap();
+    for needle in [
+        "ca_file = \"/etc/credgate/keys/postgres-ca.pem\"",
+        "--from-file=postgres-ca.pem=",
+        "unlike libpq",
+        "CA:TRUE",
+        "check-config --probe",
+    ] {
+        assert!(manifest.contains(needle), "{needle}");
+    }
+    if manifest.contains("sleep: {seconds:") {
+        assert!(
+            manifest.contains("Needs Kubernetes 1.30 or later")
+                && manifest.contains("PodLifecycleSleepAction"),
+            "the manifest names the Kubernetes it needs for preStop sleep"
+        );
+    }
+}
