@@ -10,6 +10,8 @@
 //! turned on (a server certificate for `localhost` from a private CA).
 
 mod common;
+// Its cut-off relay and restarts are tests/cluster.rs's.
+#[allow(dead_code)]
 #[path = "common/postgres.rs"]
 mod postgres;
 

@@ -217,7 +217,9 @@ fn a_config_naming_a_missing_file_fails_before_anything_is_written() {
     let src = TempDir::new("install-src");
     let (config, _) = prepare(&keys, &src.0);
     let text = std::fs::read_to_string(&config).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn()>, &str)> = vec![
+    // (what, how the prepared files are broken, what the message says)
+    type Case<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "a missing rules file",
             Box::new(|| std::fs::remove_file(src.0.join("policy/rules.toml")).unwrap()),
