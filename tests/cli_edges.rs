@@ -296,3 +296,29 @@ fn the_license_file_is_the_one_cargo_toml_names() {
     );
     assert!(license.contains("END OF TERMS AND CONDITIONS"));
 }
+
+/// `[cluster] ca_file` is checked (a PEM certificate, relative to the
+/// config's directory) and printed by `check-config`.
+#[test]
+fn check_config_reads_and_prints_the_cluster_ca_file() {
+    let keys = Keys::new();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    keys.dir
+        .write("pg-ca.pem", &ca.self_signed(&key).unwrap().pem());
+    let mut b = builder(&keys);
+    b.extra_top = "[cluster]\npostgres_url = \"postgres://credgate@127.0.0.1:9/credgate?sslmode=require\"\nca_file = \"pg-ca.pem\"\n".into();
+    let out = check_config(&keys.dir.write("credgate.toml", &b.toml()));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let t: toml::Table = toml::from_str(&text(&out.stdout)).unwrap();
+    let printed = t["cluster"]["ca_file"].as_str().unwrap();
+    assert_eq!(Path::new(printed), keys.path().join("pg-ca.pem"));
+
+    keys.dir.write("pg-ca.pem", &key.serialize_pem());
+    let out = check_config(&keys.dir.write("credgate.toml", &b.toml()));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("`cluster.ca_file`"), "{stderr}");
+    assert!(stderr.contains("holds a private key"), "{stderr}");
+}
