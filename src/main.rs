@@ -42,7 +42,16 @@ enum Command {
     Serve,
     /// Validate the config and print it with every default filled in and
     /// secrets left out; exit 64 with one line naming the bad key.
-    CheckConfig,
+    CheckConfig {
+        /// Also connect to `[cluster]`'s PostgreSQL as a replica does (TLS
+        /// included); exit 1 naming the cause when it cannot.
+        #[arg(long)]
+        probe: bool,
+        /// Print only the files the config names, `key<TAB>path` as
+        /// written, without checking them (deploy/systemd/install.sh).
+        #[arg(long, conflicts_with = "probe")]
+        files: bool,
+    },
     /// Start an emulated Paragon and the gateway on loopback with throwaway
     /// keys; print caller tokens and curl commands. Ctrl-C stops.
     Demo {
@@ -67,8 +76,11 @@ enum Command {
     /// Probe an admin endpoint (for container health checks, where no curl
     /// is installed): exit 0 on a 2xx answer within 3 seconds, else 1.
     Healthcheck {
-        #[arg(long, default_value = "http://127.0.0.1:9901/healthz")]
-        url: String,
+        /// [default: /healthz on the `--config` file's admin_listen (on
+        /// loopback when it listens on every address), else
+        /// http://127.0.0.1:9901/healthz]
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Drop cached credential lists on a running instance (its admin
     /// listener): one Connected User's, or everyone's. With `[cluster]`,
@@ -155,8 +167,8 @@ fn main() -> ExitCode {
         Format::Pretty => LogFormat::Pretty,
     });
     match cli.command.unwrap_or(Command::Serve) {
-        Command::CheckConfig => check_config(cli.config),
-        Command::Healthcheck { url } => healthcheck(&url),
+        Command::CheckConfig { probe, files } => check_config(cli.config, probe, files),
+        Command::Healthcheck { url } => healthcheck(url, cli.config),
         Command::Invalidate { admin, user } => invalidate(&admin, user.as_deref()),
         Command::Explain {
             admin,
@@ -221,7 +233,19 @@ fn load(path: Option<PathBuf>) -> Result<(Config, PathBuf), ExitCode> {
     }
 }
 
-fn check_config(path: Option<PathBuf>) -> ExitCode {
+fn check_config(path: Option<PathBuf>, probe: bool, files: bool) -> ExitCode {
+    if let (true, Some(p)) = (files, &path) {
+        return match credgate::config::named_files(p) {
+            Ok(list) => {
+                list.iter().for_each(|(k, v)| println!("{k}\t{v}"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("config error: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
     let (config, _) = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -230,6 +254,13 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
         eprintln!("warning: {w}");
     }
     print!("{}", config.to_effective_toml());
+    if probe {
+        let probed = credgate::cluster::probe_blocking(&config);
+        eprintln!("probe: {}", probed.as_ref().unwrap_or_else(|e| e));
+        if probed.is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
     ExitCode::SUCCESS
 }
 
@@ -327,7 +358,18 @@ fn admin_call_within(
     })
 }
 
-fn healthcheck(url: &str) -> ExitCode {
+fn healthcheck(url: Option<String>, config: Option<PathBuf>) -> ExitCode {
+    // Without --url: /healthz of the admin listener --config names.
+    let at = config.map(|c| credgate::config::local_admin_addr(&c));
+    let url = &match (url, at) {
+        (Some(url), _) => url,
+        (None, None) => "http://127.0.0.1:9901/healthz".into(),
+        (None, Some(Ok(addr))) => format!("http://{addr}/healthz"),
+        (None, Some(Err(e))) => {
+            eprintln!("healthcheck: config error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match admin_call(http::Method::GET, url, None) {
         Ok((status, _)) if status.is_success() => ExitCode::SUCCESS,
         Ok((status, _)) => {
@@ -750,9 +792,10 @@ fn access_csv(a: &serde_json::Value) -> String {
     out
 }
 
-/// Columns padded to their widest cell; control characters shown escaped.
+/// Columns padded to their widest cell; control characters shown escaped
+/// (quotes and other printable characters as they are).
 fn access_table(a: &serde_json::Value) -> String {
-    let clean = |v: &str| v.chars().flat_map(char::escape_default).collect::<String>();
+    let clean = |v: &str| credgate::telemetry::clean(v).into_owned();
     let columns = [0usize, 1, 2, 3, 4, 6, 7];
     let rows: Vec<Vec<String>> = std::iter::once(ACCESS_HEADER.map(|h| h.to_ascii_uppercase()))
         .chain(access_rows(a))
@@ -848,6 +891,8 @@ fn emulator(
         },
         None => Fixtures::demo(credgate::demo::DEMO_PROJECT),
     };
+    // The throwaway key pair's directory, removed however this returns.
+    let mut keys_dir = None;
     let public_key_pem = match &public_key {
         Some(p) => match std::fs::read(p) {
             Ok(b) => b,
@@ -871,8 +916,9 @@ fn emulator(
                 .map(|b| format!("{b:02x}"))
                 .collect();
             let dir = std::env::temp_dir().join(format!("credgate-emulator-{suffix}"));
-            let written = write_private(&dir, "paragon-signing.pem", &pair.private_pem, 0o600)
-                .and_then(|_| write_private(&dir, "paragon-public.pem", &pair.public_pem, 0o644));
+            let dir = &keys_dir.insert(RemovedOnDrop(dir)).0;
+            let written = write_private(dir, "paragon-signing.pem", &pair.private_pem, 0o600)
+                .and_then(|_| write_private(dir, "paragon-public.pem", &pair.public_pem, 0o644));
             if let Err(e) = written {
                 eprintln!("emulator: cannot write keys to {}: {e}", dir.display());
                 return ExitCode::FAILURE;
@@ -916,6 +962,15 @@ fn emulator(
         handle.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// A directory removed with everything in it when this is dropped.
+struct RemovedOnDrop(PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Writes `name` in `dir` (created 0700 if missing) with `mode`, refusing

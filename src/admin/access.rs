@@ -16,6 +16,7 @@ use crate::config::rules::{Effect, Rules};
 use crate::config::AuthMode;
 use crate::gateway::State;
 use crate::paragon::credentials::Credential;
+use crate::paragon::directory::LoadError;
 use crate::paragon::subscriptions::Seen;
 use crate::policy::owner_of_label;
 use crate::policy::rules::{probe, Outcome};
@@ -32,6 +33,10 @@ pub enum AccessError {
     /// 503.
     #[error("the credential list of this user could not be loaded: {0}")]
     Unavailable(String),
+    /// 404: Paragon refused the user's token for `/sdk/me` (401), which it
+    /// does for a Connected User it does not know.
+    #[error("Connected User {0:?} is unknown to Paragon (it answered /sdk/me with 401; if it refuses every user, it does not accept credgate's tokens: check paragon.project_id and paragon.signing_key_file)")]
+    UnknownUser(String),
 }
 
 /// The review of `user`.
@@ -50,7 +55,12 @@ pub async fn review(state: &State, user: &str) -> Result<Value, AccessError> {
     // (an unrestricted token, the shared cache).
     let snapshot = crate::gateway::list_of(state, &generation, user)
         .await
-        .map_err(|e| AccessError::Unavailable(e.to_string()))?;
+        .map_err(|e| match e {
+            LoadError::Status(401) | LoadError::NotAuthenticated => {
+                AccessError::UnknownUser(user.to_string())
+            }
+            e => AccessError::Unavailable(e.to_string()),
+        })?;
 
     let policy = &cfg.policy;
     let admins = cfg.auth.admin_claim.as_ref().map(|c| {

@@ -316,6 +316,7 @@ async fn access(state: &State, query: Option<&str>) -> Response<Body> {
                 AccessError::BadRequest(_) => StatusCode::BAD_REQUEST,
                 AccessError::Passthrough => StatusCode::CONFLICT,
                 AccessError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                AccessError::UnknownUser(_) => StatusCode::NOT_FOUND,
             };
             json(status, serde_json::json!({"message": e.to_string()}))
         }

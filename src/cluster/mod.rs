@@ -124,9 +124,37 @@ impl std::fmt::Debug for Cluster {
 }
 
 /// tokio-postgres errors name the failing operation, never the URL or its
-/// password.
-fn err_text(e: &dyn std::fmt::Display) -> String {
-    e.to_string()
+/// password; their causes follow (a certificate error, a server message).
+fn err_text(e: &(dyn std::error::Error + 'static)) -> String {
+    pool::describe(e)
+}
+
+/// `credgate check-config --probe`: connects to the store once, as a
+/// replica does (the same TLS roots), and runs `SELECT 1`; the error names
+/// its cause (a certificate refused, and what to do about it).
+pub async fn probe(
+    cfg: &ClusterConfig,
+    paragon_ca: Option<&crate::config::PemFile>,
+) -> Result<(), String> {
+    Pool::new(&cfg.postgres_url, cfg.ca_file.as_ref(), paragon_ca)?
+        .probe()
+        .await
+}
+
+/// [`probe`] for `check-config --probe`, on a runtime of its own: what
+/// it found, to print; `Err` when a replica could not connect.
+pub fn probe_blocking(config: &crate::config::Config) -> Result<String, String> {
+    let Some(cluster) = &config.cluster else {
+        return Ok("no [cluster]: nothing to connect to".into());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    runtime
+        .block_on(probe(cluster, config.paragon.ca_file.as_ref()))
+        .map(|()| "[cluster] PostgreSQL answered".into())
+        .map_err(|e| format!("[cluster] PostgreSQL: {e}"))
 }
 
 impl Cluster {
@@ -138,7 +166,7 @@ impl Cluster {
         metrics: Arc<Metrics>,
         ca: Option<&crate::config::PemFile>,
     ) -> Result<Arc<Cluster>, String> {
-        let pool = Pool::new(&cfg.postgres_url, ca)?;
+        let pool = Pool::new(&cfg.postgres_url, cfg.ca_file.as_ref(), ca)?;
         let replica: String = crate::keygen::random_bytes::<8>()
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -161,7 +189,7 @@ impl Cluster {
             metrics,
         });
         if let Err(e) = cluster.prepare().await {
-            tracing::warn!(error = %e, "cluster store unreachable at start; starting degraded");
+            tracing::warn!(error = %e, "cluster store unreachable at start (the error says why); starting degraded");
             cluster.set_degraded(true, &e);
         }
         Ok(cluster)
@@ -468,7 +496,7 @@ impl Cluster {
     }
 }
 
-async fn timeout<T, E: std::fmt::Display>(
+async fn timeout<T, E: std::error::Error + 'static>(
     f: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, String> {
     match tokio::time::timeout(OP_TIMEOUT, f).await {

@@ -1,6 +1,7 @@
 //! `[cluster]`: replicas sharing invalidations and limits through
-//! PostgreSQL (`postgres_url` or `postgres_url_env`, `poll_interval`,
-//! `event_retention`, `degraded_ttl`, `strict`). It owns the section's file
+//! PostgreSQL (`postgres_url` or `postgres_url_env`, `ca_file`,
+//! `poll_interval`, `event_retention`, `degraded_ttl`, `strict`). It owns
+//! the section's file
 //! form (`RawCluster`), its defaults, the validated [`ClusterConfig`] and
 //! its checks, and [`redact_url_password`], so the database password is
 //! never printed (`Debug`, `check-config`, errors).
@@ -9,11 +10,12 @@
 //! `config` (`config` imports nothing of credgate's: see `src/lib.rs`).
 //! Talking to PostgreSQL is the `cluster` module's.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{dur, ConfigError, Env};
+use super::common::{dur, read_pem, ConfigError, Env, PemFile};
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +24,8 @@ pub struct RawCluster {
     pub postgres_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgres_url_env: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub poll_interval: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -43,6 +47,12 @@ pub const DEFAULT_DEGRADED_TTL: Duration = Duration::from_secs(10);
 pub struct ClusterConfig {
     pub postgres_url: String,
     pub postgres_url_env: Option<String>,
+    /// The roots PostgreSQL's certificate is verified against (PEM
+    /// certificates: a private CA's), instead of the public roots and
+    /// `paragon.ca_file`. With TLS (`sslmode=prefer`, the default, or
+    /// `require`) the chain and the host name are always verified: unlike
+    /// libpq, `require` does not mean "encrypt but trust anything".
+    pub ca_file: Option<PemFile>,
     pub poll_interval: Duration,
     pub event_retention: Duration,
     pub degraded_ttl: Duration,
@@ -53,6 +63,7 @@ impl std::fmt::Debug for ClusterConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterConfig")
             .field("postgres_url", &redact_url_password(&self.postgres_url))
+            .field("ca_file", &self.ca_file)
             .field("poll_interval", &self.poll_interval)
             .field("event_retention", &self.event_retention)
             .field("degraded_ttl", &self.degraded_ttl)
@@ -63,6 +74,7 @@ impl std::fmt::Debug for ClusterConfig {
 
 pub(super) fn validate_cluster(
     raw: RawCluster,
+    base: &Path,
     env: &dyn Env,
 ) -> Result<ClusterConfig, ConfigError> {
     let postgres_url = match (raw.postgres_url, &raw.postgres_url_env) {
@@ -103,9 +115,15 @@ pub(super) fn validate_cluster(
             "must be at least 50ms",
         ));
     }
+    let ca_file = raw
+        .ca_file
+        .as_deref()
+        .map(|p| read_ca_file(base, p))
+        .transpose()?;
     Ok(ClusterConfig {
         postgres_url,
         postgres_url_env: raw.postgres_url_env,
+        ca_file,
         poll_interval,
         event_retention: dur(
             "cluster.event_retention",
@@ -119,6 +137,40 @@ pub(super) fn validate_cluster(
         )?,
         strict: raw.strict.unwrap_or(false),
     })
+}
+
+/// `cluster.ca_file`: PEM certificates, each one that parses as a trust
+/// anchor, and no private key (a file meant for the CA's certificate that
+/// holds a key is a key in the wrong place).
+fn read_ca_file(base: &Path, p: &str) -> Result<PemFile, ConfigError> {
+    use rustls_pki_types::pem::{PemObject, SectionKind};
+    const KEY: &str = "cluster.ca_file";
+    let pem = read_pem(KEY, base, p)?;
+    let shown = pem.path.display().to_string();
+    let mut roots = rustls::RootCertStore::empty();
+    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(&pem.pem) {
+        let (kind, der) = section
+            .map_err(|e| ConfigError::new(KEY, format!("{shown} does not parse as PEM: {e}")))?;
+        match kind {
+            SectionKind::Certificate => roots.add(der.into()).map_err(|e| {
+                ConfigError::new(KEY, format!("{shown}: a certificate does not parse: {e}"))
+            })?,
+            SectionKind::PrivateKey | SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey => {
+                return Err(ConfigError::new(
+                    KEY,
+                    format!("{shown} holds a private key: it takes only the certificate of the CA that issued PostgreSQL's certificate"),
+                ))
+            }
+            _ => {}
+        }
+    }
+    if roots.is_empty() {
+        return Err(ConfigError::new(
+            KEY,
+            format!("{shown} holds no certificate (it takes the PEM certificate of the CA that issued PostgreSQL's certificate)"),
+        ));
+    }
+    Ok(pem)
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, and
@@ -152,5 +204,75 @@ pub fn redact_url_password(u: &str) -> String {
         parsed.to_string()
     } else {
         u.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `files` written in a directory of its own, and `[cluster]` read
+    /// with `ca_file` relative to it.
+    fn cluster_with_ca(
+        files: &[(&str, &str)],
+        ca_file: &str,
+    ) -> Result<ClusterConfig, ConfigError> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("credgate-cluster-ca-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let raw = RawCluster {
+            postgres_url: Some("postgres://credgate@db/credgate?sslmode=require".into()),
+            ca_file: Some(ca_file.into()),
+            ..RawCluster::default()
+        };
+        let env = std::collections::HashMap::<String, String>::new();
+        let result = validate_cluster(raw, &dir, &env);
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.self_signed(&key).unwrap().pem()
+    }
+
+    /// A CA certificate is read, relative to the config's directory.
+    #[test]
+    fn ca_file_takes_a_pem_certificate() {
+        let ca = ca_pem();
+        let c = cluster_with_ca(&[("pg-ca.pem", &ca)], "pg-ca.pem").unwrap();
+        let file = c.ca_file.expect("ca_file is kept");
+        assert!(file.path.ends_with("pg-ca.pem"));
+        assert_eq!(&*file.pem, ca.as_bytes());
+    }
+
+    /// A missing file, a file without a certificate, a certificate that
+    /// does not parse and a private key are each refused naming the key.
+    #[test]
+    fn ca_file_refuses_what_is_not_a_ca_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        let with_key = format!("{}{key}", ca_pem());
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        for (files, what) in [
+            (vec![], "cannot read"),
+            (vec![("pg-ca.pem", "not pem")], "is not a PEM file"),
+            (vec![("pg-ca.pem", key.as_str())], "holds a private key"),
+            (
+                vec![("pg-ca.pem", with_key.as_str())],
+                "holds a private key",
+            ),
+            (vec![("pg-ca.pem", garbage)], "does not parse"),
+        ] {
+            let e = cluster_with_ca(&files, "pg-ca.pem").unwrap_err();
+            assert_eq!(e.key, "cluster.ca_file", "{what}");
+            assert!(e.message.contains(what), "{what}: {}", e.message);
+        }
     }
 }

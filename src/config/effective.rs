@@ -173,6 +173,7 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
                 Some(super::redact_url_password(&cl.postgres_url))
             },
             postgres_url_env: cl.postgres_url_env.clone(),
+            ca_file: cl.ca_file.as_ref().map(|k| path(&k.path)),
             poll_interval: Some(d(cl.poll_interval)),
             event_retention: Some(d(cl.event_retention)),
             degraded_ttl: Some(d(cl.degraded_ttl)),

@@ -29,6 +29,7 @@ mod limits;
 mod mcp;
 mod net;
 mod paragon;
+mod peek;
 mod policy;
 mod products;
 pub mod raw;
@@ -68,6 +69,7 @@ pub use paragon::{
     DEFAULT_PROXY_URL, DEFAULT_SYNC_URL, DEFAULT_TOKEN_TTL, DEFAULT_WORKFLOWS_URL,
     MINT_REUSE_MARGIN, MIN_TOKEN_TTL,
 };
+pub use peek::{local_admin_addr, named_files};
 pub use policy::{
     validate_owner_template, AdminDefault, Enforce, MemberMetadata, PolicyConfig,
     MANAGED_PARAGON_HEADERS, PRINCIPAL_PLACEHOLDER,
@@ -140,6 +142,7 @@ impl Config {
     /// Parses and validates TOML text; `base` resolves relative file paths.
     pub fn from_toml(text: &str, base: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        refuse_placeholders(text, raw.policy.acl_file.as_deref(), base)?;
         let mut config = validate(raw, base, env)?;
         config.sha256 = sha256_hex(text.as_bytes());
         Ok(config)
@@ -151,6 +154,79 @@ impl Config {
     pub fn to_effective_toml(&self) -> String {
         let raw = effective::to_raw(self);
         toml::to_string_pretty(&raw).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+}
+
+/// Every `REPLACE-WITH-...` placeholder left in the config and in its ACL
+/// file, reported at once: an operator filling in a shipped manifest fixes
+/// them in one pass, not one `check-config` run each. One line, naming the
+/// first one's key. (The sections check their own keys too; this runs
+/// first, so they see none.)
+fn refuse_placeholders(text: &str, acl_file: Option<&str>, base: &Path) -> Result<(), ConfigError> {
+    let is_placeholder = |s: &str| s.to_ascii_uppercase().contains("REPLACE-WITH-");
+    let mut found: Vec<(String, String)> = Vec::new();
+    let mut scan = |text: &str, prefix: &str| {
+        let Ok(doc) = text.parse::<toml::Table>().map(toml::Value::Table) else {
+            return;
+        };
+        let mut all = Vec::new();
+        peek::strings(&doc, "", &mut all);
+        for (key, v) in all.into_iter().filter(|(_, v)| is_placeholder(v)) {
+            found.push((format!("{prefix}{key}"), v.to_string()));
+        }
+    };
+    scan(text, "");
+    // The ACL file's own errors are `[policy]`'s to report.
+    if let Some(acl) = acl_file.filter(|a| !a.is_empty()) {
+        let path = common::resolve_path(base, acl);
+        if let Ok(acl_text) = std::fs::read_to_string(path) {
+            scan(&acl_text, "policy.acl_file: ");
+        }
+    }
+    let Some((first_key, first_value)) = found.first() else {
+        return Ok(());
+    };
+    // The key as the sections name it: `policy.acl_file` for the ACL's,
+    // `auth.audience` for an item of that list.
+    let key = first_key
+        .split_once(": ")
+        .map_or(first_key.as_str(), |(k, _)| k);
+    let key = match key.strip_suffix(']').and_then(|k| k.rsplit_once('[')) {
+        Some((k, _)) => k,
+        None => key,
+    };
+    if found.len() == 1 {
+        return Err(ConfigError::new(
+            key,
+            format!("`{first_value}` is a placeholder: replace it with your own value"),
+        ));
+    }
+    let list: Vec<String> = found.iter().map(|(k, v)| format!("{k} (`{v}`)")).collect();
+    Err(ConfigError::new(
+        key,
+        format!(
+            "{} placeholders to replace with your own values: {}",
+            found.len(),
+            list.join(", ")
+        ),
+    ))
+}
+
+/// Warnings about listening and identity that involve several sections:
+/// a traffic listener off loopback without TLS, and (mint mode) one claim
+/// naming both the Connected User and the principal.
+fn exposure_warnings(server: &ServerConfig, auth: &AuthConfig, warnings: &mut Vec<String>) {
+    if server.tls.is_none() && !server.listen.ip().is_loopback() {
+        warnings.push(format!(
+            "server.listen = \"{}\" is not a loopback address and server.tls is not set: callers' bearer tokens cross the network in clear text unless a TLS-terminating proxy (an ingress, a load balancer, a mesh) is in front; set [server] tls or listen on loopback",
+            server.listen
+        ));
+    }
+    if auth.mode == AuthMode::Mint && auth.user_claim == auth.principal_claim {
+        warnings.push(format!(
+            "auth.user_claim and auth.principal_claim are both `{}`: every caller is the only member of its own Connected User, so per-member isolation has nothing to separate; if several people share a Connected User (an organisation's accounts), set user_claim to the claim naming it (e.g. \"org_id\")",
+            auth.user_claim
+        ));
     }
 }
 
@@ -228,6 +304,7 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
         ));
     }
     warnings.extend(admin_listen_warning(&server));
+    exposure_warnings(&server, &auth, &mut warnings);
     let cache = validate_cache(raw.cache)?;
     let audit = validate_audit(raw.audit, base, &mut warnings)?;
     let telemetry = validate_telemetry(raw.telemetry)?;
@@ -235,7 +312,10 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
     let limits = validate_limits(raw.limits)?;
     let cors = validate_cors(raw.cors, &mut warnings)?;
     let authzen = validate_authzen(raw.authzen, auth_mode, env)?;
-    let cluster = raw.cluster.map(|c| validate_cluster(c, env)).transpose()?;
+    let cluster = raw
+        .cluster
+        .map(|c| validate_cluster(c, base, env))
+        .transpose()?;
     Ok(Config {
         server,
         paragon,

@@ -59,11 +59,40 @@ pub fn sdk_path() -> PathBuf {
 }
 
 pub fn chromium() -> PathBuf {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("Debian's chromium (scripts/test installs it: apt-get install chromium)")
+    find_chromium(&std::env::var_os("PATH").unwrap_or_default()).expect(
+        "Chromium or Chrome: Debian's /usr/bin/chromium, one on PATH (chromium, \
+         chromium-browser, google-chrome), or macOS's app (scripts/test installs it: \
+         apt-get install chromium)",
+    )
+}
+
+/// Chromium's program: the usual names on `path` (a `PATH` value:
+/// Debian, Fedora, Arch, a Chrome install), then Debian's paths (a `PATH`
+/// without /usr/bin), then macOS's apps.
+pub fn find_chromium(path: &std::ffi::OsStr) -> Option<PathBuf> {
+    let debian = ["/usr/bin/chromium", "/usr/bin/chromium-browser"];
+    let names = [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ];
+    let mac = [
+        "/Applications/Chromium.app/Contents/MacOS/Chromium",
+        "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+    ];
+    let on_path = names.iter().find_map(|n| {
+        std::env::split_paths(path)
+            .map(|d| d.join(n))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        debian
+            .iter()
+            .chain(&mac)
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    })
 }
 
 /// Headless Chromium that can reach loopback only: every other name fails

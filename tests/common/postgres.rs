@@ -4,7 +4,7 @@
 //! TCP relay that can cut one replica off from the database.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,14 +18,53 @@ pub struct Postgres {
     pub port: u16,
 }
 
+/// The directory of PostgreSQL's server programs (`initdb`, `pg_ctl`):
+/// Debian's newest `/usr/lib/postgresql/<version>/bin`, else wherever
+/// `pg_ctl` is on `PATH` (Fedora's /usr/bin, Homebrew's symlinks, resolved
+/// to the directory that also holds `initdb` and `postgres`).
 fn bin_dir() -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL server binaries under /usr/lib/postgresql (apt-get install postgresql)")
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    find_bin_dir(Path::new("/usr/lib/postgresql"), &path).unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL's server programs (initdb, pg_ctl): none under /usr/lib/postgresql/*/bin \
+             nor on PATH (apt-get install postgresql, dnf install postgresql-server, \
+             brew install postgresql)"
+        )
+    })
+}
+
+/// [`bin_dir`] with its places given: Debian's versions under `debian`,
+/// then each directory of `path` (a `PATH` value).
+pub fn find_bin_dir(debian: &Path, path: &std::ffi::OsStr) -> Option<PathBuf> {
+    let complete = |d: &Path| ["pg_ctl", "initdb"].iter().all(|t| d.join(t).is_file());
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(debian)
+        .into_iter()
+        .flatten()
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|p| p.join("pg_ctl").exists())
+        .filter(|p| complete(p))
         .collect();
-    dirs.sort();
-    dirs.pop().expect("a PostgreSQL version with pg_ctl")
+    // Newest first: "15" after "9" (numeric, not text, order).
+    versions.sort_by_key(|p| {
+        let v = p
+            .parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str());
+        v.and_then(|v| v.split('.').next()?.parse::<u32>().ok())
+    });
+    if let Some(newest) = versions.pop() {
+        return Some(newest);
+    }
+    on_path("pg_ctl", path)
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .filter(|d| complete(d))
+}
+
+/// The first `name` on `path` (a `PATH` value) that is a file.
+pub fn on_path(name: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 fn is_root() -> bool {
