@@ -241,7 +241,10 @@ fn every_reason_and_rule_variable_is_documented() {
                 || doc.contains(&variable)
                 || (doc.contains(&format!("{root_name}.")) && doc.contains(&format!(".{field}")))
         };
-        assert!(listed(variables), "the README does not describe `{variable}`");
+        assert!(
+            listed(variables),
+            "the README does not describe `{variable}`"
+        );
         assert!(
             listed(&example),
             "config/rules.example.toml does not mention `{variable}`"

@@ -373,9 +373,13 @@ const REQUEST: &[(&str, Ty)] = &[
 /// Every variable a rule can read, as `root.field` (the README lists
 /// each: a test).
 pub fn variables() -> impl Iterator<Item = String> {
-    [("caller", CALLER), ("credential", CREDENTIAL), ("request", REQUEST)]
-        .into_iter()
-        .flat_map(|(root, fields)| fields.iter().map(move |(f, _)| format!("{root}.{f}")))
+    [
+        ("caller", CALLER),
+        ("credential", CREDENTIAL),
+        ("request", REQUEST),
+    ]
+    .into_iter()
+    .flat_map(|(root, fields)| fields.iter().map(move |(f, _)| format!("{root}.{f}")))
 }
 
 /// Type names an expression may use (`type(x) == string`).

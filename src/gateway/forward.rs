@@ -29,7 +29,8 @@
 //! of its own. The request's future polls it while it waits for the
 //! answer's head ([`ConnPool::send`]), and the client connection's future
 //! polls it afterwards, while the answer's body streams and while it is
-//! held between requests ([`Affinity::drive`], called by `server`). A
+//! held between requests ([`Affinity::poll_connection`], called by
+//! `server`), with the wake-ups between the two coalesced. A
 //! request on a kept-alive pair thus wakes one task, not two, and no
 //! hand-off between tasks sits on the path (`benches/load/ANALYSIS.md`).
 //! A connection that goes to the idle pool gets a task of its own then,
@@ -42,8 +43,9 @@
 
 use std::future::Future;
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use http::uri::{PathAndQuery, Uri};
@@ -106,55 +108,180 @@ impl ForwardError {
 pub struct Affinity {
     worker: usize,
     held: Mutex<Option<(Arc<ConnPool>, Held)>>,
+    wakes: Arc<Wakes>,
+    /// Handed to the upstream connection's future when this task polls it.
+    driver_waker: Waker,
+    /// Handed to the client connection's future (and so to the request's).
+    task_waker: Waker,
 }
+
+/// Wake-ups of one client connection's task, coalesced. The task polls two
+/// things: the client connection (hyper's server, and through it the
+/// request's future) and the upstream connection it holds. Each wakes the
+/// other while the task runs (a request handed to the upstream connection,
+/// an answer's head or body chunk handed back), and a wake-up of a running
+/// task makes the runtime poll the whole task once more afterwards, request
+/// future included, for nothing. So while the task runs, a wake-up only
+/// notes which side was woken, and [`Affinity::poll_connection`] polls that
+/// side again before it returns; only a wake-up from elsewhere (a socket
+/// ready, a timer) wakes the task.
+struct Wakes {
+    /// Set while [`Affinity::poll_connection`] runs.
+    in_poll: AtomicBool,
+    /// The upstream connection was woken since it was last polled.
+    driver: AtomicBool,
+    /// The client connection was woken since it was last polled.
+    task: AtomicBool,
+    /// The task's own waker, for wake-ups from elsewhere.
+    outer: Mutex<Option<Waker>>,
+}
+
+impl Wakes {
+    fn woken(&self, flag: &AtomicBool) {
+        flag.store(true, Ordering::SeqCst);
+        if !self.in_poll.load(Ordering::SeqCst) {
+            let outer = self.outer.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(w) = outer.as_ref() {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    /// Keeps `waker` as the task's own waker, unless it is one of ours
+    /// (polled from inside [`Affinity::poll_connection`]).
+    fn outer_is(&self, waker: &Waker) {
+        if self.in_poll.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut outer = self.outer.lock().unwrap_or_else(|p| p.into_inner());
+        if !outer.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *outer = Some(waker.clone());
+        }
+    }
+}
+
+struct DriverWake(Arc<Wakes>);
+struct TaskWake(Arc<Wakes>);
+
+impl Wake for DriverWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.woken(&self.0.driver);
+    }
+}
+
+impl Wake for TaskWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.woken(&self.0.task);
+    }
+}
+
+/// How many times [`Affinity::poll_connection`] polls again for wake-ups
+/// of its own before it yields to the task's other work (fairness).
+const MAX_ROUNDS: usize = 16;
 
 impl Affinity {
     /// For a client connection accepted by `worker` (server::serve).
     pub fn new(worker: usize) -> Self {
+        let wakes = Arc::new(Wakes {
+            in_poll: AtomicBool::new(false),
+            driver: AtomicBool::new(false),
+            task: AtomicBool::new(false),
+            outer: Mutex::new(None),
+        });
         Affinity {
             worker,
             held: Mutex::new(None),
+            driver_waker: Waker::from(Arc::new(DriverWake(wakes.clone()))),
+            task_waker: Waker::from(Arc::new(TaskWake(wakes.clone()))),
+            wakes,
         }
     }
 
+    /// Polls the client connection (`client`: hyper's server connection)
+    /// and the upstream connection this client connection holds, in one
+    /// task, with wake-ups between the two coalesced ([`Wakes`]). The
+    /// upstream connection is polled first, so that what it read (an
+    /// answer's body) is there for the client side. The client connection's
+    /// future calls this each time its task wakes (server::run_http), so
+    /// the upstream socket's readiness wakes that task and the answer's
+    /// body, or Paragon closing the connection, is read there.
+    pub fn poll_connection<T>(
+        &self,
+        cx: &mut Context<'_>,
+        mut client: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        let wakes = &*self.wakes;
+        wakes.outer_is(cx.waker());
+        wakes.in_poll.store(true, Ordering::SeqCst);
+        let mut rounds = 0;
+        let out = loop {
+            wakes.driver.store(false, Ordering::SeqCst);
+            self.drive();
+            wakes.task.store(false, Ordering::SeqCst);
+            if let Poll::Ready(out) = client(&mut Context::from_waker(&self.task_waker)) {
+                break Poll::Ready(out);
+            }
+            let again = wakes.driver.load(Ordering::SeqCst) || wakes.task.load(Ordering::SeqCst);
+            rounds += 1;
+            if !again || rounds == MAX_ROUNDS {
+                break Poll::Pending;
+            }
+        };
+        wakes.in_poll.store(false, Ordering::SeqCst);
+        // Woken in the last round, or from another thread after the last
+        // look: poll again later.
+        if out.is_pending()
+            && (wakes.driver.load(Ordering::SeqCst) || wakes.task.load(Ordering::SeqCst))
+        {
+            cx.waker().wake_by_ref();
+        }
+        out
+    }
+
     /// Polls the held upstream connection, when this client connection
-    /// drives it: the client connection's future calls this each time its
-    /// task wakes, so the upstream socket's readiness wakes that task and
-    /// the answer's body, or Paragon closing the connection, is read there.
-    pub fn drive(&self, cx: &mut Context<'_>) {
+    /// drives it.
+    fn drive(&self) {
         let mut slot = self.held.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, h)) = slot.as_mut() {
-            poll_driver(&mut h.driver, cx);
+            poll_driver(&mut h.driver, &self.driver_waker);
         }
+    }
+
+    /// Waits for `fut` (a request's exchange on `driver`'s connection) while
+    /// polling the connection itself, in the caller's task. After the
+    /// connection has made progress (written the request, read the answer's
+    /// head) `fut` is polled again at once rather than on the next wake.
+    async fn drive_until<F: Future>(&self, driver: &mut Option<Driver>, fut: F) -> F::Output {
+        let mut fut = pin!(fut);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+            if driver.is_none() {
+                return Poll::Pending;
+            }
+            self.wakes.outer_is(cx.waker());
+            self.wakes.driver.store(false, Ordering::SeqCst);
+            poll_driver(driver, &self.driver_waker);
+            fut.as_mut().poll(cx)
+        })
+        .await
     }
 }
 
 /// Polls a connection's future; forgets it once it has ended.
-fn poll_driver(driver: &mut Option<Driver>, cx: &mut Context<'_>) {
+fn poll_driver(driver: &mut Option<Driver>, waker: &Waker) {
     if let Some(d) = driver {
-        if d.as_mut().poll(cx).is_ready() {
+        if d.as_mut().poll(&mut Context::from_waker(waker)).is_ready() {
             *driver = None;
         }
     }
-}
-
-/// Waits for `fut` (a request's exchange on `driver`'s connection) while
-/// polling the connection itself, in the caller's task. After the
-/// connection has made progress (written the request, read the answer's
-/// head) `fut` is polled again at once rather than on the next wake.
-async fn drive_until<F: Future>(driver: &mut Option<Driver>, fut: F) -> F::Output {
-    let mut fut = pin!(fut);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-            return Poll::Ready(out);
-        }
-        if driver.is_none() {
-            return Poll::Pending;
-        }
-        poll_driver(driver, cx);
-        fut.as_mut().poll(cx)
-    })
-    .await
 }
 
 impl std::fmt::Debug for Affinity {
@@ -340,7 +467,8 @@ impl ConnPool {
         };
         let mut retried = false;
         loop {
-            if drive_until(&mut held.driver, held.sender.ready())
+            if affinity
+                .drive_until(&mut held.driver, held.sender.ready())
                 .await
                 .is_err()
             {
@@ -356,7 +484,7 @@ impl ConnPool {
                 None
             };
             let sent = held.sender.try_send_request(req);
-            match drive_until(&mut held.driver, sent).await {
+            match affinity.drive_until(&mut held.driver, sent).await {
                 Ok(resp) => {
                     held.idle_since = Instant::now();
                     *affinity.held.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -542,11 +670,9 @@ mod tests {
     async fn read(affinity: &Affinity, resp: Response<Incoming>) -> bytes::Bytes {
         let collect = http_body_util::BodyExt::collect(resp.into_body());
         let mut collect = pin!(collect);
-        let got = std::future::poll_fn(|cx| {
-            affinity.drive(cx);
-            collect.as_mut().poll(cx)
-        })
-        .await;
+        let got =
+            std::future::poll_fn(|cx| affinity.poll_connection(cx, |cx| collect.as_mut().poll(cx)))
+                .await;
         got.unwrap().to_bytes()
     }
 
@@ -593,12 +719,13 @@ mod tests {
         let resp = pool.send(&affinity, 0, get(), &retries).await.unwrap();
         assert_eq!(&read(&affinity, resp).await[..], b"ok");
         let seen = std::future::poll_fn(|cx| {
-            affinity.drive(cx);
-            let slot = affinity.held.lock().unwrap();
-            match slot.as_ref() {
-                Some((_, h)) if h.sender.is_closed() => Poll::Ready(()),
-                _ => Poll::Pending,
-            }
+            affinity.poll_connection(cx, |_| {
+                let slot = affinity.held.lock().unwrap();
+                match slot.as_ref() {
+                    Some((_, h)) if h.sender.is_closed() => Poll::Ready(()),
+                    _ => Poll::Pending,
+                }
+            })
         });
         tokio::time::timeout(Duration::from_secs(5), seen)
             .await

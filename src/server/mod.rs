@@ -317,17 +317,16 @@ where
         tokio::pin!(stopped);
         let mut stopping = false;
         // One task: the client connection, and the upstream connection
-        // this client connection holds (gateway::forward), polled first so
-        // that what it read (an answer's body) is there for the client side.
+        // this client connection holds (gateway::forward).
         std::future::poll_fn(|cx| {
             if !stopping && stopped.as_mut().poll(cx).is_ready() {
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
             }
-            if let Some(affinity) = info.affinity() {
-                affinity.drive(cx);
+            match info.affinity() {
+                Some(affinity) => affinity.poll_connection(cx, |cx| conn.as_mut().poll(cx)),
+                None => conn.as_mut().poll(cx),
             }
-            conn.as_mut().poll(cx)
         })
         .await
     }
