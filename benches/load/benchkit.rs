@@ -8,7 +8,8 @@
 //!   Salesforce tool in ActionKit's shape (for `/mcp`'s `tools/call`
 //!   figure). With `--tls-cert`/`--tls-key` it speaks HTTPS (rustls,
 //!   aws-lc-rs, TLS 1.3 and 1.2, ALPN `http/1.1`) with keep-alive, and
-//!   `/__stats` also counts the connections that negotiated TLS 1.3.
+//!   `/__stats` also counts the completed TLS handshakes and those that
+//!   negotiated TLS 1.3.
 //! * `prepare --dir DIR ...` — keys, emulator fixtures (users × members,
 //!   one credential each), a credgate config, and token files for wrk.
 //! * `coldstart --gateway URL --emulator URL --tokens FILE` — the first
@@ -152,7 +153,9 @@ async fn upstream(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let conns = Arc::new(AtomicU64::new(0));
     let reqs = Arc::new(AtomicU64::new(0));
-    // TLS connections that negotiated TLS 1.3 (the harness checks that all did).
+    // Completed TLS handshakes, and those that negotiated TLS 1.3 (the
+    // harness checks that all did).
+    let handshakes = Arc::new(AtomicU64::new(0));
     let tls13 = Arc::new(AtomicU64::new(0));
     loop {
         let (stream, _) = listener.accept().await.unwrap();
@@ -161,6 +164,7 @@ async fn upstream(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) {
         let stats = Stats {
             conns: conns.clone(),
             reqs: reqs.clone(),
+            handshakes: handshakes.clone(),
             tls13: tls13.clone(),
         };
         let tls = tls.clone();
@@ -168,6 +172,7 @@ async fn upstream(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) {
             match tls {
                 Some(acceptor) => {
                     if let Ok(stream) = acceptor.accept(stream).await {
+                        stats.handshakes.fetch_add(1, Ordering::Relaxed);
                         if stream.get_ref().1.protocol_version()
                             == Some(rustls::ProtocolVersion::TLSv1_3)
                         {
@@ -187,6 +192,7 @@ async fn upstream(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) {
 struct Stats {
     conns: Arc<AtomicU64>,
     reqs: Arc<AtomicU64>,
+    handshakes: Arc<AtomicU64>,
     tls13: Arc<AtomicU64>,
 }
 
@@ -202,6 +208,7 @@ where
             let body = if req.uri().path() == "/__stats" {
                 Bytes::from(
                     json!({"connections": stats.conns.load(Ordering::Relaxed), "requests": n,
+                           "tls_connections": stats.handshakes.load(Ordering::Relaxed),
                            "tls13_connections": stats.tls13.load(Ordering::Relaxed)})
                     .to_string(),
                 )

@@ -336,10 +336,11 @@ if scale:
         if len(objs) == 2:
             a, b = json.loads(objs[0]), json.loads(objs[1])
             dc, dr = b["connections"] - a["connections"], b["requests"] - a["requests"]
+            hs = b.get("tls_connections", 0) - a.get("tls_connections", 0)
             t13 = b.get("tls13_connections", 0) - a.get("tls13_connections", 0)
             w(f"- **Upstream keep-alive over TLS**: during the TLS rows (all proxies and the direct row, "
               f"{conns} client connections each, warm-ups included), the TLS upstream accepted {dc} new connections "
-              f"for {dr:,} requests; {t13} of the {dc} negotiated TLS 1.3.")
+              f"for {dr:,} requests; {t13} of the {hs} TLS handshakes negotiated TLS 1.3.")
     w("")
 
 analysis = os.path.join(here, "ANALYSIS.md")
