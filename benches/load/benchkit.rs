@@ -1,11 +1,15 @@
 //! Helpers for the load harness (`benches/load/run.sh`), built with
 //! `cargo build --release --example benchkit`:
 //!
-//! * `upstream --listen ADDR` — the minimal upstream every proxy forwards
-//!   to: a canned 45-byte JSON answer; `GET /__stats` reports the
-//!   connections and requests it has seen (for connection reuse), and
-//!   `GET /projects/{p}/tools` lists one Salesforce tool in ActionKit's
-//!   shape (for `/mcp`'s `tools/call` figure).
+//! * `upstream --listen ADDR [--tls-cert PEM --tls-key PEM]` — the
+//!   minimal upstream every proxy forwards to: a canned 45-byte JSON
+//!   answer; `GET /__stats` reports the connections and requests it has
+//!   seen (for connection reuse), and `GET /projects/{p}/tools` lists one
+//!   Salesforce tool in ActionKit's shape (for `/mcp`'s `tools/call`
+//!   figure). With `--tls-cert`/`--tls-key` it speaks HTTPS (rustls,
+//!   aws-lc-rs, TLS 1.3 and 1.2, ALPN `http/1.1`) with keep-alive, and
+//!   `/__stats` also counts the completed TLS handshakes and those that
+//!   negotiated TLS 1.3.
 //! * `prepare --dir DIR ...` — keys, emulator fixtures (users × members,
 //!   one credential each), a credgate config, and token files for wrk.
 //! * `coldstart --gateway URL --emulator URL --tokens FILE` — the first
@@ -16,6 +20,9 @@
 //!   runtime, each client connection owning one upstream connection
 //!   through hyper's connection-level client. It shows what the HTTP
 //!   plumbing alone costs, so credgate's own share can be read off.
+//!   `--tls-cert PEM --tls-key PEM --ca PEM`: HTTPS to its callers and to
+//!   the upstream, verifying the upstream's certificate against `--ca`
+//!   (the TLS mode's floor).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -62,6 +69,11 @@ fn main() {
     }
     let rt = rt.enable_all().build().unwrap();
     if args.first().map(String::as_str) == Some("floor") {
+        let tls = arg(&args, "--tls-cert").map(|cert| {
+            let key = arg(&args, "--tls-key").expect("--tls-key with --tls-cert");
+            let ca = arg(&args, "--ca").expect("--ca with --tls-cert");
+            (tls_acceptor(&cert, &key), tls_connector(&ca))
+        });
         return floor(
             arg_or(&args, "--listen", "127.0.0.1:18088")
                 .parse()
@@ -69,14 +81,24 @@ fn main() {
             arg_or(&args, "--upstream", "127.0.0.1:18080")
                 .parse()
                 .unwrap(),
+            tls,
         );
     }
     match args.first().map(String::as_str) {
-        Some("upstream") => rt.block_on(upstream(
-            arg_or(&args, "--listen", "127.0.0.1:18080")
-                .parse()
-                .unwrap(),
-        )),
+        Some("upstream") => {
+            let tls = arg(&args, "--tls-cert").map(|cert| {
+                tls_acceptor(
+                    &cert,
+                    &arg(&args, "--tls-key").expect("--tls-key with --tls-cert"),
+                )
+            });
+            rt.block_on(upstream(
+                arg_or(&args, "--listen", "127.0.0.1:18080")
+                    .parse()
+                    .unwrap(),
+                tls,
+            ))
+        }
         Some("prepare") => prepare(&args),
         Some("coldstart") => rt.block_on(coldstart(&args)),
         Some("memory") => rt.block_on(memory(&args)),
@@ -87,55 +109,137 @@ fn main() {
     }
 }
 
-async fn upstream(addr: SocketAddr) {
+/// A TLS server config from PEM files: rustls on aws-lc-rs, its safe
+/// default versions (TLS 1.3 and 1.2), ALPN `http/1.1` (every proxy here
+/// speaks HTTP/1.1 to the upstream).
+fn tls_acceptor(cert: &str, key: &str) -> tokio_rustls::TlsAcceptor {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .expect("--tls-cert")
+        .collect::<Result<_, _>>()
+        .expect("--tls-cert");
+    let key = PrivateKeyDer::from_pem_file(key).expect("--tls-key");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("certificate and key");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// A TLS client config trusting only the CA in `ca` (verification on).
+fn tls_connector(ca: &str) -> tokio_rustls::TlsConnector {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("--ca") {
+        roots.add(cert.expect("--ca")).expect("--ca");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+async fn upstream(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let conns = Arc::new(AtomicU64::new(0));
     let reqs = Arc::new(AtomicU64::new(0));
+    // Completed TLS handshakes, and those that negotiated TLS 1.3 (the
+    // harness checks that all did).
+    let handshakes = Arc::new(AtomicU64::new(0));
+    let tls13 = Arc::new(AtomicU64::new(0));
     loop {
         let (stream, _) = listener.accept().await.unwrap();
         let _ = stream.set_nodelay(true);
         conns.fetch_add(1, Ordering::Relaxed);
-        let (conns, reqs) = (conns.clone(), reqs.clone());
+        let stats = Stats {
+            conns: conns.clone(),
+            reqs: reqs.clone(),
+            handshakes: handshakes.clone(),
+            tls13: tls13.clone(),
+        };
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let (conns, reqs) = (conns.clone(), reqs.clone());
-                async move {
-                    let n = reqs.fetch_add(1, Ordering::Relaxed) + 1;
-                    let body = if req.uri().path() == "/__stats" {
-                        Bytes::from(
-                            json!({"connections": conns.load(Ordering::Relaxed), "requests": n})
-                                .to_string(),
-                        )
-                    } else if req.method() == http::Method::GET
-                        && req.uri().path().ends_with("/tools")
-                    {
-                        Bytes::from_static(TOOLS)
-                    } else {
-                        Bytes::from_static(BODY)
-                    };
-                    Ok::<_, Infallible>(
-                        Response::builder()
-                            .header("content-type", "application/json")
-                            .body(Full::new(body))
-                            .unwrap(),
-                    )
+            match tls {
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        stats.handshakes.fetch_add(1, Ordering::Relaxed);
+                        if stream.get_ref().1.protocol_version()
+                            == Some(rustls::ProtocolVersion::TLSv1_3)
+                        {
+                            stats.tls13.fetch_add(1, Ordering::Relaxed);
+                        }
+                        upstream_conn(stream, stats).await;
+                    }
                 }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                None => upstream_conn(stream, stats).await,
+            }
         });
     }
 }
 
+/// The upstream's counters, reported by `GET /__stats`.
+#[derive(Clone)]
+struct Stats {
+    conns: Arc<AtomicU64>,
+    reqs: Arc<AtomicU64>,
+    handshakes: Arc<AtomicU64>,
+    tls13: Arc<AtomicU64>,
+}
+
+/// Serves one upstream connection (plain or TLS) with keep-alive.
+async fn upstream_conn<S>(stream: S, stats: Stats)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: Request<Incoming>| {
+        let stats = stats.clone();
+        async move {
+            let n = stats.reqs.fetch_add(1, Ordering::Relaxed) + 1;
+            let body = if req.uri().path() == "/__stats" {
+                Bytes::from(
+                    json!({"connections": stats.conns.load(Ordering::Relaxed), "requests": n,
+                           "tls_connections": stats.handshakes.load(Ordering::Relaxed),
+                           "tls13_connections": stats.tls13.load(Ordering::Relaxed)})
+                    .to_string(),
+                )
+            } else if req.method() == http::Method::GET && req.uri().path().ends_with("/tools") {
+                Bytes::from_static(TOOLS)
+            } else {
+                Bytes::from_static(BODY)
+            };
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Full::new(body))
+                    .unwrap(),
+            )
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
 /// The forwarding floor (see the module notes). Bodies stream through
 /// untouched; only the request target is cut to its path for the upstream.
-fn floor(listen: SocketAddr, upstream: SocketAddr) {
-    use std::cell::RefCell;
-    use std::rc::Rc;
-    type Sender = hyper::client::conn::http1::SendRequest<Incoming>;
-
+/// With `tls`, callers and the upstream speak HTTPS (the upstream's
+/// certificate verified for the name `127.0.0.1`).
+fn floor(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    tls: Option<(tokio_rustls::TlsAcceptor, tokio_rustls::TlsConnector)>,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -146,39 +250,73 @@ fn floor(listen: SocketAddr, upstream: SocketAddr) {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             let _ = stream.set_nodelay(true);
+            let tls = tls.clone();
             tokio::task::spawn_local(async move {
-                let held: Rc<RefCell<Option<Sender>>> = Rc::default();
-                let service = service_fn(move |mut req: Request<Incoming>| {
-                    let held = held.clone();
-                    async move {
-                        let kept = held.borrow_mut().take();
-                        let mut sender = match kept {
-                            Some(s) if !s.is_closed() => s,
-                            _ => {
-                                let tcp = tokio::net::TcpStream::connect(upstream).await.unwrap();
-                                let _ = tcp.set_nodelay(true);
-                                let (s, conn) =
-                                    hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                                        .await?;
-                                tokio::task::spawn_local(conn);
-                                s
-                            }
-                        };
-                        sender.ready().await?;
-                        if let Some(pq) = req.uri().path_and_query().cloned() {
-                            *req.uri_mut() = pq.as_str().parse().unwrap();
+                match tls {
+                    Some((acceptor, connector)) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            floor_conn(stream, upstream, Some(connector)).await;
                         }
-                        let resp = sender.send_request(req).await;
-                        *held.borrow_mut() = Some(sender);
-                        resp
                     }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                    None => floor_conn(stream, upstream, None).await,
+                }
             });
         }
     });
+}
+
+/// One client connection of the floor, owning (at most) one upstream
+/// connection, kept alive across its requests.
+async fn floor_conn<S>(stream: S, upstream: SocketAddr, tls: Option<tokio_rustls::TlsConnector>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    type Sender = hyper::client::conn::http1::SendRequest<Incoming>;
+
+    let held: Rc<RefCell<Option<Sender>>> = Rc::default();
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        let held = held.clone();
+        let tls = tls.clone();
+        async move {
+            let kept = held.borrow_mut().take();
+            let mut sender = match kept {
+                Some(s) if !s.is_closed() => s,
+                _ => {
+                    let tcp = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                    let _ = tcp.set_nodelay(true);
+                    match tls {
+                        Some(connector) => {
+                            let name =
+                                rustls_pki_types::ServerName::IpAddress(upstream.ip().into());
+                            let tls = connector.connect(name, tcp).await.expect("upstream TLS");
+                            let (s, conn) =
+                                hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+                            tokio::task::spawn_local(conn);
+                            s
+                        }
+                        None => {
+                            let (s, conn) =
+                                hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+                            tokio::task::spawn_local(conn);
+                            s
+                        }
+                    }
+                }
+            };
+            sender.ready().await?;
+            if let Some(pq) = req.uri().path_and_query().cloned() {
+                *req.uri_mut() = pq.as_str().parse().unwrap();
+            }
+            let resp = sender.send_request(req).await;
+            *held.borrow_mut() = Some(sender);
+            resp
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 /// Writes everything a credgate run needs into `--dir`.

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Turns the load harness's raw results into BENCHMARKS.md.
 
-usage: report.py RESULTS SCALE OUT ROUNDS DURATION CONNS
+usage: report.py RESULTS SCALE OUT ROUNDS DURATION CONNS [COUNTS_MD...]
 RESULTS lines: name rps p50_us p99_us cpu_ms_per_1000 non2xx
 SCALE lines: see run.sh.
+COUNTS_MD: Markdown tables written by counts.sh (per-request counts),
+included as they are.
 """
 import datetime
 import json
@@ -14,12 +16,15 @@ import statistics
 import sys
 
 results_path, scale_path, out_path, rounds, duration, conns = sys.argv[1:7]
+counts_paths = sys.argv[7:]
 here = os.path.dirname(os.path.abspath(__file__))
 
 ORDER = ["direct", "credgate", "credgate_baseline", "credgate_audit_file", "credgate_rules_limits", "nginx", "haproxy", "envoy",
          "haproxy_jwt", "envoy_jwt", "hyper_floor"]
 # The same at two workers each (and the one-worker row each is compared with).
 ORDER_2W = ["credgate_2w", "nginx_2w", "haproxy_2w", "haproxy_jwt_2w"]
+# TLS both ways: callers to the proxy and the proxy to the upstream.
+ORDER_TLS = ["direct_tls", "credgate_tls", "nginx_tls", "haproxy_jwt_tls", "hyper_floor_tls"]
 ONE_OF = {"credgate_2w": "credgate", "nginx_2w": "nginx", "haproxy_2w": "haproxy", "haproxy_jwt_2w": "haproxy_jwt"}
 LABEL = {
     "direct": "direct to the upstream (no proxy)",
@@ -37,6 +42,11 @@ LABEL = {
     "nginx_2w": "nginx, `worker_processes 2`",
     "haproxy_2w": "HAProxy, `nbthread 2`",
     "haproxy_jwt_2w": "HAProxy + `jwt_verify`, `nbthread 2`",
+    "direct_tls": "direct to the upstream over TLS (no proxy)",
+    "credgate_tls": "**credgate**, TLS both ways (rustls)",
+    "nginx_tls": "nginx 1.22, TLS both ways (OpenSSL)",
+    "haproxy_jwt_tls": "HAProxy 2.6 + `jwt_verify`, TLS both ways (OpenSSL)",
+    "hyper_floor_tls": "hyper 1 minimal proxy, TLS both ways (`benchkit floor`, rustls)",
 }
 
 runs = {}
@@ -103,11 +113,17 @@ w("- credgate's path is the full one: mint mode, RS256 caller tokens from a pool
 w("- The JWT peers check an HS256 token (their built-in support), a cheaper signature than credgate's RS256, "
   "and do nothing else: no credential policy, no token minting.")
 w("- CPU per 1,000 requests: the proxy process's user+system CPU time during the run "
-  "(`/proc/PID/stat`), divided by requests served.\n")
+  "(`/proc/PID/stat`), divided by requests served.")
+if any(n in runs for n in ORDER_TLS):
+    w("- TLS both ways (`TLS=1`): wrk speaks TLS 1.3 to the proxy with keep-alive; the proxy speaks TLS 1.3 to "
+      "the upstream (`benchkit upstream --tls-cert`, rustls) with keep-alive and certificate verification on "
+      "(chain and host name: credgate `paragon.ca_file`, nginx `proxy_ssl_verify on` with "
+      "`proxy_ssl_session_reuse on`, HAProxy `ssl verify required ca-file ... verifyhost`). One certificate "
+      "type everywhere: ECDSA P-256 from a private CA made for the run. Before measuring, the harness checked "
+      "that every TLS listener negotiates TLS 1.3 with a verified certificate and that each proxy given a "
+      "wrong CA refuses the upstream.")
+w("")
 
-w("## Results\n")
-w("| path | req/s (median, range) | p50 | p99 | CPU per 1,000 req | non-2xx |")
-w("|---|---|---|---|---|---|")
 def result_rows(names):
     for n in names:
         if n not in runs:
@@ -117,13 +133,25 @@ def result_rows(names):
           f"{med(n, 'p99') / 1000:.2f} ms | {med(n, 'cpu'):.1f} ms | {sum(r['non2xx'] for r in runs[n])} |")
 
 
-result_rows(ORDER)
-w("")
-w("At two workers:\n")
-w("| path | req/s (median, range) | p50 | p99 | CPU per 1,000 req | non-2xx |")
-w("|---|---|---|---|---|---|")
-result_rows(ORDER_2W)
-w("")
+w("## Results\n")
+if any(n in runs for n in ORDER):
+    w("| path | req/s (median, range) | p50 | p99 | CPU per 1,000 req | non-2xx |")
+    w("|---|---|---|---|---|---|")
+    result_rows(ORDER)
+    w("")
+if any(n in runs for n in ORDER_2W):
+    w("At two workers:\n")
+    w("| path | req/s (median, range) | p50 | p99 | CPU per 1,000 req | non-2xx |")
+    w("|---|---|---|---|---|---|")
+    result_rows(ORDER_2W)
+    w("")
+if any(n in runs for n in ORDER_TLS):
+    w("TLS both ways (TLS 1.3 from wrk to the proxy and from the proxy to the upstream, keep-alive, "
+      "upstream certificate verified), one worker each:\n")
+    w("| path | req/s (median, range) | p50 | p99 | CPU per 1,000 req | non-2xx |")
+    w("|---|---|---|---|---|---|")
+    result_rows(ORDER_TLS)
+    w("")
 
 present = [n for n in ORDER if n in runs]
 
@@ -131,6 +159,8 @@ present = [n for n in ORDER if n in runs]
 def ratio_table(title, key, note="", names=None):
     """Every row's median divided by every column's, for one figure."""
     present = names or [n for n in ORDER if n in runs]
+    if not present:
+        return
     w(f"### {title}\n")
     if note:
         w(note + "\n")
@@ -191,6 +221,51 @@ if "credgate" in runs:
     for t, m, ok in rows:
         w(f"| {t} | {m} | {'yes' if ok else '**no**'} |")
     w("")
+
+tls = [n for n in ORDER_TLS if n in runs]
+if tls:
+    w("## TLS both ways\n")
+    w("The TLS rows of the results above, against each other.\n")
+    ratio_table("TLS both ways: throughput ratios (row ÷ column, medians)", "rps", names=tls)
+    ratio_table("TLS both ways: p50 ratios (row ÷ column, lower is better)", "p50", names=tls)
+    ratio_table("TLS both ways: p99 ratios (row ÷ column, lower is better)", "p99", names=tls)
+    ratio_table("TLS both ways: CPU per request ratios (row ÷ column, lower is better)", "cpu", names=tls)
+    pairs = [(p, p + "_tls") for p in ["direct", "credgate", "nginx", "haproxy_jwt", "hyper_floor"]
+             if p in runs and p + "_tls" in runs]
+    if pairs:
+        w("### TLS both ways against plain HTTP\n")
+        w("| path | plain req/s | TLS req/s | TLS ÷ plain | plain CPU per 1,000 req | TLS CPU per 1,000 req |")
+        w("|---|---|---|---|---|---|")
+        for p, t in pairs:
+            w(f"| {p} | {med(p, 'rps'):,.0f} | {med(t, 'rps'):,.0f} | {med(t, 'rps') / med(p, 'rps'):.2f} | "
+              f"{med(p, 'cpu'):.1f} ms | {med(t, 'cpu'):.1f} ms |")
+        w("")
+    if "credgate_tls" in runs:
+        w("### TLS targets\n")
+        rows = []
+        cg = med("credgate_tls", "rps")
+        if "nginx_tls" in runs:
+            r = cg / med("nginx_tls", "rps")
+            rows.append(("credgate ≥ 1.0× nginx, TLS both ways", f"{r:.2f}×", r >= 1.0))
+        if "haproxy_jwt_tls" in runs:
+            r = cg / med("haproxy_jwt_tls", "rps")
+            rows.append(("credgate ≥ 1.2× HAProxy with `jwt_verify`, TLS both ways", f"{r:.2f}×", r >= 1.2))
+        if "nginx_tls" in runs:
+            r = med("credgate_tls", "p99") / med("nginx_tls", "p99")
+            rows.append(("credgate p99 ≤ 1.2× nginx p99, TLS both ways",
+                         f"{med('credgate_tls', 'p99') / 1000:.2f} ms vs {med('nginx_tls', 'p99') / 1000:.2f} ms", r <= 1.2))
+        w("| target | measured | met |")
+        w("|---|---|---|")
+        for t, m, ok in rows:
+            w(f"| {t} | {m} | {'yes' if ok else '**no**'} |")
+        w("")
+
+if counts_paths:
+    w("## Per request\n")
+    w("Counted beside nginx and HAProxy-JWT in the same run (`benches/load/counts.sh`): what one request costs "
+      "each proxy in CPU time, context switches, system calls and instructions.\n")
+    for path in counts_paths:
+        w(open(path).read())
 
 scale = {}
 for line in open(scale_path) if os.path.exists(scale_path) else []:
@@ -256,6 +331,16 @@ if scale:
             dc, dr = b["connections"] - a["connections"], b["requests"] - a["requests"]
             w(f"- **Upstream connection reuse**: during a {duration} s credgate run with {conns} client connections, "
               f"the upstream accepted {dc} new connections for {dr:,} requests.")
+    if "upstream_tls" in scale:
+        objs = re.findall(r"\{[^}]*\}", scale["upstream_tls"][0])
+        if len(objs) == 2:
+            a, b = json.loads(objs[0]), json.loads(objs[1])
+            dc, dr = b["connections"] - a["connections"], b["requests"] - a["requests"]
+            hs = b.get("tls_connections", 0) - a.get("tls_connections", 0)
+            t13 = b.get("tls13_connections", 0) - a.get("tls13_connections", 0)
+            w(f"- **Upstream keep-alive over TLS**: during the TLS rows (all proxies and the direct row, "
+              f"{conns} client connections each, warm-ups included), the TLS upstream accepted {dc} new connections "
+              f"for {dr:,} requests; {t13} of the {hs} TLS handshakes negotiated TLS 1.3.")
     w("")
 
 analysis = os.path.join(here, "ANALYSIS.md")
