@@ -171,7 +171,11 @@ fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, String) {
     (tokio_rustls::TlsAcceptor::from(Arc::new(cfg)), cert.pem())
 }
 
-fn answer(status: StatusCode, body: impl Into<Bytes>, request_id: Option<&str>) -> Response<credgate::net::body::Body> {
+fn answer(
+    status: StatusCode,
+    body: impl Into<Bytes>,
+    request_id: Option<&str>,
+) -> Response<credgate::net::body::Body> {
     let mut b = Response::builder()
         .status(status)
         .header("content-type", "application/json");
@@ -184,7 +188,11 @@ fn answer(status: StatusCode, body: impl Into<Bytes>, request_id: Option<&str>) 
 /// One request to the decision point: bearer checked, then the mode.
 async fn serve(st: &PdpState, r: Request<Incoming>) -> Response<credgate::net::body::Body> {
     let (parts, body) = r.into_parts();
-    let raw = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let raw = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let v: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     st.asked.lock().unwrap().push(Asked {
         path: parts.uri.path().to_string(),
@@ -196,7 +204,12 @@ async fn serve(st: &PdpState, r: Request<Incoming>) -> Response<credgate::net::b
         .get("x-request-id")
         .and_then(|h| h.to_str().ok());
     let bearer = format!("Bearer {PDP_TOKEN}");
-    if parts.headers.get("authorization").and_then(|h| h.to_str().ok()) != Some(&bearer) {
+    if parts
+        .headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        != Some(&bearer)
+    {
         return answer(StatusCode::UNAUTHORIZED, "\"unauthenticated\"", rid);
     }
     let batch = parts.uri.path() == "/access/v1/evaluations";
@@ -224,7 +237,10 @@ async fn serve(st: &PdpState, r: Request<Incoming>) -> Response<credgate::net::b
                 && permits.contains(&(sid.to_string(), rid.to_string())),
         )
     };
-    let items = v.get("evaluations").and_then(Value::as_array).filter(|i| !i.is_empty());
+    let items = v
+        .get("evaluations")
+        .and_then(Value::as_array)
+        .filter(|i| !i.is_empty());
     let Some(items) = items.filter(|_| batch) else {
         // One evaluation (an evaluations request without items is one too).
         return match decide(&v) {
@@ -233,7 +249,9 @@ async fn serve(st: &PdpState, r: Request<Incoming>) -> Response<credgate::net::b
         };
     };
     // Default values: the top-level keys, overridden per item.
-    let semantic = v["options"]["evaluations_semantic"].as_str().unwrap_or("execute_all");
+    let semantic = v["options"]["evaluations_semantic"]
+        .as_str()
+        .unwrap_or("execute_all");
     let mut out = Vec::new();
     for item in items {
         let mut q = json!({});
@@ -292,15 +310,24 @@ async fn start(pdp: &Pdp, authzen: &str, paragon: &str) -> (Env, TempDir) {
     );
     let env_vars = HashMap::from([
         ("PDP_TOKEN".to_string(), PDP_TOKEN.to_string()),
-        ("CREDGATE_AUTHZEN_TOKEN".to_string(), SERVE_TOKEN.to_string()),
+        (
+            "CREDGATE_AUTHZEN_TOKEN".to_string(),
+            SERVE_TOKEN.to_string(),
+        ),
     ]);
     let cfg = credgate::config::Config::from_toml(&b.toml(), keys.path(), &env_vars)
         .unwrap_or_else(|e| panic!("config invalid: {e}"));
     // The effective config names the decision point and its token's env
     // var, never the token, and reads back as the same settings.
     let printed = cfg.to_effective_toml();
-    assert!(printed.contains("pdp_token_env = \"PDP_TOKEN\""), "{printed}");
-    assert!(printed.contains(&format!("pdp_url = \"{}/\"", pdp.url())), "{printed}");
+    assert!(
+        printed.contains("pdp_token_env = \"PDP_TOKEN\""),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("pdp_url = \"{}/\"", pdp.url())),
+        "{printed}"
+    );
     assert!(!printed.contains(PDP_TOKEN), "{printed}");
     let again = credgate::config::Config::from_toml(&printed, keys.path(), &env_vars)
         .expect("the effective config reads back");
@@ -321,7 +348,10 @@ fn proxy(integration: &str) -> String {
 }
 
 async fn errors(env: &Env) -> f64 {
-    metric(&env.metrics_text().await, "credgate_authzen_pdp_errors_total")
+    metric(
+        &env.metrics_text().await,
+        "credgate_authzen_pdp_errors_total",
+    )
 }
 
 /// The newest audit record of the request that answered `got`.
@@ -336,12 +366,21 @@ async fn a_member_gets_the_accounts_the_decision_point_permits_and_no_other() {
     pdp.permit("erin", SF_BOB);
     let (env, _dir) = start(&pdp, "serve = true", "").await;
     let erin = env.member("erin");
-    assert_eq!(errors(&env).await, 0.0, "the error counter is exported at 0");
+    let text = env.metrics_text().await;
+    assert!(
+        text.contains("\ncredgate_authzen_pdp_errors_total 0\n"),
+        "the error counter is exported at 0 before the first error:\n{text}"
+    );
 
-    let got = env.send_as("GET", &proxy("salesforce"), &erin, SF_BOB, "").await;
+    let got = env
+        .send_as("GET", &proxy("salesforce"), &erin, SF_BOB, "")
+        .await;
     env.assert_routed(&got, SF_BOB, Place::Header);
     let r = record_of(&env, &got).await;
-    assert_eq!((r["decision"].as_str(), r["reason"].as_str()), (Some("allowed"), Some("pdp")));
+    assert_eq!(
+        (r["decision"].as_str(), r["reason"].as_str()),
+        (Some("allowed"), Some("pdp"))
+    );
     assert_eq!(r["credential"], SF_BOB);
 
     // The one question: the spec's shape, credgate's own bearer and this
@@ -358,32 +397,49 @@ async fn a_member_gets_the_accounts_the_decision_point_permits_and_no_other() {
             "resource": {"type": "credential", "id": SF_BOB, "properties": {"integration": "salesforce", "externalId": "bob"}},
         })
     );
-    let header = |n: &str| q.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |n: &str| {
+        q.headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     assert_eq!(header("authorization"), Some(format!("Bearer {PDP_TOKEN}")));
     assert_eq!(header("content-type").as_deref(), Some("application/json"));
     assert_eq!(header("x-request-id"), Some(rid(&got)));
     for (name, v) in &q.headers {
         assert!(
-            !v.as_bytes().windows(erin.len()).any(|w| w == erin.as_bytes()),
+            !v.as_bytes()
+                .windows(erin.len())
+                .any(|w| w == erin.as_bytes()),
             "the caller's token reached the decision point in {name}"
         );
     }
 
     // Another's account the decision point does not permit: the refusal a
     // member gets without a grant.
-    let got = env.send_as("GET", &proxy("salesforce"), &erin, SF_ALICE, "").await;
+    let got = env
+        .send_as("GET", &proxy("salesforce"), &erin, SF_ALICE, "")
+        .await;
     env.assert_refused(&got, 403, "credential_forbidden");
     assert_eq!(record_of(&env, &got).await["reason"], "no_grant");
     assert_eq!(pdp.hits(), 2);
 
     // A credential not in the user's list is never asked about.
-    let got = env.send_as("GET", &proxy("salesforce"), &erin, UNKNOWN, "").await;
+    let got = env
+        .send_as("GET", &proxy("salesforce"), &erin, UNKNOWN, "")
+        .await;
     env.assert_refused(&got, 403, "credential_forbidden");
     assert_eq!(pdp.hits(), 2, "asked about a credential not in the list");
 
     // A member's own account (owner label) needs no question.
     let got = env
-        .send_as("GET", &proxy("salesforce"), &env.member("alice"), SF_ALICE, "")
+        .send_as(
+            "GET",
+            &proxy("salesforce"),
+            &env.member("alice"),
+            SF_ALICE,
+            "",
+        )
         .await;
     env.assert_routed(&got, SF_ALICE, Place::Header);
     assert_eq!(pdp.hits(), 2);
@@ -397,8 +453,18 @@ async fn a_member_gets_the_accounts_the_decision_point_permits_and_no_other() {
         )
         .await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!((v["decision"].as_str(), v["reason"].as_str()), (Some("allowed"), Some("pdp")), "{v}");
-    assert!(v["explanation"].as_str().unwrap().contains("authzen.pdp_url"), "{v}");
+    assert_eq!(
+        (v["decision"].as_str(), v["reason"].as_str()),
+        (Some("allowed"), Some("pdp")),
+        "{v}"
+    );
+    assert!(
+        v["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("authzen.pdp_url"),
+        "{v}"
+    );
     assert_eq!(pdp.hits(), 2, "the answer came from the cache");
 
     // credgate's own AuthZEN evaluation decides as the gateway does.
@@ -425,21 +491,33 @@ async fn answers_are_cached_for_the_ttl_and_asked_again_after_it() {
     let (env, _dir) = start(&pdp, "pdp_cache_ttl = \"1s\"", "").await;
     let erin = env.member("erin");
     for _ in 0..3 {
-        let got = env.send_as("GET", &proxy("salesforce"), &erin, SF_BOB, "").await;
+        let got = env
+            .send_as("GET", &proxy("salesforce"), &erin, SF_BOB, "")
+            .await;
         env.assert_routed(&got, SF_BOB, Place::Header);
         // A refusal is an answer too, and cached alike.
-        let got = env.send_as("GET", &proxy("salesforce"), &erin, SF_ALICE, "").await;
+        let got = env
+            .send_as("GET", &proxy("salesforce"), &erin, SF_ALICE, "")
+            .await;
         env.assert_refused(&got, 403, "credential_forbidden");
     }
     assert_eq!(pdp.hits(), 2, "one question per credential within the TTL");
     // Another principal is another question.
     let got = env
-        .send_as("GET", &proxy("salesforce"), &env.member("frank"), SF_BOB, "")
+        .send_as(
+            "GET",
+            &proxy("salesforce"),
+            &env.member("frank"),
+            SF_BOB,
+            "",
+        )
         .await;
     env.assert_refused(&got, 403, "credential_forbidden");
     assert_eq!(pdp.hits(), 3);
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    let got = env.send_as("GET", &proxy("salesforce"), &erin, SF_BOB, "").await;
+    let got = env
+        .send_as("GET", &proxy("salesforce"), &erin, SF_BOB, "")
+        .await;
     env.assert_routed(&got, SF_BOB, Place::Header);
     assert_eq!(pdp.hits(), 4, "asked again after the TTL");
 }
@@ -456,23 +534,36 @@ async fn a_failing_decision_point_permits_nothing_and_is_counted() {
     for mode in [Mode::Status500, Mode::NotJson, Mode::NotBool, Mode::Slow] {
         pdp.set(mode);
         let started = Instant::now();
-        let got = env.send_as("GET", &proxy("salesforce"), &erin, SF_BOB, "").await;
+        let got = env
+            .send_as("GET", &proxy("salesforce"), &erin, SF_BOB, "")
+            .await;
         env.assert_refused(&got, 403, "credential_forbidden");
-        assert_eq!(record_of(&env, &got).await["reason"], "no_grant", "{mode:?}");
-        assert!(started.elapsed() < Duration::from_millis(1500), "{mode:?}: bounded by pdp_timeout");
+        assert_eq!(
+            record_of(&env, &got).await["reason"],
+            "no_grant",
+            "{mode:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{mode:?}: bounded by pdp_timeout"
+        );
         expected += 1.0;
         assert_eq!(errors(&env).await, expected, "{mode:?}");
     }
     // A batch answer that leaves a question out: the listing shows nothing
     // the decision point would have granted.
     pdp.set(Mode::Short);
-    let got = env.send("GET", &p("/sdk/credentials"), &erin, &[], "").await;
+    let got = env
+        .send("GET", &p("/sdk/credentials"), &erin, &[], "")
+        .await;
     assert_eq!(got.status, 200, "{:?}", got.body);
     assert_eq!(listed(&got), BTreeSet::from([CAROL_DRIVE.to_string()]));
     assert_eq!(errors(&env).await, expected + 1.0);
     // Failures are not cached: the decision point back, the grant is too.
     pdp.set(Mode::Answer);
-    let got = env.send_as("GET", &proxy("salesforce"), &erin, SF_BOB, "").await;
+    let got = env
+        .send_as("GET", &proxy("salesforce"), &erin, SF_BOB, "")
+        .await;
     env.assert_routed(&got, SF_BOB, Place::Header);
     assert_eq!(errors(&env).await, expected + 1.0);
 }
@@ -487,10 +578,15 @@ async fn a_deny_rule_beats_the_decision_points_permit() {
         .await;
     env.assert_refused(&got, 403, "credential_forbidden");
     let r = record_of(&env, &got).await;
-    assert_eq!((r["reason"].as_str(), r["rule"].as_str()), (Some("rule"), Some("no-slack-for-erin")));
+    assert_eq!(
+        (r["reason"].as_str(), r["rule"].as_str()),
+        (Some("rule"), Some("no-slack-for-erin"))
+    );
     assert_eq!(r["credential"], SLACK_BOB);
     // The grant holds where the rule does not reach (a listing).
-    let got = env.send("GET", &p("/sdk/credentials"), &env.member("erin"), &[], "").await;
+    let got = env
+        .send("GET", &p("/sdk/credentials"), &env.member("erin"), &[], "")
+        .await;
     assert!(listed(&got).contains(SLACK_BOB), "{:?}", got.body);
 }
 
@@ -511,7 +607,9 @@ async fn a_listing_asks_one_batch_and_shows_exactly_what_the_member_may_use() {
     pdp.permit("erin", DAVE_SLACK);
     let (env, _dir) = start(&pdp, "", "").await;
     let erin = env.member("erin");
-    let got = env.send("GET", &p("/sdk/credentials"), &erin, &[], "").await;
+    let got = env
+        .send("GET", &p("/sdk/credentials"), &erin, &[], "")
+        .await;
     assert_eq!(got.status, 200, "{:?}", got.body);
     let may_use = BTreeSet::from([
         SF_BOB.to_string(),
@@ -524,7 +622,10 @@ async fn a_listing_asks_one_batch_and_shows_exactly_what_the_member_may_use() {
     assert_eq!(asked.len(), 1, "{asked:#?}");
     assert_eq!(asked[0].path, "/access/v1/evaluations");
     let b = &asked[0].body;
-    assert_eq!(b["subject"], json!({"type": "member", "id": "erin", "properties": {"user": "acme"}}));
+    assert_eq!(
+        b["subject"],
+        json!({"type": "member", "id": "erin", "properties": {"user": "acme"}})
+    );
     assert_eq!(b["action"], json!({"name": "use"}));
     let ids: BTreeSet<String> = b["evaluations"]
         .as_array()
@@ -539,7 +640,10 @@ async fn a_listing_asks_one_batch_and_shows_exactly_what_the_member_may_use() {
     let all: BTreeSet<String> = env.known.iter().map(|k| k.id.clone()).collect();
     let mut expected = all.clone();
     expected.remove(CAROL_DRIVE);
-    assert_eq!(ids, expected, "every credential but the ACL-granted one, once");
+    assert_eq!(
+        ids, expected,
+        "every credential but the ACL-granted one, once"
+    );
     // The token Paragon got lists exactly those.
     let fwd = env.forwarded(&got);
     assert_eq!(fwd.len(), 1);
@@ -554,9 +658,13 @@ async fn a_listing_asks_one_batch_and_shows_exactly_what_the_member_may_use() {
     );
     // Within the TTL the listing, a named request and a default come from
     // the cache.
-    let got = env.send("GET", &p("/sdk/credentials"), &erin, &[], "").await;
+    let got = env
+        .send("GET", &p("/sdk/credentials"), &erin, &[], "")
+        .await;
     assert_eq!(listed(&got), may_use);
-    let got = env.send_as("GET", &proxy("salesforce"), &erin, SF_BOB, "").await;
+    let got = env
+        .send_as("GET", &proxy("salesforce"), &erin, SF_BOB, "")
+        .await;
     env.assert_routed(&got, SF_BOB, Place::Header);
     assert_eq!(pdp.hits(), 1);
 }
@@ -568,7 +676,9 @@ async fn the_default_credential_is_chosen_with_one_batch() {
     let (env, _dir) = start(&pdp, "", "").await;
     // No credential named: the one Salesforce account the decision point
     // permits is the default.
-    let got = env.send("GET", &proxy("salesforce"), &env.member("frank"), &[], "").await;
+    let got = env
+        .send("GET", &proxy("salesforce"), &env.member("frank"), &[], "")
+        .await;
     env.assert_routed(&got, SF_BOB, Place::Header);
     let asked = pdp.asked();
     assert_eq!(asked.len(), 1, "{asked:#?}");
@@ -579,11 +689,17 @@ async fn the_default_credential_is_chosen_with_one_batch() {
         .iter()
         .map(|e| e["resource"]["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, BTreeSet::from([SF_ALICE, SF_BOB, CAROL_SF]), "the Salesforce accounts only");
+    assert_eq!(
+        ids,
+        BTreeSet::from([SF_ALICE, SF_BOB, CAROL_SF]),
+        "the Salesforce accounts only"
+    );
     // Two permitted: the member must name one.
     pdp.permit("gina", SF_BOB);
     pdp.permit("gina", CAROL_SF);
-    let got = env.send("GET", &proxy("salesforce"), &env.member("gina"), &[], "").await;
+    let got = env
+        .send("GET", &proxy("salesforce"), &env.member("gina"), &[], "")
+        .await;
     env.assert_refused(&got, 400, "credential_required");
     let v = got.json();
     let candidates: BTreeSet<&str> = v["candidates"]
@@ -600,11 +716,18 @@ async fn admins_are_never_asked_about() {
     let (pdp, _) = spawn_pdp(false).await;
     let (env, _dir) = start(&pdp, "", "").await;
     let admin = env.admin();
-    let got = env.send_as("GET", &proxy("salesforce"), &admin, SF_BOB, "").await;
+    let got = env
+        .send_as("GET", &proxy("salesforce"), &admin, SF_BOB, "")
+        .await;
     assert!(got.status.is_success());
-    assert_eq!(credential_headers(&env.forwarded(&got)[0]), vec![SF_BOB.to_string()]);
+    assert_eq!(
+        credential_headers(&env.forwarded(&got)[0]),
+        vec![SF_BOB.to_string()]
+    );
     assert_eq!(record_of(&env, &got).await["reason"], "admin");
-    let got = env.send("GET", &p("/sdk/credentials"), &admin, &[], "").await;
+    let got = env
+        .send("GET", &p("/sdk/credentials"), &admin, &[], "")
+        .await;
     assert_eq!(got.status, 200);
     assert_eq!(listed(&got).len(), env.known.len());
     assert_eq!(pdp.hits(), 0, "{:#?}", pdp.asked());
@@ -623,15 +746,14 @@ async fn an_https_decision_point_is_trusted_through_paragon_ca_file_only() {
         .await;
     env.assert_refused(&got, 403, "credential_forbidden");
     assert_eq!(errors(&env).await, 1.0);
-    assert_eq!(pdp.hits(), 0, "nothing was sent to an unverified decision point");
+    assert_eq!(
+        pdp.hits(),
+        0,
+        "nothing was sent to an unverified decision point"
+    );
     drop(env);
     // With it (the trust every outbound client of credgate uses).
-    let (env, _d) = start(
-        &pdp,
-        "",
-        &format!("ca_file = \"{}\"", ca_file.display()),
-    )
-    .await;
+    let (env, _d) = start(&pdp, "", &format!("ca_file = \"{}\"", ca_file.display())).await;
     let got = env
         .send_as("GET", &proxy("salesforce"), &env.member("erin"), SF_BOB, "")
         .await;

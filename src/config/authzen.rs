@@ -208,7 +208,11 @@ pub(super) fn validate_authzen(
 /// trailing `/` dropped. Mint mode only: the decision point grants members
 /// (passthrough callers have none). Plain http to a host other than
 /// loopback is warned of.
-fn pdp_url(text: &str, mode: AuthMode, warnings: &mut Vec<String>) -> Result<url::Url, ConfigError> {
+fn pdp_url(
+    text: &str,
+    mode: AuthMode,
+    warnings: &mut Vec<String>,
+) -> Result<url::Url, ConfigError> {
     const KEY: &str = "authzen.pdp_url";
     if mode == AuthMode::Passthrough {
         return Err(ConfigError::new(
@@ -256,9 +260,12 @@ fn pdp_token(name: &str, env: &dyn Env) -> Result<AuthzenToken, ConfigError> {
     const KEY: &str = "authzen.pdp_token_env";
     match env.var(name) {
         None => Err(ConfigError::new(KEY, format!("${name} is not set"))),
-        Some(t) if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) => Err(
-            ConfigError::new(KEY, format!("${name} must hold a token of visible ASCII characters")),
-        ),
+        Some(t) if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) => {
+            Err(ConfigError::new(
+                KEY,
+                format!("${name} must hold a token of visible ASCII characters"),
+            ))
+        }
         Some(t) => Ok(AuthzenToken(t)),
     }
 }
@@ -283,8 +290,13 @@ mod tests {
     #[test]
     fn serve_reads_the_token_from_its_env_var() {
         let e = env(&[("AZ", "0123456789abcdef-token")]);
-        let c = validate_authzen(raw("serve = true\ntoken_env = \"AZ\""), AuthMode::Mint, &e, &mut Vec::new())
-            .expect("valid");
+        let c = validate_authzen(
+            raw("serve = true\ntoken_env = \"AZ\""),
+            AuthMode::Mint,
+            &e,
+            &mut Vec::new(),
+        )
+        .expect("valid");
         assert!(c.serve);
         assert_eq!(
             c.token.as_ref().unwrap().as_bytes(),
@@ -299,13 +311,23 @@ mod tests {
 
     #[test]
     fn serve_without_a_usable_token_or_in_passthrough_is_refused() {
-        let none = validate_authzen(raw("serve = true"), AuthMode::Mint, &env(&[]), &mut Vec::new());
+        let none = validate_authzen(
+            raw("serve = true"),
+            AuthMode::Mint,
+            &env(&[]),
+            &mut Vec::new(),
+        );
         assert_eq!(none.unwrap_err().key, "authzen.token_env");
         let short = env(&[(DEFAULT_AUTHZEN_TOKEN_ENV, "short")]);
         let e = validate_authzen(raw("serve = true"), AuthMode::Mint, &short, &mut Vec::new());
         assert_eq!(e.unwrap_err().key, "authzen.token_env");
         let ok = env(&[(DEFAULT_AUTHZEN_TOKEN_ENV, "0123456789abcdef")]);
-        let e = validate_authzen(raw("serve = true"), AuthMode::Passthrough, &ok, &mut Vec::new());
+        let e = validate_authzen(
+            raw("serve = true"),
+            AuthMode::Passthrough,
+            &ok,
+            &mut Vec::new(),
+        );
         assert_eq!(e.unwrap_err().key, "authzen.serve");
     }
 
@@ -355,15 +377,31 @@ mod tests {
             c.pdp_endpoint("/access/v1/evaluations").as_deref(),
             Some("http://127.0.0.1:8181/access/v1/evaluations")
         );
-        assert_eq!((c.pdp_timeout, c.pdp_cache_ttl), (DEFAULT_PDP_TIMEOUT, DEFAULT_PDP_CACHE_TTL));
+        assert_eq!(
+            (c.pdp_timeout, c.pdp_cache_ttl),
+            (DEFAULT_PDP_TIMEOUT, DEFAULT_PDP_CACHE_TTL)
+        );
         assert!(c.pdp_token.is_none() && warnings.is_empty());
         // An empty URL is off.
-        let off = validate_authzen(raw("pdp_url = \"\""), AuthMode::Mint, &env(&[]), &mut warnings);
+        let off = validate_authzen(
+            raw("pdp_url = \"\""),
+            AuthMode::Mint,
+            &env(&[]),
+            &mut warnings,
+        );
         assert_eq!(off.unwrap(), AuthzenConfig::default());
         // Plain http beyond loopback is warned of.
-        validate_authzen(raw("pdp_url = \"http://pdp.internal\""), AuthMode::Mint, &env(&[]), &mut warnings)
-            .unwrap();
-        assert!(warnings.iter().any(|w| w.contains("plain http")), "{warnings:?}");
+        validate_authzen(
+            raw("pdp_url = \"http://pdp.internal\""),
+            AuthMode::Mint,
+            &env(&[]),
+            &mut warnings,
+        )
+        .unwrap();
+        assert!(
+            warnings.iter().any(|w| w.contains("plain http")),
+            "{warnings:?}"
+        );
     }
 
     #[test]
@@ -372,13 +410,41 @@ mod tests {
         for (text, mode, key) in [
             ("pdp_url = \"ftp://pdp\"", AuthMode::Mint, "authzen.pdp_url"),
             ("pdp_url = \"not a url\"", AuthMode::Mint, "authzen.pdp_url"),
-            ("pdp_url = \"https://u:p@pdp\"", AuthMode::Mint, "authzen.pdp_url"),
-            ("pdp_url = \"https://pdp/?x=1\"", AuthMode::Mint, "authzen.pdp_url"),
-            ("pdp_url = \"https://pdp\"", AuthMode::Passthrough, "authzen.pdp_url"),
-            ("pdp_token_env = \"T\"", AuthMode::Mint, "authzen.pdp_token_env"),
-            ("pdp_url = \"https://pdp\"\npdp_token_env = \"UNSET\"", AuthMode::Mint, "authzen.pdp_token_env"),
-            ("pdp_url = \"https://pdp\"\npdp_timeout = \"0s\"", AuthMode::Mint, "authzen.pdp_timeout"),
-            ("pdp_url = \"https://pdp\"\npdp_cache_ttl = \"soon\"", AuthMode::Mint, "authzen.pdp_cache_ttl"),
+            (
+                "pdp_url = \"https://u:p@pdp\"",
+                AuthMode::Mint,
+                "authzen.pdp_url",
+            ),
+            (
+                "pdp_url = \"https://pdp/?x=1\"",
+                AuthMode::Mint,
+                "authzen.pdp_url",
+            ),
+            (
+                "pdp_url = \"https://pdp\"",
+                AuthMode::Passthrough,
+                "authzen.pdp_url",
+            ),
+            (
+                "pdp_token_env = \"T\"",
+                AuthMode::Mint,
+                "authzen.pdp_token_env",
+            ),
+            (
+                "pdp_url = \"https://pdp\"\npdp_token_env = \"UNSET\"",
+                AuthMode::Mint,
+                "authzen.pdp_token_env",
+            ),
+            (
+                "pdp_url = \"https://pdp\"\npdp_timeout = \"0s\"",
+                AuthMode::Mint,
+                "authzen.pdp_timeout",
+            ),
+            (
+                "pdp_url = \"https://pdp\"\npdp_cache_ttl = \"soon\"",
+                AuthMode::Mint,
+                "authzen.pdp_cache_ttl",
+            ),
         ] {
             let e = validate_authzen(raw(text), mode, &ok_env, &mut Vec::new()).unwrap_err();
             assert_eq!(e.key, key, "{text}: {e}");

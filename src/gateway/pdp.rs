@@ -147,7 +147,11 @@ pub(super) async fn ask<'c>(ctx: &Ctx<'_>, candidates: impl IntoIterator<Item = 
     };
     let identity = ctx.identity;
     let key = |c: &Credential| -> Key {
-        (identity.user.clone(), identity.principal.clone(), c.id.clone())
+        (
+            identity.user.clone(),
+            identity.principal.clone(),
+            c.id.clone(),
+        )
     };
     let mut missing = Vec::new();
     for c in wanted {
@@ -341,7 +345,11 @@ mod tests {
             cacheable: true,
         };
         assert_eq!(decision(&json!({"decision": true})).unwrap(), yes);
-        assert!(!decision(&json!({"decision": false, "context": {}})).unwrap().decision);
+        assert!(
+            !decision(&json!({"decision": false, "context": {}}))
+                .unwrap()
+                .decision
+        );
         for bad in [
             json!({"decision": "true"}),
             json!({"decision": 1}),
@@ -363,6 +371,10 @@ mod tests {
         assert_eq!(batch(&two, 2).unwrap().len(), 2);
         assert!(batch(&two, 3).is_err());
         assert!(batch(&json!({"decision": true}), 1).is_err());
-        assert!(batch(&json!({"evaluations": [{"decision": true}, {"decision": null}]}), 2).is_err());
+        assert!(batch(
+            &json!({"evaluations": [{"decision": true}, {"decision": null}]}),
+            2
+        )
+        .is_err());
     }
 }

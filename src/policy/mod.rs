@@ -349,7 +349,11 @@ impl<'a> Permit<'a> {
                 .map(|(i, cred)| Found::Scope(i, cred)),
             Permit::Member { rules, pdp, .. } => self
                 .member_grant(c)
-                .or_else(|| pdp.as_ref().filter(|a| a.permits(&c.id)).map(|_| Found::Pdp))
+                .or_else(|| {
+                    pdp.as_ref()
+                        .filter(|a| a.permits(&c.id))
+                        .map(|_| Found::Pdp)
+                })
                 .or_else(|| rules.and_then(|r| r.allows(c)).map(Found::Rule)),
         }
     }

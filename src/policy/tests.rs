@@ -422,10 +422,16 @@ fn pdp_candidates_are_the_credentials_the_resolvers_judge() {
         ids(named_candidates(&l, slack, &ext)),
         vec![SL_ALICE1, SL_ALICE2]
     );
-    assert_eq!(ids(named_candidates(&l, RouteIntegration::Unknown, &ext)).len(), 3);
+    assert_eq!(
+        ids(named_candidates(&l, RouteIntegration::Unknown, &ext)).len(),
+        3
+    );
     assert_eq!(
         ids(default_candidates(&l, slack)),
         vec![SL_ALICE1, SL_ALICE2, SL_BOB]
     );
-    assert_eq!(ids(default_candidates(&l, RouteIntegration::Unknown)).len(), 6);
+    assert_eq!(
+        ids(default_candidates(&l, RouteIntegration::Unknown)).len(),
+        6
+    );
 }
