@@ -39,6 +39,12 @@ pub const DEFAULT_AUTHZEN_TOKEN_ENV: &str = "CREDGATE_AUTHZEN_TOKEN";
 pub const DEFAULT_PDP_TIMEOUT: Duration = Duration::from_millis(500);
 /// `authzen.pdp_cache_ttl` [default: 30s]: how long an answer is reused.
 pub const DEFAULT_PDP_CACHE_TTL: Duration = Duration::from_secs(30);
+/// The longest `pdp_timeout`: a request waits at most this for the
+/// decision point.
+pub const MAX_PDP_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest `pdp_cache_ttl`: a permit the decision point withdrew is
+/// used at most this long after.
+pub const MAX_PDP_CACHE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// A bearer token (AuthZEN callers' to credgate, or credgate's to the
 /// decision point); never printed.
@@ -180,10 +186,10 @@ pub(super) fn validate_authzen(
         raw.pdp_timeout.as_deref(),
         DEFAULT_PDP_TIMEOUT,
     )?;
-    if pdp_timeout.is_zero() {
+    if pdp_timeout.is_zero() || pdp_timeout > MAX_PDP_TIMEOUT {
         return Err(ConfigError::new(
             "authzen.pdp_timeout",
-            "must be above 0 (a question the decision point does not answer in time is refused)",
+            "must be above 0 and at most 60s (a question the decision point does not answer in time permits nothing)",
         ));
     }
     let pdp_cache_ttl = dur(
@@ -191,6 +197,12 @@ pub(super) fn validate_authzen(
         raw.pdp_cache_ttl.as_deref(),
         DEFAULT_PDP_CACHE_TTL,
     )?;
+    if pdp_cache_ttl > MAX_PDP_CACHE_TTL {
+        return Err(ConfigError::new(
+            "authzen.pdp_cache_ttl",
+            "must be at most 24h (a permit the decision point withdrew is used until its answer expires)",
+        ));
+    }
     Ok(AuthzenConfig {
         serve,
         token_env,
@@ -439,6 +451,16 @@ mod tests {
                 "pdp_url = \"https://pdp\"\npdp_timeout = \"0s\"",
                 AuthMode::Mint,
                 "authzen.pdp_timeout",
+            ),
+            (
+                "pdp_url = \"https://pdp\"\npdp_timeout = \"61s\"",
+                AuthMode::Mint,
+                "authzen.pdp_timeout",
+            ),
+            (
+                "pdp_cache_ttl = \"25h\"",
+                AuthMode::Mint,
+                "authzen.pdp_cache_ttl",
             ),
             (
                 "pdp_url = \"https://pdp\"\npdp_cache_ttl = \"soon\"",

@@ -7,6 +7,11 @@
 //! `no_permitted_credential`; 503 `credentials_unavailable`, `unavailable`
 //! (the sync store, §11).
 //!
+//! A member's credentials that no owner label, token claim or ACL grant
+//! covers are first put to the AuthZEN decision point when one is set
+//! (`pdp`, contract §14): the one named, the candidates of a default, or
+//! (nothing routed) the whole list in one batch.
+//!
 //! This is the seam the coming authorization phases join: a refusal here is
 //! an authorization refusal (shadow mode will record it instead of
 //! answering it, contract §5a), and rules (§5b) will refine the permit.
