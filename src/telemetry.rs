@@ -289,6 +289,11 @@ pub struct Metrics {
     pub trace_export_errors: Counter,
     /// Trigger-subscription owners looked up at Paragon.
     pub subscription_lookups: Counter,
+    /// Questions to the AuthZEN decision point (`authzen.pdp_url`,
+    /// contract §14) that failed: no answer in time, a transport error, a
+    /// status other than 2xx, a malformed answer, or an evaluation the
+    /// decision point reported as an error. Each one permitted nothing.
+    pub authzen_pdp_errors: Counter,
     pub connections_active: Gauge,
     /// Client connections accepted, by the worker that accepted them (how
     /// evenly the kernel spreads them over the listeners).
@@ -394,6 +399,7 @@ impl Metrics {
             trace_spans_dropped: Counter::default(),
             trace_export_errors: Counter::default(),
             subscription_lookups: Counter::default(),
+            authzen_pdp_errors: Counter::default(),
             connections_active: Gauge::default(),
             connections_accepted: Family::default(),
             connections_refused: Family::default(),
@@ -523,6 +529,11 @@ impl Metrics {
             "subscription_lookups",
             "Trigger-subscription owners looked up at Paragon",
             m.subscription_lookups.clone(),
+        );
+        r.register(
+            "authzen_pdp_errors",
+            "Questions to the AuthZEN decision point (authzen.pdp_url) that failed: timeout, transport error, non-2xx status, malformed answer or a reported evaluation error; each permitted nothing",
+            m.authzen_pdp_errors.clone(),
         );
         r.register(
             "trace_spans_dropped",

@@ -154,11 +154,15 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             allowed_headers: Some(c.cors.allowed_headers.clone()),
             max_age: Some(d(c.cors.max_age)),
         },
-        // The token is named by its env var only.
+        // The tokens are named by their env vars only.
         authzen: RawAuthzen {
             serve: Some(c.authzen.serve),
             token_env: Some(c.authzen.token_env.clone()),
-            ..RawAuthzen::default()
+            pdp_url: c.authzen.pdp_url.as_ref().map(ToString::to_string),
+            pdp_token_env: c.authzen.pdp_token_env.clone(),
+            pdp_timeout: Some(d(c.authzen.pdp_timeout)),
+            pdp_cache_ttl: Some(d(c.authzen.pdp_cache_ttl)),
+            listen: None,
         },
         limits: RawLimits {
             principal_rps: c.limits.principal.map(|r| r.rps),

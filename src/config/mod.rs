@@ -47,7 +47,10 @@ pub use auth::{
     DEFAULT_IDENTITY_CLAIM, DEFAULT_JWKS_MIN_REFETCH, DEFAULT_JWKS_REFRESH, DEFAULT_JWKS_TIMEOUT,
     DEFAULT_LEEWAY, DEFAULT_TOKEN_CACHE_SIZE,
 };
-pub use authzen::{AuthzenConfig, AuthzenToken, DEFAULT_AUTHZEN_TOKEN_ENV};
+pub use authzen::{
+    AuthzenConfig, AuthzenToken, DEFAULT_AUTHZEN_TOKEN_ENV, DEFAULT_PDP_CACHE_TTL,
+    DEFAULT_PDP_TIMEOUT,
+};
 pub use cache::{
     CacheConfig, DEFAULT_CREDENTIALS_TTL, DEFAULT_MAX_CONCURRENT_LOADS, DEFAULT_MAX_USERS,
     DEFAULT_REFRESH_COOLDOWN, DEFAULT_STALE_IF_ERROR,
@@ -112,7 +115,8 @@ pub struct Config {
     pub mcp: McpConfig,
     /// `[cors]` (contract §13): browsers' origins; empty, off.
     pub cors: CorsConfig,
-    /// `[authzen]` (contract §14): credgate as a decision point.
+    /// `[authzen]` (contract §14): credgate as a decision point, and the
+    /// decision point it asks.
     pub authzen: AuthzenConfig,
     pub cluster: Option<ClusterConfig>,
     /// Things that are legal but deserve a word (printed by `check-config`
@@ -311,7 +315,7 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
     let mcp = validate_mcp(raw.mcp, &policy, &auth, &mut warnings)?;
     let limits = validate_limits(raw.limits)?;
     let cors = validate_cors(raw.cors, &mut warnings)?;
-    let authzen = validate_authzen(raw.authzen, auth_mode, env)?;
+    let authzen = validate_authzen(raw.authzen, auth_mode, env, &mut warnings)?;
     let cluster = raw
         .cluster
         .map(|c| validate_cluster(c, base, env))

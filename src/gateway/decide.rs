@@ -7,6 +7,11 @@
 //! `no_permitted_credential`; 503 `credentials_unavailable`, `unavailable`
 //! (the sync store, §11).
 //!
+//! A member's credentials that no owner label, token claim or ACL grant
+//! covers are first put to the AuthZEN decision point when one is set
+//! (`pdp`, contract §14): the one named, the candidates of a default, or
+//! (nothing routed) the whole list in one batch.
+//!
 //! This is the seam the coming authorization phases join: a refusal here is
 //! an authorization refusal (shadow mode will record it instead of
 //! answering it, contract §5a), and rules (§5b) will refine the permit.
@@ -21,7 +26,9 @@ use crate::paragon::credentials::{parse_uuid, Credential, CredentialList};
 use crate::paragon::directory::Snapshot;
 use crate::paragon::routes::{CredentialLocation, Operation};
 use crate::paragon::syncs::Owner;
-use crate::policy::{resolve_default, resolve_named, why_absent, Requested};
+use crate::policy::{
+    default_candidates, named_candidates, resolve_default, resolve_named, why_absent, Requested,
+};
 
 /// A credential in a cached list, held by index so the list can be swapped
 /// for a reloaded one without copying.
@@ -145,6 +152,11 @@ pub(super) async fn decide(
         CredentialLocation::InstallOptions => Box::pin(install_route(ctx, list, inputs)).await?,
         CredentialLocation::None => Decision::routed(Routed::None),
     };
+    if let (Routed::None, Some(s)) = (&decision.routed, list.as_ref()) {
+        // Nothing routed: the member's token and a listing's answer name
+        // every credential it may use (one batch, contract §14).
+        super::pdp::ask(ctx, s.list.credentials.iter()).await;
+    }
     decision.configuration = match (&inputs.configuration, &decision.routed) {
         (Some(id), Routed::Credential(c)) => {
             if parse_uuid(id).is_some_and(|id| c.get().configurations.contains(&id)) {
@@ -215,14 +227,16 @@ fn passthrough_admin(ctx: &Ctx<'_>) -> bool {
 }
 
 /// The default when none is named (contract §5): the one permitted VALID
-/// credential of the route's integration, or the one permitted at all.
-fn default_credential(
+/// credential of the route's integration, or the one permitted at all
+/// (the decision point asked about the candidates in one batch, §14).
+async fn default_credential(
     ctx: &Ctx<'_>,
     list: &Option<Snapshot>,
     hint: &IntegrationHint<'_>,
 ) -> Result<Chosen, GatewayError> {
     let s = list.as_ref().expect("the list is loaded for defaults");
     let resolved = hint.resolve(&s.list);
+    super::pdp::ask(ctx, default_candidates(&s.list, resolved.as_route())).await;
     let c = resolve_default(&s.list, &ctx.permit, resolved.as_route())?;
     Ok(Chosen::of(&s.list, c))
 }
@@ -252,6 +266,8 @@ async fn header_route(
         None if location == CredentialLocation::HeaderRequired => {
             let s = list.as_ref().expect("uninstall loads the list");
             let resolved = hint.resolve(&s.list);
+            let of_route = s.list.credentials.iter();
+            super::pdp::ask(ctx, of_route.filter(|c| resolved_matches(&resolved, c))).await;
             return Err(GatewayError::CredentialRequired {
                 candidates: s
                     .list
@@ -264,7 +280,7 @@ async fn header_route(
         }
         None if location == CredentialLocation::HeaderOptional => Routed::None,
         None if passthrough_admin(ctx) => Routed::Passthrough,
-        None => Routed::Credential(default_credential(ctx, list, &hint)?),
+        None => Routed::Credential(default_credential(ctx, list, &hint).await?),
     };
     Ok(Decision::routed(routed))
 }
@@ -389,7 +405,7 @@ async fn sync_route(
             let chosen = match &inputs.requested {
                 Some(r) => resolve_with_hint(ctx, list, &hint, r).await?,
                 None if passthrough_admin(ctx) => return Ok(Decision::routed(Routed::Passthrough)),
-                None => default_credential(ctx, list, &hint)?,
+                None => default_credential(ctx, list, &hint).await?,
             };
             Ok(Decision {
                 body: Some(chosen.get().id.clone()),
@@ -488,6 +504,7 @@ async fn resolve_with_hint(
     let current = list
         .as_ref()
         .expect("the list is loaded for named credentials");
+    ask_named(ctx, &current.list, hint, requested).await;
     if let Some(c) = attempt(&current.list)? {
         return Ok(c);
     }
@@ -528,7 +545,22 @@ async fn resolve_with_hint(
             tracing::warn!(request_id = ctx.request_id, error = %e, "could not record an invalidation");
         }
     }
+    ask_named(ctx, &new_list, hint, requested).await;
     attempt(&new_list)?.ok_or_else(|| absent(&new_list))
+}
+
+/// Asks the decision point about the credentials of `list` that
+/// `requested` names (contract §14), before they are judged.
+async fn ask_named(
+    ctx: &Ctx<'_>,
+    list: &CredentialList,
+    hint: &IntegrationHint<'_>,
+    requested: &Requested,
+) {
+    let resolved = hint.resolve(list);
+    let candidates: Vec<&Credential> =
+        named_candidates(list, resolved.as_route(), requested).collect();
+    super::pdp::ask(ctx, candidates).await;
 }
 
 /// Whether a credential named by id is in another Connected User's list

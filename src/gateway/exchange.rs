@@ -8,7 +8,7 @@ use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use http::Request;
 
 use super::{ConnInfo, Generation, State};
-use crate::auth::Identity;
+use crate::auth::{Identity, Role};
 use crate::config::{AdminDefault, AuthMode, Config};
 use crate::error::GatewayError;
 use crate::net::body::Body;
@@ -16,7 +16,7 @@ use crate::paragon::credentials::Credential;
 use crate::paragon::directory::{DirKey, Directory, Snapshot};
 use crate::paragon::routes::Route;
 use crate::policy::rules::RuleView;
-use crate::policy::Permit;
+use crate::policy::{PdpAnswers, Permit};
 
 /// What the gateway remembers of a caller, in its identity's slot (see
 /// `auth::Slot`): the last credential list and minted token.
@@ -57,6 +57,9 @@ pub(super) struct Ctx<'r> {
     pub identity: &'r Identity,
     /// What this caller may use (contract §5).
     pub permit: Permit<'r>,
+    /// The decision point's answers for this request, which `permit`
+    /// reads (contract §14): a member's, when `authzen.pdp_url` is set.
+    pub pdp: Option<Arc<PdpAnswers>>,
     /// The policy rules as this request sees them (contract §5b), when
     /// there are any.
     pub rules: Option<&'r RuleView<'r>>,
@@ -101,6 +104,9 @@ impl<'r> Exchange<'r> {
                 scope: identity.permissions_key.clone(),
             },
         };
+        let pdp = (cfg.authzen.pdp_url.is_some() && matches!(identity.role, Role::Member { .. }))
+            .then(Arc::<PdpAnswers>::default);
+        let permit = Permit::new(identity, &cfg.policy, None);
         Exchange {
             ctx: Ctx {
                 state,
@@ -109,7 +115,11 @@ impl<'r> Exchange<'r> {
                 conn,
                 request_id,
                 identity,
-                permit: Permit::new(identity, &cfg.policy, None),
+                permit: match &pdp {
+                    Some(a) => permit.with_pdp(a.clone()),
+                    None => permit,
+                },
+                pdp,
                 rules: None,
                 route,
                 admin,
@@ -144,7 +154,11 @@ impl<'r> Ctx<'r> {
     pub(super) fn with_rules(&mut self, rules: Option<&'r RuleView<'r>>) {
         if rules.is_some() {
             self.rules = rules;
-            self.permit = Permit::new(self.identity, &self.cfg.policy, rules);
+            let permit = Permit::new(self.identity, &self.cfg.policy, rules);
+            self.permit = match &self.pdp {
+                Some(a) => permit.with_pdp(a.clone()),
+                None => permit,
+            };
         }
     }
 }

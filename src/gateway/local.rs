@@ -184,6 +184,7 @@ impl<'r> Caller<'r> {
         ex.ctx.with_rules(view.as_ref());
         load_now(&mut ex).await?;
         let list = ex.list.as_ref().map(|s| s.list.clone()).unwrap_or_default();
+        super::pdp::ask(&ex.ctx, list.credentials.iter()).await;
         let usable = list
             .credentials
             .iter()

@@ -28,6 +28,7 @@ pub mod judge;
 mod list;
 pub mod local;
 pub mod path;
+mod pdp;
 mod pipeline;
 mod respond;
 mod rewrite;
@@ -100,6 +101,8 @@ pub struct State {
     /// listener hands its requests to (`handle_local`).
     pub local: Option<Arc<dyn Endpoint>>,
     ids: RequestIds,
+    /// The AuthZEN decision point's cached answers (contract §14).
+    pdp: pdp::PdpCache,
 }
 
 impl State {
@@ -123,6 +126,7 @@ impl State {
             replicas,
             refusals,
             ids: RequestIds::new(),
+            pdp: pdp::PdpCache::default(),
         }
     }
 

@@ -3,8 +3,11 @@
 //!
 //! A credential of the caller's user is *permitted* to an admin always, and
 //! to a member when policy grants it: the `owner_external_id` label, the
-//! token's `credentials_claim`, or the ACL file. In passthrough mode the
-//! token's own permissions claim decides. Nothing else grants anything.
+//! token's `credentials_claim`, the ACL file, the decision point's answer
+//! (`[authzen] pdp_url`, contract §14: asked by the gateway before it
+//! decides, read here from [`PdpAnswers`]), or an allow rule. In
+//! passthrough mode the token's own permissions claim decides. Nothing
+//! else grants anything.
 
 use crate::auth::{Identity, Role};
 use crate::config::acl::Grant;
@@ -14,7 +17,9 @@ use crate::paragon::credentials::{Credential, CredentialList};
 use crate::paragon::permissions::Permissions;
 
 pub mod limits;
+mod pdp;
 pub mod rules;
+pub use pdp::PdpAnswers;
 use rules::RuleView;
 
 fn grants_credential(g: &Grant, user: &str, c: &Credential) -> bool {
@@ -126,6 +131,9 @@ pub enum Permitted {
     PassthroughClaim { scope: Box<str> },
     /// An allow rule of `policy.rules_file` (contract §5b), by name.
     Rule { name: std::sync::Arc<str> },
+    /// The decision point of `authzen.pdp_url` answered `decision: true`
+    /// (contract §14).
+    Pdp,
     /// No credential is routed (a listing, a call that needs none): nothing
     /// to permit; a member's answer is filtered to its own (credgate's
     /// value where the contract names none).
@@ -144,6 +152,7 @@ impl Permitted {
             Permitted::Acl { .. } => "acl",
             Permitted::PassthroughClaim { .. } => "passthrough_claim",
             Permitted::Rule { .. } => "rule",
+            Permitted::Pdp => "pdp",
             Permitted::NoCredential => "no_credential",
             Permitted::MetadataIgnored => "metadata_ignored",
         }
@@ -161,6 +170,7 @@ pub const REASONS: &[&str] = &[
     "acl",
     "passthrough_claim",
     "rule",
+    "pdp",
     "no_credential",
     "metadata_ignored",
     "not_in_list",
@@ -188,12 +198,13 @@ pub fn explain_reason(reason: &str) -> Option<&'static str> {
         "acl" => "an ACL grant (policy.acl_file) covers the credential for this principal (see grant, grant_principal)",
         "passthrough_claim" => "the caller's Paragon token's permissions claim grants the credential (see scope)",
         "rule" => "a policy rule (policy.rules_file) decided: an allow rule permitted the credential, or a deny rule refused (see rule)",
+        "pdp" => "the AuthZEN decision point (authzen.pdp_url) answered decision: true for this member and credential (cached for authzen.pdp_cache_ttl)",
         "rate_limited" => "the caller went over a rate limit ([limits], or a limit rule)",
         "no_credential" => "the request routes no credential (a listing, or a call that needs none); a member's answer is narrowed to its own",
         "not_in_list" => "the credential named is not in the Connected User's live list (checked again after a reload), or the configuration or subscription named is not the credential's",
         "other_user" => "the sync belongs to another Connected User",
         "other_integration" => "the credential is of another integration than the route's",
-        "no_grant" => "the credential is the Connected User's, but no grant (owner label, token claim, ACL) permits it to this member",
+        "no_grant" => "the credential is the Connected User's, but no grant (owner label, token claim, ACL, the decision point of authzen.pdp_url, an allow rule) permits it to this member; a decision point that failed or did not answer in time permits nothing",
         "ambiguous" => "several credentials match (an ext: label of several, or several permitted and none named): name one",
         "product_not_allowed" => "members may not use this product (policy.member_products) or operation (admin-only)",
         "host_not_allowed" => "the Proxy API target names a host outside policy.proxy_url_hosts, or a member's trigger-subscription webhookOverride.url one outside policy.webhook_hosts",
@@ -213,6 +224,7 @@ enum Found<'p> {
     CredentialsClaim,
     Acl { grant: usize, everyone: bool },
     Scope(&'p str, Option<&'p str>),
+    Pdp,
     Rule(usize),
 }
 
@@ -231,6 +243,9 @@ pub enum Permit<'a> {
         acl_all: &'a [Grant],
         /// Allow rules (contract §5b), when there are rules.
         rules: Option<&'a RuleView<'a>>,
+        /// The decision point's answers (contract §14), when
+        /// `authzen.pdp_url` is set.
+        pdp: Option<std::sync::Arc<PdpAnswers>>,
     },
     Scoped(&'a Permissions),
 }
@@ -256,8 +271,32 @@ impl<'a> Permit<'a> {
                     acl_own,
                     acl_all,
                     rules,
+                    pdp: None,
                 }
             }
+        }
+    }
+
+    /// This permit with the decision point's answers as a grant (a
+    /// member's only: admins are permitted everything, and passthrough
+    /// callers' claims decide alone).
+    pub fn with_pdp(mut self, answers: std::sync::Arc<PdpAnswers>) -> Permit<'a> {
+        if let Permit::Member { pdp, .. } = &mut self {
+            *pdp = Some(answers);
+        }
+        self
+    }
+
+    /// Whether the decision point should be asked about `c` for this
+    /// caller: a member with answers to fill, no answer for `c` yet, and
+    /// no owner label, token claim or ACL grant covering `c` already (the
+    /// decision point's answer could not change the decision).
+    pub fn wants_pdp(&self, c: &Credential) -> bool {
+        match self {
+            Permit::Member { pdp: Some(a), .. } => {
+                !a.knows(&c.id) && self.member_grant(c).is_none()
+            }
+            _ => false,
         }
     }
 
@@ -285,6 +324,7 @@ impl<'a> Permit<'a> {
                     None => i.into(),
                 },
             },
+            Found::Pdp => Permitted::Pdp,
             Found::Rule(i) => Permitted::Rule {
                 name: self.rule_name(i),
             },
@@ -299,20 +339,37 @@ impl<'a> Permit<'a> {
     }
 
     /// The first grant covering `c`, without allocating (every permit
-    /// check on the hot path goes through here).
+    /// check on the hot path goes through here): a member's own grants,
+    /// then the decision point's answer, then allow rules.
     fn first_grant<'s>(&'s self, c: &Credential) -> Option<Found<'s>> {
         match self {
             Permit::All => Some(Found::Admin),
             Permit::Scoped(p) => p
                 .granting_scope(&c.integration, &c.id)
                 .map(|(i, cred)| Found::Scope(i, cred)),
+            Permit::Member { rules, pdp, .. } => self
+                .member_grant(c)
+                .or_else(|| {
+                    pdp.as_ref()
+                        .filter(|a| a.permits(&c.id))
+                        .map(|_| Found::Pdp)
+                })
+                .or_else(|| rules.and_then(|r| r.allows(c)).map(Found::Rule)),
+        }
+    }
+
+    /// The owner label, token claim or ACL grant covering `c` for a
+    /// member, if one does.
+    fn member_grant<'s>(&'s self, c: &Credential) -> Option<Found<'s>> {
+        match self {
+            Permit::All | Permit::Scoped(_) => None,
             Permit::Member {
                 user,
                 owner,
                 claimed,
                 acl_own,
                 acl_all,
-                rules,
+                ..
             } => {
                 let labelled = owner.is_some_and(|(template, principal)| {
                     c.external_id
@@ -334,9 +391,7 @@ impl<'a> Permit<'a> {
                             everyone,
                         })
                 };
-                acl(acl_own, false)
-                    .or_else(|| acl(acl_all, true))
-                    .or_else(|| rules.and_then(|r| r.allows(c)).map(Found::Rule))
+                acl(acl_own, false).or_else(|| acl(acl_all, true))
             }
         }
     }
@@ -444,6 +499,40 @@ pub fn resolve_named<'l>(
     }
 }
 
+/// The credentials of `list` whose grants [`resolve_named`] consults for
+/// `requested`: the one with that id, or those with that `ext:` label (of
+/// the route's integration). The decision point is asked about these only
+/// (contract §14: never about a credential not in the list).
+pub fn named_candidates<'l, 'i: 'l>(
+    list: &'l CredentialList,
+    integration: RouteIntegration<'i>,
+    requested: &'l Requested,
+) -> impl Iterator<Item = &'l Credential> + 'l {
+    list.credentials.iter().filter(move |c| match requested {
+        Requested::Id(id) => *c.id == **id && integration.matches(c),
+        Requested::External(ext) => {
+            c.external_id.as_deref() == Some(ext.as_str()) && integration.matches(c)
+        }
+    })
+}
+
+/// The credentials of `list` among which [`resolve_default`] chooses: those
+/// of the route's integration (VALID ones when it is known), or all.
+pub fn default_candidates<'l, 'i: 'l>(
+    list: &'l CredentialList,
+    integration: RouteIntegration<'i>,
+) -> impl Iterator<Item = &'l Credential> + 'l {
+    list.credentials
+        .iter()
+        .filter(move |c| default_candidate(integration, c))
+}
+
+/// Whether [`resolve_default`] considers `c`.
+fn default_candidate(integration: RouteIntegration<'_>, c: &Credential) -> bool {
+    let known = !matches!(integration, RouteIntegration::Unknown);
+    integration.matches(c) && (!known || c.valid)
+}
+
 /// Why a named credential that [`resolve_named`] did not find in `list` is
 /// refused: not there at all, there for another integration only, or there
 /// but not permitted (an `ext:` label of someone else's account).
@@ -481,7 +570,7 @@ pub fn resolve_default<'l>(
     let candidates: Vec<&Credential> = list
         .credentials
         .iter()
-        .filter(|c| integration.matches(c) && permit.allows(c) && (!known || c.valid))
+        .filter(|c| default_candidate(integration, c) && permit.allows(c))
         .collect();
     match candidates.as_slice() {
         [one] => Ok(one),

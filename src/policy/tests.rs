@@ -298,6 +298,7 @@ fn every_reason_is_listed_and_explained() {
         },
         Permitted::PassthroughClaim { scope: "s".into() },
         Permitted::Rule { name: "r".into() },
+        Permitted::Pdp,
         Permitted::NoCredential,
         Permitted::MetadataIgnored,
     ];
@@ -309,6 +310,7 @@ fn every_reason_is_listed_and_explained() {
             | Permitted::Acl { .. }
             | Permitted::PassthroughClaim { .. }
             | Permitted::Rule { .. }
+            | Permitted::Pdp
             | Permitted::NoCredential
             | Permitted::MetadataIgnored => {}
         }
@@ -361,4 +363,75 @@ fn every_reason_is_listed_and_explained() {
             "{reason} has no sentence in explain_reason"
         );
     }
+}
+
+/// contract §14: the decision point's answers are a fourth grant, after
+/// the owner label, the token claim and the ACL (whose reasons win when
+/// they also cover a credential); it is asked only about credentials no
+/// such grant covers and that have no answer yet; admins and passthrough
+/// callers never ask; an unanswered credential is not permitted.
+#[test]
+fn the_decision_point_is_a_fourth_grant_asked_only_where_it_matters() {
+    let l = list();
+    let p = policy(Some("{principal}"));
+    let alice = member("alice", &[SL_BOB]);
+    let answers = Arc::new(PdpAnswers::default());
+    let permit = Permit::new(&alice, &p, None).with_pdp(answers.clone());
+    let find = |id: &str| l.find(id).unwrap();
+    // Her own (label) and the claimed one need no question; bob's
+    // Salesforce account does, until answered.
+    assert!(!permit.wants_pdp(find(SF_ALICE)));
+    assert!(!permit.wants_pdp(find(SL_BOB)));
+    assert!(permit.wants_pdp(find(SF_BOB)));
+    assert!(!permit.allows(find(SF_BOB)), "unanswered: not permitted");
+    answers.record(SF_BOB, true);
+    answers.record(SL_ALICE1, true);
+    assert!(!permit.wants_pdp(find(SF_BOB)), "answered");
+    assert_eq!(permit.why(find(SF_BOB)), Some(Permitted::Pdp));
+    // A label grant keeps its own reason.
+    assert_eq!(permit.why(find(SL_ALICE1)), Some(Permitted::OwnerLabel));
+    assert_eq!(Permitted::Pdp.as_str(), "pdp");
+    // A refusal stands.
+    let carol = member("carol", &[]);
+    let refused = Arc::new(PdpAnswers::default());
+    refused.record(SF_BOB, false);
+    let permit = Permit::new(&carol, &p, None).with_pdp(refused);
+    assert!(!permit.allows(find(SF_BOB)) && !permit.wants_pdp(find(SF_BOB)));
+    // Without answers to fill, nobody asks.
+    assert!(!Permit::new(&carol, &p, None).wants_pdp(find(SF_BOB)));
+    let admin = Identity::new("acme".into(), "root".into(), Role::Admin, u64::MAX, None);
+    let permit = Permit::new(&admin, &p, None).with_pdp(Arc::new(PdpAnswers::default()));
+    assert!(!permit.wants_pdp(find(SF_BOB)) && permit.allows(find(SF_BOB)));
+}
+
+/// The candidates the decision point may be asked about are exactly those
+/// the resolvers judge: the named id (or `ext:` label) of the route's
+/// integration, the VALID ones of a known integration for a default.
+#[test]
+fn pdp_candidates_are_the_credentials_the_resolvers_judge() {
+    let l = list();
+    let sf = RouteIntegration::Known("salesforce");
+    let slack = RouteIntegration::Known("slack");
+    let by_id = Requested::Id(SF_BOB.into());
+    assert_eq!(ids(named_candidates(&l, sf, &by_id)), vec![SF_BOB]);
+    assert!(ids(named_candidates(&l, slack, &by_id)).is_empty());
+    let unknown = Requested::Id("99999999-9999-9999-9999-999999999999".into());
+    assert!(ids(named_candidates(&l, RouteIntegration::Unknown, &unknown)).is_empty());
+    let ext = Requested::External("alice".into());
+    assert_eq!(
+        ids(named_candidates(&l, slack, &ext)),
+        vec![SL_ALICE1, SL_ALICE2]
+    );
+    assert_eq!(
+        ids(named_candidates(&l, RouteIntegration::Unknown, &ext)).len(),
+        3
+    );
+    assert_eq!(
+        ids(default_candidates(&l, slack)),
+        vec![SL_ALICE1, SL_ALICE2, SL_BOB]
+    );
+    assert_eq!(
+        ids(default_candidates(&l, RouteIntegration::Unknown)).len(),
+        6
+    );
 }
