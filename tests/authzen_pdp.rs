@@ -482,6 +482,53 @@ async fn a_member_gets_the_accounts_the_decision_point_permits_and_no_other() {
     assert_eq!(got.json()["decision"], true);
     assert_eq!(got.json()["context"]["reason"], "pdp");
     assert_eq!(errors(&env).await, 0.0);
+
+    // The access review and the subject search say these grants exist and
+    // cannot be listed, rather than leaving them out.
+    let asked = pdp.hits();
+    let r = Request::get(format!(
+        "http://{}/admin/access?user=acme",
+        env.gw.admin_addr
+    ))
+    .body(credgate::net::body::empty())
+    .unwrap();
+    let review = send(&env.cl, r).await.json();
+    let bob = review["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == SF_BOB)
+        .unwrap_or_else(|| panic!("{review}"));
+    let pdp_entry = bob["access"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["grant"] == "pdp")
+        .unwrap_or_else(|| panic!("{bob}"));
+    assert_eq!(pdp_entry["enumerable"], false, "{pdp_entry}");
+    let r = Request::post(format!("http://{}/access/v1/search/subject", env.gw.admin_addr))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {SERVE_TOKEN}"))
+        .body(credgate::net::body::full(
+            json!({"subject": {"type": "member"}, "action": {"name": "use"},
+                   "resource": {"type": "credential", "id": SF_BOB, "properties": {"user": "acme"}}})
+            .to_string(),
+        ))
+        .unwrap();
+    let search = send(&env.cl, r).await.json();
+    assert!(
+        search["context"]["not_enumerable"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{search}"))
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("authzen.pdp_url")),
+        "{search}"
+    );
+    assert_eq!(
+        pdp.hits(),
+        asked,
+        "a review asks the decision point nothing"
+    );
 }
 
 #[tokio::test]

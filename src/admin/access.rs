@@ -105,6 +105,14 @@ pub async fn review(state: &State, user: &str) -> Result<Value, AccessError> {
                 "who": format!("any member whose token's `{claim}` claim lists this credential (not enumerable: tokens are issued by your identity provider)"),
             }));
         }
+        if let Some(pdp) = &cfg.authzen.pdp_url {
+            access.push(json!({
+                "grant": "pdp",
+                "principals": Value::Null,
+                "enumerable": false,
+                "who": format!("members the AuthZEN decision point at {pdp} permits (not enumerable: it is asked per member and credential)"),
+            }));
+        }
         access.extend(rule_entries(&policy.rules, c));
         credentials.push(json!({
             "id": &*c.id,

@@ -171,6 +171,9 @@ pub(crate) async fn subjects(state: &State, body: &Value) -> Result<Value, Failu
     {
         not_enumerable.push("members an allow rule permits".into());
     }
+    if generation.config.authzen.pdp_url.is_some() {
+        not_enumerable.push("members the decision point (authzen.pdp_url) permits".into());
+    }
     Ok(page.answer(results, json!({"not_enumerable": not_enumerable})))
 }
 
