@@ -19,9 +19,7 @@ use serde_json::json;
 
 use crate::app::{self, Running};
 use crate::config::Config;
-use crate::emulator::fixtures::{
-    DEMO_SALESFORCE_ALICE, DEMO_SALESFORCE_BOB, DEMO_SLACK_ALICE_1,
-};
+use crate::emulator::fixtures::{DEMO_SALESFORCE_ALICE, DEMO_SALESFORCE_BOB, DEMO_SLACK_ALICE_1};
 use crate::emulator::{self, EmulatorConfig, EmulatorHandle, Fixtures};
 use crate::keygen;
 
@@ -140,13 +138,9 @@ fn take_expected_warnings(
         config.warnings.clone()
     } else {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        Config::from_toml(
-            &config_text(loopback, url),
-            dir,
-            &crate::config::ProcessEnv,
-        )
-        .map_err(|e| e.to_string())?
-        .warnings
+        Config::from_toml(&config_text(loopback, url), dir, &crate::config::ProcessEnv)
+            .map_err(|e| e.to_string())?
+            .warnings
     };
     let (expected, other) = std::mem::take(&mut config.warnings)
         .into_iter()
@@ -402,5 +396,50 @@ impl Demo {
         self.gateway.shutdown().await;
         self.emulator.shutdown().await;
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `--listen` off loopback still gets its exposure warning logged at
+    /// start, as any config would: only the warnings about the demo's own
+    /// choices wait for the end of the script.
+    #[test]
+    fn only_the_demos_own_warnings_wait_for_the_script() {
+        let suffix: String = keygen::random_bytes::<6>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let dir = std::env::temp_dir().join(format!("credgate-demo-unit-{suffix}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let _cleanup = RemoveOnDrop(Some(dir.clone()));
+        write(
+            &dir,
+            "paragon-signing.pem",
+            &keygen::rsa().unwrap().private_pem,
+        )
+        .unwrap();
+        write(&dir, "idp-public.pem", &keygen::rsa().unwrap().public_pem).unwrap();
+        let url = "http://127.0.0.1:9";
+        // Validated only, never bound.
+        for (listen, logged) in [("127.0.0.1:8080", 0), ("0.0.0.0:8080", 1)] {
+            let listen: SocketAddr = listen.parse().unwrap();
+            let mut config =
+                Config::from_toml(&config_text(listen, url), &dir, &crate::config::ProcessEnv)
+                    .unwrap();
+            let expected = take_expected_warnings(&mut config, listen, url, &dir).unwrap();
+            assert!(
+                expected.iter().any(|w| w.contains("owner_external_id")),
+                "{expected:?}"
+            );
+            assert!(!expected.iter().any(|w| w.contains("loopback")));
+            assert_eq!(config.warnings.len(), logged, "{:?}", config.warnings);
+            assert!(config
+                .warnings
+                .iter()
+                .all(|w| w.contains("is not a loopback address")));
+        }
     }
 }

@@ -273,7 +273,11 @@ fn a_demo_that_cannot_start_removes_what_it_created() {
     let status = wait_bounded(&mut demo, Duration::from_secs(30));
     drop(taken);
     let mut stderr = String::new();
-    demo.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    demo.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(!status.success(), "{stderr}");
     assert!(
         stderr.contains("cannot listen on") && stderr.contains(&format!("is port {port} in use")),
