@@ -17,9 +17,20 @@ use credgate::emulator::fixtures::{DEMO_SALESFORCE_ALICE, DEMO_SALESFORCE_BOB};
 /// The printed script's last line.
 const LAST_LINE: &str = "# Ctrl-C stops the demo and deletes its keys.";
 
+/// A child process killed (and waited for) when dropped, so a failed
+/// assertion leaves no demo running.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `credgate demo` with its temporary files under `tmp` (TMPDIR), its
 /// stdout collected line by line.
-fn spawn_demo(tmp: &Path, listen: &str) -> (Child, Arc<Mutex<Vec<String>>>) {
+fn spawn_demo(tmp: &Path, listen: &str) -> (Reaped, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_credgate"))
         .args(["demo", "--listen", listen, "--log-format", "json"])
         .env("TMPDIR", tmp)
@@ -38,7 +49,7 @@ fn spawn_demo(tmp: &Path, listen: &str) -> (Child, Arc<Mutex<Vec<String>>>) {
             sink.lock().unwrap().push(l);
         }
     });
-    (child, lines)
+    (Reaped(child), lines)
 }
 
 /// Waits for `child` at most `limit`, killing it past that.
@@ -168,29 +179,33 @@ fn the_printed_script_pasted_whole_answers_as_each_comment_says() {
     // The script exactly as printed, in one bash, as a paste would run it.
     let file = tmp.0.join("pasted.sh");
     std::fs::write(&file, script.join("\n") + "\n").unwrap();
-    let mut bash = Command::new("bash")
-        .args(["--noprofile", "--norc"])
-        .arg(&file)
-        // No proxy and no ~/.curlrc of this machine's between curl and
-        // loopback.
-        .env("NO_PROXY", "*")
-        .env("no_proxy", "*")
-        .env("CURL_HOME", &tmp.0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (mut out, mut err) = (bash.stdout.take().unwrap(), bash.stderr.take().unwrap());
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        out.read_to_string(&mut s).unwrap();
-        s
-    });
-    let mut err_text = String::new();
-    err.read_to_string(&mut err_text).unwrap();
-    let status = wait_bounded(&mut bash, Duration::from_secs(60));
-    let out = reader.join().unwrap();
+    let mut bash = Reaped(
+        Command::new("bash")
+            .args(["--noprofile", "--norc"])
+            .arg(&file)
+            // No proxy and no ~/.curlrc of this machine's between curl and
+            // loopback.
+            .env("NO_PROXY", "*")
+            .env("no_proxy", "*")
+            .env("CURL_HOME", &tmp.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Read in threads, so a hung command ends in `wait_bounded`'s kill.
+    let drain = |mut from: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            from.read_to_string(&mut s).unwrap();
+            s
+        })
+    };
+    let out = drain(Box::new(bash.0.stdout.take().unwrap()));
+    let err = drain(Box::new(bash.0.stderr.take().unwrap()));
+    let status = wait_bounded(&mut bash.0, Duration::from_secs(60));
+    let (out, err_text) = (out.join().unwrap(), err.join().unwrap());
     assert!(status.success(), "{status:?}: {err_text}\n{out}");
     assert_eq!(err_text, "", "the script runs without an error");
 
@@ -246,12 +261,12 @@ fn the_printed_script_pasted_whole_answers_as_each_comment_says() {
 
     // Ctrl-C stops everything and removes the keys.
     let ok = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &child.0.id().to_string()])
         .status()
         .unwrap()
         .success();
     assert!(ok);
-    let status = wait_bounded(&mut child, Duration::from_secs(30));
+    let status = wait_bounded(&mut child.0, Duration::from_secs(30));
     assert!(status.success());
     assert!(!dir.exists(), "the demo's keys are deleted on exit");
 }
