@@ -1,128 +1,45 @@
-//! `credgate demo`, run as a new user would: the printed commands give the
-//! outcomes the demo says they will, and Ctrl-C (SIGINT) stops everything
-//! and removes the demo's keys.
+//! `credgate demo`, run as a new user would: the printed script, pasted
+//! into bash as a whole, answers each command with the status its comment
+//! says; nothing buries the script; Ctrl-C (SIGINT) stops everything and
+//! removes the demo's keys, and so does a demo that cannot start.
 
 mod common;
 
-use std::collections::HashMap;
-use std::io::BufRead;
+use std::io::{BufRead, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
-use credgate::net::body;
-use http::Request;
+use common::TempDir;
+use credgate::emulator::fixtures::{DEMO_SALESFORCE_ALICE, DEMO_SALESFORCE_BOB};
 
-/// Splits a shell command line on spaces, honouring '...' and "..." and
-/// expanding `$NAME` from `vars` inside double quotes and bare words.
-fn shell_words(line: &str, vars: &HashMap<String, String>) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars().peekable();
-    let expand = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>, out: &mut String| {
-        let mut name = String::new();
-        while let Some(c) = chars.peek() {
-            if c.is_ascii_alphanumeric() || *c == '_' {
-                name.push(*c);
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        out.push_str(vars.get(&name).map(String::as_str).unwrap_or(""));
-    };
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' if in_word => {
-                words.push(std::mem::take(&mut cur));
-                in_word = false;
-            }
-            ' ' => {}
-            '\'' => {
-                in_word = true;
-                for c in chars.by_ref() {
-                    if c == '\'' {
-                        break;
-                    }
-                    cur.push(c);
-                }
-            }
-            '"' => {
-                in_word = true;
-                while let Some(c) = chars.next() {
-                    match c {
-                        '"' => break,
-                        '$' => expand(&mut chars, &mut cur),
-                        c => cur.push(c),
-                    }
-                }
-            }
-            '$' => {
-                in_word = true;
-                expand(&mut chars, &mut cur);
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
+/// The printed script's last line.
+const LAST_LINE: &str = "# Ctrl-C stops the demo and deletes its keys.";
+
+/// A child process killed (and waited for) when dropped, so a failed
+/// assertion leaves no demo running.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
-    if in_word {
-        words.push(cur);
-    }
-    words
 }
 
-/// A curl command line as a request.
-fn curl_request(words: &[String]) -> Request<credgate::net::body::Body> {
-    assert_eq!(words[0], "curl");
-    let (mut method, mut url, mut data) = (None, None, None);
-    let mut b = Request::builder();
-    let mut i = 1;
-    while i < words.len() {
-        match words[i].as_str() {
-            "-s" => {}
-            "-X" => {
-                i += 1;
-                method = Some(words[i].clone());
-            }
-            "-H" => {
-                i += 1;
-                let (k, v) = words[i].split_once(':').expect("a header");
-                b = b.header(k.trim(), v.trim());
-            }
-            "-d" => {
-                i += 1;
-                data = Some(words[i].clone());
-            }
-            other if other.starts_with("http") => url = Some(other.to_string()),
-            other => panic!("unexpected curl argument {other}"),
-        }
-        i += 1;
-    }
-    let method = method.unwrap_or_else(|| {
-        if data.is_some() {
-            "POST".into()
-        } else {
-            "GET".into()
-        }
-    });
-    b.method(method.as_str())
-        .uri(url.expect("a URL"))
-        .body(body::full(data.unwrap_or_default()))
-        .unwrap()
-}
-
-#[tokio::test]
-async fn the_demo_commands_do_what_the_demo_says() {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_credgate"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+/// `credgate demo` with its temporary files under `tmp` (TMPDIR), its
+/// stdout collected line by line.
+fn spawn_demo(tmp: &Path, listen: &str) -> (Reaped, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_credgate"))
+        .args(["demo", "--listen", listen, "--log-format", "json"])
+        .env("TMPDIR", tmp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let sink = lines.clone();
     std::thread::spawn(move || {
         for l in std::io::BufReader::new(stdout)
@@ -132,79 +49,258 @@ async fn the_demo_commands_do_what_the_demo_says() {
             sink.lock().unwrap().push(l);
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !lines
-        .lock()
-        .unwrap()
+    (Reaped(child), lines)
+}
+
+/// Waits for `child` at most `limit`, killing it past that.
+fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{child:?} did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A printed command: its comment's expected status and code, and the line.
+#[derive(Debug)]
+struct Step {
+    status: u16,
+    code: Option<String>,
+    cmd: String,
+}
+
+fn steps(script: &[String]) -> Vec<Step> {
+    script
         .iter()
-        .any(|l| l.starts_with("Ctrl-C stops"))
-    {
+        .enumerate()
+        .filter_map(|(i, l)| Some((i, l.strip_prefix("# expect: ")?)))
+        .map(|(i, expect)| {
+            let mut want = expect.split_whitespace();
+            Step {
+                status: want.next().unwrap().parse().expect("a status"),
+                code: want.next().map(str::to_string),
+                cmd: script[i + 1].clone(),
+            }
+        })
+        .collect()
+}
+
+/// What each command printed: the output up to and including each line
+/// that is a status alone (every printed command ends with one), then
+/// what follows the last.
+fn answers(out: &str) -> (Vec<(u16, String)>, String) {
+    let mut done = Vec::new();
+    let mut cur = String::new();
+    for line in out.lines() {
+        if line.len() == 3 && line.bytes().all(|b| b.is_ascii_digit()) {
+            done.push((line.parse().unwrap(), std::mem::take(&mut cur)));
+        } else {
+            cur.push_str(line);
+            cur.push('\n');
+        }
+    }
+    (done, cur)
+}
+
+#[test]
+fn the_printed_script_pasted_whole_answers_as_each_comment_says() {
+    let tmp = TempDir::new("demo-run");
+    let (mut child, lines) = spawn_demo(&tmp.0, "127.0.0.1:0");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lines.lock().unwrap().iter().any(|l| l == LAST_LINE) {
         assert!(
             Instant::now() < deadline,
-            "the demo did not print its script"
+            "the demo did not print its script: {:?}",
+            lines.lock().unwrap()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::thread::sleep(Duration::from_millis(50));
     }
-    let script = lines.lock().unwrap().clone();
-    let vars: HashMap<String, String> = script
-        .iter()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    assert_eq!(vars.len(), 3, "tokens for the admin, alice and bob");
-    let dir = script
-        .iter()
-        .find_map(|l| l.trim().strip_prefix("config and keys "))
-        .map(|d| std::path::PathBuf::from(d.trim()))
-        .expect("the demo prints its directory");
-    assert!(dir.join("credgate.toml").exists());
+    let printed = lines.lock().unwrap().clone();
+    let end = printed.iter().position(|l| l == LAST_LINE).unwrap();
+    let script = &printed[..=end];
 
-    let cl = client();
-    let mut checked = 0;
-    for (i, line) in script.iter().enumerate() {
-        let Some(expect) = line.strip_prefix("# expect: ") else {
-            continue;
-        };
-        let cmd = &script[i + 1];
-        let mut want = expect.split_whitespace();
-        let status: u16 = want.next().unwrap().parse().unwrap();
-        let code = want.next();
-        let got = send(&cl, curl_request(&shell_words(cmd, &vars))).await;
-        assert_eq!(
-            got.status.as_u16(),
-            status,
-            "{cmd}: {:?}",
-            String::from_utf8_lossy(&got.body)
+    // Nothing above the script: its own warnings come after it, as
+    // comments saying they are expected.
+    assert!(
+        script[0].starts_with("# credgate demo"),
+        "the script comes first: {:?}",
+        &script[..3]
+    );
+    assert!(
+        !script.iter().any(|l| l.contains("\"level\"")),
+        "no log line inside the script: {script:?}"
+    );
+    let heading = script
+        .iter()
+        .position(|l| l.starts_with("# Expected for the demo"))
+        .expect("the demo's own warnings, under a heading");
+    let first_cmd = script.iter().position(|l| l.starts_with("curl ")).unwrap();
+    assert!(heading > first_cmd, "after the commands");
+    assert!(script[heading..]
+        .iter()
+        .any(|l| l.starts_with("#   - ") && l.contains("owner_external_id")));
+
+    // Where things are, the dashboard and the metrics included.
+    let named = |what: &str| -> String {
+        let prefix = format!("#   {what} ");
+        script
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("the demo names its {what}"))
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let dir = std::path::PathBuf::from(named("config and keys"));
+    assert!(dir.starts_with(&tmp.0) && dir.join("credgate.toml").exists());
+    let dashboard = named("dashboard");
+    let metrics = named("metrics");
+    assert!(dashboard.starts_with("http://127.0.0.1:") && dashboard.ends_with('/'));
+    assert_eq!(metrics, format!("{dashboard}metrics"));
+
+    let steps = steps(script);
+    assert!(steps.len() >= 12, "{steps:?}");
+    for s in &steps {
+        assert!(
+            s.cmd.contains(r"-w '\n%{http_code}\n'"),
+            "every command prints its status on a line of its own: {}",
+            s.cmd
         );
-        if let Some(code) = code {
-            assert_eq!(got.code(), code, "{cmd}");
-        }
-        if cmd.contains("$BOB") && cmd.ends_with("/sdk/me") {
-            let text = String::from_utf8_lossy(&got.body);
-            assert!(
-                text.contains("b0b00000-5a1e-4000-8000-000000000001"),
-                "bob sees his account"
-            );
-            assert!(
-                !text.contains("a11ce000"),
-                "bob does not see alice's accounts"
-            );
-        }
-        checked += 1;
     }
-    assert!(checked >= 5, "the demo prints its commands ({checked})");
+
+    // The script exactly as printed, in one bash, as a paste would run it.
+    let file = tmp.0.join("pasted.sh");
+    std::fs::write(&file, script.join("\n") + "\n").unwrap();
+    let mut bash = Reaped(
+        Command::new("bash")
+            .args(["--noprofile", "--norc"])
+            .arg(&file)
+            // No proxy and no ~/.curlrc of this machine's between curl and
+            // loopback.
+            .env("NO_PROXY", "*")
+            .env("no_proxy", "*")
+            .env("CURL_HOME", &tmp.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Read in threads, so a hung command ends in `wait_bounded`'s kill.
+    let drain = |mut from: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            from.read_to_string(&mut s).unwrap();
+            s
+        })
+    };
+    let out = drain(Box::new(bash.0.stdout.take().unwrap()));
+    let err = drain(Box::new(bash.0.stderr.take().unwrap()));
+    let status = wait_bounded(&mut bash.0, Duration::from_secs(60));
+    let (out, err_text) = (out.join().unwrap(), err.join().unwrap());
+    assert!(status.success(), "{status:?}: {err_text}\n{out}");
+    assert_eq!(err_text, "", "the script runs without an error");
+
+    let (got, rest) = answers(&out);
+    assert_eq!(
+        got.len(),
+        steps.len(),
+        "one status line per command:\n{out}"
+    );
+    for (step, (status, body)) in steps.iter().zip(&got) {
+        assert_eq!(*status, step.status, "{}\n{body}", step.cmd);
+        if let Some(code) = &step.code {
+            assert!(body.contains(code.as_str()), "{code}: {}\n{body}", step.cmd);
+        }
+    }
+    assert!(
+        rest.contains("{\"mcpServers\""),
+        "the MCP client entry: {rest}"
+    );
+
+    // What the answers show, as their comments say.
+    let answer = |needle: &str| -> &str {
+        let i = steps
+            .iter()
+            .position(|s| s.cmd.contains(needle))
+            .unwrap_or_else(|| panic!("a command with {needle}"));
+        &got[i].1
+    };
+    let bob_me = answer("/sdk/me");
+    assert!(
+        bob_me.contains(DEMO_SALESFORCE_BOB) && !bob_me.contains("a11ce000"),
+        "bob sees only his own accounts: {bob_me}"
+    );
+    let initialize = answer("\"method\":\"initialize\"");
+    assert!(
+        initialize
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("mcp-session-id: ")),
+        "the session's header is shown: {initialize}"
+    );
+    let tools = answer("\"method\":\"tools/list\"");
+    assert!(
+        tools.contains(DEMO_SALESFORCE_ALICE) && !tools.contains("b0b00000"),
+        "alice's tools offer only her accounts: {tools}"
+    );
+    let counted = answer("/metrics");
+    assert!(
+        counted.contains(
+            "credgate_requests_total{product=\"proxy\",decision=\"refused\",status=\"403\"} 1"
+        ),
+        "{counted}"
+    );
 
     // Ctrl-C stops everything and removes the keys.
-    let ok = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    let ok = Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
         .status()
         .unwrap()
         .success();
     assert!(ok);
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let status = wait_bounded(&mut child.0, Duration::from_secs(30));
     assert!(status.success());
     assert!(!dir.exists(), "the demo's keys are deleted on exit");
+}
+
+#[test]
+fn a_demo_that_cannot_start_removes_what_it_created() {
+    let tmp = TempDir::new("demo-busy");
+    // The port is taken: the gateway cannot listen there.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_credgate"))
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .env("TMPDIR", &tmp.0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_bounded(&mut demo, Duration::from_secs(30));
+    drop(taken);
+    let mut stderr = String::new();
+    demo.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot listen on") && stderr.contains(&format!("is port {port} in use")),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&tmp.0)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "the demo left {left:?}");
 }
