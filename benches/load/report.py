@@ -301,8 +301,14 @@ if scale:
         w("| request | req/s | p99 |")
         w("|---|---|---|")
         w(f"| MCP `tools/call`, 16 sessions | {median_of(m, 0):,.0f} | {median_of(m, 1) / 1000:.2f} ms |")
+        st = scale.get("mcp_stateless", [])
+        if st:
+            w(f"| MCP `tools/call`, 2026-07-28 stateless, 16 connections | {median_of(st, 0):,.0f} | {median_of(st, 1) / 1000:.2f} ms |")
+            non2xx += sum(int(l.split()[2]) for l in st if len(l.split()) > 2)
         if p:
             w(f"| Proxy API GET, 16 connections | {median_of(p, 0):,.0f} | {median_of(p, 1) / 1000:.2f} ms |")
+            w(f"\nRatios to the Proxy API: session `tools/call` {median_of(m, 0) / median_of(p, 0):.2f}×"
+              + (f", stateless {median_of(st, 0) / median_of(p, 0):.2f}×" if st else "") + " (target 0.85×).")
         refused = scale.get("mcp_refused", ["?"])[0]
         w(f"\nNon-2xx answers to `tools/call`: {non2xx}; refused requests in the MCP instance's audit: {refused}.\n")
     if "audit" in scale:

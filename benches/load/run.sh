@@ -507,6 +507,27 @@ request = function()
 end
 EOF
 
+cat >"$RUN/mcp-stateless.lua" <<'EOF'
+-- MCP 2026-07-28, stateless: each request carries its protocol version and
+-- client facts in _meta and the MCP-* headers; no session. Each connection
+-- is one agent: its member's token, a tools/call naming its own account.
+local reqs = {}
+init = function(args)
+  for line in io.lines(os.getenv("SESSIONS")) do
+    local token, session, cred = line:match("(%S+) (%S+) (%S+)")
+    local body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"SALESFORCE_SEARCH_RECORDS","arguments":{"credential":"' .. cred .. '","query":"x"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"wrk","version":"0"}}}}'
+    reqs[#reqs + 1] = wrk.format("POST", "/mcp", {["Authorization"] = "Bearer " .. token,
+      ["MCP-Protocol-Version"] = "2026-07-28", ["Mcp-Method"] = "tools/call", ["Mcp-Name"] = "SALESFORCE_SEARCH_RECORDS",
+      ["Content-Type"] = "application/json", ["Accept"] = "application/json, text/event-stream"}, body)
+  end
+  i = 0
+end
+request = function()
+  i = (i % #reqs) + 1
+  return reqs[i]
+end
+EOF
+
 # Opens one MCP session per member token (the first N of tokens.txt) on
 # PORT; writes "token session credential" lines.
 mcp_sessions() {
@@ -647,6 +668,9 @@ if [ "$TLS" != only ]; then
     out=$(SESSIONS="$RUN/mcp-sessions.txt" wrk -t1 -c16 -d"${DURATION}s" --latency -s "$RUN/mcp.lua" http://127.0.0.1:18096)
     non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
     echo "mcp_call $(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")") ${non2xx:-0}" >>"$SCALE"
+    out=$(SESSIONS="$RUN/mcp-sessions.txt" wrk -t1 -c16 -d"${DURATION}s" --latency -s "$RUN/mcp-stateless.lua" http://127.0.0.1:18096)
+    non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+    echo "mcp_stateless $(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")") ${non2xx:-0}" >>"$SCALE"
     out=$(TOKENS="$RUN/credgate/tokens.txt" BENCH_PATH="$PROXY_PATH" wrk -t1 -c16 -d"${DURATION}s" --latency -s "$RUN/pool.lua" http://127.0.0.1:18096)
     echo "proxy16 $(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")")" >>"$SCALE"
   done
