@@ -257,7 +257,6 @@ where
 {
     let activity = Arc::new(Activity::new());
     let tracked = activity.clone();
-    let info = conn.clone();
     let service = service_fn(move |req| {
         let state = state.clone();
         let conn = conn.clone();
@@ -313,22 +312,11 @@ where
             .max_buf_size(cfg.max_header_bytes.max(8192) + 8192);
         let conn = b.serve_connection(io, service);
         tokio::pin!(conn);
-        let stopped = stop.changed();
-        tokio::pin!(stopped);
-        let mut stopping = false;
-        // One task: the client connection, and the upstream connection
-        // this client connection holds (gateway::forward).
-        std::future::poll_fn(|cx| {
-            if !stopping && stopped.as_mut().poll(cx).is_ready() {
-                stopping = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            match info.affinity() {
-                Some(affinity) => affinity.poll_connection(cx, |cx| conn.as_mut().poll(cx)),
-                None => conn.as_mut().poll(cx),
-            }
-        })
-        .await
+        tokio::select! {
+            done = conn.as_mut() => return done,
+            _ = stop.changed() => conn.as_mut().graceful_shutdown(),
+        }
+        conn.await
     }
 }
 
