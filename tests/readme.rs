@@ -251,3 +251,78 @@ fn every_reason_and_rule_variable_is_documented() {
         );
     }
 }
+
+/// The Quick start's commands, as printed: the demo command is the demo
+/// (run with the built binary, on a free port, until it prints its
+/// script), the test command is an executable script that parses, the
+/// check-config line passes with the release binary's path replaced by
+/// the built one, and nothing in it asks for a build the prose does not
+/// promise (`cargo run` without `--release` would be a third build).
+#[test]
+fn the_quick_start_commands_run_as_printed() {
+    let text = readme();
+    let quick = &text[text.find("## Quick start").unwrap()..];
+    let quick = &quick[..quick[3..].find("\n## ").unwrap() + 3];
+    let commands: Vec<&str> = quick
+        .lines()
+        .filter(|l| l.starts_with("    ") && !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    assert!(commands.contains(&"cargo run --release -- demo"), "{commands:?}");
+    assert!(commands.contains(&"./scripts/test"), "{commands:?}");
+    let binary = env!("CARGO_BIN_EXE_credgate");
+    for command in &commands {
+        assert!(
+            !command.starts_with("cargo run ") || command.starts_with("cargo run --release "),
+            "`{command}`: a debug `cargo run` costs a build the Quick start does not promise"
+        );
+        if let Some(args) = command.strip_prefix("target/release/credgate ") {
+            let out = Command::new(binary)
+                .args(args.split_whitespace())
+                .current_dir(root())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "`{command}` failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        } else if *command == "./scripts/test" {
+            let script = root().join("scripts/test");
+            let mode = std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(&script).unwrap().permissions(),
+            );
+            assert!(mode & 0o111 != 0, "scripts/test is not executable");
+            let parsed = Command::new("bash").arg("-n").arg(&script).status().unwrap();
+            assert!(parsed.success(), "scripts/test does not parse");
+        } else if let Some(args) = command.strip_prefix("cargo run --release -- ") {
+            assert_eq!(args, "demo");
+            let keys = TempDir::new("quickstart-demo");
+            let mut child = Command::new(binary)
+                .args(["demo", "--listen", "127.0.0.1:0"])
+                .env("TMPDIR", &keys.0)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .unwrap();
+            let mut stdout = child.stdout.take().unwrap();
+            let mut seen = Vec::new();
+            let deadline = Instant::now() + RECIPE_DEADLINE;
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&seen).contains("curl ") && Instant::now() < deadline {
+                match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                String::from_utf8_lossy(&seen).contains("curl "),
+                "the demo printed no commands: {}",
+                String::from_utf8_lossy(&seen)
+            );
+        }
+    }
+}
