@@ -19,7 +19,8 @@ results_path, scale_path, out_path, rounds, duration, conns = sys.argv[1:7]
 counts_paths = sys.argv[7:]
 here = os.path.dirname(os.path.abspath(__file__))
 
-ORDER = ["direct", "credgate", "credgate_baseline", "credgate_audit_file", "credgate_rules_limits", "nginx", "haproxy", "envoy",
+ORDER = ["direct", "credgate", "credgate_baseline", "credgate_audit_file", "credgate_rules_limits", "credgate_acl",
+         "credgate_pdp", "nginx", "haproxy", "envoy",
          "haproxy_jwt", "envoy_jwt", "hyper_floor"]
 # The same at two workers each (and the one-worker row each is compared with).
 ORDER_2W = ["credgate_2w", "nginx_2w", "haproxy_2w", "haproxy_jwt_2w"]
@@ -38,6 +39,8 @@ LABEL = {
     "credgate_baseline": "credgate, the baseline build (`BASELINE`), same config",
     "credgate_audit_file": "**credgate**, audit trail to its own file (`[audit] file`)",
     "credgate_rules_limits": "**credgate**, audit to a file + 20 CEL rules + `[limits]`",
+    "credgate_acl": "**credgate**, each member's account granted by an ACL grant (no owner label)",
+    "credgate_pdp": "**credgate**, each member's account granted by an AuthZEN decision point (cached answers; no owner label)",
     "credgate_2w": "**credgate**, 2 workers (`worker_threads = 2`)",
     "nginx_2w": "nginx, `worker_processes 2`",
     "haproxy_2w": "HAProxy, `nbthread 2`",

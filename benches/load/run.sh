@@ -143,6 +143,20 @@ start_all() {
     >"$RUN/credgate/rules-limits.toml"
   cg_variant 18092 19907 | sed 's/^worker_threads = 1$/worker_threads = 2/' >"$RUN/credgate/two-workers.toml"
   { cg_variant 18096 19909; printf '\n[mcp]\nenabled = true\n'; } >"$RUN/credgate/mcp.toml"
+  # The same members granted their accounts another way: by an ACL grant
+  # each (no owner label), or by an AuthZEN decision point (no owner
+  # label; its answers cached for the run), to compare what a grant of
+  # each kind costs once warm (issue 31).
+  while read -r _ cred; do
+    printf '[[grant]]\nprincipal = "org-%03d-m%d"\nusers = ["org-%03d"]\ncredentials = ["%s"]\n\n' \
+      "$((16#${cred:0:8}))" "$((16#${cred:9:4}))" "$((16#${cred:0:8}))" "$cred"
+  done <"$RUN/credgate/tokens.txt" >"$RUN/credgate/acl.toml"
+  cg_variant 18098 19913 | sed -e '/^owner_external_id = /d' -e 's/^\[policy\]$/[policy]\nacl_file = "acl.toml"/' \
+    >"$RUN/credgate/acl-grants.toml"
+  { cg_variant 18099 19914 | sed -e '/^owner_external_id = /d'
+    printf '\n[authzen]\npdp_url = "http://127.0.0.1:18089"\npdp_cache_ttl = "24h"\n'; } >"$RUN/credgate/pdp-grants.toml"
+  nohup python3 "$HERE/pdp.py" 18089 >"$RUN/pdp.log" 2>&1 &
+  PIDS+=($!)
   rm -f "$RUN"/audit-*.jsonl
   if [ -n "${BASELINE:-}" ]; then
     # Another build of credgate (BASELINE=path), same config, port and
@@ -152,10 +166,11 @@ start_all() {
         >"$RUN/credgate-baseline.log" 2>&1 &
     BASELINE_PID=$!; PIDS+=("$BASELINE_PID")
   fi
-  for v in audit-file rules-limits two-workers mcp; do
+  for v in audit-file rules-limits two-workers mcp acl-grants pdp-grants; do
     RUST_LOG=warn nohup "$CREDGATE" serve --config "$RUN/credgate/$v.toml" --log-format json \
         >"$RUN/credgate-$v.log" 2>&1 &
-    # Sets CREDGATE_audit_file_PID, CREDGATE_rules_limits_PID, CREDGATE_two_workers_PID, CREDGATE_mcp_PID.
+    # Sets CREDGATE_audit_file_PID, CREDGATE_rules_limits_PID, CREDGATE_two_workers_PID, CREDGATE_mcp_PID,
+    # CREDGATE_acl_grants_PID, CREDGATE_pdp_grants_PID.
     PIDS+=($!); eval "CREDGATE_${v//-/_}_PID=$!"
   done
 
@@ -276,7 +291,7 @@ EOF
     eval "ENVOY_${variant^^}_PID=$!"
   done
 
-  for p in 18080 18081 18082 18084 18085 18086 18088 18090 18091 18092 18093 18094 18095 18096 \
+  for p in 18080 18081 18082 18084 18085 18086 18088 18089 18090 18091 18092 18093 18094 18095 18096 18098 18099 \
       "${envoy_ports[@]}" ${BASELINE:+18097}; do
     wait_port "$p"
   done
@@ -581,7 +596,7 @@ to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~
 warm_credgate() {
   log "warming credgate's caches (every member once, on every instance)"
   local url
-  for url in http://127.0.0.1:{18084,18090,18091,18092,18096} ${BASELINE:+http://127.0.0.1:18097} \
+  for url in http://127.0.0.1:{18084,18090,18091,18092,18096,18098,18099} ${BASELINE:+http://127.0.0.1:18097} \
       ${TLS_PORTS:+https://127.0.0.1:18101}; do
     TOKENS="$RUN/credgate/tokens.txt" BENCH_PATH="$PROXY_PATH" \
       wrk -t1 -c8 -d5s -s "$RUN/pool.lua" "$url" >/dev/null
@@ -630,6 +645,8 @@ for round in $(seq 1 "$ROUNDS"); do
     TOKENS="$RUN/credgate/tokens.txt" run_wrk credgate_audit_file "$CREDGATE_audit_file_PID" http://127.0.0.1:18090 -s "$RUN/pool.lua"
     TOKENS="$RUN/credgate/tokens.txt" run_wrk credgate_rules_limits "$CREDGATE_rules_limits_PID" http://127.0.0.1:18091 -s "$RUN/pool.lua"
     TOKENS="$RUN/credgate/tokens.txt" run_wrk credgate_2w "$CREDGATE_two_workers_PID" http://127.0.0.1:18092 -s "$RUN/pool.lua"
+    TOKENS="$RUN/credgate/tokens.txt" run_wrk credgate_acl "$CREDGATE_acl_grants_PID" http://127.0.0.1:18098 -s "$RUN/pool.lua"
+    TOKENS="$RUN/credgate/tokens.txt" run_wrk credgate_pdp "$CREDGATE_pdp_grants_PID" http://127.0.0.1:18099 -s "$RUN/pool.lua"
     run_wrk nginx_2w "$NGINX2_PIDS" http://127.0.0.1:18093/
     run_wrk haproxy_2w "$HAPROXY_PLAIN2_PID" http://127.0.0.1:18094/
     run_wrk haproxy_jwt_2w "$HAPROXY_JWT2_PID" http://127.0.0.1:18095/ -H "Authorization: Bearer $HS_TOKEN"
