@@ -268,7 +268,10 @@ fn the_quick_start_commands_run_as_printed() {
         .filter(|l| l.starts_with("    ") && !l.trim().is_empty())
         .map(str::trim)
         .collect();
-    assert!(commands.contains(&"cargo run --release -- demo"), "{commands:?}");
+    assert!(
+        commands.contains(&"cargo run --release -- demo"),
+        "{commands:?}"
+    );
     assert!(commands.contains(&"./scripts/test"), "{commands:?}");
     let binary = env!("CARGO_BIN_EXE_credgate");
     for command in &commands {
@@ -293,7 +296,11 @@ fn the_quick_start_commands_run_as_printed() {
                 &std::fs::metadata(&script).unwrap().permissions(),
             );
             assert!(mode & 0o111 != 0, "scripts/test is not executable");
-            let parsed = Command::new("bash").arg("-n").arg(&script).status().unwrap();
+            let parsed = Command::new("bash")
+                .arg("-n")
+                .arg(&script)
+                .status()
+                .unwrap();
             assert!(parsed.success(), "scripts/test does not parse");
         } else if let Some(args) = command.strip_prefix("cargo run --release -- ") {
             assert_eq!(args, "demo");
