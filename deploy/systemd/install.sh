@@ -2,7 +2,8 @@
 # Installs credgate as a systemd service on Debian (or any systemd distro
 # with shadow's groupadd):
 #
-#   sudo deploy/systemd/install.sh --binary target/release/credgate \
+#   cargo build --profile dist --locked
+#   sudo deploy/systemd/install.sh --binary target/dist/credgate \
 #       --config my/credgate.toml
 #   sudo systemctl daemon-reload && sudo systemctl enable --now credgate
 #
