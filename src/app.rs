@@ -139,6 +139,8 @@ pub fn build_generation(
 pub struct Running {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// `authzen.listen`'s bound address, when set.
+    pub authzen_addr: Option<SocketAddr>,
     pub state: Arc<State>,
     /// What the admin room keeps for its dashboard (refusals, traffic,
     /// the last reload).
@@ -238,8 +240,21 @@ pub async fn start(config: Config) -> Result<Running, String> {
                 config.server.admin_listen
             )
         })?;
+    // The AuthZEN decision point on a listener of its own (contract §14).
+    let authzen = match config.authzen.listen {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("cannot listen on {at} (authzen.listen): {e}"))?,
+        ),
+        None => None,
+    };
     let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
+    let authzen_addr = match &authzen {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
 
     let (tx, rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -265,6 +280,14 @@ pub async fn start(config: Config) -> Result<Running, String> {
         (counter, 0),
         stopped(rx.clone()),
     )));
+    if let Some(listener) = authzen {
+        tasks.push(tokio::spawn(crate::admin::serve_authzen(
+            state.clone(),
+            recent.clone(),
+            listener,
+            stopped(rx.clone()),
+        )));
+    }
     tasks.push(tokio::spawn(crate::admin::serve(
         state.clone(),
         recent.clone(),
@@ -275,6 +298,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
     Ok(Running {
         addr,
         admin_addr,
+        authzen_addr,
         state,
         recent,
         tls,
@@ -314,6 +338,12 @@ impl Running {
             notes.push(format!(
                 "server.listen changed to {}: takes effect after a restart",
                 new.server.listen
+            ));
+        }
+        if new.authzen.listen != old.config.authzen.listen {
+            notes.push(format!(
+                "authzen.listen changed to {:?}: takes effect after a restart",
+                new.authzen.listen
             ));
         }
         if new.server.admin_listen != old.config.server.admin_listen {

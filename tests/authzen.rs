@@ -51,6 +51,11 @@ fn world() -> credgate::emulator::Fixtures {
 /// The gateway with `[authzen] serve = true`, the suite's ACL, rules and
 /// claim, and `policy` besides.
 async fn start(policy: &str) -> (Env, TempDir) {
+    start_with(policy, "").await
+}
+
+/// As [`start`], with more `[authzen]` keys.
+async fn start_with(policy: &str, authzen: &str) -> (Env, TempDir) {
     let dir = TempDir::new("authzen");
     let acl = dir.write("acl.toml", &ACL.replace("CAROL_DRIVE", CAROL_DRIVE));
     let rules = dir.write("rules.toml", RULES);
@@ -69,7 +74,7 @@ async fn start(policy: &str) -> (Env, TempDir) {
         acl.display(),
         rules.display()
     ));
-    b.extra_top = "[authzen]\nserve = true\n".into();
+    b.extra_top = format!("[authzen]\nserve = true\n{authzen}");
     let env_vars: HashMap<String, String> =
         HashMap::from([("CREDGATE_AUTHZEN_TOKEN".to_string(), TOKEN.to_string())]);
     let cfg = credgate::config::Config::from_toml(&b.toml(), keys.path(), &env_vars)
@@ -586,4 +591,64 @@ async fn evaluations_agree_with_real_requests() {
             );
         }
     }
+}
+
+/// `authzen.listen`: the decision point answers there, and only there; the
+/// listener serves nothing else (no metrics, no dashboard, no decide), and
+/// the admin listener no longer serves the AuthZEN routes.
+#[tokio::test]
+async fn the_decision_point_on_a_listener_of_its_own_serves_only_authzen() {
+    let (env, _dir) = start_with("", "listen = \"127.0.0.1:0\"\n").await;
+    let own = env.gw.authzen_addr.expect("authzen.listen is bound");
+    assert_ne!(own, env.gw.admin_addr);
+    let question = json!({"subject": {"type": "member", "id": "alice", "properties": {"user": "acme"}},
+                          "action": {"name": "use"},
+                          "resource": {"type": "credential", "id": "ext:alice", "properties": {"integration": "salesforce"}}})
+    .to_string();
+    let ask = |addr: std::net::SocketAddr, method: &str, path: &str, body: String| {
+        http::Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(credgate::net::body::full(body))
+            .unwrap()
+    };
+    let got = send(
+        &env.cl,
+        ask(own, "POST", "/access/v1/evaluation", question.clone()),
+    )
+    .await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    assert_eq!(got.json()["decision"], true, "{:?}", got.body);
+    // Without the token: 401 there too.
+    let bare = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{own}/access/v1/evaluation"))
+        .header("content-type", "application/json")
+        .body(credgate::net::body::full(question.clone()))
+        .unwrap();
+    assert_eq!(send(&env.cl, bare).await.status, 401);
+    for (method, path) in [
+        ("GET", "/metrics"),
+        ("GET", "/"),
+        ("GET", "/healthz"),
+        ("POST", "/admin/decide"),
+    ] {
+        let got = send(&env.cl, ask(own, method, path, "{}".into())).await;
+        assert_eq!(got.status, 404, "{method} {path} on authzen.listen");
+    }
+    // The admin listener keeps its own routes and drops the AuthZEN ones.
+    let got = send(
+        &env.cl,
+        ask(env.gw.admin_addr, "POST", "/access/v1/evaluation", question),
+    )
+    .await;
+    assert_eq!(got.status, 404, "{:?}", got.body);
+    let got = send(
+        &env.cl,
+        ask(env.gw.admin_addr, "GET", "/healthz", String::new()),
+    )
+    .await;
+    assert_eq!(got.status, 200);
 }

@@ -151,9 +151,9 @@ start_all() {
     printf '[[grant]]\nprincipal = "org-%03d-m%d"\nusers = ["org-%03d"]\ncredentials = ["%s"]\n\n' \
       "$((16#${cred:0:8}))" "$((16#${cred:9:4}))" "$((16#${cred:0:8}))" "$cred"
   done <"$RUN/credgate/tokens.txt" >"$RUN/credgate/acl.toml"
-  cg_variant 18098 19913 | sed -e '/^owner_external_id = /d' -e 's/^\[policy\]$/[policy]\nacl_file = "acl.toml"/' \
+  cg_variant 18098 19920 | sed -e '/^owner_external_id = /d' -e 's/^\[policy\]$/[policy]\nacl_file = "acl.toml"/' \
     >"$RUN/credgate/acl-grants.toml"
-  { cg_variant 18099 19914 | sed -e '/^owner_external_id = /d'
+  { cg_variant 18099 19921 | sed -e '/^owner_external_id = /d'
     printf '\n[authzen]\npdp_url = "http://127.0.0.1:18089"\npdp_cache_ttl = "24h"\n'; } >"$RUN/credgate/pdp-grants.toml"
   nohup python3 "$HERE/pdp.py" 18089 >"$RUN/pdp.log" 2>&1 &
   PIDS+=($!)

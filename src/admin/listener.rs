@@ -34,7 +34,38 @@ const MAX_ADMIN_BODY: u64 = 64 * 1024;
 /// Largest `/admin/decide` question (it may carry a request body).
 const MAX_DECIDE_BODY: u64 = 4 * 1024 * 1024;
 
+/// What one admin-side listener serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    /// The admin listener: everything above, and the AuthZEN routes unless
+    /// they have a listener of their own.
+    Admin,
+    /// `authzen.listen`: the AuthZEN routes only (contract §14); anything
+    /// else is 404 there.
+    Authzen,
+}
+
 pub async fn serve(
+    state: Arc<State>,
+    recent: Arc<Recent>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_as(Serves::Admin, state, recent, listener, shutdown).await
+}
+
+/// The AuthZEN decision point on `authzen.listen`, behind the same guards.
+pub async fn serve_authzen(
+    state: Arc<State>,
+    recent: Arc<Recent>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_as(Serves::Authzen, state, recent, listener, shutdown).await
+}
+
+async fn serve_as(
+    serves: Serves,
     state: Arc<State>,
     recent: Arc<Recent>,
     listener: TcpListener,
@@ -46,6 +77,9 @@ pub async fn serve(
     let weak = Arc::downgrade(&state);
     let sampled = recent.clone();
     tokio::spawn(async move {
+        if serves != Serves::Admin {
+            return;
+        }
         let every = Duration::from_secs(super::recent::SAMPLE_EVERY_SECS);
         loop {
             tokio::time::sleep(every).await;
@@ -83,7 +117,7 @@ pub async fn serve(
         };
         let service = service_fn(move |req| {
             let (state, recent) = (state.clone(), recent.clone());
-            async move { Ok::<_, Infallible>(guarded(&state, &recent, conn, req).await) }
+            async move { Ok::<_, Infallible>(guarded(&state, &recent, conn, serves, req).await) }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
@@ -124,6 +158,7 @@ async fn guarded(
     state: &State,
     recent: &Recent,
     conn: Conn,
+    serves: Serves,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let generation = state.current.load();
@@ -135,7 +170,7 @@ async fn guarded(
     let verdict = admin_guard::check(req.method(), req.uri(), req.headers(), &allowed);
     drop(generation);
     match verdict {
-        Ok(()) => route(state, recent, req).await,
+        Ok(()) => route(state, recent, serves, req).await,
         Err(refusal) => refused(state, conn, &req, refusal),
     }
 }
@@ -179,10 +214,28 @@ fn refused(
     )
 }
 
-async fn route(state: &State, recent: &Recent, req: Request<Incoming>) -> Response<Body> {
-    // `[authzen] serve = true`: the decision point's routes (contract §14).
-    if crate::authzen::serves(state, req.uri().path()) {
-        return crate::authzen::handle(state, req).await;
+async fn route(
+    state: &State,
+    recent: &Recent,
+    serves: Serves,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    // `[authzen] serve = true`: the decision point's routes (contract §14),
+    // on the listener that serves them.
+    let own_listener = state.current.load().config.authzen.listen.is_some();
+    let authzen = crate::authzen::serves(state, req.uri().path());
+    match serves {
+        Serves::Authzen if authzen => return crate::authzen::handle(state, req).await,
+        Serves::Authzen => {
+            return json(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({"message": "not found", "code": "not_found"}),
+            )
+        }
+        Serves::Admin if authzen && !own_listener => {
+            return crate::authzen::handle(state, req).await
+        }
+        Serves::Admin => {}
     }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/") => super::dashboard::page(state, recent, req.uri().query()).await,

@@ -23,4 +23,4 @@ mod guard;
 mod listener;
 pub mod recent;
 
-pub use listener::serve;
+pub use listener::{serve, serve_authzen};

@@ -2,10 +2,10 @@
 //! (`serve`, `token_env`), and credgate asking one (`pdp_url`,
 //! `pdp_token_env`, `pdp_timeout`, `pdp_cache_ttl`). It owns the section's
 //! file form (`RawAuthzen`), its defaults, the validated [`AuthzenConfig`]
-//! and its checks. `listen` (a listener of its own) is read so that
-//! setting it is refused at load as not implemented yet, never silently
-//! ignored (deny by default).
+//! and its checks, `listen` (the decision point on a listener of its own)
+//! included.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -72,8 +72,11 @@ impl std::fmt::Debug for AuthzenToken {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthzenConfig {
     /// Serve `/access/v1/*` and `/.well-known/authzen-configuration` on
-    /// the admin listener.
+    /// the admin listener, or on `listen` when set.
     pub serve: bool,
+    /// `listen`: a listener of its own for the decision point, which then
+    /// serves nothing else (and the admin listener no AuthZEN route).
+    pub listen: Option<SocketAddr>,
     /// The env var that holds the bearer token.
     pub token_env: String,
     /// Its value (set whenever `serve` is).
@@ -98,6 +101,7 @@ impl Default for AuthzenConfig {
     fn default() -> Self {
         AuthzenConfig {
             serve: false,
+            listen: None,
             token_env: DEFAULT_AUTHZEN_TOKEN_ENV.into(),
             token: None,
             pdp_url: None,
@@ -125,12 +129,6 @@ pub(super) fn validate_authzen(
     env: &dyn Env,
     warnings: &mut Vec<String>,
 ) -> Result<AuthzenConfig, ConfigError> {
-    if raw.listen.as_deref().is_some_and(|s| !s.is_empty()) {
-        return Err(ConfigError::new(
-            "authzen.listen",
-            "is not implemented yet (credgate as a decision point serves on the admin listener only)",
-        ));
-    }
     let token_env = raw
         .token_env
         .unwrap_or_else(|| DEFAULT_AUTHZEN_TOKEN_ENV.into());
@@ -165,6 +163,29 @@ pub(super) fn validate_authzen(
         }
     } else {
         None
+    };
+    let listen = match raw.listen.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(_) if !serve => {
+            return Err(ConfigError::new(
+                "authzen.listen",
+                "needs authzen.serve = true (it is the decision point's listener)",
+            ))
+        }
+        Some(text) => {
+            let addr: SocketAddr = text.parse().map_err(|_| {
+                ConfigError::new(
+                    "authzen.listen",
+                    format!("`{text}` is not an address and port such as 127.0.0.1:9902"),
+                )
+            })?;
+            if !addr.ip().is_loopback() {
+                warnings.push(format!(
+                    "authzen.listen = \"{addr}\" is not a loopback address: the listener is plain HTTP, so the bearer token and every question cross the network in clear text unless a TLS-terminating proxy is in front"
+                ));
+            }
+            Some(addr)
+        }
     };
     let pdp_url = match raw.pdp_url.as_deref().filter(|s| !s.is_empty()) {
         None => None,
@@ -205,6 +226,7 @@ pub(super) fn validate_authzen(
     }
     Ok(AuthzenConfig {
         serve,
+        listen,
         token_env,
         token,
         pdp_url,
@@ -343,8 +365,9 @@ mod tests {
         assert_eq!(e.unwrap_err().key, "authzen.serve");
     }
 
+    /// `listen` needs `serve`, must parse, and warns off loopback.
     #[test]
-    fn listen_is_refused_not_ignored() {
+    fn listen_is_checked() {
         let e = validate_authzen(
             raw("listen = \"127.0.0.1:9902\""),
             AuthMode::Mint,
@@ -353,7 +376,29 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.key, "authzen.listen");
-        assert!(e.to_string().contains("not implemented yet"), "{e}");
+        assert!(e.to_string().contains("authzen.serve"), "{e}");
+        let token = [("CREDGATE_AUTHZEN_TOKEN", "0123456789abcdef0123")];
+        let e = validate_authzen(
+            raw("serve = true\nlisten = \"localhost\""),
+            AuthMode::Mint,
+            &env(&token),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "authzen.listen");
+        let mut warnings = Vec::new();
+        let c = validate_authzen(
+            raw("serve = true\nlisten = \"0.0.0.0:9902\""),
+            AuthMode::Mint,
+            &env(&token),
+            &mut warnings,
+        )
+        .unwrap();
+        assert_eq!(c.listen, Some("0.0.0.0:9902".parse().unwrap()));
+        assert!(
+            warnings.iter().any(|w| w.contains("authzen.listen")),
+            "{warnings:?}"
+        );
     }
 
     /// contract §14: the decision point's keys, their defaults and checks.

@@ -162,7 +162,7 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             pdp_token_env: c.authzen.pdp_token_env.clone(),
             pdp_timeout: Some(d(c.authzen.pdp_timeout)),
             pdp_cache_ttl: Some(d(c.authzen.pdp_cache_ttl)),
-            listen: None,
+            listen: c.authzen.listen.map(|a| a.to_string()),
         },
         limits: RawLimits {
             principal_rps: c.limits.principal.map(|r| r.rps),

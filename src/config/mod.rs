@@ -316,6 +316,14 @@ fn validate(raw: RawConfig, base: &Path, env: &dyn Env) -> Result<Config, Config
     let limits = validate_limits(raw.limits)?;
     let cors = validate_cors(raw.cors, &mut warnings)?;
     let authzen = validate_authzen(raw.authzen, auth_mode, env, &mut warnings)?;
+    if let Some(listen) = authzen.listen.filter(|a| a.port() != 0) {
+        if listen == server.listen || listen == server.admin_listen {
+            return Err(ConfigError::new(
+                "authzen.listen",
+                format!("{listen} is already server.listen or server.admin_listen: give the decision point an address of its own"),
+            ));
+        }
+    }
     let cluster = raw
         .cluster
         .map(|c| validate_cluster(c, base, env))
