@@ -1108,16 +1108,13 @@ async fn each_tool_call_is_one_audit_record_and_the_request_carrying_it_writes_n
         json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
             "name": "SALESFORCE_SEARCH_RECORDS", "arguments": {"credential": credential}}})
     };
-    let list = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/list"});
-    assert_eq!(rpc(&env, Some(&token), s, list).await.status, 200);
     let ok = rpc(&env, Some(&token), s, call(DEMO_SALESFORCE_BOB)).await;
     assert_eq!(ok.json()["result"]["isError"], false, "{:?}", ok.json());
     let refused = rpc(&env, Some(&token), s, call(DEMO_SALESFORCE_ALICE)).await;
     assert_eq!(refused.json()["result"]["isError"], true);
     wait_for_audit(&env.keys, |r| r["decision"] == "refused").await;
     let records = audit_records(&env.keys);
-    // tools/list (initialize is housekeeping: no record), then one record
-    // per call (with its tool), nothing else.
+    // initialize, then one record per call (with its tool), nothing else.
     assert_eq!(records.len(), 3, "{records:#?}");
     assert!(records[0]["tool"].is_null() && records[0]["reason"] == "mcp");
     assert!(records[1..]

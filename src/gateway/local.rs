@@ -84,9 +84,9 @@ impl Note<'_> {
     }
 
     /// The request is its protocol's housekeeping (MCP's `initialize`, a
-    /// notification, `GET /mcp`: contract §12): answered, it writes no
-    /// audit record, counts in no request metric and takes no rate-limit
-    /// token. A room marks it only once it answers it; anything it does
+    /// notification, `GET /mcp`: contract §12): answered, it counts in no
+    /// request metric and takes no rate-limit token; its audit record is
+    /// written as every request's (contract §1 step 9). A room marks it only once it answers it; anything it does
     /// not mark takes a token (contract §5c).
     pub fn housekeeping(&mut self) {
         self.0.housekeeping = true;

@@ -332,8 +332,8 @@ pub(crate) struct Audit {
     pub limit: Option<&'static str>,
     /// A request a room answered as its protocol's housekeeping (MCP's
     /// `initialize`, a notification, `GET /mcp`; contract §12): allowed,
-    /// it writes no audit record and counts in no request metric, as it
-    /// took no rate-limit token.
+    /// it counts in no request metric, as it took no rate-limit token; it
+    /// is audited like every request.
     pub housekeeping: bool,
 }
 
@@ -521,11 +521,16 @@ impl Pending<'_> {
         let latency_ms = elapsed.as_micros() as f64 / 1000.0;
         let trace = audit.trace.take();
         let trace_id = trace.as_deref().map(trace::Trace::trace_id);
+        // A room's answered housekeeping (MCP's `initialize`, ...) is no
+        // request in the metrics, but it is audited like every request
+        // (contract §1 step 9).
         let housekeeping = audit.housekeeping && decision == "allowed";
-        if !audit.delegated && !audit.preflight && !housekeeping {
+        if !audit.delegated && !audit.preflight {
             let product = audit.product.unwrap_or("none");
-            state.metrics.count_request(product, decision, status);
-            state.metrics.request_histogram(product).observe(elapsed);
+            if !housekeeping {
+                state.metrics.count_request(product, decision, status);
+                state.metrics.request_histogram(product).observe(elapsed);
+            }
             let refused = matches!(decision, "refused" | "shadow_refused");
             if audit.enabled || refused || trace.is_some() || outcome.is_some() {
                 let record = audit.record(

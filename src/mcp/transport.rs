@@ -22,8 +22,8 @@
 //!
 //! The session's housekeeping (`initialize`, notifications, `ping`, `GET`,
 //! `DELETE`) is marked as such (`Note::housekeeping`): answered, it is no
-//! allowed request in the audit or the metrics and takes no rate-limit
-//! token, so a client with a small `principal_burst` still gets to its
+//! allowed request in the metrics (it is audited, as every request) and
+//! takes no rate-limit token, so a client with a small `principal_burst` still gets to its
 //! tools. `tools/list` and `tools/call` take the caller's token before
 //! any work (`rpc::dispatch`); anything else takes it when answered.
 
