@@ -1108,25 +1108,31 @@ async fn each_tool_call_is_one_audit_record_and_the_request_carrying_it_writes_n
         json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
             "name": "SALESFORCE_SEARCH_RECORDS", "arguments": {"credential": credential}}})
     };
+    let list = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/list"});
+    assert_eq!(rpc(&env, Some(&token), s, list).await.status, 200);
     let ok = rpc(&env, Some(&token), s, call(DEMO_SALESFORCE_BOB)).await;
     assert_eq!(ok.json()["result"]["isError"], false, "{:?}", ok.json());
     let refused = rpc(&env, Some(&token), s, call(DEMO_SALESFORCE_ALICE)).await;
     assert_eq!(refused.json()["result"]["isError"], true);
     wait_for_audit(&env.keys, |r| r["decision"] == "refused").await;
     let records = audit_records(&env.keys);
-    // initialize, then one record per call (with its tool), nothing else.
-    assert_eq!(records.len(), 3, "{records:#?}");
-    assert!(records[0]["tool"].is_null() && records[0]["reason"] == "mcp");
-    assert!(records[1..]
+    // initialize and tools/list, then one record per call (with its
+    // tool), nothing else.
+    assert_eq!(records.len(), 4, "{records:#?}");
+    assert!(records[..2]
+        .iter()
+        .all(|r| r["tool"].is_null() && r["reason"] == "mcp"));
+    assert!(records[2..]
         .iter()
         .all(|r| r["tool"] == "SALESFORCE_SEARCH_RECORDS"
             && r["product"] == "actionkit"
             && r["via"] == "mcp"));
-    assert_eq!(records[1]["decision"], "allowed");
-    assert_eq!(records[2]["decision"], "refused");
-    assert_eq!(records[2]["requested"], DEMO_SALESFORCE_ALICE);
+    assert_eq!(records[2]["decision"], "allowed");
+    assert_eq!(records[3]["decision"], "refused");
+    assert_eq!(records[3]["requested"], DEMO_SALESFORCE_ALICE);
     let metrics = scrape_metrics(&env.gw).await;
-    // The transport's request counts as `mcp`, each call as the product
+    // The transport's request (tools/list; initialize is housekeeping)
+    // counts as `mcp`, each call as the product
     // it reached (contract §5b).
     let counted = |product: &str| -> f64 {
         metrics
