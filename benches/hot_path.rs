@@ -21,6 +21,7 @@ use credgate::paragon::mint::{Minter, Scope};
 const MEMBER: headers::Sender<'static> = headers::Sender {
     trusted_proxy: false,
     member_allowed: Some(&[]),
+    overwritten: &[],
 };
 use credgate::paragon::routes::classify;
 use credgate::policy::{resolve_named, Permit, Requested, RouteIntegration};

@@ -9,6 +9,7 @@ mod common;
 #[path = "common/emulator.rs"]
 mod harness;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -16,6 +17,7 @@ use credgate::app::Running;
 use credgate::emulator::Behaviour;
 use harness::*;
 use http::StatusCode;
+use serde_json::json;
 
 /// A `/metrics` scrape taken before an action.
 struct Before<'g> {
@@ -254,6 +256,112 @@ async fn an_upstream_past_the_timeout_counts_one_timeout_error_and_is_504() {
             (UPSTREAM_CONNECT, 0.0),
             (UPSTREAM_OTHER, 0.0),
             (LOAD_ERRORS, 0.0),
+            (&requests("proxy", "failed", 504), 1.0),
+        ])
+        .await;
+    gw.shutdown().await;
+}
+
+/// Every request on one kept-alive client connection gets its own
+/// `server.upstream_timeout`, counted from when it is sent, although the
+/// connection's requests share one timer (forward.rs, `answer_due`): a
+/// timer still armed for an earlier request neither cuts a later one short
+/// nor lets it wait past its own deadline.
+#[tokio::test]
+async fn requests_on_one_connection_each_get_the_whole_upstream_timeout() {
+    let keys = Keys::new();
+    // "/slow" answers after 200 ms (within the 300 ms timeout), "/stuck"
+    // after 30 s (past it), anything else at once.
+    let paragon = spawn_recorder(Arc::new(|r: Recorded| {
+        Box::pin(async move {
+            if r.path.ends_with("/sdk/me") {
+                return json_response(
+                    StatusCode::OK,
+                    me_body("acme", &[(ACME_SF_ALICE, "salesforce", "alice")]),
+                );
+            }
+            if r.path.contains("/slow") {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            if r.path.contains("/stuck") {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+            json_response(StatusCode::OK, json!({"ok": true}))
+        })
+    }))
+    .await;
+    let gw = ConfigBuilder::new(&keys, Hosts::all(&paragon.url()))
+        .server("upstream_timeout = \"300ms\"")
+        .start()
+        .await;
+    let cl = client();
+    let alice = keys.member("acme", "alice");
+    let accepted = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("credgate_connections_accepted_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let before = Before::take(&gw).await;
+
+    // A quick answer arms the connection's timer for 300 ms after it.
+    let got = get_naming(
+        &cl,
+        &gw,
+        &p("/sdk/proxy/salesforce/quick"),
+        &alice,
+        ACME_SF_ALICE,
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::OK);
+    // 150 ms later, an answer that takes 200 ms: the timer fires for the
+    // first request's deadline while this one waits, and must not cut it.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let got = get_naming(
+        &cl,
+        &gw,
+        &p("/sdk/proxy/salesforce/slow"),
+        &alice,
+        ACME_SF_ALICE,
+    )
+    .await;
+    assert_eq!(
+        got.status,
+        StatusCode::OK,
+        "a 200 ms answer within the 300 ms timeout: {}",
+        String::from_utf8_lossy(&got.body)
+    );
+    // The timer fires again with nothing waiting; then a request whose
+    // answer never comes is cut at its own 300 ms, not at once.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let started = Instant::now();
+    let got = get_naming(
+        &cl,
+        &gw,
+        &p("/sdk/proxy/salesforce/stuck"),
+        &alice,
+        ACME_SF_ALICE,
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (504, "upstream_timeout"),
+        "{}",
+        String::from_utf8_lossy(&got.body)
+    );
+    assert!(
+        took >= Duration::from_millis(300),
+        "cut before its own 300 ms by a timer armed for an earlier request: {took:?}"
+    );
+    assert!(took < Duration::from_secs(10), "not cut at all: {took:?}");
+    // All three on one client connection (so one shared timer).
+    let now = scrape_metrics(&gw).await;
+    assert_eq!(accepted(&now) - accepted(&before.text), 1.0);
+    before
+        .assert_deltas(&[
+            (UPSTREAM_TIMEOUT, 1.0),
+            (&requests("proxy", "allowed", 200), 2.0),
             (&requests("proxy", "failed", 504), 1.0),
         ])
         .await;

@@ -11,6 +11,9 @@
 #   REQUESTS_SECONDS=20 benches/load/callgrind.sh  # longer measured span
 #   RULES=benches/load/rules20.toml benches/load/callgrind.sh  # with those
 #                               # policy rules and [limits] on (none refuses)
+#   MCP=1 benches/load/callgrind.sh   # an agent's tools/call through /mcp
+#                               # (one session per member) instead of a Proxy API
+#                               # request; requests counted by wrk
 #
 # Prints `instructions_per_request N` and leaves the callgrind file in
 # .bench/callgrind/ for `callgrind_annotate --inclusive=yes`.
@@ -63,6 +66,7 @@ PIDS+=($!)
     --upstream http://127.0.0.1:18180 --emulator http://127.0.0.1:18185 \
     --listen 127.0.0.1:18184 --admin 127.0.0.1:19984 --project "$PROJECT" \
     ${RULES:+--rules "$RULES" --limits} >/dev/null
+if [ "${MCP:-0}" = 1 ]; then printf '\n[mcp]\nenabled = true\n' >>"$WORK/credgate/credgate.toml"; fi
 "$CREDGATE" emulator --listen 127.0.0.1:18185 --fixtures "$WORK/credgate/fixtures.json" \
     --public-key "$WORK/credgate/paragon-public.pem" --log-format json >"$WORK/emulator.log" 2>&1 &
 PIDS+=($!)
@@ -102,14 +106,45 @@ while read -r token cred; do
     -H "X-Paragon-Credential: $cred" "http://127.0.0.1:18184$PROXY_PATH")
   [ "$code" = 200 ] || { log "warm-up request answered $code"; exit 1; }
 done <"$TOKENS"
-wrk -t1 -c"$CONNS" -d3s -s "$WORK/pool.lua" http://127.0.0.1:18184 >/dev/null
+LOAD="$WORK/pool.lua"
+if [ "${MCP:-0}" = 1 ]; then
+  # One MCP session per member, then tools/call naming the member's own
+  # account, as run.sh's agents rows do.
+  while read -r token cred; do
+    sid=$(curl -s -D - -o /dev/null -X POST http://127.0.0.1:18184/mcp -H "Authorization: Bearer $token" \
+      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+      -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"wrk","version":"0"}}}' \
+      | awk -F': ' 'tolower($1) == "mcp-session-id" {print $2}' | tr -d '\r')
+    [ -n "$sid" ] || { log "initialize gave no session"; exit 1; }
+    echo "$token $sid $cred"
+  done <"$TOKENS" >"$WORK/sessions.txt"
+  cat >"$WORK/mcp.lua" <<'EOF'
+local reqs = {}
+init = function(args)
+  for line in io.lines(os.getenv("SESSIONS")) do
+    local token, session, cred = line:match("(%S+) (%S+) (%S+)")
+    local body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"SALESFORCE_SEARCH_RECORDS","arguments":{"credential":"' .. cred .. '","query":"x"}}}'
+    reqs[#reqs + 1] = wrk.format("POST", "/mcp", {["Authorization"] = "Bearer " .. token, ["Mcp-Session-Id"] = session,
+      ["Content-Type"] = "application/json", ["Accept"] = "application/json, text/event-stream"}, body)
+  end
+  i = 0
+end
+request = function()
+  i = (i % #reqs) + 1
+  return reqs[i]
+end
+EOF
+  export SESSIONS="$WORK/sessions.txt"
+  LOAD="$WORK/mcp.lua"
+fi
+wrk -t1 -c"$CONNS" -d3s -s "$LOAD" http://127.0.0.1:18184 >/dev/null
 # A dump writes the counts since the last one and starts them afresh: the
 # warm-up goes to its own file, the measured span to the next.
 callgrind_control --dump=warmup "$VG_PID" >"$WORK/control.log" 2>&1
 sleep 1
 before=$(served)
 log "measuring for ${SECONDS_MEASURED}s"
-wrk -t1 -c"$CONNS" -d"${SECONDS_MEASURED}s" -s "$WORK/pool.lua" http://127.0.0.1:18184 >"$WORK/wrk.txt"
+wrk -t1 -c"$CONNS" -d"${SECONDS_MEASURED}s" -s "$LOAD" http://127.0.0.1:18184 >"$WORK/wrk.txt"
 after=$(served)
 callgrind_control --dump=measured "$VG_PID" >>"$WORK/control.log" 2>&1
 for _ in $(seq 1 50); do
@@ -120,5 +155,9 @@ done
 [ -n "$file" ] || { log "no measured dump: $(cat "$WORK/control.log")"; exit 1; }
 total=$(awk '/^summary:/ {print $2}' "$file")
 requests=$((after - before))
+if [ "${MCP:-0}" = 1 ]; then
+  # A tool call counts as its internal ActionKit request: wrk's count.
+  requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
+fi
 log "requests served while counting: $requests; instructions: $total; file: $file"
 echo "instructions_per_request $((total / requests))"

@@ -15,6 +15,7 @@
 #   BUSY=1 benches/load/run.sh      # every round with a competing load beside it (a second
 #                                   # wrk, -c16, against the upstream's port): the tail on a busy machine
 #   benches/load/counts.sh          # the counts alone (starts everything, no BENCHMARKS.md)
+#   benches/load/tail.sh            # where the tail goes, quiet and busy (scheduler, credgate's phases)
 #
 # TLS both ways (TLS=1): callers speak TLS 1.3 with keep-alive to the proxy
 # (wrk over https://), and the proxy speaks TLS 1.3 with keep-alive and
@@ -44,6 +45,7 @@ export BUSY
 TLS=${TLS:-0}
 COUNTS=${COUNTS:-0}
 COUNTS_ONLY=${COUNTS_ONLY:-0}
+TAIL_ONLY=${TAIL_ONLY:-0}
 PROJECT=be4c0000-0000-4000-8000-000000000000
 PROXY_PATH="/projects/$PROJECT/sdk/proxy/salesforce/bench"
 HS_SECRET=upstream-secret-upstream-secret-32b
@@ -621,6 +623,12 @@ if [ "$COUNTS_ONLY" = 1 ]; then
   # shellcheck source=benches/load/counts.sh
   source "$HERE/counts.sh"
   run_counts
+  exit 0
+fi
+if [ "$TAIL_ONLY" = 1 ]; then
+  # shellcheck source=benches/load/tail.sh
+  source "$HERE/tail.sh"
+  run_tail
   exit 0
 fi
 if [ "$TLS" != 0 ]; then

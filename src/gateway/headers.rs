@@ -224,6 +224,12 @@ pub struct Sender<'a> {
     /// [`MEMBER_PARAGON_HEADERS`] and these, in their exact spelling.
     /// `None` for an admin, whose control headers pass.
     pub member_allowed: Option<&'a [String]>,
+    /// Fields, in exactly this spelling, that the caller sets right after
+    /// with `HeaderMap::insert` (which drops every value the client sent
+    /// under that name): left in place to be overwritten rather than
+    /// removed and added again. Every other spelling of them is still
+    /// removed.
+    pub overwritten: &'a [HeaderName],
 }
 
 /// Removes, in one pass over the header names, everything that must not
@@ -243,6 +249,9 @@ pub struct Sender<'a> {
 pub fn scrub_request(headers: &mut HeaderMap, sender: Sender<'_>) -> Vec<HeaderName> {
     let mut unknown_paragon = Vec::new();
     scrub(headers, |n| {
+        if sender.overwritten.iter().any(|o| o.as_str() == n) {
+            return false;
+        }
         if spelled_as(n, X_PARAGON_CREDENTIAL)
             || spelled_as(n, X_PARAGON_CONFIGURATION_ID)
             || spelled_as(n, X_PARAGON_PROXY_URL)
@@ -330,6 +339,7 @@ mod tests {
     const UNTRUSTED_ADMIN: Sender<'static> = Sender {
         trusted_proxy: false,
         member_allowed: None,
+        overwritten: &[],
     };
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -522,6 +532,7 @@ mod tests {
             Sender {
                 trusted_proxy: true,
                 member_allowed: None,
+                overwritten: &[],
             },
         );
         let mut left: Vec<&str> = trusted.keys().map(|k| k.as_str()).collect();
@@ -564,6 +575,7 @@ mod tests {
             Sender {
                 trusted_proxy: false,
                 member_allowed: Some(&extra),
+                overwritten: &[],
             },
         );
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
@@ -624,6 +636,7 @@ mod tests {
             Sender {
                 trusted_proxy: true,
                 member_allowed: None,
+                overwritten: &[],
             },
         );
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();

@@ -177,8 +177,9 @@ pub struct ConnInfo {
     pub tls: bool,
     served: AtomicU64,
     /// HTTP/1.1 clients keep their upstream connections (`forward.rs`);
-    /// HTTP/2 clients multiplex and use the shared client.
-    affinity: Option<forward::Affinity>,
+    /// HTTP/2 clients multiplex and use the shared client. Shared with the
+    /// delegated calls of the connection's requests.
+    affinity: Option<Arc<forward::Affinity>>,
     /// A call credgate makes for this connection's client (a delegated
     /// call, contract §12): whatever the client's address, its headers are
     /// the client's (an agent's), so it is never a trusted proxy.
@@ -194,27 +195,29 @@ impl ConnInfo {
             client_ip: headers::client_ip_value(remote.ip()),
             tls,
             served: AtomicU64::new(0),
-            affinity: (!http2).then(|| forward::Affinity::new(worker)),
+            affinity: (!http2).then(|| Arc::new(forward::Affinity::new(worker))),
             internal: false,
         }
     }
 
     /// The connection of the delegated calls a request makes for its
-    /// client: the same client, never trusted as a proxy, on the shared
-    /// upstream client.
+    /// client: the same client, never trusted as a proxy, on the client
+    /// connection's own upstream connections (an HTTP/1.1 client's request
+    /// and its delegated calls run in one task, one after another) or, for
+    /// an HTTP/2 client, the shared upstream client.
     pub fn for_delegated_calls(&self) -> ConnInfo {
         ConnInfo {
             remote: self.remote,
             client_ip: self.client_ip.clone(),
             tls: self.tls,
             served: AtomicU64::new(0),
-            affinity: None,
+            affinity: self.affinity.clone(),
             internal: true,
         }
     }
 
     pub fn affinity(&self) -> Option<&forward::Affinity> {
-        self.affinity.as_ref()
+        self.affinity.as_deref()
     }
 
     /// Whether the client is one of `server.trusted_proxies`, whose

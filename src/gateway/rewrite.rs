@@ -286,6 +286,8 @@ fn rewrite_headers(
     identity_encoding: bool,
 ) -> Vec<http::HeaderName> {
     let h = &mut parts.headers;
+    // Room for what is added below in one step, not a growth per insert.
+    h.reserve(8);
     // With both framings, hyper decoded the chunked body; a leftover
     // Content-Length must not describe it upstream (RFC 9112 §6.3).
     if h.contains_key(TRANSFER_ENCODING) {
@@ -297,25 +299,6 @@ fn rewrite_headers(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    let trusted = conn.trusted_proxy(cfg);
-    let removed = headers::scrub_request(
-        h,
-        headers::Sender {
-            trusted_proxy: trusted,
-            member_allowed: (!identity.is_admin())
-                .then_some(&cfg.policy.member_paragon_headers[..]),
-        },
-    );
-    headers::set_forwarded(
-        h,
-        &conn.client_ip,
-        if conn.tls { "https" } else { "http" },
-        original_host.as_ref(),
-    );
-    if let Some(v) = request_id {
-        h.insert(X_REQUEST_ID, v.clone());
-    }
-    h.insert(AUTHORIZATION, authorization);
     let header_route = matches!(
         route.credential_location(),
         CredentialLocation::Header
@@ -328,13 +311,40 @@ fn rewrite_headers(
         Routed::AsSent { named, .. } => named.as_deref(),
         Routed::None | Routed::Passthrough => None,
     };
-    if let (true, Some(id)) = (header_route, credential) {
-        if let Ok(v) = HeaderValue::from_str(id) {
-            h.insert(
-                http::header::HeaderName::from_static(X_PARAGON_CREDENTIAL),
-                v,
-            );
-        }
+    // The credential credgate places, decided before the scrub: a client's
+    // field of that exact name is then overwritten by `insert` (every
+    // value it sent dropped) instead of removed and added again.
+    let credential = credential
+        .filter(|_| header_route)
+        .and_then(|id| HeaderValue::from_str(id).ok());
+    let credential_name = http::header::HeaderName::from_static(X_PARAGON_CREDENTIAL);
+    let overwritten = std::slice::from_ref(&credential_name);
+    let trusted = conn.trusted_proxy(cfg);
+    let removed = headers::scrub_request(
+        h,
+        headers::Sender {
+            trusted_proxy: trusted,
+            member_allowed: (!identity.is_admin())
+                .then_some(&cfg.policy.member_paragon_headers[..]),
+            overwritten: if credential.is_some() {
+                overwritten
+            } else {
+                &[]
+            },
+        },
+    );
+    headers::set_forwarded(
+        h,
+        &conn.client_ip,
+        if conn.tls { "https" } else { "http" },
+        original_host.as_ref(),
+    );
+    if let Some(v) = request_id {
+        h.insert(X_REQUEST_ID, v.clone());
+    }
+    h.insert(AUTHORIZATION, authorization);
+    if let Some(v) = credential {
+        h.insert(credential_name, v);
     }
     if let Some(id) = configuration {
         if let Ok(v) = HeaderValue::from_str(id) {

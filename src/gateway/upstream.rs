@@ -3,7 +3,10 @@
 //! timeouts and error mapping, plus the six base URLs split once so the hot
 //! path only concatenates.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crate::config::{ParagonConfig, Upstream, UpstreamBase};
@@ -253,11 +256,23 @@ impl Upstreams {
         // Pinned in place: the timeout and the select poll it by reference
         // instead of moving the whole exchange future into theirs.
         let mut exchange = std::pin::pin!(exchange);
-        let result = match &progress {
-            None => tokio::time::timeout(self.timeout, exchange.as_mut())
+        let result = match (&progress, affinity) {
+            // An HTTP/1.1 client connection's request: its connection's
+            // one timer (forward.rs), not one registered per request.
+            (None, Some(a)) => {
+                let mut due = a.answer_due(tokio::time::Instant::now() + self.timeout);
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(r) = exchange.as_mut().poll(cx) {
+                        return Poll::Ready(Ok(r));
+                    }
+                    Pin::new(&mut due).poll(cx).map(|()| Err(()))
+                })
+                .await
+            }
+            (None, None) => tokio::time::timeout(self.timeout, exchange.as_mut())
                 .await
                 .map_err(|_| ()),
-            Some(p) => {
+            (Some(p), _) => {
                 tokio::select! {
                     r = exchange.as_mut() => Ok(r),
                     _ = p.idle_for(self.timeout) => Err(()),
