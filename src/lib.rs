@@ -50,7 +50,7 @@
 //! rank  modules                    what they are
 //!  0    clock config               the wall clock; validated configuration, plain data (no credgate imports)
 //!  1    keygen telemetry audit     randomness and throwaway keys; logs and metrics; the audit sink
-//!  2    net                        the body type, the one HTTP client and its TLS trust
+//!  2    net                        the body type, the one HTTP client and its TLS trust, one timer per connection
 //!  3    paragon                    what Paragon is: routes, credential lists and their cache, tokens, filters, owners, the store ports
 //!  4    auth                       who is calling: caller JWTs, key sources, the verified-token cache
 //!  5    error                      the one per-request error and its response

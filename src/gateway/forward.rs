@@ -28,10 +28,7 @@
 //! shared client in `upstream.rs`, which negotiates HTTP/2 with Paragon when
 //! Paragon offers it.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::uri::{PathAndQuery, Uri};
@@ -42,11 +39,11 @@ use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
 use tokio_rustls::TlsConnector;
 
 use crate::config::UpstreamBase;
 use crate::net::body::Body;
+use crate::net::deadline::{SharedTimer, Until};
 
 /// Paragon's hosts (`config::Upstream::ALL`).
 const UPSTREAMS: usize = crate::config::Upstream::ALL.len();
@@ -86,9 +83,9 @@ impl ForwardError {
 pub struct Affinity {
     worker: usize,
     held: Mutex<Option<(Arc<ConnPool>, Held)>>,
-    /// The connection's one timer for `server.upstream_timeout`, made on
-    /// its first request ([`Affinity::answer_due`]).
-    timer: Mutex<Option<Pin<Box<Sleep>>>>,
+    /// The connection's one timer for `server.upstream_timeout`
+    /// ([`Affinity::answer_due`]).
+    timer: SharedTimer,
 }
 
 impl Affinity {
@@ -97,55 +94,17 @@ impl Affinity {
         Affinity {
             worker,
             held: Mutex::new(None),
-            timer: Mutex::new(None),
+            timer: SharedTimer::new(),
         }
     }
 
     /// Resolves at `due`, the moment the answer the connection waits for
-    /// is late. An HTTP/1.1 connection waits for one answer at a time, so
-    /// every request shares one timer instead of registering and cancelling
-    /// one of its own: the timer stays armed for an earlier request's due
-    /// time, and is moved (once per `server.upstream_timeout` at most) only
-    /// when it fires before the current request's `due`.
-    ///
-    /// Polled only from the client connection's task: its requests, one
-    /// at a time, and their delegated calls, run inline. (The timer wakes
-    /// the task that polled it last: a second task waiting on it would not
-    /// be woken.)
-    pub fn answer_due(&self, due: tokio::time::Instant) -> AnswerDue<'_> {
-        AnswerDue {
-            timer: &self.timer,
-            due,
-        }
-    }
-}
-
-/// See [`Affinity::answer_due`].
-pub struct AnswerDue<'a> {
-    timer: &'a Mutex<Option<Pin<Box<Sleep>>>>,
-    due: tokio::time::Instant,
-}
-
-impl Future for AnswerDue<'_> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let due = self.due;
-        let mut slot = self.timer.lock().unwrap_or_else(|p| p.into_inner());
-        let timer = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
-        // Armed later than `due` (a reload shortened the timeout): brought
-        // forward, or this request would wait past its own deadline.
-        if timer.deadline() > due {
-            timer.as_mut().reset(due);
-        }
-        loop {
-            match timer.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(()) if timer.deadline() >= due => return Poll::Ready(()),
-                // It fired for an earlier request: armed for this one.
-                Poll::Ready(()) => timer.as_mut().reset(due),
-            }
-        }
+    /// is late: on the connection's one timer (`net::deadline`), not on one
+    /// registered and cancelled per request. Polled only from the client
+    /// connection's task: its requests, one at a time, and their delegated
+    /// calls, run inline.
+    pub fn answer_due(&self, due: tokio::time::Instant) -> Until<'_> {
+        self.timer.until(due)
     }
 }
 

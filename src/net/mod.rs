@@ -1,9 +1,11 @@
 //! The network plumbing every layer above shares: the one body type and
-//! its helpers (`body`), and the one HTTP client with its TLS trust
-//! (`client`). It knows nothing of Paragon or of requests' meaning.
+//! its helpers (`body`), the one HTTP client with its TLS trust
+//! (`client`), and one timer per connection for its deadlines
+//! (`deadline`). It knows nothing of Paragon or of requests' meaning.
 
 pub mod body;
 pub mod client;
+pub mod deadline;
 pub mod otlp;
 
 /// `X-Request-Id`: on every request credgate forwards or makes, and on

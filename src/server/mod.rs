@@ -303,7 +303,9 @@ where
         }
     } else {
         let mut b = hyper::server::conn::http1::Builder::new();
-        b.timer(TokioTimer::new())
+        // The header read timeout on one timer per connection, not one
+        // registered and cancelled per request (net::deadline).
+        b.timer(crate::net::deadline::ConnectionTimer::new())
             .keep_alive(true)
             .half_close(false)
             .header_read_timeout(cfg.header_read_timeout)
