@@ -296,7 +296,21 @@ impl Record<'_> {
             out.extend_from_slice(b"\":");
             match value {
                 Value::Str(v) => json_str(out, v),
-                Value::Num(n) => out.extend_from_slice(n.to_string().as_bytes()),
+                Value::Num(n) => {
+                    // Digits into a stack buffer: no `String` per number.
+                    let mut digits = [0u8; 20];
+                    let mut i = digits.len();
+                    let mut n = n;
+                    loop {
+                        i -= 1;
+                        digits[i] = b'0' + (n % 10) as u8;
+                        n /= 10;
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    out.extend_from_slice(&digits[i..]);
+                }
                 Value::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
                 Value::Float(f) => {
                     // serde_json's own float form (finite; `null` otherwise).
@@ -460,6 +474,21 @@ mod fields_tests {
                 String::from_utf8(hand).unwrap(),
                 format!(",{inner}"),
                 "{text:?}"
+            );
+        }
+        // Numbers at their edges: no digit lost or added.
+        for (status, grant) in [(0u16, 0usize), (9, 10), (10, 99), (u16::MAX, usize::MAX)] {
+            let r = Record {
+                status,
+                grant: Some(grant),
+                ..Record::default()
+            };
+            let mut hand = Vec::new();
+            r.write_fields(&mut hand);
+            let serde = serde_json::to_string(&r).unwrap();
+            assert_eq!(
+                String::from_utf8(hand).unwrap(),
+                format!(",{}", &serde[1..serde.len() - 1])
             );
         }
     }
