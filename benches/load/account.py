@@ -60,7 +60,7 @@ PHASES = [
 ]
 
 CLIENT_TASK = "credgate::server::run_http::{{closure}}"
-HANDLE = "credgate::gateway::handle::{{closure}}"
+HANDLE = "credgate::gateway::run::{{closure}}"
 UPSTREAM_TASK = "credgate::gateway::forward::handshake::{{closure}}::{{closure}}"
 
 

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Response, StatusCode};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::tools::{self, Called};
@@ -27,7 +28,54 @@ pub(super) const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 
 /// A JSON-RPC answer: the result, or an error code and message.
-pub(super) type Answer = Result<Value, (i64, String)>;
+pub(super) type Answer = Result<RawResult, (i64, String)>;
+
+/// A result already written as JSON (a JSON object): a tool call's result
+/// is written once, around Paragon's answer as it came, instead of built as
+/// a `Value` tree and written again.
+pub(super) struct RawResult(Box<RawValue>);
+
+impl RawResult {
+    /// A result built as a `Value` (the rarer answers).
+    pub(super) fn of(v: &Value) -> RawResult {
+        RawResult(
+            serde_json::value::to_raw_value(v)
+                .unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("`{}` is JSON")),
+        )
+    }
+
+    /// JSON that `out` holds whole (an object).
+    pub(super) fn written(out: Vec<u8>) -> RawResult {
+        let text = String::from_utf8(out).unwrap_or_else(|_| "{}".into());
+        RawResult(
+            RawValue::from_string(text)
+                .unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("`{}` is JSON")),
+        )
+    }
+
+    pub(super) fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The object with `"name":value` (`value` JSON already) as its first
+    /// member. The results this is used on do not have `name`.
+    pub(super) fn with_first_member(self, name: &str, value: &str) -> RawResult {
+        let text = self.0.get();
+        let Some(rest) = text.strip_prefix('{') else {
+            return self;
+        };
+        let mut out = String::with_capacity(text.len() + name.len() + value.len() + 4);
+        out.push('{');
+        out.push_str(&Value::from(name).to_string());
+        out.push(':');
+        out.push_str(value);
+        if !rest.trim_start().starts_with('}') {
+            out.push(',');
+        }
+        out.push_str(rest);
+        RawResult::written(out.into_bytes())
+    }
+}
 
 /// `tools/list` or `tools/call` (else `ping`; any other method is not
 /// found), of an open session or a stateless request.
@@ -48,7 +96,7 @@ pub(super) async fn dispatch(
     }
     if method == "ping" {
         note.housekeeping();
-        return Ok(Ok(json!({})));
+        return Ok(Ok(RawResult::of(&json!({}))));
     }
     // Before any work (contract §5c): the list is loaded, Paragon asked.
     caller.take_rate_limit()?;
@@ -70,7 +118,7 @@ pub(super) async fn dispatch(
     let (permitted, offered) = tools::catalog(&agents.tools, caller, &facts).await?;
     if method == "tools/list" {
         let tools = tools::listed(&permitted, &offered, cfg.mcp.proxy_tool);
-        return Ok(Ok(list_result(cfg, tools)));
+        return Ok(Ok(RawResult::of(&list_result(cfg, tools))));
     }
     let (name, arguments) = match tools::call_params(params) {
         Ok(p) => p,
@@ -151,13 +199,25 @@ pub(super) fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
 }
 
 pub(super) fn rpc_response(id: Value, answer: Answer, session: Option<&str>) -> Response<Body> {
-    let v = match answer {
-        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
-        Err((code, message)) => {
-            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+    let mut resp = match answer {
+        Ok(result) => {
+            let result = result.get();
+            let mut out = Vec::with_capacity(48 + result.len());
+            out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+            let _ = serde_json::to_writer(&mut out, &id);
+            out.extend_from_slice(br#","result":"#);
+            out.extend_from_slice(result.as_bytes());
+            out.push(b'}');
+            let mut resp = Response::new(full(Bytes::from(out)));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
         }
+        Err((code, message)) => json_response(
+            StatusCode::OK,
+            &json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}),
+        ),
     };
-    let mut resp = json_response(StatusCode::OK, &v);
     if let Some(s) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
         resp.headers_mut().insert(MCP_SESSION_ID, s);
     }
@@ -187,4 +247,37 @@ pub(super) fn rpc_http_error(code: i64, message: &str) -> Response<Body> {
         StatusCode::BAD_REQUEST,
         &json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[test]
+    fn a_member_goes_first_in_any_object() {
+        for (raw, want) in [
+            (json!({}), json!({"resultType": "complete"})),
+            (json!({"a": 1}), json!({"resultType": "complete", "a": 1})),
+        ] {
+            let got = RawResult::of(&raw).with_first_member("resultType", r#""complete""#);
+            let got: Value = serde_json::from_str(got.get()).unwrap();
+            assert_eq!(got, want);
+        }
+    }
+
+    /// The response written around a raw result is the JSON-RPC response
+    /// of its `Value` form, for any id.
+    #[tokio::test]
+    async fn a_raw_result_is_answered_as_json_rpc() {
+        for id in [json!(1), json!("a\"b"), json!(null)] {
+            let result = json!({"content": [{"type": "text", "text": "x"}], "isError": false});
+            let resp = rpc_response(id.clone(), Ok(RawResult::of(&result)), Some("s1"));
+            assert_eq!(resp.headers()[MCP_SESSION_ID], "s1");
+            assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            let got: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(got, json!({"jsonrpc": "2.0", "id": id, "result": result}));
+        }
+    }
 }

@@ -23,7 +23,7 @@ use http::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::rpc::METHOD_NOT_FOUND;
-use super::rpc::{self, rpc_error, rpc_response, status_only};
+use super::rpc::{self, rpc_error, rpc_response, status_only, RawResult};
 use super::Agents;
 use crate::error::GatewayError;
 use crate::gateway::{Caller, Note};
@@ -109,11 +109,11 @@ pub(super) async fn serve(
         // no rate-limit token.
         "server/discover" => {
             note.housekeeping();
-            Ok(discover(cfg))
+            Ok(RawResult::of(&discover(cfg)))
         }
         "ping" => {
             note.housekeeping();
-            Ok(json!({}))
+            Ok(RawResult::of(&json!({})))
         }
         "tools/list" | "tools/call" => {
             let params = message.get("params").and_then(Value::as_object);
@@ -121,12 +121,7 @@ pub(super) async fn serve(
         }
         _ => Err((METHOD_NOT_FOUND, format!("method not found: {method}"))),
     };
-    let answer = answer.map(|mut result| {
-        if let Some(o) = result.as_object_mut() {
-            o.insert("resultType".into(), Value::from("complete"));
-        }
-        result
-    });
+    let answer = answer.map(|result| result.with_first_member("resultType", r#""complete""#));
     Ok(rpc_response(id, answer, None))
 }
 

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
+use super::rpc::RawResult;
 use crate::config::{Config, Upstream};
 use crate::error::GatewayError;
 use crate::gateway::headers;
@@ -392,7 +394,7 @@ fn proxy_tool_schema(permitted: &[Credential]) -> Value {
 /// A tool call's answer: a tool result (success or a tool error), or a
 /// protocol error (an unknown tool, malformed arguments).
 pub(super) enum Called {
-    Result(Value),
+    Result(RawResult),
     Invalid(String),
 }
 
@@ -761,8 +763,25 @@ fn refusal_text(answer: Option<&Value>, reason: &str, permitted: &[Credential]) 
     }
 }
 
-fn tool_error(text: String) -> Value {
-    json!({"content": [{"type": "text", "text": text}], "isError": true})
+fn tool_error(text: String) -> RawResult {
+    tool_text(&text, true, None)
+}
+
+/// `{"content":[{"type":"text","text":TEXT}],"isError":IS_ERROR}`, with
+/// `structuredContent` (a JSON object, as written) when given: the result
+/// written in one pass, Paragon's answer copied in as it came.
+fn tool_text(text: &str, is_error: bool, structured: Option<&RawValue>) -> RawResult {
+    let mut out = Vec::with_capacity(64 + 2 * text.len());
+    out.extend_from_slice(br#"{"content":[{"type":"text","text":"#);
+    let _ = serde_json::to_writer(&mut out, text);
+    out.extend_from_slice(br#"}],"isError":"#);
+    out.extend_from_slice(if is_error { b"true" } else { b"false" });
+    if let Some(v) = structured {
+        out.extend_from_slice(br#","structuredContent":"#);
+        out.extend_from_slice(v.get().as_bytes());
+    }
+    out.push(b'}');
+    RawResult::written(out)
 }
 
 /// The tool result of an internal request's answer: credgate's refusal
@@ -774,7 +793,7 @@ async fn tool_result(
     outcome: Outcome,
     permitted: &[Credential],
     within: std::time::Duration,
-) -> Value {
+) -> RawResult {
     let status = resp.status();
     let read = tokio::time::timeout(within, read_answer(resp.into_body())).await;
     let raw = match read {
@@ -782,12 +801,11 @@ async fn tool_result(
         Ok(Err(e)) => return tool_error(format!("Paragon's answer could not be read: {e}")),
         Err(_) => return tool_error("Paragon's answer did not arrive in time".into()),
     };
-    let parsed: Option<Value> = serde_json::from_slice(&raw).ok();
-    if !outcome.forwarded {
-        return tool_error(refusal_text(parsed.as_ref(), outcome.reason, permitted));
-    }
-    let body_text = String::from_utf8_lossy(&raw).into_owned();
-    if !status.is_success() {
+    if !outcome.forwarded || !status.is_success() {
+        let parsed: Option<Value> = serde_json::from_slice(&raw).ok();
+        if !outcome.forwarded {
+            return tool_error(refusal_text(parsed.as_ref(), outcome.reason, permitted));
+        }
         let message = parsed
             .as_ref()
             .and_then(|v| {
@@ -796,19 +814,62 @@ async fn tool_result(
                     .find_map(|k| v.get(*k).and_then(Value::as_str))
                     .map(str::to_string)
             })
-            .unwrap_or_else(|| body_text.chars().take(2000).collect());
+            .unwrap_or_else(|| String::from_utf8_lossy(&raw).chars().take(2000).collect());
         return tool_error(format!("Paragon answered {}: {message}", status.as_u16()));
     }
-    let mut result = json!({"content": [{"type": "text", "text": body_text}], "isError": false});
-    if let Some(v @ Value::Object(_)) = parsed {
-        result["structuredContent"] = v;
-    }
-    result
+    success_result(&raw)
+}
+
+/// A success: the text as it came, and the same bytes as structured
+/// content when they are one JSON object (checked whole, not built).
+fn success_result(raw: &[u8]) -> RawResult {
+    let structured = serde_json::from_slice::<&RawValue>(raw)
+        .ok()
+        .filter(|v| v.get().starts_with('{'));
+    tool_text(&String::from_utf8_lossy(raw), false, structured)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tool result written in one pass reads back as the `Value` form
+    /// it replaces: the text whole (escapes and all), structured content
+    /// only for one JSON object, `isError` as given.
+    #[test]
+    fn written_results_read_back_as_their_json() {
+        let cases: [(&[u8], Option<Value>); 6] = [
+            (
+                br#"{"records":[{"id":"1","name":"A \"q\" \u2028"}],"n":1.5e3}"#,
+                None,
+            ),
+            (b" \n{\"a\": [1, 2, {\"b\": null}]}\t ", None),
+            (b"[1,2,3]", Some(Value::Null)),
+            (b"\"just a string\"", Some(Value::Null)),
+            (b"{not json", Some(Value::Null)),
+            (
+                "caf\u{e9} \u{1}\u{7f} line\nbreak".as_bytes(),
+                Some(Value::Null),
+            ),
+        ];
+        for (raw, structured) in cases {
+            let got: Value = serde_json::from_str(success_result(raw).get()).unwrap();
+            let text = String::from_utf8_lossy(raw);
+            assert_eq!(got["content"], json!([{"type": "text", "text": text}]));
+            assert_eq!(got["isError"], json!(false));
+            let want = structured.unwrap_or_else(|| serde_json::from_slice(raw).unwrap());
+            assert_eq!(
+                got.get("structuredContent").cloned().unwrap_or(Value::Null),
+                want,
+                "{text}"
+            );
+        }
+        let err: Value = serde_json::from_str(tool_error("no \"way\"\n".into()).get()).unwrap();
+        assert_eq!(
+            err,
+            json!({"content": [{"type": "text", "text": "no \"way\"\n"}], "isError": true})
+        );
+    }
 
     fn tool(name: &str) -> Offered {
         Offered {

@@ -51,8 +51,8 @@ pub(super) const METADATA_PATHS: [&str; 2] = [
 ];
 
 use super::rpc::{
-    dispatch, json_response, rpc_http_error, rpc_response, server_info, status_only, INSTRUCTIONS,
-    INVALID_REQUEST, MCP_SESSION_ID, PARSE_ERROR,
+    dispatch, json_response, rpc_http_error, rpc_response, server_info, status_only, RawResult,
+    INSTRUCTIONS, INVALID_REQUEST, MCP_SESSION_ID, PARSE_ERROR,
 };
 
 /// One `/mcp` request of an authenticated caller.
@@ -213,7 +213,7 @@ fn initialize(
         "serverInfo": server_info(),
         "instructions": INSTRUCTIONS,
     });
-    Ok(rpc_response(id, Ok(result), Some(&session)))
+    Ok(rpc_response(id, Ok(RawResult::of(&result)), Some(&session)))
 }
 
 fn rejected(r: Rejected) -> GatewayError {
