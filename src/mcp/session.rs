@@ -230,8 +230,12 @@ impl Sessions {
         let (payload, mac) = raw.split_at(PAYLOAD);
         let mut inner = self.lock();
         let key = inner.key(rules);
-        let expected = sign(&key, payload, identity);
-        if !constant_time_eq(&expected, mac) {
+        let who = owner(identity);
+        // A session live here for this caller had its MAC checked, with
+        // the key still in use, when it was taken in (a new key ends every
+        // live session, `Inner::key`): it is not computed again per call.
+        let checked = inner.live.get(&who).is_some_and(|m| m.contains_key(id));
+        if !checked && !constant_time_eq(&sign(&key, payload, identity), mac) {
             return Err(Rejected::NotFound);
         }
         let protocol = *PROTOCOL_VERSIONS
@@ -244,7 +248,6 @@ impl Sessions {
             return Err(Rejected::NotFound);
         }
         let idle = rules.idle;
-        let who = owner(identity);
         let now = crate::clock::unix_now();
         match inner.live.get_mut(&who).and_then(|mine| mine.get_mut(id)) {
             Some((last, _)) if last.elapsed() <= idle => *last = Instant::now(),
@@ -299,6 +302,13 @@ impl Inner {
             _ => false,
         };
         if !same {
+            // Sessions taken in under the old key are not this key's: they
+            // end (their ids no longer verify), and `resume`'s shortcut for
+            // live sessions stays sound.
+            if self.key.is_some() {
+                self.live.clear();
+                self.count = 0;
+            }
             let secret = match &pem {
                 Some(p) => {
                     let derive = hmac::Key::new(hmac::HMAC_SHA256, b"credgate mcp session key v1");
@@ -499,6 +509,28 @@ mod tests {
         let stranger = Sessions::default();
         assert_eq!(
             stranger.resume(rules(&other_key), &alice, &id),
+            Err(Rejected::NotFound)
+        );
+    }
+
+    /// A live session is resumed without its MAC computed again, so a new
+    /// signing key must end it: its id does not verify under the new key.
+    #[test]
+    fn a_new_signing_key_ends_the_live_sessions() {
+        let key: Arc<[u8]> = Arc::from(&b"paragon signing key"[..]);
+        let rotated: Arc<[u8]> = Arc::from(&b"the next signing key"[..]);
+        let s = Sessions::default();
+        let alice = who("acme", "alice");
+        let id = s.open(rules(&key), &alice, "2025-11-25").unwrap();
+        assert!(s.resume(rules(&key), &alice, &id).is_ok());
+        assert_eq!(
+            s.resume(rules(&rotated), &alice, &id),
+            Err(Rejected::NotFound)
+        );
+        assert_eq!(s.lock().count, 0, "the old key's sessions no longer count");
+        // Another caller's id is never its own, live or not.
+        assert_eq!(
+            s.resume(rules(&key), &who("acme", "bob"), &id),
             Err(Rejected::NotFound)
         );
     }
