@@ -579,9 +579,21 @@ impl ToolRequest {
         } else {
             (format!("/projects/{project}/tools"), "tool")
         };
-        let parameters = self.parameters.clone().unwrap_or_else(|| json!({}));
-        let body = serde_json::to_vec(&json!({key: &*self.call.name, "parameters": parameters}))
-            .unwrap_or_default();
+        // `{"tool":NAME,"parameters":{...}}` written straight from the
+        // arguments, neither copied nor built as a tree first.
+        let mut body = Vec::with_capacity(64);
+        body.extend_from_slice(b"{\"");
+        body.extend_from_slice(key.as_bytes());
+        body.extend_from_slice(b"\":");
+        let _ = serde_json::to_writer(&mut body, &*self.call.name);
+        body.extend_from_slice(b",\"parameters\":");
+        match &self.parameters {
+            Some(p) => {
+                let _ = serde_json::to_writer(&mut body, p);
+            }
+            None => body.extend_from_slice(b"{}"),
+        }
+        body.push(b'}');
         self.request(&path, Bytes::from(body))
     }
 
