@@ -6,7 +6,6 @@
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Response, StatusCode};
-use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::tools::{self, Called};
@@ -32,35 +31,30 @@ pub(super) type Answer = Result<RawResult, (i64, String)>;
 
 /// A result already written as JSON (a JSON object): a tool call's result
 /// is written once, around Paragon's answer as it came, instead of built as
-/// a `Value` tree and written again.
-pub(super) struct RawResult(Box<RawValue>);
+/// a `Value` tree and written again. Only this module and the writers here
+/// make one, so it is not parsed again to be checked.
+pub(super) struct RawResult(String);
 
 impl RawResult {
     /// A result built as a `Value` (the rarer answers).
     pub(super) fn of(v: &Value) -> RawResult {
-        RawResult(
-            serde_json::value::to_raw_value(v)
-                .unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("`{}` is JSON")),
-        )
+        RawResult(serde_json::to_string(v).unwrap_or_else(|_| "{}".into()))
     }
 
-    /// JSON that `out` holds whole (an object).
+    /// What a writer of this crate put in `out`: one JSON object, written
+    /// with serde_json's escaping.
     pub(super) fn written(out: Vec<u8>) -> RawResult {
-        let text = String::from_utf8(out).unwrap_or_else(|_| "{}".into());
-        RawResult(
-            RawValue::from_string(text)
-                .unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("`{}` is JSON")),
-        )
+        RawResult(String::from_utf8(out).unwrap_or_else(|_| "{}".into()))
     }
 
     pub(super) fn get(&self) -> &str {
-        self.0.get()
+        &self.0
     }
 
     /// The object with `"name":value` (`value` JSON already) as its first
     /// member. The results this is used on do not have `name`.
     pub(super) fn with_first_member(self, name: &str, value: &str) -> RawResult {
-        let text = self.0.get();
+        let text = self.get();
         let Some(rest) = text.strip_prefix('{') else {
             return self;
         };
