@@ -218,6 +218,16 @@ async fn a_refused_upstream_connection_counts_one_connect_error_and_is_502() {
     gw.shutdown().await;
 }
 
+/// 504 `upstream_timeout`, or what came instead.
+fn assert_upstream_timeout(got: &Got) {
+    assert_eq!(
+        (got.status.as_u16(), got.code().as_str()),
+        (504, "upstream_timeout"),
+        "{}",
+        String::from_utf8_lossy(&got.body)
+    );
+}
+
 /// Paragon not answering within `server.upstream_timeout`: one
 /// `upstream_errors{kind="timeout"}`, and 504 `upstream_timeout`.
 #[tokio::test]
@@ -236,12 +246,7 @@ async fn an_upstream_past_the_timeout_counts_one_timeout_error_and_is_504() {
     let started = Instant::now();
     let got = get_naming(&cl, &gw, &path, &alice, ACME_SF_ALICE).await;
     let took = started.elapsed();
-    assert_eq!(
-        (got.status.as_u16(), got.code().as_str()),
-        (504, "upstream_timeout"),
-        "{}",
-        String::from_utf8_lossy(&got.body)
-    );
+    assert_upstream_timeout(&got);
     assert!(
         took < Duration::from_secs(10),
         "answered after the 300ms timeout, not the upstream's 30s: {took:?}"
@@ -296,6 +301,11 @@ async fn requests_on_one_connection_each_get_the_whole_upstream_timeout() {
         .await;
     let cl = client();
     let alice = keys.member("acme", "alice");
+    let alice_gets = |tail: &'static str| {
+        let path = p(&format!("/sdk/proxy/salesforce/{tail}"));
+        let (cl, gw, alice) = (&cl, &gw, &alice);
+        async move { get_naming(cl, gw, &path, alice, ACME_SF_ALICE).await }
+    };
     let accepted = |text: &str| -> f64 {
         text.lines()
             .filter(|l| l.starts_with("credgate_connections_accepted_total{"))
@@ -305,26 +315,12 @@ async fn requests_on_one_connection_each_get_the_whole_upstream_timeout() {
     let before = Before::take(&gw).await;
 
     // A quick answer arms the connection's timer for 300 ms after it.
-    let got = get_naming(
-        &cl,
-        &gw,
-        &p("/sdk/proxy/salesforce/quick"),
-        &alice,
-        ACME_SF_ALICE,
-    )
-    .await;
+    let got = alice_gets("quick").await;
     assert_eq!(got.status, StatusCode::OK);
     // 150 ms later, an answer that takes 200 ms: the timer fires for the
     // first request's deadline while this one waits, and must not cut it.
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let got = get_naming(
-        &cl,
-        &gw,
-        &p("/sdk/proxy/salesforce/slow"),
-        &alice,
-        ACME_SF_ALICE,
-    )
-    .await;
+    let got = alice_gets("slow").await;
     assert_eq!(
         got.status,
         StatusCode::OK,
@@ -335,21 +331,9 @@ async fn requests_on_one_connection_each_get_the_whole_upstream_timeout() {
     // answer never comes is cut at its own 300 ms, not at once.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let started = Instant::now();
-    let got = get_naming(
-        &cl,
-        &gw,
-        &p("/sdk/proxy/salesforce/stuck"),
-        &alice,
-        ACME_SF_ALICE,
-    )
-    .await;
+    let got = alice_gets("stuck").await;
     let took = started.elapsed();
-    assert_eq!(
-        (got.status.as_u16(), got.code().as_str()),
-        (504, "upstream_timeout"),
-        "{}",
-        String::from_utf8_lossy(&got.body)
-    );
+    assert_upstream_timeout(&got);
     assert!(
         took >= Duration::from_millis(300),
         "cut before its own 300 ms by a timer armed for an earlier request: {took:?}"

@@ -110,32 +110,9 @@ LOAD="$WORK/pool.lua"
 if [ "${MCP:-0}" = 1 ]; then
   # One MCP session per member, then tools/call naming the member's own
   # account, as run.sh's agents rows do.
-  while read -r token cred; do
-    sid=$(curl -s -D - -o /dev/null -X POST http://127.0.0.1:18184/mcp -H "Authorization: Bearer $token" \
-      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-      -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"wrk","version":"0"}}}' \
-      | awk -F': ' 'tolower($1) == "mcp-session-id" {print $2}' | tr -d '\r')
-    [ -n "$sid" ] || { log "initialize gave no session"; exit 1; }
-    echo "$token $sid $cred"
-  done <"$TOKENS" >"$WORK/sessions.txt"
-  cat >"$WORK/mcp.lua" <<'EOF'
-local reqs = {}
-init = function(args)
-  for line in io.lines(os.getenv("SESSIONS")) do
-    local token, session, cred = line:match("(%S+) (%S+) (%S+)")
-    local body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"SALESFORCE_SEARCH_RECORDS","arguments":{"credential":"' .. cred .. '","query":"x"}}}'
-    reqs[#reqs + 1] = wrk.format("POST", "/mcp", {["Authorization"] = "Bearer " .. token, ["Mcp-Session-Id"] = session,
-      ["Content-Type"] = "application/json", ["Accept"] = "application/json, text/event-stream"}, body)
-  end
-  i = 0
-end
-request = function()
-  i = (i % #reqs) + 1
-  return reqs[i]
-end
-EOF
+  "$(dirname "$0")/mcp-sessions.sh" 18184 "$TOKENS" "$(wc -l <"$TOKENS")" >"$WORK/sessions.txt"
   export SESSIONS="$WORK/sessions.txt"
-  LOAD="$WORK/mcp.lua"
+  LOAD="$(cd "$(dirname "$0")" && pwd)/mcp-call.lua"
 fi
 wrk -t1 -c"$CONNS" -d3s -s "$LOAD" http://127.0.0.1:18184 >/dev/null
 # A dump writes the counts since the last one and starts them afresh: the

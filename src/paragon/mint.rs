@@ -89,6 +89,34 @@ struct Minted {
     reuse_until: std::time::Instant,
 }
 
+/// How long a token signed now is handed out: until `MINT_REUSE_MARGIN`
+/// before it expires, less a random part of up to a fifth of that. Tokens
+/// signed together (every member's first request after a start, a reload
+/// with a new key) would otherwise all come due together, and their
+/// re-signing (an RSA signature each) would stall every request behind
+/// them: measured with 1,000 members, one 10 s window with p99 89 ms and
+/// a 174 ms maximum instead of 4–7 ms (benches/load/ANALYSIS.md, "Where
+/// the tail goes").
+fn reuse_period(ttl: Duration) -> Duration {
+    let full = ttl.saturating_sub(MINT_REUSE_MARGIN);
+    let r = u16::from_le_bytes(crate::keygen::random_bytes::<2>());
+    full - (full / 5).mul_f64(f64::from(r) / f64::from(u16::MAX))
+}
+
+/// Each cached token leaves the cache when its own reuse period ends.
+struct UntilReuseEnds;
+
+impl moka::Expiry<MintKey, Minted> for UntilReuseEnds {
+    fn expire_after_create(
+        &self,
+        _: &MintKey,
+        minted: &Minted,
+        created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(minted.reuse_until.saturating_duration_since(created_at))
+    }
+}
+
 /// The minted-token cache key: user and scope as separate fields, so no
 /// choice of user id can make two keys equal.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -146,7 +174,7 @@ impl Minter {
             member_extra: paragon.member_token_permissions.clone(),
             cache: Cache::builder()
                 .max_capacity(MINT_CACHE_SIZE)
-                .time_to_live(paragon.token_ttl.saturating_sub(MINT_REUSE_MARGIN))
+                .expire_after(UntilReuseEnds)
                 .build(),
             metrics,
             key_fingerprint: pem.pem.clone(),
@@ -183,7 +211,7 @@ impl Minter {
                 let signed_at = std::time::Instant::now();
                 Ok::<_, MintError>(Minted {
                     value: self.sign(user, scope)?,
-                    reuse_until: signed_at + self.ttl.saturating_sub(MINT_REUSE_MARGIN),
+                    reuse_until: signed_at + reuse_period(self.ttl),
                 })
             })
             .map_err(|e: Arc<MintError>| (*e).clone())?;
@@ -288,6 +316,34 @@ mod tests {
     use super::*;
     use crate::config::PemFile;
     use jsonwebtoken::{DecodingKey, Validation};
+
+    /// Tokens signed at one moment come due over a fifth of the reuse
+    /// period, never later than `MINT_REUSE_MARGIN` before they expire;
+    /// the cache drops each when its own period ends.
+    #[test]
+    fn tokens_signed_together_come_due_apart() {
+        let ttl = Duration::from_secs(300);
+        let full = ttl - MINT_REUSE_MARGIN;
+        let periods: Vec<Duration> = (0..1000).map(|_| reuse_period(ttl)).collect();
+        let (min, max) = (periods.iter().min().unwrap(), periods.iter().max().unwrap());
+        assert!(*max <= full, "{max:?}");
+        assert!(*min >= full - full / 5, "{min:?}");
+        assert!(
+            *max - *min > full / 10,
+            "1,000 tokens signed together come due within {:?}",
+            *max - *min
+        );
+        let created = std::time::Instant::now();
+        let minted = Minted {
+            value: HeaderValue::from_static("Bearer x"),
+            reuse_until: created + Duration::from_secs(250),
+        };
+        let key = Minter::key("u", Scope::Admin);
+        assert_eq!(
+            moka::Expiry::expire_after_create(&UntilReuseEnds, &key, &minted, created),
+            Some(Duration::from_secs(250))
+        );
+    }
 
     fn paragon(pem: &str) -> ParagonConfig {
         ParagonConfig {
