@@ -505,25 +505,6 @@ request = function()
 end
 EOF
 
-cat >"$RUN/mcp.lua" <<'EOF'
--- Each connection is one agent session: its member's token, its session,
--- a tools/call naming the member's own account.
-local reqs = {}
-init = function(args)
-  for line in io.lines(os.getenv("SESSIONS")) do
-    local token, session, cred = line:match("(%S+) (%S+) (%S+)")
-    local body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"SALESFORCE_SEARCH_RECORDS","arguments":{"credential":"' .. cred .. '","query":"x"}}}'
-    reqs[#reqs + 1] = wrk.format("POST", "/mcp", {["Authorization"] = "Bearer " .. token, ["Mcp-Session-Id"] = session,
-      ["Content-Type"] = "application/json", ["Accept"] = "application/json, text/event-stream"}, body)
-  end
-  i = 0
-end
-request = function()
-  i = (i % #reqs) + 1
-  return reqs[i]
-end
-EOF
-
 cat >"$RUN/mcp-stateless.lua" <<'EOF'
 -- MCP 2026-07-28, stateless: each request carries its protocol version and
 -- client facts in _meta and the MCP-* headers; no session. Each connection
@@ -548,16 +529,7 @@ EOF
 # Opens one MCP session per member token (the first N of tokens.txt) on
 # PORT; writes "token session credential" lines.
 mcp_sessions() {
-  local port=$1 n=$2 out=$3 token cred sid
-  : >"$out"
-  head -n "$n" "$RUN/credgate/tokens.txt" | while read -r token cred; do
-    sid=$(curl -s -D - -o /dev/null -X POST "http://127.0.0.1:$port/mcp" -H "Authorization: Bearer $token" \
-      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-      -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"wrk","version":"0"}}}' \
-      | awk -F': ' 'tolower($1) == "mcp-session-id" {print $2}' | tr -d '\r')
-    [ -n "$sid" ] || { log "initialize on :$port gave no session"; return 1; }
-    echo "$token $sid $cred" >>"$out"
-  done
+  "$HERE/mcp-sessions.sh" "$1" "$RUN/credgate/tokens.txt" "$2" >"$3"
 }
 
 # CPU ticks (user + system) of one process, or of a comma-separated list.
@@ -688,9 +660,9 @@ if [ "$TLS" != only ]; then
   # interleaved rounds.
   log "agents: tools/call at 16 MCP sessions vs the Proxy API at 16 connections"
   mcp_sessions 18096 16 "$RUN/mcp-sessions.txt"
-  SESSIONS="$RUN/mcp-sessions.txt" wrk -t1 -c16 -d2s -s "$RUN/mcp.lua" http://127.0.0.1:18096 >/dev/null
+  SESSIONS="$RUN/mcp-sessions.txt" wrk -t1 -c16 -d2s -s "$HERE/mcp-call.lua" http://127.0.0.1:18096 >/dev/null
   for _ in $(seq 1 "$ROUNDS"); do
-    out=$(SESSIONS="$RUN/mcp-sessions.txt" wrk -t1 -c16 -d"${DURATION}s" --latency -s "$RUN/mcp.lua" http://127.0.0.1:18096)
+    out=$(SESSIONS="$RUN/mcp-sessions.txt" wrk -t1 -c16 -d"${DURATION}s" --latency -s "$HERE/mcp-call.lua" http://127.0.0.1:18096)
     non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
     echo "mcp_call $(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")") ${non2xx:-0}" >>"$SCALE"
     out=$(SESSIONS="$RUN/mcp-sessions.txt" wrk -t1 -c16 -d"${DURATION}s" --latency -s "$RUN/mcp-stateless.lua" http://127.0.0.1:18096)
