@@ -14,6 +14,7 @@
 //! accounts it lists come from `gateway::Caller::usable`, the same test
 //! every call meets. The gateway does not know it.
 
+mod result;
 mod rpc;
 mod session;
 mod stateless;

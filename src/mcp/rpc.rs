@@ -8,6 +8,7 @@ use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
+use super::result::RawResult;
 use super::tools::{self, Called};
 use super::Agents;
 use crate::config::Config;
@@ -28,48 +29,6 @@ const INVALID_PARAMS: i64 = -32602;
 
 /// A JSON-RPC answer: the result, or an error code and message.
 pub(super) type Answer = Result<RawResult, (i64, String)>;
-
-/// A result already written as JSON (a JSON object): a tool call's result
-/// is written once, around Paragon's answer as it came, instead of built as
-/// a `Value` tree and written again. Only this module and the writers here
-/// make one, so it is not parsed again to be checked.
-pub(super) struct RawResult(String);
-
-impl RawResult {
-    /// A result built as a `Value` (the rarer answers).
-    pub(super) fn of(v: &Value) -> RawResult {
-        RawResult(serde_json::to_string(v).unwrap_or_else(|_| "{}".into()))
-    }
-
-    /// What a writer of this crate put in `out`: one JSON object, written
-    /// with serde_json's escaping.
-    pub(super) fn written(out: Vec<u8>) -> RawResult {
-        RawResult(String::from_utf8(out).unwrap_or_else(|_| "{}".into()))
-    }
-
-    pub(super) fn get(&self) -> &str {
-        &self.0
-    }
-
-    /// The object with `"name":value` (`value` JSON already) as its first
-    /// member. The results this is used on do not have `name`.
-    pub(super) fn with_first_member(self, name: &str, value: &str) -> RawResult {
-        let text = self.get();
-        let Some(rest) = text.strip_prefix('{') else {
-            return self;
-        };
-        let mut out = String::with_capacity(text.len() + name.len() + value.len() + 4);
-        out.push('{');
-        out.push_str(&Value::from(name).to_string());
-        out.push(':');
-        out.push_str(value);
-        if !rest.trim_start().starts_with('}') {
-            out.push(',');
-        }
-        out.push_str(rest);
-        RawResult::written(out.into_bytes())
-    }
-}
 
 /// `tools/list` or `tools/call` (else `ping`; any other method is not
 /// found), of an open session or a stateless request.
@@ -247,18 +206,6 @@ pub(super) fn rpc_http_error(code: i64, message: &str) -> Response<Body> {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
-
-    #[test]
-    fn a_member_goes_first_in_any_object() {
-        for (raw, want) in [
-            (json!({}), json!({"resultType": "complete"})),
-            (json!({"a": 1}), json!({"resultType": "complete", "a": 1})),
-        ] {
-            let got = RawResult::of(&raw).with_first_member("resultType", r#""complete""#);
-            let got: Value = serde_json::from_str(got.get()).unwrap();
-            assert_eq!(got, want);
-        }
-    }
 
     /// The response written around a raw result is the JSON-RPC response
     /// of its `Value` form, for any id.

@@ -22,8 +22,9 @@ use http::header::HeaderMap;
 use http::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 
+use super::result::RawResult;
 use super::rpc::METHOD_NOT_FOUND;
-use super::rpc::{self, rpc_error, rpc_response, status_only, RawResult};
+use super::rpc::{self, rpc_error, rpc_response, status_only};
 use super::Agents;
 use crate::error::GatewayError;
 use crate::gateway::{Caller, Note};

@@ -10,10 +10,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
-use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use super::rpc::RawResult;
+use super::result::{success_result, tool_error, RawResult};
 use crate::config::{Config, Upstream};
 use crate::error::GatewayError;
 use crate::gateway::headers;
@@ -775,27 +774,6 @@ fn refusal_text(answer: Option<&Value>, reason: &str, permitted: &[Credential]) 
     }
 }
 
-fn tool_error(text: String) -> RawResult {
-    tool_text(&text, true, None)
-}
-
-/// `{"content":[{"type":"text","text":TEXT}],"isError":IS_ERROR}`, with
-/// `structuredContent` (a JSON object, as written) when given: the result
-/// written in one pass, Paragon's answer copied in as it came.
-fn tool_text(text: &str, is_error: bool, structured: Option<&RawValue>) -> RawResult {
-    let mut out = Vec::with_capacity(64 + 2 * text.len());
-    out.extend_from_slice(br#"{"content":[{"type":"text","text":"#);
-    let _ = serde_json::to_writer(&mut out, text);
-    out.extend_from_slice(br#"}],"isError":"#);
-    out.extend_from_slice(if is_error { b"true" } else { b"false" });
-    if let Some(v) = structured {
-        out.extend_from_slice(br#","structuredContent":"#);
-        out.extend_from_slice(v.get().as_bytes());
-    }
-    out.push(b'}');
-    RawResult::written(out)
-}
-
 /// The tool result of an internal request's answer: credgate's refusal
 /// (nothing reached Paragon) or Paragon's error as a tool error with its
 /// message; a success as text, and as structured content when a JSON
@@ -832,56 +810,9 @@ async fn tool_result(
     success_result(&raw)
 }
 
-/// A success: the text as it came, and the same bytes as structured
-/// content when they are one JSON object (checked whole, not built).
-fn success_result(raw: &[u8]) -> RawResult {
-    let structured = serde_json::from_slice::<&RawValue>(raw)
-        .ok()
-        .filter(|v| v.get().starts_with('{'));
-    tool_text(&String::from_utf8_lossy(raw), false, structured)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A tool result written in one pass reads back as the `Value` form
-    /// it replaces: the text whole (escapes and all), structured content
-    /// only for one JSON object, `isError` as given.
-    #[test]
-    fn written_results_read_back_as_their_json() {
-        let cases: [(&[u8], Option<Value>); 6] = [
-            (
-                br#"{"records":[{"id":"1","name":"A \"q\" \u2028"}],"n":1.5e3}"#,
-                None,
-            ),
-            (b" \n{\"a\": [1, 2, {\"b\": null}]}\t ", None),
-            (b"[1,2,3]", Some(Value::Null)),
-            (b"\"just a string\"", Some(Value::Null)),
-            (b"{not json", Some(Value::Null)),
-            (
-                "caf\u{e9} \u{1}\u{7f} line\nbreak".as_bytes(),
-                Some(Value::Null),
-            ),
-        ];
-        for (raw, structured) in cases {
-            let got: Value = serde_json::from_str(success_result(raw).get()).unwrap();
-            let text = String::from_utf8_lossy(raw);
-            assert_eq!(got["content"], json!([{"type": "text", "text": text}]));
-            assert_eq!(got["isError"], json!(false));
-            let want = structured.unwrap_or_else(|| serde_json::from_slice(raw).unwrap());
-            assert_eq!(
-                got.get("structuredContent").cloned().unwrap_or(Value::Null),
-                want,
-                "{text}"
-            );
-        }
-        let err: Value = serde_json::from_str(tool_error("no \"way\"\n".into()).get()).unwrap();
-        assert_eq!(
-            err,
-            json!({"content": [{"type": "text", "text": "no \"way\"\n"}], "isError": true})
-        );
-    }
 
     fn tool(name: &str) -> Offered {
         Offered {

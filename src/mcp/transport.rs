@@ -50,9 +50,10 @@ pub(super) const METADATA_PATHS: [&str; 2] = [
     "/.well-known/oauth-protected-resource/mcp",
 ];
 
+use super::result::RawResult;
 use super::rpc::{
-    dispatch, json_response, rpc_http_error, rpc_response, server_info, status_only, RawResult,
-    INSTRUCTIONS, INVALID_REQUEST, MCP_SESSION_ID, PARSE_ERROR,
+    dispatch, json_response, rpc_http_error, rpc_response, server_info, status_only, INSTRUCTIONS,
+    INVALID_REQUEST, MCP_SESSION_ID, PARSE_ERROR,
 };
 
 /// One `/mcp` request of an authenticated caller.
