@@ -94,9 +94,9 @@ struct Minted {
 /// signed together (every member's first request after a start, a reload
 /// with a new key) would otherwise all come due together, and their
 /// re-signing (an RSA signature each) would stall every request behind
-/// them: measured with 1,000 members, one 10 s window with p99 89 ms and
-/// a 174 ms maximum instead of 4–7 ms (benches/load/ANALYSIS.md, "Where
-/// the tail goes").
+/// them: measured with 1,000 members (`benches/load/remint.sh`), one 10 s
+/// span with p99 154 ms and a 227 ms maximum against 7.5–9.8 ms around it
+/// (benches/load/ANALYSIS.md, "Where the tail goes").
 fn reuse_period(ttl: Duration) -> Duration {
     let full = ttl.saturating_sub(MINT_REUSE_MARGIN);
     let r = u16::from_le_bytes(crate::keygen::random_bytes::<2>());
