@@ -29,36 +29,12 @@ SECONDS_MEASURED=${REQUESTS_SECONDS:-10}
 CONNS=${CONNS:-1}
 PROJECT=be4c0000-0000-4000-8000-000000000000
 PROXY_PATH="/projects/$PROJECT/sdk/proxy/salesforce/bench"
-log() { printf '[callgrind] %s\n' "$*" >&2; }
-
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v valgrind >/dev/null || need+=(valgrind)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-  log "installing ${need[*]} from Debian's packages"
-  apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
-fi
-
-if [ -z "${CREDGATE:-}" ] || [ -z "${BENCHKIT:-}" ]; then
-  log "building credgate and benchkit (release)"
-  (cd "$ROOT" && cargo build --release --locked --bin credgate --example benchkit 2>&1 | tail -2 >&2)
-  CREDGATE="$ROOT/target/release/credgate"
-  BENCHKIT="$ROOT/target/release/examples/benchkit"
-fi
-
+LOG_PREFIX=callgrind
+# shellcheck source=benches/load/lib.sh
+source "$ROOT/benches/load/lib.sh"
+need_tools wrk valgrind curl
+given_or_built
 rm -rf "$WORK"; mkdir -p "$WORK"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-wait_port() {
-  for _ in $(seq 1 600); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  log "port $1 did not open"; return 1
-}
 
 BENCH_THREADS=1 "$BENCHKIT" upstream --listen 127.0.0.1:18180 >"$WORK/upstream.log" 2>&1 &
 PIDS+=($!)
@@ -77,21 +53,6 @@ RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.ou
 VG_PID=$!; PIDS+=("$VG_PID")
 wait_port 18184
 
-cat >"$WORK/pool.lua" <<'EOF'
-local reqs = {}
-init = function(args)
-  for line in io.lines(os.getenv("TOKENS")) do
-    local token, cred = line:match("(%S+) (%S+)")
-    reqs[#reqs + 1] = wrk.format("GET", os.getenv("BENCH_PATH"),
-      {["Authorization"] = "Bearer " .. token, ["X-Paragon-Credential"] = cred})
-  end
-  i = 0
-end
-request = function()
-  i = (i % #reqs) + 1
-  return reqs[i]
-end
-EOF
 served() {
   curl -s "http://127.0.0.1:19984/metrics" |
     awk '/^credgate_requests_total\{/ && /decision="allowed"/ && /product="proxy"/ {s += $NF} END {print s + 0}'
@@ -106,13 +67,13 @@ while read -r token cred; do
     -H "X-Paragon-Credential: $cred" "http://127.0.0.1:18184$PROXY_PATH")
   [ "$code" = 200 ] || { log "warm-up request answered $code"; exit 1; }
 done <"$TOKENS"
-LOAD="$WORK/pool.lua"
+LOAD="$ROOT/benches/load/pool.lua"
 if [ "${MCP:-0}" = 1 ]; then
   # One MCP session per member, then tools/call naming the member's own
   # account, as run.sh's agents rows do.
-  "$(dirname "$0")/mcp-sessions.sh" 18184 "$TOKENS" "$(wc -l <"$TOKENS")" >"$WORK/sessions.txt"
+  "$ROOT/benches/load/mcp-sessions.sh" 18184 "$TOKENS" "$(wc -l <"$TOKENS")" >"$WORK/sessions.txt"
   export SESSIONS="$WORK/sessions.txt"
-  LOAD="$(cd "$(dirname "$0")" && pwd)/mcp-call.lua"
+  LOAD="$ROOT/benches/load/mcp-call.lua"
 fi
 wrk -t1 -c"$CONNS" -d3s -s "$LOAD" http://127.0.0.1:18184 >/dev/null
 # A dump writes the counts since the last one and starts them afresh: the

@@ -487,23 +487,7 @@ tls_checks() {
 }
 
 # ---------------------------------------------------------------- measuring
-cat >"$RUN/pool.lua" <<'EOF'
--- Each request names its own credential with its own member's token.
-local reqs = {}
-init = function(args)
-  local path = os.getenv("BENCH_PATH")
-  for line in io.lines(os.getenv("TOKENS")) do
-    local token, cred = line:match("(%S+) (%S+)")
-    reqs[#reqs + 1] = wrk.format("GET", path, {["Authorization"] = "Bearer " .. token, ["X-Paragon-Credential"] = cred})
-  end
-  math.randomseed(os.time())
-  i = math.random(#reqs)
-end
-request = function()
-  i = (i % #reqs) + 1
-  return reqs[i]
-end
-EOF
+cp "$HERE/pool.lua" "$RUN/pool.lua"
 
 cat >"$RUN/mcp-stateless.lua" <<'EOF'
 -- MCP 2026-07-28, stateless: each request carries its protocol version and

@@ -144,7 +144,12 @@ pub(super) fn server_info() -> Value {
 }
 
 pub(super) fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::from(serde_json::to_vec(v).unwrap_or_default())));
+    json_bytes(status, serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// JSON already written, as a response.
+fn json_bytes(status: StatusCode, json: Vec<u8>) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from(json)));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -161,10 +166,7 @@ pub(super) fn rpc_response(id: Value, answer: Answer, session: Option<&str>) -> 
             out.extend_from_slice(br#","result":"#);
             out.extend_from_slice(result.as_bytes());
             out.push(b'}');
-            let mut resp = Response::new(full(Bytes::from(out)));
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            resp
+            json_bytes(StatusCode::OK, out)
         }
         Err((code, message)) => json_response(
             StatusCode::OK,

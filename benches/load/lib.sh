@@ -1,0 +1,40 @@
+# Shared by callgrind.sh and remint.sh (sourced): the release binaries
+# given or built, the processes started and stopped, ports waited for.
+# Needs ROOT and LOG_PREFIX set by the sourcing script.
+
+log() { printf '[%s] %s\n' "$LOG_PREFIX" "$*" >&2; }
+
+# Installs from Debian's packages those of the named tools that are missing.
+need_tools() {
+  local need=() t
+  for t in "$@"; do command -v "$t" >/dev/null || need+=("$t"); done
+  if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]} from Debian's packages"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+  fi
+}
+
+# CREDGATE and BENCHKIT as given, or built here in release mode.
+given_or_built() {
+  if [ -z "${CREDGATE:-}" ] || [ -z "${BENCHKIT:-}" ]; then
+    log "building credgate and benchkit (release)"
+    (cd "$ROOT" && cargo build --release --locked --bin credgate --example benchkit 2>&1 | tail -2 >&2)
+    CREDGATE="$ROOT/target/release/credgate"
+    BENCHKIT="$ROOT/target/release/examples/benchkit"
+  fi
+}
+
+# Every process added to PIDS is killed when the script exits.
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# Waits (up to 60 s) for something to listen on 127.0.0.1:PORT.
+wait_port() {
+  for _ in $(seq 1 600); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  log "port $1 did not open"; return 1
+}
