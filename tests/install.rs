@@ -119,7 +119,14 @@ async fn build_oauth_gets_a_minted_token_and_the_members_next_free_label() {
         json!({"allowMultipleCredentials": true, "isApiInstallation": true, "externalId": "alice/2"})
     );
     // Every other parameter as sent.
-    assert_eq!(query_values(&r, "oauthMetaKeyId"), vec!["k3x9q1"]);
+    // The SDK's session id goes bound to her (32 hex digits, not hers).
+    let session = query_values(&r, "oauthMetaKeyId");
+    assert_eq!(session.len(), 1);
+    assert_ne!(session[0], "k3x9q1");
+    assert!(
+        session[0].len() == 32 && session[0].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{session:?}"
+    );
     assert_eq!(
         query_values(&r, "integrationId"),
         vec![DEMO_INTEGRATION_SALESFORCE]
@@ -417,6 +424,25 @@ async fn the_install_popup_flow_ends_with_an_account_that_is_hers_at_once() {
     .await;
     assert!(consent.status.is_success(), "{}", consent.status);
     let session = p("/sdk/actions/session-id/k3x9q1");
+    // The session is bound to Alice: Paragon got another id than the
+    // SDK's, and Bob, who learns the SDK's, can neither read nor end it.
+    let sent = env
+        .traffic()
+        .into_iter()
+        .find(|r| r.path.ends_with("/build-oauth"))
+        .unwrap();
+    let bound = query_values(&sent, "oauthMetaKeyId");
+    assert_eq!(bound.len(), 1);
+    assert_ne!(bound[0], "k3x9q1");
+    let bob = env.member("bob");
+    for method in ["GET", "DELETE"] {
+        let got = env.send(method, &session, &bob, &[], "").await;
+        assert_eq!(got.status, 404, "{method}: {:?}", got.body);
+        let fwd = env.forwarded(&got);
+        assert_eq!(fwd.len(), 1);
+        assert!(!fwd[0].path.contains("k3x9q1"), "{}", fwd[0].path);
+        assert!(!fwd[0].path.ends_with(&bound[0]), "{}", fwd[0].path);
+    }
     let got = env
         .send(
             "GET",
@@ -427,6 +453,10 @@ async fn the_install_popup_flow_ends_with_an_account_that_is_hers_at_once() {
         )
         .await;
     assert!(got.status.is_success(), "{}", got.status);
+    assert_eq!(
+        env.forwarded(&got)[0].path,
+        p(&format!("/sdk/actions/session-id/{}", bound[0]))
+    );
     let created = got.json()["connectCredentialId"]
         .as_str()
         .unwrap()
@@ -475,4 +505,112 @@ async fn the_install_popup_flow_ends_with_an_account_that_is_hers_at_once() {
     assert_eq!(got.status, 403);
     let got = env.send("DELETE", &session, &alice, &[], "").await;
     assert!(got.status.is_success(), "{}", got.status);
+}
+
+/// `POST /sdk/credentials/{id}/complete-setup` (the SDK finishes a pending
+/// account with the install's options): for a member the path's account
+/// must be hers, and the body is judged as a new account's, so nobody
+/// relabels an account as someone else's.
+#[tokio::test]
+async fn completing_an_account_cannot_relabel_it_as_someone_elses() {
+    let env = Env::start().await;
+    let alice = env.member("alice");
+    let complete = |id: &str| p(&format!("/sdk/credentials/{id}/complete-setup"));
+    let body = |options: Value| {
+        json!({"integrationId": DEMO_INTEGRATION_SALESFORCE, "config": {}, "payload": {}, "installOptions": options})
+            .to_string()
+    };
+    let json_ct = [("content-type", "application/json")];
+    let before = env.traffic().len();
+    for (id, sent, status, code) in [
+        (
+            DEMO_SALESFORCE_ALICE,
+            body(json!({"externalId": "bob"})),
+            403,
+            "credential_forbidden",
+        ),
+        (
+            DEMO_SALESFORCE_ALICE,
+            body(json!({"externalId": "bob/alice"})),
+            403,
+            "credential_forbidden",
+        ),
+        (
+            DEMO_SALESFORCE_ALICE,
+            body(json!({"selectedCredentialId": DEMO_SALESFORCE_BOB})),
+            403,
+            "credential_forbidden",
+        ),
+        (
+            DEMO_SALESFORCE_BOB,
+            body(json!({})),
+            403,
+            "credential_forbidden",
+        ),
+        (
+            DEMO_SALESFORCE_ALICE,
+            json!({"integrationId": DEMO_INTEGRATION_SALESFORCE, "externalId": "bob"}).to_string(),
+            400,
+            "bad_request",
+        ),
+        (
+            DEMO_SALESFORCE_ALICE,
+            body(json!({"externalId": 7})),
+            400,
+            "bad_request",
+        ),
+        (
+            DEMO_SALESFORCE_ALICE,
+            "not json".to_string(),
+            400,
+            "bad_request",
+        ),
+    ] {
+        let got = env
+            .send("POST", &complete(id), &alice, &json_ct, sent.clone())
+            .await;
+        assert_eq!(
+            (got.status.as_u16(), got.code()),
+            (status, code.to_string()),
+            "{id} {sent}"
+        );
+    }
+    let r = wait_for_audit(&env.keys, |r| {
+        r["reason"] == "owner_label_mismatch" && r["product"] == "credentials"
+    })
+    .await;
+    assert_eq!(r["principal"], "alice");
+    assert_eq!(env.traffic().len(), before, "nothing reached Paragon");
+    // Her own label, or none (credgate sets none on an existing account):
+    // forwarded as sent.
+    for options in [json!({"externalId": "alice/work"}), json!({})] {
+        let sent = body(options);
+        let got = env
+            .send(
+                "POST",
+                &complete(DEMO_SALESFORCE_ALICE),
+                &alice,
+                &json_ct,
+                sent.clone(),
+            )
+            .await;
+        let fwd = env.forwarded(&got);
+        assert_eq!(fwd.len(), 1, "{sent}");
+        assert_eq!(fwd[0].body, sent.as_bytes(), "{sent}");
+    }
+    // An admin's body passes unchanged.
+    let admin = env.admin();
+    let sent = body(json!({"externalId": "anything"}));
+    let got = env
+        .send(
+            "POST",
+            &complete(DEMO_SALESFORCE_BOB),
+            &admin,
+            &json_ct,
+            sent.clone(),
+        )
+        .await;
+    let fwd = env.forwarded(&got);
+    assert_eq!(fwd.len(), 1);
+    assert_eq!(fwd[0].body, sent.as_bytes());
 }

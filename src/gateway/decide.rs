@@ -332,7 +332,7 @@ async fn path_route(
     list: &mut Option<Snapshot>,
     inputs: &Inputs<'_>,
 ) -> Result<Decision, GatewayError> {
-    let Operation::Credential { id, polled } = ctx.route.op else {
+    let Operation::Credential { id, polled, .. } = ctx.route.op else {
         return Ok(Decision::routed(Routed::None));
     };
     if let Some(r @ (Requested::Id(h) | Requested::External(h))) = &inputs.requested {
@@ -351,7 +351,33 @@ async fn path_route(
         return Err(GatewayError::CredentialForbidden(Refused::NotInList));
     }
     let chosen = resolve_with_hint(ctx, list, &IntegrationHint::None, &requested).await?;
-    Ok(Decision::routed(Routed::Credential(chosen)))
+    let Some(install) = &inputs.install else {
+        return Ok(Decision::routed(Routed::Credential(chosen)));
+    };
+    // A member's `complete-setup` (contract §13): the body's
+    // `installOptions` are judged as a new account's. An account it names
+    // is decided like a named one and the token names it too; a label must
+    // be the member's own. None given, none is set: the account exists,
+    // and credgate does not relabel it.
+    let also = match &install.selected {
+        Some(r) => {
+            let named = resolve_with_hint(ctx, list, &IntegrationHint::None, r).await?;
+            if !super::install::same_integration(install, named.get().integration_id) {
+                return Err(GatewayError::CredentialForbidden(Refused::OtherIntegration));
+            }
+            super::install::check_configuration(install, Some(&named.get().configurations))?;
+            Some(named).filter(|n| n.get().id != chosen.get().id)
+        }
+        None => {
+            super::install::check_configuration(install, Some(&chosen.get().configurations))?;
+            None
+        }
+    };
+    super::install::check_label(ctx, install)?;
+    Ok(Decision {
+        also,
+        ..Decision::routed(Routed::Credential(chosen))
+    })
 }
 
 /// Managed Sync (contract §3, §5 "Syncs"): create routes the named or

@@ -56,9 +56,12 @@ where
         {
             !http_body::Body::is_end_stream(&incoming)
         }
-        // A member's new account: its `installOptions` are judged
-        // (contract §13).
-        Operation::CredentialCreate if !ctx.admin => true,
+        // A member's new account, or a pending one completed: its
+        // `installOptions` are judged (contract §13).
+        Operation::CredentialCreate
+        | Operation::Credential {
+            completes: true, ..
+        } if !ctx.admin => true,
         // ActionKit bodies are read only to find the integration of an
         // action or subscription when no credential is named (contract §5).
         Operation::ActionKit | Operation::SubscriptionCreate => {
@@ -224,9 +227,7 @@ pub(super) fn parse_inputs<'b>(
             doc = Some(t);
         }
         // A member's new account (contract §13).
-        Some(raw) if route.op == Operation::CredentialCreate => {
-            doc = Some(json_object(headers, raw)?)
-        }
+        Some(raw) if route.op.carries_install_body() => doc = Some(json_object(headers, raw)?),
         // Read for the integration only when no credential is named
         // (contract §5); a member's subscription body is also read for its
         // `webhookOverride`, which names nothing.

@@ -12,13 +12,14 @@
 
 use std::borrow::Cow;
 
+use aws_lc_rs::digest;
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION};
 use http::request::Parts;
 
 use super::exchange::Ctx;
 use super::path::percent_decode;
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Identity};
 use crate::error::{GatewayError, Refused};
 use crate::paragon::credentials::{parse_uuid, CredentialList, Uuid};
 use crate::paragon::jsonbody::{Kind, TopObject};
@@ -44,7 +45,7 @@ const MEMBER_QUERY: &[&str] = &[
     "originForPostMessage",
     "isPreviewMode",
     INSTALL_OPTIONS,
-    "oauthMetaKeyId",
+    SESSION_ID,
 ];
 
 /// What a member's `POST /sdk/credentials` body may carry: what SDK 2.x
@@ -58,6 +59,10 @@ const MEMBER_BODY: &[&str] = &[
     "redirectUrl",
     "integrationOptions",
 ];
+
+/// `build-oauth`'s query parameter that carries the install session's id
+/// (random, chosen by the SDK, which then polls `session-id/{id}`).
+const SESSION_ID: &str = "oauthMetaKeyId";
 
 const UNPARSABLE: GatewayError = GatewayError::BadRequest("the query string does not parse");
 
@@ -153,7 +158,8 @@ pub(super) struct InstallInput {
 
 /// A member's install inputs (contract §13): the query of `build-oauth`
 /// and `oauth-nonce` (only the SDK's parameters, each once), the JSON
-/// body of `POST /sdk/credentials`. Only members' (admins' options pass
+/// body of `POST /sdk/credentials` and of `POST
+/// /sdk/credentials/{id}/complete-setup`. Only members' (admins' options pass
 /// unchanged); `None` on other routes. 400 for anything malformed.
 pub(super) fn parse(
     op: Operation<'_>,
@@ -162,7 +168,7 @@ pub(super) fn parse(
 ) -> Result<Option<InstallInput>, GatewayError> {
     match op {
         Operation::InstallStart | Operation::InstallNonce => from_query(query).map(Some),
-        Operation::CredentialCreate => from_body(body).map(Some),
+        _ if op.carries_install_body() => from_body(body).map(Some),
         _ => Ok(None),
     }
 }
@@ -280,16 +286,12 @@ pub(super) fn label(
     if input.selected.is_some() {
         return Ok(None);
     }
-    let principal = &ctx.identity.principal;
-    let mismatch = GatewayError::CredentialForbidden(Refused::OwnerLabelMismatch);
-    if let Some(given) = &input.external_id {
-        return if owns_label(template, principal, given) {
-            Ok(None)
-        } else {
-            Err(mismatch)
-        };
+    if input.external_id.is_some() {
+        return check_label(ctx, input).map(|()| None);
     }
-    let own = member_label(template, principal).ok_or(mismatch)?;
+    let own = member_label(template, &ctx.identity.principal).ok_or(
+        GatewayError::CredentialForbidden(Refused::OwnerLabelMismatch),
+    )?;
     let taken = |label: &str| {
         list.is_some_and(|l| {
             l.credentials.iter().any(|c| {
@@ -306,6 +308,20 @@ pub(super) fn label(
         .find(|l| !taken(l))
         .map(Some)
         .ok_or(GatewayError::BadRequest("no free account label"))
+}
+
+/// A label given in the options (`externalId`), under
+/// `policy.owner_external_id`: the member's label L or one starting with
+/// `L/`, else 403 `owner_label_mismatch`. None given, or no template: Ok.
+pub(super) fn check_label(ctx: &Ctx<'_>, input: &InstallInput) -> Result<(), GatewayError> {
+    match (&ctx.cfg.policy.owner_external_id, &input.external_id) {
+        (Some(template), Some(given)) if !owns_label(template, &ctx.identity.principal, given) => {
+            Err(GatewayError::CredentialForbidden(
+                Refused::OwnerLabelMismatch,
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `selectedConfigurationId` with the account re-connected: one of its
@@ -341,15 +357,59 @@ fn options_with(input: Option<&InstallInput>, label: &str) -> Vec<u8> {
     }
 }
 
+/// The install session id Paragon gets for the id a member's SDK chose
+/// (decided here; contract §13 leaves it open). Members of one Connected
+/// User share Paragon's user, so a session id is all that tells one
+/// member's install from another's: credgate binds it to the member by
+/// sending Paragon a digest of (user, principal, id) instead, on
+/// `build-oauth` and on every `session-id/{id}`. Another member who learns
+/// the id reaches only the digest of their own principal: a session that
+/// does not exist. Collision resistance is what binds (every member's id
+/// goes through the same digest, so no secret is needed and replicas
+/// agree). 32 lowercase hex digits.
+pub(super) fn bound_session_id(identity: &Identity, id: &[u8]) -> String {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(b"credgate install session v1");
+    for part in [identity.user.as_bytes(), identity.principal.as_bytes(), id] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part);
+    }
+    let sum = ctx.finish();
+    let mut out = String::with_capacity(32);
+    for b in &sum.as_ref()[..16] {
+        out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+        out.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
+    }
+    out
+}
+
+/// The path Paragon gets for a member's `session-id/{id}`: the id bound to
+/// the member ([`bound_session_id`]). An id that does not decode is 400.
+pub(super) fn upstream_session_path(
+    path: &str,
+    identity: &Identity,
+) -> Result<String, GatewayError> {
+    let (head, id) = path.rsplit_once('/').ok_or(GatewayError::BadRequest(
+        "the install session id does not parse",
+    ))?;
+    let id = percent_decode(id.as_bytes()).ok_or(GatewayError::BadRequest(
+        "the install session id does not decode",
+    ))?;
+    Ok(format!("{head}/{}", bound_session_id(identity, &id)))
+}
+
 /// The query Paragon gets on `build-oauth` and `oauth-nonce`: every
 /// `userToken` spelling replaced by one `userToken` carrying `token`, the
-/// upstream token (minted, or the caller's in passthrough), and
-/// `installOptions` with the label credgate set; the rest as sent.
+/// upstream token (minted, or the caller's in passthrough),
+/// `installOptions` with the label credgate set, and for a member
+/// (`member`) the session id bound to them ([`bound_session_id`]); the
+/// rest as sent.
 pub(super) fn upstream_query(
     query: &str,
     token: &str,
     input: Option<&InstallInput>,
     label: Option<&str>,
+    member: Option<&Identity>,
 ) -> Result<String, GatewayError> {
     let all = params(query)?;
     let mut out: Vec<Cow<'_, str>> = Vec::with_capacity(all.len() + 1);
@@ -358,6 +418,9 @@ pub(super) fn upstream_query(
     for p in &all {
         if is_user_token(&p.name) {
             had_token = true;
+        } else if let (SESSION_ID, Some(who)) = (p.name.as_str(), member) {
+            let id = bound_session_id(who, decode(p.value)?.as_bytes());
+            out.push(Cow::Owned(format!("{SESSION_ID}={id}")));
         } else if p.name == INSTALL_OPTIONS && label.is_some() {
             had_options = true;
             let value = options_with(input, label.unwrap_or_default());
@@ -447,7 +510,7 @@ mod tests {
     fn the_upstream_query_carries_one_token_and_the_label() {
         let q = "a=1&userToken=CALLER&UserToken=CALLER2&installOptions=%7B%22x%22%3Atrue%7D";
         let input = member("installOptions=%7B%22x%22%3Atrue%7D").unwrap();
-        let out = upstream_query(q, "MINTED", Some(&input), Some("alice/2")).unwrap();
+        let out = upstream_query(q, "MINTED", Some(&input), Some("alice/2"), None).unwrap();
         assert!(!out.contains("CALLER"), "{out}");
         assert!(out.ends_with("&userToken=MINTED"), "{out}");
         let options = out
@@ -457,11 +520,60 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&decode(options).unwrap()).unwrap();
         assert_eq!(v, serde_json::json!({"externalId": "alice/2", "x": true}));
         // No label set: the options go as sent.
-        let out = upstream_query(q, "MINTED", Some(&input), None).unwrap();
+        let out = upstream_query(q, "MINTED", Some(&input), None, None).unwrap();
         assert_eq!(
             out,
             "a=1&installOptions=%7B%22x%22%3Atrue%7D&userToken=MINTED"
         );
+    }
+
+    fn who(user: &str, principal: &str) -> Identity {
+        Identity::new(
+            user.into(),
+            principal.into(),
+            crate::auth::Role::Member {
+                claimed: Box::default(),
+            },
+            0,
+            None,
+        )
+    }
+
+    #[test]
+    fn a_members_install_session_id_is_bound_to_her() {
+        let alice = who("acme", "alice");
+        let id = bound_session_id(&alice, b"k3x9q1");
+        assert_eq!(id.len(), 32);
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_eq!(id, bound_session_id(&who("acme", "alice"), b"k3x9q1"));
+        // Another member, user or id: another session.
+        for other in [
+            bound_session_id(&who("acme", "bob"), b"k3x9q1"),
+            bound_session_id(&who("other", "alice"), b"k3x9q1"),
+            bound_session_id(&alice, b"k3x9q2"),
+            // The parts are length-prefixed: no two splits share an input.
+            bound_session_id(&who("acmea", "lice"), b"k3x9q1"),
+            bound_session_id(&who("acme", "alicek"), b"3x9q1"),
+        ] {
+            assert_ne!(id, other);
+        }
+        // The query and the path carry the same bound id, whatever the
+        // encoding of the one sent.
+        let q = "userToken=T&oauthMetaKeyId=k3x%39q1&integrationId=i";
+        let out = upstream_query(q, "MINTED", None, None, Some(&alice)).unwrap();
+        assert_eq!(
+            out,
+            format!("oauthMetaKeyId={id}&integrationId=i&userToken=MINTED")
+        );
+        let path =
+            upstream_session_path("/projects/p/sdk/actions/session-id/k3x9q1", &alice).unwrap();
+        assert_eq!(path, format!("/projects/p/sdk/actions/session-id/{id}"));
+        assert!(upstream_session_path("/projects/p/sdk/actions/session-id/%ZZ", &alice).is_err());
+        // An admin's (no member given) goes as sent.
+        let out = upstream_query(q, "MINTED", None, None, None).unwrap();
+        assert!(out.starts_with("oauthMetaKeyId=k3x%39q1&"), "{out}");
     }
 
     #[test]

@@ -128,9 +128,17 @@ pub(super) async fn respond(
 async fn after_success(ctx: &Ctx<'_>, inputs: &Inputs<'_>, routed: &Routed) {
     let (state, request_id, identity) = (ctx.state, ctx.request_id, ctx.identity);
     match (&ctx.route.op, routed) {
-        // An account gone, or one created (contract §13): the next request
-        // naming it finds the list as Paragon has it, cooldown or not.
-        (Operation::Uninstall { .. } | Operation::CredentialCreate, _) => {
+        // An account gone, created or completed (contract §13): the next
+        // request naming it finds the list as Paragon has it, cooldown or
+        // not.
+        (
+            Operation::Uninstall { .. }
+            | Operation::CredentialCreate
+            | Operation::Credential {
+                completes: true, ..
+            },
+            _,
+        ) => {
             if let Err(e) = Box::pin(state.invalidate(Some(&identity.user))).await {
                 tracing::warn!(request_id, error = %e, "could not record the invalidation after an account was removed or created");
             }

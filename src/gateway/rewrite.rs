@@ -87,6 +87,7 @@ pub(super) fn rewrite(
                     token,
                     inputs.install.as_ref(),
                     decision.label.as_deref(),
+                    (!ctx.admin).then_some(ctx.identity),
                 )?)
             }
             None => None,
@@ -138,14 +139,29 @@ pub(super) fn rewrite(
             .then(|| uri.query().and_then(super::route::account_auth_not_asked))
             .flatten()
     });
-    let rebuilt = match query {
-        // Never the caller's query instead: it may carry its token.
-        Some(q) => Some(
-            format!("{}?{q}", uri.path())
-                .parse::<Uri>()
-                .map_err(|_| GatewayError::BadRequest("the query string does not parse"))?,
+    // A member's install session: its id bound to the member (§13).
+    let session_path = match ctx.route.op {
+        Operation::InstallSession { .. } if !ctx.admin => Some(
+            super::install::upstream_session_path(uri.path(), ctx.identity)?,
         ),
-        None => None,
+        _ => None,
+    };
+    let rebuilt = match (query, session_path) {
+        (None, None) => None,
+        // Never the caller's query instead of a rewritten one: it may
+        // carry its token.
+        (q, p) => {
+            let path = p.as_deref().unwrap_or(uri.path());
+            let query = q.as_deref().or(uri.query());
+            let pq = match query {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_string(),
+            };
+            Some(
+                pq.parse::<Uri>()
+                    .map_err(|_| GatewayError::BadRequest("the query string does not parse"))?,
+            )
+        }
     };
     let uri = rebuilt.as_ref().unwrap_or(uri);
     *upstream_req.uri_mut() = ctx.generation.upstreams.uri_for(ctx.route.upstream, uri)?;

@@ -41,6 +41,10 @@ pub enum Operation<'a> {
         /// `GET /sdk/credentials/{id}` itself, which the SDK polls
         /// mid-install (contract §13).
         polled: bool,
+        /// `POST /sdk/credentials/{id}/complete-setup`: the SDK finishes a
+        /// pending account with the install's `installOptions` in the body,
+        /// judged for members as a new account's are (contract §13).
+        completes: bool,
     },
     WorkflowSettings,
     /// `/actions`, `/tools`, `/triggers`: run or list.
@@ -183,6 +187,20 @@ impl Route<'_> {
 }
 
 impl Operation<'_> {
+    /// Whether a member's JSON body carries the install's `installOptions`
+    /// (contract §13): `POST /sdk/credentials`, and the SDK's
+    /// `complete-setup` of a pending account, which sends the same body.
+    pub fn carries_install_body(&self) -> bool {
+        matches!(
+            self,
+            Operation::CredentialCreate
+                | Operation::Credential {
+                    completes: true,
+                    ..
+                }
+        )
+    }
+
     /// A stable name of the operation: policy rules read it as
     /// `request.operation` (contract §5b).
     pub fn name(&self) -> &'static str {
@@ -495,6 +513,7 @@ fn classify_sdk<'a>(method: &Method, tail: &'a str) -> Result<Route<'a>, RouteEr
                 Operation::Credential {
                     id,
                     polled: more.is_none() && *m == Method::GET,
+                    completes: more == Some("complete-setup") && *m == Method::POST,
                 },
             ))
         }

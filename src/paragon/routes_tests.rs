@@ -331,9 +331,51 @@ fn path_parameters_are_extracted() {
         r.op,
         Operation::Credential {
             id: "c-7",
-            polled: false
+            polled: false,
+            completes: false
         }
     );
+    let r = classify(
+        &Method::POST,
+        "/projects/proj-1/sdk/credentials/c-7/complete-setup",
+        P,
+    )
+    .unwrap();
+    assert_eq!(
+        r.op,
+        Operation::Credential {
+            id: "c-7",
+            polled: false,
+            completes: true
+        }
+    );
+    // Only a POST completes, and only that path.
+    for (m, p) in [
+        (
+            Method::GET,
+            "/projects/proj-1/sdk/credentials/c-7/complete-setup",
+        ),
+        (
+            Method::POST,
+            "/projects/proj-1/sdk/credentials/c-7/complete-setup/x",
+        ),
+        (
+            Method::POST,
+            "/projects/proj-1/sdk/credentials/c-7/configurations",
+        ),
+    ] {
+        let r = classify(&m, p, P).unwrap();
+        assert!(
+            matches!(
+                r.op,
+                Operation::Credential {
+                    completes: false,
+                    ..
+                }
+            ),
+            "{m} {p}"
+        );
+    }
 }
 
 #[test]
