@@ -14,7 +14,7 @@ use http::request::Parts;
 use http::{Request, Uri, Version};
 
 use super::decide::{Chosen, Decision, Routed};
-use super::exchange::{CallerMemo, Exchange};
+use super::exchange::{CallerMemo, Ctx, Exchange};
 use super::headers::{
     self, X_PARAGON_CONFIGURATION_ID, X_PARAGON_CREDENTIAL, X_PARAGON_PROXY_URL, X_REQUEST_ID,
 };
@@ -132,42 +132,47 @@ pub(super) fn rewrite(
     );
     let mut upstream_req = Request::new(upstream_body);
     *upstream_req.method_mut() = parts.method;
-    // A member's `includeAccountAuth` that does not ask (contract §13)
-    // goes as exactly one `includeAccountAuth=false`.
+    let rebuilt = rebuilt_uri(ctx, uri, install_query)?;
+    let uri = rebuilt.as_ref().unwrap_or(uri);
+    *upstream_req.uri_mut() = ctx.generation.upstreams.uri_for(ctx.route.upstream, uri)?;
+    *upstream_req.version_mut() = Version::HTTP_11;
+    *upstream_req.headers_mut() = parts.headers;
+    Ok(upstream_req)
+}
+
+/// The path and query Paragon gets when credgate changes them (`None`:
+/// as sent): the install flow's query (`install_query`); a member's
+/// `includeAccountAuth` that does not ask (contract §13) as exactly one
+/// `includeAccountAuth=false`; a member's install session id bound to her.
+fn rebuilt_uri(
+    ctx: &Ctx<'_>,
+    uri: &Uri,
+    install_query: Option<String>,
+) -> Result<Option<Uri>, GatewayError> {
     let query = install_query.or_else(|| {
         (!ctx.admin && ctx.route.product.is_connect())
             .then(|| uri.query().and_then(super::route::account_auth_not_asked))
             .flatten()
     });
-    // A member's install session: its id bound to the member (§13).
     let session_path = match ctx.route.op {
         Operation::InstallSession { .. } if !ctx.admin => Some(
             super::install::upstream_session_path(uri.path(), ctx.identity)?,
         ),
         _ => None,
     };
-    let rebuilt = match (query, session_path) {
-        (None, None) => None,
-        // Never the caller's query instead of a rewritten one: it may
-        // carry its token.
-        (q, p) => {
-            let path = p.as_deref().unwrap_or(uri.path());
-            let query = q.as_deref().or(uri.query());
-            let pq = match query {
-                Some(q) => format!("{path}?{q}"),
-                None => path.to_string(),
-            };
-            Some(
-                pq.parse::<Uri>()
-                    .map_err(|_| GatewayError::BadRequest("the query string does not parse"))?,
-            )
-        }
+    if query.is_none() && session_path.is_none() {
+        return Ok(None);
+    }
+    // Never the caller's query instead of a rewritten one: it may carry
+    // its token.
+    let path = session_path.as_deref().unwrap_or(uri.path());
+    let pq = match query.as_deref().or(uri.query()) {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
     };
-    let uri = rebuilt.as_ref().unwrap_or(uri);
-    *upstream_req.uri_mut() = ctx.generation.upstreams.uri_for(ctx.route.upstream, uri)?;
-    *upstream_req.version_mut() = Version::HTTP_11;
-    *upstream_req.headers_mut() = parts.headers;
-    Ok(upstream_req)
+    pq.parse::<Uri>()
+        .map(Some)
+        .map_err(|_| GatewayError::BadRequest("the query string does not parse"))
 }
 
 /// The body Paragon gets: a read JSON body with `credentialId` set to the
