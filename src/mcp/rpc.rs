@@ -88,8 +88,8 @@ pub(super) async fn dispatch(
         authorization,
         permitted: &permitted,
         offered: &offered,
-        name: &name,
-        arguments,
+        name,
+        arguments: &arguments,
     };
     Ok(
         match tools::call(&agents.tools, caller.state, cfg, caller.conn, call).await {

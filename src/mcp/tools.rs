@@ -4,11 +4,12 @@
 //! through the whole pipeline (so it is decided, limited, shadowed and
 //! audited as any request is), its answer made an MCP tool result.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
@@ -31,6 +32,9 @@ const VIA: &str = "mcp";
 
 /// The name of the Proxy API tool (`mcp.proxy_tool`).
 const PROXY_TOOL: &str = "paragon_proxy_request";
+/// The argument naming the account a tool call uses (credgate's own: it
+/// becomes `X-Paragon-Credential`, never one of the tool's parameters).
+const CREDENTIAL_ARGUMENT: &str = "credential";
 
 /// One ActionKit tool as Paragon listed it.
 #[derive(Debug)]
@@ -300,7 +304,7 @@ fn with_credential(parameters: &Value, creds: &[&Credential]) -> Value {
         *properties = Value::Object(Map::new());
     }
     if let Some(p) = properties.as_object_mut() {
-        p.insert("credential".into(), credential_schema(creds));
+        p.insert(CREDENTIAL_ARGUMENT.into(), credential_schema(creds));
     }
     if creds.len() > 1 {
         let required = schema
@@ -310,8 +314,8 @@ fn with_credential(parameters: &Value, creds: &[&Credential]) -> Value {
             *required = Value::Array(Vec::new());
         }
         if let Some(r) = required.as_array_mut() {
-            if !r.iter().any(|v| v == "credential") {
-                r.push(Value::from("credential"));
+            if !r.iter().any(|v| v == CREDENTIAL_ARGUMENT) {
+                r.push(Value::from(CREDENTIAL_ARGUMENT));
             }
         }
     }
@@ -374,11 +378,11 @@ fn proxy_tool_schema(permitted: &[Credential]) -> Value {
         },
         "required": ["integration", "method", "path"],
     });
-    schema["properties"]["credential"] = credential_schema(&creds);
+    schema["properties"][CREDENTIAL_ARGUMENT] = credential_schema(&creds);
     if integrations.len() < creds.len() {
-        schema["properties"]["credential"]["description"] = Value::from(format!(
+        schema["properties"][CREDENTIAL_ARGUMENT]["description"] = Value::from(format!(
             "Required when you hold several accounts of the integration. {}",
-            schema["properties"]["credential"]["description"]
+            schema["properties"][CREDENTIAL_ARGUMENT]["description"]
                 .as_str()
                 .unwrap_or("")
         ));
@@ -404,7 +408,7 @@ pub(super) struct Call<'a> {
     pub permitted: &'a [Credential],
     pub offered: &'a [Offered],
     pub name: &'a str,
-    pub arguments: Map<String, Value>,
+    pub arguments: &'a Map<String, Value>,
 }
 
 /// One tool call, through the whole pipeline as an ActionKit (or Proxy
@@ -453,46 +457,47 @@ pub fn dry_run_request(
     authorization: Option<HeaderValue>,
 ) -> Result<Request<Body>, String> {
     let (name, arguments) = call_params(params)?;
-    let tr = build(cfg, &name, arguments, authorization, None)?;
+    let tr = build(cfg, name, &arguments, authorization, None)?;
     match tr.parameters {
         Some(_) => tr.actionkit(&cfg.paragon.project_id, false),
         None => tr.request(&tr.path, tr.body.clone()),
     }
 }
 
-/// `tools/call`'s tool name and arguments (an object, or none).
+/// `tools/call`'s tool name and arguments (an object, or none), borrowed
+/// from the message.
 pub(super) fn call_params(
     params: Option<&Map<String, Value>>,
-) -> Result<(String, Map<String, Value>), String> {
+) -> Result<(&str, Cow<'_, Map<String, Value>>), String> {
     let name = params
         .and_then(|p| p.get("name"))
         .and_then(Value::as_str)
         .ok_or("tools/call needs a tool `name`")?;
     let arguments = match params.and_then(|p| p.get("arguments")) {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(o)) => o.clone(),
+        None | Some(Value::Null) => Cow::Owned(Map::new()),
+        Some(Value::Object(o)) => Cow::Borrowed(o),
         Some(_) => return Err("`arguments` must be an object".into()),
     };
-    Ok((name.to_string(), arguments))
+    Ok((name, arguments))
 }
 
 /// A tool call's internal request, before its path is fixed: the proxy
 /// tool's, or an ActionKit tool's (one of `offered`, when the list is
 /// known). `Err` is an invalid call (an unknown tool, bad arguments).
-fn build(
+fn build<'a>(
     cfg: &Config,
     name: &str,
-    mut arguments: Map<String, Value>,
+    arguments: &'a Map<String, Value>,
     authorization: Option<HeaderValue>,
     offered: Option<&[Offered]>,
-) -> Result<ToolRequest, String> {
-    let credential = match arguments.remove("credential") {
+) -> Result<ToolRequest<'a>, String> {
+    let credential = match arguments.get(CREDENTIAL_ARGUMENT) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
         Some(_) => return Err("`credential` must be a string".into()),
     };
     let mut tr = if name == PROXY_TOOL && cfg.mcp.proxy_tool {
-        proxy_request(&cfg.paragon.project_id, &mut arguments)?
+        proxy_request(&cfg.paragon.project_id, arguments)?
     } else {
         let call = match offered {
             Some(offered) => {
@@ -520,15 +525,17 @@ fn build(
             body: Bytes::new(),
             headers: Vec::new(),
             call,
-            parameters: Some(Value::Object(arguments)),
+            parameters: Some(arguments),
         }
     };
     if let Some(a) = authorization {
-        tr.headers.push((AUTHORIZATION.as_str().to_string(), a));
+        tr.headers.push((AUTHORIZATION, a));
     }
-    if let Some(c) = &credential {
+    if let Some(c) = credential {
         match HeaderValue::from_str(c) {
-            Ok(v) => tr.headers.push(("x-paragon-credential".into(), v)),
+            Ok(v) => tr
+                .headers
+                .push((HeaderName::from_static(headers::X_PARAGON_CREDENTIAL), v)),
             Err(_) => return Err("`credential` is not a credential id".into()),
         }
     }
@@ -543,7 +550,7 @@ async fn run_actionkit(
     state: &State,
     conn: &ConnInfo,
     project: &str,
-    tr: &ToolRequest,
+    tr: &ToolRequest<'_>,
 ) -> Result<(Response<Body>, Outcome), String> {
     let on_actions = &tools.runs_on_actions;
     let tools = !on_actions.load(Ordering::Relaxed);
@@ -559,18 +566,19 @@ async fn run_actionkit(
 }
 
 /// An internal request of a tool call, before its path is fixed.
-struct ToolRequest {
+struct ToolRequest<'a> {
     method: Method,
     path: String,
     proxy_url: Option<HeaderValue>,
     body: Bytes,
-    headers: Vec<(String, HeaderValue)>,
+    headers: Vec<(HeaderName, HeaderValue)>,
     call: Delegated,
-    /// An ActionKit tool's parameters (`None`: the Proxy API tool).
-    parameters: Option<Value>,
+    /// An ActionKit tool's parameters: the call's arguments but
+    /// `credential` (`None`: the Proxy API tool).
+    parameters: Option<&'a Map<String, Value>>,
 }
 
-impl ToolRequest {
+impl ToolRequest<'_> {
     /// `POST /tools {tool, parameters}`, or `/actions {action, parameters}`.
     fn actionkit(&self, project: &str, actions: bool) -> Result<Request<Body>, String> {
         let (path, key) = if actions {
@@ -586,13 +594,19 @@ impl ToolRequest {
         body.extend_from_slice(b"\":");
         let _ = serde_json::to_writer(&mut body, &*self.call.name);
         body.extend_from_slice(b",\"parameters\":");
-        match &self.parameters {
-            Some(p) => {
-                let _ = serde_json::to_writer(&mut body, p);
+        body.push(b'{');
+        let parameters = self.parameters.into_iter().flatten();
+        let mut first = true;
+        for (k, v) in parameters.filter(|(k, _)| *k != CREDENTIAL_ARGUMENT) {
+            if !first {
+                body.push(b',');
             }
-            None => body.extend_from_slice(b"{}"),
+            first = false;
+            let _ = serde_json::to_writer(&mut body, k);
+            body.push(b':');
+            let _ = serde_json::to_writer(&mut body, v);
         }
-        body.push(b'}');
+        body.extend_from_slice(b"}}");
         self.request(&path, Bytes::from(body))
     }
 
@@ -605,7 +619,7 @@ impl ToolRequest {
             b = b.header(CONTENT_TYPE, "application/json");
         }
         for (name, value) in &self.headers {
-            b = b.header(name.as_str(), value.clone());
+            b = b.header(name, value.clone());
         }
         if let Some(u) = &self.proxy_url {
             b = b.header(headers::X_PARAGON_PROXY_URL, u.clone());
@@ -633,7 +647,7 @@ fn reserved(name: &str) -> bool {
 /// The Proxy API tool's request: `{method} /projects/{p}/sdk/proxy/{integration}{path}`,
 /// or the full URL in `X-Paragon-Proxy-Url` (the pipeline checks its host
 /// against `policy.proxy_url_hosts`, and the path's normal form).
-fn proxy_request(project: &str, args: &mut Map<String, Value>) -> Result<ToolRequest, String> {
+fn proxy_request(project: &str, args: &Map<String, Value>) -> Result<ToolRequest<'static>, String> {
     let text = |args: &Map<String, Value>, k: &str| -> Result<String, String> {
         args.get(k)
             .and_then(Value::as_str)
@@ -667,12 +681,13 @@ fn proxy_request(project: &str, args: &mut Map<String, Value>) -> Result<ToolReq
             let value = value
                 .as_str()
                 .ok_or("`headers` must be an object of strings")?;
-            if reserved(name) || http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            let parsed = HeaderName::from_bytes(name.as_bytes());
+            let Some(parsed) = parsed.ok().filter(|_| !reserved(name)) else {
                 return Err(format!("the header {name:?} may not be set"));
-            }
+            };
             let v = HeaderValue::from_str(value)
                 .map_err(|_| format!("the header {name:?} has a value that cannot be sent"))?;
-            headers.push((name.to_ascii_lowercase(), v));
+            headers.push((parsed, v));
         }
     }
     let base = format!("/projects/{project}/sdk/proxy/{integration}");
