@@ -153,7 +153,7 @@ async fn tool_call(
     cfg: &crate::config::Config,
     req: Request<body::Body>,
 ) -> Result<Request<body::Body>, String> {
-    const ONLY: &str = "on /mcp, /admin/decide judges one `tools/call` message (POST)";
+    const ONLY: &str = crate::mcp::DRY_RUN_ONLY;
     if req.method() != Method::POST {
         return Err(ONLY.into());
     }
@@ -164,13 +164,7 @@ async fn tool_call(
         .await
         .map_err(|_| "the body could not be read")?
         .to_bytes();
-    let message: Map<String, Value> =
-        serde_json::from_slice(&raw).map_err(|_| format!("{ONLY}: the body is not one"))?;
-    if message.get("method").and_then(Value::as_str) != Some("tools/call") {
-        return Err(ONLY.into());
-    }
-    let params = message.get("params").and_then(Value::as_object);
-    crate::mcp::dry_run_request(cfg, params, authorization)
+    crate::mcp::dry_run_request(cfg, &raw, authorization)
 }
 
 /// The request the question describes.

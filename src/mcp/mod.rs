@@ -14,6 +14,7 @@
 //! accounts it lists come from `gateway::Caller::usable`, the same test
 //! every call meets. The gateway does not know it.
 
+mod message;
 mod result;
 mod rpc;
 mod session;
@@ -21,7 +22,7 @@ mod stateless;
 mod tools;
 mod transport;
 
-pub use tools::dry_run_request;
+pub use tools::{dry_run_request, DRY_RUN_ONLY};
 
 use http::header::HeaderMap;
 use http::request::Parts;

@@ -6,8 +6,9 @@
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Response, StatusCode};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use super::message::Params;
 use super::result::RawResult;
 use super::tools::{self, Called};
 use super::Agents;
@@ -37,7 +38,7 @@ pub(super) async fn dispatch(
     caller: &Caller<'_>,
     headers: &HeaderMap,
     method: &str,
-    params: Option<&Map<String, Value>>,
+    params: Option<&Params<'_>>,
     note: &mut Note<'_>,
 ) -> Result<Answer, GatewayError> {
     let cfg = &caller.generation.config;

@@ -20,8 +20,9 @@
 use base64::Engine;
 use http::header::HeaderMap;
 use http::{Response, StatusCode};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use super::message::Message;
 use super::result::RawResult;
 use super::rpc::METHOD_NOT_FOUND;
 use super::rpc::{self, rpc_error, rpc_response, status_only};
@@ -54,9 +55,10 @@ const HEADER_MISMATCH: i64 = -32020;
 const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
 /// The protocol version a message's `_meta` names, if any.
-pub(super) fn meta_version(message: &Map<String, Value>) -> Option<&str> {
+pub(super) fn meta_version<'m>(message: &'m Message<'_>) -> Option<&'m str> {
     message
-        .get("params")
+        .params
+        .as_ref()
         .and_then(|p| p.get("_meta"))
         .and_then(|m| m.get(META_VERSION))
         .and_then(Value::as_str)
@@ -79,11 +81,11 @@ pub(super) async fn serve(
     agents: &Agents,
     caller: &Caller<'_>,
     headers: &HeaderMap,
-    message: Map<String, Value>,
+    message: Message<'_>,
     note: &mut Note<'_>,
 ) -> Result<Response<Body>, GatewayError> {
     let id = message.get("id").cloned();
-    let method = message.get("method").and_then(Value::as_str);
+    let method = message.text("method");
     let (Some(method), Some(id)) = (method, id) else {
         // A notification, or a response to us: nothing to say.
         note.housekeeping();
@@ -117,7 +119,7 @@ pub(super) async fn serve(
             Ok(RawResult::of(&json!({})))
         }
         "tools/list" | "tools/call" => {
-            let params = message.get("params").and_then(Value::as_object);
+            let params = message.params.as_ref();
             rpc::dispatch(agents, caller, headers, method, params, note).await?
         }
         _ => Err((METHOD_NOT_FOUND, format!("method not found: {method}"))),
@@ -142,11 +144,7 @@ fn discover(cfg: &crate::config::Config) -> Value {
 /// SEP-2243's server validation: `MCP-Protocol-Version` is present and the
 /// body's `_meta` version, `Mcp-Method` the body's `method`, and for
 /// `tools/call` `Mcp-Name` (Base64 sentinel decoded) its `params.name`.
-fn check_headers(
-    headers: &HeaderMap,
-    message: &Map<String, Value>,
-    method: &str,
-) -> Result<(), String> {
+fn check_headers(headers: &HeaderMap, message: &Message<'_>, method: &str) -> Result<(), String> {
     let version = one(headers, "mcp-protocol-version")?
         .ok_or("the MCP-Protocol-Version header is required")?;
     match meta_version(message) {
@@ -168,7 +166,8 @@ fn check_headers(
         let name = one(headers, MCP_NAME)?.ok_or("the Mcp-Name header is required")?;
         let name = decoded(name)?;
         let body = message
-            .get("params")
+            .params
+            .as_ref()
             .and_then(|p| p.get("name"))
             .and_then(Value::as_str)
             .unwrap_or_default();

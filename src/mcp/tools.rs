@@ -13,6 +13,7 @@ use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
+use super::message::{Arguments, Key, Message, Params};
 use super::result::{success_result, tool_error, RawResult};
 use crate::config::{Config, Upstream};
 use crate::error::GatewayError;
@@ -408,7 +409,7 @@ pub(super) struct Call<'a> {
     pub permitted: &'a [Credential],
     pub offered: &'a [Offered],
     pub name: &'a str,
-    pub arguments: &'a Map<String, Value>,
+    pub arguments: &'a Arguments<'a>,
 }
 
 /// One tool call, through the whole pipeline as an ActionKit (or Proxy
@@ -453,10 +454,17 @@ pub(super) async fn call(
 /// for any ActionKit request, and its `sideEffect` is not known).
 pub fn dry_run_request(
     cfg: &Config,
-    params: Option<&Map<String, Value>>,
+    message: &[u8],
     authorization: Option<HeaderValue>,
 ) -> Result<Request<Body>, String> {
-    let (name, arguments) = call_params(params)?;
+    let message = match Message::parse(message) {
+        Ok(Some(m)) => m,
+        _ => return Err(format!("{DRY_RUN_ONLY}: the body is not one")),
+    };
+    if message.text("method") != Some("tools/call") {
+        return Err(DRY_RUN_ONLY.into());
+    }
+    let (name, arguments) = call_params(message.params.as_ref())?;
     let tr = build(cfg, name, &arguments, authorization, None)?;
     match tr.parameters {
         Some(_) => tr.actionkit(&cfg.paragon.project_id, false),
@@ -464,19 +472,23 @@ pub fn dry_run_request(
     }
 }
 
+/// What `/admin/decide` judges on `/mcp` (contract §9).
+pub const DRY_RUN_ONLY: &str = "on /mcp, /admin/decide judges one `tools/call` message (POST)";
+
 /// `tools/call`'s tool name and arguments (an object, or none), borrowed
 /// from the message.
-pub(super) fn call_params(
-    params: Option<&Map<String, Value>>,
-) -> Result<(&str, Cow<'_, Map<String, Value>>), String> {
+pub(super) fn call_params<'p>(
+    params: Option<&'p Params<'p>>,
+) -> Result<(&'p str, Arguments<'p>), String> {
     let name = params
         .and_then(|p| p.get("name"))
         .and_then(Value::as_str)
         .ok_or("tools/call needs a tool `name`")?;
-    let arguments = match params.and_then(|p| p.get("arguments")) {
-        None | Some(Value::Null) => Cow::Owned(Map::new()),
-        Some(Value::Object(o)) => Cow::Borrowed(o),
-        Some(_) => return Err("`arguments` must be an object".into()),
+    let arguments = match params {
+        Some(p) => p
+            .arguments()
+            .map_err(|()| "`arguments` must be an object".to_string())?,
+        None => Arguments::new(),
     };
     Ok((name, arguments))
 }
@@ -487,17 +499,17 @@ pub(super) fn call_params(
 fn build<'a>(
     cfg: &Config,
     name: &str,
-    arguments: &'a Map<String, Value>,
+    arguments: &'a Arguments<'a>,
     authorization: Option<HeaderValue>,
     offered: Option<&[Offered]>,
 ) -> Result<ToolRequest<'a>, String> {
-    let credential = match arguments.get(CREDENTIAL_ARGUMENT) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s),
-        Some(_) => return Err("`credential` must be a string".into()),
+    let credential = match arguments.get(&Key(Cow::Borrowed(CREDENTIAL_ARGUMENT))) {
+        None => None,
+        Some(raw) => serde_json::from_str::<Option<String>>(raw.get())
+            .map_err(|_| "`credential` must be a string".to_string())?,
     };
     let mut tr = if name == PROXY_TOOL && cfg.mcp.proxy_tool {
-        proxy_request(&cfg.paragon.project_id, arguments)?
+        proxy_request(&cfg.paragon.project_id, &tree(arguments))?
     } else {
         let call = match offered {
             Some(offered) => {
@@ -532,7 +544,7 @@ fn build<'a>(
         tr.headers.push((AUTHORIZATION, a));
     }
     if let Some(c) = credential {
-        match HeaderValue::from_str(c) {
+        match HeaderValue::from_str(&c) {
             Ok(v) => tr
                 .headers
                 .push((HeaderName::from_static(headers::X_PARAGON_CREDENTIAL), v)),
@@ -574,8 +586,8 @@ struct ToolRequest<'a> {
     headers: Vec<(HeaderName, HeaderValue)>,
     call: Delegated,
     /// An ActionKit tool's parameters: the call's arguments but
-    /// `credential` (`None`: the Proxy API tool).
-    parameters: Option<&'a Map<String, Value>>,
+    /// `credential`, as sent (`None`: the Proxy API tool).
+    parameters: Option<&'a Arguments<'a>>,
 }
 
 impl ToolRequest<'_> {
@@ -597,14 +609,14 @@ impl ToolRequest<'_> {
         body.push(b'{');
         let parameters = self.parameters.into_iter().flatten();
         let mut first = true;
-        for (k, v) in parameters.filter(|(k, _)| *k != CREDENTIAL_ARGUMENT) {
+        for (k, v) in parameters.filter(|(k, _)| k.0 != CREDENTIAL_ARGUMENT) {
             if !first {
                 body.push(b',');
             }
             first = false;
-            let _ = serde_json::to_writer(&mut body, k);
+            let _ = serde_json::to_writer(&mut body, &*k.0);
             body.push(b':');
-            let _ = serde_json::to_writer(&mut body, v);
+            body.extend_from_slice(v.get().as_bytes());
         }
         body.extend_from_slice(b"}}");
         self.request(&path, Bytes::from(body))
@@ -642,6 +654,14 @@ fn reserved(name: &str) -> bool {
         "authorization" | "host" | "content-length" | "cookie"
     ) || headers::spelled_as(&n, headers::X_PARAGON_CREDENTIAL)
         || headers::spelled_as(&n, headers::X_PARAGON_PROXY_URL)
+}
+
+/// The arguments as a tree, for the Proxy API tool, which reads them.
+fn tree(arguments: &Arguments<'_>) -> Map<String, Value> {
+    arguments
+        .iter()
+        .filter_map(|(k, v)| Some((k.0.to_string(), serde_json::from_str(v.get()).ok()?)))
+        .collect()
 }
 
 /// The Proxy API tool's request: `{method} /projects/{p}/sdk/proxy/{integration}{path}`,

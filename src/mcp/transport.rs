@@ -31,8 +31,9 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, HOST};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use super::message::Message;
 use super::session::{self, Rejected};
 use super::stateless;
 use super::Agents;
@@ -129,7 +130,7 @@ pub(super) async fn serve(
     if stateless || stateless::meta_version(&message) == Some(stateless::VERSION) {
         return stateless::serve(agents, &caller, &parts.headers, message, &mut note).await;
     }
-    let method = message.get("method").and_then(Value::as_str);
+    let method = message.text("method");
     let id = message.get("id").cloned();
     if method != Some("initialize") {
         // A version spoken nowhere here (header or `_meta`): -32022.
@@ -169,22 +170,21 @@ pub(super) async fn serve(
         note.housekeeping();
         return Ok(status_only(StatusCode::ACCEPTED));
     };
-    let params = message.get("params").and_then(Value::as_object);
+    let params = message.params.as_ref();
     let answer = dispatch(agents, &caller, &parts.headers, &method, params, &mut note).await?;
     Ok(rpc_response(id, answer, None))
 }
 
 /// The body as one JSON-RPC 2.0 message, or the JSON-RPC error of its 400.
-fn parse_message(raw: &[u8]) -> Result<Map<String, Value>, (i64, &'static str)> {
-    let message: Value =
-        serde_json::from_slice(raw).map_err(|_| (PARSE_ERROR, "the body is not JSON"))?;
-    let Value::Object(message) = message else {
+fn parse_message(raw: &[u8]) -> Result<Message<'_>, (i64, &'static str)> {
+    let message = Message::parse(raw).map_err(|_| (PARSE_ERROR, "the body is not JSON"))?;
+    let Some(message) = message else {
         return Err((
             INVALID_REQUEST,
             "a POST carries one JSON-RPC message (batches are not part of this protocol version)",
         ));
     };
-    if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+    if message.text("jsonrpc") != Some("2.0") {
         return Err((INVALID_REQUEST, "not a JSON-RPC 2.0 message"));
     }
     Ok(message)
@@ -196,11 +196,12 @@ fn initialize(
     agents: &Agents,
     cfg: &Config,
     identity: &Identity,
-    message: &Map<String, Value>,
+    message: &Message<'_>,
     id: Value,
 ) -> Result<Response<Body>, GatewayError> {
     let requested = message
-        .get("params")
+        .params
+        .as_ref()
         .and_then(|p| p.get("protocolVersion"))
         .and_then(Value::as_str);
     let protocol = session::negotiate(requested);
