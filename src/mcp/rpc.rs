@@ -90,7 +90,7 @@ pub(super) async fn dispatch(
         permitted: &permitted,
         offered: &offered,
         name,
-        arguments: &arguments,
+        arguments,
     };
     Ok(
         match tools::call(&agents.tools, caller.state, cfg, caller.conn, call).await {

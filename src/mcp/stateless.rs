@@ -59,7 +59,7 @@ pub(super) fn meta_version<'m>(message: &'m Message<'_>) -> Option<&'m str> {
     message
         .params
         .as_ref()
-        .and_then(|p| p.get("_meta"))
+        .and_then(|p| p.meta.as_ref())
         .and_then(|m| m.get(META_VERSION))
         .and_then(Value::as_str)
 }
@@ -84,8 +84,8 @@ pub(super) async fn serve(
     message: Message<'_>,
     note: &mut Note<'_>,
 ) -> Result<Response<Body>, GatewayError> {
-    let id = message.get("id").cloned();
-    let method = message.text("method");
+    let id = message.id.clone();
+    let method = message.method.as_deref();
     let (Some(method), Some(id)) = (method, id) else {
         // A notification, or a response to us: nothing to say.
         note.housekeeping();
@@ -168,8 +168,7 @@ fn check_headers(headers: &HeaderMap, message: &Message<'_>, method: &str) -> Re
         let body = message
             .params
             .as_ref()
-            .and_then(|p| p.get("name"))
-            .and_then(Value::as_str)
+            .and_then(|p| p.name.as_deref())
             .unwrap_or_default();
         if name != body {
             return Err("Mcp-Name header value does not match body value".into());

@@ -461,11 +461,11 @@ pub fn dry_run_request(
         Ok(Some(m)) => m,
         _ => return Err(format!("{DRY_RUN_ONLY}: the body is not one")),
     };
-    if message.text("method") != Some("tools/call") {
+    if message.method.as_deref() != Some("tools/call") {
         return Err(DRY_RUN_ONLY.into());
     }
     let (name, arguments) = call_params(message.params.as_ref())?;
-    let tr = build(cfg, name, &arguments, authorization, None)?;
+    let tr = build(cfg, name, arguments, authorization, None)?;
     match tr.parameters {
         Some(_) => tr.actionkit(&cfg.paragon.project_id, false),
         None => tr.request(&tr.path, tr.body.clone()),
@@ -479,17 +479,17 @@ pub const DRY_RUN_ONLY: &str = "on /mcp, /admin/decide judges one `tools/call` m
 /// from the message.
 pub(super) fn call_params<'p>(
     params: Option<&'p Params<'p>>,
-) -> Result<(&'p str, Arguments<'p>), String> {
-    let name = params
-        .and_then(|p| p.get("name"))
-        .and_then(Value::as_str)
-        .ok_or("tools/call needs a tool `name`")?;
-    let arguments = match params {
-        Some(p) => p
-            .arguments()
-            .map_err(|()| "`arguments` must be an object".to_string())?,
-        None => Arguments::new(),
+) -> Result<(&'p str, &'p Arguments<'p>), String> {
+    let Some(params) = params else {
+        return Err("tools/call needs a tool `name`".into());
     };
+    let name = params
+        .name
+        .as_deref()
+        .ok_or("tools/call needs a tool `name`")?;
+    let arguments = params
+        .arguments()
+        .map_err(|()| "`arguments` must be an object".to_string())?;
     Ok((name, arguments))
 }
 

@@ -130,8 +130,8 @@ pub(super) async fn serve(
     if stateless || stateless::meta_version(&message) == Some(stateless::VERSION) {
         return stateless::serve(agents, &caller, &parts.headers, message, &mut note).await;
     }
-    let method = message.text("method");
-    let id = message.get("id").cloned();
+    let method = message.method.as_deref();
+    let id = message.id.clone();
     if method != Some("initialize") {
         // A version spoken nowhere here (header or `_meta`): -32022.
         let named = [version, stateless::meta_version(&message)];
@@ -184,7 +184,7 @@ fn parse_message(raw: &[u8]) -> Result<Message<'_>, (i64, &'static str)> {
             "a POST carries one JSON-RPC message (batches are not part of this protocol version)",
         ));
     };
-    if message.text("jsonrpc") != Some("2.0") {
+    if message.jsonrpc.as_deref() != Some("2.0") {
         return Err((INVALID_REQUEST, "not a JSON-RPC 2.0 message"));
     }
     Ok(message)
@@ -202,8 +202,7 @@ fn initialize(
     let requested = message
         .params
         .as_ref()
-        .and_then(|p| p.get("protocolVersion"))
-        .and_then(Value::as_str);
+        .and_then(|p| p.protocol_version.as_deref());
     let protocol = session::negotiate(requested);
     let session = agents
         .sessions
