@@ -229,6 +229,21 @@ impl Identity {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
+
+    /// A member of `user` with no claimed credentials whose token never
+    /// expires: the caller unit tests elsewhere need.
+    #[cfg(test)]
+    pub(crate) fn test_member(user: &str, principal: &str) -> Identity {
+        Identity::new(
+            user.into(),
+            principal.into(),
+            Role::Member {
+                claimed: Box::default(),
+            },
+            u64::MAX,
+            None,
+        )
+    }
 }
 
 struct Cached {

@@ -528,15 +528,7 @@ mod tests {
     }
 
     fn who(user: &str, principal: &str) -> Identity {
-        Identity::new(
-            user.into(),
-            principal.into(),
-            crate::auth::Role::Member {
-                claimed: Box::default(),
-            },
-            0,
-            None,
-        )
+        Identity::test_member(user, principal)
     }
 
     #[test]

@@ -429,18 +429,9 @@ pub(super) fn negotiate(requested: Option<&str>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Role;
 
     fn who(user: &str, principal: &str) -> Identity {
-        Identity::new(
-            user.into(),
-            principal.into(),
-            Role::Member {
-                claimed: Box::default(),
-            },
-            u64::MAX,
-            None,
-        )
+        Identity::test_member(user, principal)
     }
 
     fn rules(key: &Arc<[u8]>) -> Rules<'_> {

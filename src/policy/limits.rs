@@ -477,15 +477,7 @@ mod tests {
     }
 
     fn who(user: &str, principal: &str) -> Identity {
-        Identity::new(
-            user.into(),
-            principal.into(),
-            crate::auth::Role::Member {
-                claimed: Box::default(),
-            },
-            u64::MAX,
-            None,
-        )
+        Identity::test_member(user, principal)
     }
 
     /// One caller's verified token: its identity and its memo.
