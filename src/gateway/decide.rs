@@ -302,14 +302,7 @@ async fn install_route(
         return Ok(Decision::routed(Routed::None));
     };
     let routed = match &install.selected {
-        Some(r) => {
-            let chosen = resolve_with_hint(ctx, list, &IntegrationHint::None, r).await?;
-            if !super::install::same_integration(install, chosen.get().integration_id) {
-                return Err(GatewayError::CredentialForbidden(Refused::OtherIntegration));
-            }
-            super::install::check_configuration(install, Some(&chosen.get().configurations))?;
-            Routed::Credential(chosen)
-        }
+        Some(r) => Routed::Credential(selected_account(ctx, list, install, r).await?),
         None => {
             super::install::check_configuration(install, None)?;
             Routed::None
@@ -320,6 +313,23 @@ async fn install_route(
         label,
         ..Decision::routed(routed)
     })
+}
+
+/// `installOptions.selectedCredentialId` (contract §13): the account
+/// re-connected, decided as a named credential, of the install's
+/// integration, its configuration (when one is named) one of its own.
+async fn selected_account(
+    ctx: &Ctx<'_>,
+    list: &mut Option<Snapshot>,
+    install: &super::install::InstallInput,
+    requested: &Requested,
+) -> Result<Chosen, GatewayError> {
+    let chosen = resolve_with_hint(ctx, list, &IntegrationHint::None, requested).await?;
+    if !super::install::same_integration(install, chosen.get().integration_id) {
+        return Err(GatewayError::CredentialForbidden(Refused::OtherIntegration));
+    }
+    super::install::check_configuration(install, Some(&chosen.get().configurations))?;
+    Ok(chosen)
 }
 
 /// `/sdk/credentials/{id}[/...]` (contract §3): the path's id must be
@@ -361,11 +371,7 @@ async fn path_route(
     // and credgate does not relabel it.
     let also = match &install.selected {
         Some(r) => {
-            let named = resolve_with_hint(ctx, list, &IntegrationHint::None, r).await?;
-            if !super::install::same_integration(install, named.get().integration_id) {
-                return Err(GatewayError::CredentialForbidden(Refused::OtherIntegration));
-            }
-            super::install::check_configuration(install, Some(&named.get().configurations))?;
+            let named = selected_account(ctx, list, install, r).await?;
             Some(named).filter(|n| n.get().id != chosen.get().id)
         }
         None => {
