@@ -36,22 +36,12 @@ need_tools wrk valgrind curl
 given_or_built
 rm -rf "$WORK"; mkdir -p "$WORK"
 
-BENCH_THREADS=1 "$BENCHKIT" upstream --listen 127.0.0.1:18180 >"$WORK/upstream.log" 2>&1 &
-PIDS+=($!)
-"$BENCHKIT" prepare --dir "$WORK/credgate" --users 50 --members 1 --churn-tokens 10 \
-    --upstream http://127.0.0.1:18180 --emulator http://127.0.0.1:18185 \
-    --listen 127.0.0.1:18184 --admin 127.0.0.1:19984 --project "$PROJECT" \
-    ${RULES:+--rules "$RULES" --limits} >/dev/null
+# A 1-hour TTL: under callgrind credgate runs ~50x slower, so the minutes
+# of warm-up would bring the measured span into the minted tokens'
+# re-signing window (from 80 % of the default 5-minute TTL's reuse
+# period), and RSA signatures would be counted as per-request work.
+bench_setup 18180 19984 1h --users 50 --members 1 ${RULES:+--rules "$RULES" --limits}
 if [ "${MCP:-0}" = 1 ]; then printf '\n[mcp]\nenabled = true\n' >>"$WORK/credgate/credgate.toml"; fi
-# Under callgrind credgate runs ~50x slower, so the minutes of warm-up
-# would bring the measured span into the minted tokens' re-signing window
-# (from 80 % of the default 5-minute TTL's reuse period): RSA signatures
-# would then be counted as per-request work. A 1-hour TTL keeps them out.
-sed -i 's|^signing_key_file = .*|&\ntoken_ttl = "1h"|' "$WORK/credgate/credgate.toml"
-"$CREDGATE" emulator --listen 127.0.0.1:18185 --fixtures "$WORK/credgate/fixtures.json" \
-    --public-key "$WORK/credgate/paragon-public.pem" --log-format json >"$WORK/emulator.log" 2>&1 &
-PIDS+=($!)
-wait_port 18180; wait_port 18185
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out.%p" \
     "$CREDGATE" serve --config "$WORK/credgate/credgate.toml" --log-format json \
     >"$WORK/credgate.log" 2>&1 &

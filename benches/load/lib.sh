@@ -44,3 +44,22 @@ wait_port() {
   done
   log "port $1 did not open"; return 1
 }
+
+# bench_setup BASE ADMIN_PORT TOKEN_TTL [prepare args...]: the bench upstream
+# on 127.0.0.1:BASE; a credgate config in $WORK/credgate for it (listening on
+# BASE+4, admin on ADMIN_PORT, the emulator on BASE+5, `paragon.token_ttl`
+# TOKEN_TTL, 10 tokens per member); the emulator started; both waited for.
+# Needs WORK, PROJECT, CREDGATE and BENCHKIT.
+bench_setup() {
+  local base=$1 admin=$2 ttl=$3; shift 3
+  BENCH_THREADS=1 "$BENCHKIT" upstream --listen "127.0.0.1:$base" >"$WORK/upstream.log" 2>&1 &
+  PIDS+=($!)
+  "$BENCHKIT" prepare --dir "$WORK/credgate" --churn-tokens 10 \
+      --upstream "http://127.0.0.1:$base" --emulator "http://127.0.0.1:$((base + 5))" \
+      --listen "127.0.0.1:$((base + 4))" --admin "127.0.0.1:$admin" --project "$PROJECT" "$@" >/dev/null
+  sed -i "s|^signing_key_file = .*|&\ntoken_ttl = \"$ttl\"|" "$WORK/credgate/credgate.toml"
+  "$CREDGATE" emulator --listen "127.0.0.1:$((base + 5))" --fixtures "$WORK/credgate/fixtures.json" \
+      --public-key "$WORK/credgate/paragon-public.pem" --log-format json >"$WORK/emulator.log" 2>&1 &
+  PIDS+=($!)
+  wait_port "$base"; wait_port "$((base + 5))"
+}

@@ -22,20 +22,13 @@ need_tools wrk curl
 given_or_built
 rm -rf "$WORK"; mkdir -p "$WORK"
 
-BENCH_THREADS=1 "$BENCHKIT" upstream --listen 127.0.0.1:18280 >"$WORK/upstream.log" 2>&1 &
-PIDS+=($!)
-"$BENCHKIT" prepare --dir "$WORK/credgate" --users 100 --members 10 --churn-tokens 10 \
-    --upstream http://127.0.0.1:18280 --emulator http://127.0.0.1:18285 \
-    --listen 127.0.0.1:18284 --admin 127.0.0.1:19284 --project "$PROJECT" >/dev/null
-# Reuse for 60 s instead of 4.5 min, so the storm comes within the run.
-sed -i 's|^signing_key_file = .*|&\ntoken_ttl = "90s"|' "$WORK/credgate/credgate.toml"
-"$CREDGATE" emulator --listen 127.0.0.1:18285 --fixtures "$WORK/credgate/fixtures.json" \
-    --public-key "$WORK/credgate/paragon-public.pem" --log-format json >"$WORK/emulator.log" 2>&1 &
-PIDS+=($!)
+# A 90 s TTL: reuse for 60 s instead of 4.5 min, so the storm comes within
+# the run.
+bench_setup 18280 19284 90s --users 100 --members 10
 RUST_LOG=warn "$CREDGATE" serve --config "$WORK/credgate/credgate.toml" --log-format json \
     >"$WORK/credgate.log" 2>&1 &
 PIDS+=($!)
-wait_port 18280; wait_port 18285; wait_port 18284
+wait_port 18284
 
 export TOKENS="$WORK/credgate/tokens.txt" BENCH_PATH="$PROXY_PATH"
 mints() { curl -s http://127.0.0.1:19284/metrics | awk '/^credgate_token_mints_total/ {printf "%d", $NF}'; }
