@@ -205,7 +205,7 @@ impl Sessions {
         payload[10..].copy_from_slice(&crate::keygen::random_bytes::<8>());
         let mut inner = self.lock();
         let key = inner.key(rules);
-        let mac = sign(&key, &payload, identity);
+        let mac = sign(key, &payload, identity);
         let mut raw = payload.to_vec();
         raw.extend_from_slice(&mac);
         let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
@@ -229,13 +229,14 @@ impl Sessions {
         }
         let (payload, mac) = raw.split_at(PAYLOAD);
         let mut inner = self.lock();
-        let key = inner.key(rules);
+        // First: a new key ends every live session.
+        inner.key(rules);
         let who = owner(identity);
         // A session live here for this caller had its MAC checked, with
         // the key still in use, when it was taken in (a new key ends every
         // live session, `Inner::key`): it is not computed again per call.
         let checked = inner.live.get(&who).is_some_and(|m| m.contains_key(id));
-        if !checked && !constant_time_eq(&sign(&key, payload, identity), mac) {
+        if !checked && !constant_time_eq(&sign(inner.key(rules), payload, identity), mac) {
             return Err(Rejected::NotFound);
         }
         let protocol = *PROTOCOL_VERSIONS
@@ -294,7 +295,7 @@ impl Sessions {
 
 impl Inner {
     /// The session key for `cfg`'s signing key, derived once per key.
-    fn key(&mut self, rules: Rules<'_>) -> hmac::Key {
+    fn key(&mut self, rules: Rules<'_>) -> &hmac::Key {
         let pem = rules.signing_key.cloned();
         let same = match (&self.key, &pem) {
             (Some((Some(a), _)), Some(b)) => Arc::ptr_eq(a, b),
@@ -318,10 +319,7 @@ impl Inner {
             };
             self.key = Some((pem, hmac::Key::new(hmac::HMAC_SHA256, &secret)));
         }
-        self.key
-            .as_ref()
-            .map(|(_, k)| k.clone())
-            .expect("set above")
+        self.key.as_ref().map(|(_, k)| k).expect("set above")
     }
 
     /// Takes a live session of `who` in, within

@@ -91,15 +91,33 @@ pub(super) async fn catalog(
     if permitted.is_empty() {
         return Ok((permitted, Arc::default()));
     }
-    let fetched = tools
+    // The usual case, a listing held, awaits no more than the lookup: the
+    // miss's futures (moka's loader and Paragon's request, several KB)
+    // are built on the heap only on a miss, instead of sizing (and being
+    // moved with) every tool call's future.
+    if let Some(held) = tools.listed.get(key.as_str()).await {
+        return Ok((permitted, held));
+    }
+    let fetched = Box::pin(fetch_once(tools, key, caller, &permitted)).await?;
+    Ok((permitted, fetched))
+}
+
+/// A listing not held: fetched once however many callers miss it at once
+/// (moka's loader), and kept.
+async fn fetch_once(
+    tools: &Tools,
+    key: String,
+    caller: &Caller<'_>,
+    permitted: &[Credential],
+) -> Result<Arc<Vec<Offered>>, GatewayError> {
+    tools
         .listed
-        .try_get_with(key.into_boxed_str(), fetch(caller, &permitted))
+        .try_get_with(key.into_boxed_str(), fetch(caller, permitted))
         .await
         .map_err(|e: Arc<GatewayError>| match &*e {
             GatewayError::UpstreamTimeout => GatewayError::UpstreamTimeout,
             _ => GatewayError::Unavailable("Paragon's tools could not be listed"),
-        })?;
-    Ok((permitted, fetched))
+        })
 }
 
 /// `GET /projects/{p}/tools` (`/actions` where that is missing) with a
