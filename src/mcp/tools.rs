@@ -5,6 +5,7 @@
 //! audited as any request is), its answer made an MCP tool result.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -78,10 +79,12 @@ pub(super) async fn catalog(
 ) -> Result<(Vec<Credential>, Arc<Vec<Offered>>), GatewayError> {
     let (mut permitted, scope) = caller.usable(facts).await?;
     permitted.sort_by(|a, b| (&a.integration, &a.id).cmp(&(&b.integration, &b.id)));
-    let mut key = String::new();
-    for part in [&*caller.identity.user, scope.as_deref().unwrap_or("")] {
-        key.push_str(&part.len().to_string());
-        key.push(':');
+    let parts = [&*caller.identity.user, scope.as_deref().unwrap_or("")];
+    let ids: usize = permitted.iter().map(|c| c.id.len() + 1).sum();
+    let mut key = String::with_capacity(parts.iter().map(|p| p.len() + 21).sum::<usize>() + ids);
+    for part in parts {
+        // Length-prefixed: no user and scope split the same key two ways.
+        let _ = write!(key, "{}:", part.len());
         key.push_str(part);
     }
     for c in &permitted {
@@ -641,21 +644,27 @@ impl ToolRequest<'_> {
     }
 
     fn request(&self, path: &str, body: Bytes) -> Result<Request<Body>, String> {
-        let mut b = Request::builder()
-            .method(self.method.clone())
-            .uri(path)
-            .extension(self.call.clone());
-        if !body.is_empty() {
-            b = b.header(CONTENT_TYPE, "application/json");
+        // Built in place (not through `request::Builder`, which moves the
+        // whole request head at each step).
+        let uri =
+            http::Uri::try_from(path).map_err(|e| format!("the call could not be made: {e}"))?;
+        let json = !body.is_empty();
+        let mut req = Request::new(full(body));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = uri;
+        req.extensions_mut().insert(self.call.clone());
+        let map = req.headers_mut();
+        map.reserve(self.headers.len() + 2);
+        if json {
+            map.append(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         for (name, value) in &self.headers {
-            b = b.header(name, value.clone());
+            map.append(name, value.clone());
         }
         if let Some(u) = &self.proxy_url {
-            b = b.header(headers::X_PARAGON_PROXY_URL, u.clone());
+            map.append(headers::X_PARAGON_PROXY_URL, u.clone());
         }
-        b.body(full(body))
-            .map_err(|e| format!("the call could not be made: {e}"))
+        Ok(req)
     }
 }
 
