@@ -134,7 +134,9 @@ fn rows() -> Vec<Row> {
             what: "credentials, by id, PATCH",
             method: "PATCH",
             path: p("/sdk/credentials/{cred}"),
-            body: r#"{"externalId":"alice"}"#,
+            // Paragon's documented body (a member's is judged as an
+            // install body: only the SDK's fields, tests/install_doors.rs).
+            body: r#"{"config":{"sharedSettings":{}}}"#,
             place: Place::Token,
             own: SLACK_ALICE_1,
             foreign: vec![SLACK_BOB, UNKNOWN],

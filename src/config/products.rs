@@ -70,7 +70,9 @@ impl Product {
     }
 
     /// Routes on Paragon's Connect API host (contract §3: where a member's
-    /// `includeAccountAuth` is refused).
+    /// `includeAccountAuth` is refused). The install routes (§13) are on
+    /// that host too, and an account's secrets are no less the member's
+    /// there: credgate's reading counts them, though §3 names five.
     pub fn is_connect(self) -> bool {
         matches!(
             self,
@@ -79,6 +81,7 @@ impl Product {
                 | Product::Uninstall
                 | Product::Catalog
                 | Product::WorkflowSettings
+                | Product::Install
         )
     }
 }

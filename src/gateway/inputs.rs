@@ -56,11 +56,12 @@ where
         {
             !http_body::Body::is_end_stream(&incoming)
         }
-        // A member's new account, or a pending one completed: its
-        // `installOptions` are judged (contract §13).
+        // A member's new account, a pending one completed, or an account's
+        // settings changed: its `installOptions` are judged, and no field
+        // the SDK does not send passes (contract §13).
         Operation::CredentialCreate
         | Operation::Credential {
-            completes: true, ..
+            install_body: true, ..
         } if !ctx.admin => true,
         // ActionKit bodies are read only to find the integration of an
         // action or subscription when no credential is named (contract §5).

@@ -158,8 +158,9 @@ pub(super) struct InstallInput {
 
 /// A member's install inputs (contract §13): the query of `build-oauth`
 /// and `oauth-nonce` (only the SDK's parameters, each once), the JSON
-/// body of `POST /sdk/credentials` and of `POST
-/// /sdk/credentials/{id}/complete-setup`. Only members' (admins' options pass
+/// body of `POST /sdk/credentials`, of `POST
+/// /sdk/credentials/{id}/complete-setup` and of `PATCH`/`PUT
+/// /sdk/credentials/{id}` (`Operation::carries_install_body`). Only members' (admins' options pass
 /// unchanged); `None` on other routes. 400 for anything malformed.
 pub(super) fn parse(
     op: Operation<'_>,
@@ -247,6 +248,15 @@ fn judge_options(mut input: InstallInput) -> Result<InstallInput, GatewayError> 
         )
     };
     let doc = TopObject::parse(raw).map_err(|_| malformed())?;
+    // JSON's `__proto__` is a member like any other, but merged into an
+    // object with JavaScript's `Object.assign` it sets the prototype: a
+    // label or an account named there would be read without being judged
+    // here.
+    if doc.members.iter().any(|m| m.key == "__proto__") {
+        return Err(GatewayError::BadRequest(
+            "installOptions must not carry __proto__",
+        ));
+    }
     let field = |key: &str| -> Result<Option<String>, GatewayError> {
         match doc.all(key).collect::<Vec<_>>().as_slice() {
             [] => Ok(None),
@@ -367,10 +377,21 @@ fn options_with(input: Option<&InstallInput>, label: &str) -> Vec<u8> {
 /// does not exist. Collision resistance is what binds (every member's id
 /// goes through the same digest, so no secret is needed and replicas
 /// agree). 32 lowercase hex digits.
+///
+/// In passthrough mode every member's principal is the Connected User
+/// (`sub`): what tells members apart there is their permissions claim, so
+/// the digest is of (user, permissions claim, id). A member whose claim
+/// changes mid-install (a token re-issued with other accounts) no longer
+/// finds the session (404, closed); two members with the same claim are
+/// the same caller to credgate and to Paragon.
 pub(super) fn bound_session_id(identity: &Identity, id: &[u8]) -> String {
     let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(b"credgate install session v1");
-    for part in [identity.user.as_bytes(), identity.principal.as_bytes(), id] {
+    let (domain, who): (&[u8], &str) = match &identity.permissions_key {
+        None => (b"credgate install session v1", &identity.principal),
+        Some(claim) => (b"credgate install session v1 passthrough", claim),
+    };
+    ctx.update(domain);
+    for part in [identity.user.as_bytes(), who.as_bytes(), id] {
         ctx.update(&(part.len() as u64).to_be_bytes());
         ctx.update(part);
     }
@@ -566,6 +587,45 @@ mod tests {
         // An admin's (no member given) goes as sent.
         let out = upstream_query(q, "MINTED", None, None, None).unwrap();
         assert!(out.starts_with("oauthMetaKeyId=k3x%39q1&"), "{out}");
+    }
+
+    /// In passthrough mode every member's principal is `sub`: the id is
+    /// bound to the permissions claim instead.
+    #[test]
+    fn a_passthrough_members_session_id_is_bound_to_her_claim() {
+        let scoped = |claim: &str| {
+            let mut i = who("acme", "acme");
+            i.permissions_key = Some(claim.into());
+            i
+        };
+        let alice = bound_session_id(&scoped(r#"{"a":1}"#), b"k3x9q1");
+        assert_eq!(alice, bound_session_id(&scoped(r#"{"a":1}"#), b"k3x9q1"));
+        for other in [
+            bound_session_id(&scoped(r#"{"b":1}"#), b"k3x9q1"),
+            bound_session_id(&scoped(r#"{"a":1}"#), b"k3x9q2"),
+            // Not the mint-mode digest of a member named like the claim.
+            bound_session_id(&who("acme", r#"{"a":1}"#), b"k3x9q1"),
+        ] {
+            assert_ne!(alice, other);
+        }
+    }
+
+    #[test]
+    fn a_proto_member_in_the_options_is_refused() {
+        for raw in [
+            &br#"{"installOptions":{"__proto__":{"externalId":"alice"}}}"#[..],
+            br#"{"installOptions":{"\u005f_proto__":{"selectedCredentialId":"x"}}}"#,
+        ] {
+            let doc = TopObject::parse(raw).unwrap();
+            assert!(
+                matches!(from_body(Some(&doc)), Err(GatewayError::BadRequest(_))),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        // A member named like it, elsewhere, is no prototype.
+        let doc = TopObject::parse(br#"{"installOptions":{"a":{"__proto__":1}}}"#).unwrap();
+        assert!(from_body(Some(&doc)).is_ok());
     }
 
     #[test]

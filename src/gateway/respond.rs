@@ -135,7 +135,7 @@ async fn after_success(ctx: &Ctx<'_>, inputs: &Inputs<'_>, routed: &Routed) {
             Operation::Uninstall { .. }
             | Operation::CredentialCreate
             | Operation::Credential {
-                completes: true, ..
+                install_body: true, ..
             },
             _,
         ) => {

@@ -114,15 +114,7 @@ pub(super) fn rewrite(
             .inc_by(removed.len() as u64);
         audit.removed_headers = removed;
     }
-    // A member's new account created by `POST /sdk/credentials` carries
-    // the label credgate gave it (contract §13).
-    let buffered = match (&decision.label, buffered) {
-        (Some(label), Some(raw)) if ctx.route.op == Operation::CredentialCreate => Some(
-            super::install::upstream_body(&raw, inputs.install.as_ref(), label)
-                .ok_or(GatewayError::BadRequest("the body must be a JSON object"))?,
-        ),
-        (_, b) => b,
-    };
+    let buffered = install_body(ctx, &mut parts, inputs, decision.label.as_deref(), buffered)?;
     let upstream_body = upstream_body(
         &mut parts,
         buffered,
@@ -208,6 +200,37 @@ fn upstream_body(
         }
         (None, _, _) => streamed.unwrap_or_else(body::empty),
     }
+}
+
+/// A member's install body (contract §13): a new account created by `POST
+/// /sdk/credentials` carries the label credgate gave it, and every install
+/// body credgate judged goes as `application/json`, whatever type the
+/// caller named: it was read as JSON, and Paragon must not read it (or
+/// skip its `installOptions`) another way.
+fn install_body(
+    ctx: &Ctx<'_>,
+    parts: &mut Parts,
+    inputs: &Inputs<'_>,
+    label: Option<&str>,
+    buffered: Option<Bytes>,
+) -> Result<Option<Bytes>, GatewayError> {
+    if ctx.admin || !ctx.route.op.carries_install_body() {
+        return Ok(buffered);
+    }
+    let Some(raw) = buffered else {
+        return Ok(None);
+    };
+    parts.headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(Some(match label {
+        Some(label) if ctx.route.op == Operation::CredentialCreate => {
+            super::install::upstream_body(&raw, inputs.install.as_ref(), label)
+                .ok_or(GatewayError::BadRequest("the body must be a JSON object"))?
+        }
+        _ => raw,
+    }))
 }
 
 fn upstream_authorization(

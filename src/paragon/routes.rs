@@ -41,10 +41,14 @@ pub enum Operation<'a> {
         /// `GET /sdk/credentials/{id}` itself, which the SDK polls
         /// mid-install (contract §13).
         polled: bool,
-        /// `POST /sdk/credentials/{id}/complete-setup`: the SDK finishes a
-        /// pending account with the install's `installOptions` in the body,
-        /// judged for members as a new account's are (contract §13).
-        completes: bool,
+        /// A body with the install's fields, judged for members as a new
+        /// account's is (contract §13): `POST .../complete-setup` (the SDK
+        /// finishes a pending account with the install's `installOptions`;
+        /// any case, any percent-encoding of the segment: another spelling
+        /// may reach the same handler at Paragon), and `PATCH` or `PUT` of
+        /// the account itself (the SDK's settings, `{config}`), so that no
+        /// method of the account's own path carries a label unjudged.
+        install_body: bool,
     },
     WorkflowSettings,
     /// `/actions`, `/tools`, `/triggers`: run or list.
@@ -195,7 +199,7 @@ impl Operation<'_> {
             self,
             Operation::CredentialCreate
                 | Operation::Credential {
-                    completes: true,
+                    install_body: true,
                     ..
                 }
         )
@@ -513,7 +517,10 @@ fn classify_sdk<'a>(method: &Method, tail: &'a str) -> Result<Route<'a>, RouteEr
                 Operation::Credential {
                     id,
                     polled: more.is_none() && *m == Method::GET,
-                    completes: more == Some("complete-setup") && *m == Method::POST,
+                    install_body: match more {
+                        None => *m == Method::PATCH || *m == Method::PUT,
+                        Some(seg) => *m == Method::POST && names_segment(seg, "complete-setup"),
+                    },
                 },
             ))
         }
@@ -528,6 +535,30 @@ fn classify_sdk<'a>(method: &Method, tail: &'a str) -> Result<Route<'a>, RouteEr
             ))
         }
         _ => Err(RouteError::NotFound),
+    }
+}
+
+/// Whether a path segment is `name` (lowercase ASCII) in any case and any
+/// percent-encoding: a router that matches paths without regard to case,
+/// or decodes before matching, takes them all for the same route.
+fn names_segment(segment: &str, name: &str) -> bool {
+    let mut bytes = segment.bytes();
+    let mut want = name.bytes();
+    loop {
+        let got = match bytes.next() {
+            None => return want.next().is_none(),
+            Some(b'%') => {
+                let hex = |b: Option<u8>| b.and_then(|b| char::from(b).to_digit(16));
+                match (hex(bytes.next()), hex(bytes.next())) {
+                    (Some(hi), Some(lo)) => (hi * 16 + lo) as u8,
+                    _ => return false,
+                }
+            }
+            Some(b) => b,
+        };
+        if want.next() != Some(got.to_ascii_lowercase()) {
+            return false;
+        }
     }
 }
 

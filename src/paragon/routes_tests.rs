@@ -332,7 +332,7 @@ fn path_parameters_are_extracted() {
         Operation::Credential {
             id: "c-7",
             polled: false,
-            completes: false
+            install_body: false
         }
     );
     let r = classify(
@@ -346,9 +346,40 @@ fn path_parameters_are_extracted() {
         Operation::Credential {
             id: "c-7",
             polled: false,
-            completes: true
+            install_body: true
         }
     );
+    // Another spelling of the segment is the same route at a router that
+    // ignores case or decodes first: judged the same; so is the account's
+    // own PATCH or PUT.
+    for (m, p) in [
+        (
+            Method::POST,
+            "/projects/proj-1/sdk/credentials/c-7/Complete-Setup",
+        ),
+        (
+            Method::POST,
+            "/projects/proj-1/sdk/credentials/c-7/COMPLETE%2dSETUP",
+        ),
+        (
+            Method::POST,
+            "/projects/proj-1/sdk/credentials/c-7/%63omplete%2Dsetup",
+        ),
+        (Method::PATCH, "/projects/proj-1/sdk/credentials/c-7"),
+        (Method::PUT, "/projects/proj-1/sdk/credentials/c-7"),
+    ] {
+        let r = classify(&m, p, P).unwrap();
+        assert!(
+            matches!(
+                r.op,
+                Operation::Credential {
+                    install_body: true,
+                    ..
+                }
+            ),
+            "{m} {p}"
+        );
+    }
     // Only a POST completes, and only that path.
     for (m, p) in [
         (
@@ -363,13 +394,27 @@ fn path_parameters_are_extracted() {
             Method::POST,
             "/projects/proj-1/sdk/credentials/c-7/configurations",
         ),
+        (
+            Method::POST,
+            "/projects/proj-1/sdk/credentials/c-7/complete-setu",
+        ),
+        (
+            Method::POST,
+            "/projects/proj-1/sdk/credentials/c-7/complete-setupx",
+        ),
+        (
+            Method::POST,
+            "/projects/proj-1/sdk/credentials/c-7/complete%2",
+        ),
+        (Method::GET, "/projects/proj-1/sdk/credentials/c-7"),
+        (Method::DELETE, "/projects/proj-1/sdk/credentials/c-7"),
     ] {
         let r = classify(&m, p, P).unwrap();
         assert!(
             matches!(
                 r.op,
                 Operation::Credential {
-                    completes: false,
+                    install_body: false,
                     ..
                 }
             ),
