@@ -9,8 +9,9 @@
 #   CREDGATE=path BENCHKIT=path benches/load/profile.sh
 #   SECONDS_SAMPLED=20 benches/load/profile.sh
 #
-# Prints wrk's summary, credgate's CPU time over the span and the shares by
-# binary (kernel, credgate, libc) and by symbol; leaves
+# Prints wrk's summary, credgate's CPU time over the span (perf's sampling
+# included) and the shares by binary (kernel, credgate, libc) and by
+# symbol; leaves
 # .bench/profile/perf.data for `perf report -i`.
 set -euo pipefail
 
@@ -49,7 +50,7 @@ awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
   'BEGIN { printf "credgate CPU per request: %.1f us (%d requests)\n", t / hz * 1e6 / n, n }'
 echo "--- by binary"
 perf report -i "$WORK/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null |
-  grep '%' | grep -v '^#' | head -6
+  grep '%' | grep -v '^#' | awk 'NR <= 6'
 echo "--- by symbol"
 perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null |
-  grep '%' | grep -v '^#' | head -40
+  grep '%' | grep -v '^#' | awk 'NR <= 40'
