@@ -17,25 +17,8 @@ use credgate::emulator::RecordedRequest;
 use harness::*;
 use serde_json::{json, Value};
 
-fn build_oauth(query: &str) -> String {
-    format!("/v2/projects/{PROJECT}/sdk/actions/build-oauth?{query}")
-}
-
 fn nonce(query: &str) -> String {
     format!("/projects/{PROJECT}/sdk/actions/oauth-nonce?{query}")
-}
-
-/// `application/x-www-form-urlencoded`, as `URLSearchParams` writes it.
-fn enc(v: &str) -> String {
-    v.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// The decoded values of `name` in a recorded query.
@@ -54,14 +37,9 @@ fn query_values(r: &RecordedRequest, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// What the SDK sends to start an install, with `options` as its
-/// `installOptions` and `token` as its `userToken`.
+/// What the SDK sends to start an install (session `k3x9q1`).
 fn start_query(token: &str, options: Value) -> String {
-    format!(
-        "action=salesforce&endUserSuppliedValues=%7B%7D&parameters=%7B%7D&userToken={token}&integrationId={DEMO_INTEGRATION_SALESFORCE}&originForPostMessage={}&isPreviewMode=false&installOptions={}&oauthMetaKeyId=k3x9q1",
-        enc("http://127.0.0.1:1"),
-        enc(&options.to_string())
-    )
+    install_start_query(token, &options, "k3x9q1")
 }
 
 /// The one request that reached the emulator for `got`, asserting that
@@ -102,7 +80,7 @@ async fn build_oauth_gets_a_minted_token_and_the_members_next_free_label() {
     let got = env
         .send(
             "GET",
-            &build_oauth(&start_query(
+            &build_oauth_path(&start_query(
                 &alice,
                 json!({"allowMultipleCredentials": true, "isApiInstallation": true}),
             )),
@@ -136,7 +114,7 @@ async fn build_oauth_gets_a_minted_token_and_the_members_next_free_label() {
     let got = env
         .send(
             "GET",
-            &build_oauth(&start_query(&dave, json!({}))),
+            &build_oauth_path(&start_query(&dave, json!({}))),
             &dave,
             &[],
             "",
@@ -149,7 +127,7 @@ async fn build_oauth_gets_a_minted_token_and_the_members_next_free_label() {
         let got = env
             .send(
                 "GET",
-                &build_oauth(&start_query(&alice, json!({"externalId": own}))),
+                &build_oauth_path(&start_query(&alice, json!({"externalId": own}))),
                 &alice,
                 &[],
                 "",
@@ -194,7 +172,7 @@ async fn a_foreign_label_or_account_or_parameter_reaches_nothing() {
         let got = env
             .send(
                 "GET",
-                &build_oauth(&start_query(&alice, options.clone())),
+                &build_oauth_path(&start_query(&alice, options.clone())),
                 &alice,
                 &[],
                 "",
@@ -217,7 +195,9 @@ async fn a_foreign_label_or_account_or_parameter_reaches_nothing() {
         "&selectedCredentialId=x",
     ] {
         let q = format!("{}{extra}", start_query(&alice, json!({})));
-        let got = env.send("GET", &build_oauth(&q), &alice, &[], "").await;
+        let got = env
+            .send("GET", &build_oauth_path(&q), &alice, &[], "")
+            .await;
         assert_eq!(got.status, 400, "{extra}");
     }
     assert_eq!(env.traffic().len(), before, "nothing reached Paragon");
@@ -225,7 +205,7 @@ async fn a_foreign_label_or_account_or_parameter_reaches_nothing() {
     let got = env
         .send(
             "GET",
-            &build_oauth(&start_query(
+            &build_oauth_path(&start_query(
                 &alice,
                 json!({"selectedCredentialId": DEMO_SALESFORCE_ALICE}),
             )),
@@ -301,7 +281,7 @@ async fn the_user_token_authenticates_only_as_the_callers_own_bearer_token() {
     let got = env
         .send(
             "GET",
-            &build_oauth(&start_query(&bob, json!({}))),
+            &build_oauth_path(&start_query(&bob, json!({}))),
             &alice,
             &[],
             "",
@@ -337,7 +317,7 @@ async fn an_admins_options_pass_unchanged_and_its_token_is_replaced() {
     let got = env
         .send(
             "GET",
-            &build_oauth(&start_query(&admin, options.clone())),
+            &build_oauth_path(&start_query(&admin, options.clone())),
             &admin,
             &[],
             "",
@@ -402,7 +382,7 @@ async fn the_install_popup_flow_ends_with_an_account_that_is_hers_at_once() {
     let got = env
         .send(
             "GET",
-            &build_oauth(&start_query(
+            &build_oauth_path(&start_query(
                 &alice,
                 json!({"allowMultipleCredentials": true}),
             )),
@@ -414,15 +394,7 @@ async fn the_install_popup_flow_ends_with_an_account_that_is_hers_at_once() {
     assert!(got.status.is_success(), "{} {:?}", got.status, got.body);
     let redirect = got.json()["redirectUrl"].as_str().unwrap().to_string();
     // The provider's consent, straight at the emulator (not through credgate).
-    let consent = send(
-        &env.cl,
-        http::Request::post(&redirect)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(credgate::net::body::full("approve=1"))
-            .unwrap(),
-    )
-    .await;
-    assert!(consent.status.is_success(), "{}", consent.status);
+    env.consent(&redirect).await;
     let session = p("/sdk/actions/session-id/k3x9q1");
     // The session is bound to Alice: Paragon got another id than the
     // SDK's, and Bob, who learns the SDK's, can neither read nor end it.

@@ -14,24 +14,8 @@ use credgate::emulator::RecordedRequest;
 use harness::*;
 use serde_json::{json, Value};
 
-fn enc(v: &str) -> String {
-    v.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 fn build_oauth(token: &str, session: &str, options: Value) -> String {
-    format!(
-        "/v2/projects/{PROJECT}/sdk/actions/build-oauth?action=salesforce&userToken={token}&integrationId={DEMO_INTEGRATION_SALESFORCE}&originForPostMessage={}&installOptions={}&oauthMetaKeyId={session}",
-        enc("http://127.0.0.1:1"),
-        enc(&options.to_string())
-    )
+    build_oauth_path(&install_start_query(token, &options, session))
 }
 
 /// A request a member tries: method, path, headers, body.
@@ -71,15 +55,7 @@ async fn passthrough_members_do_not_share_install_sessions() {
         .await;
     assert!(got.status.is_success(), "{} {:?}", got.status, got.body);
     let redirect = got.json()["redirectUrl"].as_str().unwrap().to_string();
-    let consent = send(
-        &env.cl,
-        http::Request::post(&redirect)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(credgate::net::body::full("approve=1"))
-            .unwrap(),
-    )
-    .await;
-    assert!(consent.status.is_success(), "{}", consent.status);
+    env.consent(&redirect).await;
     // Bob, who learned the SDK's session id, polls it.
     let session = p("/sdk/actions/session-id/k3x9q1");
     let mut open = Vec::new();

@@ -364,7 +364,7 @@ async fn path_route(
     let Some(install) = &inputs.install else {
         return Ok(Decision::routed(Routed::Credential(chosen)));
     };
-    // A member's `complete-setup`, or `PATCH`/`PUT` of the account
+    // A member's `complete-setup`, or `PATCH`/`PUT`/`POST` of the account
     // (contract §13): the body's `installOptions` are judged as a new
     // account's. An account it names
     // is decided like a named one and the token names it too; a label must

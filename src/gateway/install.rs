@@ -159,7 +159,7 @@ pub(super) struct InstallInput {
 /// A member's install inputs (contract §13): the query of `build-oauth`
 /// and `oauth-nonce` (only the SDK's parameters, each once), the JSON
 /// body of `POST /sdk/credentials`, of `POST
-/// /sdk/credentials/{id}/complete-setup` and of `PATCH`/`PUT
+/// /sdk/credentials/{id}/complete-setup` and of `PATCH`/`PUT`/`POST
 /// /sdk/credentials/{id}` (`Operation::carries_install_body`). Only members' (admins' options pass
 /// unchanged); `None` on other routes. 400 for anything malformed.
 pub(super) fn parse(

@@ -45,9 +45,10 @@ pub enum Operation<'a> {
         /// account's is (contract §13): `POST .../complete-setup` (the SDK
         /// finishes a pending account with the install's `installOptions`;
         /// any case, any percent-encoding of the segment: another spelling
-        /// may reach the same handler at Paragon), and `PATCH` or `PUT` of
-        /// the account itself (the SDK's settings, `{config}`), so that no
-        /// method of the account's own path carries a label unjudged.
+        /// may reach the same handler at Paragon), and `PATCH`, `PUT` or
+        /// `POST` of the account itself (the SDK's settings, `{config}`), so
+        /// that no method of the account's own path carries a label
+        /// unjudged.
         install_body: bool,
     },
     WorkflowSettings,
@@ -518,7 +519,7 @@ fn classify_sdk<'a>(method: &Method, tail: &'a str) -> Result<Route<'a>, RouteEr
                     id,
                     polled: more.is_none() && *m == Method::GET,
                     install_body: match more {
-                        None => *m == Method::PATCH || *m == Method::PUT,
+                        None => matches!(*m, Method::PATCH | Method::PUT | Method::POST),
                         Some(seg) => *m == Method::POST && names_segment(seg, "complete-setup"),
                     },
                 },

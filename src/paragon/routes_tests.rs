@@ -367,6 +367,7 @@ fn path_parameters_are_extracted() {
         ),
         (Method::PATCH, "/projects/proj-1/sdk/credentials/c-7"),
         (Method::PUT, "/projects/proj-1/sdk/credentials/c-7"),
+        (Method::POST, "/projects/proj-1/sdk/credentials/c-7"),
     ] {
         let r = classify(&m, p, P).unwrap();
         assert!(

@@ -551,3 +551,48 @@ pub const SLACK_ALICE_1: &str = DEMO_SLACK_ALICE_1;
 pub const SLACK_ALICE_2: &str = DEMO_SLACK_ALICE_2;
 pub const SLACK_BOB: &str = DEMO_SLACK_BOB;
 pub const DRIVE_ALICE: &str = DEMO_GOOGLEDRIVE_ALICE;
+
+/// `application/x-www-form-urlencoded`, as `URLSearchParams` writes it.
+pub fn form_enc(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The query the SDK sends to start an install (`build-oauth`), with
+/// `options` as its `installOptions`, `token` as its `userToken` and
+/// `session` as its `oauthMetaKeyId`.
+pub fn install_start_query(token: &str, options: &Value, session: &str) -> String {
+    format!(
+        "action=salesforce&endUserSuppliedValues=%7B%7D&parameters=%7B%7D&userToken={token}&integrationId={DEMO_INTEGRATION_SALESFORCE}&originForPostMessage={}&isPreviewMode=false&installOptions={}&oauthMetaKeyId={session}",
+        form_enc("http://127.0.0.1:1"),
+        form_enc(&options.to_string())
+    )
+}
+
+/// `build-oauth`'s path with `query`.
+pub fn build_oauth_path(query: &str) -> String {
+    format!("/v2/projects/{PROJECT}/sdk/actions/build-oauth?{query}")
+}
+
+impl Env {
+    /// The provider's consent to an install's `redirectUrl`, straight at
+    /// the emulator (not through credgate).
+    pub async fn consent(&self, redirect: &str) {
+        let consent = send(
+            &self.cl,
+            http::Request::post(redirect)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(credgate::net::body::full("approve=1"))
+                .unwrap(),
+        )
+        .await;
+        assert!(consent.status.is_success(), "{}", consent.status);
+    }
+}
