@@ -379,22 +379,8 @@ async fn the_install_popup_flow_ends_with_an_account_that_is_hers_at_once() {
     let alice = env.member("alice");
     let got = env.salesforce_get("alice", "x", UNKNOWN, &[]).await;
     assert_eq!(got.status, 403);
-    let got = env
-        .send(
-            "GET",
-            &build_oauth_path(&start_query(
-                &alice,
-                json!({"allowMultipleCredentials": true}),
-            )),
-            &alice,
-            &[],
-            "",
-        )
-        .await;
-    assert!(got.status.is_success(), "{} {:?}", got.status, got.body);
-    let redirect = got.json()["redirectUrl"].as_str().unwrap().to_string();
     // The provider's consent, straight at the emulator (not through credgate).
-    env.consent(&redirect).await;
+    env.install_consented(&alice, "k3x9q1").await;
     let session = p("/sdk/actions/session-id/k3x9q1");
     // The session is bound to Alice: Paragon got another id than the
     // SDK's, and Bob, who learns the SDK's, can neither read nor end it.

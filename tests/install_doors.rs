@@ -44,18 +44,7 @@ async fn passthrough_members_do_not_share_install_sessions() {
         PERMS: {"integration:salesforce": {format!("credential:{DEMO_SALESFORCE_BOB}"): true}}
     }));
     // Alice starts an install (the SDK's fetch), then consents on Paragon.
-    let got = env
-        .send(
-            "GET",
-            &build_oauth(&alice, "k3x9q1", json!({"allowMultipleCredentials": true})),
-            &alice,
-            &[],
-            "",
-        )
-        .await;
-    assert!(got.status.is_success(), "{} {:?}", got.status, got.body);
-    let redirect = got.json()["redirectUrl"].as_str().unwrap().to_string();
-    env.consent(&redirect).await;
+    env.install_consented(&alice, "k3x9q1").await;
     // Bob, who learned the SDK's session id, polls it.
     let session = p("/sdk/actions/session-id/k3x9q1");
     let mut open = Vec::new();

@@ -582,6 +582,18 @@ pub fn build_oauth_path(query: &str) -> String {
 }
 
 impl Env {
+    /// A member's install started as the SDK starts it (`build-oauth`,
+    /// session `session`, several accounts allowed) and consented to at
+    /// the provider.
+    pub async fn install_consented(&self, token: &str, session: &str) {
+        let options = json!({"allowMultipleCredentials": true});
+        let path = build_oauth_path(&install_start_query(token, &options, session));
+        let got = self.send("GET", &path, token, &[], "").await;
+        assert!(got.status.is_success(), "{} {:?}", got.status, got.body);
+        let redirect = got.json()["redirectUrl"].as_str().unwrap().to_string();
+        self.consent(&redirect).await;
+    }
+
     /// The provider's consent to an install's `redirectUrl`, straight at
     /// the emulator (not through credgate).
     pub async fn consent(&self, redirect: &str) {
