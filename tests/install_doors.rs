@@ -126,7 +126,7 @@ async fn complete_setup_in_another_case_is_still_judged() {
     );
 }
 
-/// A member's body on `PATCH`/`PUT /sdk/credentials/{id}` (the SDK sends
+/// A member's body on `PATCH`/`PUT`/`POST /sdk/credentials/{id}` (the SDK sends
 /// its settings, `{config}`) is judged as an install body: a label that is
 /// not hers is refused (403), a field the SDK does not send too (400).
 #[tokio::test]
@@ -144,6 +144,11 @@ async fn a_members_label_fields_on_other_credential_methods_are_not_passed() {
         ),
         (
             "PUT",
+            json!({"installOptions": {"externalId": "alice"}}),
+            403,
+        ),
+        (
+            "POST",
             json!({"installOptions": {"externalId": "alice"}}),
             403,
         ),

@@ -366,10 +366,9 @@ async fn path_route(
     };
     // A member's `complete-setup`, or `PATCH`/`PUT`/`POST` of the account
     // (contract §13): the body's `installOptions` are judged as a new
-    // account's. An account it names
-    // is decided like a named one and the token names it too; a label must
-    // be the member's own. None given, none is set: the account exists,
-    // and credgate does not relabel it.
+    // account's. An account it names is decided like a named one and the
+    // token names it too; a label must be the member's own. None given,
+    // none is set: the account exists, and credgate does not relabel it.
     let also = match &install.selected {
         Some(r) => {
             let named = selected_account(ctx, list, install, r).await?;

@@ -160,8 +160,9 @@ pub(super) struct InstallInput {
 /// and `oauth-nonce` (only the SDK's parameters, each once), the JSON
 /// body of `POST /sdk/credentials`, of `POST
 /// /sdk/credentials/{id}/complete-setup` and of `PATCH`/`PUT`/`POST
-/// /sdk/credentials/{id}` (`Operation::carries_install_body`). Only members' (admins' options pass
-/// unchanged); `None` on other routes. 400 for anything malformed.
+/// /sdk/credentials/{id}` (`Operation::carries_install_body`). Only
+/// members' (admins' options pass unchanged); `None` on other routes. 400
+/// for anything malformed.
 pub(super) fn parse(
     op: Operation<'_>,
     query: &str,

@@ -105,11 +105,20 @@ impl<'de, V: Visitor<'de>> DeserializeSeed<'de> for ObjectOrNot<V> {
 
 struct OrNot<V>(V);
 
-/// Visits of scalars that all answer `$answer`.
-macro_rules! scalars_answer {
-    ($answer:expr; $($name:ident: $t:ty),*) => {
+/// The visits of the JSON values a visitor reads through unused: an
+/// array answers `$seq`, `null` answers `$null`, each scalar named answers
+/// `$other`.
+macro_rules! read_through {
+    ($de:lifetime; seq: $seq:expr, null: $null:expr, $other:expr; $($name:ident: $t:ty),*) => {
+        fn visit_seq<A: SeqAccess<$de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok($seq)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($null)
+        }
         $(fn $name<E: de::Error>(self, _: $t) -> Result<Self::Value, E> {
-            Ok($answer)
+            Ok($other)
         })*
     };
 }
@@ -122,14 +131,8 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for OrNot<V> {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         self.0.visit_map(map).map(Some)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    scalars_answer!(None; visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
+    read_through!('de; seq: None, null: None, None;
+        visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
 }
 
 /// A member credgate reads as text: a string's, borrowed where it can be;
@@ -161,35 +164,16 @@ impl<'de> Visitor<'de> for Text {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(None)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    scalars_answer!(None; visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64);
+    read_through!('de; seq: None, null: None, None;
+        visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64);
 }
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(KeyVisitor)
+        // A member's name is a string (borrowed where it has no escape).
+        Text.deserialize(d)?
+            .map(Key)
+            .ok_or_else(|| de::Error::custom("a member name must be a string"))
     }
 }
 
@@ -264,14 +248,8 @@ impl<'de> Visitor<'de> for ArgumentsSeed {
         }
         Ok(Ok(out))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Err(()))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Ok(Arguments::new()))
-    }
-    scalars_answer!(Err(()); visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
+    read_through!('de; seq: Err(()), null: Ok(Arguments::new()), Err(());
+        visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
 }
 
 #[cfg(test)]

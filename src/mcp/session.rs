@@ -236,7 +236,7 @@ impl Sessions {
         // the key still in use, when it was taken in (a new key ends every
         // live session, `Inner::key`): it is not computed again per call.
         let checked = inner.live.get(&who).is_some_and(|m| m.contains_key(id));
-        if !checked && !constant_time_eq(&sign(inner.key(rules), payload, identity), mac) {
+        if !checked && !constant_time_eq(&sign(inner.current_key(), payload, identity), mac) {
             return Err(Rejected::NotFound);
         }
         let protocol = *PROTOCOL_VERSIONS
@@ -319,7 +319,15 @@ impl Inner {
             };
             self.key = Some((pem, hmac::Key::new(hmac::HMAC_SHA256, &secret)));
         }
-        self.key.as_ref().map(|(_, k)| k).expect("set above")
+        self.current_key()
+    }
+
+    /// The key `key` last set (it has always run first).
+    fn current_key(&self) -> &hmac::Key {
+        self.key
+            .as_ref()
+            .map(|(_, k)| k)
+            .expect("set by Inner::key")
     }
 
     /// Takes a live session of `who` in, within

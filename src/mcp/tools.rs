@@ -81,6 +81,7 @@ pub(super) async fn catalog(
     permitted.sort_by(|a, b| (&a.integration, &a.id).cmp(&(&b.integration, &b.id)));
     let parts = [&*caller.identity.user, scope.as_deref().unwrap_or("")];
     let ids: usize = permitted.iter().map(|c| c.id.len() + 1).sum();
+    // Each part, its length (at most 20 digits) and a colon; each id and a comma.
     let mut key = String::with_capacity(parts.iter().map(|p| p.len() + 21).sum::<usize>() + ids);
     for part in parts {
         // Length-prefixed: no user and scope split the same key two ways.
